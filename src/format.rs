@@ -1,0 +1,298 @@
+//! The on-disk layout as constants and small header codecs; mirrors `docs/format.md` line by line.
+//!
+//! Nothing here does I/O: these functions turn headers into bytes and back, and say why bytes are invalid.
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+/// Version of the on-disk format written by this code; any byte layout change bumps it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// First 8 bytes of every segment file: ASCII `FOLDSEG` and a zero byte.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"FOLDSEG\0";
+/// Size of the segment header; also the offset of the first frame.
+pub const SEGMENT_HEADER_LEN: u64 = 128;
+/// Bytes of the fixed header part covered by `header_crc` (the CRC itself sits at 60..64).
+const SEGMENT_FIXED_LEN: usize = 64;
+/// Offset of durable slot A; slot B follows it.
+const SLOT_A_OFFSET: usize = 64;
+/// Size of one durable slot.
+pub const SLOT_LEN: usize = 32;
+/// Slot flag: written by a clean close; nothing was stored at or after `durable_end`.
+pub const SLOT_FLAG_CLEAN: u32 = 1;
+
+/// Size of a frame header; the body starts right after it.
+pub const FRAME_HEADER_LEN: u64 = 16;
+/// Every frame starts at a multiple of this, so every body is 16-aligned in the (page-aligned) map.
+pub const FRAME_ALIGN: u64 = 16;
+/// Frame kind: an event envelope that takes the next global position.
+pub const KIND_EVENT: u8 = 1;
+/// Frame kind: a named consumer's position; takes no global position.
+pub const KIND_CONSUMER: u8 = 2;
+/// Frame flag: last frame of an atomic batch.
+pub const FLAG_COMMIT: u8 = 1;
+
+/// First 8 bytes of the index checkpoint: ASCII `FOLDIDX` and a zero byte.
+pub const CHECKPOINT_MAGIC: [u8; 8] = *b"FOLDIDX\0";
+/// Size of the checkpoint header; the body follows it.
+pub const CHECKPOINT_HEADER_LEN: usize = 80;
+
+/// Longest stream id, in bytes.
+pub const STREAM_ID_BYTES_MAX: usize = 1024;
+/// Longest event type name (and consumer name), in bytes.
+pub const NAME_BYTES_MAX: usize = 256;
+
+/// Segment file names: 20 digits of base position + this extension.
+pub const SEGMENT_EXTENSION: &str = "seg";
+/// The index checkpoint's file name.
+pub const CHECKPOINT_FILE: &str = "index.ckpt";
+/// The lock file's name.
+pub const LOCK_FILE: &str = "LOCK";
+
+const _: () = assert!(SEGMENT_HEADER_LEN as usize == SEGMENT_FIXED_LEN + 2 * SLOT_LEN);
+const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
+const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
+
+/// The file name of the segment whose first event is `base`.
+pub fn segment_file_name(base: u64) -> String {
+    format!("{base:020}.{SEGMENT_EXTENSION}")
+}
+
+/// The base position named by a segment file name, or `None` if the name is not a segment's.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Rounds a body length up to the frame alignment.
+pub fn padded(len: u64) -> u64 {
+    len.div_ceil(FRAME_ALIGN) * FRAME_ALIGN
+}
+
+/// Total bytes a frame with a body of `body_len` bytes occupies, padding included.
+pub fn frame_len(body_len: u64) -> u64 {
+    FRAME_HEADER_LEN + padded(body_len)
+}
+
+/// The fixed part of a segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Random id shared by every segment of one log.
+    pub log_id: [u8; 16],
+    /// Global position of the segment's first event.
+    pub base_position: u64,
+    /// File size in bytes.
+    pub capacity: u64,
+    /// Creation time, microseconds since the Unix epoch.
+    pub created_micros: i64,
+}
+
+/// Why a segment header could not be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderProblem {
+    /// Fewer bytes than a header.
+    Short,
+    /// The magic bytes are not foldlog's.
+    BadMagic,
+    /// Written by a newer (or unknown) format version.
+    Version(u32),
+    /// The CRC or a fixed field does not match.
+    Damaged,
+}
+
+impl SegmentHeader {
+    /// Encodes the fixed header part (64 bytes, CRC included).
+    pub fn encode(&self) -> [u8; SEGMENT_FIXED_LEN] {
+        let mut b = [0u8; SEGMENT_FIXED_LEN];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        LE::write_u32(&mut b[8..12], FORMAT_VERSION);
+        LE::write_u32(&mut b[12..16], SEGMENT_HEADER_LEN as u32);
+        b[16..32].copy_from_slice(&self.log_id);
+        LE::write_u64(&mut b[32..40], self.base_position);
+        LE::write_u64(&mut b[40..48], self.capacity);
+        LE::write_i64(&mut b[48..56], self.created_micros);
+        let crc = crc32fast::hash(&b[0..60]);
+        LE::write_u32(&mut b[60..64], crc);
+        b
+    }
+
+    /// Decodes and checks the fixed header part from the start of a segment file.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderProblem> {
+        let b = bytes.get(0..SEGMENT_FIXED_LEN).ok_or(HeaderProblem::Short)?;
+        if b[0..8] != SEGMENT_MAGIC {
+            return Err(HeaderProblem::BadMagic);
+        }
+        let crc_ok = crc32fast::hash(&b[0..60]) == LE::read_u32(&b[60..64]);
+        let version = LE::read_u32(&b[8..12]);
+        if version != FORMAT_VERSION {
+            // A newer writer may have changed the header too, so the version is judged before the CRC.
+            return Err(if crc_ok { HeaderProblem::Version(version) } else { HeaderProblem::Damaged });
+        }
+        if !crc_ok
+            || u64::from(LE::read_u32(&b[12..16])) != SEGMENT_HEADER_LEN
+            || LE::read_u32(&b[56..60]) != 0
+        {
+            return Err(HeaderProblem::Damaged);
+        }
+        let mut log_id = [0u8; 16];
+        log_id.copy_from_slice(&b[16..32]);
+        Ok(SegmentHeader {
+            log_id,
+            base_position: LE::read_u64(&b[32..40]),
+            capacity: LE::read_u64(&b[40..48]),
+            created_micros: LE::read_i64(&b[48..56]),
+        })
+    }
+}
+
+/// A durable slot: all frames below `durable_end` are on stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableSlot {
+    /// Write counter; odd values live in slot A, even in slot B.
+    pub seq: u64,
+    /// File offset below which every frame was synced.
+    pub durable_end: u64,
+    /// Position of the first event at or after `durable_end`.
+    pub next_position: u64,
+    /// `SLOT_FLAG_*` bits.
+    pub flags: u32,
+}
+
+impl DurableSlot {
+    /// File offset where this slot is stored.
+    pub fn file_offset(&self) -> u64 {
+        (SLOT_A_OFFSET + if self.seq % 2 == 1 { 0 } else { SLOT_LEN }) as u64
+    }
+
+    /// Encodes the slot with its CRC.
+    pub fn encode(&self) -> [u8; SLOT_LEN] {
+        let mut b = [0u8; SLOT_LEN];
+        LE::write_u64(&mut b[0..8], self.seq);
+        LE::write_u64(&mut b[8..16], self.durable_end);
+        LE::write_u64(&mut b[16..24], self.next_position);
+        LE::write_u32(&mut b[24..28], self.flags);
+        let crc = crc32fast::hash(&b[0..28]);
+        LE::write_u32(&mut b[28..32], crc);
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<DurableSlot> {
+        let b = b.get(0..SLOT_LEN)?;
+        if crc32fast::hash(&b[0..28]) != LE::read_u32(&b[28..32]) {
+            return None;
+        }
+        let slot = DurableSlot {
+            seq: LE::read_u64(&b[0..8]),
+            durable_end: LE::read_u64(&b[8..16]),
+            next_position: LE::read_u64(&b[16..24]),
+            flags: LE::read_u32(&b[24..28]),
+        };
+        (slot.seq > 0 && slot.flags & !SLOT_FLAG_CLEAN == 0).then_some(slot)
+    }
+
+    /// The newest valid slot of a segment header, or `None` if neither slot holds a valid record.
+    pub fn newest(header: &[u8]) -> Option<DurableSlot> {
+        let a = header.get(SLOT_A_OFFSET..).and_then(DurableSlot::decode);
+        let b = header.get(SLOT_A_OFFSET + SLOT_LEN..).and_then(DurableSlot::decode);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if a.seq >= b.seq { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A decoded frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Body length in bytes (never 0 for a real frame).
+    pub body_len: u32,
+    /// CRC32 over header bytes 0..4, 8..16 and the body.
+    pub crc: u32,
+    /// `KIND_*`.
+    pub kind: u8,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+}
+
+impl FrameHeader {
+    /// Reads a header from 16 bytes; no checks beyond the length.
+    pub fn read(b: &[u8; FRAME_HEADER_LEN as usize]) -> FrameHeader {
+        FrameHeader { body_len: LE::read_u32(&b[0..4]), crc: LE::read_u32(&b[4..8]), kind: b[8], flags: b[9] }
+    }
+
+    /// Whether the reserved bytes are zero and kind and flags are known.
+    pub fn well_formed(raw: &[u8; FRAME_HEADER_LEN as usize]) -> bool {
+        matches!(raw[8], KIND_EVENT | KIND_CONSUMER)
+            && raw[9] & !FLAG_COMMIT == 0
+            && raw[10..16].iter().all(|&x| x == 0)
+    }
+
+    /// Writes the header, computing the CRC over it and `body`.
+    pub fn write(out: &mut [u8; FRAME_HEADER_LEN as usize], kind: u8, flags: u8, body: &[u8]) {
+        *out = [0; FRAME_HEADER_LEN as usize];
+        LE::write_u32(&mut out[0..4], body.len() as u32);
+        out[8] = kind;
+        out[9] = flags;
+        let crc = frame_crc(out, body);
+        LE::write_u32(&mut out[4..8], crc);
+    }
+}
+
+/// The CRC a frame with header `raw` (its CRC field ignored) and `body` must carry.
+pub fn frame_crc(raw: &[u8; FRAME_HEADER_LEN as usize], body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&raw[0..4]);
+    h.update(&raw[8..16]);
+    h.update(body);
+    h.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_sort_and_round_trip() {
+        assert_eq!(segment_file_name(0), "00000000000000000000.seg");
+        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_segment_file_name("0000000000000000001.seg"), None);
+        assert_eq!(parse_segment_file_name("0000000000000000000a.seg"), None);
+        assert_eq!(parse_segment_file_name("00000000000000000001.seg.tmp"), None);
+        assert!(segment_file_name(9) < segment_file_name(10));
+    }
+
+    #[test]
+    fn crc_is_ieee() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn header_round_trip_and_damage() {
+        let h = SegmentHeader { log_id: [7; 16], base_position: 42, capacity: 1 << 20, created_micros: 5 };
+        let b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        for i in 0..64 {
+            let mut d = b;
+            d[i] ^= 0x10;
+            assert!(SegmentHeader::decode(&d).is_err(), "flip at {i} accepted");
+        }
+        assert_eq!(SegmentHeader::decode(&b[..10]), Err(HeaderProblem::Short));
+    }
+
+    #[test]
+    fn newest_slot_wins_and_torn_slot_falls_back() {
+        let mut hdr = [0u8; SEGMENT_HEADER_LEN as usize];
+        assert_eq!(DurableSlot::newest(&hdr), None);
+        let s1 = DurableSlot { seq: 1, durable_end: 256, next_position: 3, flags: 0 };
+        let s2 = DurableSlot { seq: 2, durable_end: 512, next_position: 9, flags: 0 };
+        for s in [s1, s2] {
+            let at = s.file_offset() as usize;
+            hdr[at..at + SLOT_LEN].copy_from_slice(&s.encode());
+        }
+        assert_eq!(DurableSlot::newest(&hdr), Some(s2));
+        hdr[s2.file_offset() as usize + 9] ^= 1;
+        assert_eq!(DurableSlot::newest(&hdr), Some(s1));
+    }
+}

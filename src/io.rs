@@ -1,0 +1,311 @@
+//! The one I/O boundary: every system call that touches the data directory goes through here.
+//!
+//! That gives the crash tests two hooks on the real calls (never a fake file system): a failpoint that fails
+//! the Nth call under a directory with an OS error, once or from then on, and a recorder of persistence events
+//! (writes with their bytes, syncs, creates, renames, removes) from which power-loss images are built.
+//! Both are scoped by directory so tests running in parallel threads do not disturb each other, and cost one
+//! relaxed atomic load per call when unused.
+
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// The kinds of I/O call, for failpoints and the persistence-event record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Create or open a file.
+    Open,
+    /// Preallocate a file's blocks.
+    Allocate,
+    /// Map a file.
+    Map,
+    /// Write bytes (through `pwrite` or the map).
+    Write,
+    /// Read bytes with `pread`.
+    Read,
+    /// Sync a file's data (fdatasync or msync).
+    SyncFile,
+    /// Sync a directory.
+    SyncDir,
+    /// Rename a file.
+    Rename,
+    /// Remove a file.
+    Remove,
+    /// List a directory.
+    ListDir,
+    /// Take a lock.
+    Lock,
+}
+
+/// One persistence-relevant event, as recorded for crash-image tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PersistEvent {
+    /// A new, empty file was created.
+    Create(PathBuf),
+    /// A file was preallocated (zero-filled) to this length.
+    Allocate(PathBuf, u64),
+    /// Bytes were stored at an offset (not durable until a later sync of that file).
+    Write(PathBuf, u64, Vec<u8>),
+    /// A file's data was synced (every earlier write to it is durable).
+    SyncFile(PathBuf),
+    /// A directory was synced (every earlier create, rename and remove in it is durable).
+    SyncDir(PathBuf),
+    /// A file was renamed (from, to).
+    Rename(PathBuf, PathBuf),
+    /// A file was removed.
+    Remove(PathBuf),
+}
+
+/// A failpoint plan: fail calls under `dir`.
+#[derive(Clone, Debug)]
+pub struct FaultPlan {
+    /// Only calls on paths under this directory count.
+    pub dir: PathBuf,
+    /// Fail the call with this 1-based number (counting only calls of `ops`, if given).
+    pub nth: u64,
+    /// Fail every counted call from the `nth` on, not just the `nth`.
+    pub persistent: bool,
+    /// The OS error to return, e.g. `libc::EIO` or `libc::ENOSPC`.
+    pub errno: i32,
+    /// Count only these kinds of call (`None`: all).
+    pub ops: Option<Vec<Op>>,
+}
+
+struct Armed {
+    plan: FaultPlan,
+    seen: u64,
+    failed: u64,
+}
+
+#[derive(Default)]
+struct Hooks {
+    faults: Vec<Armed>,
+    recorders: Vec<(PathBuf, Vec<PersistEvent>)>,
+}
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static HOOKS: Mutex<Option<Hooks>> = Mutex::new(None);
+
+fn with_hooks<R>(f: impl FnOnce(&mut Hooks) -> R) -> R {
+    let mut guard = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    let hooks = guard.get_or_insert_with(Hooks::default);
+    let r = f(hooks);
+    ACTIVE.store(!hooks.faults.is_empty() || !hooks.recorders.is_empty(), Ordering::Release);
+    r
+}
+
+/// Test hooks: failpoints and persistence recording. Not part of the stable API.
+#[doc(hidden)]
+pub mod testing {
+    use super::*;
+
+    /// Arms a failpoint; replaces any plan for the same directory.
+    pub fn arm(plan: FaultPlan) {
+        with_hooks(|h| {
+            h.faults.retain(|a| a.plan.dir != plan.dir);
+            h.faults.push(Armed { plan, seen: 0, failed: 0 });
+        });
+    }
+
+    /// Disarms the failpoint for `dir`; returns (calls counted, calls failed).
+    pub fn disarm(dir: &Path) -> (u64, u64) {
+        with_hooks(|h| {
+            let found = h.faults.iter().find(|a| a.plan.dir == dir).map(|a| (a.seen, a.failed));
+            h.faults.retain(|a| a.plan.dir != dir);
+            found.unwrap_or((0, 0))
+        })
+    }
+
+    /// Starts recording persistence events under `dir`.
+    pub fn record(dir: &Path) {
+        with_hooks(|h| {
+            h.recorders.retain(|(d, _)| d != dir);
+            h.recorders.push((dir.to_path_buf(), Vec::new()));
+        });
+    }
+
+    /// Stops recording under `dir` and returns what was recorded.
+    pub fn take_recording(dir: &Path) -> Vec<PersistEvent> {
+        with_hooks(|h| {
+            let pos = h.recorders.iter().position(|(d, _)| d == dir);
+            pos.map(|i| h.recorders.swap_remove(i).1).unwrap_or_default()
+        })
+    }
+}
+
+/// Counts the call against an armed failpoint and fails it if the plan says so.
+fn check(op: Op, path: &Path) -> io::Result<()> {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    with_hooks(|h| {
+        for a in h.faults.iter_mut().filter(|a| path.starts_with(&a.plan.dir)) {
+            if a.plan.ops.as_ref().is_some_and(|ops| !ops.contains(&op)) {
+                continue;
+            }
+            a.seen += 1;
+            if a.seen == a.plan.nth || (a.plan.persistent && a.seen > a.plan.nth) {
+                a.failed += 1;
+                return Err(io::Error::from_raw_os_error(a.plan.errno));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Records a persistence event if a recorder covers `path`.
+fn record(path: &Path, event: impl FnOnce() -> PersistEvent) {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    with_hooks(|h| {
+        if let Some((_, events)) = h.recorders.iter_mut().find(|(d, _)| path.starts_with(d)) {
+            events.push(event());
+        }
+    });
+}
+
+/// Creates a new file (failing if it exists), mode 0600.
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
+    check(Op::Open, path)?;
+    let f = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path)?;
+    record(path, || PersistEvent::Create(path.to_path_buf()));
+    Ok(f)
+}
+
+/// Opens an existing file, refusing symlinks.
+pub(crate) fn open(path: &Path, writable: bool) -> io::Result<File> {
+    check(Op::Open, path)?;
+    OpenOptions::new().read(true).write(writable).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+/// Opens (creating if needed) the lock file.
+pub(crate) fn open_lock_file(path: &Path, create: bool) -> io::Result<File> {
+    check(Op::Open, path)?;
+    OpenOptions::new().read(true).write(true).create(create).truncate(false).mode(0o600).open(path)
+}
+
+/// Takes a non-blocking flock on `file`: exclusive for writers, shared for readers. `Ok(false)` if held.
+pub(crate) fn try_lock(file: &File, path: &Path, exclusive: bool) -> io::Result<bool> {
+    check(Op::Lock, path)?;
+    let r = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+    match r {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Preallocates `len` bytes for real (not a sparse `set_len`), so a full disk is ENOSPC here rather than a
+/// SIGBUS on a later write through the map.
+pub(crate) fn allocate(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    check(Op::Allocate, path)?;
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: posix_fallocate only reads its integer arguments; the fd is valid for the borrow of `file`.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    record(path, || PersistEvent::Allocate(path.to_path_buf(), len as u64));
+    Ok(())
+}
+
+/// Writes all of `buf` at `offset` with `pwrite`.
+pub(crate) fn write_at(file: &File, path: &Path, offset: u64, buf: &[u8]) -> io::Result<()> {
+    check(Op::Write, path)?;
+    file.write_all_at(buf, offset)?;
+    record(path, || PersistEvent::Write(path.to_path_buf(), offset, buf.to_vec()));
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub(crate) fn read_at(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    check(Op::Read, path)?;
+    file.read_exact_at(buf, offset)
+}
+
+/// Reads a whole (small) file.
+pub(crate) fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    check(Op::Read, path)?;
+    std::fs::read(path)
+}
+
+/// Checks a failpoint before a store through the map, and records the stored bytes.
+pub(crate) fn before_map_write(path: &Path) -> io::Result<()> {
+    check(Op::Write, path)
+}
+
+/// Records bytes stored through the map (the store itself is done by `map.rs`).
+pub(crate) fn after_map_write(path: &Path, offset: u64, bytes: &[u8]) {
+    record(path, || PersistEvent::Write(path.to_path_buf(), offset, bytes.to_vec()));
+}
+
+/// Checks a failpoint before mapping a file.
+pub(crate) fn before_map(path: &Path) -> io::Result<()> {
+    check(Op::Map, path)
+}
+
+/// Runs a file sync (fdatasync, or msync for a map) through the failpoint and recorder.
+pub(crate) fn sync_with(path: &Path, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    check(Op::SyncFile, path)?;
+    sync()?;
+    record(path, || PersistEvent::SyncFile(path.to_path_buf()));
+    Ok(())
+}
+
+/// fdatasync of a file.
+pub(crate) fn sync_file(file: &File, path: &Path) -> io::Result<()> {
+    sync_with(path, || file.sync_data())
+}
+
+/// fsync of a directory, so creates, renames and removes in it survive power loss.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    check(Op::SyncDir, dir)?;
+    File::open(dir)?.sync_all()?;
+    record(dir, || PersistEvent::SyncDir(dir.to_path_buf()));
+    Ok(())
+}
+
+/// Renames a file (same directory).
+pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    check(Op::Rename, from)?;
+    std::fs::rename(from, to)?;
+    record(from, || PersistEvent::Rename(from.to_path_buf(), to.to_path_buf()));
+    Ok(())
+}
+
+/// Removes a file.
+pub(crate) fn remove(path: &Path) -> io::Result<()> {
+    check(Op::Remove, path)?;
+    std::fs::remove_file(path)?;
+    record(path, || PersistEvent::Remove(path.to_path_buf()));
+    Ok(())
+}
+
+/// Creates a directory (and parents) with mode 0700 if missing.
+pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
+    check(Op::Open, dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Lists a directory: (file name, is a regular file and not a symlink).
+pub(crate) fn list_dir(dir: &Path) -> io::Result<Vec<(String, bool)>> {
+    check(Op::ListDir, dir)?;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let regular = entry.file_type()?.is_file();
+        if let Some(name) = entry.file_name().to_str() {
+            out.push((name.to_owned(), regular));
+        }
+    }
+    Ok(out)
+}
+
+use std::os::unix::fs::DirBuilderExt;

@@ -1,0 +1,47 @@
+//! foldlog: an embedded event-sourcing storage engine.
+//!
+//! A segmented, memory-mapped, checksummed append-only log of events, each belonging to a stream (one per
+//! aggregate, such as `account-42`), with optimistic concurrency, atomic multi-stream appends, zero-copy reads
+//! in global or stream order, and crash recovery that never loses an acknowledged event nor invents one.
+//!
+//! ```
+//! use foldlog::{ExpectedVersion, NewEvent, Store};
+//!
+//! # fn main() -> foldlog::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path())?;
+//! store.append("account-42", ExpectedVersion::NoStream, &[NewEvent::new("Opened", b"100")])?;
+//! store.append("account-42", ExpectedVersion::Exact(0), &[NewEvent::new("Deposited", b"50")])?;
+//! let history: Vec<String> = store
+//!     .read_stream("account-42", 0)
+//!     .map(|e| e.map(|e| e.event_type().to_owned()))
+//!     .collect::<foldlog::Result<_>>()?;
+//! assert_eq!(history, ["Opened", "Deposited"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The layers, bottom up: `format` (the bytes), `record` (one frame), `map` and `io` (the only modules that
+//! touch the OS), `segment` (one file), `index` (streams → positions), `store` (the log: writer, durability,
+//! recovery), `read` (iterators). See ARCHITECTURE.md and docs/format.md.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod error;
+mod format;
+mod index;
+pub mod io;
+mod map;
+mod options;
+mod read;
+mod record;
+mod segment;
+mod store;
+
+pub use error::{Error, ExpectedVersion, Result};
+pub use format::FORMAT_VERSION;
+pub use options::{Durability, GroupCommit, Options, Recovery};
+pub use read::{AllEvents, ReadAll, StreamEvents};
+pub use record::{ArchivedEnvelope, Envelope, EventRef};
+pub use store::{Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend};

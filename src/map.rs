@@ -1,0 +1,183 @@
+//! Memory maps of segment files: the only place that turns mapped memory into Rust references.
+//!
+//! # Safety argument
+//!
+//! A [`SegmentMap`] maps a whole segment file (shared, page-aligned base). Soundness rests on these invariants,
+//! each enforced here or by the directory lock:
+//!
+//! 1. **Committed bytes are immutable.** `committed` only grows. Shared slices are handed out only for
+//!    `[SEGMENT_HEADER_LEN, committed)`, and no code in this process writes there again: the one
+//!    [`MapWriter`] (at most one per map, checked with `writer_taken`) asserts every store is at or past
+//!    `committed`, except the durable slots in the header, which lie below `SEGMENT_HEADER_LEN` and are never
+//!    handed out as slices.
+//! 2. **The file is never shorter than the map.** Segments are preallocated to their full length before they
+//!    are mapped, and foldlog never truncates a segment file; torn tails are zeroed in place. Other processes
+//!    are kept out by the exclusive directory lock; someone who ignores the lock and truncates or rewrites a
+//!    mapped file is out of scope (SECURITY.md), as memmap2 documents it must be.
+//! 3. **Maps live as long as any borrow.** Slices borrow `&self`; the store keeps every map alive until it is
+//!    dropped, so borrowed events cannot outlive their bytes.
+//! 4. **Publication is ordered.** The writer stores bytes, then publishes `committed` with `Release`; readers
+//!    load it with `Acquire` before slicing, so they never see a half-written frame.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::format::SEGMENT_HEADER_LEN;
+use crate::io as sys;
+
+/// A mapped segment file whose committed prefix may be borrowed by any number of readers.
+pub(crate) struct SegmentMap {
+    raw: MmapRaw,
+    len: u64,
+    committed: AtomicU64,
+    writer_taken: AtomicBool,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SegmentMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentMap").field("path", &self.path).field("committed", &self.committed()).finish()
+    }
+}
+
+impl SegmentMap {
+    /// Maps `file` (of exactly `len` bytes) read-only; everything is committed and nothing can be written.
+    pub fn read_only(file: &File, path: &Path, len: u64) -> io::Result<SegmentMap> {
+        sys::before_map(path)?;
+        let raw = MmapOptions::new().len(usize_len(len)?).map_raw_read_only(file)?;
+        Ok(SegmentMap::new(raw, path, len, len, true))
+    }
+
+    /// Maps `file` (of exactly `len` bytes) for writing; only the header counts as committed until the writer
+    /// publishes more.
+    pub fn writable(file: &File, path: &Path, len: u64) -> io::Result<SegmentMap> {
+        sys::before_map(path)?;
+        let raw = MmapOptions::new().len(usize_len(len)?).map_raw(file)?;
+        Ok(SegmentMap::new(raw, path, len, SEGMENT_HEADER_LEN, false))
+    }
+
+    fn new(raw: MmapRaw, path: &Path, len: u64, committed: u64, sealed: bool) -> SegmentMap {
+        assert!(len >= SEGMENT_HEADER_LEN && raw.len() as u64 == len);
+        assert_eq!(raw.as_ptr() as usize % 16, 0, "map base must be aligned for rkyv");
+        SegmentMap {
+            raw,
+            len,
+            committed: AtomicU64::new(committed),
+            writer_taken: AtomicBool::new(sealed),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The mapped file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Length of the map (the segment's capacity).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// End of the committed (immutable, readable) region.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// The committed bytes `[start, committed)`, or `None` if `start` is outside the frame region.
+    pub fn committed_from(&self, start: u64) -> Option<&[u8]> {
+        let end = self.committed();
+        if start < SEGMENT_HEADER_LEN || start > end {
+            return None;
+        }
+        // SAFETY: `SEGMENT_HEADER_LEN <= start <= end <= len`, so the range lies inside the live mapping
+        // (invariant 2), and bytes below `committed` are never written again (invariant 1), so a shared
+        // slice cannot alias a store. The borrow of `self` keeps the mapping alive (invariant 3).
+        Some(unsafe {
+            std::slice::from_raw_parts(self.raw.as_ptr().add(start as usize), (end - start) as usize)
+        })
+    }
+
+    /// Takes the one writer of this map; `None` if it was taken already or the map is read-only.
+    pub fn take_writer(self: &Arc<SegmentMap>) -> Option<MapWriter> {
+        let taken = self.writer_taken.swap(true, Ordering::AcqRel);
+        (!taken).then(|| MapWriter { map: Arc::clone(self) })
+    }
+
+    /// msync(MS_SYNC) of the pages covering `[offset, offset + len)`.
+    pub fn flush_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        sys::sync_with(&self.path, || self.raw.flush_range(offset as usize, len as usize))
+    }
+}
+
+fn usize_len(len: u64) -> io::Result<usize> {
+    usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))
+}
+
+/// The single writer of a [`SegmentMap`]: stores bytes past the committed end and publishes them.
+pub(crate) struct MapWriter {
+    map: Arc<SegmentMap>,
+}
+
+impl MapWriter {
+    /// The map written to.
+    pub fn map(&self) -> &Arc<SegmentMap> {
+        &self.map
+    }
+
+    /// The uncommitted bytes `[start, end)`, for recovery to inspect before it publishes anything.
+    pub fn uncommitted(&self, start: u64, end: u64) -> &[u8] {
+        let committed = self.map.committed();
+        assert!(committed <= start && start <= end && end <= self.map.len, "uncommitted range out of bounds");
+        // SAFETY: the range is inside the mapping (invariant 2) and at or past `committed`, where no reader
+        // holds a slice (invariant 1). Only this writer stores there, and storing needs `&mut self`, which
+        // cannot coexist with this shared borrow.
+        unsafe {
+            std::slice::from_raw_parts(self.map.raw.as_ptr().add(start as usize), (end - start) as usize)
+        }
+    }
+
+    /// Mutable bytes `[start, end)` past the committed end, for encoding frames in place.
+    pub fn tail_mut(&mut self, start: u64, end: u64) -> &mut [u8] {
+        let committed = self.map.committed();
+        assert!(committed <= start && start <= end && end <= self.map.len, "tail range out of bounds");
+        // SAFETY: as in `uncommitted`; the `&mut self` borrow makes this the only reference to these bytes.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.raw.as_mut_ptr().add(start as usize),
+                (end - start) as usize,
+            )
+        }
+    }
+
+    /// Stores `bytes` into the header (durable slots), which readers never borrow.
+    pub fn write_header(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let end = offset + bytes.len() as u64;
+        assert!(end <= SEGMENT_HEADER_LEN, "header write past the header");
+        sys::before_map_write(&self.map.path)?;
+        // SAFETY: `[offset, end)` lies in the header, inside the mapping; `committed_from` never hands out
+        // slices below SEGMENT_HEADER_LEN, and `&mut self` excludes other writers.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.map.raw.as_mut_ptr().add(offset as usize),
+                bytes.len(),
+            );
+        }
+        sys::after_map_write(&self.map.path, offset, bytes);
+        Ok(())
+    }
+
+    /// Makes `[old committed, end)` readable. The bytes must be final: they are never written again.
+    pub fn publish(&mut self, end: u64) {
+        let old = self.map.committed();
+        assert!(old <= end && end <= self.map.len, "committed watermark must only grow");
+        self.map.committed.store(end, Ordering::Release);
+    }
+}

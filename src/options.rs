@@ -1,0 +1,81 @@
+//! How a store is opened: every limit and policy in one struct with documented defaults.
+
+use std::time::Duration;
+
+/// When appended events are made durable (survive power loss). Every mode survives a process crash
+/// (`kill -9`) once `append` has returned: the bytes are in the OS page cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Sync before `append` returns: an acknowledged event survives power loss. Costs one sync (milliseconds
+    /// on most disks) per append call; batch events to amortize it.
+    Always,
+    /// Group commit: `append` returns once the events are written and visible; a sync runs when any bound of
+    /// the group is reached. Acknowledged durable = at or below [`crate::Store::durable_position`].
+    Group(GroupCommit),
+    /// The OS writes back when it likes; only an explicit [`crate::Store::sync`] (or a clean close) makes
+    /// events durable. Survives process crashes, not power loss.
+    Never,
+}
+
+/// Bounds of one commit group: a sync runs as soon as any is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// Sync after this many append calls.
+    pub appends_max: u32,
+    /// Sync after this many bytes of frames.
+    pub bytes_max: u64,
+    /// Sync when the oldest unsynced append is this old (a background thread enforces it when idle).
+    pub delay_max: Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        GroupCommit { appends_max: 1000, bytes_max: 4 << 20, delay_max: Duration::from_millis(10) }
+    }
+}
+
+/// What `open` does with corruption it finds in the last segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Recovery {
+    /// Cut only a torn tail (bytes never promised durable); anything else is `Error::Corrupt`.
+    #[default]
+    Strict,
+    /// Operator's choice: cut the last segment at the first bad frame even below the durable point, losing
+    /// what follows. Sealed segments are never cut.
+    TruncateCorruption,
+}
+
+/// Options for [`crate::Store::open_with`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Capacity of each segment file, preallocated; a batch must fit in one. Default 64 MiB, at least 4 KiB,
+    /// rounded down to a multiple of 16.
+    pub segment_size_bytes: u64,
+    /// When appends are made durable. Default: group commit with [`GroupCommit::default`].
+    pub durability: Durability,
+    /// Write an index checkpoint after this many bytes of log (and on clean close), so open scans at most
+    /// this much. Default 64 MiB; 0 means only on close.
+    pub checkpoint_every_bytes: u64,
+    /// How many of the most recent event ids are remembered for idempotent retries. Default 100,000.
+    pub event_ids_remembered: usize,
+    /// Create the directory and a new log if there is none. Default true.
+    pub create_if_missing: bool,
+    /// Open without writing anything (shared lock; torn tails left in place). Default false.
+    pub read_only: bool,
+    /// Corruption policy. Default [`Recovery::Strict`].
+    pub recovery: Recovery,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size_bytes: 64 << 20,
+            durability: Durability::Group(GroupCommit::default()),
+            checkpoint_every_bytes: 64 << 20,
+            event_ids_remembered: 100_000,
+            create_if_missing: true,
+            read_only: false,
+            recovery: Recovery::Strict,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! One frame: header, CRC and the rkyv-archived body. Pure functions, no I/O.
+//!
+//! Encoding writes into a caller's 16-aligned slice (the map's free tail); decoding checks bounds, CRC, kind,
+//! reserved bytes and rkyv validity before handing out a reference into the bytes it was given.
+
+use rkyv::rancor::Failure;
+use rkyv::ser::writer::Buffer;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::format::{
+    frame_crc, frame_len, FrameHeader, FLAG_COMMIT, FRAME_ALIGN, FRAME_HEADER_LEN, KIND_CONSUMER, KIND_EVENT,
+};
+
+/// The archived envelope of one event: what a frame of kind 1 holds. See `docs/format.md`.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Envelope {
+    /// Global position.
+    pub position: u64,
+    /// Version within the stream.
+    pub stream_version: u64,
+    /// Wall clock at append, microseconds since the Unix epoch.
+    pub timestamp_micros: i64,
+    /// Schema version of the event type, chosen by the application.
+    pub schema_version: u32,
+    /// Caller-chosen id (a big-endian `u128`) for idempotent retries.
+    pub event_id: Option<[u8; 16]>,
+    /// The stream the event belongs to.
+    pub stream_id: String,
+    /// The event's type name.
+    pub event_type: String,
+    /// Application metadata (correlation and causation ids, ...).
+    pub metadata: Vec<u8>,
+    /// The event's bytes.
+    pub payload: Vec<u8>,
+}
+
+/// The body of a consumer-position frame (kind 2).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConsumerBody {
+    /// The consumer's name.
+    pub name: String,
+    /// Last position it has processed.
+    pub position: u64,
+}
+
+/// Size of the archived envelope's root struct (docs/format.md).
+pub(crate) const ENVELOPE_ROOT_LEN: usize = 80;
+
+// The root struct's layout is part of the format (docs/format.md); this catches an accidental change.
+const _: () = assert!(std::mem::size_of::<ArchivedEnvelope>() == ENVELOPE_ROOT_LEN);
+const _: () = assert!(std::mem::align_of::<ArchivedEnvelope>() == 8);
+const _: () = assert!(std::mem::align_of::<ArchivedEnvelope>() as u64 <= FRAME_ALIGN);
+
+/// A zero-copy view of one stored event, borrowed from the log's map.
+#[derive(Clone, Copy)]
+pub struct EventRef<'a> {
+    archived: &'a ArchivedEnvelope,
+}
+
+impl<'a> EventRef<'a> {
+    pub(crate) fn new(archived: &'a ArchivedEnvelope) -> EventRef<'a> {
+        EventRef { archived }
+    }
+
+    /// Global position in the log (0-based, dense).
+    pub fn position(&self) -> u64 {
+        self.archived.position.to_native()
+    }
+    /// Version within its stream.
+    pub fn stream_version(&self) -> u64 {
+        self.archived.stream_version.to_native()
+    }
+    /// Stream id.
+    pub fn stream_id(&self) -> &'a str {
+        self.archived.stream_id.as_str()
+    }
+    /// Event type name.
+    pub fn event_type(&self) -> &'a str {
+        self.archived.event_type.as_str()
+    }
+    /// Schema version of the event type.
+    pub fn schema_version(&self) -> u32 {
+        self.archived.schema_version.to_native()
+    }
+    /// Append time, microseconds since the Unix epoch.
+    pub fn timestamp_micros(&self) -> i64 {
+        self.archived.timestamp_micros.to_native()
+    }
+    /// The caller-chosen event id, if any.
+    pub fn event_id(&self) -> Option<u128> {
+        self.archived.event_id.as_ref().map(|b| u128::from_be_bytes(*b))
+    }
+    /// Metadata bytes (may be empty).
+    pub fn metadata(&self) -> &'a [u8] {
+        self.archived.metadata.as_slice()
+    }
+    /// Payload bytes, straight from the map.
+    pub fn payload(&self) -> &'a [u8] {
+        self.archived.payload.as_slice()
+    }
+    /// The archived envelope itself.
+    pub fn archived(&self) -> &'a ArchivedEnvelope {
+        self.archived
+    }
+    /// Copies the event out of the map.
+    pub fn to_owned(&self) -> Envelope {
+        Envelope {
+            position: self.position(),
+            stream_version: self.stream_version(),
+            timestamp_micros: self.timestamp_micros(),
+            schema_version: self.schema_version(),
+            event_id: self.archived.event_id.as_ref().copied(),
+            stream_id: self.stream_id().to_owned(),
+            event_type: self.event_type().to_owned(),
+            metadata: self.metadata().to_vec(),
+            payload: self.payload().to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EventRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRef")
+            .field("position", &self.position())
+            .field("stream_id", &self.stream_id())
+            .field("stream_version", &self.stream_version())
+            .field("event_type", &self.event_type())
+            .field("payload_len", &self.payload().len())
+            .finish()
+    }
+}
+
+/// The typed body of a frame that passed every check.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Body<'a> {
+    /// An event (kind 1).
+    Event(EventRef<'a>),
+    /// A consumer position (kind 2): name and position.
+    Consumer(&'a str, u64),
+}
+
+/// A frame that passed every check.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Frame<'a> {
+    pub body: Body<'a>,
+    pub commit: bool,
+    /// Bytes the frame occupies, padding included.
+    pub len: u64,
+}
+
+/// Why the bytes at a frame offset are not a valid frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FrameProblem {
+    /// `body_len` is zero: nothing was written here.
+    Empty,
+    /// The header or body would run past the end of the bytes.
+    Truncated,
+    /// The CRC does not match.
+    Checksum,
+    /// Unknown kind, flags or non-zero reserved bytes.
+    Header,
+    /// CRC matched but rkyv validation rejected the body.
+    Archive,
+}
+
+impl std::fmt::Display for FrameProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FrameProblem::Empty => "no frame (zero length)",
+            FrameProblem::Truncated => "frame runs past the end of the segment",
+            FrameProblem::Checksum => "frame CRC mismatch",
+            FrameProblem::Header => "frame header has unknown kind, flags or reserved bytes",
+            FrameProblem::Archive => "frame body is not a valid archive",
+        })
+    }
+}
+
+/// Decodes and fully validates the frame at the start of `bytes`: bounds, CRC, header fields and rkyv
+/// validity. Every read goes through here, so a byte that rotted after open still never comes back as an event.
+///
+/// `bytes` must start at a 16-aligned address for the rkyv check to pass; the map guarantees it.
+pub(crate) fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameProblem> {
+    let raw: &[u8; FRAME_HEADER_LEN as usize] = bytes
+        .get(..FRAME_HEADER_LEN as usize)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(FrameProblem::Truncated)?;
+    let header = FrameHeader::read(raw);
+    if header.body_len == 0 {
+        return Err(FrameProblem::Empty);
+    }
+    let len = frame_len(u64::from(header.body_len));
+    if (bytes.len() as u64) < len {
+        return Err(FrameProblem::Truncated);
+    }
+    let body = &bytes[FRAME_HEADER_LEN as usize..FRAME_HEADER_LEN as usize + header.body_len as usize];
+    if frame_crc(raw, body) != header.crc {
+        return Err(FrameProblem::Checksum);
+    }
+    if !FrameHeader::well_formed(raw) {
+        return Err(FrameProblem::Header);
+    }
+    let body = if header.kind == KIND_EVENT {
+        Body::Event(EventRef::new(
+            rkyv::access::<ArchivedEnvelope, Failure>(body).map_err(|_| FrameProblem::Archive)?,
+        ))
+    } else {
+        let c = rkyv::access::<ArchivedConsumerBody, Failure>(body).map_err(|_| FrameProblem::Archive)?;
+        Body::Consumer(c.name.as_str(), c.position.to_native())
+    };
+    Ok(Frame { body, commit: header.flags & FLAG_COMMIT != 0, len })
+}
+
+/// Writes one whole frame (header, body, zero padding) at the start of `dst`. Returns the frame's length, or
+/// `None` if it does not fit.
+pub(crate) fn encode_event(env: &Envelope, commit: bool, dst: &mut [u8]) -> Option<u64> {
+    encode(KIND_EVENT, commit, dst, |body| {
+        rkyv::api::high::to_bytes_in::<_, Failure>(env, Buffer::from(body)).ok().map(|b| b.len())
+    })
+}
+
+/// Writes a consumer-position frame; see [`encode_event`].
+pub(crate) fn encode_consumer(c: &ConsumerBody, commit: bool, dst: &mut [u8]) -> Option<u64> {
+    encode(KIND_CONSUMER, commit, dst, |body| {
+        rkyv::api::high::to_bytes_in::<_, Failure>(c, Buffer::from(body)).ok().map(|b| b.len())
+    })
+}
+
+fn encode(
+    kind: u8,
+    commit: bool,
+    dst: &mut [u8],
+    body: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> Option<u64> {
+    let (head, rest) = dst.split_at_mut_checked(FRAME_HEADER_LEN as usize)?;
+    let body_len = body(rest)?;
+    let len = frame_len(body_len as u64);
+    if body_len == 0 || body_len > u32::MAX as usize || (len as usize) > head.len() + rest.len() {
+        return None;
+    }
+    rest[body_len..len as usize - FRAME_HEADER_LEN as usize].fill(0);
+    let head: &mut [u8; FRAME_HEADER_LEN as usize] = head.try_into().ok()?;
+    FrameHeader::write(head, kind, if commit { FLAG_COMMIT } else { 0 }, &rest[..body_len]);
+    Some(len)
+}

@@ -1,0 +1,124 @@
+//! One segment file: create it (preallocated, header, synced, directory synced), open and check it, walk its
+//! frames. Knows files, maps and frames; nothing about streams.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::format::{
+    segment_file_name, DurableSlot, HeaderProblem, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
+};
+use crate::io as sys;
+use crate::map::{MapWriter, SegmentMap};
+
+/// Smallest segment capacity accepted: header plus room for real frames.
+pub const SEGMENT_BYTES_MIN: u64 = 4096;
+
+/// An open segment.
+pub(crate) struct Segment {
+    pub header: SegmentHeader,
+    pub slot: Option<DurableSlot>,
+    pub file: File,
+    pub map: Arc<SegmentMap>,
+}
+
+impl Segment {
+    /// Creates segment `base` in `dir`: create → preallocate → header → fdatasync → directory fsync.
+    /// Only after all of that does the caller write frames into it.
+    pub fn create(dir: &Path, log_id: [u8; 16], base: u64, capacity: u64) -> Result<(Segment, MapWriter)> {
+        assert!(capacity >= SEGMENT_BYTES_MIN && capacity.is_multiple_of(16));
+        let path = dir.join(segment_file_name(base));
+        let file = sys::create_new(&path).map_err(|e| Error::io("create segment", &path, e))?;
+        let header = SegmentHeader { log_id, base_position: base, capacity, created_micros: now_micros() };
+        let setup = || -> std::io::Result<()> {
+            sys::allocate(&file, &path, capacity)?;
+            sys::write_at(&file, &path, 0, &header.encode())?;
+            sys::sync_file(&file, &path)?;
+            sys::sync_dir(dir)
+        };
+        if let Err(e) = setup() {
+            // Never leave a half-made segment behind: the next open would have to judge it. Best effort; if
+            // the removal fails too, open will see a segment with no frames, which is harmless.
+            let _ = sys::remove(&path);
+            return Err(Error::io("prepare new segment", &path, e));
+        }
+        let map =
+            Arc::new(SegmentMap::writable(&file, &path, capacity).map_err(|e| Error::io("map", &path, e))?);
+        let writer = map.take_writer().expect("fresh map has no writer");
+        Ok((Segment { header, slot: None, file, map }, writer))
+    }
+
+    /// Opens an existing segment file and checks its header against its name and the log.
+    pub fn open(path: &Path, name_base: u64, log_id: Option<[u8; 16]>, writable: bool) -> Result<Segment> {
+        let file = sys::open(path, writable).map_err(|e| Error::io("open segment", path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
+        let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+        if file_len < SEGMENT_HEADER_LEN {
+            return Err(Error::corrupt(path, 0, format!("file is {file_len} bytes, shorter than a header")));
+        }
+        sys::read_at(&file, path, 0, &mut head).map_err(|e| Error::io("read segment header", path, e))?;
+        let header = SegmentHeader::decode(&head).map_err(|p| match p {
+            HeaderProblem::Version(found) => {
+                Error::UnsupportedVersion { path: path.to_path_buf(), found, supported: FORMAT_VERSION }
+            }
+            HeaderProblem::BadMagic => Error::InvalidDirectory {
+                path: path.to_path_buf(),
+                reason: "not a foldlog segment (bad magic)".into(),
+            },
+            HeaderProblem::Short | HeaderProblem::Damaged => {
+                Error::corrupt(path, 0, "segment header damaged")
+            }
+        })?;
+        if header.base_position != name_base {
+            return Err(Error::corrupt(
+                path,
+                32,
+                format!("header base position {} disagrees with the file name", header.base_position),
+            ));
+        }
+        if let Some(id) = log_id.filter(|id| *id != header.log_id) {
+            let _ = id;
+            return Err(Error::InvalidDirectory {
+                path: path.to_path_buf(),
+                reason: "segment belongs to another log (log id differs)".into(),
+            });
+        }
+        if header.capacity != file_len || header.capacity < SEGMENT_BYTES_MIN || header.capacity % 16 != 0 {
+            return Err(Error::corrupt(
+                path,
+                40,
+                format!("capacity {} in header, file is {file_len} bytes", header.capacity),
+            ));
+        }
+        let slot = DurableSlot::newest(&head);
+        if let Some(s) = slot {
+            if s.durable_end < SEGMENT_HEADER_LEN
+                || s.durable_end > header.capacity
+                || s.durable_end % 16 != 0
+            {
+                return Err(Error::corrupt(path, s.file_offset(), "durable slot points outside the segment"));
+            }
+        }
+        let map = if writable {
+            SegmentMap::writable(&file, path, file_len)
+        } else {
+            SegmentMap::read_only(&file, path, file_len)
+        }
+        .map_err(|e| Error::io("map", path, e))?;
+        Ok(Segment { header, slot, file, map: Arc::new(map) })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> PathBuf {
+        self.map.path().to_path_buf()
+    }
+}
+
+/// Wall-clock microseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,1339 @@
+//! The store: directory lock, the ordered set of segments, the single writer, durability, the committed
+//! watermark, and the index kept in step with the log.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ExpectedVersion, Result};
+use crate::format::{
+    frame_len, parse_segment_file_name, DurableSlot, CHECKPOINT_FILE, LOCK_FILE, NAME_BYTES_MAX,
+    SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, STREAM_ID_BYTES_MAX,
+};
+use crate::index::{decode_checkpoint, encode_checkpoint, FrameAt, Index, SegIndex};
+use crate::io as sys;
+use crate::map::{MapWriter, SegmentMap};
+use crate::options::{Durability, Options, Recovery};
+use crate::record::{decode_frame, encode_consumer, encode_event, Body, ConsumerBody, Envelope, EventRef};
+use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MIN};
+
+/// One event to append.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewEvent<'a> {
+    /// The event's type name (1..=256 bytes).
+    pub event_type: &'a str,
+    /// The event's bytes, in any codec.
+    pub payload: &'a [u8],
+    /// Application metadata (correlation and causation ids, ...); may be empty.
+    pub metadata: &'a [u8],
+    /// Caller-chosen id: a retry of an append whose acknowledgement was lost returns the original result.
+    pub event_id: Option<u128>,
+    /// Schema version of the event type (for upcasting on read). Default 0.
+    pub schema_version: u32,
+}
+
+impl<'a> NewEvent<'a> {
+    /// An event with a type and payload, no metadata or id.
+    pub fn new(event_type: &'a str, payload: &'a [u8]) -> NewEvent<'a> {
+        NewEvent { event_type, payload, ..NewEvent::default() }
+    }
+}
+
+/// Events for one stream within a [`Batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct StreamAppend<'a> {
+    /// The stream id (1..=1024 bytes of UTF-8).
+    pub stream: &'a str,
+    /// The optimistic-concurrency check.
+    pub expected: ExpectedVersion,
+    /// Version of the first event if the stream is new (0 by default; 1 for Python-style aggregates).
+    pub first_version: u64,
+    /// The events, in order.
+    pub events: &'a [NewEvent<'a>],
+}
+
+impl<'a> StreamAppend<'a> {
+    /// Events for `stream` with the given check; a new stream starts at version 0.
+    pub fn new(stream: &'a str, expected: ExpectedVersion, events: &'a [NewEvent<'a>]) -> StreamAppend<'a> {
+        StreamAppend { stream, expected, first_version: 0, events }
+    }
+}
+
+/// An atomic write: events for any number of streams (each with its own check) and optionally a consumer's
+/// new position. All of it becomes visible and durable together, or none of it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch<'a> {
+    /// Per-stream events. A stream appears at most once.
+    pub streams: &'a [StreamAppend<'a>],
+    /// A named consumer's new position, committed with the events; must exceed its current one.
+    pub consumer: Option<(&'a str, u64)>,
+}
+
+/// What one stream's append produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Global positions of the events (contiguous; empty if no events).
+    pub positions: std::ops::Range<u64>,
+    /// Stream versions of the events.
+    pub versions: std::ops::Range<u64>,
+    /// True if this was a retry of an earlier append (matched by event ids) and nothing was written.
+    pub deduplicated: bool,
+}
+
+/// What `open` found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files in the log.
+    pub segments: usize,
+    /// Segments whose frames were read and checked (the rest were covered by the checkpoint).
+    pub segments_scanned: usize,
+    /// Events in the log after recovery.
+    pub events: u64,
+    /// Events read and checked during open.
+    pub events_scanned: u64,
+    /// What happened to the index checkpoint.
+    pub checkpoint: CheckpointUse,
+    /// Bytes cut from the end of the last segment, and where the cut was made (file, offset).
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// True if the last close was clean (nothing to repair).
+    pub clean: bool,
+    /// Time open took.
+    pub elapsed: Duration,
+}
+
+/// How the index checkpoint was used on open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CheckpointUse {
+    /// There was none: the index was built from the whole log.
+    #[default]
+    Missing,
+    /// It was valid and covered events below this position; only the log after it was scanned.
+    Used(u64),
+    /// It was refused (damaged, foreign, or inconsistent with the log), so the index was rebuilt.
+    Rebuilt(String),
+}
+
+/// Statistics of an open store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Segment files.
+    pub segments: usize,
+    /// Committed events.
+    pub events: u64,
+    /// Streams.
+    pub streams: usize,
+    /// Bytes of frames written (headers, bodies, padding), over all segments.
+    pub frame_bytes: u64,
+    /// Bytes of segment files on disk (preallocated).
+    pub file_bytes: u64,
+    /// RAM used by the index's per-event and per-stream structures.
+    pub index_memory_bytes: u64,
+    /// Position below which events are durable.
+    pub durable_position: u64,
+}
+
+const TABLE_CHUNK: usize = 1024;
+const TABLE_CHUNKS: usize = 1024;
+
+/// One chunk of [`SegmentTable`] slots.
+type Chunk = Box<[OnceLock<Arc<SegmentMap>>]>;
+
+/// Append-only table of segment maps. Slots are never cleared while the store lives, so readers can borrow
+/// events for the store's lifetime without holding a lock. Bounded: at most 1,048,576 segments.
+struct SegmentTable {
+    chunks: Box<[OnceLock<Chunk>]>,
+    len: AtomicUsize,
+}
+
+impl SegmentTable {
+    fn new() -> SegmentTable {
+        SegmentTable {
+            chunks: (0..TABLE_CHUNKS).map(|_| OnceLock::new()).collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds a map; only the writer (or open) calls this.
+    fn push(&self, map: Arc<SegmentMap>) -> Result<usize> {
+        let i = self.len.load(Ordering::Acquire);
+        let chunk = self.chunks.get(i / TABLE_CHUNK).ok_or_else(|| {
+            Error::InvalidArgument(format!("too many segments (max {})", TABLE_CHUNK * TABLE_CHUNKS))
+        })?;
+        let chunk = chunk.get_or_init(|| (0..TABLE_CHUNK).map(|_| OnceLock::new()).collect());
+        assert!(chunk[i % TABLE_CHUNK].set(map).is_ok(), "segment slot filled twice");
+        self.len.store(i + 1, Ordering::Release);
+        Ok(i)
+    }
+
+    fn get(&self, i: usize) -> Option<&SegmentMap> {
+        if i >= self.len.load(Ordering::Acquire) {
+            return None;
+        }
+        self.chunks.get(i / TABLE_CHUNK)?.get()?.get(i % TABLE_CHUNK)?.get().map(|a| &**a)
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+}
+
+/// The active segment and everything only the writer touches.
+struct Writer {
+    seg: usize,
+    map: MapWriter,
+    /// Offset where the next frame goes; equals the map's committed end between appends.
+    end: u64,
+    next_position: u64,
+    synced_end: u64,
+    slot: DurableSlot,
+    /// The newest slot on disk says CLEAN; it must be replaced (and synced) before the first frame is stored.
+    clean_on_disk: bool,
+    pending_appends: u32,
+    pending_bytes: u64,
+    pending_since: Option<Instant>,
+    bytes_since_checkpoint: u64,
+    scratch: Envelope,
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    options: Options,
+    log_id: [u8; 16],
+    segments: SegmentTable,
+    pub(crate) index: RwLock<Index>,
+    /// Events below this position are complete in the maps and may be read.
+    committed: AtomicU64,
+    /// Events below this position are on stable storage.
+    durable: AtomicU64,
+    wake: Mutex<()>,
+    wake_cv: Condvar,
+    writer: Mutex<Option<Writer>>,
+    poisoned: AtomicBool,
+    report: RecoveryReport,
+    stop_flusher: AtomicBool,
+    _lock: File,
+}
+
+/// An open foldlog directory. `Send + Sync`: share it with `Arc`; appends are serialized internally and
+/// readers never block the writer.
+pub struct Store {
+    inner: Arc<Inner>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("next_position", &self.next_position())
+            .finish()
+    }
+}
+
+fn random_log_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = [0u8; 16];
+    for (i, half) in id.chunks_mut(8).enumerate() {
+        // RandomState is seeded from the OS's randomness; mixing in time and pid keeps ids distinct even if two
+        // states started equal.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        );
+        h.write_u32(std::process::id());
+        h.write_usize(i);
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    id
+}
+
+fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {
+    if name.is_empty() || name.len() > max {
+        return Err(Error::InvalidArgument(format!("{kind} must be 1..={max} bytes, got {}", name.len())));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, Options::default())
+    }
+
+    /// Opens (or creates) the store in `dir`.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let inner = Arc::new(open_inner(dir.as_ref(), options)?);
+        let flusher = match inner.options.durability {
+            Durability::Group(g) if !inner.options.read_only => {
+                Some(spawn_flusher(Arc::downgrade(&inner), g.delay_max))
+            }
+            _ => None,
+        };
+        Ok(Store { inner, flusher })
+    }
+
+    /// What open found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends `events` to `stream` if its version matches `expected`; a new stream starts at version 0.
+    pub fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent<'_>],
+    ) -> Result<Appended> {
+        let one = [StreamAppend::new(stream, expected, events)];
+        let mut out = self.append_batch(&Batch { streams: &one, consumer: None })?;
+        Ok(out.pop().expect("one stream in, one result out"))
+    }
+
+    /// Appends a batch atomically: all streams' events (and the consumer position) or nothing, also across a
+    /// crash. Returns one [`Appended`] per stream, in order.
+    pub fn append_batch(&self, batch: &Batch<'_>) -> Result<Vec<Appended>> {
+        self.inner.append_batch(batch)
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        let mut guard = self.inner.lock_writer()?;
+        let w = guard.as_mut().ok_or(Error::ReadOnly)?;
+        self.inner.sync_locked(w)
+    }
+
+    /// Writes an index checkpoint now (after syncing the log), so the next open scans nothing before it.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut guard = self.inner.lock_writer()?;
+        let w = guard.as_mut().ok_or(Error::ReadOnly)?;
+        self.inner.checkpoint_locked(w)
+    }
+
+    /// Syncs, marks the log cleanly closed and writes a checkpoint. Dropping the store does the same but
+    /// cannot report errors.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_flusher();
+        self.inner.close()
+    }
+
+    fn stop_flusher(&mut self) {
+        if let Some(t) = self.flusher.take() {
+            self.inner.stop_flusher.store(true, Ordering::Release);
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+
+    /// Number of committed events = the position the next event will get.
+    pub fn next_position(&self) -> u64 {
+        self.inner.committed.load(Ordering::Acquire)
+    }
+
+    /// Highest committed position, `None` for an empty log.
+    pub fn head(&self) -> Option<u64> {
+        self.next_position().checked_sub(1)
+    }
+
+    /// Events below this position survive power loss.
+    pub fn durable_position(&self) -> u64 {
+        self.inner.durable.load(Ordering::Acquire)
+    }
+
+    /// Blocks until a position beyond `after` (any position if `None`) is committed, or `timeout` passes.
+    /// Returns the head then, or `None` on timeout. Wakes on the writer's publish, no polling.
+    pub fn wait_for(&self, after: Option<u64>, timeout: Duration) -> Option<u64> {
+        let target = after.map_or(1, |a| a.saturating_add(2));
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.inner.wake.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let next = self.next_position();
+            if next >= target {
+                return next.checked_sub(1);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            guard = self.inner.wake_cv.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Last version of `stream`, `None` if it has no events.
+    pub fn stream_version(&self, stream: &str) -> Option<u64> {
+        self.inner.read_index().streams.get(stream).and_then(|s| s.last_version())
+    }
+
+    /// All stream ids, sorted.
+    pub fn streams(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.read_index().streams.keys().map(|k| k.to_string()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Stream ids with their event counts, sorted by id.
+    pub fn stream_counts(&self) -> Vec<(String, u64)> {
+        let ix = self.inner.read_index();
+        let mut v: Vec<(String, u64)> =
+            ix.streams.iter().map(|(k, s)| (k.to_string(), s.positions.len() as u64)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A consumer's recorded position.
+    pub fn consumer_position(&self, name: &str) -> Option<u64> {
+        self.inner.read_index().consumers.get(name).copied()
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> Stats {
+        let ix = self.inner.read_index();
+        let segs = self.inner.segments.len();
+        let file_bytes = (0..segs).filter_map(|i| self.inner.segments.get(i)).map(SegmentMap::len).sum();
+        let frame_bytes = ix.segments.iter().map(|s| s.end - SEGMENT_HEADER_LEN).sum();
+        Stats {
+            segments: segs,
+            events: ix.next_position,
+            streams: ix.streams.len(),
+            frame_bytes,
+            file_bytes,
+            index_memory_bytes: ix.memory_bytes(),
+            durable_position: self.durable_position(),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop_flusher();
+        // Errors cannot be reported from drop; `close` reports them. A poisoned store writes nothing.
+        let _ = self.inner.close();
+    }
+}
+
+fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
+    let tick = (delay / 2).max(Duration::from_millis(1));
+    std::thread::Builder::new()
+        .name("foldlog-group-commit".into())
+        .spawn(move || loop {
+            std::thread::park_timeout(tick);
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.stop_flusher.load(Ordering::Acquire) {
+                return;
+            }
+            let Ok(mut guard) = inner.lock_writer() else { return };
+            if let Some(w) = guard.as_mut() {
+                if w.pending_since.is_some_and(|t| t.elapsed() >= delay) {
+                    // A failure poisons the store; the next append reports it.
+                    let _ = inner.sync_locked(w);
+                }
+            }
+        })
+        .expect("spawn group-commit thread")
+}
+
+impl Inner {
+    pub(crate) fn read_index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Option<Writer>>> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn segment(&self, i: usize) -> Option<&SegmentMap> {
+        self.segments.get(i)
+    }
+
+    fn poison<T>(&self, e: Error) -> Result<T> {
+        self.poisoned.store(true, Ordering::Release);
+        Err(e)
+    }
+
+    fn append_batch(&self, batch: &Batch<'_>) -> Result<Vec<Appended>> {
+        validate_batch(batch)?;
+        let mut guard = self.lock_writer()?;
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        let w = guard.as_mut().ok_or(Error::ReadOnly)?;
+        let mut plan = Vec::with_capacity(batch.streams.len());
+        {
+            let ix = self.read_index();
+            if let Some(done) = self.find_retry(&ix, batch)? {
+                return Ok(done);
+            }
+            for s in batch.streams {
+                let actual = ix.check_expected(s.stream, s.expected)?;
+                plan.push(actual.map_or(s.first_version, |v| v + 1));
+            }
+            if let Some((name, p)) = batch.consumer {
+                if let Some(&current) = ix.consumers.get(name).filter(|&&c| p <= c) {
+                    return Err(Error::ConsumerPositionNotAdvanced {
+                        name: name.into(),
+                        current,
+                        proposed: p,
+                    });
+                }
+            }
+        }
+        if w.clean_on_disk {
+            self.mark_dirty(w)?;
+        }
+        let end = match self.encode_batch(w, batch, &plan)? {
+            Some(end) => end,
+            None => {
+                self.roll(w)?;
+                self.encode_batch(w, batch, &plan)?.ok_or_else(|| Error::TooLarge {
+                    len: batch_size_hint(batch),
+                    max: self.options.segment_size_bytes - SEGMENT_HEADER_LEN,
+                })?
+            }
+        };
+        let start = w.end;
+        self.after_encode(w, start, end, batch, &plan)
+    }
+
+    /// Idempotent retries. If no event id of the batch is known, `None`: append normally. If every event has
+    /// an id, all are known, and each stream's stored events match (stream, type, payload, metadata, in
+    /// consecutive positions), the original result. Anything in between is a `DuplicateEventId` error.
+    fn find_retry(&self, ix: &Index, batch: &Batch<'_>) -> Result<Option<Vec<Appended>>> {
+        let mut events = batch.streams.iter().flat_map(|s| s.events.iter());
+        let Some((id, position)) =
+            events.find_map(|e| e.event_id.and_then(|id| ix.ids.map.get(&id).map(|&p| (id, p))))
+        else {
+            return Ok(None);
+        };
+        let conflict = Err(Error::DuplicateEventId { id, position });
+        if batch.consumer.is_some() {
+            return conflict;
+        }
+        let mut out = Vec::with_capacity(batch.streams.len());
+        for s in batch.streams {
+            let mut first: Option<(u64, u64)> = None;
+            for (i, e) in s.events.iter().enumerate() {
+                let stored =
+                    e.event_id.and_then(|id| ix.ids.map.get(&id)).and_then(|&p| self.event_at(ix, p));
+                let Some(stored) = stored else { return conflict };
+                let (p0, v0) = *first.get_or_insert((stored.position(), stored.stream_version()));
+                let same = stored.position() == p0 + i as u64
+                    && stored.stream_version() == v0 + i as u64
+                    && stored.stream_id() == s.stream
+                    && stored.event_type() == e.event_type
+                    && stored.payload() == e.payload
+                    && stored.metadata() == e.metadata;
+                if !same {
+                    return conflict;
+                }
+            }
+            let Some((p0, v0)) = first else { return conflict };
+            let n = s.events.len() as u64;
+            out.push(Appended { positions: p0..p0 + n, versions: v0..v0 + n, deduplicated: true });
+        }
+        Ok(Some(out))
+    }
+
+    /// Reads the event at `pos` through the index.
+    pub(crate) fn event_at<'s>(&'s self, ix: &Index, pos: u64) -> Option<EventRef<'s>> {
+        let (seg, off) = ix.locate(pos)?;
+        let bytes = self.segments.get(seg)?.committed_from(off)?;
+        match decode_frame(bytes).ok()?.body {
+            Body::Event(e) => Some(e),
+            Body::Consumer(..) => None,
+        }
+    }
+
+    /// Encodes all frames of the batch past `w.end`. Returns the end offset, or `None` if the segment is full
+    /// (nothing is published; the partial bytes are zeroed so no stale frame is left behind).
+    fn encode_batch(&self, w: &mut Writer, batch: &Batch<'_>, plan: &[u64]) -> Result<Option<u64>> {
+        sys::before_map_write(w.map.map().path()).map_err(|e| Error::io("write", w.map.map().path(), e))?;
+        let cap = w.map.map().len();
+        let mut at = w.end;
+        let total_events: usize = batch.streams.iter().map(|s| s.events.len()).sum();
+        let frames = total_events + usize::from(batch.consumer.is_some());
+        let mut done = 0usize;
+        let now = now_micros();
+        let mut position = w.next_position;
+        for (s, &first_version) in batch.streams.iter().zip(plan) {
+            for (i, e) in s.events.iter().enumerate() {
+                done += 1;
+                let env = &mut w.scratch;
+                env.position = position;
+                env.stream_version = first_version + i as u64;
+                env.timestamp_micros = now;
+                env.schema_version = e.schema_version;
+                env.event_id = e.event_id.map(u128::to_be_bytes);
+                env.stream_id.clear();
+                env.stream_id.push_str(s.stream);
+                env.event_type.clear();
+                env.event_type.push_str(e.event_type);
+                env.metadata.clear();
+                env.metadata.extend_from_slice(e.metadata);
+                env.payload.clear();
+                env.payload.extend_from_slice(e.payload);
+                let env = std::mem::take(&mut w.scratch);
+                let r = encode_event(&env, done == frames, w.map.tail_mut(at, cap));
+                w.scratch = env;
+                match r {
+                    Some(len) => at += len,
+                    None => return Ok(self.abandon(w, at)),
+                }
+                position += 1;
+            }
+        }
+        if let Some((name, p)) = batch.consumer {
+            let body = ConsumerBody { name: name.to_owned(), position: p };
+            match encode_consumer(&body, true, w.map.tail_mut(at, cap)) {
+                Some(len) => at += len,
+                None => return Ok(self.abandon(w, at)),
+            }
+        }
+        if frames == 0 {
+            return Ok(Some(w.end));
+        }
+        Ok(Some(at))
+    }
+
+    fn abandon(&self, w: &mut Writer, at: u64) -> Option<u64> {
+        let end = w.end;
+        w.map.tail_mut(end, at).fill(0);
+        None
+    }
+
+    /// Publishes the encoded frames: record, sync if the mode says so, update the index, move the watermark.
+    fn after_encode(
+        &self,
+        w: &mut Writer,
+        start: u64,
+        end: u64,
+        batch: &Batch<'_>,
+        plan: &[u64],
+    ) -> Result<Vec<Appended>> {
+        let path = w.map.map().path().to_path_buf();
+        sys::after_map_write(&path, start, w.map.uncommitted(start, end));
+        let first_position = w.next_position;
+        // Index entries, computed by walking the frames just written (their offsets and lengths).
+        let mut offsets = Vec::with_capacity(8);
+        let mut at = start;
+        while at < end {
+            let bytes = w.map.uncommitted(at, end);
+            let len = frame_len(u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])));
+            offsets.push((at, len));
+            at += len;
+        }
+        w.end = end;
+        w.pending_appends += 1;
+        w.pending_bytes += end - start;
+        w.bytes_since_checkpoint += end - start;
+        w.pending_since.get_or_insert_with(Instant::now);
+        let must_sync = match self.options.durability {
+            Durability::Always => true,
+            Durability::Group(g) => {
+                w.pending_appends >= g.appends_max
+                    || w.pending_bytes >= g.bytes_max
+                    || w.pending_since.is_some_and(|t| t.elapsed() >= g.delay_max)
+            }
+            Durability::Never => false,
+        };
+        let always = matches!(self.options.durability, Durability::Always);
+        if always {
+            // Durable before visible: a reader never sees an event that a failed sync could still lose.
+            self.sync_frames(w)?;
+        }
+        w.map.publish(end);
+        let mut results = Vec::with_capacity(batch.streams.len());
+        {
+            let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+            let mut frame = offsets.iter();
+            let mut position = first_position;
+            for (s, &v0) in batch.streams.iter().zip(plan) {
+                let p0 = position;
+                for (i, e) in s.events.iter().enumerate() {
+                    let &(off, len) = frame.next().expect("one frame per event");
+                    ix.add_event(
+                        FrameAt { seg: w.seg, offset: off, len },
+                        s.stream,
+                        v0 + i as u64,
+                        position,
+                        e.event_id,
+                    )
+                    .map_err(|_| Error::InvalidArgument("stream version bookkeeping".into()))
+                    .expect("versions were checked under the writer lock");
+                    position += 1;
+                }
+                let n = s.events.len() as u64;
+                results.push(Appended { positions: p0..p0 + n, versions: v0..v0 + n, deduplicated: false });
+            }
+            if let Some((name, p)) = batch.consumer {
+                let &(off, len) = frame.next().expect("consumer frame");
+                ix.add_consumer(FrameAt { seg: w.seg, offset: off, len }, name, p);
+            }
+            w.next_position = position;
+            self.committed.store(position, Ordering::Release);
+        }
+        self.notify();
+        if always {
+            self.durable.store(w.next_position, Ordering::Release);
+        } else if must_sync {
+            self.sync_locked(w)?;
+        }
+        if self.options.checkpoint_every_bytes > 0
+            && w.bytes_since_checkpoint >= self.options.checkpoint_every_bytes
+        {
+            // The append is already committed; a failed checkpoint is reported but loses nothing.
+            self.checkpoint_locked(w)?;
+        }
+        Ok(results)
+    }
+
+    fn notify(&self) {
+        let _guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+        self.wake_cv.notify_all();
+    }
+
+    /// Syncs the active segment's frames (not the slot); poisons on failure.
+    fn sync_frames(&self, w: &mut Writer) -> Result<()> {
+        if w.synced_end == w.end && w.pending_since.is_none() {
+            return Ok(());
+        }
+        if let Err(e) = w.map.map().flush_range(0, w.end) {
+            let path = w.map.map().path().to_path_buf();
+            return self.poison(Error::io("sync segment", path, e));
+        }
+        w.synced_end = w.end;
+        w.pending_appends = 0;
+        w.pending_bytes = 0;
+        w.pending_since = None;
+        // Record the new durable point; the slot itself reaches disk with the next sync.
+        let slot =
+            DurableSlot { seq: w.slot.seq + 1, durable_end: w.end, next_position: w.next_position, flags: 0 };
+        self.write_slot(w, slot)
+    }
+
+    fn write_slot(&self, w: &mut Writer, slot: DurableSlot) -> Result<()> {
+        let path = w.map.map().path().to_path_buf();
+        match w.map.write_header(slot.file_offset(), &slot.encode()) {
+            Ok(()) => {
+                w.slot = slot;
+                Ok(())
+            }
+            Err(e) => self.poison(Error::io("write durable slot", path, e)),
+        }
+    }
+
+    fn sync_locked(&self, w: &mut Writer) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        self.sync_frames(w)?;
+        self.durable.store(w.next_position, Ordering::Release);
+        Ok(())
+    }
+
+    /// Replaces a CLEAN slot with a plain one and syncs it before any new frame is stored, so that a CLEAN
+    /// slot on disk never hides frames written after it.
+    fn mark_dirty(&self, w: &mut Writer) -> Result<()> {
+        let slot = DurableSlot { seq: w.slot.seq + 1, flags: 0, ..w.slot };
+        self.write_slot(w, slot)?;
+        if let Err(e) = w.map.map().flush_range(0, SEGMENT_HEADER_LEN) {
+            return self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e));
+        }
+        w.clean_on_disk = false;
+        Ok(())
+    }
+
+    /// Seals the active segment (synced in full) and starts the next one.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        self.sync_locked(w)?;
+        // The slot written by that sync must be durable too, so the sealed segment's durable end is exact.
+        if let Err(e) = w.map.map().flush_range(0, SEGMENT_HEADER_LEN) {
+            return self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e));
+        }
+        let cap = self.options.segment_size_bytes;
+        let (seg, map) = Segment::create(&self.dir, self.log_id, w.next_position, cap)?;
+        let slot_index = self.segments.push(Arc::clone(&seg.map))?;
+        {
+            let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+            ix.segments.push(SegIndex {
+                base: w.next_position,
+                offsets: Vec::new(),
+                end: SEGMENT_HEADER_LEN,
+            });
+            debug_assert_eq!(ix.segments.len(), slot_index + 1);
+        }
+        w.seg = slot_index;
+        w.map = map;
+        w.end = SEGMENT_HEADER_LEN;
+        w.synced_end = SEGMENT_HEADER_LEN;
+        w.slot =
+            DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: w.next_position, flags: 0 };
+        w.clean_on_disk = false;
+        Ok(())
+    }
+
+    fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
+        // The log first: a checkpoint must never describe events that are not durable.
+        self.sync_locked(w)?;
+        let bytes = encode_checkpoint(&self.read_index(), self.log_id);
+        write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)?;
+        w.bytes_since_checkpoint = 0;
+        Ok(())
+    }
+
+    fn close(&self) -> Result<()> {
+        let mut guard = match self.lock_writer() {
+            Ok(g) => g,
+            Err(Error::Poisoned) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(w) = guard.as_mut() else { return Ok(()) };
+        if w.bytes_since_checkpoint > 0 || !self.dir.join(CHECKPOINT_FILE).exists() {
+            self.checkpoint_locked(w)?;
+        } else {
+            self.sync_locked(w)?;
+        }
+        if !w.clean_on_disk {
+            let slot = DurableSlot {
+                seq: w.slot.seq + 1,
+                durable_end: w.end,
+                next_position: w.next_position,
+                flags: SLOT_FLAG_CLEAN,
+            };
+            self.write_slot(w, slot)?;
+            if let Err(e) = w.map.map().flush_range(0, SEGMENT_HEADER_LEN) {
+                return self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e));
+            }
+            w.clean_on_disk = true;
+        }
+        Ok(())
+    }
+}
+
+fn batch_size_hint(batch: &Batch<'_>) -> u64 {
+    batch
+        .streams
+        .iter()
+        .flat_map(|s| s.events.iter().map(move |e| (s, e)))
+        .map(|(s, e)| {
+            frame_len((s.stream.len() + e.event_type.len() + e.payload.len() + e.metadata.len() + 160) as u64)
+        })
+        .sum()
+}
+
+fn validate_batch(batch: &Batch<'_>) -> Result<()> {
+    for (i, s) in batch.streams.iter().enumerate() {
+        check_name("stream id", s.stream, STREAM_ID_BYTES_MAX)?;
+        if batch.streams[..i].iter().any(|o| o.stream == s.stream) {
+            return Err(Error::InvalidArgument(format!("stream {:?} appears twice in one batch", s.stream)));
+        }
+        for e in s.events {
+            check_name("event type", e.event_type, NAME_BYTES_MAX)?;
+        }
+    }
+    if let Some((name, _)) = batch.consumer {
+        check_name("consumer name", name, NAME_BYTES_MAX)?;
+    }
+    let ids: Vec<u128> =
+        batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].contains(id) {
+            return Err(Error::InvalidArgument(format!("event id {id:032x} appears twice in one batch")));
+        }
+    }
+    Ok(())
+}
+
+/// tmp → write → fdatasync → rename → fsync(dir): the file is either the old one or the whole new one.
+fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let tmp =
+        dir.join(format!("{name}.tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let target = dir.join(name);
+    let run = || -> std::io::Result<()> {
+        let f = sys::create_new(&tmp)?;
+        sys::write_at(&f, &tmp, 0, bytes)?;
+        sys::sync_file(&f, &tmp)?;
+        sys::rename(&tmp, &target)?;
+        sys::sync_dir(dir)
+    };
+    run().map_err(|e| {
+        let _ = sys::remove(&tmp);
+        Error::io("write checkpoint", &target, e)
+    })
+}
+
+struct Listing {
+    segments: Vec<(u64, PathBuf)>,
+    temps: Vec<PathBuf>,
+}
+
+fn list(dir: &Path) -> Result<Listing> {
+    let mut segments = Vec::new();
+    let mut temps = Vec::new();
+    for (name, regular) in sys::list_dir(dir).map_err(|e| Error::io("list directory", dir, e))? {
+        if let Some(base) = parse_segment_file_name(&name) {
+            if !regular {
+                return Err(Error::InvalidDirectory {
+                    path: dir.join(&name),
+                    reason: "a segment name that is not a regular file (symlink or directory)".into(),
+                });
+            }
+            segments.push((base, dir.join(&name)));
+        } else if regular && name.starts_with(&format!("{CHECKPOINT_FILE}.tmp-")) {
+            temps.push(dir.join(&name));
+        }
+    }
+    segments.sort_unstable();
+    Ok(Listing { segments, temps })
+}
+
+fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
+    let started = Instant::now();
+    options.segment_size_bytes = (options.segment_size_bytes / 16 * 16).max(SEGMENT_BYTES_MIN);
+    let writable = !options.read_only;
+    if !dir.exists() {
+        if !(options.create_if_missing && writable) {
+            return Err(Error::InvalidDirectory { path: dir.to_path_buf(), reason: "does not exist".into() });
+        }
+        sys::create_dir(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let lock =
+        sys::open_lock_file(&lock_path, writable).map_err(|e| Error::io("open lock file", &lock_path, e))?;
+    if !sys::try_lock(&lock, &lock_path, writable).map_err(|e| Error::io("lock", &lock_path, e))? {
+        return Err(Error::Locked { path: dir.to_path_buf() });
+    }
+    let listing = list(dir)?;
+    if writable {
+        for t in &listing.temps {
+            let _ = sys::remove(t);
+        }
+    }
+    let mut report = RecoveryReport::default();
+    let segments = SegmentTable::new();
+    let ids_cap = options.event_ids_remembered;
+
+    if listing.segments.is_empty() {
+        if !writable {
+            return Err(Error::InvalidDirectory {
+                path: dir.to_path_buf(),
+                reason: "no segment files".into(),
+            });
+        }
+        if !options.create_if_missing {
+            return Err(Error::InvalidDirectory {
+                path: dir.to_path_buf(),
+                reason: "no segment files".into(),
+            });
+        }
+        let log_id = random_log_id();
+        let (seg, map) = Segment::create(dir, log_id, 0, options.segment_size_bytes)?;
+        drop(seg.file);
+        segments.push(Arc::clone(&seg.map))?;
+        let mut index = Index::new(ids_cap);
+        index.segments.push(SegIndex { base: 0, offsets: Vec::new(), end: SEGMENT_HEADER_LEN });
+        report.segments = 1;
+        report.clean = true;
+        report.elapsed = started.elapsed();
+        let writer = Writer {
+            seg: 0,
+            map,
+            end: SEGMENT_HEADER_LEN,
+            next_position: 0,
+            synced_end: SEGMENT_HEADER_LEN,
+            slot: DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 },
+            clean_on_disk: false,
+            pending_appends: 0,
+            pending_bytes: 0,
+            pending_since: None,
+            bytes_since_checkpoint: 0,
+            scratch: Envelope::default(),
+        };
+        return Ok(build_inner(dir, options, log_id, segments, index, Some(writer), report, lock));
+    }
+
+    // Open every segment; the first one's log id is the reference.
+    let n = listing.segments.len();
+    let mut opened = Vec::with_capacity(n);
+    let mut log_id = None;
+    for (i, (base, path)) in listing.segments.iter().enumerate() {
+        let last = i + 1 == n;
+        let seg = Segment::open(path, *base, log_id, writable && last)?;
+        log_id.get_or_insert(seg.header.log_id);
+        opened.push(seg);
+    }
+    let log_id = log_id.expect("at least one segment");
+    report.segments = n;
+
+    // The checkpoint, if it fits this log.
+    let (mut index, resume) = match sys::read_file(&dir.join(CHECKPOINT_FILE)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Index::new(ids_cap), None),
+        Err(e) => return Err(Error::io("read checkpoint", dir.join(CHECKPOINT_FILE), e)),
+        Ok(bytes) => match decode_checkpoint(&bytes, log_id, ids_cap) {
+            Ok((ix, resume)) => match checkpoint_fits(&ix, &opened) {
+                Ok(()) => (ix, Some(resume)),
+                Err(why) => {
+                    report.checkpoint = CheckpointUse::Rebuilt(why);
+                    (Index::new(ids_cap), None)
+                }
+            },
+            Err(why) => {
+                report.checkpoint = CheckpointUse::Rebuilt(why);
+                (Index::new(ids_cap), None)
+            }
+        },
+    };
+    if let Some(r) = resume {
+        report.checkpoint = CheckpointUse::Used(index.next_position);
+        debug_assert!(index.segments.last().is_none_or(|s| s.base == r.segment_base));
+    }
+
+    let mut writer = None;
+    for (i, seg) in opened.into_iter().enumerate() {
+        let last = i + 1 == n;
+        let covered = index.segments.get(i).map(|s| (s.end, s.base));
+        if let Some((_, base)) = covered {
+            if base != seg.header.base_position {
+                return Err(Error::corrupt(seg.path(), 32, "segment base disagrees with the checkpoint"));
+            }
+        } else {
+            if seg.header.base_position != index.next_position {
+                return Err(Error::InvalidDirectory {
+                    path: seg.path(),
+                    reason: format!(
+                        "segment starts at position {} but the log before it ends at {} (a segment is missing)",
+                        seg.header.base_position, index.next_position
+                    ),
+                });
+            }
+            index.segments.push(SegIndex {
+                base: seg.header.base_position,
+                offsets: Vec::new(),
+                end: SEGMENT_HEADER_LEN,
+            });
+        }
+        let slot_index = segments.push(Arc::clone(&seg.map))?;
+        debug_assert_eq!(slot_index, i);
+        let resume_at = index.segments[i].end;
+        // Sealed segments fully covered by the checkpoint are trusted; the last covered one and the rest are read.
+        if !last && covered.is_some() && index.segments.get(i + 1).is_some() {
+            continue;
+        }
+        report.segments_scanned += 1;
+        if last {
+            writer = recover_last(&options, &seg, slot_index, resume_at, &mut index, &mut report)?;
+            if let Some(w) = writer.as_mut() {
+                w.seg = slot_index;
+            }
+        } else {
+            scan_sealed(&seg, slot_index, resume_at, &mut index, &mut report)?;
+        }
+    }
+    report.events = index.next_position;
+    report.elapsed = started.elapsed();
+    Ok(build_inner(dir, options, log_id, segments, index, writer, report, lock))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_inner(
+    dir: &Path,
+    options: Options,
+    log_id: [u8; 16],
+    segments: SegmentTable,
+    index: Index,
+    writer: Option<Writer>,
+    report: RecoveryReport,
+    lock: File,
+) -> Inner {
+    let next = index.next_position;
+    let durable = writer.as_ref().map_or(next, |w| {
+        if w.synced_end == w.end {
+            next
+        } else {
+            w.slot.next_position.min(next)
+        }
+    });
+    Inner {
+        dir: dir.to_path_buf(),
+        options,
+        log_id,
+        segments,
+        index: RwLock::new(index),
+        committed: AtomicU64::new(next),
+        durable: AtomicU64::new(durable),
+        wake: Mutex::new(()),
+        wake_cv: Condvar::new(),
+        writer: Mutex::new(writer),
+        poisoned: AtomicBool::new(false),
+        report,
+        stop_flusher: AtomicBool::new(false),
+        _lock: lock,
+    }
+}
+
+/// Cheap consistency checks of a decoded checkpoint against the segment files present.
+fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), String> {
+    if ix.segments.len() > segs.len() {
+        return Err("checkpoint names more segments than exist".into());
+    }
+    for (s, seg) in ix.segments.iter().zip(segs) {
+        if s.base != seg.header.base_position {
+            return Err(format!(
+                "checkpoint segment {} does not match file {}",
+                s.base,
+                seg.path().display()
+            ));
+        }
+        if s.end > seg.header.capacity {
+            return Err(format!("checkpoint offset {} past the end of {}", s.end, seg.path().display()));
+        }
+    }
+    // The last covered event must still be there, with the position the checkpoint claims.
+    if let Some(last) = ix.next_position.checked_sub(1) {
+        let (si, off) = ix.locate(last).ok_or("checkpoint cannot locate its last event")?;
+        let seg = &segs[si];
+        // Read through the file: the last segment's map has published nothing yet.
+        let mut head = [0u8; 16];
+        let path = seg.path();
+        sys::read_at(&seg.file, &path, off, &mut head)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let len = frame_len(u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]])));
+        if off + len > seg.header.capacity {
+            return Err("checkpoint's last frame runs past the segment".into());
+        }
+        let mut frame = rkyv::util::AlignedVec::<16>::with_capacity(len as usize);
+        frame.resize(len as usize, 0);
+        sys::read_at(&seg.file, &path, off, &mut frame)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        match decode_frame(&frame).map(|f| f.body) {
+            Ok(Body::Event(e)) if e.position() == last => {}
+            _ => return Err(format!("the event at position {last} is not where the checkpoint says")),
+        }
+    }
+    Ok(())
+}
+
+/// How a walk over a segment's frames ended.
+struct Scan {
+    /// Offset just past the last frame of the last complete (committed) batch.
+    committed_end: u64,
+    /// Offset of the first frame not accepted.
+    stop: u64,
+    /// Why the walk stopped there; `None` for a zero length (the clean end of the written region).
+    reason: Option<String>,
+}
+
+/// A frame of a batch whose COMMIT frame has not been seen yet.
+enum Pending<'a> {
+    Event { off: u64, len: u64, event: EventRef<'a> },
+    Consumer { off: u64, len: u64, name: &'a str, position: u64 },
+}
+
+/// Walks the frames in `bytes` (file offsets from `from`), adding each committed batch to the index as a
+/// whole. Stops at the first frame that is empty, invalid, out of position or out of stream order. Bounded:
+/// every step advances by at least one 16-byte frame header.
+fn index_frames(
+    bytes: &[u8],
+    from: u64,
+    slot: usize,
+    index: &mut Index,
+    report: &mut RecoveryReport,
+) -> Scan {
+    let mut pending: Vec<Pending<'_>> = Vec::new();
+    let mut committed_end = from;
+    let mut at = 0usize;
+    loop {
+        let off = from + at as u64;
+        let stop = |reason: Option<String>| Scan { committed_end, stop: off, reason };
+        let rest = bytes.get(at..).unwrap_or(&[]);
+        if rest.is_empty() {
+            return stop(None);
+        }
+        let frame = match decode_frame(rest) {
+            Ok(f) => f,
+            Err(crate::record::FrameProblem::Empty) => return stop(None),
+            Err(p) => return stop(Some(p.to_string())),
+        };
+        match frame.body {
+            Body::Event(event) => {
+                let expect = index.next_position
+                    + pending.iter().filter(|p| matches!(p, Pending::Event { .. })).count() as u64;
+                if event.position() != expect {
+                    return stop(Some(format!(
+                        "event has position {} where {expect} belongs",
+                        event.position()
+                    )));
+                }
+                pending.push(Pending::Event { off, len: frame.len, event });
+            }
+            Body::Consumer(name, position) => {
+                pending.push(Pending::Consumer { off, len: frame.len, name, position })
+            }
+        }
+        at += frame.len as usize;
+        if !frame.commit {
+            continue;
+        }
+        if let Err(why) = versions_follow(index, &pending) {
+            return stop(Some(why));
+        }
+        for p in pending.drain(..) {
+            match p {
+                Pending::Event { off, len, event } => {
+                    let added = index.add_event(
+                        FrameAt { seg: slot, offset: off, len },
+                        event.stream_id(),
+                        event.stream_version(),
+                        event.position(),
+                        event.event_id(),
+                    );
+                    assert!(added.is_ok(), "versions were checked by versions_follow");
+                    report.events_scanned += 1;
+                }
+                Pending::Consumer { off, len, name, position } => {
+                    index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position)
+                }
+            }
+        }
+        committed_end = from + at as u64;
+    }
+}
+
+/// Checks that every event of a batch continues its stream's versions (a new stream may start anywhere).
+fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<(), String> {
+    let mut next: Vec<(&str, u64)> = Vec::new();
+    for p in pending {
+        let Pending::Event { event, .. } = p else { continue };
+        let stream = event.stream_id();
+        let local = next.iter_mut().find(|(s, _)| *s == stream);
+        let expected = match &local {
+            Some((_, v)) => Some(*v),
+            None => index.streams.get(stream).map(|s| s.first_version + s.positions.len() as u64),
+        };
+        let v = event.stream_version();
+        if expected.is_some_and(|e| e != v) {
+            return Err(format!("stream {stream:?} has version {v} where {} belongs", expected.unwrap_or(0)));
+        }
+        match local {
+            Some(entry) => entry.1 = v + 1,
+            None => next.push((stream, v + 1)),
+        }
+    }
+    Ok(())
+}
+
+fn scan_sealed(
+    seg: &Segment,
+    slot: usize,
+    from: u64,
+    index: &mut Index,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let path = seg.path();
+    let bytes = seg
+        .map
+        .committed_from(from)
+        .ok_or_else(|| Error::corrupt(&path, from, "resume offset outside the segment"))?;
+    let scan = index_frames(bytes, from, slot, index, report);
+    if let Some(reason) = scan.reason {
+        // A sealed segment was synced in full before its successor was created: nothing in it may be torn.
+        return Err(Error::corrupt(&path, scan.stop, format!("in a sealed segment: {reason}")));
+    }
+    if scan.committed_end != scan.stop {
+        return Err(Error::corrupt(&path, scan.committed_end, "a sealed segment ends inside a batch"));
+    }
+    index.segments[slot].end = scan.committed_end;
+    Ok(())
+}
+
+/// Recovers the last segment: index its committed batches, judge the tail (torn, or corruption below the
+/// durable point), zero it when writable, and build the writer.
+fn recover_last(
+    options: &Options,
+    seg: &Segment,
+    slot: usize,
+    from: u64,
+    index: &mut Index,
+    report: &mut RecoveryReport,
+) -> Result<Option<Writer>> {
+    let path = seg.path();
+    let cap = seg.header.capacity;
+    let durable = seg.slot.map_or(SEGMENT_HEADER_LEN, |s| s.durable_end);
+    let clean_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_CLEAN != 0);
+    let mut map_writer = if options.read_only { None } else { seg.map.take_writer() };
+    let bytes: &[u8] = match &map_writer {
+        Some(w) => w.uncommitted(from, cap),
+        None => seg
+            .map
+            .committed_from(from)
+            .ok_or_else(|| Error::corrupt(&path, from, "resume offset outside the segment"))?,
+    };
+    let scan = index_frames(bytes, from, slot, index, report);
+    let committed_end = scan.committed_end;
+    if committed_end < durable && options.recovery == Recovery::Strict {
+        let reason = scan.reason.unwrap_or_else(|| "the log ends".into());
+        return Err(Error::corrupt(
+            &path,
+            scan.stop,
+            format!("{reason} below the durable point {durable} (not a torn tail)"),
+        ));
+    }
+    report.clean = clean_slot && scan.reason.is_none() && scan.stop == durable && committed_end == durable;
+    index.segments[slot].end = committed_end;
+    let Some(mut w) = map_writer.take() else { return Ok(None) };
+    let mut synced_end = if report.clean { committed_end } else { durable.min(committed_end) };
+    if !report.clean {
+        // Zero everything non-zero past the end: a crash can leave later pages of an unsynced write on disk
+        // while earlier ones were lost, and such stale frames must never reappear behind new ones.
+        let mut discarded_to = committed_end;
+        let mut at = committed_end;
+        while at < cap {
+            let chunk_end = ((at / 4096 + 1) * 4096).min(cap);
+            if w.uncommitted(at, chunk_end).iter().any(|&b| b != 0) {
+                w.tail_mut(at, chunk_end).fill(0);
+                sys::after_map_write(&path, at, &vec![0u8; (chunk_end - at) as usize]);
+                discarded_to = chunk_end;
+            }
+            at = chunk_end;
+        }
+        if discarded_to > committed_end {
+            report.torn_tail = Some((path.clone(), committed_end, discarded_to - committed_end));
+            w.map()
+                .flush_range(0, cap)
+                .map_err(|e| Error::io("sync after cutting the torn tail", &path, e))?;
+            synced_end = committed_end;
+        }
+    }
+    w.publish(committed_end);
+    let slot_rec = seg.slot.unwrap_or(DurableSlot {
+        seq: 0,
+        durable_end: SEGMENT_HEADER_LEN,
+        next_position: seg.header.base_position,
+        flags: 0,
+    });
+    Ok(Some(Writer {
+        seg: slot,
+        map: w,
+        end: committed_end,
+        next_position: index.next_position,
+        synced_end,
+        slot: slot_rec,
+        clean_on_disk: clean_slot,
+        pending_appends: 0,
+        pending_bytes: 0,
+        pending_since: None,
+        bytes_since_checkpoint: 0,
+        scratch: Envelope::default(),
+    }))
+}
