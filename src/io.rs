@@ -10,10 +10,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The kinds of I/O call, for failpoints and the persistence-event record.
@@ -308,4 +308,21 @@ pub(crate) fn list_dir(dir: &Path) -> io::Result<Vec<(String, bool)>> {
     Ok(out)
 }
 
-use std::os::unix::fs::DirBuilderExt;
+/// Replaces `dir/name` atomically: a temp file (`name.tmp-<pid>-<n>`) is written, synced and renamed over it,
+/// then the directory is synced. After a crash the file is the old one or the whole new one.
+pub(crate) fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let tmp =
+        dir.join(format!("{name}.tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let target = dir.join(name);
+    let run = || -> io::Result<()> {
+        let f = create_new(&tmp)?;
+        write_at(&f, &tmp, 0, bytes)?;
+        sync_file(&f, &tmp)?;
+        rename(&tmp, &target)?;
+        sync_dir(dir)
+    };
+    run().inspect_err(|_| {
+        let _ = remove(&tmp);
+    })
+}

@@ -786,7 +786,8 @@ impl Inner {
         // The log first: a checkpoint must never describe events that are not durable.
         self.sync_locked(w)?;
         let bytes = encode_checkpoint(&self.read_index(), self.log_id);
-        write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)?;
+        sys::write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)
+            .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
         w.bytes_since_checkpoint = 0;
         Ok(())
     }
@@ -852,25 +853,6 @@ fn validate_batch(batch: &Batch<'_>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// tmp → write → fdatasync → rename → fsync(dir): the file is either the old one or the whole new one.
-fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp =
-        dir.join(format!("{name}.tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let target = dir.join(name);
-    let run = || -> std::io::Result<()> {
-        let f = sys::create_new(&tmp)?;
-        sys::write_at(&f, &tmp, 0, bytes)?;
-        sys::sync_file(&f, &tmp)?;
-        sys::rename(&tmp, &target)?;
-        sys::sync_dir(dir)
-    };
-    run().map_err(|e| {
-        let _ = sys::remove(&tmp);
-        Error::io("write checkpoint", &target, e)
-    })
 }
 
 struct Listing {
