@@ -51,7 +51,17 @@ impl Segment {
     }
 
     /// Opens an existing segment file and checks its header against its name and the log.
-    pub fn open(path: &Path, name_base: u64, log_id: Option<[u8; 16]>, writable: bool) -> Result<Segment> {
+    ///
+    /// Only the last segment may be shorter than its capacity (a tool or file system cut its tail): writable,
+    /// it is extended with zeros again before mapping; read-only, only its bytes are mapped. Bytes past the
+    /// capacity are never looked at.
+    pub fn open(
+        path: &Path,
+        name_base: u64,
+        log_id: Option<[u8; 16]>,
+        last: bool,
+        writable: bool,
+    ) -> Result<Segment> {
         let file = sys::open(path, writable).map_err(|e| Error::io("open segment", path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
         let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
@@ -85,13 +95,29 @@ impl Segment {
                 reason: "segment belongs to another log (log id differs)".into(),
             });
         }
-        if header.capacity != file_len || header.capacity < SEGMENT_BYTES_MIN || header.capacity % 16 != 0 {
+        if header.capacity < SEGMENT_BYTES_MIN || !header.capacity.is_multiple_of(16) {
             return Err(Error::corrupt(
                 path,
                 40,
-                format!("capacity {} in header, file is {file_len} bytes", header.capacity),
+                format!("capacity {} in header is invalid", header.capacity),
             ));
         }
+        if file_len < header.capacity && !last {
+            return Err(Error::corrupt(
+                path,
+                file_len,
+                format!("sealed segment is {file_len} bytes, its header says {}", header.capacity),
+            ));
+        }
+        let map_len = if file_len >= header.capacity {
+            header.capacity
+        } else if writable {
+            sys::allocate(&file, path, header.capacity)
+                .map_err(|e| Error::io("re-extend short segment", path, e))?;
+            header.capacity
+        } else {
+            file_len / 16 * 16
+        };
         let slot = DurableSlot::newest(&head);
         if let Some(s) = slot {
             if s.durable_end < SEGMENT_HEADER_LEN
@@ -102,9 +128,9 @@ impl Segment {
             }
         }
         let map = if writable {
-            SegmentMap::writable(&file, path, file_len)
+            SegmentMap::writable(&file, path, map_len)
         } else {
-            SegmentMap::read_only(&file, path, file_len)
+            SegmentMap::read_only(&file, path, map_len)
         }
         .map_err(|e| Error::io("map", path, e))?;
         Ok(Segment { header, slot, file, map: Arc::new(map) })

@@ -214,6 +214,8 @@ pub(crate) struct Inner {
     poisoned: AtomicBool,
     report: RecoveryReport,
     stop_flusher: AtomicBool,
+    /// Set by `Store::abandon`: drop does nothing a crash would not.
+    abandoned: AtomicBool,
     _lock: File,
 }
 
@@ -322,6 +324,14 @@ impl Store {
     pub fn close(mut self) -> Result<()> {
         self.stop_flusher();
         self.inner.close()
+    }
+
+    /// Drops the store as a crash would: no sync, no checkpoint, no clean mark. The OS page cache keeps what
+    /// was written, as after `kill -9`. For tests of recovery.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.stop_flusher();
+        self.inner.abandoned.store(true, Ordering::Release);
     }
 
     fn stop_flusher(&mut self) {
@@ -488,17 +498,31 @@ impl Inner {
                 }
             }
         }
+        if batch.consumer.is_none() && batch.streams.iter().all(|s| s.events.is_empty()) {
+            // Only checks, nothing to write.
+            return Ok(plan
+                .iter()
+                .map(|&v| Appended {
+                    positions: w.next_position..w.next_position,
+                    versions: v..v,
+                    deduplicated: false,
+                })
+                .collect());
+        }
         if w.clean_on_disk {
             self.mark_dirty(w)?;
         }
+        let too_large = || Error::TooLarge {
+            len: batch_size_hint(batch),
+            max: self.options.segment_size_bytes - SEGMENT_HEADER_LEN,
+        };
         let end = match self.encode_batch(w, batch, &plan)? {
             Some(end) => end,
+            // An empty segment that cannot hold the batch: a new one could not either.
+            None if w.end == SEGMENT_HEADER_LEN => return Err(too_large()),
             None => {
                 self.roll(w)?;
-                self.encode_batch(w, batch, &plan)?.ok_or_else(|| Error::TooLarge {
-                    len: batch_size_hint(batch),
-                    max: self.options.segment_size_bytes - SEGMENT_HEADER_LEN,
-                })?
+                self.encode_batch(w, batch, &plan)?.ok_or_else(too_large)?
             }
         };
         let start = w.end;
@@ -599,9 +623,7 @@ impl Inner {
                 None => return Ok(self.abandon(w, at)),
             }
         }
-        if frames == 0 {
-            return Ok(Some(w.end));
-        }
+        debug_assert!(frames > 0, "empty batches return before encoding");
         Ok(Some(at))
     }
 
@@ -793,6 +815,9 @@ impl Inner {
     }
 
     fn close(&self) -> Result<()> {
+        if self.abandoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut guard = match self.lock_writer() {
             Ok(g) => g,
             Err(Error::Poisoned) => return Ok(()),
@@ -951,7 +976,7 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     let mut log_id = None;
     for (i, (base, path)) in listing.segments.iter().enumerate() {
         let last = i + 1 == n;
-        let seg = Segment::open(path, *base, log_id, writable && last)?;
+        let seg = Segment::open(path, *base, log_id, last, writable && last)?;
         log_id.get_or_insert(seg.header.log_id);
         opened.push(seg);
     }
@@ -1060,6 +1085,7 @@ fn build_inner(
         poisoned: AtomicBool::new(false),
         report,
         stop_flusher: AtomicBool::new(false),
+        abandoned: AtomicBool::new(false),
         _lock: lock,
     }
 }
@@ -1250,7 +1276,7 @@ fn recover_last(
     report: &mut RecoveryReport,
 ) -> Result<Option<Writer>> {
     let path = seg.path();
-    let cap = seg.header.capacity;
+    let cap = seg.map.len();
     let durable = seg.slot.map_or(SEGMENT_HEADER_LEN, |s| s.durable_end);
     let clean_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_CLEAN != 0);
     let mut map_writer = if options.read_only { None } else { seg.map.take_writer() };

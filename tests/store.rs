@@ -1,0 +1,752 @@
+//! Behaviour of the store on real files in temporary directories: framing, rolls and reopen, torn tails,
+//! corruption in the middle of history, locking, optimistic concurrency, atomic batches, consumer positions,
+//! idempotent retries, filtered reads, live tailing and checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use foldlog::{
+    Batch, CheckpointUse, Durability, Error, ExpectedVersion, NewEvent, Options, ReadAll, Recovery, Store,
+    StreamAppend,
+};
+
+fn opts(segment: u64) -> Options {
+    Options { segment_size_bytes: segment, durability: Durability::Never, ..Options::default() }
+}
+
+fn positions(store: &Store) -> Vec<u64> {
+    store.read_all(0).map(|e| e.unwrap().position()).collect()
+}
+
+fn payloads(store: &Store) -> Vec<Vec<u8>> {
+    store.read_all(0).map(|e| e.unwrap().payload().to_vec()).collect()
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Every field of the envelope survives the trip through the frame, for payload sizes around the 16-byte
+/// padding boundaries and rkyv's inline-string limit.
+#[test]
+fn framing_round_trips_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(1 << 20)).unwrap();
+    let mut expected = Vec::new();
+    for size in (0..70).chain([255, 256, 257, 4095, 4096, 4097, 20_000]) {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+        let metadata = format!("corr-{size}").into_bytes();
+        let stream = format!("stream-{}", "x".repeat(size % 13));
+        let ty: &'static str = if size % 2 == 0 { "Short" } else { "AMuchLongerEventTypeName" };
+        let id = (size % 3 == 0).then_some(u128::MAX - size as u128);
+        let event = NewEvent {
+            event_type: ty,
+            payload: &payload,
+            metadata: &metadata,
+            event_id: id,
+            schema_version: size as u32,
+        };
+        let r = store.append(&stream, ExpectedVersion::Any, &[event]).unwrap();
+        expected.push((r.positions.start, stream, ty, payload, metadata, id, size as u32));
+    }
+    drop(store);
+    let store = Store::open_with(dir.path(), opts(1 << 20)).unwrap();
+    let got: Vec<_> = store.read_all(0).map(|e| e.unwrap()).collect();
+    assert_eq!(got.len(), expected.len());
+    for (e, (pos, stream, ty, payload, meta, id, schema)) in got.iter().zip(&expected) {
+        assert_eq!(e.position(), *pos);
+        assert_eq!(e.stream_id(), stream);
+        assert_eq!(e.event_type(), *ty);
+        assert_eq!(e.payload(), &payload[..]);
+        assert_eq!(e.metadata(), &meta[..]);
+        assert_eq!(e.event_id(), *id);
+        assert_eq!(e.schema_version(), *schema);
+        assert!(e.timestamp_micros() > 0);
+        assert_eq!(e.to_owned().payload, *payload);
+    }
+}
+
+/// Thousands of events over many tiny segments read back identically after reopen, with and without the
+/// index checkpoint; reopening with the checkpoint scans only the last segment.
+#[test]
+fn append_read_reopen_across_many_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = Vec::new();
+    {
+        let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+        for i in 0..3000u64 {
+            let p = format!("event {i} {}", "y".repeat((i % 50) as usize));
+            let n = 1 + (i % 4) as usize;
+            let evs: Vec<NewEvent> = (0..n).map(|_| NewEvent::new("E", p.as_bytes())).collect();
+            store.append(&format!("s{}", i % 17), ExpectedVersion::Any, &evs).unwrap();
+            want.extend(std::iter::repeat_n(p.into_bytes(), n));
+        }
+        assert_eq!(payloads(&store), want);
+        assert!(store.stats().segments > 100, "tiny segments must roll many times");
+        store.close().unwrap();
+    }
+    let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+    let report = store.recovery_report().clone();
+    assert_eq!(report.checkpoint, CheckpointUse::Used(want.len() as u64));
+    assert_eq!(report.segments_scanned, 1);
+    assert!(report.clean);
+    assert_eq!(payloads(&store), want);
+    drop(store);
+    std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
+    let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+    assert_eq!(store.recovery_report().checkpoint, CheckpointUse::Missing);
+    assert_eq!(store.recovery_report().events_scanned, want.len() as u64);
+    assert_eq!(payloads(&store), want);
+    // Appends continue where the log ended.
+    let r = store.append("s0", ExpectedVersion::Any, &[NewEvent::new("E", b"after")]).unwrap();
+    assert_eq!(r.positions.start, want.len() as u64);
+}
+
+/// Builds a log whose last event is past the durable point (written, then the process "crashes"), and
+/// returns (dir, events before the last one, byte range of the last frame in the last segment file).
+fn log_with_unsynced_last_event() -> (tempfile::TempDir, usize, PathBuf, u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(8192)).unwrap();
+    for i in 0..40u64 {
+        store
+            .append("a", ExpectedVersion::Any, &[NewEvent::new("E", format!("payload-{i}").as_bytes())])
+            .unwrap();
+    }
+    store.sync().unwrap();
+    let before = store.stats().frame_bytes;
+    store.append("a", ExpectedVersion::Any, &[NewEvent::new("Last", &[7u8; 301])]).unwrap();
+    let after = store.stats().frame_bytes;
+    let n = store.next_position() as usize - 1;
+    store.abandon();
+    let last = segment_files(dir.path()).pop().unwrap();
+    // Frame bytes of the last segment: find the last frame by its length from the end of the written region.
+    let written = last_written_end(&last);
+    let frame_len = after - before;
+    (dir, n, last, written - frame_len, written)
+}
+
+/// Offset just past the last non-zero 16-byte block of a segment file.
+fn last_written_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let last = bytes.chunks(16).rposition(|c| c.iter().any(|&b| b != 0)).unwrap();
+    (last as u64 + 1) * 16
+}
+
+/// A crash can tear the last record at any byte: truncated at every offset inside it (and, separately, zeroed
+/// from there on), the log reopens with the intact prefix, the torn record gone, and accepts new appends. A
+/// cut that only loses trailing zero bytes loses nothing, so the record stays.
+#[test]
+fn torn_tail_at_every_byte_offset_of_the_last_record() {
+    let (dir, n, last, start, end) = log_with_unsynced_last_event();
+    let name = last.file_name().unwrap().to_owned();
+    let bytes = std::fs::read(&last).unwrap();
+    let at = start as usize;
+    // Losing trailing zero bytes (padding, high bytes of the last length) loses nothing.
+    let meaningful_end = start + bytes[at..end as usize].iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
+    let mut checked = 0;
+    for cut in start..end {
+        for zero_instead in [false, true] {
+            let work = tempfile::tempdir().unwrap();
+            copy_dir(dir.path(), work.path());
+            let f = std::fs::OpenOptions::new().write(true).open(work.path().join(&name)).unwrap();
+            if zero_instead {
+                let len = f.metadata().unwrap().len();
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(&vec![0u8; (len - cut) as usize], cut).unwrap();
+            } else {
+                f.set_len(cut).unwrap();
+            }
+            drop(f);
+            let store = Store::open_with(work.path(), opts(8192)).unwrap();
+            let got = positions(&store);
+            if cut >= meaningful_end {
+                assert_eq!(got, (0..=n as u64).collect::<Vec<_>>(), "cut in padding at {cut}");
+                store.abandon();
+                continue;
+            }
+            assert_eq!(got, (0..n as u64).collect::<Vec<_>>(), "cut at {cut} (zeroed: {zero_instead})");
+            if cut > start {
+                let (path, at, bytes) =
+                    store.recovery_report().torn_tail.clone().expect("torn tail reported");
+                assert_eq!(path.file_name().unwrap(), name.as_os_str());
+                assert_eq!(at, start);
+                assert!(bytes > 0);
+            }
+            let r = store.append("a", ExpectedVersion::Any, &[NewEvent::new("New", b"new")]).unwrap();
+            assert_eq!(r.positions.start, n as u64);
+            drop(store);
+            let store = Store::open_with(work.path(), opts(8192)).unwrap();
+            assert_eq!(store.next_position(), n as u64 + 1);
+            assert_eq!(store.read_all(n as u64).next().unwrap().unwrap().payload(), b"new");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * (meaningful_end - start));
+}
+
+/// A flipped bit in the unsynced tail is a torn tail (cut, no error). The same flip in a sealed segment, or
+/// below the durable point of the last one, is corruption: open fails naming the file and offset, unless the
+/// operator asks for a cut.
+#[test]
+fn bit_flips_in_the_tail_versus_in_history() {
+    let (dir, n, last, start, _end) = log_with_unsynced_last_event();
+    // Tail: flip a byte inside the last (unsynced) frame.
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), work.path());
+    flip(&work.path().join(last.file_name().unwrap()), start + 20);
+    let store = Store::open_with(work.path(), opts(8192)).unwrap();
+    assert_eq!(store.next_position(), n as u64);
+    drop(store);
+
+    // History: flip a byte in the first (sealed) segment's first frame body.
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), work.path());
+    std::fs::remove_file(work.path().join("index.ckpt")).ok();
+    let first = segment_files(work.path())[0].clone();
+    flip(&first, 128 + 40);
+    match Store::open_with(work.path(), opts(8192)) {
+        Err(Error::Corrupt { path, offset, .. }) => {
+            assert_eq!(path, first);
+            assert_eq!(offset, 128);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    // Read-only verification reports it the same way, and never returns the damaged event.
+    assert!(matches!(
+        Store::open_with(work.path(), Options { read_only: true, ..opts(8192) }),
+        Err(Error::Corrupt { .. })
+    ));
+
+    // Below the durable point of the last segment: corruption; an explicit repair cuts there.
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), work.path());
+    let last_seg = work.path().join(last.file_name().unwrap());
+    flip(&last_seg, 128 + 20);
+    match Store::open_with(work.path(), opts(8192)) {
+        Err(Error::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (last_seg.clone(), 128)),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    let store =
+        Store::open_with(work.path(), Options { recovery: Recovery::TruncateCorruption, ..opts(8192) })
+            .unwrap();
+    let kept = store.next_position();
+    assert!(kept < n as u64);
+    for e in store.read_all(0) {
+        assert!(e.unwrap().payload().starts_with(b"payload-"));
+    }
+}
+
+fn flip(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, offset).unwrap();
+    f.write_all_at(&[b[0] ^ 0x04], offset).unwrap();
+}
+
+/// A byte that rots after open is caught by the read path's CRC check: an error, never the altered event.
+#[test]
+fn corruption_after_open_is_an_error_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(1 << 16)).unwrap();
+    for i in 0..10u64 {
+        store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", format!("p{i}").as_bytes())]).unwrap();
+    }
+    store.sync().unwrap();
+    let seg = segment_files(dir.path())[0].clone();
+    // The file is shared with the map, so this write shows through it (a stand-in for bit rot).
+    flip(&seg, 128 + 16 + 2);
+    let first = store.read_all(0).next().unwrap();
+    assert!(matches!(first, Err(Error::Corrupt { offset: 128, .. })), "{first:?}");
+    let by_stream = store.read_stream("a", 0).next().unwrap();
+    assert!(by_stream.is_err());
+    store.abandon();
+}
+
+#[test]
+fn a_second_opener_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(Store::open(dir.path()), Err(Error::Locked { .. })));
+    assert!(matches!(
+        Store::open_with(dir.path(), Options { read_only: true, ..Options::default() }),
+        Err(Error::Locked { .. })
+    ));
+    drop(store);
+    let ro = Store::open_with(dir.path(), Options { read_only: true, ..Options::default() }).unwrap();
+    assert!(matches!(ro.append("a", ExpectedVersion::Any, &[NewEvent::new("E", b"")]), Err(Error::ReadOnly)));
+    let ro2 = Store::open_with(dir.path(), Options { read_only: true, ..Options::default() }).unwrap();
+    assert!(matches!(Store::open(dir.path()), Err(Error::Locked { .. })));
+    drop((ro, ro2));
+    Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn not_a_foldlog_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("00000000000000000000.seg"), vec![b'x'; 8192]).unwrap();
+    assert!(matches!(Store::open(dir.path()), Err(Error::InvalidDirectory { .. })));
+    let missing = dir.path().join("nope");
+    assert!(matches!(
+        Store::open_with(&missing, Options { create_if_missing: false, ..Options::default() }),
+        Err(Error::InvalidDirectory { .. })
+    ));
+}
+
+#[test]
+fn a_future_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open_with(dir.path(), opts(8192)).unwrap().close().unwrap();
+    let seg = segment_files(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[8] = 2;
+    let crc = crc32fast::hash(&bytes[0..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, bytes).unwrap();
+    match Store::open(dir.path()) {
+        Err(Error::UnsupportedVersion { found: 2, supported: 1, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_segment_in_the_sequence_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+    for _ in 0..200 {
+        store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", &[1; 100])]).unwrap();
+    }
+    store.close().unwrap();
+    let segs = segment_files(dir.path());
+    std::fs::remove_file(&segs[1]).unwrap();
+    std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
+    assert!(matches!(Store::open(dir.path()), Err(Error::InvalidDirectory { .. })));
+}
+
+#[test]
+fn too_large_a_batch_is_an_error_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(8192)).unwrap();
+    store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", b"small")]).unwrap();
+    let big = vec![0u8; 9000];
+    for _ in 0..3 {
+        let r = store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", &big)]);
+        assert!(matches!(r, Err(Error::TooLarge { .. })), "{r:?}");
+    }
+    store.append("a", ExpectedVersion::Exact(0), &[NewEvent::new("E", b"next")]).unwrap();
+    assert_eq!(store.next_position(), 2);
+    assert!(matches!(
+        store.append("", ExpectedVersion::Any, &[NewEvent::new("E", b"")]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.append("a", ExpectedVersion::Any, &[NewEvent::new("", b"")]),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn expected_versions_guard_every_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let e = [NewEvent::new("E", b"x")];
+    let wrong = |r: foldlog::Result<foldlog::Appended>, exp: ExpectedVersion, act: Option<u64>| match r {
+        Err(Error::WrongExpectedVersion { stream, expected, actual }) => {
+            assert_eq!((stream.as_str(), expected, actual), ("s", exp, act))
+        }
+        other => panic!("{other:?}"),
+    };
+    wrong(store.append("s", ExpectedVersion::StreamExists, &e), ExpectedVersion::StreamExists, None);
+    wrong(store.append("s", ExpectedVersion::Exact(0), &e), ExpectedVersion::Exact(0), None);
+    let r = store.append("s", ExpectedVersion::NoStream, &[e[0], e[0]]).unwrap();
+    assert_eq!((r.positions, r.versions), (0..2, 0..2));
+    wrong(store.append("s", ExpectedVersion::NoStream, &e), ExpectedVersion::NoStream, Some(1));
+    wrong(store.append("s", ExpectedVersion::Exact(0), &e), ExpectedVersion::Exact(0), Some(1));
+    store.append("s", ExpectedVersion::StreamExists, &e).unwrap();
+    store.append("s", ExpectedVersion::Exact(2), &e).unwrap();
+    store.append("s", ExpectedVersion::Any, &e).unwrap();
+    assert_eq!(store.stream_version("s"), Some(4));
+    assert_eq!(store.next_position(), 5, "failed checks wrote nothing");
+    // An empty append still checks.
+    wrong(store.append("s", ExpectedVersion::Exact(9), &[]), ExpectedVersion::Exact(9), Some(4));
+    assert_eq!(store.append("s", ExpectedVersion::Exact(4), &[]).unwrap().positions, 5..5);
+}
+
+/// Python's eventsourcing aggregates number from 1; a caller can name the first version of a new stream.
+#[test]
+fn a_new_stream_can_start_at_a_chosen_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ev = [NewEvent::new("Created", b"")];
+    let batch =
+        [StreamAppend { first_version: 1, ..StreamAppend::new("agg", ExpectedVersion::NoStream, &ev) }];
+    let r = store.append_batch(&Batch { streams: &batch, consumer: None }).unwrap();
+    assert_eq!(r[0].versions, 1..2);
+    store.append("agg", ExpectedVersion::Exact(1), &ev).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let v: Vec<u64> = store.read_stream("agg", 0).map(|e| e.unwrap().stream_version()).collect();
+    assert_eq!(v, [1, 2]);
+    assert_eq!(store.read_stream("agg", 2).count(), 1);
+}
+
+/// One call appends to two streams and moves a consumer: all of it or none of it.
+#[test]
+fn multi_stream_batches_are_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("from", ExpectedVersion::Any, &[NewEvent::new("Opened", b"100")]).unwrap();
+    let debit = [NewEvent::new("Debited", b"30")];
+    let credit = [NewEvent::new("Credited", b"30")];
+    let ok = [
+        StreamAppend::new("from", ExpectedVersion::Exact(0), &debit),
+        StreamAppend::new("to", ExpectedVersion::NoStream, &credit),
+    ];
+    let r = store.append_batch(&Batch { streams: &ok, consumer: Some(("transfers", 0)) }).unwrap();
+    assert_eq!(r[0].positions, 1..2);
+    assert_eq!(r[1].positions, 2..3);
+    let stale = [
+        StreamAppend::new("from", ExpectedVersion::Exact(1), &debit),
+        StreamAppend::new("to", ExpectedVersion::Exact(7), &credit),
+    ];
+    assert!(store.append_batch(&Batch { streams: &stale, consumer: Some(("transfers", 2)) }).is_err());
+    assert_eq!(store.next_position(), 3);
+    assert_eq!(store.consumer_position("transfers"), Some(0));
+    let dup = [
+        StreamAppend::new("a", ExpectedVersion::Any, &debit),
+        StreamAppend::new("a", ExpectedVersion::Any, &debit),
+    ];
+    assert!(matches!(
+        store.append_batch(&Batch { streams: &dup, consumer: None }),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn consumer_positions_advance_survive_reopen_and_take_no_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"1")]).unwrap();
+        store.append_batch(&Batch { streams: &[], consumer: Some(("projector", 0)) }).unwrap();
+        assert_eq!(store.next_position(), 1, "a position-only write takes no global position");
+        match store.append_batch(&Batch { streams: &[], consumer: Some(("projector", 0)) }) {
+            Err(Error::ConsumerPositionNotAdvanced { current: 0, proposed: 0, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let ev = [NewEvent::new("Projected", b"")];
+        let s = [StreamAppend::new("out", ExpectedVersion::Any, &ev)];
+        store.append_batch(&Batch { streams: &s, consumer: Some(("projector", 5)) }).unwrap();
+        store.abandon();
+    }
+    // Without a checkpoint (crash), the position is recovered from the log; with one, from the checkpoint.
+    let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+    assert_eq!(store.consumer_position("projector"), Some(5));
+    assert_eq!(store.consumer_position("other"), None);
+    assert_eq!(store.read_all(0).count(), 2);
+    store.close().unwrap();
+    let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+    assert!(matches!(store.recovery_report().checkpoint, CheckpointUse::Used(2)));
+    assert_eq!(store.consumer_position("projector"), Some(5));
+}
+
+/// A retry of an append whose acknowledgement was lost returns the original result and writes nothing; a
+/// different event reusing an id is refused. Ids are remembered across reopen (checkpoint or log scan).
+#[test]
+fn idempotent_retries_by_event_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = [
+        NewEvent { event_id: Some(1), ..NewEvent::new("E", b"one") },
+        NewEvent { event_id: Some(2), ..NewEvent::new("E", b"two") },
+    ];
+    let first;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.append("x", ExpectedVersion::Any, &[NewEvent::new("E", b"zero")]).unwrap();
+        first = store.append("x", ExpectedVersion::Exact(0), &a).unwrap();
+        let again = store.append("x", ExpectedVersion::Exact(0), &a).unwrap();
+        assert!(again.deduplicated);
+        assert_eq!(
+            (again.positions.clone(), again.versions.clone()),
+            (first.positions.clone(), first.versions.clone())
+        );
+        assert_eq!(store.next_position(), 3);
+        let clash = [NewEvent { event_id: Some(2), ..NewEvent::new("E", b"different") }];
+        match store.append("x", ExpectedVersion::Any, &clash) {
+            Err(Error::DuplicateEventId { id: 2, position: 2 }) => {}
+            other => panic!("{other:?}"),
+        }
+        let partial = [a[0], NewEvent { event_id: Some(3), ..NewEvent::new("E", b"three") }];
+        assert!(matches!(
+            store.append("x", ExpectedVersion::Any, &partial),
+            Err(Error::DuplicateEventId { .. })
+        ));
+        store.abandon();
+    }
+    for _ in 0..2 {
+        let store = Store::open(dir.path()).unwrap();
+        let again = store.append("x", ExpectedVersion::Exact(0), &a).unwrap();
+        assert!(again.deduplicated);
+        assert_eq!(again.positions, first.positions);
+        assert_eq!(store.next_position(), 3);
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn read_all_stops_filters_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+    for i in 0..300u64 {
+        let ty = ["A", "B", "C"][(i % 3) as usize];
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new(ty, &i.to_le_bytes())]).unwrap();
+    }
+    let got = |o: ReadAll| -> Vec<u64> { store.read_all_with(o).map(|e| e.unwrap().position()).collect() };
+    assert_eq!(got(ReadAll { from: 10, to_inclusive: Some(14), ..ReadAll::default() }), [10, 11, 12, 13, 14]);
+    assert_eq!(
+        got(ReadAll { from: 0, event_type: Some("B".into()), limit: Some(4), ..ReadAll::default() }),
+        [1, 4, 7, 10]
+    );
+    assert_eq!(got(ReadAll { from: 290, to_inclusive: Some(1000), ..ReadAll::default() }).len(), 10);
+    assert!(got(ReadAll { from: 300, ..ReadAll::default() }).is_empty());
+    assert!(got(ReadAll { from: 5, to_inclusive: Some(4), ..ReadAll::default() }).is_empty());
+    // Every starting point, including segment boundaries, lands on the right event.
+    for from in 0..300 {
+        assert_eq!(store.read_all(from).next().unwrap().unwrap().position(), from);
+    }
+}
+
+#[test]
+fn stream_reads_forward_backward_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+    for i in 0..500u64 {
+        store
+            .append(&format!("s{}", i % 5), ExpectedVersion::Any, &[NewEvent::new("E", &i.to_le_bytes())])
+            .unwrap();
+    }
+    let v = |it: foldlog::StreamEvents<'_>| -> Vec<u64> { it.map(|e| e.unwrap().stream_version()).collect() };
+    assert_eq!(v(store.read_stream("s3", 0)), (0..100).collect::<Vec<_>>());
+    assert_eq!(v(store.read_stream("s3", 95)), [95, 96, 97, 98, 99]);
+    assert_eq!(
+        store.read_stream("s3", 10).take(3).map(|e| e.unwrap().stream_version()).collect::<Vec<_>>(),
+        [10, 11, 12]
+    );
+    assert_eq!(v(store.read_stream_backward("s3", None)), (0..100).rev().collect::<Vec<_>>());
+    assert_eq!(v(store.read_stream_backward("s3", Some(2))), [2, 1, 0]);
+    assert_eq!(v(store.read_stream_backward("s3", Some(1000))).len(), 100);
+    assert!(v(store.read_stream("nope", 0)).is_empty());
+    assert!(v(store.read_stream("s3", 100)).is_empty());
+    for e in store.read_stream("s2", 0) {
+        let e = e.unwrap();
+        assert_eq!(e.stream_id(), "s2");
+        assert_eq!(u64::from_le_bytes(e.payload().try_into().unwrap()) % 5, 2);
+    }
+    assert_eq!(store.streams(), ["s0", "s1", "s2", "s3", "s4"]);
+    assert_eq!(store.stream_counts()[0], ("s0".to_string(), 100));
+}
+
+#[test]
+fn wait_for_wakes_a_follower_when_the_writer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    assert_eq!(store.wait_for(None, Duration::from_millis(20)), None);
+    let follower = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut after = None;
+            while seen.len() < 50 {
+                let head = store.wait_for(after, Duration::from_secs(10)).expect("writer commits in time");
+                let from = after.map_or(0, |a| a + 1);
+                for e in store.read_all_with(ReadAll { from, to_inclusive: Some(head), ..ReadAll::default() })
+                {
+                    seen.push(e.unwrap().position());
+                }
+                after = Some(head);
+            }
+            seen
+        })
+    };
+    for i in 0..50u64 {
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", &i.to_le_bytes())]).unwrap();
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert_eq!(follower.join().unwrap(), (0..50).collect::<Vec<_>>());
+    assert_eq!(store.wait_for(Some(10), Duration::ZERO), Some(49));
+}
+
+/// Readers running alongside the writer never see a gap, a torn record, or a stream version ahead of the
+/// global watermark; after `append` returns, every reader sees it.
+#[test]
+fn readers_see_consistent_prefixes_while_the_writer_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_with(dir.path(), opts(16 << 10)).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut rounds = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) || rounds == 0 {
+                    let head = store.next_position();
+                    let mut n = 0u64;
+                    for e in store.read_all(0) {
+                        let e = e.unwrap();
+                        assert_eq!(e.position(), n, "gap or reorder");
+                        assert_eq!(
+                            e.payload(),
+                            format!("{}:{}", e.stream_id(), e.stream_version()).as_bytes()
+                        );
+                        n += 1;
+                    }
+                    assert!(n >= head, "a reader saw less than the watermark it read first");
+                    let stream = format!("s{}", (rounds + r) % 7);
+                    let watermark = store.next_position();
+                    for (i, e) in store.read_stream(&stream, 0).enumerate() {
+                        let e = e.unwrap();
+                        assert_eq!(e.stream_version(), i as u64);
+                        assert!(e.position() < store.next_position().max(watermark));
+                    }
+                    rounds += 1;
+                }
+                rounds
+            })
+        })
+        .collect();
+    for i in 0..3000u64 {
+        let stream = format!("s{}", i % 7);
+        let version = store.stream_version(&stream).map_or(0, |v| v + 1);
+        let payload = format!("{stream}:{version}");
+        let r =
+            store.append(&stream, ExpectedVersion::Any, &[NewEvent::new("E", payload.as_bytes())]).unwrap();
+        // Read-your-writes from this thread.
+        assert_eq!(store.read_all(r.positions.start).next().unwrap().unwrap().payload(), payload.as_bytes());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(store.stats().segments > 5);
+}
+
+/// A damaged checkpoint is detected and the index rebuilt from the log, never trusted.
+#[test]
+fn a_corrupt_or_stale_checkpoint_is_rebuilt_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+        for i in 0..400u64 {
+            store
+                .append(&format!("s{}", i % 9), ExpectedVersion::Any, &[NewEvent::new("E", &i.to_le_bytes())])
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let reference: Vec<(String, u64, u64)> = {
+        let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+        let v = store
+            .read_all(0)
+            .map(|e| e.unwrap())
+            .map(|e| (e.stream_id().to_owned(), e.stream_version(), e.position()))
+            .collect();
+        store.close().unwrap();
+        v
+    };
+    let ckpt = dir.path().join("index.ckpt");
+    let good = std::fs::read(&ckpt).unwrap();
+    for damage in 0..4 {
+        let mut bad = good.clone();
+        match damage {
+            0 => bad[good.len() / 2] ^= 1,
+            1 => bad.truncate(good.len() - 3),
+            2 => bad = b"not a checkpoint at all".to_vec(),
+            _ => bad[20] ^= 0xff,
+        }
+        std::fs::write(&ckpt, &bad).unwrap();
+        let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+        assert!(matches!(store.recovery_report().checkpoint, CheckpointUse::Rebuilt(_)), "damage {damage}");
+        let got: Vec<(String, u64, u64)> = store
+            .read_all(0)
+            .map(|e| e.unwrap())
+            .map(|e| (e.stream_id().to_owned(), e.stream_version(), e.position()))
+            .collect();
+        assert_eq!(got, reference);
+        for s in 0..9 {
+            assert_eq!(
+                store.read_stream(&format!("s{s}"), 0).count(),
+                reference.iter().filter(|r| r.0 == format!("s{s}")).count()
+            );
+        }
+        store.close().unwrap();
+    }
+    // Stale: a checkpoint from earlier plus more log after it is used and the rest scanned.
+    std::fs::write(&ckpt, &good).unwrap();
+    let store = Store::open_with(dir.path(), Options { checkpoint_every_bytes: 0, ..opts(4096) }).unwrap();
+    store.append("s0", ExpectedVersion::Any, &[NewEvent::new("E", b"late")]).unwrap();
+    store.abandon();
+    std::fs::write(&ckpt, &good).unwrap();
+    let store = Store::open_with(dir.path(), opts(4096)).unwrap();
+    assert_eq!(store.recovery_report().checkpoint, CheckpointUse::Used(400));
+    assert_eq!(store.next_position(), 401);
+    assert_eq!(store.read_stream("s0", 0).last().unwrap().unwrap().payload(), b"late");
+}
+
+/// Under `Durability::Always` every returned append is durable; under group commit the durable watermark
+/// moves at the group's bounds; `sync` makes everything durable.
+#[test]
+fn durability_modes_move_the_durable_watermark_as_promised() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open_with(dir.path(), Options { durability: Durability::Always, ..Options::default() })
+            .unwrap();
+    for i in 0..5u64 {
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
+        assert_eq!(store.durable_position(), i + 1);
+    }
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let group =
+        foldlog::GroupCommit { appends_max: 10, bytes_max: u64::MAX, delay_max: Duration::from_secs(3600) };
+    let store =
+        Store::open_with(dir.path(), Options { durability: Durability::Group(group), ..Options::default() })
+            .unwrap();
+    for i in 0..25u64 {
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
+        assert_eq!(store.durable_position(), (i + 1) / 10 * 10);
+    }
+    store.sync().unwrap();
+    assert_eq!(store.durable_position(), 25);
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let group =
+        foldlog::GroupCommit { appends_max: 1000, bytes_max: u64::MAX, delay_max: Duration::from_millis(5) };
+    let store =
+        Store::open_with(dir.path(), Options { durability: Durability::Group(group), ..Options::default() })
+            .unwrap();
+    store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.durable_position() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the group-commit timer never synced");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
