@@ -208,7 +208,7 @@ impl DurableSlot {
 pub struct FrameHeader {
     /// Body length in bytes (never 0 for a real frame).
     pub body_len: u32,
-    /// CRC32 over header bytes 0..4, 8..16 and the body.
+    /// CRC32 over header bytes 4..16 and the body.
     pub crc: u32,
     /// `KIND_*`.
     pub kind: u8,
@@ -219,7 +219,7 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Reads a header from 16 bytes; no checks beyond the length.
     pub fn read(b: &[u8; FRAME_HEADER_LEN as usize]) -> FrameHeader {
-        FrameHeader { body_len: LE::read_u32(&b[0..4]), crc: LE::read_u32(&b[4..8]), kind: b[8], flags: b[9] }
+        FrameHeader { crc: LE::read_u32(&b[0..4]), body_len: LE::read_u32(&b[4..8]), kind: b[8], flags: b[9] }
     }
 
     /// Whether the reserved bytes are zero and kind and flags are known.
@@ -229,24 +229,24 @@ impl FrameHeader {
             && raw[10..16].iter().all(|&x| x == 0)
     }
 
-    /// Writes the header, computing the CRC over it and `body`.
-    pub fn write(out: &mut [u8; FRAME_HEADER_LEN as usize], kind: u8, flags: u8, body: &[u8]) {
-        *out = [0; FRAME_HEADER_LEN as usize];
-        LE::write_u32(&mut out[0..4], body.len() as u32);
-        out[8] = kind;
-        out[9] = flags;
-        let crc = frame_crc(out, body);
-        LE::write_u32(&mut out[4..8], crc);
+    /// Writes the header of the frame at the start of `frame`, whose body (`body_len` bytes) is already in
+    /// place after it, and computes the CRC.
+    pub fn write(frame: &mut [u8], kind: u8, flags: u8, body_len: u32) {
+        let end = FRAME_HEADER_LEN as usize + body_len as usize;
+        assert!(frame.len() >= end, "frame slice holds header and body");
+        frame[..FRAME_HEADER_LEN as usize].fill(0);
+        LE::write_u32(&mut frame[4..8], body_len);
+        frame[8] = kind;
+        frame[9] = flags;
+        let crc = frame_crc(&frame[4..end]);
+        LE::write_u32(&mut frame[0..4], crc);
     }
 }
 
-/// The CRC a frame with header `raw` (its CRC field ignored) and `body` must carry.
-pub fn frame_crc(raw: &[u8; FRAME_HEADER_LEN as usize], body: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&raw[0..4]);
-    h.update(&raw[8..16]);
-    h.update(body);
-    h.finalize()
+/// The CRC of a frame: over header bytes 4..16 and the body, which are contiguous, so one pass covers the
+/// length field too. `covered` is `frame[4..16 + body_len]`.
+pub fn frame_crc(covered: &[u8]) -> u32 {
+    crc32fast::hash(covered)
 }
 
 #[cfg(test)]

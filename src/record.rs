@@ -192,13 +192,14 @@ pub(crate) fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameProblem> {
     if (bytes.len() as u64) < len {
         return Err(FrameProblem::Truncated);
     }
-    let body = &bytes[FRAME_HEADER_LEN as usize..FRAME_HEADER_LEN as usize + header.body_len as usize];
-    if frame_crc(raw, body) != header.crc {
+    let body_end = FRAME_HEADER_LEN as usize + header.body_len as usize;
+    if frame_crc(&bytes[4..body_end]) != header.crc {
         return Err(FrameProblem::Checksum);
     }
     if !FrameHeader::well_formed(raw) {
         return Err(FrameProblem::Header);
     }
+    let body = &bytes[FRAME_HEADER_LEN as usize..body_end];
     let body = if header.kind == KIND_EVENT {
         Body::Event(EventRef::new(
             rkyv::access::<ArchivedEnvelope, Failure>(body).map_err(|_| FrameProblem::Archive)?,
@@ -231,14 +232,12 @@ fn encode(
     dst: &mut [u8],
     body: impl FnOnce(&mut [u8]) -> Option<usize>,
 ) -> Option<u64> {
-    let (head, rest) = dst.split_at_mut_checked(FRAME_HEADER_LEN as usize)?;
-    let body_len = body(rest)?;
+    let body_len = body(dst.get_mut(FRAME_HEADER_LEN as usize..)?)?;
     let len = frame_len(body_len as u64);
-    if body_len == 0 || body_len > u32::MAX as usize || (len as usize) > head.len() + rest.len() {
+    if body_len == 0 || body_len > u32::MAX as usize || (len as usize) > dst.len() {
         return None;
     }
-    rest[body_len..len as usize - FRAME_HEADER_LEN as usize].fill(0);
-    let head: &mut [u8; FRAME_HEADER_LEN as usize] = head.try_into().ok()?;
-    FrameHeader::write(head, kind, if commit { FLAG_COMMIT } else { 0 }, &rest[..body_len]);
+    dst[FRAME_HEADER_LEN as usize + body_len..len as usize].fill(0);
+    FrameHeader::write(dst, kind, if commit { FLAG_COMMIT } else { 0 }, body_len as u32);
     Some(len)
 }

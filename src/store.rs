@@ -196,6 +196,10 @@ struct Writer {
     pending_since: Option<Instant>,
     bytes_since_checkpoint: u64,
     scratch: Envelope,
+    /// Reused per append: first version of each stream of the batch.
+    plan: Vec<u64>,
+    /// Reused per append: (offset, length) of each frame of the batch.
+    offsets: Vec<(u64, u64)>,
 }
 
 pub(crate) struct Inner {
@@ -210,6 +214,8 @@ pub(crate) struct Inner {
     durable: AtomicU64,
     wake: Mutex<()>,
     wake_cv: Condvar,
+    /// Threads inside `wait_for`.
+    waiters: AtomicUsize,
     writer: Mutex<Option<Writer>>,
     poisoned: AtomicBool,
     report: RecoveryReport,
@@ -295,14 +301,17 @@ impl Store {
         events: &[NewEvent<'_>],
     ) -> Result<Appended> {
         let one = [StreamAppend::new(stream, expected, events)];
-        let mut out = self.append_batch(&Batch { streams: &one, consumer: None })?;
-        Ok(out.pop().expect("one stream in, one result out"))
+        let mut out = None;
+        self.inner.append_batch(&Batch { streams: &one, consumer: None }, &mut |a| out = Some(a))?;
+        Ok(out.expect("one stream in, one result out"))
     }
 
     /// Appends a batch atomically: all streams' events (and the consumer position) or nothing, also across a
     /// crash. Returns one [`Appended`] per stream, in order.
     pub fn append_batch(&self, batch: &Batch<'_>) -> Result<Vec<Appended>> {
-        self.inner.append_batch(batch)
+        let mut out = Vec::with_capacity(batch.streams.len());
+        self.inner.append_batch(batch, &mut |a| out.push(a))?;
+        Ok(out)
     }
 
     /// Makes everything appended so far durable.
@@ -363,14 +372,18 @@ impl Store {
         let target = after.map_or(1, |a| a.saturating_add(2));
         let deadline = Instant::now() + timeout;
         let mut guard = self.inner.wake.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let next = self.next_position();
+        self.inner.waiters.fetch_add(1, Ordering::SeqCst);
+        let head = loop {
+            let next = self.inner.committed.load(Ordering::SeqCst);
             if next >= target {
-                return next.checked_sub(1);
+                break next.checked_sub(1);
             }
-            let left = deadline.checked_duration_since(Instant::now())?;
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break None };
             guard = self.inner.wake_cv.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
-        }
+        };
+        self.inner.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        head
     }
 
     /// Last version of `stream`, `None` if it has no events.
@@ -430,7 +443,7 @@ impl Drop for Store {
 }
 
 fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
-    let tick = (delay / 2).max(Duration::from_millis(1));
+    let tick = (delay / 4).max(Duration::from_millis(1));
     std::thread::Builder::new()
         .name("foldlog-group-commit".into())
         .spawn(move || loop {
@@ -471,18 +484,34 @@ impl Inner {
         Err(e)
     }
 
-    fn append_batch(&self, batch: &Batch<'_>) -> Result<Vec<Appended>> {
+    /// The append path: checks under the writer lock, frames encoded in place, then published. Results go to
+    /// `out`, one per stream, so the single-stream `append` allocates nothing on this path.
+    fn append_batch(&self, batch: &Batch<'_>, out: &mut dyn FnMut(Appended)) -> Result<()> {
         validate_batch(batch)?;
         let mut guard = self.lock_writer()?;
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
         let w = guard.as_mut().ok_or(Error::ReadOnly)?;
-        let mut plan = Vec::with_capacity(batch.streams.len());
+        let mut plan = std::mem::take(&mut w.plan);
+        plan.clear();
+        let r = self.append_locked(w, batch, &mut plan, out);
+        w.plan = plan;
+        r
+    }
+
+    fn append_locked(
+        &self,
+        w: &mut Writer,
+        batch: &Batch<'_>,
+        plan: &mut Vec<u64>,
+        out: &mut dyn FnMut(Appended),
+    ) -> Result<()> {
         {
             let ix = self.read_index();
             if let Some(done) = self.find_retry(&ix, batch)? {
-                return Ok(done);
+                done.into_iter().for_each(out);
+                return Ok(());
             }
             for s in batch.streams {
                 let actual = ix.check_expected(s.stream, s.expected)?;
@@ -500,14 +529,14 @@ impl Inner {
         }
         if batch.consumer.is_none() && batch.streams.iter().all(|s| s.events.is_empty()) {
             // Only checks, nothing to write.
-            return Ok(plan
-                .iter()
-                .map(|&v| Appended {
+            for &v in plan.iter() {
+                out(Appended {
                     positions: w.next_position..w.next_position,
                     versions: v..v,
                     deduplicated: false,
-                })
-                .collect());
+                });
+            }
+            return Ok(());
         }
         if w.clean_on_disk {
             self.mark_dirty(w)?;
@@ -516,17 +545,17 @@ impl Inner {
             len: batch_size_hint(batch),
             max: self.options.segment_size_bytes - SEGMENT_HEADER_LEN,
         };
-        let end = match self.encode_batch(w, batch, &plan)? {
+        let end = match self.encode_batch(w, batch, plan)? {
             Some(end) => end,
             // An empty segment that cannot hold the batch: a new one could not either.
             None if w.end == SEGMENT_HEADER_LEN => return Err(too_large()),
             None => {
                 self.roll(w)?;
-                self.encode_batch(w, batch, &plan)?.ok_or_else(too_large)?
+                self.encode_batch(w, batch, plan)?.ok_or_else(too_large)?
             }
         };
         let start = w.end;
-        self.after_encode(w, start, end, batch, &plan)
+        self.after_encode(w, start, end, batch, plan, out)
     }
 
     /// Idempotent retries. If no event id of the batch is known, `None`: append normally. If every event has
@@ -641,16 +670,17 @@ impl Inner {
         end: u64,
         batch: &Batch<'_>,
         plan: &[u64],
-    ) -> Result<Vec<Appended>> {
-        let path = w.map.map().path().to_path_buf();
-        sys::after_map_write(&path, start, w.map.uncommitted(start, end));
+        out: &mut dyn FnMut(Appended),
+    ) -> Result<()> {
+        sys::after_map_write(w.map.map().path(), start, w.map.uncommitted(start, end));
         let first_position = w.next_position;
-        // Index entries, computed by walking the frames just written (their offsets and lengths).
-        let mut offsets = Vec::with_capacity(8);
+        // Index entries: walk the frames just written for their offsets and lengths.
+        let mut offsets = std::mem::take(&mut w.offsets);
+        offsets.clear();
         let mut at = start;
         while at < end {
             let bytes = w.map.uncommitted(at, end);
-            let len = frame_len(u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])));
+            let len = frame_len(u64::from(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])));
             offsets.push((at, len));
             at += len;
         }
@@ -659,13 +689,10 @@ impl Inner {
         w.pending_bytes += end - start;
         w.bytes_since_checkpoint += end - start;
         w.pending_since.get_or_insert_with(Instant::now);
+        // The group's age bound is kept by the flusher thread, so no clock is read per append.
         let must_sync = match self.options.durability {
             Durability::Always => true,
-            Durability::Group(g) => {
-                w.pending_appends >= g.appends_max
-                    || w.pending_bytes >= g.bytes_max
-                    || w.pending_since.is_some_and(|t| t.elapsed() >= g.delay_max)
-            }
+            Durability::Group(g) => w.pending_appends >= g.appends_max || w.pending_bytes >= g.bytes_max,
             Durability::Never => false,
         };
         let always = matches!(self.options.durability, Durability::Always);
@@ -674,7 +701,6 @@ impl Inner {
             self.sync_frames(w)?;
         }
         w.map.publish(end);
-        let mut results = Vec::with_capacity(batch.streams.len());
         {
             let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
             let mut frame = offsets.iter();
@@ -695,15 +721,16 @@ impl Inner {
                     position += 1;
                 }
                 let n = s.events.len() as u64;
-                results.push(Appended { positions: p0..p0 + n, versions: v0..v0 + n, deduplicated: false });
+                out(Appended { positions: p0..p0 + n, versions: v0..v0 + n, deduplicated: false });
             }
             if let Some((name, p)) = batch.consumer {
                 let &(off, len) = frame.next().expect("consumer frame");
                 ix.add_consumer(FrameAt { seg: w.seg, offset: off, len }, name, p);
             }
             w.next_position = position;
-            self.committed.store(position, Ordering::Release);
+            self.committed.store(position, Ordering::SeqCst);
         }
+        w.offsets = offsets;
         self.notify();
         if always {
             self.durable.store(w.next_position, Ordering::Release);
@@ -716,12 +743,16 @@ impl Inner {
             // The append is already committed; a failed checkpoint is reported but loses nothing.
             self.checkpoint_locked(w)?;
         }
-        Ok(results)
+        Ok(())
     }
 
+    /// Wakes `wait_for` callers. Skipped when nobody waits: a futex wake per append would cost more than
+    /// the append. SeqCst pairs with `wait_for`: either the waiter sees the new watermark or we see the waiter.
     fn notify(&self) {
-        let _guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
-        self.wake_cv.notify_all();
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake_cv.notify_all();
+        }
     }
 
     /// Syncs the active segment's frames (not the slot); poisons on failure.
@@ -870,10 +901,9 @@ fn validate_batch(batch: &Batch<'_>) -> Result<()> {
     if let Some((name, _)) = batch.consumer {
         check_name("consumer name", name, NAME_BYTES_MAX)?;
     }
-    let ids: Vec<u128> =
-        batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id)).collect();
-    for (i, id) in ids.iter().enumerate() {
-        if ids[..i].contains(id) {
+    let ids = || batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
+    for (i, id) in ids().enumerate() {
+        if ids().take(i).any(|other| other == id) {
             return Err(Error::InvalidArgument(format!("event id {id:032x} appears twice in one batch")));
         }
     }
@@ -966,6 +996,8 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
             pending_since: None,
             bytes_since_checkpoint: 0,
             scratch: Envelope::default(),
+            plan: Vec::new(),
+            offsets: Vec::new(),
         };
         return Ok(build_inner(dir, options, log_id, segments, index, Some(writer), report, lock));
     }
@@ -1081,6 +1113,7 @@ fn build_inner(
         durable: AtomicU64::new(durable),
         wake: Mutex::new(()),
         wake_cv: Condvar::new(),
+        waiters: AtomicUsize::new(0),
         writer: Mutex::new(writer),
         poisoned: AtomicBool::new(false),
         report,
@@ -1116,7 +1149,7 @@ fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), String> {
         let path = seg.path();
         sys::read_at(&seg.file, &path, off, &mut head)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let len = frame_len(u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]])));
+        let len = frame_len(u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])));
         if off + len > seg.header.capacity {
             return Err("checkpoint's last frame runs past the segment".into());
         }
@@ -1343,5 +1376,7 @@ fn recover_last(
         pending_since: None,
         bytes_since_checkpoint: 0,
         scratch: Envelope::default(),
+        plan: Vec::new(),
+        offsets: Vec::new(),
     }))
 }

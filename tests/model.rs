@@ -164,13 +164,13 @@ fn compare(store: &Store, m: &Model) {
     }
 }
 
-/// Walks the last segment's frames (16-byte headers: length, CRC, kind) and returns (offset of the first
+/// Walks the last segment's frames (16-byte headers: CRC, length, kind) and returns (offset of the first
 /// event frame at or after `position`, end of the written frames).
 fn tail_offsets(path: &Path, base: u64, position: u64) -> (u64, u64) {
     let b = std::fs::read(path).unwrap();
     let (mut at, mut p, mut first) = (128usize, base, None);
     while at + 16 <= b.len() {
-        let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap()) as usize;
         if len == 0 {
             break;
         }
