@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use foldlog::{Durability, ExpectedVersion, GroupCommit, NewEvent, Options, ReadAll, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod bench_cmd;
+
 #[derive(Parser)]
 #[command(name = "foldlog", version, about = "An embedded event-sourcing storage engine")]
 struct Cli {
@@ -56,6 +58,15 @@ enum Command {
         #[arg(long)]
         limit: Option<u64>,
     },
+    /// Measure foldlog against a raw write()+fdatasync file on this machine (about 10-20 s) and print a table.
+    Bench {
+        /// Events per scenario.
+        #[arg(long, default_value_t = 300_000)]
+        events: usize,
+        /// Parent of the scratch directory (default: the system temp dir); removed afterwards.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +76,9 @@ fn main() -> ExitCode {
         Command::Verify { dir } => verify(&dir),
         Command::Stat { dir, streams } => stat(&dir, streams),
         Command::Dump { dir, stream, from, limit } => dump(&dir, stream.as_deref(), from, limit),
+        Command::Bench { events, dir } => {
+            bench_cmd::run(events, dir.as_deref()).map(|()| ExitCode::SUCCESS).map_err(|e| e as _)
+        }
     };
     match r {
         Ok(code) => code,

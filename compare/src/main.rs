@@ -1,0 +1,274 @@
+//! The comparison harness: one workload, several engines, one run.
+//!
+//! foldlog, SQLite (rusqlite, bundled), redb, fjall and the raw `write()` + `fdatasync` baseline run the same
+//! scenarios on the same events, each with the setting that gives it the same durability promise. The
+//! workload, the scenarios, the raw baseline and the foldlog adapter are shared with `foldlog bench`
+//! (`src/bench_cmd.rs`, included below); this file adds the three peers, repetitions and CSV output.
+//!
+//! ```sh
+//! cargo run --release --manifest-path compare/Cargo.toml -- [--quick] [--csv out.csv]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[allow(dead_code)]
+#[path = "../../src/bench_cmd.rs"]
+mod core;
+
+mod peers;
+
+use crate::core::{print_settings, print_table, run_engine, summarize, EngineSpec, Plan, Summary, Workload};
+
+struct Args {
+    quick: bool,
+    csv: Option<PathBuf>,
+    events: Option<usize>,
+    reps: Option<usize>,
+    engines: Option<Vec<String>>,
+    dir: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: foldlog-compare [--quick] [--csv FILE] [--events N] [--reps N] \
+[--engines foldlog,raw,sqlite,redb,fjall] [--dir PARENT]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args { quick: false, csv: None, events: None, reps: None, engines: None, dir: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--quick" => a.quick = true,
+            "--csv" => a.csv = Some(value()?.into()),
+            "--events" => a.events = Some(value()?.parse().map_err(|e| format!("--events: {e}"))?),
+            "--reps" => a.reps = Some(value()?.parse().map_err(|e| format!("--reps: {e}"))?),
+            "--engines" => a.engines = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--dir" => a.dir = Some(value()?.into()),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("foldlog-compare: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> core::BenchResult<()> {
+    let args = parse_args()?;
+    let all_engines: [&EngineSpec; 5] =
+        [&core::FOLDLOG, &core::RAW, &peers::SQLITE, &peers::REDB, &peers::FJALL];
+    let engines: Vec<&EngineSpec> = match &args.engines {
+        None => all_engines.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| all_engines.iter().copied().find(|e| e.name == n).ok_or(format!("no engine {n}")))
+            .collect::<Result<_, _>>()?,
+    };
+    let plan = Plan {
+        events: args.events.unwrap_or(if args.quick { 100_000 } else { 1_000_000 }),
+        streams: 10_000,
+        always_for: Duration::from_millis(if args.quick { 500 } else { 3000 }),
+        reads: 1000,
+    };
+    let reps = args.reps.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let scratch = tempfile::Builder::new()
+        .prefix("foldlog-compare-")
+        .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    let meta = machine(scratch.path(), &plan, reps);
+    for (k, v) in &meta {
+        eprintln!("{k}: {v}");
+    }
+
+    let started = Instant::now();
+    let w = Workload::new(plan.events, plan.streams, 42);
+    eprintln!("workload: {} events generated in {:.1?}", w.len(), started.elapsed());
+    let mut all = Vec::new();
+    let mut failed = Vec::new();
+    for rep in 0..reps {
+        // Engines interleaved within each repetition, so a slow spell of the shared machine hits all of them.
+        for spec in &engines {
+            let mut progress =
+                |what: &str| eprintln!("[{:>6.1?} run {}/{reps}] {what}", started.elapsed(), rep + 1);
+            let mut got = Vec::new();
+            match run_engine(spec, &w, &plan, scratch.path(), &mut got, &mut progress) {
+                Ok(()) => all.extend(got),
+                Err(e) => {
+                    eprintln!("{} failed: {e}", spec.name);
+                    failed.push(format!("{} (run {}): {e}", spec.name, rep + 1));
+                }
+            }
+            clear(scratch.path());
+        }
+    }
+    let summaries = summarize(&all);
+    let names: Vec<&str> = engines.iter().map(|e| e.name).collect();
+    println!(
+        "\n{} events, {} streams, {} run(s), {:.0?} in all\n",
+        plan.events,
+        plan.streams,
+        reps,
+        started.elapsed()
+    );
+    print_table(&summaries, &names);
+    print_settings(&summaries, &names);
+    for f in &failed {
+        println!("FAILED: {f}");
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, &meta, &summaries)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Removes whatever a failed engine left behind.
+fn clear(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn write_csv(path: &Path, meta: &[(String, String)], summaries: &[Summary]) -> core::BenchResult<()> {
+    let mut out = String::new();
+    for (k, v) in meta {
+        out += &format!("# {k}: {v}\n");
+    }
+    out += "engine,scenario,metric,unit,higher_is_better,median,min,max,runs,setting\n";
+    for s in summaries {
+        let m = &s.measure;
+        out += &format!(
+            "{},{},{},{},{},{},{},{},{},{}\n",
+            m.engine,
+            m.scenario,
+            m.metric,
+            csv_field(m.unit),
+            m.higher_is_better,
+            s.median,
+            s.min,
+            s.max,
+            s.runs,
+            csv_field(&m.setting)
+        );
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+/// The facts a reader needs to judge the figures: machine, kernel, file system, versions, the command.
+fn machine(scratch: &Path, plan: &Plan, reps: usize) -> Vec<(String, String)> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    let mem = read("/proc/meminfo")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse::<u64>();
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let lock = include_str!("../Cargo.lock");
+    let version = |name: &str| {
+        let tag = format!("name = \"{name}\"\nversion = \"");
+        lock.find(&tag)
+            .map_or("?".to_owned(), |i| lock[i + tag.len()..].split('"').next().unwrap_or("?").to_owned())
+    };
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    vec![
+        ("date".into(), today()),
+        (
+            "cpu".into(),
+            format!("{cpu}, {} cores visible", std::thread::available_parallelism().map_or(0, |n| n.get())),
+        ),
+        ("memory".into(), format!("{:.1} GiB", mem.unwrap_or(0) as f64 / (1 << 20) as f64)),
+        ("kernel".into(), format!("Linux {}", read("/proc/sys/kernel/osrelease").trim())),
+        (
+            "filesystem".into(),
+            format!("{} ({})", fs_type(scratch), scratch.parent().unwrap_or(scratch).display()),
+        ),
+        ("rustc".into(), rustc),
+        (
+            "engines".into(),
+            format!(
+                "foldlog {}, rusqlite {} (SQLite {} bundled), redb {}, fjall {}",
+                version("foldlog"),
+                version("rusqlite"),
+                rusqlite::version(),
+                version("redb"),
+                version("fjall")
+            ),
+        ),
+        (
+            "workload".into(),
+            format!(
+                "{} events, {} streams (Zipf s=1), 3 event types, {}-byte payloads (half random), {} run(s)",
+                plan.events,
+                plan.streams,
+                core::PAYLOAD_BYTES,
+                reps
+            ),
+        ),
+        ("command".into(), format!("cargo run --release --manifest-path compare/Cargo.toml -- {command}")),
+    ]
+}
+
+fn fs_type(dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return "unknown".into() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized, writable statfs buffer.
+    let (rc, st) = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        (libc::statfs(c.as_ptr(), &mut st), st)
+    };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    match st.f_type as i64 {
+        0xEF53 => "ext4".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        t => format!("fs type {t:#x}"),
+    }
+}
+
+/// Today's UTC date, `YYYY-MM-DD` (civil-from-days, so no date crate is needed).
+fn today() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
