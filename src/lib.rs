@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod aggregate;
 mod error;
 mod format;
 mod index;
@@ -37,11 +38,17 @@ mod options;
 mod read;
 mod record;
 mod segment;
+mod snapshot;
 mod store;
 
+pub use aggregate::{
+    access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
+    EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy, PAYLOAD_ALIGN,
+};
 pub use error::{Error, ExpectedVersion, Result};
 pub use format::FORMAT_VERSION;
 pub use options::{Durability, GroupCommit, Options, Recovery};
 pub use read::{AllEvents, ReadAll, StreamEvents};
 pub use record::{ArchivedEnvelope, Envelope, EventRef};
+pub use snapshot::{Snapshot, SnapshotPolicy};
 pub use store::{Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend};

@@ -1,0 +1,277 @@
+//! Snapshot files: an aggregate's state at one version, rkyv-archived and checksummed, kept apart from the
+//! log in `<store dir>/snapshots/`. Derived data: a missing, damaged or outdated snapshot only means a longer
+//! fold. The byte layout is in docs/format.md, "Snapshot file"; all I/O goes through `crate::io`.
+
+use std::path::{Path, PathBuf};
+
+use rkyv::util::AlignedVec;
+
+use crate::aggregate::Aggregate;
+use crate::error::{Error, Result};
+use crate::io as sys;
+
+/// Opt-in for snapshots: an aggregate whose state can be archived with rkyv (derive `Archive`, `Serialize`,
+/// `Deserialize` on the state struct) and that names the version of that archived layout.
+pub trait Snapshot: Aggregate {
+    /// Version of the state's archived layout. Bump it whenever the state struct changes: snapshots written
+    /// with another version are ignored and the state rebuilt from the events.
+    const STATE_VERSION: u32;
+}
+
+/// When a [`crate::Repository`] writes snapshots, and how many it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Write a snapshot when a save makes the stream cross a multiple of this many events (0: never; only
+    /// explicit [`crate::Repository::snapshot`] calls write one). Default 1,000.
+    pub every_events: u64,
+    /// Snapshots kept per aggregate, newest first; older ones are deleted when a new one is written (at
+    /// least 1). Older snapshots serve `get_at` of older versions. Default 2.
+    pub keep: usize,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy { every_events: 1000, keep: 2 }
+    }
+}
+
+impl SnapshotPolicy {
+    /// A snapshot every `n` events, keeping the default number.
+    pub fn every(n: u64) -> SnapshotPolicy {
+        SnapshotPolicy { every_events: n, ..SnapshotPolicy::default() }
+    }
+
+    /// True if a save that moved the stream from version `before` to `after` crossed a multiple of
+    /// `every_events`.
+    pub(crate) fn due(&self, before: u64, after: u64) -> bool {
+        self.every_events > 0 && after / self.every_events > before / self.every_events
+    }
+}
+
+/// Directory under the store directory that holds all snapshots.
+pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
+/// `SNAPSHOT_MAGIC`: ASCII `FOLDSNP` and a zero byte.
+const MAGIC: [u8; 8] = *b"FOLDSNP\0";
+/// `SNAPSHOT_FORMAT_VERSION`.
+const VERSION: u32 = 1;
+/// Fixed part of the header, before the stream id.
+const FIXED_LEN: usize = 64;
+/// The state bytes start at a multiple of this.
+const STATE_ALIGN: usize = 16;
+/// Stream ids are at most this long (as in the log).
+const STREAM_ID_MAX: usize = 1024;
+const SUFFIX: &str = ".snap";
+
+/// The header fields of a snapshot besides the stream id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SnapshotMeta {
+    /// Stream version of the last event folded into the state.
+    pub stream_version: u64,
+    /// Global position of that event.
+    pub position: u64,
+    /// Its append timestamp.
+    pub timestamp_micros: i64,
+    /// `Snapshot::STATE_VERSION` of the code that wrote it.
+    pub state_version: u32,
+}
+
+/// A snapshot read and checked: the header and the state bytes in an aligned buffer.
+pub(crate) struct SnapshotFile {
+    pub meta: SnapshotMeta,
+    pub state: AlignedVec,
+}
+
+/// FNV-1a, 128-bit: a stable hash for directory names (collisions cost only a refused snapshot: the full
+/// stream id is inside every file and checked).
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes.iter().fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME))
+}
+
+/// `<store dir>/snapshots/<32 hex digits of the stream id's hash>`.
+pub(crate) fn stream_dir(store_dir: &Path, stream: &str) -> PathBuf {
+    store_dir.join(SNAPSHOT_DIR).join(format!("{:032x}", fnv1a_128(stream.as_bytes())))
+}
+
+fn file_name(version: u64) -> String {
+    format!("{version:020}{SUFFIX}")
+}
+
+fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+/// Builds the file: header, stream id, padding, state, CRC.
+pub(crate) fn encode(stream: &str, meta: &SnapshotMeta, state: &[u8]) -> Vec<u8> {
+    let header_len = round_up(FIXED_LEN + stream.len(), STATE_ALIGN);
+    let mut out = Vec::with_capacity(header_len + state.len() + 4);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(header_len as u32).to_le_bytes());
+    out.extend_from_slice(&meta.stream_version.to_le_bytes());
+    out.extend_from_slice(&meta.position.to_le_bytes());
+    out.extend_from_slice(&meta.timestamp_micros.to_le_bytes());
+    out.extend_from_slice(&meta.state_version.to_le_bytes());
+    out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    out.extend_from_slice(&[0u8; 8]);
+    debug_assert_eq!(out.len(), FIXED_LEN);
+    out.extend_from_slice(stream.as_bytes());
+    out.resize(header_len, 0);
+    out.extend_from_slice(state);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Checks every field of a snapshot file against `stream` and returns its header and state. Never panics
+/// on any input: every length is checked against the bytes before it is used.
+pub(crate) fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotFile, String> {
+    if bytes.len() < FIXED_LEN + 4 {
+        return Err(format!("{} bytes is too short for a snapshot", bytes.len()));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32_at(crc, 0) {
+        return Err("CRC mismatch".into());
+    }
+    if body[..8] != MAGIC {
+        return Err("not a snapshot file (bad magic)".into());
+    }
+    let version = u32_at(body, 8);
+    if version != VERSION {
+        return Err(format!("snapshot format version {version} (this build reads {VERSION})"));
+    }
+    let header_len = u32_at(body, 12) as usize;
+    let id_len = u32_at(body, 44) as usize;
+    let state_len = u64_at(body, 48);
+    if id_len == 0 || id_len > STREAM_ID_MAX || header_len != round_up(FIXED_LEN + id_len, STATE_ALIGN) {
+        return Err("inconsistent header lengths".into());
+    }
+    if (header_len as u64).checked_add(state_len) != Some(body.len() as u64) {
+        return Err("state length does not match the file length".into());
+    }
+    if body[56..64] != [0; 8] || body[FIXED_LEN + id_len..header_len].iter().any(|&b| b != 0) {
+        return Err("non-zero reserved or padding bytes".into());
+    }
+    if &body[FIXED_LEN..FIXED_LEN + id_len] != stream.as_bytes() {
+        return Err("snapshot of another stream (hash collision or misplaced file)".into());
+    }
+    let meta = SnapshotMeta {
+        stream_version: u64_at(body, 16),
+        position: u64_at(body, 24),
+        timestamp_micros: u64_at(body, 32) as i64,
+        state_version: u32_at(body, 40),
+    };
+    let mut state = AlignedVec::with_capacity(body.len() - header_len);
+    state.extend_from_slice(&body[header_len..]);
+    Ok(SnapshotFile { meta, state })
+}
+
+/// Versions of `stream`'s snapshots on disk, newest first. No directory means none.
+pub(crate) fn list(store_dir: &Path, stream: &str) -> Result<Vec<u64>> {
+    let dir = stream_dir(store_dir, stream);
+    let entries = match sys::list_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list snapshots", dir, e)),
+    };
+    let mut versions: Vec<u64> =
+        entries.into_iter().filter(|(_, regular)| *regular).filter_map(|(n, _)| parse_file_name(&n)).collect();
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(versions)
+}
+
+/// Reads and checks the snapshot of `stream` at `version`; the error says why it cannot be used.
+pub(crate) fn read(store_dir: &Path, stream: &str, version: u64) -> Result<SnapshotFile, String> {
+    let path = stream_dir(store_dir, stream).join(file_name(version));
+    let bytes = sys::read_file(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let file = decode(&bytes, stream)?;
+    if file.meta.stream_version != version {
+        return Err(format!("file name says version {version}, header says {}", file.meta.stream_version));
+    }
+    Ok(file)
+}
+
+/// Writes a snapshot atomically (temp file, sync, rename, sync of the directory), then deletes all but the
+/// newest `keep` snapshots of the stream.
+pub(crate) fn write(store_dir: &Path, stream: &str, meta: &SnapshotMeta, state: &[u8], keep: usize) -> Result<()> {
+    let dir = stream_dir(store_dir, stream);
+    sys::create_dir(&dir).map_err(|e| Error::io("create snapshot directory", &dir, e))?;
+    let name = file_name(meta.stream_version);
+    sys::write_file_atomically(&dir, &name, &encode(stream, meta, state))
+        .map_err(|e| Error::io("write snapshot", dir.join(&name), e))?;
+    for old in list(store_dir, stream)?.into_iter().skip(keep.max(1)) {
+        let path = dir.join(file_name(old));
+        sys::remove(&path).map_err(|e| Error::io("remove old snapshot", path, e))?;
+    }
+    Ok(())
+}
+
+/// Deletes every snapshot of `stream`; returns how many were deleted.
+pub(crate) fn delete_all(store_dir: &Path, stream: &str) -> Result<usize> {
+    let dir = stream_dir(store_dir, stream);
+    let versions = list(store_dir, stream)?;
+    for v in &versions {
+        let path = dir.join(file_name(*v));
+        sys::remove(&path).map_err(|e| Error::io("remove snapshot", path, e))?;
+    }
+    Ok(versions.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> SnapshotMeta {
+        SnapshotMeta { stream_version: 42, position: 1234, timestamp_micros: -5, state_version: 3 }
+    }
+
+    #[test]
+    fn round_trip_and_every_single_byte_flip_is_refused() {
+        let state: Vec<u8> = (0..100u8).collect();
+        let bytes = encode("account-7", &meta(), &state);
+        assert_eq!(bytes.len() % 16, 4, "state padded to 16, then the 4-byte CRC");
+        let file = decode(&bytes, "account-7").expect("valid");
+        assert_eq!(file.meta, meta());
+        assert_eq!(&file.state[..], &state[..]);
+        assert_eq!(file.state.as_ptr() as usize % 16, 0);
+        assert!(decode(&bytes, "account-8").is_err(), "another stream's snapshot");
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(decode(&bad, "account-7").is_err(), "flip at byte {i} accepted");
+        }
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len], "account-7").is_err(), "truncation to {len} accepted");
+        }
+    }
+
+    #[test]
+    fn file_names_and_policy() {
+        assert_eq!(parse_file_name(&file_name(7)), Some(7));
+        assert_eq!(parse_file_name(&file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_file_name("00000000000000000007.snap.tmp-1-2"), None);
+        assert_eq!(parse_file_name("7.snap"), None);
+        assert_ne!(stream_dir(Path::new("d"), "a"), stream_dir(Path::new("d"), "b"));
+        let p = SnapshotPolicy::every(10);
+        assert!(p.due(9, 10) && p.due(5, 25) && !p.due(10, 19) && !p.due(0, 9));
+        assert!(!SnapshotPolicy::every(0).due(0, 1_000_000));
+    }
+}
