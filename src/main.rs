@@ -1,5 +1,7 @@
 //! The `foldlog` command: demo, verify, stat, dump.
 
+mod demo_bank;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -214,6 +216,7 @@ fn demo(dir: &Path, events: u64, streams: u64) -> CliResult {
         "\nTry: foldlog stat {0} | foldlog verify {0} | foldlog dump {0} --stream account-7",
         dir.display()
     );
+    demo_bank::run(&dir.with_file_name("bank"))?;
     Ok(ExitCode::SUCCESS)
 }
 
