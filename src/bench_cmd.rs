@@ -516,8 +516,11 @@ impl Raw {
     }
 }
 
-/// A checked raw frame: (frame length, stream id, type, payload).
-fn raw_frame(bytes: &[u8]) -> BenchResult<Option<(usize, &str, &str, &[u8])>> {
+/// A checked raw frame: its length, stream id, type and payload.
+type RawFrame<'a> = (usize, &'a str, &'a str, &'a [u8]);
+
+/// The raw frame at the start of `bytes`, CRC-checked; `None` if the bytes end first.
+fn raw_frame(bytes: &[u8]) -> BenchResult<Option<RawFrame<'_>>> {
     let Some(head) = bytes.get(..RAW_HEADER) else { return Ok(None) };
     let body_len = u32::from_le_bytes(head[..4].try_into()?) as usize;
     if body_len < 24 {

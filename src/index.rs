@@ -20,11 +20,50 @@ pub(crate) struct SegIndex {
     pub end: u64,
 }
 
-/// One stream: version `first_version + i` is at global position `positions[i]`.
+/// Entries per block of a [`Positions`] list.
+const POSITIONS_BLOCK: usize = 64;
+
+/// A stream's global positions, in fixed blocks of 64: unlike a doubling `Vec`, the slack is at most one block
+/// per stream, so a large index costs 8 bytes per event plus 1/8 byte of block pointer (docs/index.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Positions {
+    blocks: Vec<Box<[u64; POSITIONS_BLOCK]>>,
+    len: usize,
+}
+
+impl Positions {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn get(&self, i: usize) -> Option<u64> {
+        (i < self.len).then(|| self.blocks[i / POSITIONS_BLOCK][i % POSITIONS_BLOCK])
+    }
+    pub fn last(&self) -> Option<u64> {
+        self.len.checked_sub(1).and_then(|i| self.get(i))
+    }
+    pub fn push(&mut self, p: u64) {
+        if self.len == self.blocks.len() * POSITIONS_BLOCK {
+            self.blocks.push(Box::new([0; POSITIONS_BLOCK]));
+        }
+        self.blocks[self.len / POSITIONS_BLOCK][self.len % POSITIONS_BLOCK] = p;
+        self.len += 1;
+    }
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.blocks.iter().flat_map(|b| b.iter().copied()).take(self.len)
+    }
+    fn memory_bytes(&self) -> usize {
+        self.blocks.len() * (POSITIONS_BLOCK * 8 + 8)
+    }
+}
+
+/// One stream: version `first_version + i` is at global position `positions.get(i)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StreamIndex {
     pub first_version: u64,
-    pub positions: Vec<u64>,
+    pub positions: Positions,
 }
 
 impl StreamIndex {
@@ -128,7 +167,7 @@ impl Index {
             None => self
                 .streams
                 .entry(stream.into())
-                .or_insert_with(|| StreamIndex { first_version: version, positions: Vec::new() }),
+                .or_insert_with(|| StreamIndex { first_version: version, positions: Positions::default() }),
         };
         let expected = entry.first_version + entry.positions.len() as u64;
         if version != expected {
@@ -167,7 +206,7 @@ impl Index {
         let streams: usize = self
             .streams
             .iter()
-            .map(|(k, s)| k.len() + s.positions.capacity() * 8 + 16 + 32 + 8)
+            .map(|(k, s)| k.len() + s.positions.memory_bytes() + 16 + 32 + 8)
             .sum::<usize>()
             + self.streams.capacity() * 8;
         let ids = self.ids.map.capacity() * 32 + self.ids.order.capacity() * 16;
@@ -200,7 +239,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Vec<u8> {
         put_bytes(w, id.as_bytes());
         put_u64(w, s.first_version);
         put_u64(w, s.positions.len() as u64);
-        for &p in &s.positions {
+        for p in s.positions.iter() {
             put_u64(w, p);
         }
     }
@@ -308,9 +347,16 @@ pub(crate) fn decode_checkpoint(
         let id = r.str().ok_or_else(bad)?;
         let first_version = r.u64().ok_or_else(bad)?;
         let n = r.count(8).ok_or_else(bad)?;
-        let positions: Vec<u64> = r.take(n * 8).ok_or_else(bad)?.chunks_exact(8).map(LE::read_u64).collect();
-        if positions.windows(2).any(|w| w[0] >= w[1]) || positions.last().is_some_and(|&p| p >= next_position)
-        {
+        let mut positions = Positions::default();
+        let mut prev = None;
+        for p in r.take(n * 8).ok_or_else(bad)?.chunks_exact(8).map(LE::read_u64) {
+            if prev.is_some_and(|q| q >= p) {
+                return Err(format!("stream {id:?} has positions out of order"));
+            }
+            prev = Some(p);
+            positions.push(p);
+        }
+        if positions.last().is_some_and(|p| p >= next_position) {
             return Err(format!("stream {id:?} has positions out of order or past the end"));
         }
         if index.streams.insert(id.into(), StreamIndex { first_version, positions }).is_some() {

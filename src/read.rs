@@ -193,8 +193,7 @@ impl<'s> StreamEvents<'s> {
         };
         let mut n = 0;
         for i in lo..hi {
-            let p = s.positions[i as usize];
-            if let Some((seg, off)) = ix.locate(p) {
+            if let Some((seg, off)) = s.positions.get(i as usize).and_then(|p| ix.locate(p)) {
                 self.buf[n] = (seg as u32, off as u32);
                 n += 1;
             }

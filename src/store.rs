@@ -818,6 +818,10 @@ impl Inner {
         let slot_index = self.segments.push(Arc::clone(&seg.map))?;
         {
             let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+            // The sealed segment's offsets never grow again: drop the Vec's growth slack.
+            if let Some(sealed) = ix.segments.last_mut() {
+                sealed.offsets.shrink_to_fit();
+            }
             ix.segments.push(SegIndex {
                 base: w.next_position,
                 offsets: Vec::new(),
@@ -1295,6 +1299,7 @@ fn scan_sealed(
         return Err(Error::corrupt(&path, scan.committed_end, "a sealed segment ends inside a batch"));
     }
     index.segments[slot].end = scan.committed_end;
+    index.segments[slot].offsets.shrink_to_fit();
     Ok(())
 }
 
