@@ -25,6 +25,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, Range};
 
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
+use rkyv::api::low::LowValidator;
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::ser::allocator::ArenaHandle;
@@ -52,8 +53,30 @@ impl<T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Er
 
 /// Archived types foldlog can check before handing out a reference (implemented for every type rkyv
 /// derives `Archived*` types with `CheckBytes` for, the default).
-pub trait RkyvCheck: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>> {}
-impl<T: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>> RkyvCheck for T {}
+///
+/// Both validators are needed: the lean one (no shared-pointer tracking, unit error) checks every event on
+/// the fold's hot path; the full one runs only to explain a failure.
+pub trait RkyvCheck:
+    Portable
+    + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+    + for<'a> CheckBytes<LowValidator<'a, rancor::Failure>>
+{
+}
+impl<T> RkyvCheck for T where
+    T: Portable
+        + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+        + for<'a> CheckBytes<LowValidator<'a, rancor::Failure>>
+{
+}
+
+/// Checks an archive with the lean validator, and again with the full one if that fails.
+fn check_archive<T: RkyvCheck>(bytes: &[u8]) -> Result<&T, CodecError> {
+    match rkyv::api::low::access::<T, rancor::Failure>(bytes) {
+        Ok(archived) => Ok(archived),
+        // The lean validator gives no reason; the full one says what is wrong.
+        Err(_) => rkyv::access::<T, rancor::Error>(bytes).map_err(CodecError::new),
+    }
+}
 
 /// An event payload that a codec could not encode or decode, or an upcaster could not convert.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -135,18 +158,18 @@ pub fn access_payload<'a, T: RkyvCheck>(
     scratch: &'a mut AlignedVec,
 ) -> Result<&'a T, CodecError> {
     if payload.as_ptr() as usize % std::mem::align_of::<T>() == 0 {
-        match rkyv::access::<T, rancor::Error>(payload) {
+        match check_archive::<T>(payload) {
             Ok(archived) => return Ok(archived),
             // An archive that needs more alignment inside than its root has can still fail here; it is
             // retried from a 16-aligned copy below.
-            Err(e) if payload.as_ptr() as usize % PAYLOAD_ALIGN == 0 => return Err(CodecError::new(e)),
+            Err(e) if payload.as_ptr() as usize % PAYLOAD_ALIGN == 0 => return Err(e),
             Err(_) => {}
         }
     }
     scratch.clear();
     scratch.extend_from_slice(payload);
     let copy: &'a AlignedVec = scratch;
-    rkyv::access::<T, rancor::Error>(copy).map_err(CodecError::new)
+    check_archive::<T>(copy)
 }
 
 /// Deserializes an rkyv payload of any type into an owned value (through an aligned copy when needed). For
