@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::format::{
-    frame_len, parse_segment_file_name, DurableSlot, CHECKPOINT_FILE, LOCK_FILE, NAME_BYTES_MAX,
-    SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, STREAM_ID_BYTES_MAX,
+    frame_len, parse_segment_file_name, DurableSlot, SegmentHeader, CHECKPOINT_FILE, LOCK_FILE,
+    NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, STREAM_ID_BYTES_MAX,
 };
 use crate::index::{decode_checkpoint, encode_checkpoint, FrameAt, Index, SegIndex};
 use crate::io as sys;
@@ -196,6 +196,8 @@ struct Writer {
     pending_since: Option<Instant>,
     bytes_since_checkpoint: u64,
     scratch: Envelope,
+    /// Size of the last checkpoint written; spaces out the next one.
+    last_checkpoint_bytes: u64,
     /// Reused per append: first version of each stream of the batch.
     plan: Vec<u64>,
     /// Reused per append: (offset, length) of each frame of the batch.
@@ -737,9 +739,11 @@ impl Inner {
         } else if must_sync {
             self.sync_locked(w)?;
         }
-        if self.options.checkpoint_every_bytes > 0
-            && w.bytes_since_checkpoint >= self.options.checkpoint_every_bytes
-        {
+        // Each checkpoint rewrites the whole index, so the gap between two grows with it (at least twice the
+        // last checkpoint's size): the bytes spent on checkpoints stay below the log's own, and open still
+        // scans a bounded tail.
+        let due = self.options.checkpoint_every_bytes.max(w.last_checkpoint_bytes.saturating_mul(2));
+        if self.options.checkpoint_every_bytes > 0 && w.bytes_since_checkpoint >= due {
             // The append is already committed; a failed checkpoint is reported but loses nothing.
             self.checkpoint_locked(w)?;
         }
@@ -846,6 +850,7 @@ impl Inner {
         sys::write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)
             .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
         w.bytes_since_checkpoint = 0;
+        w.last_checkpoint_bytes = bytes.len() as u64;
         Ok(())
     }
 
@@ -939,6 +944,33 @@ fn list(dir: &Path) -> Result<Listing> {
     Ok(Listing { segments, temps })
 }
 
+/// True if `path` is a segment whose creation was cut short: its header never reached the file (too short
+/// to hold one, or it does not decode) and every byte after the header's fixed part is zero. A crash between
+/// creating a segment file and writing its header leaves exactly that (empty, or preallocated zeros); frames
+/// go into a segment only after its header was synced, so such a file never held anything. Only the last
+/// segment is ever judged this way.
+fn unborn_segment(path: &Path) -> Result<bool> {
+    let file = sys::open(path, false).map_err(|e| Error::io("open segment", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
+    let mut head = [0u8; 64];
+    let n = len.min(64) as usize;
+    sys::read_at(&file, path, 0, &mut head[..n]).map_err(|e| Error::io("read segment header", path, e))?;
+    if n == 64 && SegmentHeader::decode(&head).is_ok() {
+        return Ok(false);
+    }
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut at = 64;
+    while at < len {
+        let take = (len - at).min(chunk.len() as u64) as usize;
+        sys::read_at(&file, path, at, &mut chunk[..take]).map_err(|e| Error::io("read segment", path, e))?;
+        if chunk[..take].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += take as u64;
+    }
+    Ok(true)
+}
+
 fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     let started = Instant::now();
     options.segment_size_bytes = (options.segment_size_bytes / 16 * 16).max(SEGMENT_BYTES_MIN);
@@ -955,10 +987,19 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     if !sys::try_lock(&lock, &lock_path, writable).map_err(|e| Error::io("lock", &lock_path, e))? {
         return Err(Error::Locked { path: dir.to_path_buf() });
     }
-    let listing = list(dir)?;
+    let mut listing = list(dir)?;
     if writable {
         for t in &listing.temps {
             let _ = sys::remove(t);
+        }
+    }
+    if let Some((_, last)) = listing.segments.last() {
+        if unborn_segment(last)? {
+            if writable {
+                sys::remove(last).map_err(|e| Error::io("remove unfinished segment", last, e))?;
+                sys::sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+            }
+            listing.segments.pop();
         }
     }
     let mut report = RecoveryReport::default();
@@ -1000,6 +1041,7 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
             pending_since: None,
             bytes_since_checkpoint: 0,
             scratch: Envelope::default(),
+            last_checkpoint_bytes: 0,
             plan: Vec::new(),
             offsets: Vec::new(),
         };
@@ -1381,6 +1423,7 @@ fn recover_last(
         pending_since: None,
         bytes_since_checkpoint: 0,
         scratch: Envelope::default(),
+        last_checkpoint_bytes: 0,
         plan: Vec::new(),
         offsets: Vec::new(),
     }))
