@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the comparison harness (compare/: foldlog, SQLite, redb, fjall and the raw write()+fdatasync baseline),
+# optionally a short criterion pass, and regenerates docs/benchmarks.md's tables and docs/plots/*.svg from
+# the results. The prose of docs/benchmarks.md (outside its "generated" markers) is left alone.
+#
+#   scripts/bench.sh              full comparison (1,000,000 events, 3 runs; about 10 minutes here),
+#                                 writes docs/benchmarks.csv, docs/benchmarks.md, docs/plots/
+#   scripts/bench.sh --quick      one short run (under a minute); writes into target/bench-quick/ instead,
+#                                 so the committed figures are not replaced by a quick run's
+#   scripts/bench.sh --criterion  also run the criterion suite briefly first (a few minutes more)
+#
+# Any other argument is passed to the harness (e.g. --events 300000, --engines foldlog,raw,sqlite).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=()
+criterion=0
+harness_args=()
+for arg in "$@"; do
+    case "$arg" in
+        --quick) quick=(--quick) ;;
+        --criterion) criterion=1 ;;
+        *) harness_args+=("$arg") ;;
+    esac
+done
+
+if [[ ${#quick[@]} -gt 0 ]]; then
+    out=target/bench-quick
+    mkdir -p "$out"
+    cp docs/benchmarks.md "$out/benchmarks.md"
+    csv="$out/benchmarks.csv"
+    doc="$out/benchmarks.md"
+    plots="$out/plots"
+else
+    csv=docs/benchmarks.csv
+    doc=docs/benchmarks.md
+    plots=docs/plots
+fi
+
+if [[ $criterion -eq 1 ]]; then
+    for bench in append streams replay recovery; do
+        cargo bench --bench "$bench" -- --warm-up-time 1 --measurement-time 2
+    done
+fi
+
+cargo run --release --manifest-path compare/Cargo.toml -- "${quick[@]}" --csv "$csv" "${harness_args[@]}"
+python3 scripts/plot.py --csv "$csv" --criterion target/criterion --doc "$doc" --plots "$plots"
+echo "tables: $doc; plots: $plots/"
