@@ -32,6 +32,8 @@ pub struct AllEvents<'s> {
     event_type: Option<String>,
     left: u64,
     failed: bool,
+    /// An error found while setting up, yielded first.
+    error: Option<Error>,
 }
 
 impl Store {
@@ -45,7 +47,14 @@ impl Store {
         let inner = self.inner();
         let head_end = self.next_position();
         let end = opts.to_inclusive.map_or(head_end, |t| t.saturating_add(1).min(head_end));
-        let start = if opts.from < end { inner.read_index().locate(opts.from) } else { None };
+        let (start, error) = if opts.from < end {
+            match inner.with_index(|ix| ix.locate(opts.from)) {
+                Ok(s) => (s, None),
+                Err(e) => (None, Some(e)),
+            }
+        } else {
+            (None, None)
+        };
         let (seg, offset) = start.unwrap_or((usize::MAX, 0));
         AllEvents {
             inner,
@@ -56,6 +65,7 @@ impl Store {
             event_type: opts.event_type,
             left: opts.limit.unwrap_or(u64::MAX),
             failed: false,
+            error,
         }
     }
 
@@ -86,6 +96,10 @@ impl<'s> Iterator for AllEvents<'s> {
     type Item = Result<EventRef<'s>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.error.take() {
+            self.failed = true;
+            return Some(Err(e));
+        }
         while !self.failed && self.next < self.end && self.left > 0 {
             let Some(map) = self.inner.segment(self.seg) else {
                 self.failed = true;
@@ -155,11 +169,11 @@ impl<'s> StreamEvents<'s> {
         let (cursor, bound, forward) = match (ix.streams.get(stream), dir) {
             (None, _) => (0, 0, true),
             (Some(s), Direction::Forward(v)) => {
-                let len = s.positions.len() as u64;
+                let len = s.len();
                 (v.saturating_sub(s.first_version).min(len), len, true)
             }
             (Some(s), Direction::Backward(v)) => {
-                let len = s.positions.len() as u64;
+                let len = s.len();
                 let top = match v {
                     None => len,
                     Some(v) if v < s.first_version => 0,
@@ -183,27 +197,32 @@ impl<'s> StreamEvents<'s> {
     }
 
     /// Copies the next chunk of (segment, offset) locations out of the index under a short read lock.
-    fn refill(&mut self) {
-        let ix = self.inner.read_index();
-        let Some(s) = ix.streams.get(self.stream.as_str()) else { return };
+    fn refill(&mut self) -> Result<()> {
         let (lo, hi) = if self.forward {
             (self.cursor, (self.cursor + CHUNK as u64).min(self.bound))
         } else {
             (self.cursor.saturating_sub(CHUNK as u64), self.cursor)
         };
-        let mut n = 0;
-        for i in lo..hi {
-            if let Some((seg, off)) = s.positions.get(i as usize).and_then(|p| ix.locate(p)) {
-                self.buf[n] = (seg as u32, off as u32);
+        let mut buf = [(0u32, 0u32); CHUNK];
+        let n = self.inner.with_index(|ix| {
+            let Some(s) = ix.streams.get(self.stream.as_str()) else { return Ok(0) };
+            let mut n = 0;
+            for i in lo..hi {
+                let Some(p) = s.position(i, ix.next_position)? else { break };
+                let Some((seg, off)) = ix.locate(p)? else { break };
+                buf[n] = (seg as u32, off as u32);
                 n += 1;
             }
-        }
+            Ok(n)
+        })?;
+        self.buf = buf;
         if !self.forward {
             self.buf[..n].reverse();
         }
         self.buf_len = n;
         self.buf_at = 0;
         self.cursor = if self.forward { hi } else { lo };
+        Ok(())
     }
 }
 
@@ -219,7 +238,10 @@ impl<'s> Iterator for StreamEvents<'s> {
             if !more {
                 return None;
             }
-            self.refill();
+            if let Err(e) = self.refill() {
+                self.failed = true;
+                return Some(Err(e));
+            }
             if self.buf_len == 0 {
                 return None;
             }

@@ -13,7 +13,7 @@ use crate::format::{
     frame_len, parse_segment_file_name, DurableSlot, SegmentHeader, CHECKPOINT_FILE, LOCK_FILE,
     NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, STREAM_ID_BYTES_MAX,
 };
-use crate::index::{decode_checkpoint, encode_checkpoint, FrameAt, Index, SegIndex};
+use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, SegIndex, Stale};
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 use crate::options::{Durability, Options, Recovery};
@@ -220,7 +220,7 @@ pub(crate) struct Inner {
     waiters: AtomicUsize,
     writer: Mutex<Option<Writer>>,
     poisoned: AtomicBool,
-    report: RecoveryReport,
+    report: RwLock<RecoveryReport>,
     stop_flusher: AtomicBool,
     /// Set by `Store::abandon`: drop does nothing a crash would not.
     abandoned: AtomicBool,
@@ -286,8 +286,8 @@ impl Store {
     }
 
     /// What open found and did.
-    pub fn recovery_report(&self) -> &RecoveryReport {
-        &self.inner.report
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.report.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The data directory.
@@ -403,8 +403,7 @@ impl Store {
     /// Stream ids with their event counts, sorted by id.
     pub fn stream_counts(&self) -> Vec<(String, u64)> {
         let ix = self.inner.read_index();
-        let mut v: Vec<(String, u64)> =
-            ix.streams.iter().map(|(k, s)| (k.to_string(), s.positions.len() as u64)).collect();
+        let mut v: Vec<(String, u64)> = ix.streams.iter().map(|(k, s)| (k.to_string(), s.len())).collect();
         v.sort_unstable();
         v
     }
@@ -502,6 +501,61 @@ impl Inner {
         r
     }
 
+    /// Runs `f` on the index; if it needs a saved checkpoint list that turns out damaged, rebuilds the index
+    /// from the log and runs it again.
+    pub(crate) fn with_index<T>(&self, mut f: impl FnMut(&Index) -> Result<T, Stale>) -> Result<T> {
+        let first = f(&self.read_index());
+        match first {
+            Ok(t) => Ok(t),
+            Err(stale) => {
+                self.rebuild_index(stale.reason)?;
+                f(&self.read_index()).map_err(|s| Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, s.reason))
+            }
+        }
+    }
+
+    /// Rebuilds the index from the log, for when a checkpoint list fails its check after open.
+    fn rebuild_index(&self, reason: String) -> Result<()> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.rebuild_index_locked(reason)
+    }
+
+    /// As [`Inner::rebuild_index`]; the caller holds the writer lock, so the log does not move meanwhile.
+    fn rebuild_index_locked(&self, reason: String) -> Result<()> {
+        let (bounds, next) = {
+            let ix = self.read_index();
+            (ix.segments.iter().map(|s| (s.base, s.end)).collect::<Vec<_>>(), ix.next_position)
+        };
+        let mut fresh = Index::new(self.options.event_ids_remembered);
+        let mut scratch = RecoveryReport::default();
+        for (slot, &(base, end)) in bounds.iter().enumerate() {
+            let map =
+                self.segments.get(slot).ok_or_else(|| Error::corrupt(&self.dir, 0, "segment table short"))?;
+            let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
+            let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
+            fresh.segments.push(SegIndex::new(base, SEGMENT_HEADER_LEN));
+            let scan = index_frames(bytes, SEGMENT_HEADER_LEN, slot, &mut fresh, &mut scratch);
+            if scan.reason.is_some() || scan.committed_end != end {
+                let why = scan.reason.unwrap_or_else(|| "the log ends early".into());
+                return Err(Error::corrupt(
+                    map.path(),
+                    scan.stop,
+                    format!("while rebuilding the index: {why}"),
+                ));
+            }
+            fresh.segments[slot].end = end;
+            fresh.segments[slot].seal();
+        }
+        if fresh.next_position != next {
+            return Err(Error::corrupt(&self.dir, 0, "rebuilt index disagrees with the log's end"));
+        }
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let mut report = self.report.write().unwrap_or_else(|e| e.into_inner());
+        report.checkpoint =
+            CheckpointUse::Rebuilt(format!("{reason} (found after open; rebuilt from the log)"));
+        Ok(())
+    }
+
     fn append_locked(
         &self,
         w: &mut Writer,
@@ -509,6 +563,15 @@ impl Inner {
         plan: &mut Vec<u64>,
         out: &mut dyn FnMut(Appended),
     ) -> Result<()> {
+        // Retries look stored events up through the index; make sure the lists they need are sound first.
+        let stale = {
+            let ix = self.read_index();
+            let ids = batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
+            ids.filter_map(|id| ix.ids.map.get(&id).copied()).find_map(|p| ix.locate(p).err())
+        };
+        if let Some(stale) = stale {
+            self.rebuild_index_locked(stale.reason)?;
+        }
         {
             let ix = self.read_index();
             if let Some(done) = self.find_retry(&ix, batch)? {
@@ -601,7 +664,7 @@ impl Inner {
 
     /// Reads the event at `pos` through the index.
     pub(crate) fn event_at<'s>(&'s self, ix: &Index, pos: u64) -> Option<EventRef<'s>> {
-        let (seg, off) = ix.locate(pos)?;
+        let (seg, off) = ix.locate(pos).ok()??;
         let bytes = self.segments.get(seg)?.committed_from(off)?;
         match decode_frame(bytes).ok()?.body {
             Body::Event(e) => Some(e),
@@ -824,13 +887,9 @@ impl Inner {
             let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
             // The sealed segment's offsets never grow again: drop the Vec's growth slack.
             if let Some(sealed) = ix.segments.last_mut() {
-                sealed.offsets.shrink_to_fit();
+                sealed.seal();
             }
-            ix.segments.push(SegIndex {
-                base: w.next_position,
-                offsets: Vec::new(),
-                end: SEGMENT_HEADER_LEN,
-            });
+            ix.segments.push(SegIndex::new(w.next_position, SEGMENT_HEADER_LEN));
             debug_assert_eq!(ix.segments.len(), slot_index + 1);
         }
         w.seg = slot_index;
@@ -846,7 +905,15 @@ impl Inner {
     fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
         // The log first: a checkpoint must never describe events that are not durable.
         self.sync_locked(w)?;
-        let bytes = encode_checkpoint(&self.read_index(), self.log_id);
+        let encoded = encode_checkpoint(&self.read_index(), self.log_id);
+        let bytes = match encoded {
+            Ok(b) => b,
+            Err(stale) => {
+                self.rebuild_index_locked(stale.reason)?;
+                encode_checkpoint(&self.read_index(), self.log_id)
+                    .map_err(|s| Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, s.reason))?
+            }
+        };
         sys::write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)
             .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
         w.bytes_since_checkpoint = 0;
@@ -1024,7 +1091,7 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
         drop(seg.file);
         segments.push(Arc::clone(&seg.map))?;
         let mut index = Index::new(ids_cap);
-        index.segments.push(SegIndex { base: 0, offsets: Vec::new(), end: SEGMENT_HEADER_LEN });
+        index.segments.push(SegIndex::new(0, SEGMENT_HEADER_LEN));
         report.segments = 1;
         report.clean = true;
         report.elapsed = started.elapsed();
@@ -1062,10 +1129,9 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     report.segments = n;
 
     // The checkpoint, if it fits this log.
-    let (mut index, resume) = match sys::read_file(&dir.join(CHECKPOINT_FILE)) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Index::new(ids_cap), None),
-        Err(e) => return Err(Error::io("read checkpoint", dir.join(CHECKPOINT_FILE), e)),
-        Ok(bytes) => match decode_checkpoint(&bytes, log_id, ids_cap) {
+    let (mut index, resume) = match open_checkpoint(dir.join(CHECKPOINT_FILE), log_id, ids_cap)? {
+        None => (Index::new(ids_cap), None),
+        Some(decoded) => match decoded {
             Ok((ix, resume)) => match checkpoint_fits(&ix, &opened) {
                 Ok(()) => (ix, Some(resume)),
                 Err(why) => {
@@ -1102,11 +1168,7 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
                     ),
                 });
             }
-            index.segments.push(SegIndex {
-                base: seg.header.base_position,
-                offsets: Vec::new(),
-                end: SEGMENT_HEADER_LEN,
-            });
+            index.segments.push(SegIndex::new(seg.header.base_position, SEGMENT_HEADER_LEN));
         }
         let slot_index = segments.push(Arc::clone(&seg.map))?;
         debug_assert_eq!(slot_index, i);
@@ -1162,7 +1224,7 @@ fn build_inner(
         waiters: AtomicUsize::new(0),
         writer: Mutex::new(writer),
         poisoned: AtomicBool::new(false),
-        report,
+        report: RwLock::new(report),
         stop_flusher: AtomicBool::new(false),
         abandoned: AtomicBool::new(false),
         _lock: lock,
@@ -1188,7 +1250,8 @@ fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), String> {
     }
     // The last covered event must still be there, with the position the checkpoint claims.
     if let Some(last) = ix.next_position.checked_sub(1) {
-        let (si, off) = ix.locate(last).ok_or("checkpoint cannot locate its last event")?;
+        let (si, off) =
+            ix.locate(last).map_err(|s| s.reason)?.ok_or("checkpoint cannot locate its last event")?;
         let seg = &segs[si];
         // Read through the file: the last segment's map has published nothing yet.
         let mut head = [0u8; 16];
@@ -1306,7 +1369,7 @@ fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<(), String>
         let local = next.iter_mut().find(|(s, _)| *s == stream);
         let expected = match &local {
             Some((_, v)) => Some(*v),
-            None => index.streams.get(stream).map(|s| s.first_version + s.positions.len() as u64),
+            None => index.streams.get(stream).map(|s| s.first_version + s.len()),
         };
         let v = event.stream_version();
         if expected.is_some_and(|e| e != v) {
@@ -1341,7 +1404,7 @@ fn scan_sealed(
         return Err(Error::corrupt(&path, scan.committed_end, "a sealed segment ends inside a batch"));
     }
     index.segments[slot].end = scan.committed_end;
-    index.segments[slot].offsets.shrink_to_fit();
+    index.segments[slot].seal();
     Ok(())
 }
 

@@ -684,7 +684,8 @@ fn a_corrupt_or_stale_checkpoint_is_rebuilt_not_trusted() {
         }
         std::fs::write(&ckpt, &bad).unwrap();
         let store = Store::open_with(dir.path(), opts(4096)).unwrap();
-        assert!(matches!(store.recovery_report().checkpoint, CheckpointUse::Rebuilt(_)), "damage {damage}");
+        // Header and directory damage is found at open; a damaged list when it is first read (lazily).
+        let at_open = matches!(store.recovery_report().checkpoint, CheckpointUse::Rebuilt(_));
         let got: Vec<(String, u64, u64)> = store
             .read_all(0)
             .map(|e| e.unwrap())
@@ -697,6 +698,11 @@ fn a_corrupt_or_stale_checkpoint_is_rebuilt_not_trusted() {
                 reference.iter().filter(|r| r.0 == format!("s{s}")).count()
             );
         }
+        assert!(
+            matches!(store.recovery_report().checkpoint, CheckpointUse::Rebuilt(_)),
+            "damage {damage} went unnoticed"
+        );
+        assert_eq!(at_open, damage >= 2, "damage {damage}: list damage (flip, cut tail) is found when read");
         store.close().unwrap();
     }
     // Stale: a checkpoint from earlier plus more log after it is used and the rest scanned.
