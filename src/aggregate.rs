@@ -157,12 +157,12 @@ pub fn access_payload<'a, T: RkyvCheck>(
     payload: &'a [u8],
     scratch: &'a mut AlignedVec,
 ) -> Result<&'a T, CodecError> {
-    if payload.as_ptr() as usize % std::mem::align_of::<T>() == 0 {
+    if (payload.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
         match check_archive::<T>(payload) {
             Ok(archived) => return Ok(archived),
             // An archive that needs more alignment inside than its root has can still fail here; it is
             // retried from a 16-aligned copy below.
-            Err(e) if payload.as_ptr() as usize % PAYLOAD_ALIGN == 0 => return Err(e),
+            Err(e) if (payload.as_ptr() as usize).is_multiple_of(PAYLOAD_ALIGN) => return Err(e),
             Err(_) => {}
         }
     }
@@ -222,7 +222,7 @@ where
         rkyv::deserialize::<E, rancor::Error>(archived).map_err(CodecError::new)
     }
 
-    fn from_owned<'a>(event: E, _scratch: &'a mut AlignedVec) -> Result<E, CodecError> {
+    fn from_owned(event: E, _scratch: &mut AlignedVec) -> Result<E, CodecError> {
         Ok(event)
     }
 }
@@ -329,7 +329,13 @@ impl<A: Aggregate> Root<A> {
     /// A new aggregate with this id: the empty shell, no events, never saved. Run its creation command next;
     /// saving it fails with a conflict if the id is already taken.
     pub fn new(id: impl Into<String>) -> Root<A> {
-        Root { id: id.into(), state: A::default(), version: None, pending: Vec::new(), info: LoadInfo::default() }
+        Root {
+            id: id.into(),
+            state: A::default(),
+            version: None,
+            pending: Vec::new(),
+            info: LoadInfo::default(),
+        }
     }
 
     /// The aggregate's id (the stream is `"{A::NAME}-{id}"`).
@@ -444,7 +450,9 @@ pub enum RepositoryError {
         actual: u64,
     },
     /// A stored event could not be read by the aggregate's codec or upcaster.
-    #[error("cannot read event v{version} ({event_type:?}, schema v{schema_version}) of {stream:?}: {reason}")]
+    #[error(
+        "cannot read event v{version} ({event_type:?}, schema v{schema_version}) of {stream:?}: {reason}"
+    )]
     Decode {
         /// The stream.
         stream: String,
@@ -483,7 +491,7 @@ struct SnapshotSupport<A> {
 
 impl<A> Clone for SnapshotSupport<A> {
     fn clone(&self) -> Self {
-        SnapshotSupport { ..*self }
+        *self
     }
 }
 
@@ -620,11 +628,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
 
     /// Folds the aggregate's whole history, calling `each` with every stored event and the state right after
     /// it: statements, audits, "when did this go wrong". Uses no snapshot.
-    pub fn history(
-        &self,
-        id: &str,
-        each: impl FnMut(&EventRef<'_>, &A),
-    ) -> Result<Root<A>, RepositoryError> {
+    pub fn history(&self, id: &str, each: impl FnMut(&EventRef<'_>, &A)) -> Result<Root<A>, RepositoryError> {
         let stream = Self::stream_id(id);
         let Some(last) = self.store.stream_version(&stream) else {
             return Err(RepositoryError::NotFound { id: id.to_owned(), stream });
@@ -660,7 +664,10 @@ impl<'s, A: Aggregate> Repository<'s, A> {
         let appended = match self.store.append_batch(&Batch { streams: &one, consumer: None }) {
             Ok(mut a) => a.pop().expect("one stream in, one result out"),
             Err(Error::WrongExpectedVersion { actual, .. }) if root.version.is_none() => {
-                return Err(RepositoryError::AlreadyExists { id: root.id.clone(), version: actual.unwrap_or(0) })
+                return Err(RepositoryError::AlreadyExists {
+                    id: root.id.clone(),
+                    version: actual.unwrap_or(0),
+                })
             }
             Err(Error::WrongExpectedVersion { actual, .. }) => {
                 return Err(RepositoryError::Conflict {
@@ -836,7 +843,9 @@ impl<A: Aggregate> Repository<'_, A> {
                 && e.timestamp_micros() == meta.timestamp_micros
         });
         if !matches {
-            return Err(format!("the log's event at version {version} is not the one the snapshot was taken at"));
+            return Err(format!(
+                "the log's event at version {version} is not the one the snapshot was taken at"
+            ));
         }
         (s.decode)(&file.state)
     }

@@ -6,6 +6,11 @@
 //! modification caught, and a long-lived account loaded from a snapshot. Used by `foldlog demo` and by
 //! `examples/bank.rs`; docs/guide.md quotes it.
 
+#![allow(
+    clippy::inconsistent_digit_grouping,
+    reason = "amounts in cents are written euros_cents: 100_00 is 100.00"
+)]
+
 use std::error::Error;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -181,7 +186,11 @@ fn open_accounts(accounts: &Repository<'_, Account>) -> StoryResult {
         let mut account = Root::<Account>::new(id);
         account.execute(|a| a.open(owner, deposit))?;
         accounts.save(&mut account)?;
-        println!("   {id}: opened by {owner} with {} (version {})", money(account.balance), account.version());
+        println!(
+            "   {id}: opened by {owner} with {} (version {})",
+            money(account.balance),
+            account.version()
+        );
     }
     let mut again = Root::<Account>::new("bob");
     again.execute(|a| a.open("Bob", 1_00))?;
@@ -205,7 +214,11 @@ fn move_money(accounts: &Repository<'_, Account>) -> StoryResult {
         Err(refusal) => println!("   bob: withdraw 50.00 refused by the command: {refusal}"),
         Ok(()) => return Err("bob's overdraft was accepted".into()),
     }
-    println!("   bob: nothing recorded (pending {:?}), balance still {}", bob.pending_event_types(), money(bob.balance));
+    println!(
+        "   bob: nothing recorded (pending {:?}), balance still {}",
+        bob.pending_event_types(),
+        money(bob.balance)
+    );
     Ok(())
 }
 
@@ -236,7 +249,10 @@ fn time_travel(accounts: &Repository<'_, Account>) -> StoryResult {
     bob.execute(|a| a.charge_fee(500_00, "monthly fee"))?;
     bob.execute(|a| a.deposit(3_00))?;
     accounts.save(&mut bob)?;
-    println!("   bob's balance is now {}. Walking the history for the first negative balance:", money(bob.balance));
+    println!(
+        "   bob's balance is now {}. Walking the history for the first negative balance:",
+        money(bob.balance)
+    );
     let mut wrong = None;
     accounts.history("bob", |event, account| {
         if account.balance < 0 && wrong.is_none() {
@@ -245,7 +261,11 @@ fn time_travel(accounts: &Repository<'_, Account>) -> StoryResult {
     })?;
     let v = wrong.ok_or("bob's balance never went negative")?;
     let (then, before) = (accounts.get_at("bob", v)?, accounts.get_at("bob", v - 1)?);
-    println!("   version {}: balance {} (the state as it was, folded up to that version)", v - 1, money(before.balance));
+    println!(
+        "   version {}: balance {} (the state as it was, folded up to that version)",
+        v - 1,
+        money(before.balance)
+    );
     println!("   version {v}: balance {} <- the fee went wrong here", money(then.balance));
     let fee = (before.balance - then.balance) as u64;
     bob.execute(|a| a.refund_fee(fee - 5_00))?;
@@ -275,7 +295,11 @@ fn concurrent_tellers(accounts: &Repository<'_, Account>) -> StoryResult {
     let mut teller2 = accounts.get("alice")?;
     teller2.execute(|a| a.deposit(5_00))?;
     accounts.save(&mut teller2)?;
-    println!("   teller 2: reloaded, deposited 5.00 again, saved: balance {} at version {}", money(teller2.balance), teller2.version());
+    println!(
+        "   teller 2: reloaded, deposited 5.00 again, saved: balance {} at version {}",
+        money(teller2.balance),
+        teller2.version()
+    );
     Ok(())
 }
 

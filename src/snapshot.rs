@@ -192,8 +192,11 @@ pub(crate) fn list(store_dir: &Path, stream: &str) -> Result<Vec<u64>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("list snapshots", dir, e)),
     };
-    let mut versions: Vec<u64> =
-        entries.into_iter().filter(|(_, regular)| *regular).filter_map(|(n, _)| parse_file_name(&n)).collect();
+    let mut versions: Vec<u64> = entries
+        .into_iter()
+        .filter(|(_, regular)| *regular)
+        .filter_map(|(n, _)| parse_file_name(&n))
+        .collect();
     versions.sort_unstable_by(|a, b| b.cmp(a));
     Ok(versions)
 }
@@ -211,7 +214,13 @@ pub(crate) fn read(store_dir: &Path, stream: &str, version: u64) -> Result<Snaps
 
 /// Writes a snapshot atomically (temp file, sync, rename, sync of the directory), then deletes all but the
 /// newest `keep` snapshots of the stream.
-pub(crate) fn write(store_dir: &Path, stream: &str, meta: &SnapshotMeta, state: &[u8], keep: usize) -> Result<()> {
+pub(crate) fn write(
+    store_dir: &Path,
+    stream: &str,
+    meta: &SnapshotMeta,
+    state: &[u8],
+    keep: usize,
+) -> Result<()> {
     let dir = stream_dir(store_dir, stream);
     sys::create_dir(&dir).map_err(|e| Error::io("create snapshot directory", &dir, e))?;
     let name = file_name(meta.stream_version);
@@ -247,7 +256,7 @@ mod tests {
     fn round_trip_and_every_single_byte_flip_is_refused() {
         let state: Vec<u8> = (0..100u8).collect();
         let bytes = encode("account-7", &meta(), &state);
-        assert_eq!(bytes.len() % 16, 4, "state padded to 16, then the 4-byte CRC");
+        assert_eq!(bytes.len(), 80 + 100 + 4, "64 + 9 id bytes padded to 80, the state, the CRC");
         let file = decode(&bytes, "account-7").expect("valid");
         assert_eq!(file.meta, meta());
         assert_eq!(&file.state[..], &state[..]);
