@@ -685,6 +685,15 @@ fn damaged_outdated_and_foreign_snapshots_are_ignored_and_deleting_them_loses_no
         .any(|(_, why)| why.contains("state schema version")));
     assert_eq!(rebuilt.state().0, *truth.state());
 
+    // What a crash in the middle of a snapshot write leaves (a temp file), and a stray directory with a
+    // snapshot's name: both ignored.
+    let stream_dir = newest.parent().unwrap();
+    std::fs::write(stream_dir.join("00000000000000000011.snap.tmp-1-1"), b"half a snapshot").unwrap();
+    std::fs::create_dir(stream_dir.join("00000000000000000012.snap")).unwrap();
+    assert_eq!(repo.snapshot_versions("hank").unwrap(), [10, 5]);
+    assert_eq!(repo.get("hank").unwrap().state(), truth.state());
+    std::fs::remove_dir(stream_dir.join("00000000000000000012.snap")).unwrap();
+
     // Deleted through the API, or the whole directory removed by hand: same state.
     assert_eq!(repo.delete_snapshots("hank").unwrap(), 2);
     let after = repo.get("hank").unwrap();
