@@ -19,6 +19,9 @@
 //! (JSON, protobuf, ...) does the same for other payloads. The log stores the type name, the schema version and
 //! the bytes either way, and [`DomainEvent::upcast`] turns events of an older schema version into the current
 //! form on read.
+//!
+//! docs/guide.md walks through all of it with the bank example; docs/format.md specifies what the repository
+//! writes and the snapshot files.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -51,8 +54,8 @@ pub const PAYLOAD_ALIGN: usize = 16;
 pub trait RkyvWrite: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>> {}
 impl<T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>> RkyvWrite for T {}
 
-/// Archived types foldlog can check before handing out a reference (implemented for every type rkyv
-/// derives `Archived*` types with `CheckBytes` for, the default).
+/// Archived types foldlog can check before handing out a reference (implemented for the `Archived*` types
+/// rkyv's derive generates, which implement `CheckBytes` by default).
 ///
 /// Both validators are needed: the lean one (no shared-pointer tracking, unit error) checks every event on
 /// the fold's hot path; the full one runs only to explain a failure.
@@ -627,7 +630,8 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     }
 
     /// Folds the aggregate's whole history, calling `each` with every stored event and the state right after
-    /// it: statements, audits, "when did this go wrong". Uses no snapshot.
+    /// it: statements, audits, "when did this go wrong". Uses no snapshot. Returns the aggregate at the last
+    /// version folded.
     pub fn history(&self, id: &str, each: impl FnMut(&EventRef<'_>, &A)) -> Result<Root<A>, RepositoryError> {
         let stream = Self::stream_id(id);
         let Some(last) = self.store.stream_version(&stream) else {
