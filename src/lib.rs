@@ -32,6 +32,8 @@ mod aggregate;
 mod error;
 mod format;
 mod index;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 mod map;
 mod options;

@@ -1,0 +1,1297 @@
+//! Harnesses shared by the crash tests and the fuzz targets. Not part of the API (hidden from the docs).
+//!
+//! Three parts:
+//!
+//! 1. **Self-validating test events.** [`TestEvent::new`] derives an event from (run, stream, version,
+//!    position): its payload embeds those four values and ends with a hash over the whole event (type,
+//!    metadata, schema version, id, payload), so any event read back can be checked on its own
+//!    ([`self_check`]), with no model at hand.
+//! 2. **The oracle.** With `A` the events appended in order ([`Model`]) and `K` the number acknowledged as
+//!    durable, [`check_store`] demands that the store returns exactly `A[..n]` for some `K ≤ n ≤ |A|`, `n` on
+//!    a batch boundary, that stream reads and versions agree with it; [`check_dir`] adds a read-only open
+//!    that must agree, a second open that must return the same, and a new append that must get position `n`
+//!    and survive a further reopen.
+//! 3. **The fuzz targets' bodies** ([`frame_decode`], [`segment_open`], [`dir_damage`], [`index_checkpoint`]),
+//!    so `fuzz/` stays a thin shell and `tests/fuzz_replay.rs` replays every seed and crash on stable.
+//!
+//! Every check panics (fuzz targets) or returns `Err(description)` (oracle) on a violation; nothing here
+//! is ever used by the store itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+use rkyv::util::AlignedVec;
+
+use crate::format::{
+    frame_crc, frame_len, segment_file_name, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN,
+    CHECKPOINT_MAGIC, FORMAT_VERSION, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
+};
+use crate::record::{decode_frame, encode_event, Body, Envelope};
+use crate::{
+    Batch, Durability, Error, EventRef, ExpectedVersion, NewEvent, Options, RecoveryReport, Store,
+    StreamAppend,
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Deterministic tools
+// ---------------------------------------------------------------------------------------------------------
+
+/// The splitmix64 finalizer: a cheap, well-mixed 64-bit hash of one word.
+pub fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A 64-bit hash of several byte strings (length-prefixed, so `["ab", "c"]` and `["a", "bc"]` differ).
+pub fn hash64(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h = mix64(seed);
+    for p in parts {
+        h = mix64(h ^ p.len() as u64);
+        for chunk in p.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            h = mix64(h ^ u64::from_le_bytes(w));
+        }
+    }
+    h
+}
+
+/// A small seeded random generator (splitmix64), so every test run can be replayed from its seed.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix64(self.0)
+    }
+    /// A number in `0..n` (0 if `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+    /// True with probability `num / den`.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+    /// Fills `buf` with random bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let w = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&w[..chunk.len()]);
+        }
+    }
+}
+
+/// A byte-driven reader for fuzz inputs: each call takes what it needs and yields zeros once the input runs
+/// out, so every input, however short, is a valid script.
+#[derive(Debug)]
+pub struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    /// Reads from `data`.
+    pub fn new(data: &'a [u8]) -> Bytes<'a> {
+        Bytes(data)
+    }
+    /// One byte (0 when exhausted).
+    pub fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    /// A little-endian u16.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    /// A little-endian u32.
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    /// A little-endian u64.
+    pub fn u64(&mut self) -> u64 {
+        u64::from(self.u32()) | (u64::from(self.u32()) << 32)
+    }
+    /// True if nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Everything left.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// A scratch directory removed on drop. Placed under `$FOLDLOG_SCRATCH`, else `/dev/shm` when it exists
+/// (tmpfs: the many syncs of a crash-image run cost nothing), else the system temp dir.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates a fresh, empty directory whose name starts with `tag`.
+    pub fn new(tag: &str) -> ScratchDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::var_os("FOLDLOG_SCRATCH").map(PathBuf::from).unwrap_or_else(|| {
+            let shm = Path::new("/dev/shm");
+            if shm.is_dir() {
+                shm.to_path_buf()
+            } else {
+                std::env::temp_dir()
+            }
+        });
+        let nonce = mix64(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+                as u64,
+        );
+        let path = base.join(format!(
+            "foldlog-{tag}-{}-{}-{:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            nonce as u32
+        ));
+        std::fs::create_dir_all(&path).expect("create scratch directory");
+        ScratchDir(path)
+    }
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Self-validating events
+// ---------------------------------------------------------------------------------------------------------
+
+const EVENT_MAGIC: &[u8; 4] = b"FLT1";
+const EVENT_TYPES: [&str; 4] = ["Opened", "Deposited", "Withdrawn", "AddressChanged"];
+
+/// One event as a test appends it; everything in it is a function of (run, stream, version, position).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestEvent {
+    /// The stream.
+    pub stream: String,
+    /// Its version in the stream.
+    pub version: u64,
+    /// Its global position.
+    pub position: u64,
+    /// The event type.
+    pub event_type: String,
+    /// Metadata (sometimes empty).
+    pub metadata: Vec<u8>,
+    /// Schema version.
+    pub schema_version: u32,
+    /// Event id (sometimes none).
+    pub event_id: Option<u128>,
+    /// Payload: magic, run, position, version, stream, filler, then the hash of the whole event.
+    pub payload: Vec<u8>,
+}
+
+fn event_hash(event_type: &str, metadata: &[u8], schema: u32, id: Option<u128>, payload_head: &[u8]) -> u64 {
+    let id = id.map_or([0u8; 17], |i| {
+        let mut b = [1u8; 17];
+        b[1..].copy_from_slice(&i.to_be_bytes());
+        b
+    });
+    hash64(0x0F01_D106, &[event_type.as_bytes(), metadata, &schema.to_le_bytes(), &id, payload_head])
+}
+
+impl TestEvent {
+    /// The event of run `run` at `position`, version `version` of `stream`.
+    pub fn new(run: u64, stream: &str, version: u64, position: u64) -> TestEvent {
+        let h = mix64(run ^ mix64(position ^ mix64(version)));
+        // Mostly small bodies, now and then a larger one (frames of a few hundred bytes fill 4 KiB segments).
+        let filler = if h.is_multiple_of(16) { 200 + (h >> 8) % 300 } else { (h >> 8) % 120 } as usize;
+        let event_type = EVENT_TYPES[(h >> 20) as usize % EVENT_TYPES.len()].to_owned();
+        let metadata =
+            if (h >> 24).is_multiple_of(3) { Vec::new() } else { format!("corr={run:x}/{position}").into_bytes() };
+        let schema_version = ((h >> 28) % 3) as u32;
+        let event_id = (!(h >> 32).is_multiple_of(4)).then(|| (u128::from(run) << 64) | u128::from(position));
+        let mut payload = Vec::with_capacity(40 + stream.len() + filler);
+        payload.extend_from_slice(EVENT_MAGIC);
+        payload.extend_from_slice(&run.to_le_bytes());
+        payload.extend_from_slice(&position.to_le_bytes());
+        payload.extend_from_slice(&version.to_le_bytes());
+        payload.extend_from_slice(&(stream.len() as u16).to_le_bytes());
+        payload.extend_from_slice(stream.as_bytes());
+        let mut rng = Rng::new(h);
+        let at = payload.len();
+        payload.resize(at + filler, 0);
+        rng.fill(&mut payload[at..]);
+        let hash = event_hash(&event_type, &metadata, schema_version, event_id, &payload);
+        payload.extend_from_slice(&hash.to_le_bytes());
+        TestEvent {
+            stream: stream.to_owned(),
+            version,
+            position,
+            event_type,
+            metadata,
+            schema_version,
+            event_id,
+            payload,
+        }
+    }
+
+    /// The event as the store's append API takes it.
+    pub fn new_event(&self) -> NewEvent<'_> {
+        NewEvent {
+            event_type: &self.event_type,
+            payload: &self.payload,
+            metadata: &self.metadata,
+            event_id: self.event_id,
+            schema_version: self.schema_version,
+        }
+    }
+
+    /// Checks that `e` is exactly this event.
+    pub fn check(&self, e: &EventRef<'_>) -> Result<(), String> {
+        let same = e.stream_id() == self.stream
+            && e.stream_version() == self.version
+            && e.position() == self.position
+            && e.event_type() == self.event_type
+            && e.metadata() == self.metadata.as_slice()
+            && e.schema_version() == self.schema_version
+            && e.event_id() == self.event_id
+            && e.payload() == self.payload.as_slice();
+        if same {
+            Ok(())
+        } else {
+            Err(format!(
+                "event at position {} differs from the one appended: got {e:?}, appended {} v{} at {}",
+                e.position(),
+                self.stream,
+                self.version,
+                self.position
+            ))
+        }
+    }
+}
+
+/// Checks an event on its own: its payload must name its own stream, version and position, and the hash
+/// must cover everything. With `run`, the event must also come from that run.
+pub fn self_check(e: &EventRef<'_>, run: Option<u64>) -> Result<(), String> {
+    let p = e.payload();
+    let bad = |why: &str| Err(format!("event at position {} is not authentic: {why}", e.position()));
+    if p.len() < 38 || &p[..4] != EVENT_MAGIC {
+        return bad("no test header");
+    }
+    let (head, hash) = p.split_at(p.len() - 8);
+    if event_hash(e.event_type(), e.metadata(), e.schema_version(), e.event_id(), head) != LE::read_u64(hash)
+    {
+        return bad("hash mismatch");
+    }
+    let stream_len = LE::read_u16(&p[28..30]) as usize;
+    let fields_ok = LE::read_u64(&p[12..20]) == e.position()
+        && LE::read_u64(&p[20..28]) == e.stream_version()
+        && head.get(30..30 + stream_len) == Some(e.stream_id().as_bytes());
+    if !fields_ok {
+        return bad("embedded stream, version or position differ from the frame's");
+    }
+    if run.is_some_and(|r| r != LE::read_u64(&p[4..12])) {
+        return bad("from another run");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The model of what was appended
+// ---------------------------------------------------------------------------------------------------------
+
+/// One stream's part of a planned batch.
+#[derive(Clone, Debug)]
+pub struct PlannedStream {
+    /// The stream.
+    pub stream: String,
+    /// The check passed to the store (`Exact(last)` or `NoStream`).
+    pub expected: ExpectedVersion,
+    /// Its events, with the positions and versions they must get.
+    pub events: Vec<TestEvent>,
+}
+
+/// A batch planned against the model: what the store must do with it if the append succeeds.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Per-stream parts, in order.
+    pub streams: Vec<PlannedStream>,
+    /// A consumer position committed with the events.
+    pub consumer: Option<(String, u64)>,
+}
+
+impl Plan {
+    /// Number of events in the batch.
+    pub fn len(&self) -> usize {
+        self.streams.iter().map(|s| s.events.len()).sum()
+    }
+    /// True if the batch has no events.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// All events in position order.
+    pub fn events(&self) -> impl Iterator<Item = &TestEvent> {
+        self.streams.iter().flat_map(|s| s.events.iter())
+    }
+}
+
+/// The sequence `A` of events appended, in order, with batch boundaries and consumer positions.
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    /// The run id embedded in every event.
+    pub run: u64,
+    /// `A`.
+    pub events: Vec<TestEvent>,
+    /// `events.len()` after each batch (batches are atomic: a recovered log ends on one of these).
+    pub boundaries: Vec<usize>,
+    /// (events before and including the batch, consumer, position) for batches carrying a consumer.
+    pub consumers: Vec<(usize, String, u64)>,
+}
+
+impl Model {
+    /// An empty model for run `run`.
+    pub fn new(run: u64) -> Model {
+        Model { run, ..Model::default() }
+    }
+
+    /// Next version of `stream` in `A`, `None` if it has no events.
+    pub fn next_version(&self, stream: &str) -> Option<u64> {
+        self.events.iter().rev().find(|e| e.stream == stream).map(|e| e.version + 1)
+    }
+
+    /// Plans a batch of `counts` events per stream, continuing the model.
+    pub fn plan(&self, counts: &[(String, usize)], consumer: Option<(String, u64)>) -> Plan {
+        let mut position = self.events.len() as u64;
+        let mut streams = Vec::new();
+        for (stream, n) in counts {
+            let next = self.next_version(stream);
+            let expected = next.map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(v - 1));
+            let v0 = next.unwrap_or(0);
+            let events = (0..*n as u64)
+                .map(|i| {
+                    let e = TestEvent::new(self.run, stream, v0 + i, position);
+                    position += 1;
+                    e
+                })
+                .collect();
+            streams.push(PlannedStream { stream: stream.clone(), expected, events });
+        }
+        Plan { streams, consumer }
+    }
+
+    /// Adds a batch to `A` (appended, or attempted: the caller decides which it needs).
+    pub fn push(&mut self, plan: &Plan) {
+        self.events.extend(plan.events().cloned());
+        self.boundaries.push(self.events.len());
+        if let Some((name, p)) = &plan.consumer {
+            self.consumers.push((self.events.len(), name.clone(), *p));
+        }
+    }
+
+    /// Cuts `A` to its first `n` events (a recovered prefix).
+    pub fn truncate(&mut self, n: usize) {
+        self.events.truncate(n);
+        self.boundaries.retain(|&b| b <= n);
+        if self.boundaries.last() != Some(&n) && n > 0 {
+            self.boundaries.push(n);
+        }
+        self.consumers.retain(|c| c.0 <= n);
+    }
+
+    /// Appends `plan` to `store` and checks the result against the plan; on success the batch joins `A`.
+    pub fn append(&mut self, store: &Store, plan: &Plan) -> crate::Result<()> {
+        let news: Vec<Vec<NewEvent<'_>>> =
+            plan.streams.iter().map(|s| s.events.iter().map(TestEvent::new_event).collect()).collect();
+        let parts: Vec<StreamAppend<'_>> = plan
+            .streams
+            .iter()
+            .zip(&news)
+            .map(|(s, ev)| StreamAppend::new(&s.stream, s.expected, ev))
+            .collect();
+        let batch =
+            Batch { streams: &parts, consumer: plan.consumer.as_ref().map(|(n, p)| (n.as_str(), *p)) };
+        let out = store.append_batch(&batch)?;
+        for (s, a) in plan.streams.iter().zip(&out) {
+            let (Some(first), Some(last)) = (s.events.first(), s.events.last()) else { continue };
+            assert_eq!(
+                a.positions,
+                first.position..last.position + 1,
+                "positions given to stream {}",
+                s.stream
+            );
+            assert_eq!(a.versions, first.version..last.version + 1, "versions given to stream {}", s.stream);
+            assert!(!a.deduplicated, "a fresh append was taken for a retry");
+        }
+        self.push(plan);
+        Ok(())
+    }
+
+    /// The consumers' positions after the first `n` events.
+    pub fn consumers_at(&self, n: usize) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (end, name, p) in &self.consumers {
+            if *end <= n {
+                out.insert(name.clone(), *p);
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The oracle
+// ---------------------------------------------------------------------------------------------------------
+
+/// Checks an open store against `A` (`model`) and `K` (`k`): the store holds exactly `A[..n]` with
+/// `K ≤ n ≤ |A|`, `n` on a batch boundary, every event authentic, stream reads (forward and backward),
+/// versions and consumer positions consistent with it. Returns `n`.
+pub fn check_store(store: &Store, model: &Model, k: usize) -> Result<usize, String> {
+    let a = &model.events;
+    let mut n = 0usize;
+    for item in store.read_all(0) {
+        let e = item.map_err(|e| format!("read_all failed at position {n}: {e}"))?;
+        let Some(expect) = a.get(n) else {
+            return Err(format!(
+                "event at position {} was never appended (|A| = {}): {e:?}",
+                e.position(),
+                a.len()
+            ));
+        };
+        self_check(&e, Some(model.run))?;
+        expect.check(&e)?;
+        n += 1;
+    }
+    if store.next_position() != n as u64 {
+        return Err(format!("next_position {} but read_all returned {n} events", store.next_position()));
+    }
+    if n < k {
+        return Err(format!("lost acknowledged events: recovered {n}, acknowledged {k} (|A| = {})", a.len()));
+    }
+    if n > 0 && !model.boundaries.contains(&n) {
+        return Err(format!("recovered {n} events: not a batch boundary, a batch was cut in half"));
+    }
+    let r = &a[..n];
+    let mut by_stream: BTreeMap<&str, Vec<&TestEvent>> = BTreeMap::new();
+    for e in r {
+        by_stream.entry(e.stream.as_str()).or_default().push(e);
+    }
+    let listed = store.streams();
+    let expected_streams: Vec<&str> = by_stream.keys().copied().collect();
+    if listed != expected_streams {
+        return Err(format!("streams() = {listed:?}, expected {expected_streams:?}"));
+    }
+    for (stream, evs) in &by_stream {
+        let got: Vec<EventRef<'_>> = store
+            .read_stream(stream, 0)
+            .collect::<crate::Result<_>>()
+            .map_err(|e| format!("read_stream({stream}) failed: {e}"))?;
+        if got.len() != evs.len() {
+            return Err(format!(
+                "read_stream({stream}) returned {} events, expected {}",
+                got.len(),
+                evs.len()
+            ));
+        }
+        for (g, e) in got.iter().zip(evs) {
+            e.check(g).map_err(|why| format!("read_stream({stream}): {why}"))?;
+        }
+        if evs.windows(2).any(|w| w[1].version != w[0].version + 1) {
+            return Err(format!("stream {stream} versions are not contiguous"));
+        }
+        let last = evs.last().map(|e| e.version);
+        if store.stream_version(stream) != last {
+            return Err(format!(
+                "stream_version({stream}) = {:?}, expected {last:?}",
+                store.stream_version(stream)
+            ));
+        }
+        let back: Vec<u64> = store
+            .read_stream_backward(stream, None)
+            .map(|e| e.map(|e| e.position()))
+            .collect::<crate::Result<_>>()
+            .map_err(|e| format!("read_stream_backward({stream}) failed: {e}"))?;
+        if !back.iter().rev().eq(evs.iter().map(|e| &e.position)) {
+            return Err(format!("read_stream_backward({stream}) disagrees with the forward read"));
+        }
+    }
+    for e in &a[n..] {
+        if !by_stream.contains_key(e.stream.as_str()) && store.stream_version(&e.stream).is_some() {
+            return Err(format!("stream {} has a version but none of its events was recovered", e.stream));
+        }
+    }
+    for (name, p) in model.consumers_at(n) {
+        if store.consumer_position(&name) != Some(p) {
+            return Err(format!("consumer {name} at {:?}, expected {p}", store.consumer_position(&name)));
+        }
+    }
+    Ok(n)
+}
+
+/// `Store::open_with`, retried for up to two seconds while the directory is `Locked`.
+///
+/// Tests spawn child processes from parallel threads; a child forked while this thread held a store open
+/// keeps a duplicate of the lock file's descriptor (and so the `flock`) until it `exec`s. That is how
+/// `flock` works (and why handles must not cross `fork()`), not a foldlog fault, so the oracle waits it out.
+pub fn open_retrying(dir: &Path, options: Options) -> crate::Result<Store> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match Store::open_with(dir, options.clone()) {
+            Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// What [`check_dir`] found.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The store opened and passed every check with `n` events (before the oracle's own append).
+    Recovered {
+        /// Events recovered.
+        n: usize,
+        /// The first writable open's recovery report.
+        report: RecoveryReport,
+    },
+    /// The writable open refused the directory with this error (the caller judges whether that is allowed).
+    Refused(Error),
+}
+
+/// The full oracle on a directory: a read-only open (if it succeeds it must agree), a writable open
+/// ([`check_store`]), a second open that must return the same, then a new append that must get position `n`
+/// and survive a further reopen. On success `model` becomes `A[..n]` plus that append, all durable.
+pub fn check_dir(dir: &Path, options: &Options, model: &mut Model, k: usize) -> Result<Verdict, String> {
+    let ro = Options { read_only: true, ..options.clone() };
+    let n_ro = match open_retrying(dir, ro) {
+        Ok(store) => Some(check_store(&store, model, k).map_err(|e| format!("read-only open: {e}"))?),
+        Err(_) => None,
+    };
+    let (n, report) = match open_retrying(dir, options.clone()) {
+        Ok(store) => {
+            let n = check_store(&store, model, k).map_err(|e| format!("first open: {e}"))?;
+            let report = store.recovery_report().clone();
+            store.close().map_err(|e| format!("close after the first open failed: {e}"))?;
+            (n, report)
+        }
+        Err(e) => return Ok(Verdict::Refused(e)),
+    };
+    if n_ro.is_some_and(|r| r != n) {
+        return Err(format!("read-only open recovered {n_ro:?} events, writable open {n}"));
+    }
+    model.truncate(n);
+    let store = open_retrying(dir, options.clone()).map_err(|e| format!("second open failed: {e}"))?;
+    let again = check_store(&store, model, n).map_err(|e| format!("second open: {e}"))?;
+    if again != n {
+        return Err(format!("second open recovered {again} events, the first {n}"));
+    }
+    let stream = model.events.last().map_or_else(|| "after-recovery".to_owned(), |e| e.stream.clone());
+    let plan = model.plan(&[(stream, 1)], None);
+    model.append(&store, &plan).map_err(|e| format!("append after recovery failed: {e}"))?;
+    store.close().map_err(|e| format!("close after the append failed: {e}"))?;
+    let store = open_retrying(dir, options.clone()).map_err(|e| format!("third open failed: {e}"))?;
+    check_store(&store, model, n + 1).map_err(|e| format!("reopen after the append: {e}"))?;
+    drop(store);
+    Ok(Verdict::Recovered { n, report })
+}
+
+/// Structural checks needing no model: positions contiguous from the first, stream reads (forward and
+/// backward) agree with the global read, versions contiguous, `stream_version` right, and every event that
+/// claims to be a test event authentic. Returns the events' positions and streams.
+pub fn check_structure(store: &Store) -> Result<Vec<(u64, String, u64)>, String> {
+    let mut all = Vec::new();
+    for item in store.read_all(0) {
+        let e = item.map_err(|e| format!("read_all failed after {} events: {e}", all.len()))?;
+        if e.position() != all.len() as u64 {
+            return Err(format!("position {} where {} belongs", e.position(), all.len()));
+        }
+        if e.payload().starts_with(EVENT_MAGIC) {
+            self_check(&e, None)?;
+        }
+        all.push((e.position(), e.stream_id().to_owned(), e.stream_version()));
+    }
+    if store.next_position() != all.len() as u64 {
+        return Err("next_position disagrees with read_all".into());
+    }
+    let mut by_stream: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
+    for (p, s, v) in &all {
+        by_stream.entry(s).or_default().push((*p, *v));
+    }
+    if store.streams() != by_stream.keys().copied().collect::<Vec<_>>() {
+        return Err("streams() disagrees with read_all".into());
+    }
+    for (s, evs) in &by_stream {
+        let got: Vec<(u64, u64)> = store
+            .read_stream(s, 0)
+            .map(|e| e.map(|e| (e.position(), e.stream_version())))
+            .collect::<crate::Result<_>>()
+            .map_err(|e| format!("read_stream({s}): {e}"))?;
+        if &got != evs {
+            return Err(format!("read_stream({s}) disagrees with read_all"));
+        }
+        if evs.windows(2).any(|w| w[1].1 != w[0].1 + 1) {
+            return Err(format!("stream {s} versions are not contiguous"));
+        }
+        if store.stream_version(s) != evs.last().map(|e| e.1) {
+            return Err(format!("stream_version({s}) is wrong"));
+        }
+        let back: Vec<u64> = store
+            .read_stream_backward(s, None)
+            .map(|e| e.map(|e| e.position()))
+            .collect::<crate::Result<_>>()
+            .map_err(|e| format!("read_stream_backward({s}): {e}"))?;
+        if !back.iter().rev().eq(evs.iter().map(|e| &e.0)) {
+            return Err(format!("read_stream_backward({s}) disagrees"));
+        }
+    }
+    Ok(all)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Byte-level helpers: find frames, recompute CRCs (for damage that must get past the checksums)
+// ---------------------------------------------------------------------------------------------------------
+
+fn aligned(bytes: &[u8]) -> AlignedVec<16> {
+    let mut v = AlignedVec::<16>::with_capacity(bytes.len());
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// The valid frames of a segment file's bytes, walking from the header: (offset, length with padding).
+pub fn segment_frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let buf = aligned(bytes);
+    let mut out = Vec::new();
+    let mut at = SEGMENT_HEADER_LEN as usize;
+    while let Some(rest) = buf.get(at..) {
+        match decode_frame(rest) {
+            Ok(f) => {
+                out.push((at, f.len as usize));
+                at += f.len as usize;
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Offsets of the frame header's fields (docs/format.md, "Frame"): the CRC, then the body length it covers.
+const FRAME_CRC_AT: usize = 0;
+const FRAME_LEN_AT: usize = 4;
+
+/// The body length field of the frame at `off` (0 if the header does not fit).
+pub fn frame_body_len(bytes: &[u8], off: usize) -> u32 {
+    bytes.get(off..off + FRAME_HEADER_LEN as usize).map_or(0, |h| {
+        let mut raw = [0u8; FRAME_HEADER_LEN as usize];
+        raw.copy_from_slice(h);
+        FrameHeader::read(&raw).body_len
+    })
+}
+
+/// Overwrites the body length field of the frame at `off` (the CRC is not updated).
+pub fn set_frame_body_len(bytes: &mut [u8], off: usize, body_len: u32) {
+    if let Some(f) = bytes.get_mut(off + FRAME_LEN_AT..off + FRAME_LEN_AT + 4) {
+        LE::write_u32(f, body_len);
+    }
+}
+
+/// Recomputes the CRC of the frame at `off` (if its length fits); true if it did.
+pub fn fix_frame_crc(bytes: &mut [u8], off: usize) -> bool {
+    let body_len = frame_body_len(bytes, off) as usize;
+    let end = off + FRAME_HEADER_LEN as usize + body_len;
+    if end > bytes.len() || off + FRAME_HEADER_LEN as usize > bytes.len() {
+        return false;
+    }
+    let crc = frame_crc(&bytes[off + FRAME_LEN_AT..end]);
+    LE::write_u32(&mut bytes[off + FRAME_CRC_AT..off + FRAME_CRC_AT + 4], crc);
+    true
+}
+
+/// Recomputes the segment header CRC and both durable slots' CRCs (slots with `seq` 0 are left alone).
+pub fn fix_segment_crcs(bytes: &mut [u8]) {
+    if bytes.len() < SEGMENT_HEADER_LEN as usize {
+        return;
+    }
+    let crc = crc32fast::hash(&bytes[0..60]);
+    LE::write_u32(&mut bytes[60..64], crc);
+    for slot in [64usize, 64 + SLOT_LEN] {
+        if LE::read_u64(&bytes[slot..slot + 8]) != 0 {
+            let crc = crc32fast::hash(&bytes[slot..slot + 28]);
+            LE::write_u32(&mut bytes[slot + 28..slot + 32], crc);
+        }
+    }
+}
+
+/// Recomputes a checkpoint's body length, body CRC and header CRC.
+pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
+    if bytes.len() < CHECKPOINT_HEADER_LEN {
+        return;
+    }
+    let body_len = (bytes.len() - CHECKPOINT_HEADER_LEN) as u64;
+    LE::write_u64(&mut bytes[56..64], body_len);
+    let crc = crc32fast::hash(&bytes[CHECKPOINT_HEADER_LEN..]);
+    LE::write_u32(&mut bytes[64..68], crc);
+    let crc = crc32fast::hash(&bytes[0..76]);
+    LE::write_u32(&mut bytes[76..80], crc);
+}
+
+fn header_fixup(bytes: &mut [u8], log_id: [u8; 16], base: u64, capacity: u64) {
+    bytes[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    LE::write_u32(&mut bytes[8..12], FORMAT_VERSION);
+    LE::write_u32(&mut bytes[12..16], SEGMENT_HEADER_LEN as u32);
+    bytes[16..32].copy_from_slice(&log_id);
+    LE::write_u64(&mut bytes[32..40], base);
+    LE::write_u64(&mut bytes[40..48], capacity);
+    LE::write_u32(&mut bytes[56..60], 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fuzz target: frame_decode
+// ---------------------------------------------------------------------------------------------------------
+
+/// Fuzz target `frame_decode`. Input: a flags byte (bit 0: recompute the frame CRC, so the fuzzer gets past
+/// it), then the bytes of one frame. A frame that decodes must lie inside the input, be a whole number of
+/// 16-byte units, carry a matching CRC, and its event must survive a round trip through the encoder.
+pub fn frame_decode(data: &[u8]) {
+    let mut b = Bytes::new(data);
+    let flags = b.u8();
+    let mut buf = aligned(b.rest());
+    if flags & 1 != 0 {
+        fix_frame_crc(&mut buf, 0);
+    }
+    let Ok(frame) = decode_frame(&buf) else { return };
+    let len = frame.len as usize;
+    assert!(len <= buf.len() && len.is_multiple_of(16) && len > FRAME_HEADER_LEN as usize, "frame length {len}");
+    let body_len = frame_body_len(&buf, 0) as usize;
+    assert_eq!(frame_len(body_len as u64), frame.len);
+    let mut raw = [0u8; 16];
+    raw.copy_from_slice(&buf[..16]);
+    assert_eq!(
+        frame_crc(&buf[FRAME_LEN_AT..16 + body_len]),
+        FrameHeader::read(&raw).crc,
+        "accepted a bad CRC"
+    );
+    assert!(FrameHeader::well_formed(&raw));
+    match frame.body {
+        Body::Event(e) => {
+            let owned: Envelope = e.to_owned();
+            assert_eq!(owned.position, e.position());
+            let _ = self_check(&e, None);
+            // What the decoder accepted must be encodable and decode back to the same envelope.
+            let mut out = AlignedVec::<16>::with_capacity(len + 4096);
+            out.resize(len.max(owned.payload.len() + owned.metadata.len() + owned.stream_id.len() + 4096), 0);
+            let n = encode_event(&owned, frame.commit, &mut out).expect("re-encode a decoded event") as usize;
+            match decode_frame(&out[..n]).expect("re-decode").body {
+                Body::Event(again) => assert_eq!(again.to_owned(), owned, "round trip changed the event"),
+                Body::Consumer(..) => panic!("event came back as a consumer frame"),
+            }
+        }
+        Body::Consumer(name, position) => {
+            let _ = (name.len(), position);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fuzz target: segment_open
+// ---------------------------------------------------------------------------------------------------------
+
+const FUZZ_LOG_ID: [u8; 16] = *b"foldlog-fuzz-log";
+
+fn small_options(read_only: bool) -> Options {
+    Options {
+        segment_size_bytes: 4096,
+        durability: Durability::Never,
+        checkpoint_every_bytes: 0,
+        read_only,
+        create_if_missing: !read_only,
+        ..Options::default()
+    }
+}
+
+/// Opens `dir` read-only then writable, then writable again; checks every successful open's structure and
+/// that they agree. Returns the writable result.
+fn open_three_ways(dir: &Path, options: &Options) -> Option<Vec<(u64, String, u64)>> {
+    let ro = Options { read_only: true, create_if_missing: false, ..options.clone() };
+    let ro_events = Store::open_with(dir, ro).ok().map(|s| check_structure(&s).expect("read-only open"));
+    let rw = Options { read_only: false, ..options.clone() };
+    let first = match Store::open_with(dir, rw.clone()) {
+        Ok(s) => {
+            let ev = check_structure(&s).expect("writable open");
+            s.close().expect("close after a successful open");
+            ev
+        }
+        Err(_) => return None,
+    };
+    if let Some(r) = ro_events {
+        assert_eq!(r, first, "read-only and writable opens disagree");
+    }
+    let s = Store::open_with(dir, rw).expect("a directory that opened once must open again");
+    let second = check_structure(&s).expect("second open");
+    assert_eq!(second, first, "second open differs from the first");
+    Some(first)
+}
+
+/// Fuzz target `segment_open`. Input: a flags byte, two bytes of capacity, then the bytes of segment file
+/// `00000000000000000000.seg`, alone in a directory. Flags: bit 0 writes a valid header (base 0, the fuzz
+/// log id, the capacity from the input, clamped to 4–64 KiB), bit 1 recomputes every frame CRC along the
+/// walk, bit 2 recomputes the header and slot CRCs. Opens read-only, writable, writable again: `Ok` with
+/// consistent, contiguous events, or `Err`; never a panic, never a disagreement.
+pub fn segment_open(data: &[u8]) {
+    let mut b = Bytes::new(data);
+    let flags = b.u8();
+    let capacity = 4096 + u64::from(b.u16() % 3841) * 16;
+    let mut file = b.rest().to_vec();
+    if flags & 1 != 0 && file.len() >= SEGMENT_HEADER_LEN as usize {
+        header_fixup(&mut file, FUZZ_LOG_ID, 0, capacity);
+    }
+    if flags & 2 != 0 {
+        let mut at = SEGMENT_HEADER_LEN as usize;
+        while at + 16 <= file.len() {
+            let body_len = u64::from(frame_body_len(&file, at));
+            if body_len == 0 || !fix_frame_crc(&mut file, at) {
+                break;
+            }
+            at += frame_len(body_len) as usize;
+        }
+    }
+    if flags & 4 != 0 || flags & 1 != 0 {
+        fix_segment_crcs(&mut file);
+    }
+    let dir = ScratchDir::new("segment-open");
+    std::fs::write(dir.path().join(segment_file_name(0)), &file).expect("write segment");
+    let _ = open_three_ways(dir.path(), &small_options(false));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fuzz target: dir_damage
+// ---------------------------------------------------------------------------------------------------------
+
+/// Builds a log from a workload script read from `b`; returns the model (every batch acknowledged and, after
+/// the final clean close, durable).
+fn run_workload(dir: &Path, b: &mut Bytes<'_>, run: u64) -> Model {
+    let options = small_options(false);
+    let mut model = Model::new(run);
+    let mut store = Some(Store::open_with(dir, options.clone()).expect("create a log"));
+    let ops = 4 + usize::from(b.u8() % 40);
+    let mut consumer_at = 0u64;
+    for _ in 0..ops {
+        let op = b.u8();
+        let s = store.as_ref().expect("store open");
+        match op % 8 {
+            0..=4 => {
+                let streams = 1 + usize::from(op >> 3) % 3;
+                let mut counts = Vec::new();
+                for i in 0..streams {
+                    let n = 1 + usize::from(b.u8() % 4);
+                    counts.push((format!("s{}", (usize::from(op >> 5) + i) % 5), n));
+                }
+                let consumer = (op % 8 == 4).then(|| {
+                    consumer_at += 1 + u64::from(b.u8());
+                    ("projector".to_owned(), consumer_at)
+                });
+                let plan = model.plan(&counts, consumer);
+                model.append(s, &plan).expect("workload append");
+            }
+            5 => s.sync().expect("sync"),
+            6 => s.checkpoint().expect("checkpoint"),
+            _ => {
+                store.take().expect("store open").close().expect("close");
+                store = Some(Store::open_with(dir, options.clone()).expect("reopen"));
+            }
+        }
+    }
+    store.take().expect("store open").close().expect("final close");
+    model
+}
+
+/// A second, unrelated log whose frames get spliced into the first (misdirected writes, F9).
+fn foreign_frames() -> &'static Vec<Vec<u8>> {
+    static FOREIGN: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    FOREIGN.get_or_init(|| {
+        let dir = ScratchDir::new("foreign");
+        let mut b = Bytes::new(&[12, 0, 1, 2, 8, 3, 1, 9, 2, 0, 3, 1, 2, 0, 0, 4, 1, 2]);
+        run_workload(dir.path(), &mut b, 0xF0E1);
+        let mut frames = Vec::new();
+        if let Ok(bytes) = std::fs::read(dir.path().join(segment_file_name(0))) {
+            for (off, len) in segment_frames(&bytes) {
+                frames.push(bytes[off..off + len].to_vec());
+            }
+        }
+        frames
+    })
+}
+
+/// The directory's files, sorted by name (segments first, by base position).
+fn dir_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.file_name().is_some_and(|n| n != "LOCK"));
+    files.sort();
+    files
+}
+
+/// What the damage did, for the oracle's judgement.
+#[derive(Debug, Default)]
+struct Damage {
+    /// A CRC was recomputed or a foreign frame spliced in: the files are hostile, so only structure is checked.
+    hostile: bool,
+    /// Some byte below the end of the written log (or a whole file) was damaged: events may be lost, but only
+    /// with an error or as a clean prefix; never a wrong event.
+    synced: bool,
+}
+
+/// Fuzz target `dir_damage`. Input: a run seed, a workload script (appends of 1–3 streams × 1–4 events,
+/// consumer positions, syncs, checkpoints, clean reopens; 4 KiB segments), then up to 8 damage operations:
+/// bit flips, truncation, zeroed ranges, frames spliced from elsewhere in the log or from another log,
+/// rewritten length fields, recomputed CRCs, deleted files, garbage or zeros appended. Then the oracle:
+/// damage only past the end of the log must lose nothing; damage to written bytes may give an error or a
+/// clean prefix, never a wrong event; hostile files (recomputed CRCs) must still give consistent structure;
+/// nothing may panic.
+pub fn dir_damage(data: &[u8]) {
+    let mut b = Bytes::new(data);
+    let run = b.u64() | 1;
+    let dir = ScratchDir::new("dir-damage");
+    let mut model = run_workload(dir.path(), &mut b, run);
+    let files = dir_files(dir.path());
+    let mut ends = BTreeMap::new();
+    for f in &files {
+        if f.extension().is_some_and(|x| x == "seg") {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            let end = segment_frames(&bytes).last().map_or(SEGMENT_HEADER_LEN as usize, |(o, l)| o + l);
+            ends.insert(f.clone(), end);
+        }
+    }
+    let last_seg = ends.keys().next_back().cloned();
+    let mut damage = Damage::default();
+    let n_ops = b.u8() % 9;
+    for _ in 0..n_ops {
+        let kind = b.u8();
+        let Some(path) = files.get(usize::from(b.u8()) % files.len().max(1)).cloned() else { break };
+        let Ok(mut bytes) = std::fs::read(&path) else { continue };
+        let is_ckpt = path.file_name().is_some_and(|n| n == CHECKPOINT_FILE);
+        // Past the end of the log in the last segment nothing was ever acknowledged; everything else was.
+        let end = if Some(&path) == last_seg.as_ref() { ends.get(&path).copied() } else { None };
+        let written = |off: usize, len: usize| is_ckpt || end.is_none_or(|e| off < e || off + len <= 128);
+        let len = bytes.len().max(1);
+        let frames = if is_ckpt { Vec::new() } else { segment_frames(&bytes) };
+        let pick_frame = |sel: u8| frames.get(usize::from(sel) % frames.len().max(1)).copied();
+        match kind % 10 {
+            0 => {
+                let off = b.u32() as usize % len;
+                if off < bytes.len() {
+                    bytes[off] ^= 1 << (b.u8() % 8);
+                    // A checkpoint is a hint: damage to it must never lose anything.
+                    damage.synced |= written(off, 1) && !is_ckpt;
+                }
+            }
+            1 => {
+                let to = b.u32() as usize % len;
+                damage.synced |= written(to, bytes.len() - to) && !is_ckpt;
+                bytes.truncate(to);
+            }
+            2 => {
+                let off = b.u32() as usize % len;
+                let n = (usize::from(b.u16()) + 1).min(bytes.len().saturating_sub(off));
+                if n > 0 {
+                    bytes[off..off + n].fill(0);
+                    damage.synced |= written(off, n) && !is_ckpt;
+                }
+            }
+            3 => {
+                // Splice a frame of this log over another frame (or just past the end).
+                let (Some((from, flen)), Some((to, _))) = (pick_frame(b.u8()), pick_frame(b.u8())) else {
+                    continue;
+                };
+                let to = if b.u8().is_multiple_of(2) { to } else { end.unwrap_or(to) };
+                // Consumer frames carry no position, so a replayed one cannot be told from a new one: only a
+                // forger or a misdirected write puts one there.
+                damage.hostile |= bytes[from + 8] != crate::format::KIND_EVENT;
+                if to + flen <= bytes.len() {
+                    let src = bytes[from..from + flen].to_vec();
+                    bytes[to..to + flen].copy_from_slice(&src);
+                    damage.synced |= written(to, flen);
+                }
+            }
+            4 => {
+                let Some((off, _)) = pick_frame(b.u8()) else { continue };
+                set_frame_body_len(&mut bytes, off, b.u32());
+                damage.synced = true;
+            }
+            5 => {
+                // Recompute CRCs after tampering: a hostile file.
+                damage.hostile = true;
+                if is_ckpt {
+                    fix_checkpoint_crcs(&mut bytes);
+                } else {
+                    if let Some((off, _)) = pick_frame(b.u8()) {
+                        let at = off + 16 + usize::from(b.u8());
+                        if at < bytes.len() {
+                            bytes[at] ^= b.u8() | 1;
+                        }
+                        fix_frame_crc(&mut bytes, off);
+                    }
+                    fix_segment_crcs(&mut bytes);
+                }
+            }
+            6 => {
+                let _ = std::fs::remove_file(&path);
+                damage.synced |= !is_ckpt;
+                continue;
+            }
+            7 => {
+                // A valid frame of another log, spliced over a frame or at the end (misdirected write).
+                damage.hostile = true;
+                let foreign = foreign_frames();
+                let Some(frame) = foreign.get(usize::from(b.u8()) % foreign.len().max(1)) else { continue };
+                let to = pick_frame(b.u8()).map_or(end.unwrap_or(128), |f| f.0);
+                if to + frame.len() <= bytes.len() {
+                    bytes[to..to + frame.len()].copy_from_slice(frame);
+                }
+            }
+            8 => {
+                // Garbage at an offset.
+                let off = b.u32() as usize % len;
+                let n = usize::from(b.u8()) + 1;
+                let mut rng = Rng::new(b.u64());
+                for byte in bytes.iter_mut().skip(off).take(n) {
+                    *byte = rng.next_u64() as u8;
+                }
+                damage.synced |= written(off, n) && !is_ckpt;
+            }
+            _ => {
+                // The file grows: zeros or garbage appended (Kafka's "nonsense blocks").
+                let n = 512 * (1 + usize::from(b.u8() % 8));
+                let mut extra = vec![0u8; n];
+                if b.u8() % 2 == 1 {
+                    Rng::new(b.u64()).fill(&mut extra);
+                }
+                bytes.extend_from_slice(&extra);
+            }
+        }
+        std::fs::write(&path, &bytes).expect("write damaged file");
+    }
+    let options = small_options(false);
+    if damage.hostile {
+        let _ = open_three_ways(dir.path(), &options);
+        return;
+    }
+    let k = if damage.synced { 0 } else { model.events.len() };
+    match check_dir(dir.path(), &options, &mut model, k) {
+        Ok(Verdict::Recovered { .. }) => {}
+        Ok(Verdict::Refused(e)) => {
+            assert!(damage.synced, "damage past the end of the log only, yet open refused: {e}");
+        }
+        Err(violation) => panic!("oracle violation: {violation}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fuzz target: index_checkpoint
+// ---------------------------------------------------------------------------------------------------------
+
+struct Template {
+    files: Vec<(String, Vec<u8>)>,
+    checkpoint: Vec<u8>,
+    events: Vec<(u64, String, u64)>,
+    versions: BTreeMap<String, Option<u64>>,
+    consumers: BTreeMap<String, Option<u64>>,
+    model: Model,
+}
+
+/// A valid log (several segments, streams, consumers, ids) and its checkpoint, built once per process.
+fn template() -> &'static Template {
+    static T: OnceLock<Template> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = ScratchDir::new("ckpt-template");
+        let script = [
+            30u8, 0, 1, 2, 9, 3, 2, 17, 1, 1, 4, 7, 0, 33, 2, 1, 3, 5, 8, 0, 2, 4, 9, 6, 1, 0, 3, 2, 1, 4, 2,
+        ];
+        let mut b = Bytes::new(&script);
+        let model = run_workload(dir.path(), &mut b, 0xC4EC);
+        let mut files = Vec::new();
+        let mut checkpoint = Vec::new();
+        for p in dir_files(dir.path()) {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            let bytes = std::fs::read(&p).expect("read template file");
+            if name == CHECKPOINT_FILE {
+                checkpoint = bytes;
+            } else {
+                files.push((name, bytes));
+            }
+        }
+        assert!(!checkpoint.is_empty(), "template has a checkpoint");
+        let store = Store::open_with(dir.path(), small_options(true)).expect("open template");
+        let events = check_structure(&store).expect("template structure");
+        let streams: BTreeSet<String> = events.iter().map(|e| e.1.clone()).collect();
+        let versions = streams.iter().map(|s| (s.clone(), store.stream_version(s))).collect();
+        let consumers =
+            ["projector", "other"].iter().map(|c| ((*c).to_owned(), store.consumer_position(c))).collect();
+        Template { files, checkpoint, events, versions, consumers, model }
+    })
+}
+
+/// Fuzz target `index_checkpoint`. A fixed valid log; the input decides the checkpoint file: mode 0 takes
+/// the input as the file, mode 1 patches the real checkpoint (offset, byte pairs), mode 2 takes the input as
+/// the body under a valid header; bit 7 then recomputes the CRCs. The store must open with exactly the
+/// events, versions and consumer positions of a rebuild (or refuse to open, or fail a read with an error),
+/// accept an append at the right version, and reopen to the same log with or without the checkpoint.
+pub fn index_checkpoint(data: &[u8]) {
+    let t = template();
+    let mut b = Bytes::new(data);
+    let flags = b.u8();
+    let mut ckpt = match flags % 3 {
+        0 => b.rest().to_vec(),
+        1 => {
+            let mut c = t.checkpoint.clone();
+            while !b.is_empty() {
+                let at = usize::from(b.u16()) % c.len().max(1);
+                let v = b.u8();
+                if let Some(x) = c.get_mut(at) {
+                    *x = v;
+                }
+            }
+            c
+        }
+        _ => {
+            let mut c = t.checkpoint[..CHECKPOINT_HEADER_LEN].to_vec();
+            let body = b.rest();
+            if body.len() >= 24 {
+                // Let the input choose next_position and the resume point too.
+                c[32..56].copy_from_slice(&body[..24]);
+                c.extend_from_slice(&body[24..]);
+            } else {
+                c.extend_from_slice(body);
+            }
+            c
+        }
+    };
+    if flags & 0x80 != 0 {
+        if ckpt.len() >= 16 {
+            ckpt[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
+        }
+        fix_checkpoint_crcs(&mut ckpt);
+    }
+    let dir = ScratchDir::new("index-checkpoint");
+    for (name, bytes) in &t.files {
+        std::fs::write(dir.path().join(name), bytes).expect("write template file");
+    }
+    std::fs::write(dir.path().join(CHECKPOINT_FILE), &ckpt).expect("write checkpoint");
+    let options = small_options(false);
+    let hostile = flags & 0x80 != 0;
+    let Ok(store) = Store::open_with(dir.path(), options.clone()) else { return };
+    // Whatever the checkpoint says, a read returns the right event or an error, never a wrong event.
+    let mut read_failed = false;
+    for (i, item) in store.read_all(0).enumerate() {
+        match item {
+            Ok(e) => t.model.events[i].check(&e).expect("read_all returned a wrong event"),
+            Err(_) => {
+                read_failed = true;
+                break;
+            }
+        }
+    }
+    for s in t.versions.keys() {
+        let mut expect = t.model.events.iter().filter(|x| &x.stream == s);
+        for item in store.read_stream(s, 0) {
+            match item {
+                Ok(e) => expect
+                    .next()
+                    .expect("read_stream returned an extra event")
+                    .check(&e)
+                    .expect("read_stream"),
+                Err(_) => {
+                    read_failed = true;
+                    break;
+                }
+            }
+        }
+    }
+    if hostile {
+        // CRC32 is no defence against a forger: a checkpoint with recomputed CRCs may mislead derived state
+        // (versions, consumer positions, the id window). It must still never panic nor return a wrong event.
+        let _ = check_structure(&store);
+        let mut model = t.model.clone();
+        let plan = model.plan(&[("s1".to_owned(), 1)], None);
+        let _ = model.append(&store, &plan);
+        drop(store);
+        if let Ok(s) = Store::open_with(dir.path(), options) {
+            let _ = check_structure(&s);
+        }
+        return;
+    }
+    // A checkpoint damaged by accident (no CRCs recomputed) is refused or exact.
+    assert!(!read_failed, "a read failed after opening with an accidentally damaged checkpoint");
+    assert_eq!(check_structure(&store).expect("structure"), t.events, "events differ from a rebuild");
+    for (s, v) in &t.versions {
+        assert_eq!(&store.stream_version(s), v, "stream_version({s}) differs from a rebuild");
+    }
+    for (c, p) in &t.consumers {
+        assert_eq!(&store.consumer_position(c), p, "consumer {c} differs from a rebuild");
+    }
+    // An append must continue the real versions, and the log must reopen the same with or without a checkpoint.
+    let mut model = t.model.clone();
+    let plan = model.plan(&[("s1".to_owned(), 2), ("fresh".to_owned(), 1)], None);
+    model.append(&store, &plan).expect("append after opening with the checkpoint");
+    store.close().expect("close");
+    let store = Store::open_with(dir.path(), options.clone()).expect("reopen with the new checkpoint");
+    let n = model.events.len();
+    check_store(&store, &model, n).expect("reopen with the new checkpoint");
+    drop(store);
+    std::fs::remove_file(dir.path().join(CHECKPOINT_FILE)).expect("remove checkpoint");
+    let store = Store::open_with(dir.path(), options).expect("reopen without a checkpoint");
+    check_store(&store, &model, n).expect("rebuild after the append");
+}
+
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
+/// The fuzz targets by name.
+pub const TARGETS: [(&str, Target); 4] = [
+    ("frame_decode", frame_decode),
+    ("segment_open", segment_open),
+    ("dir_damage", dir_damage),
+    ("index_checkpoint", index_checkpoint),
+];
+
+/// The bytes of a real segment and checkpoint written by a small workload (for seed corpora): (segment
+/// files, checkpoint).
+pub fn sample_log(script: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let dir = ScratchDir::new("sample");
+    let mut b = Bytes::new(script);
+    run_workload(dir.path(), &mut b, 0x5EED);
+    let mut segs = Vec::new();
+    let mut ckpt = Vec::new();
+    for p in dir_files(dir.path()) {
+        let bytes = std::fs::read(&p).unwrap_or_default();
+        if p.file_name().is_some_and(|n| n == CHECKPOINT_FILE) {
+            ckpt = bytes;
+        } else {
+            segs.push(bytes);
+        }
+    }
+    (segs, ckpt)
+}
+
+/// The checkpoint of the fixed log `index_checkpoint` uses (for its seeds).
+pub fn template_checkpoint() -> Vec<u8> {
+    template().checkpoint.clone()
+}
