@@ -32,20 +32,22 @@ impl Segment {
         let path = dir.join(segment_file_name(base));
         let file = sys::create_new(&path).map_err(|e| Error::io("create segment", &path, e))?;
         let header = SegmentHeader { log_id, base_position: base, capacity, created_micros: now_micros() };
-        let setup = || -> std::io::Result<()> {
+        let setup = || -> std::io::Result<SegmentMap> {
             sys::allocate(&file, &path, capacity)?;
             sys::write_at(&file, &path, 0, &header.encode())?;
             sys::sync_file(&file, &path)?;
-            sys::sync_dir(dir)
+            sys::sync_dir(dir)?;
+            SegmentMap::writable(&file, &path, capacity)
         };
-        if let Err(e) = setup() {
-            // Never leave a half-made segment behind: the next open would have to judge it. Best effort; if
-            // the removal fails too, open will see a segment with no frames, which is harmless.
-            let _ = sys::remove(&path);
-            return Err(Error::io("prepare new segment", &path, e));
-        }
-        let map =
-            Arc::new(SegmentMap::writable(&file, &path, capacity).map_err(|e| Error::io("map", &path, e))?);
+        let map = match setup() {
+            Ok(map) => Arc::new(map),
+            Err(e) => {
+                // Never leave a half-made segment behind: it would claim positions the writer then puts in
+                // the current segment. Best effort; if the removal fails too, the caller stops writing.
+                let _ = sys::remove(&path);
+                return Err(Error::io("prepare new segment", &path, e));
+            }
+        };
         let writer = map.take_writer().expect("fresh map has no writer");
         Ok((Segment { header, slot: None, file, map }, writer))
     }

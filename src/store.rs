@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::format::{
-    frame_len, parse_segment_file_name, DurableSlot, SegmentHeader, CHECKPOINT_FILE, LOCK_FILE,
-    NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, STREAM_ID_BYTES_MAX,
+    frame_len, parse_segment_file_name, segment_file_name, DurableSlot, SegmentHeader, CHECKPOINT_FILE,
+    LOCK_FILE, NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, STREAM_ID_BYTES_MAX,
 };
 use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, SegIndex, Stale};
 use crate::io as sys;
@@ -881,7 +881,13 @@ impl Inner {
             return self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e));
         }
         let cap = self.options.segment_size_bytes;
-        let (seg, map) = Segment::create(&self.dir, self.log_id, w.next_position, cap)?;
+        let (seg, map) = match Segment::create(&self.dir, self.log_id, w.next_position, cap) {
+            Ok(made) => made,
+            // A half-made segment that could not be removed would claim the positions the next append writes
+            // into the current segment, and the log would no longer open: write nothing until a reopen.
+            Err(e) if self.dir.join(segment_file_name(w.next_position)).exists() => return self.poison(e),
+            Err(e) => return Err(e),
+        };
         let slot_index = self.segments.push(Arc::clone(&seg.map))?;
         {
             let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
