@@ -1,0 +1,621 @@
+//! T2: crash-image enumeration on real files (power loss: F2, F3, F4, F10, F11).
+//!
+//! A scripted workload (≥ 200 appends of 1–3 streams × 1–3 events, consumer positions, syncs, checkpoints,
+//! a clean close and reopen; 12 KiB segments of three pages, so it rolls over often and pages reach the disk in any order) runs on a real directory while
+//! `foldlog::io::testing::record` logs every persistence event at the I/O boundary: bytes written (through
+//! `pwrite` or the map), preallocations, file syncs, creates, renames, removes, directory syncs. A second
+//! recording starts from crashed images of the first and covers recovery itself (cutting torn tails) and the
+//! appends after it.
+//!
+//! Every position in a recording is a crash point. For each, a small model of a POSIX file system replays the
+//! events up to it and knows, per file, the durable bytes (as of its last sync) and the current ones, and per
+//! directory the durable names (as of its last sync) and the current ones. From that it builds post-crash
+//! images, at least 8 per crash point:
+//!
+//! | variant | names | bytes |
+//! |---|---|---|
+//! | `lost` | durable | durable only: every unsynced byte lost |
+//! | `kept` | current | current: what `kill -9` leaves |
+//! | `pages` | current | durable + a random subset of the dirty 4 KiB pages, in any order |
+//! | `pages-old-names` | durable | as `pages`: directory operations after the last directory sync reverted |
+//! | `torn` | current | as `pages`, plus one dirty page torn at 512-byte sectors (each sector old or new) |
+//! | `grown-zero` | current | as `pages`, files at their current size, unkept new blocks zero |
+//! | `grown-junk` | current | as `torn`, files at their current size, unkept blocks past the preallocated size garbage |
+//! | `names-prefix` | durable + a prefix of the later directory operations | as `torn` with zeroed growth |
+//!
+//! The media assumptions behind them (docs/durability.md): a sync makes a file's earlier writes durable; a
+//! directory sync makes earlier creates, renames and removes in it durable; dirty pages reach the disk in any
+//! order and a page may tear at sector granularity; preallocated space reads back as zeros; space grown by
+//! writes past the end may read back as garbage.
+//!
+//! Each image is copied to a fresh directory and checked with the real `Store::open` and the oracle (a
+//! read-only open, a writable open, a second open, an append after recovery, another reopen), with K = the
+//! events acknowledged as durable at that crash point: every append that returned (`Durability::Always`),
+//! else what `durable_position()` said after the last operation that returned, raised to everything
+//! acknowledged before the current operation once that operation synced the active segment. Losing unsynced
+//! bytes must never give an error. Identical images are built once per crash point and judged once per run
+//! (their verdict is reused with each crash point's K).
+//!
+//! `FOLDLOG_IMAGE_VARIANTS` raises the variants per crash point (extra ones are seeded repeats of the random
+//! kinds), `FOLDLOG_SEED` changes the workload and the damage.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{check_dir, env_u64, random_counts, seed, Model, Rng, ScratchDir, Verdict};
+use foldlog::io::{testing, PersistEvent};
+use foldlog::{Durability, GroupCommit, Options, Store};
+
+const PAGE: usize = 4096;
+const SECTOR: usize = 512;
+
+fn options(mode: &str) -> Options {
+    let durability = match mode {
+        "always" => Durability::Always,
+        // Syncs only by count and size (the age bound is huge), so the recording is deterministic.
+        "group" => Durability::Group(GroupCommit {
+            appends_max: 5,
+            bytes_max: 3 << 10,
+            delay_max: Duration::from_secs(3600),
+        }),
+        "never" => Durability::Never,
+        other => panic!("unknown mode {other}"),
+    };
+    Options {
+        segment_size_bytes: 12 << 10,
+        durability,
+        checkpoint_every_bytes: 16 << 10,
+        ..Options::default()
+    }
+}
+
+/// The end of one operation in a recording and what was acknowledged when it returned.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    /// Events recorded up to the end of the operation.
+    end: usize,
+    /// Events whose append had returned.
+    acked: usize,
+    /// `durable_position()` when it returned.
+    durable: usize,
+}
+
+/// A recording: the files it started from (all durable), the persistence events, the operation marks and
+/// the model of everything appended.
+struct Recording {
+    name: String,
+    base: Vec<(String, Vec<u8>)>,
+    events: Vec<PersistEvent>,
+    marks: Vec<Mark>,
+    model: Model,
+    /// K before the first operation (events already durable in `base`).
+    k0: usize,
+    always: bool,
+}
+
+/// Records persistence events operation by operation on `dir`.
+struct Recorder<'a> {
+    dir: &'a Path,
+    events: Vec<PersistEvent>,
+    marks: Vec<Mark>,
+}
+
+impl<'a> Recorder<'a> {
+    fn start(dir: &'a Path) -> Recorder<'a> {
+        testing::record(dir);
+        Recorder { dir, events: Vec::new(), marks: Vec::new() }
+    }
+    /// Ends an operation: collects its events and marks what it acknowledged.
+    fn cut(&mut self, acked: usize, durable: usize) {
+        self.events.extend(testing::take_recording(self.dir));
+        testing::record(self.dir);
+        self.marks.push(Mark { end: self.events.len(), acked, durable });
+    }
+    fn finish(self) -> (Vec<PersistEvent>, Vec<Mark>) {
+        testing::take_recording(self.dir);
+        (self.events, self.marks)
+    }
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().and_then(|n| n.to_str()).expect("file name").to_owned()
+}
+
+fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) {
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).expect("write image file");
+    }
+}
+
+/// Runs the scripted workload from `base` (empty for a new log) and records it.
+fn record(
+    name: &str,
+    mode: &str,
+    base: &[(String, Vec<u8>)],
+    mut model: Model,
+    appends: usize,
+    seed: u64,
+) -> Recording {
+    let dir = ScratchDir::new("t2-record");
+    write_files(dir.path(), base);
+    let opts = options(mode);
+    let mut rng = Rng::new(seed);
+    let k0 = model.events.len();
+    let mut rec = Recorder::start(dir.path());
+    let mut store = Some(Store::open_with(dir.path(), opts.clone()).expect("open for recording"));
+    rec.cut(k0, k0);
+    let mut done = 0;
+    let mut consumer = store.as_ref().and_then(|s| s.consumer_position("projector")).unwrap_or(0);
+    while done < appends {
+        let s = store.as_ref().expect("open");
+        let roll = rng.below(100);
+        if roll < 84 {
+            let counts = random_counts(&mut rng, 3);
+            let c = rng.chance(1, 6).then(|| {
+                consumer += 1 + rng.below(3);
+                ("projector".to_owned(), consumer)
+            });
+            let plan = model.plan(&counts, c);
+            model.append(s, &plan).expect("append while recording");
+            done += 1;
+        } else if roll < 92 {
+            s.sync().expect("sync");
+        } else if roll < 97 {
+            s.checkpoint().expect("checkpoint");
+        } else {
+            store.take().expect("open").close().expect("close");
+            let n = model.events.len();
+            rec.cut(n, n);
+            store = Some(Store::open_with(dir.path(), opts.clone()).expect("reopen"));
+        }
+        let s = store.as_ref().expect("open");
+        rec.cut(model.events.len(), s.durable_position() as usize);
+    }
+    store.take().expect("open").close().expect("final close");
+    let n = model.events.len();
+    rec.cut(n, n);
+    let (events, marks) = rec.finish();
+    Recording {
+        name: name.to_owned(),
+        base: base.to_vec(),
+        events,
+        marks,
+        model,
+        k0,
+        always: mode == "always",
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// A small model of a POSIX file system's durability
+// ------------------------------------------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Inode {
+    durable: Vec<u8>,
+    current: Vec<u8>,
+    /// Bytes below this were preallocated (read back as zeros if never written durably).
+    allocated: usize,
+}
+
+#[derive(Clone, Debug)]
+enum NsOp {
+    Link(String, usize),
+    Unlink(String),
+    Rename(String, String),
+}
+
+fn apply_ns(ns: &mut BTreeMap<String, usize>, op: &NsOp) {
+    match op {
+        NsOp::Link(n, id) => {
+            ns.insert(n.clone(), *id);
+        }
+        NsOp::Unlink(n) => {
+            ns.remove(n);
+        }
+        NsOp::Rename(a, b) => {
+            if let Some(id) = ns.remove(a) {
+                ns.insert(b.clone(), id);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Fs {
+    inodes: Vec<Inode>,
+    current: BTreeMap<String, usize>,
+    durable: BTreeMap<String, usize>,
+    /// Directory operations since the last directory sync, in order.
+    pending: Vec<NsOp>,
+}
+
+impl Fs {
+    fn from_base(base: &[(String, Vec<u8>)]) -> Fs {
+        let mut fs = Fs::default();
+        for (name, bytes) in base {
+            fs.inodes.push(Inode { durable: bytes.clone(), current: bytes.clone(), allocated: bytes.len() });
+            fs.current.insert(name.clone(), fs.inodes.len() - 1);
+        }
+        fs.durable = fs.current.clone();
+        fs
+    }
+
+    fn inode(&mut self, p: &Path) -> &mut Inode {
+        let id = *self
+            .current
+            .get(&name_of(p))
+            .unwrap_or_else(|| panic!("{} is not in the directory", p.display()));
+        &mut self.inodes[id]
+    }
+
+    fn apply(&mut self, ev: &PersistEvent) {
+        match ev {
+            PersistEvent::Create(p) => {
+                self.inodes.push(Inode::default());
+                let op = NsOp::Link(name_of(p), self.inodes.len() - 1);
+                apply_ns(&mut self.current, &op);
+                self.pending.push(op);
+            }
+            PersistEvent::Allocate(p, len) => {
+                let ino = self.inode(p);
+                let len = *len as usize;
+                if ino.current.len() < len {
+                    ino.current.resize(len, 0);
+                }
+                ino.allocated = ino.allocated.max(len);
+            }
+            PersistEvent::Write(p, off, bytes) => {
+                let ino = self.inode(p);
+                let (off, end) = (*off as usize, *off as usize + bytes.len());
+                if ino.current.len() < end {
+                    ino.current.resize(end, 0);
+                }
+                ino.current[off..end].copy_from_slice(bytes);
+            }
+            PersistEvent::SyncFile(p) => {
+                let ino = self.inode(p);
+                ino.durable = ino.current.clone();
+            }
+            PersistEvent::SyncDir(_) => {
+                self.durable = self.current.clone();
+                self.pending.clear();
+            }
+            PersistEvent::Rename(a, b) => {
+                let op = NsOp::Rename(name_of(a), name_of(b));
+                apply_ns(&mut self.current, &op);
+                self.pending.push(op);
+            }
+            PersistEvent::Remove(p) => {
+                let op = NsOp::Unlink(name_of(p));
+                apply_ns(&mut self.current, &op);
+                self.pending.push(op);
+            }
+        }
+    }
+
+    /// The newest segment in the current directory (the one being appended to).
+    fn active_segment(&self) -> Option<String> {
+        self.current.keys().filter(|n| n.ends_with(".seg")).max().cloned()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Names {
+    Current,
+    Durable,
+    Prefix,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Growth {
+    /// Files keep their durable size unless a kept page lies past it.
+    Natural,
+    /// Files have their current size; unkept new blocks are zero.
+    Zero,
+    /// Files have their current size; unkept blocks past the preallocated size are garbage.
+    Junk,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bytes {
+    Durable,
+    Current,
+    Pages { growth: Growth, torn: bool },
+}
+
+const VARIANTS: [(&str, Names, Bytes); 8] = [
+    ("lost", Names::Durable, Bytes::Durable),
+    ("kept", Names::Current, Bytes::Current),
+    ("pages", Names::Current, Bytes::Pages { growth: Growth::Natural, torn: false }),
+    ("pages-old-names", Names::Durable, Bytes::Pages { growth: Growth::Natural, torn: false }),
+    ("torn", Names::Current, Bytes::Pages { growth: Growth::Natural, torn: true }),
+    ("grown-zero", Names::Current, Bytes::Pages { growth: Growth::Zero, torn: false }),
+    ("grown-junk", Names::Current, Bytes::Pages { growth: Growth::Junk, torn: true }),
+    ("names-prefix", Names::Prefix, Bytes::Pages { growth: Growth::Zero, torn: true }),
+];
+
+/// The bytes of one file after a crash.
+fn crash_bytes(ino: &Inode, how: Bytes, rng: &mut Rng) -> Vec<u8> {
+    let (d, c) = (&ino.durable, &ino.current);
+    let (growth, torn) = match how {
+        Bytes::Durable => return d.clone(),
+        Bytes::Current => return c.clone(),
+        Bytes::Pages { growth, torn } => (growth, torn),
+    };
+    let span = d.len().max(c.len());
+    let page_of = |v: &Vec<u8>, p: usize| -> Vec<u8> {
+        let (a, b) = ((p * PAGE).min(v.len()), ((p + 1) * PAGE).min(v.len()));
+        v[a..b].to_vec()
+    };
+    let dirty: Vec<usize> = (0..span.div_ceil(PAGE)).filter(|&p| page_of(d, p) != page_of(c, p)).collect();
+    let kept: Vec<usize> = dirty.iter().copied().filter(|_| rng.chance(1, 2)).collect();
+    let len = match growth {
+        Growth::Natural if kept.iter().any(|&p| (p + 1) * PAGE > d.len()) => c.len(),
+        Growth::Natural => d.len(),
+        Growth::Zero | Growth::Junk => c.len(),
+    };
+    let mut out = d.clone();
+    out.resize(len, 0);
+    if growth == Growth::Junk && len > d.len().max(ino.allocated) {
+        let from = d.len().max(ino.allocated);
+        rng.fill(&mut out[from..]);
+    }
+    let old = out.clone();
+    for &p in &kept {
+        let (a, b) = ((p * PAGE).min(len), ((p + 1) * PAGE).min(len).min(c.len()));
+        if a < b {
+            out[a..b].copy_from_slice(&c[a..b]);
+        }
+    }
+    if torn && !dirty.is_empty() {
+        let p = dirty[rng.below(dirty.len() as u64) as usize];
+        for s in 0..PAGE / SECTOR {
+            let (a, b) = ((p * PAGE + s * SECTOR).min(len), (p * PAGE + (s + 1) * SECTOR).min(len));
+            if a >= b {
+                break;
+            }
+            if rng.chance(1, 2) {
+                let b2 = b.min(c.len());
+                if a < b2 {
+                    out[a..b2].copy_from_slice(&c[a..b2]);
+                }
+            } else {
+                out[a..b].copy_from_slice(&old[a..b]);
+            }
+        }
+    }
+    out
+}
+
+fn build_image(fs: &Fs, names: Names, bytes: Bytes, rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
+    let ns = match names {
+        Names::Current => fs.current.clone(),
+        Names::Durable => fs.durable.clone(),
+        Names::Prefix => {
+            let mut ns = fs.durable.clone();
+            let k = rng.below(fs.pending.len() as u64 + 1) as usize;
+            for op in &fs.pending[..k] {
+                apply_ns(&mut ns, op);
+            }
+            ns
+        }
+    };
+    ns.into_iter().map(|(name, id)| (name, crash_bytes(&fs.inodes[id], bytes, rng))).collect()
+}
+
+fn image_hash(files: &[(String, Vec<u8>)]) -> u64 {
+    let parts: Vec<&[u8]> = files.iter().flat_map(|(n, b)| [n.as_bytes(), b.as_slice()]).collect();
+    foldlog::fuzzing::hash64(7, &parts)
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    crash_points: usize,
+    images: usize,
+    distinct: usize,
+    torn_tails: usize,
+    max_lost_unacked: usize,
+    by_variant: BTreeMap<&'static str, usize>,
+}
+
+/// K at crash point `c` (after the first `c` events).
+fn k_at(rec: &Recording, c: usize, events_in_op_before: &[PersistEvent], active: Option<&str>) -> usize {
+    let done = rec.marks.iter().take_while(|m| m.end <= c).last();
+    let acked_before = done.map_or(rec.k0, |m| m.acked);
+    if rec.always {
+        return acked_before;
+    }
+    let durable = done.map_or(rec.k0, |m| m.durable).max(rec.k0);
+    // A sync of the active segment inside the current operation covers everything acknowledged before it.
+    let synced_active = events_in_op_before
+        .iter()
+        .any(|e| matches!(e, PersistEvent::SyncFile(p) if Some(name_of(p).as_str()) == active));
+    if synced_active {
+        durable.max(acked_before)
+    } else {
+        durable
+    }
+}
+
+/// Every crash point of `rec`, every variant: build, open, judge.
+fn check_recording(rec: &Recording, mode: &str, seed: u64) -> Tally {
+    let variants = env_u64("FOLDLOG_IMAGE_VARIANTS", 10).max(8) as usize;
+    let opts = options(mode);
+    let mut fs = Fs::from_base(&rec.base);
+    let mut tally = Tally::default();
+    let mut verdicts: HashMap<u64, usize> = HashMap::new();
+    let mut op = 0usize;
+    let mut op_start = 0usize;
+    let mut active = fs.active_segment();
+    for c in 0..=rec.events.len() {
+        if c > 0 {
+            fs.apply(&rec.events[c - 1]);
+        }
+        while op < rec.marks.len() && rec.marks[op].end <= c && c < rec.events.len() {
+            op_start = rec.marks[op].end;
+            op += 1;
+            active = fs.active_segment();
+        }
+        let k = k_at(rec, c, &rec.events[op_start..c], active.as_deref());
+        tally.crash_points += 1;
+        let mut seen_here = std::collections::HashSet::new();
+        for v in 0..variants {
+            let (vname, names, bytes) =
+                if v < VARIANTS.len() { VARIANTS[v] } else { VARIANTS[2 + (v - VARIANTS.len()) % 6] };
+            let mut rng = Rng::new(seed ^ ((c as u64) << 20) ^ v as u64);
+            let image = build_image(&fs, names, bytes, &mut rng);
+            let h = image_hash(&image);
+            tally.images += 1;
+            *tally.by_variant.entry(vname).or_default() += 1;
+            if !seen_here.insert(h) {
+                continue;
+            }
+            let n = match verdicts.get(&h) {
+                Some(&n) => n,
+                None => {
+                    tally.distinct += 1;
+                    let dir = ScratchDir::new("t2-image");
+                    write_files(dir.path(), &image);
+                    let mut model = rec.model.clone();
+                    // K is judged below against the cached verdict, so the oracle runs with K = 0 here.
+                    match check_dir(dir.path(), &opts, &mut model, 0) {
+                        Ok(Verdict::Recovered { n, report }) => {
+                            tally.torn_tails += usize::from(report.torn_tail.is_some());
+                            verdicts.insert(h, n);
+                            n
+                        }
+                        Ok(Verdict::Refused(e)) => {
+                            keep_failure(&image, rec, c, vname);
+                            panic!(
+                                "{}: crash point {c}/{} ({:?}), variant {vname}: unsynced loss gave an error: {e}",
+                                rec.name,
+                                rec.events.len(),
+                                rec.events.get(c.saturating_sub(1))
+                            )
+                        }
+                        Err(v) => {
+                            keep_failure(&image, rec, c, vname);
+                            panic!("{}: crash point {c}/{}, variant {vname}: {v}", rec.name, rec.events.len())
+                        }
+                    }
+                }
+            };
+            if n < k {
+                keep_failure(&image, rec, c, vname);
+                panic!(
+                    "{}: crash point {c}/{} ({:?}), variant {vname}: lost acknowledged events: recovered {n}, K = {k}",
+                    rec.name,
+                    rec.events.len(),
+                    rec.events.get(c.saturating_sub(1))
+                );
+            }
+            let attempted = rec.marks.iter().find(|m| m.end >= c).map_or(rec.model.events.len(), |m| m.acked);
+            tally.max_lost_unacked = tally.max_lost_unacked.max(attempted.saturating_sub(n));
+        }
+    }
+    tally
+}
+
+/// Saves a failing image under `target/crash-images/` so it can be opened by hand.
+fn keep_failure(image: &[(String, Vec<u8>)], rec: &Recording, c: usize, variant: &str) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-image-{}-{c}-{variant}", rec.name));
+    let _ = std::fs::remove_dir_all(&dir);
+    if std::fs::create_dir_all(&dir).is_ok() {
+        write_files(&dir, image);
+        eprintln!("failing image kept in {}", dir.display());
+    }
+}
+
+fn summarize(rec: &Recording) -> String {
+    let count = |f: &dyn Fn(&PersistEvent) -> bool| rec.events.iter().filter(|e| f(e)).count();
+    format!(
+        "{} persistence events ({} writes, {} file syncs, {} dir syncs, {} segments created, {} checkpoints renamed)",
+        rec.events.len(),
+        count(&|e| matches!(e, PersistEvent::Write(..))),
+        count(&|e| matches!(e, PersistEvent::SyncFile(_))),
+        count(&|e| matches!(e, PersistEvent::SyncDir(_))),
+        count(&|e| matches!(e, PersistEvent::Create(p) if p.extension().is_some_and(|x| x == "seg"))),
+        count(&|e| matches!(e, PersistEvent::Rename(..))),
+    )
+}
+
+fn run_mode(mode: &str, default_seed: u64) {
+    let started = Instant::now();
+    let seed = seed(default_seed);
+    let mut rng = Rng::new(seed);
+    let first =
+        record(&format!("{mode}-workload"), mode, &[], Model::new(rng.next_u64()), 300, rng.next_u64());
+    let segs = first
+        .events
+        .iter()
+        .filter(|e| matches!(e, PersistEvent::Create(p) if p.extension().is_some_and(|x| x == "seg")))
+        .count();
+    let ckpts = first.events.iter().filter(|e| matches!(e, PersistEvent::Rename(..))).count();
+    assert!(
+        first.model.boundaries.len() >= 200 && segs >= 4 && ckpts >= 2,
+        "workload too small: {}",
+        summarize(&first)
+    );
+    let mut lines = vec![summarize(&first)];
+    let t = check_recording(&first, mode, seed);
+    lines.push(format!("{t:?}"));
+    let mut total = (t.crash_points, t.images, t.distinct);
+    // Recovery itself: start from crashed images of the first recording (torn tails, unsynced garbage).
+    let mut bases = 0;
+    for (i, frac) in [3usize, 5, 7].iter().enumerate() {
+        let mut fs = Fs::from_base(&[]);
+        let upto = first.events.len() * frac / 9;
+        for e in &first.events[..upto] {
+            fs.apply(e);
+        }
+        let mut brng = Rng::new(seed ^ 0xBA5E ^ i as u64);
+        let image =
+            build_image(&fs, Names::Current, Bytes::Pages { growth: Growth::Natural, torn: true }, &mut brng);
+        let probe = ScratchDir::new("t2-base");
+        write_files(probe.path(), &image);
+        let mut model = first.model.clone();
+        let n0 = match check_dir(probe.path(), &options(mode), &mut model, 0) {
+            Ok(Verdict::Recovered { n, .. }) => n,
+            other => panic!("base image {i} did not recover: {other:?}"),
+        };
+        let mut model = first.model.clone();
+        model.truncate(n0);
+        let second = record(&format!("{mode}-recovery-{i}"), mode, &image, model, 25, rng.next_u64());
+        assert_eq!(second.k0, n0);
+        let t = check_recording(&second, mode, seed ^ 0x5EC0);
+        lines.push(format!(
+            "recovery base {i} (crash point {upto}, {n0} events): {} — {t:?}",
+            summarize(&second)
+        ));
+        total = (total.0 + t.crash_points, total.1 + t.images, total.2 + t.distinct);
+        bases += 1;
+    }
+    eprintln!(
+        "T2 crash images [{mode}] seed {seed}: {} crash points, {} images ({} distinct opened), {bases} recovery \
+         recordings, violations 0, {:.1?}\n  {}",
+        total.0,
+        total.1,
+        total.2,
+        started.elapsed(),
+        lines.join("\n  ")
+    );
+}
+
+#[test]
+fn crash_images_always() {
+    run_mode("always", 0x7A);
+}
+
+#[test]
+fn crash_images_group() {
+    run_mode("group", 0x7B);
+}
+
+#[test]
+fn crash_images_never() {
+    run_mode("never", 0x7C);
+}
