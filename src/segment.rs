@@ -13,6 +13,9 @@ use crate::format::{
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 
+/// Suffix of a segment file being prepared; such files are removed on open.
+pub const SEGMENT_TMP_SUFFIX: &str = ".tmp";
+
 /// Smallest segment capacity accepted: header plus room for real frames.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 
@@ -25,25 +28,39 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Creates segment `base` in `dir`: create → preallocate → header → fdatasync → directory fsync.
-    /// Only after all of that does the caller write frames into it.
+    /// Creates segment `base` in `dir`: create `<name>.tmp` → preallocate → header → fdatasync → rename to
+    /// the segment name → directory fsync. A crash at any point leaves either no segment (a stray `.tmp`
+    /// that open removes) or a whole, empty one; never a short or headerless file under a segment name.
     pub fn create(dir: &Path, log_id: [u8; 16], base: u64, capacity: u64) -> Result<(Segment, MapWriter)> {
         assert!(capacity >= SEGMENT_BYTES_MIN && capacity.is_multiple_of(16));
         let path = dir.join(segment_file_name(base));
-        let file = sys::create_new(&path).map_err(|e| Error::io("create segment", &path, e))?;
+        let tmp = dir.join(format!("{}{SEGMENT_TMP_SUFFIX}", segment_file_name(base)));
+        // A leftover from a crash during an earlier attempt holds nothing of value.
+        let _ = sys::remove(&tmp);
+        let file = sys::create_new(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
         let header = SegmentHeader { log_id, base_position: base, capacity, created_micros: now_micros() };
-        let setup = || -> std::io::Result<SegmentMap> {
-            sys::allocate(&file, &path, capacity)?;
-            sys::write_at(&file, &path, 0, &header.encode())?;
-            sys::sync_file(&file, &path)?;
+        let prepare = || -> std::io::Result<()> {
+            sys::allocate(&file, &tmp, capacity)?;
+            sys::write_at(&file, &tmp, 0, &header.encode())?;
+            sys::sync_file(&file, &tmp)
+        };
+        if let Err(e) = prepare() {
+            let _ = sys::remove(&tmp);
+            return Err(Error::io("prepare new segment", &tmp, e));
+        }
+        if let Err(e) = sys::rename(&tmp, &path) {
+            let _ = sys::remove(&tmp);
+            return Err(Error::io("name new segment", &path, e));
+        }
+        let publish = || -> std::io::Result<SegmentMap> {
             sys::sync_dir(dir)?;
             SegmentMap::writable(&file, &path, capacity)
         };
-        let map = match setup() {
+        let map = match publish() {
             Ok(map) => Arc::new(map),
             Err(e) => {
-                // Never leave a half-made segment behind: it would claim positions the writer then puts in
-                // the current segment. Best effort; if the removal fails too, the caller stops writing.
+                // Never leave a segment the writer will not use: it would claim positions the writer then
+                // puts in the current segment. Best effort; if the removal fails too, the caller stops writing.
                 let _ = sys::remove(&path);
                 return Err(Error::io("prepare new segment", &path, e));
             }

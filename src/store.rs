@@ -18,7 +18,7 @@ use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 use crate::options::{Durability, Options, Recovery};
 use crate::record::{decode_frame, encode_consumer, encode_event, Body, ConsumerBody, Envelope, EventRef};
-use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MIN};
+use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MIN, SEGMENT_TMP_SUFFIX};
 
 /// One event to append.
 #[derive(Clone, Copy, Debug, Default)]
@@ -1009,7 +1009,12 @@ fn list(dir: &Path) -> Result<Listing> {
                 });
             }
             segments.push((base, dir.join(&name)));
-        } else if regular && name.starts_with(&format!("{CHECKPOINT_FILE}.tmp-")) {
+        } else if regular
+            && (name.starts_with(&format!("{CHECKPOINT_FILE}.tmp-"))
+                || name
+                    .strip_suffix(SEGMENT_TMP_SUFFIX)
+                    .is_some_and(|n| parse_segment_file_name(n).is_some()))
+        {
             temps.push(dir.join(&name));
         }
     }
