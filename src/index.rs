@@ -40,6 +40,9 @@ impl Positions {
     pub fn last(&self) -> Option<u64> {
         self.len.checked_sub(1).and_then(|i| self.get(i))
     }
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.blocks.iter().flat_map(|b| b.iter().copied()).take(self.len)
+    }
     pub fn push(&mut self, p: u64) {
         if self.len == self.blocks.len() * POSITIONS_BLOCK {
             self.blocks.push(Box::new([0; POSITIONS_BLOCK]));
@@ -359,20 +362,33 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     let mut seg_entries = Vec::with_capacity(index.segments.len());
     for s in &index.segments {
         let start = data.len();
-        for i in 0..s.len() {
-            let off =
-                s.offset(i)?.ok_or_else(|| Stale { reason: "segment list shorter than its count".into() })?;
+        if s.saved_count > 0 {
+            // Loads the saved list (and checks it) through `offset`, then copies it whole.
+            s.offset(0)?;
+            let saved = s.saved.as_ref().and_then(|v| v.cell.get()).and_then(|r| r.as_ref().ok());
+            for &off in saved.into_iter().flatten() {
+                data.write_u32::<LE>(off).expect("vec write");
+            }
+        }
+        for &off in &s.offsets {
             data.write_u32::<LE>(off).expect("vec write");
         }
         seg_entries.push((s, start, crc32fast::hash(&data[start..])));
     }
-    let mut stream_entries = Vec::with_capacity(index.streams.len());
-    for (id, s) in &index.streams {
+    // Sorted, so that the same index always gives the same bytes.
+    let mut streams: Vec<(&Box<str>, &StreamIndex)> = index.streams.iter().collect();
+    streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut stream_entries = Vec::with_capacity(streams.len());
+    for (id, s) in streams {
         let start = data.len();
-        for i in 0..s.len() {
-            let p = s
-                .position(i, index.next_position)?
-                .ok_or_else(|| Stale { reason: "stream list short".into() })?;
+        if s.saved_count > 0 {
+            s.position(0, index.next_position)?;
+            let saved = s.saved.as_ref().and_then(|v| v.cell.get()).and_then(|r| r.as_ref().ok());
+            for p in saved.into_iter().flat_map(Positions::iter) {
+                put_u64(&mut data, p);
+            }
+        }
+        for p in s.positions.iter() {
             put_u64(&mut data, p);
         }
         stream_entries.push((id, s, start, crc32fast::hash(&data[start..])));
@@ -395,8 +411,10 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         put_u64(w, start as u64);
         w.write_u32::<LE>(crc).expect("vec write");
     }
-    put_u64(w, index.consumers.len() as u64);
-    for (name, &p) in &index.consumers {
+    let mut consumers: Vec<(&Box<str>, &u64)> = index.consumers.iter().collect();
+    consumers.sort_unstable();
+    put_u64(w, consumers.len() as u64);
+    for (name, &p) in consumers {
         put_bytes(w, name.as_bytes());
         put_u64(w, p);
     }

@@ -54,7 +54,7 @@ pub struct Options {
     /// When appends are made durable. Default: group commit with [`GroupCommit::default`].
     pub durability: Durability,
     /// Write an index checkpoint after this many bytes of log (and on clean close), so open scans at most
-    /// this much; the gap also grows to twice the last checkpoint's size, since each one rewrites the whole
+    /// this much; the gap also grows to four times the last checkpoint's size, since each one rewrites the whole
     /// index. Default 64 MiB; 0 means only on close (and `Store::checkpoint`).
     pub checkpoint_every_bytes: u64,
     /// How many of the most recent event ids are remembered for idempotent retries. Default 100,000.
