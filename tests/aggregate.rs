@@ -247,7 +247,7 @@ fn misaligned_payloads_are_copied_and_read_correctly() {
         let e = e.unwrap();
         if e.schema_version() == 0 {
             open_event_schema_zero += 1;
-        } else if e.payload().as_ptr() as usize % std::mem::align_of::<ArchivedAccountEvent>() != 0 {
+        } else if !(e.payload().as_ptr() as usize).is_multiple_of(std::mem::align_of::<ArchivedAccountEvent>()) {
             misaligned += 1;
         }
     }
@@ -281,7 +281,7 @@ fn misaligned_payloads_are_copied_and_read_correctly() {
     }
     for e in store2.read_stream("account-zed", 0) {
         let e = e.unwrap();
-        if e.payload().as_ptr() as usize % std::mem::align_of::<ArchivedAccountEvent>() != 0 {
+        if !(e.payload().as_ptr() as usize).is_multiple_of(std::mem::align_of::<ArchivedAccountEvent>()) {
             expected_copies += 1;
         }
     }
