@@ -494,7 +494,7 @@ fn check_recording(rec: &Recording, mode: &str, seed: u64) -> Tally {
                                 "{}: crash point {c}/{} ({:?}), variant {vname}: unsynced loss gave an error: {e}",
                                 rec.name,
                                 rec.events.len(),
-                                rec.events.get(c.saturating_sub(1))
+                                rec.events.get(c.saturating_sub(1)).map(describe)
                             )
                         }
                         Err(v) => {
@@ -510,7 +510,7 @@ fn check_recording(rec: &Recording, mode: &str, seed: u64) -> Tally {
                     "{}: crash point {c}/{} ({:?}), variant {vname}: lost acknowledged events: recovered {n}, K = {k}",
                     rec.name,
                     rec.events.len(),
-                    rec.events.get(c.saturating_sub(1))
+                    rec.events.get(c.saturating_sub(1)).map(describe)
                 );
             }
             let attempted = rec.marks.iter().find(|m| m.end >= c).map_or(rec.model.events.len(), |m| m.acked);
@@ -527,6 +527,19 @@ fn keep_failure(image: &[(String, Vec<u8>)], rec: &Recording, c: usize, variant:
     if std::fs::create_dir_all(&dir).is_ok() {
         write_files(&dir, image);
         eprintln!("failing image kept in {}", dir.display());
+    }
+}
+
+/// One persistence event in a few words (no payload bytes).
+fn describe(e: &PersistEvent) -> String {
+    match e {
+        PersistEvent::Create(p) => format!("create {}", name_of(p)),
+        PersistEvent::Allocate(p, n) => format!("allocate {} to {n}", name_of(p)),
+        PersistEvent::Write(p, off, b) => format!("write {} at {off}, {} bytes", name_of(p), b.len()),
+        PersistEvent::SyncFile(p) => format!("sync {}", name_of(p)),
+        PersistEvent::SyncDir(_) => "sync directory".into(),
+        PersistEvent::Rename(a, b) => format!("rename {} to {}", name_of(a), name_of(b)),
+        PersistEvent::Remove(p) => format!("remove {}", name_of(p)),
     }
 }
 
@@ -552,9 +565,14 @@ fn run_mode(mode: &str, default_seed: u64) {
     let segs = first
         .events
         .iter()
-        .filter(|e| matches!(e, PersistEvent::Create(p) if p.extension().is_some_and(|x| x == "seg")))
+        // Segments are prepared as `<name>.seg.tmp` and renamed to `<name>.seg` when whole.
+        .filter(|e| matches!(e, PersistEvent::Rename(_, to) if to.extension().is_some_and(|x| x == "seg")))
         .count();
-    let ckpts = first.events.iter().filter(|e| matches!(e, PersistEvent::Rename(..))).count();
+    let ckpts = first
+        .events
+        .iter()
+        .filter(|e| matches!(e, PersistEvent::Rename(_, to) if to.extension().is_some_and(|x| x == "ckpt")))
+        .count();
     assert!(
         first.model.boundaries.len() >= 200 && segs >= 4 && ckpts >= 2,
         "workload too small: {}",
