@@ -1,0 +1,324 @@
+//! T7: the environment a store lives in (F13): other processes, killed lock holders, stray files, renamed,
+//! foreign or deleted segments, a directory copied while a writer runs. Each outcome is either the right
+//! events (checked with the oracle) or a clear error naming the problem; never a panic, never a wrong event.
+//!
+//! The cross-process tests re-execute this test binary as a child (`FOLDLOG_ENV_ROLE` selects the role, the
+//! test `env_child` runs it).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{check_dir, check_store, child_command, emit, random_counts, Model, Rng, ScratchDir, Verdict};
+use foldlog::fuzzing::open_retrying;
+use foldlog::{CheckpointUse, Durability, Error, Options, Store};
+
+fn options() -> Options {
+    Options { segment_size_bytes: 4096, durability: Durability::Always, ..Options::default() }
+}
+
+/// A closed log of `batches` random batches over a few 4 KiB segments, with a checkpoint.
+fn log_with(dir: &Path, batches: usize, run: u64) -> Model {
+    let mut model = Model::new(run);
+    let mut rng = Rng::new(run);
+    let store = Store::open_with(dir, options()).expect("open");
+    for _ in 0..batches {
+        let plan = model.plan(&random_counts(&mut rng, 3), None);
+        model.append(&store, &plan).expect("append");
+    }
+    store.close().expect("close");
+    model
+}
+
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg") && p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+fn recovered(dir: &Path, model: &mut Model) -> usize {
+    let k = model.events.len();
+    match check_dir(dir, &options(), model, k) {
+        Ok(Verdict::Recovered { n, .. }) => n,
+        other => panic!("expected the log to open with every event: {other:?}"),
+    }
+}
+
+/// The child: `try-open` reports whether it could open; `hold` opens, appends, reports and sleeps forever.
+#[test]
+fn env_child() {
+    let (Ok(role), Ok(dir)) = (std::env::var("FOLDLOG_ENV_ROLE"), std::env::var("FOLDLOG_ENV_DIR")) else {
+        return;
+    };
+    match role.as_str() {
+        "try-open" => match Store::open_with(&dir, options()) {
+            Ok(_) => emit("OPENED"),
+            Err(Error::Locked { .. }) => emit("LOCKED"),
+            Err(e) => emit(&format!("ERROR {e}")),
+        },
+        "hold" => {
+            let store = open_retrying(Path::new(&dir), options()).expect("open");
+            let plan_run = std::env::var("FOLDLOG_ENV_RUN").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+            let mut model = Model::new(plan_run);
+            let plan = model.plan(&[("held".to_owned(), 5)], None);
+            model.append(&store, &plan).expect("append");
+            emit("HOLDING");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn child(role: &str, dir: &Path) -> std::process::Child {
+    child_command("env_child")
+        .env("FOLDLOG_ENV_ROLE", role)
+        .env("FOLDLOG_ENV_DIR", dir)
+        .env("FOLDLOG_ENV_RUN", "77")
+        .spawn()
+        .expect("spawn child")
+}
+
+fn child_says(role: &str, dir: &Path) -> String {
+    let out = child(role, dir).wait_with_output().expect("child output");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| ["OPENED", "LOCKED", "ERROR"].iter().any(|t| l.starts_with(t)))
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn a_second_open_in_this_process_is_refused_until_the_first_is_dropped() {
+    let dir = ScratchDir::new("env-lock");
+    let store = Store::open_with(dir.path(), options()).expect("open");
+    assert!(matches!(Store::open_with(dir.path(), options()), Err(Error::Locked { .. })));
+    let ro = Options { read_only: true, ..options() };
+    assert!(
+        matches!(Store::open_with(dir.path(), ro.clone()), Err(Error::Locked { .. })),
+        "readers wait too"
+    );
+    drop(store);
+    let reader = open_retrying(dir.path(), ro.clone()).expect("a reader after the writer left");
+    let reader2 = Store::open_with(dir.path(), ro).expect("readers share the lock");
+    assert!(
+        matches!(Store::open_with(dir.path(), options()), Err(Error::Locked { .. })),
+        "no writer beside readers"
+    );
+    drop((reader, reader2));
+}
+
+#[test]
+fn a_second_open_from_another_process_is_refused() {
+    let dir = ScratchDir::new("env-lock-proc");
+    let store = Store::open_with(dir.path(), options()).expect("open");
+    assert_eq!(child_says("try-open", dir.path()), "LOCKED");
+    drop(store);
+    // Another test thread may be forking right now and briefly hold a copy of our lock's descriptor (see
+    // `open_retrying`), so allow the child a few tries.
+    let mut said = String::new();
+    for _ in 0..20 {
+        said = child_says("try-open", dir.path());
+        if said == "OPENED" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(said, "OPENED");
+}
+
+#[test]
+fn the_lock_dies_with_a_killed_holder() {
+    let dir = ScratchDir::new("env-kill-holder");
+    let mut holder = child("hold", dir.path());
+    let out = holder.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l == "HOLDING")), "holder never got the lock");
+    assert!(matches!(Store::open_with(dir.path(), options()), Err(Error::Locked { .. })));
+    holder.kill().expect("SIGKILL");
+    holder.wait().expect("reap");
+    let mut model = Model::new(77);
+    let plan = model.plan(&[("held".to_owned(), 5)], None);
+    model.push(&plan);
+    assert_eq!(recovered(dir.path(), &mut model), 5, "the killed holder's acknowledged events survive");
+}
+
+#[test]
+fn stray_files_are_ignored() {
+    let dir = ScratchDir::new("env-stray");
+    let mut model = log_with(dir.path(), 30, 3);
+    let d = dir.path();
+    std::fs::write(d.join(".DS_Store"), b"\0\0\0\x01Bud1").expect("write");
+    std::fs::write(d.join("._00000000000000000000.seg"), b"\0\x05\x16\x07AppleDouble").expect("write");
+    std::fs::write(d.join("index.ckpt.tmp-1-1"), b"half a checkpoint").expect("write");
+    std::fs::write(d.join("00000000000000000000.seg.bak"), b"an editor's backup").expect("write");
+    std::fs::write(d.join("0000000000000000000.seg"), b"nineteen digits").expect("write");
+    std::fs::write(d.join("notes.txt"), b"hello").expect("write");
+    std::fs::create_dir(d.join("backup")).expect("mkdir");
+    std::fs::write(d.join("backup").join("00000000000000000000.seg"), b"not ours").expect("write");
+    recovered(d, &mut model);
+    assert!(!d.join("index.ckpt.tmp-1-1").exists(), "a stale checkpoint temp file is removed");
+    for kept in
+        [".DS_Store", "._00000000000000000000.seg", "notes.txt", "backup", "00000000000000000000.seg.bak"]
+    {
+        assert!(d.join(kept).exists(), "{kept} is left alone");
+    }
+}
+
+#[test]
+fn a_symlink_or_directory_with_a_segment_name_is_refused() {
+    for kind in ["symlink", "directory"] {
+        let dir = ScratchDir::new("env-symlink");
+        let model = log_with(dir.path(), 30, 4);
+        let next = model.events.len();
+        let name = dir.path().join(format!("{next:020}.seg"));
+        if kind == "symlink" {
+            std::os::unix::fs::symlink(dir.path().join("00000000000000000000.seg"), &name).expect("symlink");
+        } else {
+            std::fs::create_dir(&name).expect("mkdir");
+        }
+        match Store::open_with(dir.path(), options()) {
+            Err(Error::InvalidDirectory { path, reason }) => {
+                assert_eq!(path, name, "{kind}: the error names the file");
+                assert!(reason.contains("not a regular file"), "{kind}: {reason}");
+            }
+            other => panic!("{kind} with a segment name: {other:?}"),
+        }
+        let ro = Options { read_only: true, ..options() };
+        assert!(
+            matches!(Store::open_with(dir.path(), ro), Err(Error::InvalidDirectory { .. })),
+            "{kind}, read-only"
+        );
+    }
+}
+
+#[test]
+fn segment_file_names_must_agree_with_their_headers() {
+    let dir = ScratchDir::new("env-rename");
+    log_with(dir.path(), 40, 5);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "a few segments");
+    // The last segment renamed to a later base: its header disagrees with its name.
+    let last = segs.last().expect("segments").clone();
+    let renamed = dir.path().join("00000000000000099999.seg");
+    std::fs::rename(&last, &renamed).expect("rename");
+    match Store::open_with(dir.path(), options()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, renamed),
+        Err(Error::InvalidDirectory { .. }) => {}
+        other => panic!("renamed segment: {other:?}"),
+    }
+    std::fs::rename(&renamed, &last).expect("rename back");
+    // A copy of a sealed segment under the next segment's name.
+    let copy = dir.path().join(format!("{:020}.seg", 99_999));
+    std::fs::copy(&segs[0], &copy).expect("copy");
+    assert!(
+        Store::open_with(dir.path(), options()).is_err(),
+        "a segment copied under another name is refused"
+    );
+}
+
+#[test]
+fn a_segment_or_checkpoint_from_another_log_is_refused_or_ignored() {
+    let a = ScratchDir::new("env-log-a");
+    let b = ScratchDir::new("env-log-b");
+    let mut model_a = log_with(a.path(), 40, 6);
+    log_with(b.path(), 40, 6);
+    let (segs_a, segs_b) = (segments(a.path()), segments(b.path()));
+    // Same workload, so same positions and file names; only the log ids differ.
+    assert_eq!(
+        segs_a.iter().map(|p| p.file_name()).collect::<Vec<_>>(),
+        segs_b.iter().map(|p| p.file_name()).collect::<Vec<_>>()
+    );
+    // A foreign checkpoint is ignored (rebuilt), and the log opens with its own events.
+    std::fs::copy(b.path().join("index.ckpt"), a.path().join("index.ckpt")).expect("copy checkpoint");
+    let store = Store::open_with(a.path(), options()).expect("open with a foreign checkpoint");
+    assert!(
+        matches!(store.recovery_report().checkpoint, CheckpointUse::Rebuilt(_)),
+        "{:?}",
+        store.recovery_report()
+    );
+    let n = model_a.events.len();
+    check_store(&store, &model_a, n).expect("own events");
+    drop(store);
+    // A foreign segment in the middle of the sequence is refused, naming it.
+    let victim = segs_a[1].clone();
+    std::fs::copy(&segs_b[1], &victim).expect("copy segment");
+    match Store::open_with(a.path(), options()) {
+        Err(Error::InvalidDirectory { path, reason }) => {
+            assert_eq!(path, victim);
+            assert!(reason.contains("another log"), "{reason}");
+        }
+        other => panic!("foreign segment: {other:?}"),
+    }
+    let _ = &mut model_a;
+}
+
+#[test]
+fn a_sealed_segment_deleted_while_open() {
+    // Reads keep working from the maps the store holds; the next open refuses clearly.
+    let dir = ScratchDir::new("env-delete");
+    let mut model = log_with(dir.path(), 40, 8);
+    let store = Store::open_with(dir.path(), options()).expect("open");
+    let segs = segments(dir.path());
+    std::fs::remove_file(&segs[1]).expect("delete a sealed segment");
+    let n = model.events.len();
+    check_store(&store, &model, n).expect("reads go on from the live maps");
+    let plan = model.plan(&[("after-delete".to_owned(), 2)], None);
+    model.append(&store, &plan).expect("appends go on");
+    drop(store);
+    match Store::open_with(dir.path(), options()) {
+        Err(Error::InvalidDirectory { reason, .. }) => assert!(reason.contains("missing"), "{reason}"),
+        other => panic!("a missing sealed segment: {other:?}"),
+    }
+}
+
+#[test]
+fn a_directory_copied_while_a_writer_runs() {
+    // A copy taken file by file while appends go on is like a crash image with files from different moments:
+    // it opens with an authentic prefix of what was appended, or refuses clearly. It is not a backup method.
+    let dir = ScratchDir::new("env-copy-src");
+    let store = std::sync::Arc::new(Store::open_with(dir.path(), options()).expect("open"));
+    let writer = {
+        let store = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            let mut model = Model::new(9);
+            let mut rng = Rng::new(9);
+            for _ in 0..400 {
+                let plan = model.plan(&random_counts(&mut rng, 3), None);
+                model.append(&store, &plan).expect("append");
+            }
+            model
+        })
+    };
+    let mut outcomes = (0, 0);
+    let mut copies = Vec::new();
+    for _ in 0..10 {
+        let copy = ScratchDir::new("env-copy");
+        for entry in std::fs::read_dir(dir.path()).expect("list").filter_map(|e| e.ok()) {
+            if entry.file_name() != "LOCK" {
+                let _ = std::fs::copy(entry.path(), copy.path().join(entry.file_name()));
+            }
+        }
+        copies.push(copy);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let model = writer.join().expect("writer");
+    drop(store);
+    for copy in &copies {
+        let mut m = model.clone();
+        match check_dir(copy.path(), &options(), &mut m, 0) {
+            Ok(Verdict::Recovered { .. }) => outcomes.0 += 1,
+            Ok(Verdict::Refused(_)) => outcomes.1 += 1,
+            Err(v) => panic!("a copy taken during writes: {v}"),
+        }
+    }
+    eprintln!("T7 copies taken during writes: {} opened with a prefix, {} refused", outcomes.0, outcomes.1);
+}
