@@ -221,7 +221,7 @@ fn demo(dir: &Path, events: u64, streams: u64) -> CliResult {
 }
 
 fn verify(dir: &Path) -> CliResult {
-    let store = Store::open_with(dir, read_only())?;
+    let store = Store::open_with(dir, Options { crc_every_read: true, ..read_only() })?;
     let report = store.recovery_report().clone();
     let total = store.next_position();
     let pb = bar(total, "verify");

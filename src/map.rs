@@ -37,6 +37,9 @@ pub(crate) struct SegmentMap {
     raw: MmapRaw,
     len: u64,
     committed: AtomicU64,
+    /// Frames in `[SEGMENT_HEADER_LEN, verified)` passed their CRC check in this process. Only grows, and
+    /// only from a frame boundary to a frame boundary.
+    verified: AtomicU64,
     writer_taken: AtomicBool,
     path: PathBuf,
 }
@@ -70,6 +73,7 @@ impl SegmentMap {
             raw,
             len,
             committed: AtomicU64::new(committed),
+            verified: AtomicU64::new(SEGMENT_HEADER_LEN),
             writer_taken: AtomicBool::new(sealed),
             path: path.to_path_buf(),
         }
@@ -88,6 +92,18 @@ impl SegmentMap {
     /// End of the committed (immutable, readable) region.
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
+    }
+
+    /// End of the prefix of frames whose CRC this process has checked.
+    pub fn verified(&self) -> u64 {
+        self.verified.load(Ordering::Acquire)
+    }
+
+    /// Records that the frames in `[from, to)` passed their CRC check; extends the verified prefix only if it
+    /// ends at `from` (checks elsewhere are not contiguous and are simply not remembered).
+    pub fn mark_verified(&self, from: u64, to: u64) {
+        debug_assert!(from <= to && to <= self.committed());
+        let _ = self.verified.compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// The committed bytes `[start, committed)`, or `None` if `start` is outside the frame region.
@@ -179,5 +195,12 @@ impl MapWriter {
         let old = self.map.committed();
         assert!(old <= end && end <= self.map.len, "committed watermark must only grow");
         self.map.committed.store(end, Ordering::Release);
+    }
+
+    /// As [`MapWriter::publish`], for frames whose CRC this process computed or checked itself.
+    pub fn publish_verified(&mut self, end: u64) {
+        let old = self.map.committed();
+        self.publish(end);
+        self.map.mark_verified(old, end);
     }
 }

@@ -65,6 +65,11 @@ pub struct Options {
     pub read_only: bool,
     /// Corruption policy. Default [`Recovery::Strict`].
     pub recovery: Recovery,
+    /// Check every frame's CRC on every read. By default a frame's CRC is checked the first time this process
+    /// trusts it (when recovery scans it, when the writer writes it, or on its first read) and later reads
+    /// only repeat the cheap structural checks, since mapped bytes do not change under a locked store (see
+    /// SECURITY.md). `foldlog verify` turns this on. Default false.
+    pub crc_every_read: bool,
 }
 
 impl Default for Options {
@@ -77,6 +82,7 @@ impl Default for Options {
             create_if_missing: true,
             read_only: false,
             recovery: Recovery::Strict,
+            crc_every_read: false,
         }
     }
 }

@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
-use crate::record::{decode_frame, Body, EventRef, FrameProblem};
+use crate::map::SegmentMap;
+use crate::record::{decode_checked_frame, decode_frame, Body, EventRef, Frame, FrameProblem};
 use crate::store::{Inner, Store};
 
 /// Filters and bounds for [`Store::read_all_with`].
@@ -106,7 +107,7 @@ impl<'s> Iterator for AllEvents<'s> {
                 return Some(Err(Error::corrupt("", 0, format!("no segment holds position {}", self.next))));
             };
             let bytes = map.committed_from(self.offset).unwrap_or(&[]);
-            let frame = match decode_frame(bytes) {
+            let frame = match read_frame(self.inner, map, self.offset, bytes, true) {
                 Ok(f) => f,
                 Err(FrameProblem::Empty) | Err(FrameProblem::Truncated)
                     if bytes.len() < 16 || bytes[..4] == [0; 4] =>
@@ -137,6 +138,27 @@ impl<'s> Iterator for AllEvents<'s> {
         }
         None
     }
+}
+
+/// Decodes the frame at `offset` of `map`: the CRC is skipped for frames this process already checked, unless
+/// the store checks on every read. A sequential reader (`extend`) records the frames it checks, so the next
+/// pass over them is cheaper; rkyv validation runs on every read either way.
+fn read_frame<'m>(
+    inner: &Inner,
+    map: &SegmentMap,
+    offset: u64,
+    bytes: &'m [u8],
+    extend: bool,
+) -> Result<Frame<'m>, FrameProblem> {
+    let verified = map.verified();
+    if offset < verified && !inner.crc_every_read() {
+        return decode_checked_frame(bytes);
+    }
+    let frame = decode_frame(bytes)?;
+    if extend && offset == verified {
+        map.mark_verified(offset, offset + frame.len);
+    }
+    Ok(frame)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -251,7 +273,7 @@ impl<'s> Iterator for StreamEvents<'s> {
         let map = self.inner.segment(seg as usize)?;
         let bytes = map.committed_from(u64::from(off)).unwrap_or(&[]);
         let bad = |reason: String| Some(Err(Error::corrupt(map.path(), u64::from(off), reason)));
-        match decode_frame(bytes) {
+        match read_frame(self.inner, map, u64::from(off), bytes, false) {
             Ok(f) => match f.body {
                 Body::Event(e) if e.stream_id() == self.stream => Some(Ok(e)),
                 _ => {

@@ -176,10 +176,21 @@ impl std::fmt::Display for FrameProblem {
 }
 
 /// Decodes and fully validates the frame at the start of `bytes`: bounds, CRC, header fields and rkyv
-/// validity. Every read goes through here, so a byte that rotted after open still never comes back as an event.
+/// validity.
 ///
 /// `bytes` must start at a 16-aligned address for the rkyv check to pass; the map guarantees it.
 pub(crate) fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameProblem> {
+    decode(bytes, true)
+}
+
+/// As [`decode_frame`] without the CRC, for a frame this process has already checked (it wrote it, recovery
+/// scanned it, or an earlier read checked it): bounds, header fields and the rkyv validation still run, so
+/// even a bookkeeping bug cannot turn bytes into undefined behaviour.
+pub(crate) fn decode_checked_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameProblem> {
+    decode(bytes, false)
+}
+
+fn decode(bytes: &[u8], crc: bool) -> Result<Frame<'_>, FrameProblem> {
     let raw: &[u8; FRAME_HEADER_LEN as usize] = bytes
         .get(..FRAME_HEADER_LEN as usize)
         .and_then(|h| h.try_into().ok())
@@ -193,7 +204,7 @@ pub(crate) fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameProblem> {
         return Err(FrameProblem::Truncated);
     }
     let body_end = FRAME_HEADER_LEN as usize + header.body_len as usize;
-    if frame_crc(&bytes[4..body_end]) != header.crc {
+    if crc && frame_crc(&bytes[4..body_end]) != header.crc {
         return Err(FrameProblem::Checksum);
     }
     if !FrameHeader::well_formed(raw) {

@@ -480,6 +480,11 @@ impl Inner {
         self.segments.get(i)
     }
 
+    /// Whether reads check every frame's CRC, not only the first time this process reads it.
+    pub(crate) fn crc_every_read(&self) -> bool {
+        self.options.crc_every_read
+    }
+
     fn poison<T>(&self, e: Error) -> Result<T> {
         self.poisoned.store(true, Ordering::Release);
         Err(e)
@@ -765,7 +770,7 @@ impl Inner {
             // Durable before visible: a reader never sees an event that a failed sync could still lose.
             self.sync_frames(w)?;
         }
-        w.map.publish(end);
+        w.map.publish_verified(end);
         {
             let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
             let mut frame = offsets.iter();
@@ -1416,6 +1421,9 @@ fn scan_sealed(
     }
     index.segments[slot].end = scan.committed_end;
     index.segments[slot].seal();
+    if from == SEGMENT_HEADER_LEN {
+        seg.map.mark_verified(SEGMENT_HEADER_LEN, scan.committed_end);
+    }
     Ok(())
 }
 
@@ -1478,6 +1486,9 @@ fn recover_last(
         }
     }
     w.publish(committed_end);
+    if from == SEGMENT_HEADER_LEN {
+        w.map().mark_verified(SEGMENT_HEADER_LEN, committed_end);
+    }
     let slot_rec = seg.slot.unwrap_or(DurableSlot {
         seq: 0,
         durable_end: SEGMENT_HEADER_LEN,
