@@ -31,9 +31,9 @@
 mod aggregate;
 mod error;
 mod format;
-mod index;
 #[doc(hidden)]
 pub mod fuzzing;
+mod index;
 pub mod io;
 mod map;
 mod options;
@@ -45,7 +45,8 @@ mod store;
 
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
-    EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy, PAYLOAD_ALIGN,
+    EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
+    PAYLOAD_ALIGN,
 };
 pub use error::{Error, ExpectedVersion, Result};
 pub use format::FORMAT_VERSION;

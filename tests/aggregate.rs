@@ -247,7 +247,9 @@ fn misaligned_payloads_are_copied_and_read_correctly() {
         let e = e.unwrap();
         if e.schema_version() == 0 {
             open_event_schema_zero += 1;
-        } else if !(e.payload().as_ptr() as usize).is_multiple_of(std::mem::align_of::<ArchivedAccountEvent>()) {
+        } else if !(e.payload().as_ptr() as usize)
+            .is_multiple_of(std::mem::align_of::<ArchivedAccountEvent>())
+        {
             misaligned += 1;
         }
     }
