@@ -29,6 +29,7 @@ use crate::format::{
     frame_crc, frame_len, segment_file_name, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN,
     CHECKPOINT_MAGIC, FORMAT_VERSION, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
 };
+use crate::index::{encode_checkpoint, FrameAt, Index, SegIndex};
 use crate::record::{decode_frame, encode_event, Body, Envelope};
 use crate::{
     Batch, Durability, Error, EventRef, ExpectedVersion, NewEvent, Options, RecoveryReport, Store,
@@ -759,17 +760,63 @@ pub fn fix_segment_crcs(bytes: &mut [u8]) {
     }
 }
 
-/// Recomputes a checkpoint's body length, body CRC and header CRC.
+/// Recomputes a checkpoint's header CRC (after its header was edited).
+pub fn fix_checkpoint_header_crc(bytes: &mut [u8]) {
+    if bytes.len() >= CHECKPOINT_HEADER_LEN {
+        let crc = crc32fast::hash(&bytes[0..76]);
+        LE::write_u32(&mut bytes[76..80], crc);
+    }
+}
+
+/// Recomputes every CRC of a checkpoint, as a forger would (docs/format.md, "Index checkpoint"): each list's
+/// CRC in the directory (for the lists that lie inside the file), the directory's CRC (its length clamped to
+/// the file), then the header's. Directory fields that do not parse are left alone.
 pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
     if bytes.len() < CHECKPOINT_HEADER_LEN {
         return;
     }
-    let body_len = (bytes.len() - CHECKPOINT_HEADER_LEN) as u64;
-    LE::write_u64(&mut bytes[56..64], body_len);
-    let crc = crc32fast::hash(&bytes[CHECKPOINT_HEADER_LEN..]);
+    let dir_len = (LE::read_u64(&bytes[56..64]).min((bytes.len() - CHECKPOINT_HEADER_LEN) as u64)) as usize;
+    LE::write_u64(&mut bytes[56..64], dir_len as u64);
+    let lists = CHECKPOINT_HEADER_LEN + dir_len;
+    // Walk the directory: (offset of a list's `events` field, bytes per item).
+    let mut at = CHECKPOINT_HEADER_LEN;
+    let end = lists;
+    let read = |bytes: &[u8], at: usize, n: usize| {
+        bytes.get(at..at + n).filter(|_| at + n <= end).map(|b| b.to_vec())
+    };
+    let mut entries = Vec::new();
+    'walk: for (section, item) in [(0, 4usize), (1, 8)] {
+        let Some(count) = read(bytes, at, 8).map(|b| LE::read_u64(&b)) else { break };
+        at += 8;
+        for _ in 0..count.min(1 << 16) {
+            if section == 1 {
+                let Some(n) = read(bytes, at, 4).map(|b| LE::read_u32(&b) as usize) else { break 'walk };
+                at += 4 + n;
+            } else {
+                at += 16;
+            }
+            // first_version or end (8), then events (8), at (8), crc (4).
+            let field = if section == 1 { at + 8 } else { at };
+            if read(bytes, field, 20).is_none() {
+                break 'walk;
+            }
+            entries.push((field, item));
+            at = field + 20;
+        }
+    }
+    for (field, item) in entries {
+        let events = LE::read_u64(&bytes[field..field + 8]) as usize;
+        let start = LE::read_u64(&bytes[field + 8..field + 16]) as usize;
+        let len = events.saturating_mul(item);
+        let (from, to) = (lists.saturating_add(start), lists.saturating_add(start).saturating_add(len));
+        if to <= bytes.len() {
+            let crc = crc32fast::hash(&bytes[from..to]);
+            LE::write_u32(&mut bytes[field + 16..field + 20], crc);
+        }
+    }
+    let crc = crc32fast::hash(&bytes[CHECKPOINT_HEADER_LEN..lists]);
     LE::write_u32(&mut bytes[64..68], crc);
-    let crc = crc32fast::hash(&bytes[0..76]);
-    LE::write_u32(&mut bytes[76..80], crc);
+    fix_checkpoint_header_crc(bytes);
 }
 
 fn header_fixup(bytes: &mut [u8], log_id: [u8; 16], base: u64, capacity: u64) {
@@ -1159,7 +1206,7 @@ fn template() -> &'static Template {
             if bytes.len() >= 32 {
                 bytes[16..32].copy_from_slice(&FUZZ_LOG_ID);
                 if p.file_name().is_some_and(|n| n == CHECKPOINT_FILE) {
-                    fix_checkpoint_crcs(&mut bytes);
+                    fix_checkpoint_header_crc(&mut bytes);
                 } else {
                     fix_segment_crcs(&mut bytes);
                 }
@@ -1190,7 +1237,8 @@ fn template() -> &'static Template {
 
 /// Fuzz target `index_checkpoint`. A fixed valid log; the input decides the checkpoint file: mode 0 takes
 /// the input as the file, mode 1 patches the real checkpoint (offset, byte pairs), mode 2 takes the input as
-/// the body under a valid header; bit 7 then recomputes the CRCs. The store must open with exactly the
+/// header bytes 32..64 (next position, resume point, directory length) and everything after the header;
+/// bit 7 then recomputes every CRC (directory, lists, header) as a forger would. The store must open with exactly the
 /// events, versions and consumer positions of a rebuild (or refuse to open, or fail a read with an error),
 /// accept an append at the right version, and reopen to the same log with or without the checkpoint.
 pub fn index_checkpoint(data: &[u8]) {
@@ -1213,10 +1261,10 @@ pub fn index_checkpoint(data: &[u8]) {
         _ => {
             let mut c = t.checkpoint[..CHECKPOINT_HEADER_LEN].to_vec();
             let body = b.rest();
-            if body.len() >= 24 {
-                // Let the input choose next_position and the resume point too.
-                c[32..56].copy_from_slice(&body[..24]);
-                c.extend_from_slice(&body[24..]);
+            if body.len() >= 32 {
+                // Let the input choose next_position, the resume point and the directory length too.
+                c[32..64].copy_from_slice(&body[..32]);
+                c.extend_from_slice(&body[32..]);
             } else {
                 c.extend_from_slice(body);
             }
@@ -1328,6 +1376,19 @@ pub fn sample_log(script: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
         }
     }
     (segs, ckpt)
+}
+
+/// A valid checkpoint, made by the store's own encoder, for log `log_id` whose one segment (base 0) holds
+/// events at chosen places: (stream, version, frame offset, frame length) for positions 0, 1, ... For tests
+/// of hostile files that need a checkpoint describing frames where no writer would put them.
+pub fn checkpoint_for(log_id: [u8; 16], events: &[(&str, u64, u64, u64)]) -> Vec<u8> {
+    let mut ix = Index::new(0);
+    ix.segments.push(SegIndex::new(0, SEGMENT_HEADER_LEN));
+    for (p, &(stream, version, offset, len)) in events.iter().enumerate() {
+        let at = FrameAt { seg: 0, offset, len };
+        assert!(ix.add_event(at, stream, version, p as u64, None).is_ok(), "versions follow");
+    }
+    encode_checkpoint(&ix, log_id).expect("a fresh index is never stale")
 }
 
 /// The checkpoint of the fixed log `index_checkpoint` uses (for its seeds).

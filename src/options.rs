@@ -49,7 +49,7 @@ pub enum Recovery {
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Capacity of each segment file, preallocated; a batch must fit in one. Default 64 MiB, at least 4 KiB,
-    /// rounded down to a multiple of 16.
+    /// at most 4 GiB, rounded down to a multiple of 16.
     pub segment_size_bytes: u64,
     /// When appends are made durable. Default: group commit with [`GroupCommit::default`].
     pub durability: Durability,

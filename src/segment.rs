@@ -19,6 +19,10 @@ pub const SEGMENT_TMP_SUFFIX: &str = ".tmp";
 /// Smallest segment capacity accepted: header plus room for real frames.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 
+/// Largest segment capacity accepted: the index keeps frame offsets as u32, so no frame may start at or past
+/// 4 GiB.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 32;
+
 /// An open segment.
 pub(crate) struct Segment {
     pub header: SegmentHeader,
@@ -114,7 +118,10 @@ impl Segment {
                 reason: "segment belongs to another log (log id differs)".into(),
             });
         }
-        if header.capacity < SEGMENT_BYTES_MIN || !header.capacity.is_multiple_of(16) {
+        if header.capacity < SEGMENT_BYTES_MIN
+            || header.capacity > SEGMENT_BYTES_MAX
+            || !header.capacity.is_multiple_of(16)
+        {
             return Err(Error::corrupt(
                 path,
                 40,

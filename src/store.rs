@@ -18,7 +18,7 @@ use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 use crate::options::{Durability, Options, Recovery};
 use crate::record::{decode_frame, encode_consumer, encode_event, Body, ConsumerBody, Envelope, EventRef};
-use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MIN, SEGMENT_TMP_SUFFIX};
+use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_TMP_SUFFIX};
 
 /// One event to append.
 #[derive(Clone, Copy, Debug, Default)]
@@ -1056,7 +1056,8 @@ fn unborn_segment(path: &Path) -> Result<bool> {
 
 fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     let started = Instant::now();
-    options.segment_size_bytes = (options.segment_size_bytes / 16 * 16).max(SEGMENT_BYTES_MIN);
+    options.segment_size_bytes =
+        (options.segment_size_bytes / 16 * 16).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
     let writable = !options.read_only;
     if !dir.exists() {
         if !(options.create_if_missing && writable) {

@@ -322,3 +322,63 @@ fn a_directory_copied_while_a_writer_runs() {
     }
     eprintln!("T7 copies taken during writes: {} opened with a prefix, {} refused", outcomes.0, outcomes.1);
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// Hostile files
+// ------------------------------------------------------------------------------------------------------------
+
+/// Regression (found by reading the recovery path against the fuzz targets' contract, then confirmed here).
+/// What broke: frame offsets are kept as u32 in the index, but nothing bounded a segment's capacity, neither
+/// the one in a segment header nor `Options::segment_size_bytes`. A forged 4 GiB + 64 KiB (sparse) segment
+/// with a valid checkpoint whose last covered frame ends past 4 GiB made open resume its scan there and panic
+/// ("segment offsets fit in u32") on the next frame; a store opened with segments over 4 GiB would panic the
+/// same way once a segment filled past 4 GiB. The fix: a header claiming more than 4 GiB is corruption, and
+/// the option is clamped to 4 GiB, so no frame ever starts past what the index can hold.
+#[test]
+fn regression_frame_offsets_past_4_gib_are_refused_not_a_panic() {
+    use foldlog::fuzzing::{checkpoint_for, fix_segment_crcs, segment_frames};
+    use std::os::unix::fs::FileExt;
+    // Two real frames (positions 0 and 1 of stream "s") to place far out.
+    let src = ScratchDir::new("env-4g-src");
+    let store = Store::open_with(src.path(), options()).expect("open");
+    let mut model = Model::new(4);
+    for _ in 0..2 {
+        let plan = model.plan(&[("s".to_owned(), 1)], None);
+        model.append(&store, &plan).expect("append");
+    }
+    drop(store);
+    let seg = std::fs::read(src.path().join("00000000000000000000.seg")).expect("read");
+    let frames = segment_frames(&seg);
+    let (f0, f1) =
+        (&seg[frames[0].0..frames[0].0 + frames[0].1], &seg[frames[1].0..frames[1].0 + frames[1].1]);
+    let capacity: u64 = (1 << 32) + (64 << 10);
+    let o0 = ((1u64 << 32) - f0.len() as u64 / 2) / 16 * 16;
+    let end = o0 + f0.len() as u64;
+    assert!(o0 < 1 << 32 && end > 1 << 32);
+    let mut header = seg[..128].to_vec();
+    header[40..48].copy_from_slice(&capacity.to_le_bytes());
+    header[64..128].fill(0);
+    fix_segment_crcs(&mut header);
+    let mut log_id = [0u8; 16];
+    log_id.copy_from_slice(&seg[16..32]);
+    let dir = ScratchDir::new("env-4g");
+    std::fs::write(dir.path().join("LOCK"), b"").expect("lock file");
+    let file = std::fs::File::create(dir.path().join("00000000000000000000.seg")).expect("create");
+    file.set_len(capacity).expect("sparse file");
+    file.write_all_at(&header, 0).expect("header");
+    file.write_all_at(f0, o0).expect("frame 0");
+    file.write_all_at(f1, end).expect("frame 1");
+    drop(file);
+    let ckpt = checkpoint_for(log_id, &[("s", 0, o0, f0.len() as u64)]);
+    std::fs::write(dir.path().join("index.ckpt"), ckpt).expect("checkpoint");
+    for read_only in [true, false] {
+        let r = std::panic::catch_unwind(|| {
+            Store::open_with(dir.path(), Options { read_only, ..options() }).map(|_| ())
+        });
+        match r {
+            Ok(Err(Error::Corrupt { .. })) => {}
+            Ok(other) => panic!("read_only {read_only}: a 4 GiB segment: {other:?}"),
+            Err(_) => panic!("read_only {read_only}: open panicked on a hostile segment"),
+        }
+    }
+}
