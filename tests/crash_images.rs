@@ -124,7 +124,9 @@ fn name_of(p: &Path) -> String {
     p.file_name().and_then(|n| n.to_str()).expect("file name").to_owned()
 }
 
+/// Writes an image's files, plus the empty LOCK file every store directory has (a read-only open needs it).
 fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) {
+    std::fs::write(dir.join("LOCK"), b"").expect("write LOCK");
     for (name, bytes) in files {
         std::fs::write(dir.join(name), bytes).expect("write image file");
     }

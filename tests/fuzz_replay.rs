@@ -246,8 +246,11 @@ fn generate_seeds() {
         ic.push((format!("patch-{at}-crc-fixed"), [&[0x81u8][..], &patch].concat()));
         let _ = i;
     }
-    ic.push(("body-only".into(), [&[2u8][..], &ckpt[32..56], &ckpt[80..]].concat()));
-    ic.push(("body-only-crc-fixed".into(), [&[0x82u8][..], &ckpt[32..56], &ckpt[80..]].concat()));
+    ic.push(("body-only".into(), [&[2u8][..], &ckpt[32..64], &ckpt[80..]].concat()));
+    ic.push(("body-only-crc-fixed".into(), [&[0x82u8][..], &ckpt[32..64], &ckpt[80..]].concat()));
+    let mut shifted = ckpt[32..64].to_vec();
+    shifted[0] ^= 1;
+    ic.push(("next-position-changed-crc-fixed".into(), [&[0x82u8][..], &shifted, &ckpt[80..]].concat()));
     ic.push(("header-zeros-crc-fixed".into(), [&[0x80u8][..], &[0u8; 80][..]].concat()));
     ic.push(("extended".into(), [&[0x80u8][..], &ckpt, &[0u8; 16][..]].concat()));
     write_seeds("index_checkpoint", &ic);
