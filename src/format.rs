@@ -19,6 +19,8 @@ const SLOT_A_OFFSET: usize = 64;
 pub const SLOT_LEN: usize = 32;
 /// Slot flag: written by a clean close; nothing was stored at or after `durable_end`.
 pub const SLOT_FLAG_CLEAN: u32 = 1;
+/// Largest `seq` a valid durable slot may carry.
+pub const SLOT_SEQ_MAX: u64 = 1 << 62;
 
 /// Size of a frame header; the body starts right after it.
 pub const FRAME_HEADER_LEN: u64 = 16;
@@ -189,7 +191,9 @@ impl DurableSlot {
             next_position: LE::read_u64(&b[16..24]),
             flags: LE::read_u32(&b[24..28]),
         };
-        (slot.seq > 0 && slot.flags & !SLOT_FLAG_CLEAN == 0).then_some(slot)
+        // A writer starts at 1 and adds one per sync, so it never gets near 2^62 (146,000 years at one sync a
+        // microsecond); a larger `seq` was not written by foldlog, and trusting it would overflow `seq + 1`.
+        (slot.seq > 0 && slot.seq <= SLOT_SEQ_MAX && slot.flags & !SLOT_FLAG_CLEAN == 0).then_some(slot)
     }
 
     /// The newest valid slot of a segment header, or `None` if neither slot holds a valid record.

@@ -1261,8 +1261,14 @@ fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), String> {
                 seg.path().display()
             ));
         }
-        if s.end > seg.header.capacity {
-            return Err(format!("checkpoint offset {} past the end of {}", s.end, seg.path().display()));
+        // Every real end is a frame boundary inside the segment; anything else would send the scan (or a
+        // later rebuild) to bytes that are not frames.
+        if s.end > seg.header.capacity || s.end < SEGMENT_HEADER_LEN || !s.end.is_multiple_of(16) {
+            return Err(format!(
+                "checkpoint offset {} is not a frame boundary in {}",
+                s.end,
+                seg.path().display()
+            ));
         }
     }
     // The last covered event must still be there, with the position the checkpoint claims.

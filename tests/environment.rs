@@ -382,3 +382,75 @@ fn regression_frame_offsets_past_4_gib_are_refused_not_a_panic() {
         }
     }
 }
+
+/// Regression (found by the `segment_open` fuzz target within seconds; input kept in
+/// `fuzz/regressions/segment_open/`). What broke: a durable slot carries a write counter `seq`, and every sync
+/// or close writes the next slot with `seq + 1`. A slot with a valid CRC and `seq` = u64::MAX (a forged or
+/// misdirected header) was trusted, so the first sync or the close in `Drop` overflowed and panicked (release
+/// builds keep overflow checks), a panic inside a destructor. The fix: a slot whose `seq` is beyond 2^62, which
+/// no writer can reach, is not a valid slot; open falls back to the other slot or to none, and cuts nothing it
+/// would not cut for a torn tail.
+#[test]
+fn regression_forged_slot_sequence_near_u64_max_is_ignored_not_an_overflow() {
+    use foldlog::fuzzing::fix_segment_crcs;
+    let dir = ScratchDir::new("env-slot-seq");
+    let mut model = log_with(dir.path(), 10, 10);
+    let seg = segments(dir.path()).pop().expect("a segment");
+    let mut bytes = std::fs::read(&seg).expect("read");
+    // Slot A (offset 64) becomes the newest: seq = u64::MAX - 0 (odd, so it belongs in slot A), CRC valid.
+    let slot_a = u64::from_le_bytes(bytes[64..72].try_into().expect("8 bytes"));
+    let slot_b = u64::from_le_bytes(bytes[96..104].try_into().expect("8 bytes"));
+    let newest = if slot_a >= slot_b { 64 } else { 96 };
+    let mut forged = bytes[newest..newest + 32].to_vec();
+    forged[0..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    bytes[64..96].copy_from_slice(&forged);
+    fix_segment_crcs(&mut bytes);
+    std::fs::write(&seg, &bytes).expect("write");
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let n = model.events.len();
+        check_dir(dir.path(), &options(), &mut model, n)
+    }));
+    match r {
+        Ok(Ok(Verdict::Recovered { .. })) => {}
+        Ok(other) => panic!("a forged slot sequence: {other:?}"),
+        Err(_) => panic!("a forged slot sequence made the store panic"),
+    }
+}
+
+/// Regression (found by the `index_checkpoint` fuzz target; input kept in `fuzz/regressions/index_checkpoint/`).
+/// What broke: a checkpoint's segment entries were checked against the segment's capacity but not against
+/// its header, so a checkpoint (CRCs recomputed) naming a segment end below 128 was accepted. Checkpoint
+/// lists are read lazily; when one later failed its own CRC, the store rebuilt its index from the log using
+/// that end and panicked computing `end - 128`. An end off the 16-byte frame grid would have sent scans and
+/// the writer to unaligned offsets. The fix: a checkpoint whose segment ends are not frame boundaries inside
+/// the segment is refused at open and the index rebuilt from the log.
+#[test]
+fn regression_checkpoint_segment_end_below_the_header_is_refused() {
+    use foldlog::fuzzing::fix_checkpoint_crcs;
+    for bad_end in [64u64, 200] {
+        let dir = ScratchDir::new("env-ckpt-end");
+        let mut model = log_with(dir.path(), 40, 12);
+        let path = dir.path().join("index.ckpt");
+        let mut ckpt = std::fs::read(&path).expect("a checkpoint");
+        // Directory at 80: segment count, then the first segment's base and end.
+        ckpt[96..104].copy_from_slice(&bad_end.to_le_bytes());
+        fix_checkpoint_crcs(&mut ckpt);
+        // Damage one list after the CRCs were fixed, so a lazy read of it fails and triggers a rebuild.
+        let dir_len = u64::from_le_bytes(ckpt[56..64].try_into().expect("8 bytes")) as usize;
+        let last = ckpt.len() - 1;
+        assert!(80 + dir_len < last, "lists follow the directory");
+        ckpt[last] ^= 0xFF;
+        std::fs::write(&path, &ckpt).expect("write");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let n = model.events.len();
+            check_dir(dir.path(), &options(), &mut model, n)
+        }));
+        match r {
+            Ok(Ok(Verdict::Recovered { report, .. })) => {
+                assert!(matches!(report.checkpoint, CheckpointUse::Rebuilt(_)), "end {bad_end}: {report:?}")
+            }
+            Ok(other) => panic!("end {bad_end}: {other:?}"),
+            Err(_) => panic!("end {bad_end}: a forged checkpoint made the store panic"),
+        }
+    }
+}
