@@ -438,7 +438,7 @@ def comparison_section(meta, res):
 
 
 def machine_section(meta):
-    keys = ["date", "cpu", "memory", "kernel", "filesystem", "rustc", "engines", "workload", "command"]
+    keys = ["date", "cpu", "memory", "kernel", "filesystem", "rustc", "foldlog commit", "engines", "workload", "command"]
     L = ["| | |", "|---|---|"]
     for k in keys:
         if k in meta:

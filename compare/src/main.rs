@@ -199,6 +199,13 @@ fn machine(scratch: &Path, plan: &Plan, reps: usize) -> Vec<(String, String)> {
             .map_or("?".to_owned(), |i| lock[i + tag.len()..].split('"').next().unwrap_or("?").to_owned())
     };
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    // The foldlog commit measured (best effort: the harness may run outside a git checkout).
+    let commit = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "log", "-1", "--format=%h %s"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(|| "unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     vec![
         ("date".into(), today()),
         (
@@ -212,6 +219,7 @@ fn machine(scratch: &Path, plan: &Plan, reps: usize) -> Vec<(String, String)> {
             format!("{} ({})", fs_type(scratch), scratch.parent().unwrap_or(scratch).display()),
         ),
         ("rustc".into(), rustc),
+        ("foldlog commit".into(), commit),
         (
             "engines".into(),
             format!(
