@@ -256,7 +256,7 @@ fn fs_type(dir: &Path) -> String {
     if rc != 0 {
         return "unknown".into();
     }
-    match st.f_type as i64 {
+    match st.f_type {
         0xEF53 => "ext4".into(),
         0x0102_1994 => "tmpfs".into(),
         0x5846_5342 => "xfs".into(),
