@@ -139,8 +139,9 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// A scratch directory removed on drop. Placed under `$FOLDLOG_SCRATCH`, else `/dev/shm` when it exists
-/// (tmpfs: the many syncs of a crash-image run cost nothing), else the system temp dir.
+/// A scratch directory removed on drop (kept when `$FOLDLOG_KEEP_SCRATCH` is set, for debugging). Placed under
+/// `$FOLDLOG_SCRATCH`, else `/dev/shm` when it exists (tmpfs: the many syncs of a crash-image run cost
+/// nothing), else the system temp dir.
 #[derive(Debug)]
 pub struct ScratchDir(PathBuf);
 
@@ -177,6 +178,10 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
+        if std::env::var_os("FOLDLOG_KEEP_SCRATCH").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -586,8 +591,8 @@ pub enum Verdict {
         /// The first writable open's recovery report.
         report: RecoveryReport,
     },
-    /// The writable open refused the directory with this error, or opened it and then a read failed (the
-    /// caller judges whether that is allowed).
+    /// An open refused the directory with this error, or opened it and then a read failed (the caller
+    /// judges whether that is allowed; with nothing damaged, it never is).
     Refused(Error),
 }
 
@@ -618,7 +623,15 @@ pub fn check_dir(dir: &Path, options: &Options, model: &mut Model, k: usize) -> 
         return Err(format!("read-only open recovered {n_ro:?} events, writable open {n}"));
     }
     model.truncate(n);
-    let store = open_retrying(dir, options.clone()).map_err(|e| format!("second open failed: {e}"))?;
+    // Damage the first open could not see (frames a checkpoint covers are checked when read) may surface in
+    // the later opens too: an error there is a refusal as well, for the caller to judge.
+    let store = match open_retrying(dir, options.clone()) {
+        Ok(s) => s,
+        Err(e) => return Ok(Verdict::Refused(e)),
+    };
+    if let Some(e) = read_error(&store) {
+        return Ok(Verdict::Refused(e));
+    }
     let again = check_store(&store, model, n).map_err(|e| format!("second open: {e}"))?;
     if again != n {
         return Err(format!("second open recovered {again} events, the first {n}"));
@@ -627,7 +640,13 @@ pub fn check_dir(dir: &Path, options: &Options, model: &mut Model, k: usize) -> 
     let plan = model.plan(&[(stream, 1)], None);
     model.append(&store, &plan).map_err(|e| format!("append after recovery failed: {e}"))?;
     store.close().map_err(|e| format!("close after the append failed: {e}"))?;
-    let store = open_retrying(dir, options.clone()).map_err(|e| format!("third open failed: {e}"))?;
+    let store = match open_retrying(dir, options.clone()) {
+        Ok(s) => s,
+        Err(e) => return Ok(Verdict::Refused(e)),
+    };
+    if let Some(e) = read_error(&store) {
+        return Ok(Verdict::Refused(e));
+    }
     check_store(&store, model, n + 1).map_err(|e| format!("reopen after the append: {e}"))?;
     drop(store);
     Ok(Verdict::Recovered { n, report })
@@ -1168,6 +1187,9 @@ pub fn dir_damage(data: &[u8]) {
             }
         }
         std::fs::write(&path, &bytes).expect("write damaged file");
+        if std::env::var_os("FOLDLOG_FUZZ_DEBUG").is_some() {
+            eprintln!("damage kind {} on {} -> {damage:?}", kind % 10, path.display());
+        }
     }
     let options = small_options(false);
     if damage.hostile {
