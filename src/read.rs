@@ -109,8 +109,9 @@ impl<'s> Iterator for AllEvents<'s> {
             let bytes = map.committed_from(self.offset).unwrap_or(&[]);
             let frame = match read_frame(self.inner, map, self.offset, bytes, true) {
                 Ok(f) => f,
+                // The length field (frame bytes 4..8, after the CRC) is zero, or no header fits.
                 Err(FrameProblem::Empty) | Err(FrameProblem::Truncated)
-                    if bytes.len() < 16 || bytes[..4] == [0; 4] =>
+                    if bytes.len() < 16 || bytes[4..8] == [0; 4] =>
                 {
                     // End of this segment's frames: the next position starts the next segment.
                     self.seg += 1;

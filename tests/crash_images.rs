@@ -553,8 +553,8 @@ fn summarize(rec: &Recording) -> String {
         count(&|e| matches!(e, PersistEvent::Write(..))),
         count(&|e| matches!(e, PersistEvent::SyncFile(_))),
         count(&|e| matches!(e, PersistEvent::SyncDir(_))),
-        count(&|e| matches!(e, PersistEvent::Create(p) if p.extension().is_some_and(|x| x == "seg"))),
-        count(&|e| matches!(e, PersistEvent::Rename(..))),
+        count(&|e| matches!(e, PersistEvent::Rename(_, to) if to.extension().is_some_and(|x| x == "seg"))),
+        count(&|e| matches!(e, PersistEvent::Rename(_, to) if to.extension().is_some_and(|x| x == "ckpt"))),
     )
 }
 

@@ -454,3 +454,32 @@ fn regression_checkpoint_segment_end_below_the_header_is_refused() {
         }
     }
 }
+
+/// Regression (found by the `dir_damage` fuzz target; input kept in `fuzz/regressions/dir_damage/`). What
+/// broke: when the frame header put its CRC first and the length second, the global reader kept testing
+/// bytes 0..4 (now the CRC) for "no more frames in this segment". A non-zero byte there past the end of a
+/// segment's frames (one flipped bit in unused space, left alone because the last close was clean) made
+/// `read_all` fail with "no frame (zero length)" at the end of that segment once it was sealed, although
+/// recovery had accepted the log. The fix tests the length field; a zero length ends a segment's frames for
+/// readers exactly as for recovery.
+#[test]
+fn regression_garbage_crc_bytes_past_a_sealed_segments_end_do_not_stop_reads() {
+    use foldlog::fuzzing::segment_frames;
+    let dir = ScratchDir::new("env-end-crc");
+    let mut model = log_with(dir.path(), 40, 13);
+    let segs = segments(dir.path());
+    let sealed = &segs[..segs.len() - 1];
+    let (path, mut bytes, end) = sealed
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).expect("read");
+            let end = segment_frames(&bytes).last().map(|(o, l)| o + l).expect("frames");
+            (p.clone(), bytes, end)
+        })
+        .find(|(_, bytes, end)| end + 16 <= bytes.len())
+        .expect("a sealed segment with room for one more header");
+    bytes[end] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("write");
+    let n = model.events.len();
+    assert_eq!(recovered(dir.path(), &mut model), n, "every event is read back");
+}
