@@ -153,12 +153,12 @@ def esc(s):
 class Axis:
     """A value axis, linear from zero or logarithmic, with tick values."""
 
-    def __init__(self, lo, hi, log):
+    def __init__(self, lo, hi, log, pad=True):
         self.log = log
         if log:
             self.lo = 10 ** math.floor(math.log10(max(lo, 1e-12)))
             self.hi = 10 ** math.ceil(math.log10(max(hi, self.lo * 10)))
-            if self.hi / self.lo < 100 and lo > 0:
+            if pad and self.hi / self.lo < 100 and lo > 0:
                 self.hi *= 10
         else:
             self.lo = 0.0
@@ -217,10 +217,11 @@ def draw_value_axis(parts, axis, x0, y0, plot_w, plot_h, unit):
 
 
 def draw_legend(parts, names, x, y):
-    for i, n in enumerate(names):
-        xx = x + i * 110
+    xx = x
+    for n in names:
         parts.append(f'<rect x="{xx}" y="{y - 10}" width="12" height="12" fill="{COLORS.get(n, "#444")}"/>')
         parts.append(f'<text x="{xx + 17}" y="{y}">{esc(n)}</text>')
+        xx += max(100, 7 * len(n) + 40)
 
 
 def bar_chart(path, title, subtitle, groups, series, get, unit, log=True):
@@ -274,7 +275,7 @@ def line_chart(path, title, subtitle, series, x_label, unit, xlog=True, ylog=Tru
     width, height = 680, 420
     x0, y0, plot_w, plot_h = 80, 60, width - 110, 260
     yaxis = Axis(min(p[1] for p in pts), max(p[1] for p in pts), ylog)
-    xaxis = Axis(min(p[0] for p in pts), max(p[0] for p in pts), xlog)
+    xaxis = Axis(min(p[0] for p in pts), max(p[0] for p in pts), xlog, pad=False)
     parts = svg_frame(width, height, title, subtitle)
     draw_value_axis(parts, yaxis, x0, y0, plot_w, plot_h, unit)
     for t in xaxis.ticks():
@@ -461,7 +462,7 @@ def criterion_section(crit):
     for group in CRITERION_GROUPS:
         items = sorted(
             (v for v in crit.values() if v["group"] == group),
-            key=lambda v: (v["function"], natural(v["value"])),
+            key=lambda v: (natural(v["function"]), natural(v["value"])),
         )
         if not items:
             continue
@@ -563,7 +564,7 @@ def make_plots(res, crit, plots_dir, doc_dir):
         os.path.join(plots_dir, "open_time.svg"),
         "foldlog open time versus log size (criterion)",
         "index checkpoint fresh / stale (half the log) / none; torn last batch",
-        series,
+        {k: series[k] for k in ("fresh_checkpoint", "stale_checkpoint", "no_checkpoint", "torn_tail") if k in series},
         "events in the log",
         "ms",
     ):
