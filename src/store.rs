@@ -727,8 +727,16 @@ impl Inner {
     }
 
     fn abandon(&self, w: &mut Writer, at: u64) -> Option<u64> {
-        let end = w.end;
-        w.map.tail_mut(end, at).fill(0);
+        // Zero the frames encoded so far and whatever the failed encoder wrote past `at` before it ran out of
+        // room (it may have reached the end of the segment): left there, those bytes would sit past the log's
+        // end, where a later frame boundary can land on them and recovery would take them for a bad frame.
+        let (end, cap) = (w.end, w.map.map().len());
+        debug_assert!(at <= cap);
+        for chunk in w.map.tail_mut(end, cap).chunks_mut(4096) {
+            if chunk.iter().any(|&b| b != 0) {
+                chunk.fill(0);
+            }
+        }
         None
     }
 

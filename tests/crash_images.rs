@@ -639,3 +639,42 @@ fn crash_images_group() {
 fn crash_images_never() {
     run_mode("never", 0x7C);
 }
+
+/// Regression (found by the `dir_damage` fuzz target with no damage at all; input kept in
+/// `fuzz/regressions/dir_damage/`). What broke: when a batch did not fit the rest of a segment, the writer
+/// zeroed the frames it had encoded but not what the encoder had written for the frame that failed, which can
+/// reach the end of the segment (a batch too large for an empty segment fills it all). Later frames overwrote
+/// part of those bytes; whatever lay past the log's end stayed. Once the segment was sealed, a frame boundary
+/// landing on such bytes looked like a frame running past the end, and an open that had to scan the segment
+/// (no checkpoint covering it) refused the log as corrupt: the store had damaged itself. The fix zeroes
+/// everything past the log's end in the segment when an encode is abandoned.
+#[test]
+fn regression_a_batch_too_large_for_a_segment_leaves_nothing_past_the_end() {
+    use foldlog::fuzzing::segment_frames;
+    use foldlog::{Error, ExpectedVersion, NewEvent};
+    let dir = ScratchDir::new("t2-too-large");
+    let opts = Options {
+        segment_size_bytes: 4096,
+        durability: Durability::Never,
+        checkpoint_every_bytes: 0,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), opts.clone()).expect("open");
+    // Too large for an empty segment: the encoder writes the long stream id (out of line, first) at the start
+    // of the frame region, then runs out of room on the payload.
+    let long_stream = "z".repeat(200);
+    let r = store.append(&long_stream, ExpectedVersion::Any, &[NewEvent::new("Huge", &[1u8; 5000])]);
+    assert!(matches!(r, Err(Error::TooLarge { .. })), "{r:?}");
+    // A small event ends the log inside those leftover bytes; a batch that fits only an empty segment then
+    // seals this one with its end right there.
+    store.append("s", ExpectedVersion::Any, &[NewEvent::new("Small", b"0123456789")]).expect("small");
+    store.append("s", ExpectedVersion::Any, &[NewEvent::new("Large", &[2u8; 3800])]).expect("large");
+    drop(store);
+    std::fs::remove_file(dir.path().join("index.ckpt")).expect("no checkpoint: open scans every segment");
+    let store = Store::open_with(dir.path(), opts).expect("the log the store wrote opens again");
+    assert_eq!(store.read_all(0).filter(|e| e.is_ok()).count(), 2);
+    drop(store);
+    let first = std::fs::read(dir.path().join("00000000000000000000.seg")).expect("read");
+    let end = segment_frames(&first).last().map_or(128, |(o, l)| o + l);
+    assert!(first[end..].iter().all(|&b| b == 0), "nothing past the end of the sealed segment");
+}
