@@ -96,23 +96,50 @@ struct Recording {
     always: bool,
 }
 
-/// Records persistence events operation by operation on `dir`.
+/// Records persistence events operation by operation on `dir`, and checks after each operation that the
+/// events explain the files exactly: a write the store made without recording it (straight into the map)
+/// would be invisible to every image built from the recording.
 struct Recorder<'a> {
     dir: &'a Path,
     events: Vec<PersistEvent>,
     marks: Vec<Mark>,
+    replay: Fs,
 }
 
 impl<'a> Recorder<'a> {
-    fn start(dir: &'a Path) -> Recorder<'a> {
+    fn start(dir: &'a Path, base: &[(String, Vec<u8>)]) -> Recorder<'a> {
         testing::record(dir);
-        Recorder { dir, events: Vec::new(), marks: Vec::new() }
+        Recorder { dir, events: Vec::new(), marks: Vec::new(), replay: Fs::from_base(base) }
     }
     /// Ends an operation: collects its events and marks what it acknowledged.
     fn cut(&mut self, acked: usize, durable: usize) {
-        self.events.extend(testing::take_recording(self.dir));
+        let new = testing::take_recording(self.dir);
         testing::record(self.dir);
+        for e in &new {
+            self.replay.apply(e);
+        }
+        self.events.extend(new);
         self.marks.push(Mark { end: self.events.len(), acked, durable });
+        let mut on_disk: Vec<(String, Vec<u8>)> = std::fs::read_dir(self.dir)
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name() != "LOCK")
+            .map(|e| (name_of(&e.path()), std::fs::read(e.path()).expect("read")))
+            .collect();
+        on_disk.sort();
+        let modeled: Vec<(String, Vec<u8>)> = self
+            .replay
+            .current
+            .iter()
+            .map(|(n, &id)| (n.clone(), self.replay.inodes[id].current.clone()))
+            .collect();
+        for ((n1, b1), (n2, b2)) in on_disk.iter().zip(&modeled) {
+            assert_eq!(n1, n2, "the recording's files differ from the directory's");
+            if let Some(at) = (0..b1.len().max(b2.len())).find(|&i| b1.get(i) != b2.get(i)) {
+                panic!("{n1}: byte {at} is not what the recorded writes say (an unrecorded write)");
+            }
+        }
+        assert_eq!(on_disk.len(), modeled.len(), "the recording's files differ from the directory's");
     }
     fn finish(self) -> (Vec<PersistEvent>, Vec<Mark>) {
         testing::take_recording(self.dir);
@@ -146,7 +173,7 @@ fn record(
     let opts = options(mode);
     let mut rng = Rng::new(seed);
     let k0 = model.events.len();
-    let mut rec = Recorder::start(dir.path());
+    let mut rec = Recorder::start(dir.path(), base);
     let mut store = Some(Store::open_with(dir.path(), opts.clone()).expect("open for recording"));
     rec.cut(k0, k0);
     let mut done = 0;
