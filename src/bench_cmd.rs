@@ -865,9 +865,11 @@ pub fn run(events: usize, parent: Option<&Path>) -> BenchResult<()> {
     print_table(&summaries, &["foldlog", "raw"]);
     print_settings(&summaries, &["foldlog", "raw"]);
     println!(
-        "\nraw = the same events as simple frames written with write() to one file, fdatasync at the same cadence, \
-         no index.\nFull comparison with SQLite, redb and fjall (a few minutes): scripts/bench.sh --quick \
-         (or without --quick; see docs/benchmarks.md)"
+        "\nraw: the same events as simple frames written with write() to one file, fdatasync at the same \
+         cadence, no index\n(its reads use offsets built in memory, untimed; its reopen reads the first frame of \
+         the file). foldlog's disk\nfigure includes the preallocated tail of its last 64 MiB segment.\n\n\
+         With SQLite, redb and fjall too: scripts/bench.sh --quick (under a minute) or scripts/bench.sh \
+         (about 10 minutes);\nsee docs/benchmarks.md."
     );
     Ok(())
 }

@@ -63,7 +63,7 @@ enum Command {
     /// Measure foldlog against a raw write()+fdatasync file on this machine (about 10-20 s) and print a table.
     Bench {
         /// Events per scenario.
-        #[arg(long, default_value_t = 300_000)]
+        #[arg(long, default_value_t = 500_000)]
         events: usize,
         /// Parent of the scratch directory (default: the system temp dir); removed afterwards.
         #[arg(long)]
