@@ -611,10 +611,14 @@ impl Inner {
         if w.clean_on_disk {
             self.mark_dirty(w)?;
         }
-        let too_large = || Error::TooLarge {
-            len: batch_size_hint(batch),
-            max: self.options.segment_size_bytes - SEGMENT_HEADER_LEN,
-        };
+        let bound = batch_size_bound(batch);
+        let too_large =
+            || Error::TooLarge { len: bound, max: self.options.segment_size_bytes - SEGMENT_HEADER_LEN };
+        // Roll first when the batch may not fit, so that the encoder is never stopped midway in the common
+        // case (a stopped encoder leaves partial bytes that must be zeroed up to the segment's end).
+        if w.end > SEGMENT_HEADER_LEN && w.end.saturating_add(bound) > w.map.map().len() {
+            self.roll(w)?;
+        }
         let end = match self.encode_batch(w, batch, plan)? {
             Some(end) => end,
             // An empty segment that cannot hold the batch: a new one could not either.
@@ -972,15 +976,19 @@ impl Inner {
     }
 }
 
-fn batch_size_hint(batch: &Batch<'_>) -> u64 {
-    batch
+/// An upper bound of the bytes a batch's frames take: per event the strings and bytes it carries plus the
+/// 80-byte archived root, at most 7 bytes of alignment before the root and the 16-byte header and padding
+/// (160 covers all of it with room to spare); per consumer frame its name plus 64.
+fn batch_size_bound(batch: &Batch<'_>) -> u64 {
+    let events: u64 = batch
         .streams
         .iter()
         .flat_map(|s| s.events.iter().map(move |e| (s, e)))
         .map(|(s, e)| {
             frame_len((s.stream.len() + e.event_type.len() + e.payload.len() + e.metadata.len() + 160) as u64)
         })
-        .sum()
+        .sum();
+    events + batch.consumer.map_or(0, |(name, _)| frame_len(name.len() as u64 + 64))
 }
 
 fn validate_batch(batch: &Batch<'_>) -> Result<()> {
