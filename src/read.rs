@@ -180,7 +180,8 @@ pub struct StreamEvents<'s> {
     /// Exclusive bound of the list index (forward) — fixed when the iterator is made, for a stable snapshot.
     bound: u64,
     forward: bool,
-    buf: [(u32, u32); CHUNK],
+    /// (segment slot, frame offset, stream version) of the events to read next.
+    buf: [(u32, u32, u64); CHUNK],
     buf_len: usize,
     buf_at: usize,
     failed: bool,
@@ -212,7 +213,7 @@ impl<'s> StreamEvents<'s> {
             cursor,
             bound,
             forward,
-            buf: [(0, 0); CHUNK],
+            buf: [(0, 0, 0); CHUNK],
             buf_len: 0,
             buf_at: 0,
             failed: false,
@@ -226,14 +227,14 @@ impl<'s> StreamEvents<'s> {
         } else {
             (self.cursor.saturating_sub(CHUNK as u64), self.cursor)
         };
-        let mut buf = [(0u32, 0u32); CHUNK];
+        let mut buf = [(0u32, 0u32, 0u64); CHUNK];
         let n = self.inner.with_index(|ix| {
             let Some(s) = ix.streams.get(self.stream.as_str()) else { return Ok(0) };
             let mut n = 0;
             for i in lo..hi {
                 let Some(p) = s.position(i, ix.next_position)? else { break };
                 let Some((seg, off)) = ix.locate(p)? else { break };
-                buf[n] = (seg as u32, off as u32);
+                buf[n] = (seg as u32, off as u32, s.first_version + i);
                 n += 1;
             }
             Ok(n)
@@ -269,17 +270,23 @@ impl<'s> Iterator for StreamEvents<'s> {
                 return None;
             }
         }
-        let (seg, off) = self.buf[self.buf_at];
+        let (seg, off, version) = self.buf[self.buf_at];
         self.buf_at += 1;
         let map = self.inner.segment(seg as usize)?;
         let bytes = map.committed_from(u64::from(off)).unwrap_or(&[]);
         let bad = |reason: String| Some(Err(Error::corrupt(map.path(), u64::from(off), reason)));
         match read_frame(self.inner, map, u64::from(off), bytes, false) {
             Ok(f) => match f.body {
-                Body::Event(e) if e.stream_id() == self.stream => Some(Ok(e)),
+                // The index is checked against the frame it points at: same stream, the expected version.
+                Body::Event(e) if e.stream_id() == self.stream && e.stream_version() == version => {
+                    Some(Ok(e))
+                }
                 _ => {
                     self.failed = true;
-                    bad(format!("index points at a frame that is not an event of stream {:?}", self.stream))
+                    bad(format!(
+                        "index points at a frame that is not version {version} of stream {:?}",
+                        self.stream
+                    ))
                 }
             },
             Err(p) => {
