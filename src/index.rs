@@ -39,9 +39,6 @@ impl Positions {
     pub fn get(&self, i: usize) -> Option<u64> {
         (i < self.len).then(|| self.blocks[i / POSITIONS_BLOCK][i % POSITIONS_BLOCK])
     }
-    pub fn last(&self) -> Option<u64> {
-        self.len.checked_sub(1).and_then(|i| self.get(i))
-    }
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.blocks.iter().flat_map(|b| b.iter().copied()).take(self.len)
     }
@@ -73,38 +70,140 @@ pub(crate) struct Source {
     len: u64,
 }
 
-/// A list of `count` fixed-width items saved at file offset `at` with CRC `crc`, read on first use.
+/// Items per chunk of a saved list: a chunk is read and checked as a unit, so a first read of a long stream
+/// or a large segment costs one chunk (16–32 KiB), not the whole list.
+const SAVED_CHUNK: u64 = 4096;
+
+/// A fixed-width little-endian list item.
+pub(crate) trait Item: Copy + Ord + Into<u64> {
+    /// Bytes per item.
+    const LEN: u64;
+    fn read(b: &[u8]) -> Self;
+    fn put(self, out: &mut Vec<u8>);
+}
+
+impl Item for u32 {
+    const LEN: u64 = 4;
+    fn read(b: &[u8]) -> u32 {
+        LE::read_u32(b)
+    }
+    fn put(self, out: &mut Vec<u8>) {
+        out.write_u32::<LE>(self).expect("vec write");
+    }
+}
+
+impl Item for u64 {
+    const LEN: u64 = 8;
+    fn read(b: &[u8]) -> u64 {
+        LE::read_u64(b)
+    }
+    fn put(self, out: &mut Vec<u8>) {
+        out.write_u64::<LE>(self).expect("vec write");
+    }
+}
+
+type Loaded<T> = OnceLock<std::result::Result<T, String>>;
+
+/// A list of `count` strictly increasing items below `limit`, saved in a checkpoint at file offset `at` as a
+/// table of per-chunk CRCs (whose own CRC is `crc`) followed by the items; each chunk is read and checked the
+/// first time an item in it is needed.
 #[derive(Debug)]
-pub(crate) struct Saved<T> {
+pub(crate) struct SavedList<E> {
     source: Arc<Source>,
     at: u64,
     count: u64,
     crc: u32,
-    cell: OnceLock<std::result::Result<T, String>>,
+    limit: u64,
+    table: Loaded<Vec<u32>>,
+    chunks: OnceLock<Box<[Loaded<Vec<E>>]>>,
 }
 
-impl<T> Saved<T> {
-    fn get(
-        &self,
-        item_len: u64,
-        parse: impl FnOnce(&[u8]) -> std::result::Result<T, String>,
-    ) -> Result<&T, Stale> {
-        let r = self.cell.get_or_init(|| {
-            let len = self
-                .count
-                .checked_mul(item_len)
-                .filter(|&l| self.at.checked_add(l).is_some_and(|e| e <= self.source.len));
-            let len = len.ok_or_else(|| "list runs past the end of the checkpoint".to_string())?;
-            let mut buf = vec![0u8; usize::try_from(len).map_err(|_| "list too long".to_string())?];
-            sys::read_at(&self.source.file, &self.source.path, self.at, &mut buf)
-                .map_err(|e| e.to_string())?;
-            if crc32fast::hash(&buf) != self.crc {
-                return Err(format!("list at offset {} fails its CRC", self.at));
-            }
-            parse(&buf)
-        });
-        r.as_ref().map_err(|reason| Stale { reason: reason.clone() })
+impl<E: Item> SavedList<E> {
+    fn chunk_count(&self) -> u64 {
+        self.count.div_ceil(SAVED_CHUNK)
     }
+
+    fn read(&self, at: u64, len: u64) -> std::result::Result<Vec<u8>, String> {
+        if at.checked_add(len).is_none_or(|e| e > self.source.len) {
+            return Err("list runs past the end of the checkpoint".into());
+        }
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| "list too long".to_string())?];
+        sys::read_at(&self.source.file, &self.source.path, at, &mut buf).map_err(|e| e.to_string())?;
+        Ok(buf)
+    }
+
+    /// The `i`-th item.
+    fn get(&self, i: u64) -> Result<Option<E>, Stale> {
+        if i >= self.count {
+            return Ok(None);
+        }
+        let chunk = self.chunk(i / SAVED_CHUNK)?;
+        Ok(chunk.get((i % SAVED_CHUNK) as usize).copied())
+    }
+
+    /// Chunk `k`, read and checked on first use.
+    fn chunk(&self, k: u64) -> Result<&[E], Stale> {
+        let stale = |reason: &String| Stale { reason: reason.clone() };
+        let n = self.chunk_count();
+        let table = self.table.get_or_init(|| {
+            let b = self.read(self.at, n * 4)?;
+            if crc32fast::hash(&b) != self.crc {
+                return Err(format!("chunk table at offset {} fails its CRC", self.at));
+            }
+            Ok(b.chunks_exact(4).map(LE::read_u32).collect())
+        });
+        let table = table.as_ref().map_err(stale)?;
+        let slots = self.chunks.get_or_init(|| (0..n).map(|_| OnceLock::new()).collect());
+        let loaded = slots[k as usize].get_or_init(|| {
+            let first = k * SAVED_CHUNK;
+            let len = SAVED_CHUNK.min(self.count - first);
+            let at = self.at + n * 4 + first * E::LEN;
+            let b = self.read(at, len * E::LEN)?;
+            if crc32fast::hash(&b) != table[k as usize] {
+                return Err(format!("list chunk at offset {at} fails its CRC"));
+            }
+            let items: Vec<E> = b.chunks_exact(E::LEN as usize).map(E::read).collect();
+            let ordered =
+                items.windows(2).all(|w| w[0] < w[1]) && items.last().is_none_or(|&v| v.into() < self.limit);
+            if ordered {
+                Ok(items)
+            } else {
+                Err(format!("list chunk at offset {at} out of order or out of range"))
+            }
+        });
+        loaded.as_deref().map_err(stale)
+    }
+
+    /// All items, in order (reads every chunk).
+    fn for_each(&self, mut f: impl FnMut(E)) -> Result<(), Stale> {
+        for k in 0..self.chunk_count() {
+            self.chunk(k)?.iter().for_each(|&e| f(e));
+        }
+        Ok(())
+    }
+
+    /// Bytes of RAM held by chunks read so far.
+    fn loaded_bytes(&self) -> usize {
+        let chunks = self.chunks.get().map_or(0, |c| {
+            c.iter().filter_map(|l| l.get()).map(|r| r.as_ref().map_or(0, |v| v.capacity())).sum::<usize>()
+        });
+        chunks * E::LEN as usize
+    }
+}
+
+/// Writes a list as a saved list (chunk CRC table, then the items) at the end of `data`; returns its offset
+/// within `data` and the table's CRC.
+fn put_list<E: Item>(data: &mut Vec<u8>, items: &[E]) -> (u64, u32) {
+    let start = data.len();
+    let chunks = items.len().div_ceil(SAVED_CHUNK as usize);
+    data.resize(start + chunks * 4, 0);
+    for (k, chunk) in items.chunks(SAVED_CHUNK as usize).enumerate() {
+        let from = data.len();
+        chunk.iter().for_each(|&e| e.put(data));
+        let crc = crc32fast::hash(&data[from..]);
+        LE::write_u32(&mut data[start + k * 4..start + k * 4 + 4], crc);
+    }
+    (start as u64, crc32fast::hash(&data[start..start + chunks * 4]))
 }
 
 /// One segment's events: position `base + i` is the frame at offset number `i` (saved part first).
@@ -113,7 +212,7 @@ pub(crate) struct SegIndex {
     pub base: u64,
     /// Offset just past the last frame indexed (events and consumer frames).
     pub end: u64,
-    saved: Option<Saved<Vec<u32>>>,
+    saved: Option<SavedList<u32>>,
     saved_count: u64,
     /// Offsets of events after the saved part.
     offsets: Vec<u32>,
@@ -131,22 +230,20 @@ impl SegIndex {
     }
 
     fn offset(&self, i: u64) -> Result<Option<u32>, Stale> {
-        if i < self.saved_count {
-            let saved = self.saved.as_ref().expect("saved_count > 0 comes with a saved list");
-            let end = self.end;
-            let list = saved.get(4, |b| {
-                let v: Vec<u32> = b.chunks_exact(4).map(LE::read_u32).collect();
-                let ordered =
-                    v.windows(2).all(|w| w[0] < w[1]) && v.last().is_none_or(|&o| u64::from(o) < end);
-                if ordered {
-                    Ok(v)
-                } else {
-                    Err("segment offsets out of order".into())
-                }
-            })?;
-            return Ok(list.get(i as usize).copied());
+        match &self.saved {
+            Some(saved) if i < self.saved_count => saved.get(i),
+            _ => Ok(self.offsets.get((i - self.saved_count) as usize).copied()),
         }
-        Ok(self.offsets.get((i - self.saved_count) as usize).copied())
+    }
+
+    /// Every offset, saved part first.
+    fn all_offsets(&self) -> Result<Vec<u32>, Stale> {
+        let mut v = Vec::with_capacity(self.len() as usize);
+        if let Some(saved) = &self.saved {
+            saved.for_each(|o| v.push(o))?;
+        }
+        v.extend_from_slice(&self.offsets);
+        Ok(v)
     }
 
     /// Drops the growth slack of a segment that will not grow again.
@@ -159,7 +256,7 @@ impl SegIndex {
 #[derive(Debug)]
 pub(crate) struct StreamIndex {
     pub first_version: u64,
-    saved: Option<Saved<Positions>>,
+    saved: Option<SavedList<u64>>,
     saved_count: u64,
     positions: Positions,
 }
@@ -176,22 +273,21 @@ impl StreamIndex {
     }
 
     /// Global position of the stream's `i`-th event.
-    pub fn position(&self, i: u64, next_position: u64) -> Result<Option<u64>, Stale> {
-        if i < self.saved_count {
-            let saved = self.saved.as_ref().expect("saved_count > 0 comes with a saved list");
-            let list = saved.get(8, |b| {
-                let mut p = Positions::default();
-                for v in b.chunks_exact(8).map(LE::read_u64) {
-                    if p.last().is_some_and(|q| q >= v) || v >= next_position {
-                        return Err("stream positions out of order or past the end".into());
-                    }
-                    p.push(v);
-                }
-                Ok(p)
-            })?;
-            return Ok(list.get(i as usize));
+    pub fn position(&self, i: u64) -> Result<Option<u64>, Stale> {
+        match &self.saved {
+            Some(saved) if i < self.saved_count => saved.get(i),
+            _ => Ok(self.positions.get((i - self.saved_count) as usize)),
         }
-        Ok(self.positions.get((i - self.saved_count) as usize))
+    }
+
+    /// Every position, saved part first.
+    fn all_positions(&self) -> Result<Vec<u64>, Stale> {
+        let mut v = Vec::with_capacity(self.len() as usize);
+        if let Some(saved) = &self.saved {
+            saved.for_each(|p| v.push(p))?;
+        }
+        v.extend(self.positions.iter());
+        Ok(v)
     }
 }
 
@@ -327,21 +423,21 @@ impl Index {
     /// Bytes of RAM the index's per-event and per-stream structures use (capacity, not length; saved lists
     /// count once read).
     pub fn memory_bytes(&self) -> u64 {
-        let loaded_offsets = |s: &SegIndex| {
-            s.saved.as_ref().and_then(|v| v.cell.get()).map_or(0, |r| r.as_ref().map_or(0, Vec::capacity))
-        };
-        let segs: usize =
-            self.segments.iter().map(|s| (s.offsets.capacity() + loaded_offsets(s)) * 4 + 64).sum();
-        let loaded_positions = |s: &StreamIndex| {
-            s.saved
-                .as_ref()
-                .and_then(|v| v.cell.get())
-                .map_or(0, |r| r.as_ref().map_or(0, Positions::memory_bytes))
-        };
+        let loaded = |s: Option<usize>| s.unwrap_or(0);
+        let segs: usize = self
+            .segments
+            .iter()
+            .map(|s| s.offsets.capacity() * 4 + loaded(s.saved.as_ref().map(SavedList::loaded_bytes)) + 64)
+            .sum();
         let streams: usize = self
             .streams
             .iter()
-            .map(|(k, s)| k.len() + s.positions.memory_bytes() + loaded_positions(s) + 16 + 64)
+            .map(|(k, s)| {
+                k.len()
+                    + s.positions.memory_bytes()
+                    + loaded(s.saved.as_ref().map(SavedList::loaded_bytes))
+                    + 80
+            })
             .sum::<usize>()
             + self.streams.capacity() * 8;
         let ids = self.ids.map.capacity() * 32 + self.ids.order.capacity() * 16;
@@ -363,37 +459,16 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     let mut data = Vec::with_capacity(index.next_position as usize * 12);
     let mut seg_entries = Vec::with_capacity(index.segments.len());
     for s in &index.segments {
-        let start = data.len();
-        if s.saved_count > 0 {
-            // Loads the saved list (and checks it) through `offset`, then copies it whole.
-            s.offset(0)?;
-            let saved = s.saved.as_ref().and_then(|v| v.cell.get()).and_then(|r| r.as_ref().ok());
-            for &off in saved.into_iter().flatten() {
-                data.write_u32::<LE>(off).expect("vec write");
-            }
-        }
-        for &off in &s.offsets {
-            data.write_u32::<LE>(off).expect("vec write");
-        }
-        seg_entries.push((s, start, crc32fast::hash(&data[start..])));
+        let (start, crc) = put_list(&mut data, &s.all_offsets()?);
+        seg_entries.push((s, start, crc));
     }
     // Sorted, so that the same index always gives the same bytes.
     let mut streams: Vec<(&Box<str>, &StreamIndex)> = index.streams.iter().collect();
     streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut stream_entries = Vec::with_capacity(streams.len());
     for (id, s) in streams {
-        let start = data.len();
-        if s.saved_count > 0 {
-            s.position(0, index.next_position)?;
-            let saved = s.saved.as_ref().and_then(|v| v.cell.get()).and_then(|r| r.as_ref().ok());
-            for p in saved.into_iter().flat_map(Positions::iter) {
-                put_u64(&mut data, p);
-            }
-        }
-        for p in s.positions.iter() {
-            put_u64(&mut data, p);
-        }
-        stream_entries.push((id, s, start, crc32fast::hash(&data[start..])));
+        let (start, crc) = put_list(&mut data, &s.all_positions()?);
+        stream_entries.push((id, s, start, crc));
     }
     let mut dir = Vec::with_capacity(64 + index.streams.len() * 64);
     let w = &mut dir;
@@ -402,7 +477,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         put_u64(w, s.base);
         put_u64(w, s.end);
         put_u64(w, s.len());
-        put_u64(w, start as u64);
+        put_u64(w, start);
         w.write_u32::<LE>(crc).expect("vec write");
     }
     put_u64(w, stream_entries.len() as u64);
@@ -410,7 +485,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         put_bytes(w, id.as_bytes());
         put_u64(w, s.first_version);
         put_u64(w, s.len());
-        put_u64(w, start as u64);
+        put_u64(w, start);
         w.write_u32::<LE>(crc).expect("vec write");
     }
     let mut consumers: Vec<(&Box<str>, &u64)> = index.consumers.iter().collect();
@@ -535,8 +610,9 @@ pub(crate) fn decode_checkpoint(
     }
     let data_start = (CHECKPOINT_HEADER_LEN + dir.len()) as u64;
     let bad = || "directory malformed".to_string();
-    fn saved<T>(source: &Arc<Source>, at: u64, count: u64, crc: u32) -> Saved<T> {
-        Saved { source: Arc::clone(source), at, count, crc, cell: OnceLock::new() }
+    fn saved<E>(source: &Arc<Source>, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
+        let (table, chunks) = (OnceLock::new(), OnceLock::new());
+        SavedList { source: Arc::clone(source), at, count, crc, limit, table, chunks }
     }
     let mut r = Reader { b: dir };
     let mut index = Index::new(ids_capacity);
@@ -546,7 +622,7 @@ pub(crate) fn decode_checkpoint(
         else {
             return Err(bad());
         };
-        let list = (count > 0).then(|| saved(&source, data_start.saturating_add(at), count, crc));
+        let list = (count > 0).then(|| saved(&source, data_start.saturating_add(at), count, crc, end));
         index.segments.push(SegIndex { base, end, saved: list, saved_count: count, offsets: Vec::new() });
     }
     for _ in 0..r.count(32).ok_or_else(bad)? {
@@ -560,7 +636,7 @@ pub(crate) fn decode_checkpoint(
         }
         let entry = StreamIndex {
             first_version,
-            saved: Some(saved(&source, data_start.saturating_add(at), count, crc)),
+            saved: Some(saved(&source, data_start.saturating_add(at), count, crc, next_position)),
             saved_count: count,
             positions: Positions::default(),
         };
@@ -644,7 +720,7 @@ mod tests {
         let mut out = Vec::new();
         for (id, s) in &ix.streams {
             for i in 0..s.len() {
-                let p = s.position(i, ix.next_position).map_err(|e| e.reason)?.ok_or("short")?;
+                let p = s.position(i).map_err(|e| e.reason)?.ok_or("short")?;
                 let (_, off) = ix.locate(p).map_err(|e| e.reason)?.ok_or("unlocated")?;
                 out.push((id.to_string(), s.first_version + i, p, off));
             }
@@ -692,6 +768,31 @@ mod tests {
             };
             assert!(refused, "cut at {n} accepted");
         }
+    }
+
+    /// Lists longer than a chunk load chunk by chunk: damage in one chunk spoils only reads that need it,
+    /// and each is reported, never returned.
+    #[test]
+    fn long_lists_load_by_chunk() {
+        let mut ix = Index::new(0);
+        ix.segments.push(SegIndex::new(0, 128));
+        for p in 0..10_000u64 {
+            ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, "long", p, p, None).unwrap();
+        }
+        let mut bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
+        let (back, _) = open(&bytes).unwrap();
+        assert_eq!(contents(&back), contents(&ix));
+        // Damage the last item of the stream list (its third chunk).
+        let n = bytes.len();
+        bytes[n - 3] ^= 1;
+        let (back, _) = open(&bytes).unwrap();
+        let s = &back.streams["long"];
+        assert_eq!(s.position(0).unwrap(), Some(0));
+        assert_eq!(s.position(8191).unwrap(), Some(8191));
+        assert!(s.position(8192).is_err());
+        assert!(s.position(9999).is_err());
+        assert_eq!(back.locate(9999).unwrap(), Some((0, 128 + 9999 * 64)));
+        assert!(back.memory_bytes() < ix.memory_bytes(), "only two chunks were loaded");
     }
 
     #[test]

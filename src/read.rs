@@ -232,7 +232,7 @@ impl<'s> StreamEvents<'s> {
             let Some(s) = ix.streams.get(self.stream.as_str()) else { return Ok(0) };
             let mut n = 0;
             for i in lo..hi {
-                let Some(p) = s.position(i, ix.next_position)? else { break };
+                let Some(p) = s.position(i)? else { break };
                 let Some((seg, off)) = ix.locate(p)? else { break };
                 buf[n] = (seg as u32, off as u32, s.first_version + i);
                 n += 1;
