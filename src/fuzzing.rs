@@ -829,15 +829,26 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
             at = field + 20;
         }
     }
+    // Each list is a table of per-chunk CRCs (chunks of 4,096 items) followed by the items; the directory
+    // holds the table's CRC.
+    const CHUNK: usize = 4096;
     for (field, item) in entries {
-        let events = LE::read_u64(&bytes[field..field + 8]) as usize;
+        let events = (LE::read_u64(&bytes[field..field + 8]) as usize).min(bytes.len());
         let start = LE::read_u64(&bytes[field + 8..field + 16]) as usize;
-        let len = events.saturating_mul(item);
-        let (from, to) = (lists.saturating_add(start), lists.saturating_add(start).saturating_add(len));
-        if to <= bytes.len() {
-            let crc = crc32fast::hash(&bytes[from..to]);
-            LE::write_u32(&mut bytes[field + 16..field + 20], crc);
+        let chunks = events.div_ceil(CHUNK);
+        let table = lists.saturating_add(start);
+        let items = table.saturating_add(chunks * 4);
+        if items.saturating_add(events.saturating_mul(item)) > bytes.len() {
+            continue;
         }
+        for k in 0..chunks {
+            let from = items + k * CHUNK * item;
+            let to = items + ((k + 1) * CHUNK).min(events) * item;
+            let crc = crc32fast::hash(&bytes[from..to]);
+            LE::write_u32(&mut bytes[table + k * 4..table + k * 4 + 4], crc);
+        }
+        let crc = crc32fast::hash(&bytes[table..items]);
+        LE::write_u32(&mut bytes[field + 16..field + 20], crc);
     }
     let crc = crc32fast::hash(&bytes[CHECKPOINT_HEADER_LEN..lists]);
     LE::write_u32(&mut bytes[64..68], crc);
