@@ -26,7 +26,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    check_dir, check_store, child_command, emit, env_u64, random_counts, seed, Model, Plan, Rng, ScratchDir,
+    check_dir, check_store, child_command_of, emit, env_u64, private_exe, random_counts, seed, Model, Plan,
+    Rng, ScratchDir,
 };
 use common::{TestEvent, Verdict};
 use foldlog::fuzzing::{open_retrying, PlannedStream};
@@ -239,6 +240,8 @@ fn kill_loop(mode: &str, default_seed: u64) {
     let mut model = Model::new(rng.next_u64());
     let mut stats = Stats::default();
     let mut open_estimate = Duration::from_micros(800);
+    let exe_dir = ScratchDir::new("kill-exe");
+    let exe = private_exe(exe_dir.path());
     let started = Instant::now();
     for cycle in 0..cycles {
         if model.events.len() > GENERATION_EVENTS {
@@ -251,7 +254,7 @@ fn kill_loop(mode: &str, default_seed: u64) {
             panic!("mode {mode}, cycle {cycle}, FOLDLOG_SEED={seed}, dir {}: {why}", dir_path.display())
         };
         let before = model.events.len();
-        let mut child = child_command("kill_child")
+        let mut child = child_command_of(&exe, "kill_child")
             .env("FOLDLOG_KILL_DIR", dir.path())
             .env("FOLDLOG_KILL_MODE", mode)
             .env("FOLDLOG_KILL_RUN", model.run.to_string())

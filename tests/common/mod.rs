@@ -43,7 +43,20 @@ pub fn random_counts(rng: &mut Rng, max_events: u64) -> Vec<(String, usize)> {
 
 /// A command re-running this test binary, restricted to the one test `name`.
 pub fn child_command(name: &str) -> Command {
+    child_command_of(&std::env::current_exe().expect("path of the test binary"), name)
+}
+
+/// A private copy of this test binary in `dir`, for long runs: a concurrent `cargo test` replaces the
+/// binary under `target/` when it rebuilds, and a child spawned at that moment would not start.
+pub fn private_exe(dir: &std::path::Path) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("path of the test binary");
+    let copy = dir.join(exe.file_name().expect("a file name"));
+    std::fs::copy(&exe, &copy).expect("copy the test binary");
+    copy
+}
+
+/// As [`child_command`], running the binary at `exe`.
+pub fn child_command_of(exe: &std::path::Path, name: &str) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1", "-q"])
         .stdin(Stdio::null())
