@@ -216,6 +216,47 @@ pub(crate) fn allocate(file: &File, path: &Path, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The byte ranges in `[from, to)` of `file` that may hold data (`lseek` with `SEEK_DATA`/`SEEK_HOLE`): holes,
+/// including preallocated blocks never written (and not in the page cache), read as zeros and are left out.
+/// A file system without support answers with the whole range.
+pub(crate) fn data_ranges(file: &File, path: &Path, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>> {
+    check(Op::Read, path)?;
+    let fd = file.as_raw_fd();
+    let seek = |at: u64, whence: libc::c_int| -> io::Result<Option<u64>> {
+        let at = libc::off_t::try_from(at).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        // SAFETY: lseek only reads its integer arguments; the fd is valid for the borrow of `file`.
+        let r = unsafe { libc::lseek(fd, at, whence) };
+        if r >= 0 {
+            return Ok(Some(r as u64));
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+            e => Err(e),
+        }
+    };
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < to {
+        let start = match seek(at, libc::SEEK_DATA) {
+            Ok(Some(s)) => s,
+            Ok(None) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(vec![(from, to)]),
+            Err(e) => return Err(e),
+        };
+        if start >= to {
+            break;
+        }
+        let end = seek(start, libc::SEEK_HOLE)?.unwrap_or(to).min(to);
+        // Each step moves forward; a file system answering otherwise gets the whole range scanned.
+        if end <= start || start < at {
+            return Ok(vec![(from, to)]);
+        }
+        out.push((start, end));
+        at = end;
+    }
+    Ok(out)
+}
+
 /// Writes all of `buf` at `offset` with `pwrite`.
 pub(crate) fn write_at(file: &File, path: &Path, offset: u64, buf: &[u8]) -> io::Result<()> {
     check(Op::Write, path)?;

@@ -1489,16 +1489,22 @@ fn recover_last(
     if !report.clean {
         // Zero everything non-zero past the end: a crash can leave later pages of an unsynced write on disk
         // while earlier ones were lost, and such stale frames must never reappear behind new ones.
+        // Only ranges the file system reports as data can hold anything: preallocated blocks never written
+        // are holes that read as zeros, so a 64 MiB segment with a short tail costs a few pages, not a scan.
+        let ranges = sys::data_ranges(&seg.file, &path, committed_end, cap)
+            .map_err(|e| Error::io("find written ranges", &path, e))?;
         let mut discarded_to = committed_end;
-        let mut at = committed_end;
-        while at < cap {
-            let chunk_end = ((at / 4096 + 1) * 4096).min(cap);
-            if w.uncommitted(at, chunk_end).iter().any(|&b| b != 0) {
-                w.tail_mut(at, chunk_end).fill(0);
-                sys::after_map_write(&path, at, &vec![0u8; (chunk_end - at) as usize]);
-                discarded_to = chunk_end;
+        for (from, to) in ranges {
+            let mut at = from.max(committed_end);
+            while at < to {
+                let chunk_end = ((at / 4096 + 1) * 4096).min(to);
+                if w.uncommitted(at, chunk_end).iter().any(|&b| b != 0) {
+                    w.tail_mut(at, chunk_end).fill(0);
+                    sys::after_map_write(&path, at, &vec![0u8; (chunk_end - at) as usize]);
+                    discarded_to = chunk_end;
+                }
+                at = chunk_end;
             }
-            at = chunk_end;
         }
         if discarded_to > committed_end {
             report.torn_tail = Some((path.clone(), committed_end, discarded_to - committed_end));
