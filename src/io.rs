@@ -185,10 +185,31 @@ pub(crate) fn open(path: &Path, writable: bool) -> io::Result<File> {
     OpenOptions::new().read(true).write(writable).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
-/// Opens (creating if needed) the lock file.
-pub(crate) fn open_lock_file(path: &Path, create: bool) -> io::Result<File> {
+/// Opens the lock file: a writer creates it if needed; a reader opens it read-only, creates it if it is
+/// missing (a copied directory), and goes without (`None`) where it cannot be created (read-only media).
+pub(crate) fn open_lock_file(path: &Path, writable: bool) -> io::Result<Option<File>> {
     check(Op::Open, path)?;
-    OpenOptions::new().read(true).write(true).create(create).truncate(false).mode(0o600).open(path)
+    let create =
+        || OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
+    if writable {
+        return create().map(Some);
+    }
+    match OpenOptions::new().read(true).open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match create() {
+            Ok(f) => Ok(Some(f)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Takes a non-blocking flock on `file`: exclusive for writers, shared for readers. `Ok(false)` if held.

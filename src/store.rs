@@ -224,7 +224,8 @@ pub(crate) struct Inner {
     stop_flusher: AtomicBool,
     /// Set by `Store::abandon`: drop does nothing a crash would not.
     abandoned: AtomicBool,
-    _lock: File,
+    /// The held flock (`None` only for a read-only open on media where no lock file can exist).
+    _lock: Option<File>,
 }
 
 /// An open foldlog directory. `Send + Sync`: share it with `Arc`; appends are serialized internally and
@@ -1084,8 +1085,10 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     let lock_path = dir.join(LOCK_FILE);
     let lock =
         sys::open_lock_file(&lock_path, writable).map_err(|e| Error::io("open lock file", &lock_path, e))?;
-    if !sys::try_lock(&lock, &lock_path, writable).map_err(|e| Error::io("lock", &lock_path, e))? {
-        return Err(Error::Locked { path: dir.to_path_buf() });
+    if let Some(lock) = &lock {
+        if !sys::try_lock(lock, &lock_path, writable).map_err(|e| Error::io("lock", &lock_path, e))? {
+            return Err(Error::Locked { path: dir.to_path_buf() });
+        }
     }
     let mut listing = list(dir)?;
     if writable {
@@ -1234,7 +1237,7 @@ fn build_inner(
     index: Index,
     writer: Option<Writer>,
     report: RecoveryReport,
-    lock: File,
+    lock: Option<File>,
 ) -> Inner {
     let next = index.next_position;
     let durable = writer.as_ref().map_or(next, |w| {
@@ -1486,6 +1489,18 @@ fn recover_last(
     index.segments[slot].end = committed_end;
     let Some(mut w) = map_writer.take() else { return Ok(None) };
     let mut synced_end = if report.clean { committed_end } else { durable.min(committed_end) };
+    if !report.clean && synced_end < committed_end {
+        // The frames past the durable point were read from the page cache, but after a failed fsync the kernel
+        // may have marked pages clean that never reached the disk, and it would never write them again: a
+        // later sync would then vouch for bytes the disk lacks. Touching every such page makes it dirty, so
+        // the next sync writes what this open accepted.
+        let from = synced_end / 4096 * 4096;
+        let first = from.max(SEGMENT_HEADER_LEN);
+        for page in w.tail_mut(first, committed_end).chunks_mut(4096) {
+            let b = std::hint::black_box(page[0]);
+            page[0] = b;
+        }
+    }
     if !report.clean {
         // Zero everything non-zero past the end: a crash can leave later pages of an unsynced write on disk
         // while earlier ones were lost, and such stale frames must never reappear behind new ones.

@@ -318,6 +318,20 @@ fn a_second_opener_is_refused_until_the_first_is_dropped() {
     Store::open(dir.path()).unwrap();
 }
 
+/// A copied directory has no LOCK file; a read-only open (`foldlog stat`, `verify`) still works and then
+/// holds a shared lock like any other reader.
+#[test]
+fn a_read_only_open_of_a_directory_without_a_lock_file_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(8192)).unwrap();
+    store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
+    store.close().unwrap();
+    std::fs::remove_file(dir.path().join("LOCK")).unwrap();
+    let ro = Store::open_with(dir.path(), Options { read_only: true, ..opts(8192) }).unwrap();
+    assert_eq!(ro.read_all(0).count(), 1);
+    assert!(matches!(Store::open_with(dir.path(), opts(8192)), Err(Error::Locked { .. })));
+}
+
 #[test]
 fn not_a_foldlog_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
