@@ -797,6 +797,7 @@ mod tests {
 
     /// The fuzzers' forger (`fuzzing::fix_checkpoint_crcs`) must keep up with this layout, or forged
     /// checkpoints would only ever test the CRC checks.
+    #[cfg(feature = "testing")]
     #[test]
     fn the_fuzzers_forger_recomputes_every_crc() {
         let mut ix = Index::new(0);

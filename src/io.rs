@@ -3,8 +3,9 @@
 //! That gives the crash tests two hooks on the real calls (never a fake file system): a failpoint that fails
 //! the Nth call under a directory with an OS error, once or from then on, and a recorder of persistence events
 //! (writes with their bytes, syncs, creates, renames, removes) from which power-loss images are built.
-//! Both are scoped by directory so tests running in parallel threads do not disturb each other, and cost one
-//! relaxed atomic load per call when unused.
+//! Both are scoped by directory so tests running in parallel threads do not disturb each other, and exist only
+//! with the `testing` feature (the test suite and the fuzzers turn it on): a normal build calls the OS and
+//! nothing else.
 
 #![allow(unsafe_code)]
 
@@ -13,8 +14,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The kinds of I/O call, for failpoints and the persistence-event record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +45,7 @@ pub enum Op {
 
 /// One persistence-relevant event, as recorded for crash-image tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub enum PersistEvent {
     /// A new, empty file was created.
     Create(PathBuf),
@@ -62,114 +63,138 @@ pub enum PersistEvent {
     Remove(PathBuf),
 }
 
-/// A failpoint plan: fail calls under `dir`.
-#[derive(Clone, Debug)]
-pub struct FaultPlan {
-    /// Only calls on paths under this directory count.
-    pub dir: PathBuf,
-    /// Fail the call with this 1-based number (counting only calls of `ops`, if given).
-    pub nth: u64,
-    /// Fail every counted call from the `nth` on, not just the `nth`.
-    pub persistent: bool,
-    /// The OS error to return, e.g. `libc::EIO` or `libc::ENOSPC`.
-    pub errno: i32,
-    /// Count only these kinds of call (`None`: all).
-    pub ops: Option<Vec<Op>>,
-}
+#[cfg(feature = "testing")]
+use hooks::{check, record};
+#[cfg(feature = "testing")]
+pub use hooks::{testing, FaultPlan};
 
-struct Armed {
-    plan: FaultPlan,
-    seen: u64,
-    failed: u64,
-}
+/// The failpoints and the recorder (`testing` feature only).
+#[cfg(feature = "testing")]
+mod hooks {
+    use super::{Op, PersistEvent};
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
 
-#[derive(Default)]
-struct Hooks {
-    faults: Vec<Armed>,
-    recorders: Vec<(PathBuf, Vec<PersistEvent>)>,
-}
-
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-static HOOKS: Mutex<Option<Hooks>> = Mutex::new(None);
-
-fn with_hooks<R>(f: impl FnOnce(&mut Hooks) -> R) -> R {
-    let mut guard = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
-    let hooks = guard.get_or_insert_with(Hooks::default);
-    let r = f(hooks);
-    ACTIVE.store(!hooks.faults.is_empty() || !hooks.recorders.is_empty(), Ordering::Release);
-    r
-}
-
-/// Test hooks: failpoints and persistence recording. Not part of the stable API.
-#[doc(hidden)]
-pub mod testing {
-    use super::*;
-
-    /// Arms a failpoint; replaces any plan for the same directory.
-    pub fn arm(plan: FaultPlan) {
-        with_hooks(|h| {
-            h.faults.retain(|a| a.plan.dir != plan.dir);
-            h.faults.push(Armed { plan, seen: 0, failed: 0 });
-        });
+    /// A failpoint plan: fail calls under `dir`.
+    #[derive(Clone, Debug)]
+    pub struct FaultPlan {
+        /// Only calls on paths under this directory count.
+        pub dir: PathBuf,
+        /// Fail the call with this 1-based number (counting only calls of `ops`, if given).
+        pub nth: u64,
+        /// Fail every counted call from the `nth` on, not just the `nth`.
+        pub persistent: bool,
+        /// The OS error to return, e.g. `libc::EIO` or `libc::ENOSPC`.
+        pub errno: i32,
+        /// Count only these kinds of call (`None`: all).
+        pub ops: Option<Vec<Op>>,
     }
 
-    /// Disarms the failpoint for `dir`; returns (calls counted, calls failed).
-    pub fn disarm(dir: &Path) -> (u64, u64) {
+    struct Armed {
+        plan: FaultPlan,
+        seen: u64,
+        failed: u64,
+    }
+
+    #[derive(Default)]
+    struct Hooks {
+        faults: Vec<Armed>,
+        recorders: Vec<(PathBuf, Vec<PersistEvent>)>,
+    }
+
+    static ACTIVE: AtomicBool = AtomicBool::new(false);
+    static HOOKS: Mutex<Option<Hooks>> = Mutex::new(None);
+
+    fn with_hooks<R>(f: impl FnOnce(&mut Hooks) -> R) -> R {
+        let mut guard = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+        let hooks = guard.get_or_insert_with(Hooks::default);
+        let r = f(hooks);
+        ACTIVE.store(!hooks.faults.is_empty() || !hooks.recorders.is_empty(), Ordering::Release);
+        r
+    }
+
+    /// Test hooks: failpoints and persistence recording. Not part of the stable API.
+    pub mod testing {
+        use super::*;
+
+        /// Arms a failpoint; replaces any plan for the same directory.
+        pub fn arm(plan: FaultPlan) {
+            with_hooks(|h| {
+                h.faults.retain(|a| a.plan.dir != plan.dir);
+                h.faults.push(Armed { plan, seen: 0, failed: 0 });
+            });
+        }
+
+        /// Disarms the failpoint for `dir`; returns (calls counted, calls failed).
+        pub fn disarm(dir: &Path) -> (u64, u64) {
+            with_hooks(|h| {
+                let found = h.faults.iter().find(|a| a.plan.dir == dir).map(|a| (a.seen, a.failed));
+                h.faults.retain(|a| a.plan.dir != dir);
+                found.unwrap_or((0, 0))
+            })
+        }
+
+        /// Starts recording persistence events under `dir`.
+        pub fn record(dir: &Path) {
+            with_hooks(|h| {
+                h.recorders.retain(|(d, _)| d != dir);
+                h.recorders.push((dir.to_path_buf(), Vec::new()));
+            });
+        }
+
+        /// Stops recording under `dir` and returns what was recorded.
+        pub fn take_recording(dir: &Path) -> Vec<PersistEvent> {
+            with_hooks(|h| {
+                let pos = h.recorders.iter().position(|(d, _)| d == dir);
+                pos.map(|i| h.recorders.swap_remove(i).1).unwrap_or_default()
+            })
+        }
+    }
+
+    /// Counts the call against an armed failpoint and fails it if the plan says so.
+    pub(super) fn check(op: Op, path: &Path) -> io::Result<()> {
+        if !ACTIVE.load(Ordering::Acquire) {
+            return Ok(());
+        }
         with_hooks(|h| {
-            let found = h.faults.iter().find(|a| a.plan.dir == dir).map(|a| (a.seen, a.failed));
-            h.faults.retain(|a| a.plan.dir != dir);
-            found.unwrap_or((0, 0))
+            for a in h.faults.iter_mut().filter(|a| path.starts_with(&a.plan.dir)) {
+                if a.plan.ops.as_ref().is_some_and(|ops| !ops.contains(&op)) {
+                    continue;
+                }
+                a.seen += 1;
+                if a.seen == a.plan.nth || (a.plan.persistent && a.seen > a.plan.nth) {
+                    a.failed += 1;
+                    return Err(io::Error::from_raw_os_error(a.plan.errno));
+                }
+            }
+            Ok(())
         })
     }
 
-    /// Starts recording persistence events under `dir`.
-    pub fn record(dir: &Path) {
+    /// Records a persistence event if a recorder covers `path`.
+    pub(super) fn record(path: &Path, event: impl FnOnce() -> PersistEvent) {
+        if !ACTIVE.load(Ordering::Acquire) {
+            return;
+        }
         with_hooks(|h| {
-            h.recorders.retain(|(d, _)| d != dir);
-            h.recorders.push((dir.to_path_buf(), Vec::new()));
+            if let Some((_, events)) = h.recorders.iter_mut().find(|(d, _)| path.starts_with(d)) {
+                events.push(event());
+            }
         });
     }
-
-    /// Stops recording under `dir` and returns what was recorded.
-    pub fn take_recording(dir: &Path) -> Vec<PersistEvent> {
-        with_hooks(|h| {
-            let pos = h.recorders.iter().position(|(d, _)| d == dir);
-            pos.map(|i| h.recorders.swap_remove(i).1).unwrap_or_default()
-        })
-    }
 }
 
-/// Counts the call against an armed failpoint and fails it if the plan says so.
-fn check(op: Op, path: &Path) -> io::Result<()> {
-    if !ACTIVE.load(Ordering::Acquire) {
-        return Ok(());
-    }
-    with_hooks(|h| {
-        for a in h.faults.iter_mut().filter(|a| path.starts_with(&a.plan.dir)) {
-            if a.plan.ops.as_ref().is_some_and(|ops| !ops.contains(&op)) {
-                continue;
-            }
-            a.seen += 1;
-            if a.seen == a.plan.nth || (a.plan.persistent && a.seen > a.plan.nth) {
-                a.failed += 1;
-                return Err(io::Error::from_raw_os_error(a.plan.errno));
-            }
-        }
-        Ok(())
-    })
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+fn check(_op: Op, _path: &Path) -> io::Result<()> {
+    Ok(())
 }
 
-/// Records a persistence event if a recorder covers `path`.
-fn record(path: &Path, event: impl FnOnce() -> PersistEvent) {
-    if !ACTIVE.load(Ordering::Acquire) {
-        return;
-    }
-    with_hooks(|h| {
-        if let Some((_, events)) = h.recorders.iter_mut().find(|(d, _)| path.starts_with(d)) {
-            events.push(event());
-        }
-    });
-}
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+fn record(_path: &Path, _event: impl FnOnce() -> PersistEvent) {}
 
 /// Creates a new file (failing if it exists), mode 0600.
 pub(crate) fn create_new(path: &Path) -> io::Result<File> {

@@ -31,10 +31,17 @@
 mod aggregate;
 mod error;
 mod format;
+mod index;
+// Test hooks (failpoints, the persistence recorder, the crash oracle and fuzz bodies) exist only with the
+// `testing` feature, which the test suite and the fuzzers turn on.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod index;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod io;
+#[cfg(not(feature = "testing"))]
+mod io;
 mod map;
 mod options;
 mod read;
