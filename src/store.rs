@@ -204,6 +204,37 @@ struct Writer {
     offsets: Vec<(u64, u64)>,
 }
 
+impl Writer {
+    /// A writer for segment slot `seg` whose frames end at `end`, with nothing pending.
+    fn new(
+        seg: usize,
+        map: MapWriter,
+        end: u64,
+        next_position: u64,
+        synced_end: u64,
+        slot: DurableSlot,
+        clean_on_disk: bool,
+    ) -> Writer {
+        Writer {
+            seg,
+            map,
+            end,
+            next_position,
+            synced_end,
+            slot,
+            clean_on_disk,
+            pending_appends: 0,
+            pending_bytes: 0,
+            pending_since: None,
+            bytes_since_checkpoint: 0,
+            scratch: Envelope::default(),
+            last_checkpoint_bytes: 0,
+            plan: Vec::new(),
+            offsets: Vec::new(),
+        }
+    }
+}
+
 pub(crate) struct Inner {
     dir: PathBuf,
     options: Options,
@@ -1131,23 +1162,8 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
         report.segments = 1;
         report.clean = true;
         report.elapsed = started.elapsed();
-        let writer = Writer {
-            seg: 0,
-            map,
-            end: SEGMENT_HEADER_LEN,
-            next_position: 0,
-            synced_end: SEGMENT_HEADER_LEN,
-            slot: DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 },
-            clean_on_disk: false,
-            pending_appends: 0,
-            pending_bytes: 0,
-            pending_since: None,
-            bytes_since_checkpoint: 0,
-            scratch: Envelope::default(),
-            last_checkpoint_bytes: 0,
-            plan: Vec::new(),
-            offsets: Vec::new(),
-        };
+        let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
+        let writer = Writer::new(0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
         return Ok(build_inner(dir, options, log_id, segments, index, Some(writer), report, lock));
     }
 
@@ -1539,21 +1555,5 @@ fn recover_last(
         next_position: seg.header.base_position,
         flags: 0,
     });
-    Ok(Some(Writer {
-        seg: slot,
-        map: w,
-        end: committed_end,
-        next_position: index.next_position,
-        synced_end,
-        slot: slot_rec,
-        clean_on_disk: clean_slot,
-        pending_appends: 0,
-        pending_bytes: 0,
-        pending_since: None,
-        bytes_since_checkpoint: 0,
-        scratch: Envelope::default(),
-        last_checkpoint_bytes: 0,
-        plan: Vec::new(),
-        offsets: Vec::new(),
-    }))
+    Ok(Some(Writer::new(slot, w, committed_end, index.next_position, synced_end, slot_rec, clean_slot)))
 }
