@@ -625,7 +625,9 @@ pub(crate) fn decode_checkpoint(
         let list = (count > 0).then(|| saved(&source, data_start.saturating_add(at), count, crc, end));
         index.segments.push(SegIndex { base, end, saved: list, saved_count: count, offsets: Vec::new() });
     }
-    for _ in 0..r.count(32).ok_or_else(bad)? {
+    let streams = r.count(32).ok_or_else(bad)?;
+    index.streams.reserve(streams);
+    for _ in 0..streams {
         let id = r.str().ok_or_else(bad)?;
         let (first, count, at, crc) = (r.u64(), r.u64(), r.u64(), r.u32());
         let (Some(first_version), Some(count), Some(at), Some(crc)) = (first, count, at, crc) else {
