@@ -13,7 +13,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use byteorder::{ByteOrder, LittleEndian as LE, WriteBytesExt};
+use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::format::{CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION};
@@ -88,7 +88,7 @@ impl Item for u32 {
         LE::read_u32(b)
     }
     fn put(self, out: &mut Vec<u8>) {
-        out.write_u32::<LE>(self).expect("vec write");
+        put_u32(out, self);
     }
 }
 
@@ -98,7 +98,7 @@ impl Item for u64 {
         LE::read_u64(b)
     }
     fn put(self, out: &mut Vec<u8>) {
-        out.write_u64::<LE>(self).expect("vec write");
+        put_u64(out, self);
     }
 }
 
@@ -478,7 +478,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         put_u64(w, s.end);
         put_u64(w, s.len());
         put_u64(w, start);
-        w.write_u32::<LE>(crc).expect("vec write");
+        put_u32(w, crc);
     }
     put_u64(w, stream_entries.len() as u64);
     for &(id, s, start, crc) in &stream_entries {
@@ -486,7 +486,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         put_u64(w, s.first_version);
         put_u64(w, s.len());
         put_u64(w, start);
-        w.write_u32::<LE>(crc).expect("vec write");
+        put_u32(w, crc);
     }
     let mut consumers: Vec<(&Box<str>, &u64)> = index.consumers.iter().collect();
     consumers.sort_unstable();
@@ -518,11 +518,19 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
 }
 
 fn put_u64(w: &mut Vec<u8>, v: u64) {
-    w.write_u64::<LE>(v).expect("vec write");
+    let mut b = [0u8; 8];
+    LE::write_u64(&mut b, v);
+    w.extend_from_slice(&b);
+}
+
+fn put_u32(w: &mut Vec<u8>, v: u32) {
+    let mut b = [0u8; 4];
+    LE::write_u32(&mut b, v);
+    w.extend_from_slice(&b);
 }
 
 fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
-    w.write_u32::<LE>(b.len() as u32).expect("vec write");
+    put_u32(w, b.len() as u32);
     w.extend_from_slice(b);
 }
 
