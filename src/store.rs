@@ -587,6 +587,10 @@ impl Inner {
             return Err(Error::corrupt(&self.dir, 0, "rebuilt index disagrees with the log's end"));
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        if !self.options.read_only {
+            // As at open: the checkpoint that failed must not be trusted by a later open.
+            remove_checkpoint(&self.dir)?;
+        }
         let mut report = self.report.write().unwrap_or_else(|e| e.into_inner());
         report.checkpoint =
             CheckpointUse::Rebuilt(format!("{reason} (found after open; rebuilt from the log)"));
@@ -1201,6 +1205,12 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
         report.checkpoint = CheckpointUse::Used(index.next_position);
         debug_assert!(index.segments.last().is_none_or(|s| s.base == r.segment_base));
     }
+    let refused = matches!(report.checkpoint, CheckpointUse::Rebuilt(_));
+    if refused && writable {
+        // A refused checkpoint must not survive to be judged again: a later open, after the log changed
+        // under it (a cut tail, say), could find it fitting and trust what was refused once.
+        remove_checkpoint(dir)?;
+    }
 
     let mut writer = None;
     for (i, seg) in opened.into_iter().enumerate() {
@@ -1280,6 +1290,16 @@ fn build_inner(
         stop_flusher: AtomicBool::new(false),
         abandoned: AtomicBool::new(false),
         _lock: lock,
+    }
+}
+
+/// Removes the checkpoint (already gone is fine) and makes the removal durable.
+fn remove_checkpoint(dir: &Path) -> Result<()> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match sys::remove(&path) {
+        Ok(()) => sys::sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove refused checkpoint", &path, e)),
     }
 }
 

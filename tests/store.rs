@@ -751,6 +751,31 @@ fn a_corrupt_or_stale_checkpoint_is_rebuilt_not_trusted() {
     assert_eq!(store.read_stream("s0", 0).last().unwrap().unwrap().payload(), b"late");
 }
 
+/// Regression (found by the `dir_damage` fuzz target; input kept in `fuzz/regressions/dir_damage/`). What
+/// broke: a checkpoint refused at open stayed on disk, and a clean close with nothing appended did not replace
+/// it; after the log changed under it (the torn tail cut by that open), the next open found it fitting and
+/// trusted a forged stream id it had refused before. Now a writable open removes a refused checkpoint (and a
+/// late refusal removes it too), so close writes a fresh one and no later open judges the bad one again.
+#[test]
+fn regression_a_refused_checkpoint_is_removed_not_judged_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(8192)).unwrap();
+    for i in 0..20u64 {
+        store.append(&format!("s{}", i % 3), ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
+    }
+    store.close().unwrap();
+    let ckpt = dir.path().join("index.ckpt");
+    std::fs::write(&ckpt, b"refused").unwrap();
+    let store = Store::open_with(dir.path(), opts(8192)).unwrap();
+    assert!(matches!(store.recovery_report().checkpoint, CheckpointUse::Rebuilt(_)));
+    assert!(!ckpt.exists(), "a refused checkpoint is removed at open");
+    store.close().unwrap();
+    assert!(ckpt.exists(), "close writes a fresh one");
+    let store = Store::open_with(dir.path(), opts(8192)).unwrap();
+    assert_eq!(store.recovery_report().checkpoint, CheckpointUse::Used(20));
+    assert_eq!(store.streams(), ["s0", "s1", "s2"]);
+}
+
 /// Under `Durability::Always` every returned append is durable; under group commit the durable watermark
 /// moves at the group's bounds; `sync` makes everything durable.
 #[test]
