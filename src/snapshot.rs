@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use byteorder::{ByteOrder, LittleEndian as LE};
 use rkyv::util::AlignedVec;
 
 use crate::aggregate::Aggregate;
@@ -133,12 +134,13 @@ pub(crate) fn encode(stream: &str, meta: &SnapshotMeta, state: &[u8]) -> Vec<u8>
     out
 }
 
+// Callers read only offsets inside the fixed header, after checking the input holds all of it.
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+    LE::read_u32(&b[at..at + 4])
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    LE::read_u64(&b[at..at + 8])
 }
 
 /// Checks every field of a snapshot file against `stream` and returns its header and state. Never panics

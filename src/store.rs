@@ -827,15 +827,17 @@ impl Inner {
                 let p0 = position;
                 for (i, e) in s.events.iter().enumerate() {
                     let &(off, len) = frame.next().expect("one frame per event");
-                    ix.add_event(
-                        FrameAt { seg: w.seg, offset: off, len },
-                        s.stream,
-                        v0 + i as u64,
-                        position,
-                        e.event_id,
-                    )
-                    .map_err(|_| Error::InvalidArgument("stream version bookkeeping".into()))
-                    .expect("versions were checked under the writer lock");
+                    let added = ix
+                        .add_event(
+                            FrameAt { seg: w.seg, offset: off, len },
+                            s.stream,
+                            v0 + i as u64,
+                            position,
+                            e.event_id,
+                        )
+                        .is_ok();
+                    // Invariant: the versions were computed from the index under the writer lock.
+                    assert!(added, "stream versions follow the index");
                     position += 1;
                 }
                 let n = s.events.len() as u64;
