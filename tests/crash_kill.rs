@@ -254,13 +254,14 @@ fn kill_loop(mode: &str, default_seed: u64) {
             panic!("mode {mode}, cycle {cycle}, FOLDLOG_SEED={seed}, dir {}: {why}", dir_path.display())
         };
         let before = model.events.len();
-        let mut child = child_command_of(&exe, "kill_child")
-            .env("FOLDLOG_KILL_DIR", dir.path())
-            .env("FOLDLOG_KILL_MODE", mode)
-            .env("FOLDLOG_KILL_RUN", model.run.to_string())
-            .env("FOLDLOG_KILL_SEED", rng.next_u64().to_string())
-            .spawn()
-            .expect("spawn child");
+        let mut child = common::spawn_retrying(
+            child_command_of(&exe, "kill_child")
+                .env("FOLDLOG_KILL_DIR", dir.path())
+                .env("FOLDLOG_KILL_MODE", mode)
+                .env("FOLDLOG_KILL_RUN", model.run.to_string())
+                .env("FOLDLOG_KILL_SEED", rng.next_u64().to_string()),
+        )
+        .expect("spawn child");
         let rx = spawn_reader(child.stdout.take().expect("stdout pipe"));
         let mut lines = Vec::new();
         // The harness prints a few lines of its own first; ours start with a tag.

@@ -79,12 +79,13 @@ fn env_child() {
 }
 
 fn child(role: &str, dir: &Path) -> std::process::Child {
-    child_command("env_child")
-        .env("FOLDLOG_ENV_ROLE", role)
-        .env("FOLDLOG_ENV_DIR", dir)
-        .env("FOLDLOG_ENV_RUN", "77")
-        .spawn()
-        .expect("spawn child")
+    common::spawn_retrying(
+        child_command("env_child")
+            .env("FOLDLOG_ENV_ROLE", role)
+            .env("FOLDLOG_ENV_DIR", dir)
+            .env("FOLDLOG_ENV_RUN", "77"),
+    )
+    .expect("spawn child")
 }
 
 fn child_says(role: &str, dir: &Path) -> String {

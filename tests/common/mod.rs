@@ -65,6 +65,22 @@ pub fn child_command_of(exe: &std::path::Path, name: &str) -> Command {
     cmd
 }
 
+/// Spawns `cmd`, retrying for a while on `ETXTBSY`: exec of the test binary itself fails with "text file
+/// busy" while anything still holds the freshly linked executable open for writing (seen here right after a
+/// rebuild). Any other error is returned at once.
+pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Writes one whole line to the process's stdout pipe. The line (below `PIPE_BUF`) leaves in a single
 /// `write`, so a parent reading the pipe sees every line the child finished and nothing half-written, even
 /// when the child is killed right after. `io::stdout` is not captured by the test harness.
