@@ -5,7 +5,7 @@
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 /// Version of the on-disk format written by this code; any byte layout change bumps it.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// First 8 bytes of every segment file: ASCII `FOLDSEG` and a zero byte.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FOLDSEG\0";
@@ -19,6 +19,11 @@ const SLOT_A_OFFSET: usize = 64;
 pub const SLOT_LEN: usize = 32;
 /// Slot flag: written by a clean close; nothing was stored at or after `durable_end`.
 pub const SLOT_FLAG_CLEAN: u32 = 1;
+/// Slot flag: written by a roll once the next segment exists; nothing follows `durable_end` here, and a
+/// segment with the next sequence number must exist.
+pub const SLOT_FLAG_SEALED: u32 = 2;
+/// Every slot flag this version knows.
+const SLOT_FLAGS_KNOWN: u32 = SLOT_FLAG_CLEAN | SLOT_FLAG_SEALED;
 /// Largest `seq` a valid durable slot may carry.
 pub const SLOT_SEQ_MAX: u64 = 1 << 62;
 
@@ -38,12 +43,17 @@ pub const CHECKPOINT_MAGIC: [u8; 8] = *b"FOLDIDX\0";
 /// Size of the checkpoint header; the body follows it.
 pub const CHECKPOINT_HEADER_LEN: usize = 80;
 
+/// Largest stream version: 2^63 − 2, so that a version and the one after it (the end of a version range,
+/// the next expected version) both fit a signed 64-bit integer, as SQL and most languages hold them. An append
+/// that would go past it is refused before anything is written; a larger version found on disk is corruption.
+pub const STREAM_VERSION_MAX: u64 = i64::MAX as u64 - 1;
+
 /// Longest stream id, in bytes.
 pub const STREAM_ID_BYTES_MAX: usize = 1024;
 /// Longest event type name (and consumer name), in bytes.
 pub const NAME_BYTES_MAX: usize = 256;
 
-/// Segment file names: 20 digits of base position + this extension.
+/// Segment file names: 20 digits of base position, `-`, 10 digits of sequence number, then this extension.
 pub const SEGMENT_EXTENSION: &str = "seg";
 /// The index checkpoint's file name.
 pub const CHECKPOINT_FILE: &str = "index.ckpt";
@@ -54,18 +64,33 @@ const _: () = assert!(SEGMENT_HEADER_LEN as usize == SEGMENT_FIXED_LEN + 2 * SLO
 const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
 const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
 
-/// The file name of the segment whose first event is `base`.
-pub fn segment_file_name(base: u64) -> String {
-    format!("{base:020}.{SEGMENT_EXTENSION}")
+/// What a segment's file name says: its base position and its sequence number in the log.
+///
+/// Two segments may share a base (one that holds only consumer-position frames takes no position), never a
+/// sequence number, so the pair names a segment uniquely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SegmentName {
+    /// Global position of the segment's first event (or of the next event, if it holds none).
+    pub base: u64,
+    /// The segment's number: 0 for the log's first, one more for each later one.
+    pub seq: u32,
 }
 
-/// The base position named by a segment file name, or `None` if the name is not a segment's.
-pub fn parse_segment_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".seg")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+/// The file name of segment number `seq`, whose first event is `base`.
+pub fn segment_file_name(base: u64, seq: u32) -> String {
+    format!("{base:020}-{seq:010}.{SEGMENT_EXTENSION}")
+}
+
+/// The base position and sequence number named by a segment file name, or `None` if the name is not a
+/// segment's.
+pub fn parse_segment_file_name(name: &str) -> Option<SegmentName> {
+    let stem = name.strip_suffix(".seg")?;
+    let (base, seq) = stem.split_once('-')?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(base, 20) || !digits(seq, 10) {
         return None;
     }
-    digits.parse().ok()
+    Some(SegmentName { base: base.parse().ok()?, seq: seq.parse().ok()? })
 }
 
 /// Rounds a body length up to the frame alignment.
@@ -83,8 +108,10 @@ pub fn frame_len(body_len: u64) -> u64 {
 pub struct SegmentHeader {
     /// Random id shared by every segment of one log.
     pub log_id: [u8; 16],
-    /// Global position of the segment's first event.
+    /// Global position of the segment's first event (of the next event if it holds none).
     pub base_position: u64,
+    /// The segment's sequence number: 0 for the first segment of the log, one more for each later one.
+    pub seq: u32,
     /// File size in bytes.
     pub capacity: u64,
     /// Creation time, microseconds since the Unix epoch.
@@ -115,6 +142,7 @@ impl SegmentHeader {
         LE::write_u64(&mut b[32..40], self.base_position);
         LE::write_u64(&mut b[40..48], self.capacity);
         LE::write_i64(&mut b[48..56], self.created_micros);
+        LE::write_u32(&mut b[56..60], self.seq);
         let crc = crc32fast::hash(&b[0..60]);
         LE::write_u32(&mut b[60..64], crc);
         b
@@ -132,10 +160,7 @@ impl SegmentHeader {
             // A newer writer may have changed the header too, so the version is judged before the CRC.
             return Err(if crc_ok { HeaderProblem::Version(version) } else { HeaderProblem::Damaged });
         }
-        if !crc_ok
-            || u64::from(LE::read_u32(&b[12..16])) != SEGMENT_HEADER_LEN
-            || LE::read_u32(&b[56..60]) != 0
-        {
+        if !crc_ok || u64::from(LE::read_u32(&b[12..16])) != SEGMENT_HEADER_LEN {
             return Err(HeaderProblem::Damaged);
         }
         let mut log_id = [0u8; 16];
@@ -145,6 +170,7 @@ impl SegmentHeader {
             base_position: LE::read_u64(&b[32..40]),
             capacity: LE::read_u64(&b[40..48]),
             created_micros: LE::read_i64(&b[48..56]),
+            seq: LE::read_u32(&b[56..60]),
         })
     }
 }
@@ -193,7 +219,7 @@ impl DurableSlot {
         };
         // A writer starts at 1 and adds one per sync, so it never gets near 2^62 (146,000 years at one sync a
         // microsecond); a larger `seq` was not written by foldlog, and trusting it would overflow `seq + 1`.
-        (slot.seq > 0 && slot.seq <= SLOT_SEQ_MAX && slot.flags & !SLOT_FLAG_CLEAN == 0).then_some(slot)
+        (slot.seq > 0 && slot.seq <= SLOT_SEQ_MAX && slot.flags & !SLOT_FLAGS_KNOWN == 0).then_some(slot)
     }
 
     /// The newest valid slot of a segment header, or `None` if neither slot holds a valid record.
@@ -259,12 +285,16 @@ mod tests {
 
     #[test]
     fn segment_names_sort_and_round_trip() {
-        assert_eq!(segment_file_name(0), "00000000000000000000.seg");
-        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
-        assert_eq!(parse_segment_file_name("0000000000000000001.seg"), None);
-        assert_eq!(parse_segment_file_name("0000000000000000000a.seg"), None);
-        assert_eq!(parse_segment_file_name("00000000000000000001.seg.tmp"), None);
-        assert!(segment_file_name(9) < segment_file_name(10));
+        assert_eq!(segment_file_name(0, 0), "00000000000000000000-0000000000.seg");
+        let max = SegmentName { base: u64::MAX, seq: u32::MAX };
+        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX, u32::MAX)), Some(max));
+        assert_eq!(parse_segment_file_name("00000000000000000000.seg"), None, "a version 1 name");
+        assert_eq!(parse_segment_file_name("0000000000000000001-0000000000.seg"), None);
+        assert_eq!(parse_segment_file_name("0000000000000000000a-0000000000.seg"), None);
+        assert_eq!(parse_segment_file_name("00000000000000000000-9999999999.seg"), None, "seq past u32");
+        assert_eq!(parse_segment_file_name("00000000000000000001-0000000000.seg.tmp"), None);
+        assert!(segment_file_name(9, 3) < segment_file_name(10, 2));
+        assert!(segment_file_name(9, 3) < segment_file_name(9, 4));
     }
 
     #[test]
@@ -274,7 +304,13 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_damage() {
-        let h = SegmentHeader { log_id: [7; 16], base_position: 42, capacity: 1 << 20, created_micros: 5 };
+        let h = SegmentHeader {
+            log_id: [7; 16],
+            base_position: 42,
+            seq: 3,
+            capacity: 1 << 20,
+            created_micros: 5,
+        };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         for i in 0..64 {

@@ -26,9 +26,11 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 use rkyv::util::AlignedVec;
 
 use crate::format::{
-    frame_crc, frame_len, segment_file_name, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN,
-    CHECKPOINT_MAGIC, FORMAT_VERSION, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
+    frame_crc, frame_len, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC,
+    FORMAT_VERSION, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
 };
+/// Segment file names, for tests that damage, rename or plant files by name.
+pub use crate::format::{parse_segment_file_name, segment_file_name, SegmentName};
 use crate::index::{encode_checkpoint, FrameAt, Index, SegIndex};
 use crate::record::{decode_frame, encode_event, Body, Envelope};
 use crate::{
@@ -818,9 +820,10 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
                 let Some(n) = read(bytes, at, 4).map(|b| LE::read_u32(&b) as usize) else { break 'walk };
                 at += 4 + n;
             } else {
-                at += 16;
+                // base (8), seq (4), end (8).
+                at += 20;
             }
-            // first_version or end (8), then events (8), at (8), crc (4).
+            // Streams: first_version (8); then events (8), at (8), crc (4).
             let field = if section == 1 { at + 8 } else { at };
             if read(bytes, field, 20).is_none() {
                 break 'walk;
@@ -909,8 +912,8 @@ pub fn frame_decode(data: &[u8]) {
                 Body::Consumer(..) => panic!("event came back as a consumer frame"),
             }
         }
-        Body::Consumer(name, position) => {
-            let _ = (name.len(), position);
+        Body::Consumer(c) => {
+            let _ = (c.name.len(), c.position, c.segment, c.offset);
         }
     }
 }
@@ -985,7 +988,7 @@ pub fn segment_open(data: &[u8]) {
         fix_segment_crcs(&mut file);
     }
     let dir = ScratchDir::new("segment-open");
-    std::fs::write(dir.path().join(segment_file_name(0)), &file).expect("write segment");
+    std::fs::write(dir.path().join(segment_file_name(0, 0)), &file).expect("write segment");
     // No checkpoint here: every frame is scanned by open, so versions must be contiguous even when forged.
     let _ = open_three_ways(dir.path(), &small_options(false), true);
 }
@@ -1044,7 +1047,7 @@ fn foreign_frames() -> &'static Vec<Vec<u8>> {
         let mut b = Bytes::new(&[12, 0, 1, 2, 8, 3, 1, 9, 2, 0, 3, 1, 2, 0, 0, 4, 1, 2]);
         run_workload(dir.path(), &mut b, 0xF0E1);
         let mut frames = Vec::new();
-        if let Ok(bytes) = std::fs::read(dir.path().join(segment_file_name(0))) {
+        if let Ok(bytes) = std::fs::read(dir.path().join(segment_file_name(0, 0))) {
             for (off, len) in segment_frames(&bytes) {
                 frames.push(bytes[off..off + len].to_vec());
             }
@@ -1432,7 +1435,7 @@ pub fn sample_log(script: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
 /// of hostile files that need a checkpoint describing frames where no writer would put them.
 pub fn checkpoint_for(log_id: [u8; 16], events: &[(&str, u64, u64, u64)]) -> Vec<u8> {
     let mut ix = Index::new(0);
-    ix.segments.push(SegIndex::new(0, SEGMENT_HEADER_LEN));
+    ix.segments.push(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
     for (p, &(stream, version, offset, len)) in events.iter().enumerate() {
         let at = FrameAt { seg: 0, offset, len };
         assert!(ix.add_event(at, stream, version, p as u64, None).is_ok(), "versions follow");

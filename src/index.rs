@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::error::{Error, ExpectedVersion, Result};
-use crate::format::{CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION};
+use crate::format::{CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION, STREAM_VERSION_MAX};
 use crate::io as sys;
 
 /// Entries per block of a [`Positions`] list.
@@ -210,6 +210,8 @@ fn put_list<E: Item>(data: &mut Vec<u8>, items: &[E]) -> (u64, u32) {
 #[derive(Debug)]
 pub(crate) struct SegIndex {
     pub base: u64,
+    /// The segment's sequence number (file name and header); with the base, what names the file.
+    pub seq: u32,
     /// Offset just past the last frame indexed (events and consumer frames).
     pub end: u64,
     saved: Option<SavedList<u32>>,
@@ -220,8 +222,8 @@ pub(crate) struct SegIndex {
 
 impl SegIndex {
     /// An empty segment whose frames start at `end`.
-    pub fn new(base: u64, end: u64) -> SegIndex {
-        SegIndex { base, end, saved: None, saved_count: 0, offsets: Vec::new() }
+    pub fn new(base: u64, seq: u32, end: u64) -> SegIndex {
+        SegIndex { base, seq, end, saved: None, saved_count: 0, offsets: Vec::new() }
     }
 
     /// Events indexed in this segment.
@@ -475,6 +477,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     put_u64(w, seg_entries.len() as u64);
     for &(s, start, crc) in &seg_entries {
         put_u64(w, s.base);
+        put_u32(w, s.seq);
         put_u64(w, s.end);
         put_u64(w, s.len());
         put_u64(w, start);
@@ -624,14 +627,22 @@ pub(crate) fn decode_checkpoint(
     }
     let mut r = Reader { b: dir };
     let mut index = Index::new(ids_capacity);
-    for _ in 0..r.count(36).ok_or_else(bad)? {
-        let (base, end, count, at) = (r.u64(), r.u64(), r.u64(), r.u64());
-        let (Some(base), Some(end), Some(count), Some(at), Some(crc)) = (base, end, count, at, r.u32())
+    for _ in 0..r.count(40).ok_or_else(bad)? {
+        let (base, seq, end, count, at) = (r.u64(), r.u32(), r.u64(), r.u64(), r.u64());
+        let (Some(base), Some(seq), Some(end), Some(count), Some(at), Some(crc)) =
+            (base, seq, end, count, at, r.u32())
         else {
             return Err(bad());
         };
         let list = (count > 0).then(|| saved(&source, data_start.saturating_add(at), count, crc, end));
-        index.segments.push(SegIndex { base, end, saved: list, saved_count: count, offsets: Vec::new() });
+        index.segments.push(SegIndex {
+            base,
+            seq,
+            end,
+            saved: list,
+            saved_count: count,
+            offsets: Vec::new(),
+        });
     }
     let streams = r.count(32).ok_or_else(bad)?;
     index.streams.reserve(streams);
@@ -641,7 +652,7 @@ pub(crate) fn decode_checkpoint(
         let (Some(first_version), Some(count), Some(at), Some(crc)) = (first, count, at, crc) else {
             return Err(bad());
         };
-        if count == 0 || first_version.checked_add(count).is_none() {
+        if count == 0 || first_version.checked_add(count).is_none_or(|end| end > STREAM_VERSION_MAX + 1) {
             return Err(format!("stream {id:?} has an impossible length"));
         }
         let entry = StreamIndex {
@@ -678,9 +689,12 @@ pub(crate) fn decode_checkpoint(
 /// Structural checks of a decoded directory before it is trusted at all.
 fn check_shape(index: &Index, next_position: u64, resume: Resume) -> std::result::Result<(), String> {
     let mut expect = 0u64;
-    for s in &index.segments {
+    for (s, seq) in index.segments.iter().zip(0u32..) {
         if s.base != expect {
             return Err(format!("segment {} does not follow position {expect}", s.base));
+        }
+        if s.seq != seq {
+            return Err(format!("segment number {} where number {seq} belongs", s.seq));
         }
         expect = s.base.checked_add(s.len()).ok_or("segment length overflows")?;
     }
@@ -704,7 +718,7 @@ mod tests {
 
     fn sample() -> Index {
         let mut ix = Index::new(10);
-        ix.segments.push(SegIndex::new(0, 128));
+        ix.segments.push(SegIndex::new(0, 0, 128));
         let mut off = 128;
         for p in 0..20u64 {
             let stream = format!("s-{}", p % 3);
@@ -785,7 +799,7 @@ mod tests {
     #[test]
     fn long_lists_load_by_chunk() {
         let mut ix = Index::new(0);
-        ix.segments.push(SegIndex::new(0, 128));
+        ix.segments.push(SegIndex::new(0, 0, 128));
         for p in 0..10_000u64 {
             ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, "long", p, p, None).unwrap();
         }
@@ -811,7 +825,7 @@ mod tests {
     #[test]
     fn the_fuzzers_forger_recomputes_every_crc() {
         let mut ix = Index::new(0);
-        ix.segments.push(SegIndex::new(0, 128));
+        ix.segments.push(SegIndex::new(0, 0, 128));
         for p in 0..5000u64 {
             ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, "s", p, p, None).unwrap();
         }

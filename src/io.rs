@@ -367,6 +367,50 @@ pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Renames a file (same directory), failing with `AlreadyExists` instead of replacing an existing `to`.
+///
+/// Segment files are never replaced: a roll that computed a name already in use must fail, not destroy a
+/// live segment. Linux has `renameat2(RENAME_NOREPLACE)`; where the file system or OS lacks it, a hard link
+/// (which never replaces) followed by removing the old name does the same, at the cost of a moment where
+/// both names exist (a crash there leaves a `.tmp` name that open removes; the segment name is whole).
+pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    check(Op::Rename, from)?;
+    match rename_noreplace_syscall(from, to) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)?;
+        }
+        r => r?,
+    }
+    record(from, || PersistEvent::Rename(from.to_path_buf(), to.to_path_buf()));
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn rename_noreplace_syscall(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call; AT_FDCWD makes the paths
+    // relative to the working directory exactly as `rename(2)` would; the call reads nothing else.
+    let rc = unsafe {
+        libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_noreplace_syscall(_from: &Path, _to: &Path) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
 /// Removes a file.
 pub(crate) fn remove(path: &Path) -> io::Result<()> {
     check(Op::Remove, path)?;

@@ -28,6 +28,9 @@ pub struct AllEvents<'s> {
     inner: &'s Inner,
     seg: usize,
     offset: u64,
+    /// Where the current segment's frames end if it is sealed (`u64::MAX` for the active one, whose map
+    /// bounds itself): bytes past a sealed segment's end were never written and are never read.
+    seg_end: u64,
     next: u64,
     end: u64,
     event_type: Option<String>,
@@ -61,6 +64,7 @@ impl Store {
             inner,
             seg,
             offset,
+            seg_end: inner.sealed_end(seg),
             next: opts.from,
             end: if start.is_some() { end } else { opts.from },
             event_type: opts.event_type,
@@ -107,6 +111,7 @@ impl<'s> Iterator for AllEvents<'s> {
                 return Some(Err(Error::corrupt("", 0, format!("no segment holds position {}", self.next))));
             };
             let bytes = map.committed_from(self.offset).unwrap_or(&[]);
+            let bytes = &bytes[..bytes.len().min(self.seg_end.saturating_sub(self.offset) as usize)];
             let frame = match read_frame(self.inner, map, self.offset, bytes, true) {
                 Ok(f) => f,
                 // The length field (frame bytes 4..8, after the CRC) is zero, or no header fits.
@@ -116,6 +121,7 @@ impl<'s> Iterator for AllEvents<'s> {
                     // End of this segment's frames: the next position starts the next segment.
                     self.seg += 1;
                     self.offset = SEGMENT_HEADER_LEN;
+                    self.seg_end = self.inner.sealed_end(self.seg);
                     continue;
                 }
                 Err(p) => return self.fail(map.path(), self.offset, p.to_string()),
@@ -201,7 +207,8 @@ impl<'s> StreamEvents<'s> {
                 let top = match v {
                     None => len,
                     Some(v) if v < s.first_version => 0,
-                    Some(v) => (v - s.first_version + 1).min(len),
+                    // Saturating: `Some(u64::MAX)` means "from the newest", not an overflow.
+                    Some(v) => (v - s.first_version).saturating_add(1).min(len),
                 };
                 (top, 0, false)
             }

@@ -41,6 +41,12 @@ pub struct ConsumerBody {
     pub name: String,
     /// Last position it has processed.
     pub position: u64,
+    /// Sequence number of the segment this frame was written to.
+    pub segment: u32,
+    /// File offset this frame was written at. With `segment`, it ties the frame to its place, so a frame
+    /// copied elsewhere (a misdirected write) is refused: a consumer frame carries no global position that
+    /// would betray it the way an event frame's does.
+    pub offset: u32,
 }
 
 /// Size of the archived envelope's root struct (docs/format.md).
@@ -135,8 +141,18 @@ impl std::fmt::Debug for EventRef<'_> {
 pub(crate) enum Body<'a> {
     /// An event (kind 1).
     Event(EventRef<'a>),
-    /// A consumer position (kind 2): name and position.
-    Consumer(&'a str, u64),
+    /// A consumer position (kind 2).
+    Consumer(ConsumerRef<'a>),
+}
+
+/// A consumer-position frame's fields.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConsumerRef<'a> {
+    pub name: &'a str,
+    pub position: u64,
+    /// Where the frame says it was written: segment sequence number and file offset.
+    pub segment: u32,
+    pub offset: u32,
 }
 
 /// A frame that passed every check.
@@ -217,7 +233,12 @@ fn decode(bytes: &[u8], crc: bool) -> Result<Frame<'_>, FrameProblem> {
         ))
     } else {
         let c = rkyv::access::<ArchivedConsumerBody, Failure>(body).map_err(|_| FrameProblem::Archive)?;
-        Body::Consumer(c.name.as_str(), c.position.to_native())
+        Body::Consumer(ConsumerRef {
+            name: c.name.as_str(),
+            position: c.position.to_native(),
+            segment: c.segment.to_native(),
+            offset: c.offset.to_native(),
+        })
     };
     Ok(Frame { body, commit: header.flags & FLAG_COMMIT != 0, len })
 }

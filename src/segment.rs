@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    segment_file_name, DurableSlot, HeaderProblem, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
+    segment_file_name, DurableSlot, HeaderProblem, SegmentHeader, SegmentName, FORMAT_VERSION,
+    SEGMENT_HEADER_LEN,
 };
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
@@ -32,17 +33,25 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Creates segment `base` in `dir`: create `<name>.tmp` → preallocate → header → fdatasync → rename to
-    /// the segment name → directory fsync. A crash at any point leaves either no segment (a stray `.tmp`
-    /// that open removes) or a whole, empty one; never a short or headerless file under a segment name.
-    pub fn create(dir: &Path, log_id: [u8; 16], base: u64, capacity: u64) -> Result<(Segment, MapWriter)> {
+    /// Creates segment number `name.seq` with base `name.base` in `dir`: create `<name>.tmp` → preallocate →
+    /// header → fdatasync → rename to the segment name (never over an existing file) → directory fsync. A
+    /// crash at any point leaves either no segment (a stray `.tmp` that open removes) or a whole, empty one;
+    /// never a short or headerless file under a segment name.
+    pub fn create(
+        dir: &Path,
+        log_id: [u8; 16],
+        name: SegmentName,
+        capacity: u64,
+    ) -> Result<(Segment, MapWriter)> {
         assert!(capacity >= SEGMENT_BYTES_MIN && capacity.is_multiple_of(16));
-        let path = dir.join(segment_file_name(base));
-        let tmp = dir.join(format!("{}{SEGMENT_TMP_SUFFIX}", segment_file_name(base)));
+        let SegmentName { base, seq } = name;
+        let path = dir.join(segment_file_name(base, seq));
+        let tmp = dir.join(format!("{}{SEGMENT_TMP_SUFFIX}", segment_file_name(base, seq)));
         // A leftover from a crash during an earlier attempt holds nothing of value.
         let _ = sys::remove(&tmp);
         let file = sys::create_new(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
-        let header = SegmentHeader { log_id, base_position: base, capacity, created_micros: now_micros() };
+        let header =
+            SegmentHeader { log_id, base_position: base, seq, capacity, created_micros: now_micros() };
         let prepare = || -> std::io::Result<()> {
             sys::allocate(&file, &tmp, capacity)?;
             sys::write_at(&file, &tmp, 0, &header.encode())?;
@@ -52,7 +61,7 @@ impl Segment {
             let _ = sys::remove(&tmp);
             return Err(Error::io("prepare new segment", &tmp, e));
         }
-        if let Err(e) = sys::rename(&tmp, &path) {
+        if let Err(e) = sys::rename_no_replace(&tmp, &path) {
             let _ = sys::remove(&tmp);
             return Err(Error::io("name new segment", &path, e));
         }
@@ -80,7 +89,7 @@ impl Segment {
     /// capacity are never looked at.
     pub fn open(
         path: &Path,
-        name_base: u64,
+        name: SegmentName,
         log_id: Option<[u8; 16]>,
         last: bool,
         writable: bool,
@@ -104,11 +113,18 @@ impl Segment {
                 Error::corrupt(path, 0, "segment header damaged")
             }
         })?;
-        if header.base_position != name_base {
+        if header.base_position != name.base {
             return Err(Error::corrupt(
                 path,
                 32,
                 format!("header base position {} disagrees with the file name", header.base_position),
+            ));
+        }
+        if header.seq != name.seq {
+            return Err(Error::corrupt(
+                path,
+                56,
+                format!("header sequence number {} disagrees with the file name", header.seq),
             ));
         }
         if let Some(id) = log_id.filter(|id| *id != header.log_id) {

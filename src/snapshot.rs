@@ -230,7 +230,11 @@ pub(crate) fn write(
         .map_err(|e| Error::io("write snapshot", dir.join(&name), e))?;
     for old in list(store_dir, stream)?.into_iter().skip(keep.max(1)) {
         let path = dir.join(file_name(old));
-        sys::remove(&path).map_err(|e| Error::io("remove old snapshot", path, e))?;
+        match sys::remove(&path) {
+            // Another thread saving the same aggregate pruned it first: the snapshot written above stands.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r.map_err(|e| Error::io("remove old snapshot", path, e))?,
+        }
     }
     Ok(())
 }
@@ -241,7 +245,10 @@ pub(crate) fn delete_all(store_dir: &Path, stream: &str) -> Result<usize> {
     let versions = list(store_dir, stream)?;
     for v in &versions {
         let path = dir.join(file_name(*v));
-        sys::remove(&path).map_err(|e| Error::io("remove snapshot", path, e))?;
+        match sys::remove(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r.map_err(|e| Error::io("remove snapshot", path, e))?,
+        }
     }
     Ok(versions.len())
 }

@@ -10,15 +10,19 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::format::{
-    frame_len, parse_segment_file_name, segment_file_name, DurableSlot, SegmentHeader, CHECKPOINT_FILE,
-    LOCK_FILE, NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, STREAM_ID_BYTES_MAX,
+    frame_len, parse_segment_file_name, segment_file_name, DurableSlot, SegmentName, CHECKPOINT_FILE,
+    FORMAT_VERSION, LOCK_FILE, NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, SLOT_FLAG_SEALED,
+    STREAM_ID_BYTES_MAX, STREAM_VERSION_MAX,
 };
-use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, SegIndex, Stale};
+use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, Resume, SegIndex, Stale};
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 use crate::options::{Durability, Options, Recovery};
 use crate::record::{decode_frame, encode_consumer, encode_event, Body, ConsumerBody, Envelope, EventRef};
 use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_TMP_SUFFIX};
+
+/// Snapshot directory name (written by the repository); its presence proves the log once held events.
+const SNAPSHOT_DIR: &str = "snapshots";
 
 /// One event to append.
 #[derive(Clone, Copy, Debug, Default)]
@@ -183,6 +187,8 @@ impl SegmentTable {
 /// The active segment and everything only the writer touches.
 struct Writer {
     seg: usize,
+    /// The active segment's sequence number (its file name and header carry it).
+    seg_seq: u32,
     map: MapWriter,
     /// Offset where the next frame goes; equals the map's committed end between appends.
     end: u64,
@@ -206,8 +212,10 @@ struct Writer {
 
 impl Writer {
     /// A writer for segment slot `seg` whose frames end at `end`, with nothing pending.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         seg: usize,
+        seg_seq: u32,
         map: MapWriter,
         end: u64,
         next_position: u64,
@@ -217,6 +225,7 @@ impl Writer {
     ) -> Writer {
         Writer {
             seg,
+            seg_seq,
             map,
             end,
             next_position,
@@ -512,6 +521,15 @@ impl Inner {
         self.segments.get(i)
     }
 
+    /// Where segment `i`'s frames end if it is sealed; `u64::MAX` for the active (or an unknown) one.
+    pub(crate) fn sealed_end(&self, i: usize) -> u64 {
+        let ix = self.read_index();
+        match ix.segments.get(i) {
+            Some(s) if i + 1 < ix.segments.len() => s.end,
+            _ => u64::MAX,
+        }
+    }
+
     /// Whether reads check every frame's CRC, not only the first time this process reads it.
     pub(crate) fn crc_every_read(&self) -> bool {
         self.options.crc_every_read
@@ -561,17 +579,18 @@ impl Inner {
     fn rebuild_index_locked(&self, reason: String) -> Result<()> {
         let (bounds, next) = {
             let ix = self.read_index();
-            (ix.segments.iter().map(|s| (s.base, s.end)).collect::<Vec<_>>(), ix.next_position)
+            (ix.segments.iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position)
         };
         let mut fresh = Index::new(self.options.event_ids_remembered);
         let mut scratch = RecoveryReport::default();
-        for (slot, &(base, end)) in bounds.iter().enumerate() {
+        for (slot, &(base, seq, end)) in bounds.iter().enumerate() {
             let map =
                 self.segments.get(slot).ok_or_else(|| Error::corrupt(&self.dir, 0, "segment table short"))?;
             let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
             let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
-            fresh.segments.push(SegIndex::new(base, SEGMENT_HEADER_LEN));
-            let scan = index_frames(bytes, SEGMENT_HEADER_LEN, slot, &mut fresh, &mut scratch);
+            fresh.segments.push(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
+            let at = Place { slot, seq, from: SEGMENT_HEADER_LEN };
+            let scan = index_frames(bytes, at, &mut fresh, &mut scratch);
             if scan.reason.is_some() || scan.committed_end != end {
                 let why = scan.reason.unwrap_or_else(|| "the log ends early".into());
                 return Err(Error::corrupt(
@@ -621,7 +640,17 @@ impl Inner {
             }
             for s in batch.streams {
                 let actual = ix.check_expected(s.stream, s.expected)?;
-                plan.push(actual.map_or(s.first_version, |v| v + 1));
+                let first = match actual {
+                    Some(v) => v.checked_add(1),
+                    None => Some(s.first_version),
+                };
+                plan.push(check_version_room(s, first)?);
+            }
+            if w.next_position
+                .checked_add(batch.streams.iter().map(|s| s.events.len() as u64).sum())
+                .is_none()
+            {
+                return Err(Error::InvalidArgument("the log has no global positions left".into()));
             }
             if let Some((name, p)) = batch.consumer {
                 if let Some(&current) = ix.consumers.get(name).filter(|&&c| p <= c) {
@@ -651,14 +680,19 @@ impl Inner {
         let too_large =
             || Error::TooLarge { len: bound, max: self.options.segment_size_bytes - SEGMENT_HEADER_LEN };
         // Roll first when the batch may not fit, so that the encoder is never stopped midway in the common
-        // case (a stopped encoder leaves partial bytes that must be zeroed up to the segment's end).
-        if w.end > SEGMENT_HEADER_LEN && w.end.saturating_add(bound) > w.map.map().len() {
+        // case (a stopped encoder leaves partial bytes that must be zeroed up to the segment's end). An empty
+        // segment is rolled too when a new one would be larger (the store was reopened with bigger segments).
+        let cap = w.map.map().len();
+        let larger_room = cap < self.options.segment_size_bytes;
+        if (w.end > SEGMENT_HEADER_LEN || larger_room) && w.end.saturating_add(bound) > cap {
             self.roll(w)?;
         }
         let end = match self.encode_batch(w, batch, plan)? {
             Some(end) => end,
-            // An empty segment that cannot hold the batch: a new one could not either.
-            None if w.end == SEGMENT_HEADER_LEN => return Err(too_large()),
+            // An empty segment of the configured size that cannot hold the batch: a new one could not either.
+            None if w.end == SEGMENT_HEADER_LEN && w.map.map().len() >= self.options.segment_size_bytes => {
+                return Err(too_large())
+            }
             None => {
                 self.roll(w)?;
                 self.encode_batch(w, batch, plan)?.ok_or_else(too_large)?
@@ -669,8 +703,9 @@ impl Inner {
     }
 
     /// Idempotent retries. If no event id of the batch is known, `None`: append normally. If every event has
-    /// an id, all are known, and each stream's stored events match (stream, type, payload, metadata, in
-    /// consecutive positions), the original result. Anything in between is a `DuplicateEventId` error.
+    /// an id, all are known, each stream's stored events match (stream, type, payload, metadata, in
+    /// consecutive positions) and the batch's consumer (if any) is at or past the position the batch sets,
+    /// the original result. Anything in between is a `DuplicateEventId` error.
     fn find_retry(&self, ix: &Index, batch: &Batch<'_>) -> Result<Option<Vec<Appended>>> {
         let mut events = batch.streams.iter().flat_map(|s| s.events.iter());
         let Some((id, position)) =
@@ -679,8 +714,12 @@ impl Inner {
             return Ok(None);
         };
         let conflict = Err(Error::DuplicateEventId { id, position });
-        if batch.consumer.is_some() {
-            return conflict;
+        // The original batch moved its consumer to `p` together with its events, and consumer positions
+        // only advance: a consumer behind `p` means the stored events came from another batch.
+        if let Some((name, p)) = batch.consumer {
+            if ix.consumers.get(name).is_none_or(|&current| current < p) {
+                return conflict;
+            }
         }
         let mut out = Vec::with_capacity(batch.streams.len());
         for s in batch.streams {
@@ -690,8 +729,8 @@ impl Inner {
                     e.event_id.and_then(|id| ix.ids.map.get(&id)).and_then(|&p| self.event_at(ix, p));
                 let Some(stored) = stored else { return conflict };
                 let (p0, v0) = *first.get_or_insert((stored.position(), stored.stream_version()));
-                let same = stored.position() == p0 + i as u64
-                    && stored.stream_version() == v0 + i as u64
+                let same = p0.checked_add(i as u64) == Some(stored.position())
+                    && v0.checked_add(i as u64) == Some(stored.stream_version())
                     && stored.stream_id() == s.stream
                     && stored.event_type() == e.event_type
                     && stored.payload() == e.payload
@@ -702,7 +741,8 @@ impl Inner {
             }
             let Some((p0, v0)) = first else { return conflict };
             let n = s.events.len() as u64;
-            out.push(Appended { positions: p0..p0 + n, versions: v0..v0 + n, deduplicated: true });
+            let (Some(p1), Some(v1)) = (p0.checked_add(n), v0.checked_add(n)) else { return conflict };
+            out.push(Appended { positions: p0..p1, versions: v0..v1, deduplicated: true });
         }
         Ok(Some(out))
     }
@@ -756,7 +796,10 @@ impl Inner {
             }
         }
         if let Some((name, p)) = batch.consumer {
-            let body = ConsumerBody { name: name.to_owned(), position: p };
+            // Offsets below the 4 GiB segment limit fit u32 (the index keeps them so too).
+            let offset =
+                u32::try_from(at).map_err(|_| Error::corrupt(w.map.map().path(), at, "offset past 4 GiB"))?;
+            let body = ConsumerBody { name: name.to_owned(), position: p, segment: w.seg_seq, offset };
             match encode_consumer(&body, true, w.map.tail_mut(at, cap)) {
                 Some(len) => at += len,
                 None => return Ok(self.abandon(w, at)),
@@ -916,33 +959,61 @@ impl Inner {
         Ok(())
     }
 
-    /// Replaces a CLEAN slot with a plain one and syncs it before any new frame is stored, so that a CLEAN
-    /// slot on disk never hides frames written after it.
+    /// Replaces a CLEAN (or, after an operator's `TruncateCorruption` open, SEALED) slot with a plain one and
+    /// syncs it before any new frame is stored, so that such a slot on disk never hides frames written after
+    /// it.
     fn mark_dirty(&self, w: &mut Writer) -> Result<()> {
         let slot = DurableSlot { seq: w.slot.seq + 1, flags: 0, ..w.slot };
         self.write_slot(w, slot)?;
-        if let Err(e) = w.map.map().flush_range(0, SEGMENT_HEADER_LEN) {
-            return self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e));
-        }
+        self.sync_header(w)?;
         w.clean_on_disk = false;
         Ok(())
     }
 
+    /// Syncs the active segment's header (its durable slots); poisons on failure.
+    fn sync_header(&self, w: &mut Writer) -> Result<()> {
+        match w.map.map().flush_range(0, SEGMENT_HEADER_LEN) {
+            Ok(()) => Ok(()),
+            Err(e) => self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e)),
+        }
+    }
+
     /// Seals the active segment (synced in full) and starts the next one.
+    ///
+    /// Order: frames and a slot naming the segment's end are made durable; the next segment is created
+    /// (durable, under a name no other segment has: its sequence number is one more); then a `SEALED` slot is
+    /// written and synced, the evidence that a successor exists, so that losing it later is corruption and
+    /// not a silently shorter log. A crash between the last two steps leaves a successor and no `SEALED`
+    /// slot, which open accepts (the successor is there).
     fn roll(&self, w: &mut Writer) -> Result<()> {
         self.sync_locked(w)?;
-        // The slot written by that sync must be durable too, so the sealed segment's durable end is exact.
-        if let Err(e) = w.map.map().flush_range(0, SEGMENT_HEADER_LEN) {
-            return self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e));
+        // A slot naming exactly this end (the sync above may have had nothing to do, and a slot read at open
+        // can name less than what recovery kept), durable before the successor exists: open walks a sealed
+        // segment to exactly its slot's end.
+        let s = w.slot;
+        if (s.durable_end, s.next_position, s.flags) != (w.end, w.next_position, 0) {
+            let end =
+                DurableSlot { seq: s.seq + 1, durable_end: w.end, next_position: w.next_position, flags: 0 };
+            self.write_slot(w, end)?;
         }
+        self.sync_header(w)?;
         let cap = self.options.segment_size_bytes;
-        let (seg, map) = match Segment::create(&self.dir, self.log_id, w.next_position, cap) {
+        let Some(seq) = w.seg_seq.checked_add(1) else {
+            return Err(Error::InvalidArgument("the log has used every segment sequence number".into()));
+        };
+        let name = SegmentName { base: w.next_position, seq };
+        let (seg, map) = match Segment::create(&self.dir, self.log_id, name, cap) {
             Ok(made) => made,
             // A half-made segment that could not be removed would claim the positions the next append writes
             // into the current segment, and the log would no longer open: write nothing until a reopen.
-            Err(e) if self.dir.join(segment_file_name(w.next_position)).exists() => return self.poison(e),
+            Err(e) if self.dir.join(segment_file_name(name.base, name.seq)).exists() => {
+                return self.poison(e)
+            }
             Err(e) => return Err(e),
         };
+        let sealed = DurableSlot { seq: w.slot.seq + 1, flags: SLOT_FLAG_SEALED, ..w.slot };
+        self.write_slot(w, sealed)?;
+        self.sync_header(w)?;
         let slot_index = self.segments.push(Arc::clone(&seg.map))?;
         {
             let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
@@ -950,10 +1021,11 @@ impl Inner {
             if let Some(sealed) = ix.segments.last_mut() {
                 sealed.seal();
             }
-            ix.segments.push(SegIndex::new(w.next_position, SEGMENT_HEADER_LEN));
+            ix.segments.push(SegIndex::new(w.next_position, seq, SEGMENT_HEADER_LEN));
             debug_assert_eq!(ix.segments.len(), slot_index + 1);
         }
         w.seg = slot_index;
+        w.seg_seq = seq;
         w.map = map;
         w.end = SEGMENT_HEADER_LEN;
         w.synced_end = SEGMENT_HEADER_LEN;
@@ -1005,9 +1077,7 @@ impl Inner {
                 flags: SLOT_FLAG_CLEAN,
             };
             self.write_slot(w, slot)?;
-            if let Err(e) = w.map.map().flush_range(0, SEGMENT_HEADER_LEN) {
-                return self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e));
-            }
+            self.sync_header(w)?;
             w.clean_on_disk = true;
         }
         Ok(())
@@ -1029,11 +1099,31 @@ fn batch_size_bound(batch: &Batch<'_>) -> u64 {
     events + batch.consumer.map_or(0, |(name, _)| frame_len(name.len() as u64 + 64))
 }
 
+/// The first version of `s`'s events, checked so that its last event stays at or below
+/// [`STREAM_VERSION_MAX`]; `first` is `None` when the version after the stream's last one does not exist.
+fn check_version_room(s: &StreamAppend<'_>, first: Option<u64>) -> Result<u64> {
+    let n = s.events.len() as u64;
+    let fits = first.filter(|&v| {
+        v <= STREAM_VERSION_MAX + 1
+            && (n == 0 || v.checked_add(n - 1).is_some_and(|last| last <= STREAM_VERSION_MAX))
+    });
+    fits.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "stream {:?}: {n} events from version {} would pass the largest stream version {STREAM_VERSION_MAX}",
+            s.stream,
+            first.map_or_else(|| "past u64::MAX".to_owned(), |v| v.to_string()),
+        ))
+    })
+}
+
 fn validate_batch(batch: &Batch<'_>) -> Result<()> {
-    for (i, s) in batch.streams.iter().enumerate() {
+    for s in batch.streams {
         check_name("stream id", s.stream, STREAM_ID_BYTES_MAX)?;
-        if batch.streams[..i].iter().any(|o| o.stream == s.stream) {
-            return Err(Error::InvalidArgument(format!("stream {:?} appears twice in one batch", s.stream)));
+        if s.first_version > STREAM_VERSION_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "stream {:?}: first version {} is past the largest stream version {STREAM_VERSION_MAX}",
+                s.stream, s.first_version
+            )));
         }
         for e in s.events {
             check_name("event type", e.event_type, NAME_BYTES_MAX)?;
@@ -1042,17 +1132,34 @@ fn validate_batch(batch: &Batch<'_>) -> Result<()> {
     if let Some((name, _)) = batch.consumer {
         check_name("consumer name", name, NAME_BYTES_MAX)?;
     }
-    let ids = || batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
-    for (i, id) in ids().enumerate() {
-        if ids().take(i).any(|other| other == id) {
-            return Err(Error::InvalidArgument(format!("event id {id:032x} appears twice in one batch")));
-        }
+    if let Some(stream) = first_duplicate(batch.streams.iter().map(|s| s.stream)) {
+        return Err(Error::InvalidArgument(format!("stream {stream:?} appears twice in one batch")));
+    }
+    let ids = batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
+    if let Some(id) = first_duplicate(ids) {
+        return Err(Error::InvalidArgument(format!("event id {id:032x} appears twice in one batch")));
     }
     Ok(())
 }
 
+/// The first item that appeared before. Small inputs (the common batch of one stream and a few events) are
+/// compared pairwise without allocating; larger ones go through a hash set, so a batch of 100,000 ids costs
+/// linear time, not quadratic.
+fn first_duplicate<T: Eq + std::hash::Hash + Copy>(items: impl Iterator<Item = T> + Clone) -> Option<T> {
+    const PAIRWISE_MAX: usize = 16;
+    if items.clone().nth(PAIRWISE_MAX).is_none() {
+        return items
+            .clone()
+            .enumerate()
+            .find(|&(i, x)| items.clone().take(i).any(|o| o == x))
+            .map(|(_, x)| x);
+    }
+    let mut set = std::collections::HashSet::new();
+    items.into_iter().find(|&x| !set.insert(x))
+}
+
 struct Listing {
-    segments: Vec<(u64, PathBuf)>,
+    segments: Vec<(SegmentName, PathBuf)>,
     temps: Vec<PathBuf>,
 }
 
@@ -1060,14 +1167,22 @@ fn list(dir: &Path) -> Result<Listing> {
     let mut segments = Vec::new();
     let mut temps = Vec::new();
     for (name, regular) in sys::list_dir(dir).map_err(|e| Error::io("list directory", dir, e))? {
-        if let Some(base) = parse_segment_file_name(&name) {
+        if let Some(seg) = parse_segment_file_name(&name) {
             if !regular {
                 return Err(Error::InvalidDirectory {
                     path: dir.join(&name),
                     reason: "a segment name that is not a regular file (symlink or directory)".into(),
                 });
             }
-            segments.push((base, dir.join(&name)));
+            segments.push((seg, dir.join(&name)));
+        } else if is_version_1_segment_name(&name) {
+            // Format 1 named segments by base alone; such a log is not readable here, and starting a new
+            // log beside it would look like an empty store.
+            return Err(Error::UnsupportedVersion {
+                path: dir.join(&name),
+                found: 1,
+                supported: FORMAT_VERSION,
+            });
         } else if regular
             && (name.starts_with(&format!("{CHECKPOINT_FILE}.tmp-"))
                 || name
@@ -1077,35 +1192,47 @@ fn list(dir: &Path) -> Result<Listing> {
             temps.push(dir.join(&name));
         }
     }
-    segments.sort_unstable();
-    Ok(Listing { segments, temps })
+    // By sequence number: that is the log's order (bases may repeat).
+    segments.sort_unstable_by_key(|(name, _)| (name.seq, name.base));
+    listing_checked(dir, Listing { segments, temps })
 }
 
-/// True if `path` is a segment whose creation was cut short: its header never reached the file (too short
-/// to hold one, or it does not decode) and every byte after the header's fixed part is zero. A crash between
-/// creating a segment file and writing its header leaves exactly that (empty, or preallocated zeros); frames
-/// go into a segment only after its header was synced, so such a file never held anything. Only the last
-/// segment is ever judged this way.
-fn unborn_segment(path: &Path) -> Result<bool> {
-    let file = sys::open(path, false).map_err(|e| Error::io("open segment", path, e))?;
-    let len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
-    let mut head = [0u8; 64];
-    let n = len.min(64) as usize;
-    sys::read_at(&file, path, 0, &mut head[..n]).map_err(|e| Error::io("read segment header", path, e))?;
-    if n == 64 && SegmentHeader::decode(&head).is_ok() {
-        return Ok(false);
-    }
-    let mut chunk = vec![0u8; 1 << 16];
-    let mut at = 64;
-    while at < len {
-        let take = (len - at).min(chunk.len() as u64) as usize;
-        sys::read_at(&file, path, at, &mut chunk[..take]).map_err(|e| Error::io("read segment", path, e))?;
-        if chunk[..take].iter().any(|&b| b != 0) {
-            return Ok(false);
+/// `<20 digits>.seg`: a segment of format version 1.
+fn is_version_1_segment_name(name: &str) -> bool {
+    name.strip_suffix(".seg").is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Segments are numbered 0, 1, 2, … with no gap: a missing number is a lost segment, never a log that
+/// happens to be shorter.
+fn listing_checked(dir: &Path, listing: Listing) -> Result<Listing> {
+    for (expect, (name, path)) in (0u32..).zip(&listing.segments) {
+        if name.seq != expect {
+            let reason = if name.seq > expect {
+                format!("segment number {expect} is missing before this one (a segment file was lost)")
+            } else {
+                format!("a second segment numbered {}", name.seq)
+            };
+            return Err(Error::corrupt(if name.seq > expect { path } else { dir }, 0, reason));
         }
-        at += take as u64;
     }
-    Ok(true)
+    Ok(listing)
+}
+
+/// With no segment file at all, the directory must show no sign of a log that was there: an index
+/// checkpoint or snapshots are written only after events were durable, so either one means the segments
+/// were lost, and starting an empty log over them would be a silent loss of everything.
+fn check_no_lost_log(dir: &Path) -> Result<()> {
+    for evidence in [CHECKPOINT_FILE, SNAPSHOT_DIR] {
+        let path = dir.join(evidence);
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!("no segment files, but {evidence} exists: the log's segments were lost"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
@@ -1127,133 +1254,147 @@ fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
             return Err(Error::Locked { path: dir.to_path_buf() });
         }
     }
-    let mut listing = list(dir)?;
+    let listing = list(dir)?;
     if writable {
         for t in &listing.temps {
             let _ = sys::remove(t);
         }
     }
-    if let Some((_, last)) = listing.segments.last() {
-        if unborn_segment(last)? {
-            if writable {
-                sys::remove(last).map_err(|e| Error::io("remove unfinished segment", last, e))?;
-                sys::sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
-            }
-            listing.segments.pop();
+    if listing.segments.is_empty() {
+        check_no_lost_log(dir)?;
+        if !(writable && options.create_if_missing) {
+            return Err(Error::InvalidDirectory {
+                path: dir.to_path_buf(),
+                reason: "no segment files".into(),
+            });
         }
+        return create_log(dir, options, lock, started);
     }
     let mut report = RecoveryReport::default();
+    let opened = open_segments(&listing, writable)?;
+    report.segments = opened.len();
+    let log_id = opened[0].header.log_id;
+    let (index, resume) = load_checkpoint(dir, log_id, &opened, &options, &mut report)?;
     let segments = SegmentTable::new();
-    let ids_cap = options.event_ids_remembered;
+    let (index, writer) = recover_segments(&options, opened, index, resume, &segments, &mut report)?;
+    report.events = index.next_position;
+    report.elapsed = started.elapsed();
+    Ok(build_inner(dir, options, log_id, segments, index, writer, report, lock))
+}
 
-    if listing.segments.is_empty() {
-        if !writable {
-            return Err(Error::InvalidDirectory {
-                path: dir.to_path_buf(),
-                reason: "no segment files".into(),
-            });
-        }
-        if !options.create_if_missing {
-            return Err(Error::InvalidDirectory {
-                path: dir.to_path_buf(),
-                reason: "no segment files".into(),
-            });
-        }
-        let log_id = random_log_id();
-        let (seg, map) = Segment::create(dir, log_id, 0, options.segment_size_bytes)?;
-        drop(seg.file);
-        segments.push(Arc::clone(&seg.map))?;
-        let mut index = Index::new(ids_cap);
-        index.segments.push(SegIndex::new(0, SEGMENT_HEADER_LEN));
-        report.segments = 1;
-        report.clean = true;
-        report.elapsed = started.elapsed();
-        let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
-        let writer = Writer::new(0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
-        return Ok(build_inner(dir, options, log_id, segments, index, Some(writer), report, lock));
-    }
+/// A new, empty log: its first segment (number 0, base 0) and a writer.
+fn create_log(dir: &Path, options: Options, lock: Option<File>, started: Instant) -> Result<Inner> {
+    let log_id = random_log_id();
+    let first = SegmentName { base: 0, seq: 0 };
+    let (seg, map) = Segment::create(dir, log_id, first, options.segment_size_bytes)?;
+    drop(seg.file);
+    let segments = SegmentTable::new();
+    segments.push(Arc::clone(&seg.map))?;
+    let mut index = Index::new(options.event_ids_remembered);
+    index.segments.push(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
+    let report =
+        RecoveryReport { segments: 1, clean: true, elapsed: started.elapsed(), ..RecoveryReport::default() };
+    let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
+    let writer = Writer::new(0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
+    Ok(build_inner(dir, options, log_id, segments, index, Some(writer), report, lock))
+}
 
-    // Open every segment; the first one's log id is the reference.
+/// Opens every listed segment; the first one's log id is the reference.
+fn open_segments(listing: &Listing, writable: bool) -> Result<Vec<Segment>> {
     let n = listing.segments.len();
-    let mut opened = Vec::with_capacity(n);
-    let mut log_id = None;
-    for (i, (base, path)) in listing.segments.iter().enumerate() {
+    let mut opened: Vec<Segment> = Vec::with_capacity(n);
+    for (i, (name, path)) in listing.segments.iter().enumerate() {
         let last = i + 1 == n;
-        let seg = Segment::open(path, *base, log_id, last, writable && last)?;
-        log_id.get_or_insert(seg.header.log_id);
-        opened.push(seg);
+        let log_id = opened.first().map(|s| s.header.log_id);
+        opened.push(Segment::open(path, *name, log_id, last, writable && last)?);
     }
-    let log_id = log_id.expect("at least one segment");
-    report.segments = n;
+    Ok(opened)
+}
 
-    // The checkpoint, if it fits this log.
-    let (mut index, resume) = match open_checkpoint(dir.join(CHECKPOINT_FILE), log_id, ids_cap)? {
-        None => (Index::new(ids_cap), None),
-        Some(decoded) => match decoded {
-            Ok((ix, resume)) => match checkpoint_fits(&ix, &opened) {
-                Ok(()) => (ix, Some(resume)),
-                Err(why) => {
-                    report.checkpoint = CheckpointUse::Rebuilt(why);
-                    (Index::new(ids_cap), None)
-                }
-            },
-            Err(why) => {
-                report.checkpoint = CheckpointUse::Rebuilt(why);
-                (Index::new(ids_cap), None)
+/// The index checkpoint, if it fits the log: the index it holds and where the scan resumes. A checkpoint
+/// that is damaged or does not fit is refused (removed when writable, so it is never judged again) and the
+/// index rebuilt; one that proves events durable that the log no longer holds is corruption in strict mode.
+fn load_checkpoint(
+    dir: &Path,
+    log_id: [u8; 16],
+    opened: &[Segment],
+    options: &Options,
+    report: &mut RecoveryReport,
+) -> Result<(Index, Option<Resume>)> {
+    let ids_cap = options.event_ids_remembered;
+    let path = dir.join(CHECKPOINT_FILE);
+    let refused = match open_checkpoint(path.clone(), log_id, ids_cap)? {
+        None => return Ok((Index::new(ids_cap), None)),
+        Some(Err(why)) => why,
+        Some(Ok((ix, resume))) => match checkpoint_fits(&ix, opened) {
+            Ok(()) => {
+                report.checkpoint = CheckpointUse::Used(ix.next_position);
+                return Ok((ix, Some(resume)));
             }
+            Err(Misfit::Lost(why)) if options.recovery == Recovery::Strict => {
+                return Err(Error::corrupt(
+                    &path,
+                    0,
+                    format!("{why}: the checkpoint proves events durable that the log no longer holds"),
+                ));
+            }
+            Err(Misfit::Lost(why)) => format!("{why} (accepted: recovery mode TruncateCorruption)"),
+            Err(Misfit::Refused(why)) => why,
         },
     };
-    if let Some(r) = resume {
-        report.checkpoint = CheckpointUse::Used(index.next_position);
-        debug_assert!(index.segments.last().is_none_or(|s| s.base == r.segment_base));
-    }
-    let refused = matches!(report.checkpoint, CheckpointUse::Rebuilt(_));
-    if refused && writable {
+    report.checkpoint = CheckpointUse::Rebuilt(refused);
+    if !options.read_only {
         // A refused checkpoint must not survive to be judged again: a later open, after the log changed
         // under it (a cut tail, say), could find it fitting and trust what was refused once.
         remove_checkpoint(dir)?;
     }
+    Ok((Index::new(ids_cap), None))
+}
 
+/// Indexes the segments the checkpoint does not cover (sealed ones must be whole, up to their durable end),
+/// recovers the last one and builds the writer.
+fn recover_segments(
+    options: &Options,
+    opened: Vec<Segment>,
+    mut index: Index,
+    resume: Option<Resume>,
+    segments: &SegmentTable,
+    report: &mut RecoveryReport,
+) -> Result<(Index, Option<Writer>)> {
+    debug_assert!(resume.is_none_or(|r| index.segments.last().is_some_and(|s| s.base == r.segment_base)));
+    let n = opened.len();
     let mut writer = None;
     for (i, seg) in opened.into_iter().enumerate() {
         let last = i + 1 == n;
-        let covered = index.segments.get(i).map(|s| (s.end, s.base));
-        if let Some((_, base)) = covered {
-            if base != seg.header.base_position {
-                return Err(Error::corrupt(seg.path(), 32, "segment base disagrees with the checkpoint"));
-            }
-        } else {
+        let covered = index.segments.get(i).is_some();
+        if !covered {
             if seg.header.base_position != index.next_position {
-                return Err(Error::InvalidDirectory {
-                    path: seg.path(),
-                    reason: format!(
+                return Err(Error::corrupt(
+                    seg.path(),
+                    32,
+                    format!(
                         "segment starts at position {} but the log before it ends at {} (a segment is missing)",
                         seg.header.base_position, index.next_position
                     ),
-                });
+                ));
             }
-            index.segments.push(SegIndex::new(seg.header.base_position, SEGMENT_HEADER_LEN));
+            index.segments.push(SegIndex::new(seg.header.base_position, seg.header.seq, SEGMENT_HEADER_LEN));
         }
         let slot_index = segments.push(Arc::clone(&seg.map))?;
         debug_assert_eq!(slot_index, i);
-        let resume_at = index.segments[i].end;
+        let at = Place { slot: slot_index, seq: seg.header.seq, from: index.segments[i].end };
         // Sealed segments fully covered by the checkpoint are trusted; the last covered one and the rest are read.
-        if !last && covered.is_some() && index.segments.get(i + 1).is_some() {
+        if !last && covered && index.segments.get(i + 1).is_some() {
             continue;
         }
         report.segments_scanned += 1;
         if last {
-            writer = recover_last(&options, &seg, slot_index, resume_at, &mut index, &mut report)?;
-            if let Some(w) = writer.as_mut() {
-                w.seg = slot_index;
-            }
+            writer = recover_last(options, &seg, at, &mut index, report)?;
         } else {
-            scan_sealed(&seg, slot_index, resume_at, &mut index, &mut report)?;
+            scan_sealed(&seg, at, &mut index, report)?;
         }
     }
-    report.events = index.next_position;
-    report.elapsed = started.elapsed();
-    Ok(build_inner(dir, options, log_id, segments, index, writer, report, lock))
+    Ok((index, writer))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1305,53 +1446,80 @@ fn remove_checkpoint(dir: &Path) -> Result<()> {
     }
 }
 
+/// Why a checkpoint that decoded cleanly does not fit the segment files.
+enum Misfit {
+    /// Its shape does not fit (a forged or buggy file): derived data, rebuilt from the log.
+    Refused(String),
+    /// It names segments or events the log no longer has. It was written only after the log it describes
+    /// was synced, so this is evidence that durable data was lost.
+    Lost(String),
+}
+
 /// Cheap consistency checks of a decoded checkpoint against the segment files present.
-fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), String> {
-    if ix.segments.len() > segs.len() {
-        return Err("checkpoint names more segments than exist".into());
+fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), Misfit> {
+    if let Some(missing) = ix.segments.get(segs.len()) {
+        return Err(Misfit::Lost(format!(
+            "the checkpoint names segment number {} (from position {}), which does not exist",
+            missing.seq, missing.base
+        )));
     }
-    for (s, seg) in ix.segments.iter().zip(segs) {
-        if s.base != seg.header.base_position {
-            return Err(format!(
-                "checkpoint segment {} does not match file {}",
+    for (i, (s, seg)) in ix.segments.iter().zip(segs).enumerate() {
+        if s.base != seg.header.base_position || s.seq != seg.header.seq {
+            return Err(Misfit::Lost(format!(
+                "checkpoint segment {}/{} does not match file {}",
                 s.base,
+                s.seq,
                 seg.path().display()
-            ));
+            )));
         }
-        // Every real end is a frame boundary inside the segment; anything else would send the scan (or a
-        // later rebuild) to bytes that are not frames.
-        if s.end > seg.header.capacity || s.end < SEGMENT_HEADER_LEN || !s.end.is_multiple_of(16) {
-            return Err(format!(
+        // Every real end is a frame boundary inside the segment, and inside a sealed segment's durable
+        // part; anything else would send the scan (or a later rebuild) to bytes that are not frames.
+        let sealed = i + 1 < segs.len();
+        let durable = seg.slot.map_or(SEGMENT_HEADER_LEN, |d| d.durable_end);
+        if s.end > seg.header.capacity
+            || s.end < SEGMENT_HEADER_LEN
+            || !s.end.is_multiple_of(16)
+            || (sealed && s.end > durable)
+        {
+            return Err(Misfit::Refused(format!(
                 "checkpoint offset {} is not a frame boundary in {}",
                 s.end,
                 seg.path().display()
-            ));
+            )));
         }
     }
+    let Some(last) = ix.next_position.checked_sub(1) else { return Ok(()) };
     // The last covered event must still be there, with the position the checkpoint claims.
-    if let Some(last) = ix.next_position.checked_sub(1) {
-        let (si, off) =
-            ix.locate(last).map_err(|s| s.reason)?.ok_or("checkpoint cannot locate its last event")?;
-        let seg = &segs[si];
-        // Read through the file: the last segment's map has published nothing yet.
-        let mut head = [0u8; 16];
-        let path = seg.path();
-        sys::read_at(&seg.file, &path, off, &mut head)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let len = frame_len(u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])));
-        if off + len > seg.header.capacity {
-            return Err("checkpoint's last frame runs past the segment".into());
-        }
-        let mut frame = rkyv::util::AlignedVec::<16>::with_capacity(len as usize);
-        frame.resize(len as usize, 0);
-        sys::read_at(&seg.file, &path, off, &mut frame)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        match decode_frame(&frame).map(|f| f.body) {
-            Ok(Body::Event(e)) if e.position() == last => {}
-            _ => return Err(format!("the event at position {last} is not where the checkpoint says")),
-        }
+    let (si, off) = ix
+        .locate(last)
+        .map_err(|s| Misfit::Refused(s.reason))?
+        .ok_or_else(|| Misfit::Refused("checkpoint cannot locate its last event".into()))?;
+    match read_event_frame(&segs[si], off) {
+        Ok(Ok(position)) if position == last => Ok(()),
+        Ok(_) => Err(Misfit::Lost(format!("the event at position {last} is not where the checkpoint says"))),
+        // Not evidence of anything: the index is rebuilt from the log, which reports its own I/O errors.
+        Err(e) => Err(Misfit::Refused(format!("reading the checkpoint's last event: {e}"))),
     }
-    Ok(())
+}
+
+/// The position of the event frame at `off` of `seg`, read through the file (the last segment's map has
+/// published nothing yet); the inner error says why the bytes there are not an event frame.
+fn read_event_frame(seg: &Segment, off: u64) -> std::io::Result<std::result::Result<u64, String>> {
+    let mut head = [0u8; 16];
+    let path = seg.path();
+    sys::read_at(&seg.file, &path, off, &mut head)?;
+    let len = frame_len(u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])));
+    if off + len > seg.header.capacity {
+        return Ok(Err("frame runs past the segment".into()));
+    }
+    let mut frame = rkyv::util::AlignedVec::<16>::with_capacity(len as usize);
+    frame.resize(len as usize, 0);
+    sys::read_at(&seg.file, &path, off, &mut frame)?;
+    Ok(match decode_frame(&frame).map(|f| f.body) {
+        Ok(Body::Event(e)) => Ok(e.position()),
+        Ok(Body::Consumer(_)) => Err("a consumer frame".into()),
+        Err(p) => Err(p.to_string()),
+    })
 }
 
 /// How a walk over a segment's frames ended.
@@ -1370,16 +1538,21 @@ enum Pending<'a> {
     Consumer { off: u64, len: u64, name: &'a str, position: u64 },
 }
 
-/// Walks the frames in `bytes` (file offsets from `from`), adding each committed batch to the index as a
-/// whole. Stops at the first frame that is empty, invalid, out of position or out of stream order. Bounded:
-/// every step advances by at least one 16-byte frame header.
-fn index_frames(
-    bytes: &[u8],
-    from: u64,
+/// Where a walk over a segment's frames starts: the segment's slot in the table, its sequence number and
+/// the file offset of the first frame to read.
+#[derive(Clone, Copy)]
+struct Place {
     slot: usize,
-    index: &mut Index,
-    report: &mut RecoveryReport,
-) -> Scan {
+    seq: u32,
+    from: u64,
+}
+
+/// Walks the frames in `bytes` (file offsets from `at.from`), adding each committed batch to the index as a
+/// whole. Stops at the first frame that is empty, invalid, out of position, out of stream order, or (a
+/// consumer frame) not where it says it was written. Bounded: every step advances by at least one 16-byte
+/// frame header.
+fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &mut RecoveryReport) -> Scan {
+    let Place { slot, seq, from } = at;
     let mut pending: Vec<Pending<'_>> = Vec::new();
     let mut committed_end = from;
     let mut at = 0usize;
@@ -1397,18 +1570,26 @@ fn index_frames(
         };
         match frame.body {
             Body::Event(event) => {
-                let expect = index.next_position
-                    + pending.iter().filter(|p| matches!(p, Pending::Event { .. })).count() as u64;
-                if event.position() != expect {
+                let events = pending.iter().filter(|p| matches!(p, Pending::Event { .. })).count() as u64;
+                // The last position is never used, so `next_position` always fits.
+                let expect = index.next_position.checked_add(events).filter(|&p| p < u64::MAX);
+                if Some(event.position()) != expect {
                     return stop(Some(format!(
-                        "event has position {} where {expect} belongs",
-                        event.position()
+                        "event has position {} where {} belongs",
+                        event.position(),
+                        expect.map_or_else(|| "no position".to_owned(), |p| p.to_string())
                     )));
                 }
                 pending.push(Pending::Event { off, len: frame.len, event });
             }
-            Body::Consumer(name, position) => {
-                pending.push(Pending::Consumer { off, len: frame.len, name, position })
+            Body::Consumer(c) => {
+                if c.segment != seq || u64::from(c.offset) != off {
+                    return stop(Some(format!(
+                        "consumer frame says it was written to segment {} at offset {} (a misdirected write)",
+                        c.segment, c.offset
+                    )));
+                }
+                pending.push(Pending::Consumer { off, len: frame.len, name: c.name, position: c.position })
             }
         }
         at += frame.len as usize;
@@ -1455,6 +1636,9 @@ fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<(), String>
         if expected.is_some_and(|e| e != v) {
             return Err(format!("stream {stream:?} has version {v} where {} belongs", expected.unwrap_or(0)));
         }
+        if v > STREAM_VERSION_MAX {
+            return Err(format!("stream {stream:?} has version {v}, past the largest {STREAM_VERSION_MAX}"));
+        }
         match local {
             Some(entry) => entry.1 = v + 1,
             None => next.push((stream, v + 1)),
@@ -1463,30 +1647,37 @@ fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<(), String>
     Ok(())
 }
 
-fn scan_sealed(
-    seg: &Segment,
-    slot: usize,
-    from: u64,
-    index: &mut Index,
-    report: &mut RecoveryReport,
-) -> Result<()> {
+fn scan_sealed(seg: &Segment, at: Place, index: &mut Index, report: &mut RecoveryReport) -> Result<()> {
     let path = seg.path();
-    let bytes = seg
-        .map
-        .committed_from(from)
-        .ok_or_else(|| Error::corrupt(&path, from, "resume offset outside the segment"))?;
-    let scan = index_frames(bytes, from, slot, index, report);
+    // A roll makes a slot naming the segment's exact end durable before the next segment exists, so the
+    // walk must end exactly there: earlier is lost frames, and bytes past it were never written (a flipped
+    // bit there is not the log's business).
+    let durable = seg
+        .slot
+        .ok_or_else(|| Error::corrupt(&path, 64, "a sealed segment has no valid durable slot"))?
+        .durable_end;
+    let bytes =
+        seg.map.committed_from(at.from).filter(|_| at.from <= durable).ok_or_else(|| {
+            Error::corrupt(&path, at.from, "resume offset outside the segment's durable part")
+        })?;
+    let bytes = &bytes[..(durable - at.from) as usize];
+    let scan = index_frames(bytes, at, index, report);
     if let Some(reason) = scan.reason {
         // A sealed segment was synced in full before its successor was created: nothing in it may be torn.
         return Err(Error::corrupt(&path, scan.stop, format!("in a sealed segment: {reason}")));
     }
-    if scan.committed_end != scan.stop {
-        return Err(Error::corrupt(&path, scan.committed_end, "a sealed segment ends inside a batch"));
+    if scan.committed_end != durable {
+        let why = if scan.stop == durable {
+            "a sealed segment ends inside a batch"
+        } else {
+            "a sealed segment's frames end before its durable end"
+        };
+        return Err(Error::corrupt(&path, scan.committed_end, format!("{why} ({durable})")));
     }
-    index.segments[slot].end = scan.committed_end;
-    index.segments[slot].seal();
-    if from == SEGMENT_HEADER_LEN {
-        seg.map.mark_verified(SEGMENT_HEADER_LEN, scan.committed_end);
+    index.segments[at.slot].end = durable;
+    index.segments[at.slot].seal();
+    if at.from == SEGMENT_HEADER_LEN {
+        seg.map.mark_verified(SEGMENT_HEADER_LEN, durable);
     }
     Ok(())
 }
@@ -1496,8 +1687,7 @@ fn scan_sealed(
 fn recover_last(
     options: &Options,
     seg: &Segment,
-    slot: usize,
-    from: u64,
+    at: Place,
     index: &mut Index,
     report: &mut RecoveryReport,
 ) -> Result<Option<Writer>> {
@@ -1505,15 +1695,27 @@ fn recover_last(
     let cap = seg.map.len();
     let durable = seg.slot.map_or(SEGMENT_HEADER_LEN, |s| s.durable_end);
     let clean_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_CLEAN != 0);
+    let sealed_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0);
+    if sealed_slot && options.recovery == Recovery::Strict {
+        return Err(Error::corrupt(
+            &path,
+            64,
+            format!(
+                "this segment was sealed, so segment number {} must follow it, and it is missing",
+                u64::from(at.seq) + 1
+            ),
+        ));
+    }
     let mut map_writer = if options.read_only { None } else { seg.map.take_writer() };
     let bytes: &[u8] = match &map_writer {
-        Some(w) => w.uncommitted(from, cap),
+        Some(w) if at.from <= cap => w.uncommitted(at.from, cap),
+        Some(_) => return Err(Error::corrupt(&path, at.from, "resume offset outside the segment")),
         None => seg
             .map
-            .committed_from(from)
-            .ok_or_else(|| Error::corrupt(&path, from, "resume offset outside the segment"))?,
+            .committed_from(at.from)
+            .ok_or_else(|| Error::corrupt(&path, at.from, "resume offset outside the segment"))?,
     };
-    let scan = index_frames(bytes, from, slot, index, report);
+    let scan = index_frames(bytes, at, index, report);
     let committed_end = scan.committed_end;
     if committed_end < durable && options.recovery == Recovery::Strict {
         let reason = scan.reason.unwrap_or_else(|| "the log ends".into());
@@ -1524,51 +1726,17 @@ fn recover_last(
         ));
     }
     report.clean = clean_slot && scan.reason.is_none() && scan.stop == durable && committed_end == durable;
-    index.segments[slot].end = committed_end;
+    index.segments[at.slot].end = committed_end;
     let Some(mut w) = map_writer.take() else { return Ok(None) };
     let mut synced_end = if report.clean { committed_end } else { durable.min(committed_end) };
     if !report.clean && synced_end < committed_end {
-        // The frames past the durable point were read from the page cache, but after a failed fsync the kernel
-        // may have marked pages clean that never reached the disk, and it would never write them again: a
-        // later sync would then vouch for bytes the disk lacks. Touching every such page makes it dirty, so
-        // the next sync writes what this open accepted.
-        let from = synced_end / 4096 * 4096;
-        let first = from.max(SEGMENT_HEADER_LEN);
-        for page in w.tail_mut(first, committed_end).chunks_mut(4096) {
-            let b = std::hint::black_box(page[0]);
-            page[0] = b;
-        }
+        redirty(&mut w, synced_end, committed_end);
     }
-    if !report.clean {
-        // Zero everything non-zero past the end: a crash can leave later pages of an unsynced write on disk
-        // while earlier ones were lost, and such stale frames must never reappear behind new ones.
-        // Only ranges the file system reports as data can hold anything: preallocated blocks never written
-        // are holes that read as zeros, so a 64 MiB segment with a short tail costs a few pages, not a scan.
-        let ranges = sys::data_ranges(&seg.file, &path, committed_end, cap)
-            .map_err(|e| Error::io("find written ranges", &path, e))?;
-        let mut discarded_to = committed_end;
-        for (from, to) in ranges {
-            let mut at = from.max(committed_end);
-            while at < to {
-                let chunk_end = ((at / 4096 + 1) * 4096).min(to);
-                if w.uncommitted(at, chunk_end).iter().any(|&b| b != 0) {
-                    w.tail_mut(at, chunk_end).fill(0);
-                    sys::after_map_write(&path, at, &vec![0u8; (chunk_end - at) as usize]);
-                    discarded_to = chunk_end;
-                }
-                at = chunk_end;
-            }
-        }
-        if discarded_to > committed_end {
-            report.torn_tail = Some((path.clone(), committed_end, discarded_to - committed_end));
-            w.map()
-                .flush_range(0, cap)
-                .map_err(|e| Error::io("sync after cutting the torn tail", &path, e))?;
-            synced_end = committed_end;
-        }
+    if !report.clean && cut_torn_tail(seg, &mut w, committed_end, report)? {
+        synced_end = committed_end;
     }
     w.publish(committed_end);
-    if from == SEGMENT_HEADER_LEN {
+    if at.from == SEGMENT_HEADER_LEN {
         w.map().mark_verified(SEGMENT_HEADER_LEN, committed_end);
     }
     let slot_rec = seg.slot.unwrap_or(DurableSlot {
@@ -1577,5 +1745,56 @@ fn recover_last(
         next_position: seg.header.base_position,
         flags: 0,
     });
-    Ok(Some(Writer::new(slot, w, committed_end, index.next_position, synced_end, slot_rec, clean_slot)))
+    // A CLEAN or SEALED slot must be replaced before the first new frame is stored (see `mark_dirty`).
+    let replace_slot = clean_slot || sealed_slot;
+    let next = index.next_position;
+    Ok(Some(Writer::new(at.slot, at.seq, w, committed_end, next, synced_end, slot_rec, replace_slot)))
+}
+
+/// The frames past the durable point were read from the page cache, but after a failed fsync the kernel may
+/// have marked pages clean that never reached the disk, and it would never write them again: a later sync
+/// would then vouch for bytes the disk lacks. Touching every such page makes it dirty, so the next sync
+/// writes what this open accepted.
+fn redirty(w: &mut MapWriter, synced_end: u64, committed_end: u64) {
+    let first = (synced_end / 4096 * 4096).max(SEGMENT_HEADER_LEN);
+    for page in w.tail_mut(first, committed_end).chunks_mut(4096) {
+        let b = std::hint::black_box(page[0]);
+        page[0] = b;
+    }
+}
+
+/// Zeroes everything non-zero past the end of the log and syncs; true if there was anything. A crash can
+/// leave later pages of an unsynced write on disk while earlier ones were lost, and such stale frames must
+/// never reappear behind new ones. Only ranges the file system reports as data can hold anything:
+/// preallocated blocks never written are holes that read as zeros, so a 64 MiB segment with a short tail
+/// costs a few pages, not a scan.
+fn cut_torn_tail(
+    seg: &Segment,
+    w: &mut MapWriter,
+    committed_end: u64,
+    report: &mut RecoveryReport,
+) -> Result<bool> {
+    let path = seg.path();
+    let cap = seg.map.len();
+    let ranges = sys::data_ranges(&seg.file, &path, committed_end, cap)
+        .map_err(|e| Error::io("find written ranges", &path, e))?;
+    let mut discarded_to = committed_end;
+    for (from, to) in ranges {
+        let mut at = from.max(committed_end);
+        while at < to {
+            let chunk_end = ((at / 4096 + 1) * 4096).min(to);
+            if w.uncommitted(at, chunk_end).iter().any(|&b| b != 0) {
+                w.tail_mut(at, chunk_end).fill(0);
+                sys::after_map_write(&path, at, &vec![0u8; (chunk_end - at) as usize]);
+                discarded_to = chunk_end;
+            }
+            at = chunk_end;
+        }
+    }
+    if discarded_to == committed_end {
+        return Ok(false);
+    }
+    report.torn_tail = Some((path.clone(), committed_end, discarded_to - committed_end));
+    w.map().flush_range(0, cap).map_err(|e| Error::io("sync after cutting the torn tail", &path, e))?;
+    Ok(true)
 }

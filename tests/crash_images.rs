@@ -701,7 +701,7 @@ fn regression_a_batch_too_large_for_a_segment_leaves_nothing_past_the_end() {
     let store = Store::open_with(dir.path(), opts).expect("the log the store wrote opens again");
     assert_eq!(store.read_all(0).filter(|e| e.is_ok()).count(), 2);
     drop(store);
-    let first = std::fs::read(dir.path().join("00000000000000000000.seg")).expect("read");
+    let first = std::fs::read(dir.path().join("00000000000000000000-0000000000.seg")).expect("read");
     let end = segment_frames(&first).last().map_or(128, |(o, l)| o + l);
     assert!(first[end..].iter().all(|&b| b == 0), "nothing past the end of the sealed segment");
 }

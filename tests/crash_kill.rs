@@ -401,15 +401,16 @@ fn kill_loop_never() {
     kill_loop("never", 0xC3);
 }
 
-/// Regression (found by this loop in its first run, all three modes). What broke: a `kill -9` while a segment
-/// was being rolled over, after the new file was created but before its header was written, left the newest
-/// segment empty (0 bytes) or preallocated zeros with no header. The next open refused the whole directory
-/// ("file is 0 bytes, shorter than a header", "bad magic"), so one unlucky crash made every acknowledged event
-/// unreachable. The fix: a last segment whose header never reached the file and which holds nothing but zeros
-/// never held an event (frames go in only after the header is synced), so open removes it (read-only opens
-/// skip it) and the log ends where the previous segment ends.
+/// Regression (found by this loop in its first run, all three modes), revised by issue 9. First: a `kill -9`
+/// while a segment was being rolled over, after the new file was created but before its header was written,
+/// left the newest segment empty or headerless, and open refused the directory. The fix then was to drop such
+/// an "unborn" last segment. Segments have since been created under a `.tmp` name and renamed only once their
+/// header is synced, so a crash can no longer leave a headerless file under a segment name; the unborn rule
+/// only hid damage (a truncated or zeroed last segment silently cut the log, and open deleted the evidence).
+/// Now such a file is corruption: open refuses it, names it, and leaves it exactly as it was; and a kill
+/// during a roll still recovers (the `kill_loop_*` tests cover it).
 #[test]
-fn regression_kill_during_segment_creation_leaves_an_unborn_segment() {
+fn regression_a_headerless_last_segment_is_refused_and_kept() {
     for (what, bytes) in
         [("empty", Vec::new()), ("preallocated zeros", vec![0u8; 4096]), ("short zeros", vec![0u8; 100])]
     {
@@ -422,15 +423,19 @@ fn regression_kill_during_segment_creation_leaves_an_unborn_segment() {
             let plan = model.plan(&random_counts(&mut rng, 3), None);
             model.append(&store, &plan).expect("append");
         }
-        let next = store.next_position();
+        let (next, seq) = (store.next_position(), store.stats().segments as u32);
         drop(store);
-        let unborn = dir.path().join(format!("{next:020}.seg"));
-        std::fs::write(&unborn, &bytes).expect("write the unborn segment");
-        let n = model.events.len();
-        match check_dir(dir.path(), &opts, &mut model, n) {
-            Ok(Verdict::Recovered { n: got, .. }) => assert_eq!(got, n, "{what}"),
-            other => panic!("{what}: {other:?}"),
+        let unborn = dir.path().join(foldlog::fuzzing::segment_file_name(next, seq));
+        std::fs::write(&unborn, &bytes).expect("write the headerless segment");
+        for read_only in [false, true] {
+            match Store::open_with(dir.path(), Options { read_only, ..opts.clone() }) {
+                // Zeros have no magic: "not a foldlog segment" (InvalidDirectory); a short file is corrupt.
+                Err(Error::Corrupt { path, .. }) | Err(Error::InvalidDirectory { path, .. }) => {
+                    assert_eq!(path, unborn, "{what}: the error names the file")
+                }
+                other => panic!("{what} (read-only {read_only}): {other:?}"),
+            }
         }
-        assert!(!unborn.exists() || std::fs::metadata(&unborn).is_ok_and(|m| m.len() == 4096), "{what}");
+        assert_eq!(std::fs::read(&unborn).expect("still there"), bytes, "{what}: the evidence is kept");
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{check_dir, check_store, child_command, emit, random_counts, Model, Rng, ScratchDir, Verdict};
-use foldlog::fuzzing::open_retrying;
+use foldlog::fuzzing::{open_retrying, parse_segment_file_name, segment_file_name};
 use foldlog::{CheckpointUse, Durability, Error, Options, Store};
 
 fn options() -> Options {
@@ -164,7 +164,7 @@ fn stray_files_are_ignored() {
     std::fs::write(d.join("0000000000000000000.seg"), b"nineteen digits").expect("write");
     std::fs::write(d.join("notes.txt"), b"hello").expect("write");
     std::fs::create_dir(d.join("backup")).expect("mkdir");
-    std::fs::write(d.join("backup").join("00000000000000000000.seg"), b"not ours").expect("write");
+    std::fs::write(d.join("backup").join("00000000000000000000-0000000000.seg"), b"not ours").expect("write");
     recovered(d, &mut model);
     assert!(!d.join("index.ckpt.tmp-1-1").exists(), "a stale checkpoint temp file is removed");
     for kept in
@@ -179,10 +179,11 @@ fn a_symlink_or_directory_with_a_segment_name_is_refused() {
     for kind in ["symlink", "directory"] {
         let dir = ScratchDir::new("env-symlink");
         let model = log_with(dir.path(), 30, 4);
-        let next = model.events.len();
-        let name = dir.path().join(format!("{next:020}.seg"));
+        let next = model.events.len() as u64;
+        let name = dir.path().join(segment_file_name(next, segments(dir.path()).len() as u32));
         if kind == "symlink" {
-            std::os::unix::fs::symlink(dir.path().join("00000000000000000000.seg"), &name).expect("symlink");
+            std::os::unix::fs::symlink(dir.path().join("00000000000000000000-0000000000.seg"), &name)
+                .expect("symlink");
         } else {
             std::fs::create_dir(&name).expect("mkdir");
         }
@@ -209,7 +210,9 @@ fn segment_file_names_must_agree_with_their_headers() {
     assert!(segs.len() >= 3, "a few segments");
     // The last segment renamed to a later base: its header disagrees with its name.
     let last = segs.last().expect("segments").clone();
-    let renamed = dir.path().join("00000000000000099999.seg");
+    let seq =
+        parse_segment_file_name(&last.file_name().expect("name").to_string_lossy()).expect("a name").seq;
+    let renamed = dir.path().join(segment_file_name(99_999, seq));
     std::fs::rename(&last, &renamed).expect("rename");
     match Store::open_with(dir.path(), options()) {
         Err(Error::Corrupt { path, .. }) => assert_eq!(path, renamed),
@@ -218,7 +221,7 @@ fn segment_file_names_must_agree_with_their_headers() {
     }
     std::fs::rename(&renamed, &last).expect("rename back");
     // A copy of a sealed segment under the next segment's name.
-    let copy = dir.path().join(format!("{:020}.seg", 99_999));
+    let copy = dir.path().join(segment_file_name(99_999, segs.len() as u32));
     std::fs::copy(&segs[0], &copy).expect("copy");
     assert!(
         Store::open_with(dir.path(), options()).is_err(),
@@ -276,7 +279,10 @@ fn a_sealed_segment_deleted_while_open() {
     model.append(&store, &plan).expect("appends go on");
     drop(store);
     match Store::open_with(dir.path(), options()) {
-        Err(Error::InvalidDirectory { reason, .. }) => assert!(reason.contains("missing"), "{reason}"),
+        Err(Error::Corrupt { path, reason, .. }) => {
+            assert!(reason.contains("missing"), "{reason}");
+            assert_eq!(path, segs[2], "the error names the segment after the gap");
+        }
         other => panic!("a missing sealed segment: {other:?}"),
     }
 }
@@ -348,7 +354,7 @@ fn regression_frame_offsets_past_4_gib_are_refused_not_a_panic() {
         model.append(&store, &plan).expect("append");
     }
     drop(store);
-    let seg = std::fs::read(src.path().join("00000000000000000000.seg")).expect("read");
+    let seg = std::fs::read(src.path().join("00000000000000000000-0000000000.seg")).expect("read");
     let frames = segment_frames(&seg);
     let (f0, f1) =
         (&seg[frames[0].0..frames[0].0 + frames[0].1], &seg[frames[1].0..frames[1].0 + frames[1].1]);
@@ -364,7 +370,7 @@ fn regression_frame_offsets_past_4_gib_are_refused_not_a_panic() {
     log_id.copy_from_slice(&seg[16..32]);
     let dir = ScratchDir::new("env-4g");
     std::fs::write(dir.path().join("LOCK"), b"").expect("lock file");
-    let file = std::fs::File::create(dir.path().join("00000000000000000000.seg")).expect("create");
+    let file = std::fs::File::create(dir.path().join("00000000000000000000-0000000000.seg")).expect("create");
     file.set_len(capacity).expect("sparse file");
     file.write_all_at(&header, 0).expect("header");
     file.write_all_at(f0, o0).expect("frame 0");

@@ -388,8 +388,8 @@ fn enospc_while_preallocating_is_an_error_not_sigbus() {
     eprintln!("T3 ENOSPC on a 448 KiB tmpfs: {}", stdout.trim().replace('\n', "; "));
 }
 
-fn segment_name(base: u64) -> String {
-    format!("{base:020}.seg")
+fn segment_name(base: u64, seq: usize) -> String {
+    foldlog::fuzzing::segment_file_name(base, seq as u32)
 }
 
 /// Appends one small event at a time; before each, arms a failpoint that fails mapping the segment the next
@@ -411,7 +411,7 @@ fn roll_with_failing_map(dir: &Path, fail_removes: bool) -> (Store, Model, u64, 
     let mut armed: Option<std::path::PathBuf> = None;
     for _ in 0..200 {
         let next = store.next_position();
-        let target = dir.join(segment_name(next));
+        let target = dir.join(segment_name(next, store.stats().segments));
         if let Some(old) = armed.replace(target.clone()) {
             testing::disarm(&old);
         }
@@ -446,7 +446,10 @@ fn regression_failed_map_of_a_new_segment_leaves_no_orphan() {
     let dir = ScratchDir::new("t3-reg-map");
     let (store, mut model, base, r) = roll_with_failing_map(dir.path(), false);
     assert!(matches!(r, Err(Error::Io { .. })), "the roll's failure is an I/O error: {r:?}");
-    assert!(!dir.path().join(segment_name(base)).exists(), "the half-made segment was removed");
+    assert!(
+        !dir.path().join(segment_name(base, store.stats().segments)).exists(),
+        "the half-made segment was removed"
+    );
     model.truncate(store.next_position() as usize);
     for _ in 0..40 {
         let plan = model.plan(&[("s".to_owned(), 1)], None);
@@ -470,7 +473,10 @@ fn regression_orphan_segment_that_cannot_be_removed_poisons_the_store() {
     let (store, mut model, base, r) = roll_with_failing_map(dir.path(), true);
     testing::disarm(dir.path());
     assert!(matches!(r, Err(Error::Io { .. })), "the roll's failure is an I/O error: {r:?}");
-    assert!(dir.path().join(segment_name(base)).exists(), "the removal was made to fail");
+    assert!(
+        dir.path().join(segment_name(base, store.stats().segments)).exists(),
+        "the removal was made to fail"
+    );
     let plan = model.plan(&[("s".to_owned(), 1)], None);
     assert!(matches!(model.append(&store, &plan), Err(Error::Poisoned)), "the store must stop writing");
     drop(store);

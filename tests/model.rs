@@ -193,7 +193,8 @@ fn last_segment(dir: &Path) -> (std::path::PathBuf, u64) {
         .collect();
     segs.sort();
     let last = segs.pop().unwrap();
-    let base = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let name = last.file_name().unwrap().to_str().unwrap();
+    let base = foldlog::fuzzing::parse_segment_file_name(name).unwrap().base;
     (last, base)
 }
 

@@ -335,7 +335,7 @@ fn a_read_only_open_of_a_directory_without_a_lock_file_works() {
 #[test]
 fn not_a_foldlog_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("00000000000000000000.seg"), vec![b'x'; 8192]).unwrap();
+    std::fs::write(dir.path().join("00000000000000000000-0000000000.seg"), vec![b'x'; 8192]).unwrap();
     assert!(matches!(Store::open(dir.path()), Err(Error::InvalidDirectory { .. })));
     let missing = dir.path().join("nope");
     assert!(matches!(
@@ -350,12 +350,12 @@ fn a_future_format_version_is_refused() {
     Store::open_with(dir.path(), opts(8192)).unwrap().close().unwrap();
     let seg = segment_files(dir.path())[0].clone();
     let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[8] = 2;
+    bytes[8] = 3;
     let crc = crc32fast::hash(&bytes[0..60]);
     bytes[60..64].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&seg, bytes).unwrap();
     match Store::open(dir.path()) {
-        Err(Error::UnsupportedVersion { found: 2, supported: 1, .. }) => {}
+        Err(Error::UnsupportedVersion { found: 3, supported: 2, .. }) => {}
         other => panic!("{other:?}"),
     }
 }
@@ -371,7 +371,7 @@ fn a_missing_segment_in_the_sequence_is_refused() {
     let segs = segment_files(dir.path());
     std::fs::remove_file(&segs[1]).unwrap();
     std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
-    assert!(matches!(Store::open(dir.path()), Err(Error::InvalidDirectory { .. })));
+    assert!(matches!(Store::open(dir.path()), Err(Error::Corrupt { .. })));
 }
 
 #[test]
