@@ -56,7 +56,7 @@ pub use aggregate::{
     PAYLOAD_ALIGN,
 };
 pub use error::{Error, ExpectedVersion, Result};
-pub use format::FORMAT_VERSION;
+pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};
 pub use options::{Durability, GroupCommit, Options, Recovery};
 pub use read::{AllEvents, ReadAll, StreamEvents};
 pub use record::{ArchivedEnvelope, Envelope, EventRef};

@@ -805,3 +805,41 @@ fn guide_excerpts_are_verbatim_from_the_example() {
     }
     assert!(excerpts >= 3, "the guide quotes the example ({excerpts} excerpts found)");
 }
+
+/// Issue 9, item 9: two threads saving one aggregate both prune the same old snapshot file, and the one that
+/// found it already gone reported its own written snapshot as failed. A prune now ignores NotFound.
+#[test]
+fn regression_9_concurrent_saves_never_report_a_written_snapshot_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let repo = Repository::<Account>::with_snapshots(&store, SnapshotPolicy { every_events: 1, keep: 1 });
+    account(&repo, "kim", 0);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = Vec::new();
+                    let mut saved = 0;
+                    while saved < 300 {
+                        let mut root = repo.get("kim").unwrap();
+                        root.execute(|a| a.deposit(1)).unwrap();
+                        match repo.save(&mut root) {
+                            Ok(s) => {
+                                saved += 1;
+                                if let Some(Err(e)) = s.snapshot {
+                                    failed.push(e.to_string());
+                                }
+                            }
+                            Err(RepositoryError::Conflict { .. }) => {}
+                            Err(e) => panic!("save: {e}"),
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert!(failures.is_empty(), "snapshots reported failed: {failures:?}");
+    assert_eq!(repo.get("kim").unwrap().version(), 601);
+}
