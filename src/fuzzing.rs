@@ -371,9 +371,10 @@ pub struct Model {
     pub run: u64,
     /// `A`.
     pub events: Vec<TestEvent>,
-    /// `events.len()` after each batch (batches are atomic: a recovered log ends on one of these).
+    /// `events.len()` after each batch (batches are atomic: a recovered log ends on one of these). A batch
+    /// without events (a consumer position alone) repeats the previous count.
     pub boundaries: Vec<usize>,
-    /// (events before and including the batch, consumer, position) for batches carrying a consumer.
+    /// (index of the batch in `boundaries`, consumer, position) for batches carrying a consumer.
     pub consumers: Vec<(usize, String, u64)>,
 }
 
@@ -413,18 +414,22 @@ impl Model {
         self.events.extend(plan.events().cloned());
         self.boundaries.push(self.events.len());
         if let Some((name, p)) = &plan.consumer {
-            self.consumers.push((self.events.len(), name.clone(), *p));
+            self.consumers.push((self.boundaries.len() - 1, name.clone(), *p));
         }
     }
 
     /// Cuts `A` to its first `n` events (a recovered prefix).
+    ///
+    /// Batches without events after the `n`-th event are kept: the recovered log may or may not hold them,
+    /// and [`Model::consumer_candidates`] allows for both.
     pub fn truncate(&mut self, n: usize) {
         self.events.truncate(n);
-        self.boundaries.retain(|&b| b <= n);
+        let kept = self.boundaries.iter().take_while(|&&b| b <= n).count();
+        self.boundaries.truncate(kept);
         if self.boundaries.last() != Some(&n) && n > 0 {
             self.boundaries.push(n);
         }
-        self.consumers.retain(|c| c.0 <= n);
+        self.consumers.retain(|c| c.0 < kept);
     }
 
     /// Appends `plan` to `store` and checks the result against the plan; on success the batch joins `A`.
@@ -455,15 +460,48 @@ impl Model {
         Ok(())
     }
 
-    /// The consumers' positions after the first `n` events.
-    pub fn consumers_at(&self, n: usize) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for (end, name, p) in &self.consumers {
-            if *end <= n {
-                out.insert(name.clone(), *p);
+    /// The consumers' positions a log holding exactly the first `n` events may show: one map per prefix of
+    /// batches with `n` events (several when batches without events follow the `n`-th event; the log may
+    /// end after any of them).
+    pub fn consumer_candidates(&self, n: usize) -> Vec<BTreeMap<String, u64>> {
+        self.consumer_prefixes(n).into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// As [`Model::consumer_candidates`], each with its number of batches.
+    fn consumer_prefixes(&self, n: usize) -> Vec<(usize, BTreeMap<String, u64>)> {
+        let upto = |batches: usize| {
+            let mut out = BTreeMap::new();
+            for (i, name, p) in &self.consumers {
+                if *i < batches {
+                    out.insert(name.clone(), *p);
+                }
             }
+            out
+        };
+        // A prefix of `j` batches holds `boundaries[j - 1]` events (none for `j = 0`).
+        let first = self.boundaries.iter().take_while(|&&b| b < n).count() + usize::from(n > 0);
+        let last = self.boundaries.iter().take_while(|&&b| b <= n).count();
+        (first..=last).map(|j| (j, upto(j))).collect()
+    }
+
+    /// Cuts `A` to what `store` holds: its first `n` events and, of the batches without events that follow
+    /// them, those the store's consumer positions show it has.
+    pub fn settle(&mut self, n: usize, store: &Store) {
+        self.truncate(n);
+        let found = held_consumers(store, self);
+        if let Some(&(j, _)) = self.consumer_prefixes(n).iter().rev().find(|(_, m)| *m == found) {
+            self.boundaries.truncate(j);
+            self.consumers.retain(|c| c.0 < j);
         }
-        out
+    }
+
+    /// Removes the last batch pushed (one the store refused).
+    pub fn pop_batch(&mut self) {
+        if self.boundaries.pop().is_some() {
+            let kept = self.boundaries.len();
+            self.events.truncate(self.boundaries.last().copied().unwrap_or(0));
+            self.consumers.retain(|c| c.0 < kept);
+        }
     }
 }
 
@@ -548,12 +586,18 @@ pub fn check_store(store: &Store, model: &Model, k: usize) -> Result<usize, Stri
             return Err(format!("stream {} has a version but none of its events was recovered", e.stream));
         }
     }
-    for (name, p) in model.consumers_at(n) {
-        if store.consumer_position(&name) != Some(p) {
-            return Err(format!("consumer {name} at {:?}, expected {p}", store.consumer_position(&name)));
-        }
+    let candidates = model.consumer_candidates(n);
+    let found = held_consumers(store, model);
+    if !candidates.contains(&found) {
+        return Err(format!("consumers at {found:?}, expected one of {candidates:?}"));
     }
     Ok(n)
+}
+
+/// The positions `store` holds for the consumers `model` knows.
+fn held_consumers(store: &Store, model: &Model) -> BTreeMap<String, u64> {
+    let names: std::collections::BTreeSet<&String> = model.consumers.iter().map(|c| &c.1).collect();
+    names.iter().filter_map(|&name| Some((name.clone(), store.consumer_position(name)?))).collect()
 }
 
 /// `Store::open_with`, retried for up to two seconds while the directory is `Locked`.
@@ -615,6 +659,7 @@ pub fn check_dir(dir: &Path, options: &Options, model: &mut Model, k: usize) -> 
                 return Ok(Verdict::Refused(e));
             }
             let n = check_store(&store, model, k).map_err(|e| format!("first open: {e}"))?;
+            model.settle(n, &store);
             let report = store.recovery_report().clone();
             store.close().map_err(|e| format!("close after the first open failed: {e}"))?;
             (n, report)
@@ -624,7 +669,6 @@ pub fn check_dir(dir: &Path, options: &Options, model: &mut Model, k: usize) -> 
     if n_ro.is_some_and(|r| r != n) {
         return Err(format!("read-only open recovered {n_ro:?} events, writable open {n}"));
     }
-    model.truncate(n);
     // Damage the first open could not see (frames a checkpoint covers are checked when read) may surface in
     // the later opens too: an error there is a refusal as well, for the caller to judge.
     let store = match open_retrying(dir, options.clone()) {
@@ -1010,7 +1054,9 @@ fn run_workload(dir: &Path, b: &mut Bytes<'_>, run: u64) -> Model {
         let s = store.as_ref().expect("store open");
         match op % 8 {
             0..=4 => {
-                let streams = 1 + usize::from(op >> 3) % 3;
+                // op 228, 236, 244, 252: a consumer position alone, no events (issue 9, item 1).
+                let consumer_only = op % 8 == 4 && op >> 5 == 7;
+                let streams = if consumer_only { 0 } else { 1 + usize::from(op >> 3) % 3 };
                 let mut counts = Vec::new();
                 for i in 0..streams {
                     let n = 1 + usize::from(b.u8() % 4);
@@ -1209,6 +1255,13 @@ pub fn dir_damage(data: &[u8]) {
             eprintln!("damage kind {} on {} -> {damage:?}", kind % 10, path.display());
         }
     }
+    // Last (from the input's tail, so older inputs read it as 0: nothing): lose the newest segment file.
+    let lost = lose_last_segment(b.u8(), last_seg.as_deref());
+    damage.synced |= lost;
+    // Evidence that it existed: the previous segment's SEALED slot, or an index checkpoint. With either, and no
+    // other damage, a shorter log is never an answer: the open must refuse.
+    let evidence = ends.len() >= 2 || dir.path().join(CHECKPOINT_FILE).exists();
+    let must_refuse = lost && n_ops == 0 && evidence;
     let options = small_options(false);
     if damage.hostile {
         let checkpointed = dir.path().join(CHECKPOINT_FILE).exists();
@@ -1217,12 +1270,30 @@ pub fn dir_damage(data: &[u8]) {
     }
     let k = if damage.synced { 0 } else { model.events.len() };
     match check_dir(dir.path(), &options, &mut model, k) {
-        Ok(Verdict::Recovered { .. }) => {}
+        Ok(Verdict::Recovered { n, .. }) => {
+            assert!(!must_refuse, "the newest segment was lost, yet open recovered {n} events silently");
+        }
         Ok(Verdict::Refused(e)) => {
             assert!(damage.synced, "damage past the end of the log only, yet open refused: {e}");
         }
         Err(violation) => panic!("oracle violation: {violation}"),
     }
+}
+
+/// Loses the newest segment file as `how` says (0: not at all; then delete, truncate to less than a header,
+/// or rename to a name that is not a segment's). True if a file was lost.
+fn lose_last_segment(how: u8, last: Option<&Path>) -> bool {
+    let Some(last) = last else { return false };
+    let done = match how % 4 {
+        0 => return false,
+        1 => std::fs::remove_file(last),
+        2 => std::fs::OpenOptions::new()
+            .write(true)
+            .open(last)
+            .and_then(|f| f.set_len(u64::from(how / 4) % 128)),
+        _ => std::fs::rename(last, last.with_extension("seg.lost")),
+    };
+    done.is_ok()
 }
 
 // ---------------------------------------------------------------------------------------------------------

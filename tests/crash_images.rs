@@ -182,8 +182,10 @@ fn record(
         let s = store.as_ref().expect("open");
         let roll = rng.below(100);
         if roll < 84 {
-            let counts = random_counts(&mut rng, 3);
-            let c = rng.chance(1, 6).then(|| {
+            // Some batches carry a consumer position alone (no global position; issue 9, item 1).
+            let consumer_only = rng.chance(1, 10);
+            let counts = if consumer_only { Vec::new() } else { random_counts(&mut rng, 3) };
+            let c = (consumer_only || rng.chance(1, 6)).then(|| {
                 consumer += 1 + rng.below(3);
                 ("projector".to_owned(), consumer)
             });

@@ -231,6 +231,13 @@ fn generate_seeds() {
         [&[9u8; 8][..], &Script::busy(25, 9).0, &[1, 0, 255], &u32le(90), &[2]].concat(),
     ));
     dd.push(("empty".into(), Vec::new()));
+    // No damage operation, then the newest segment lost (deleted, cut below a header, renamed away): the
+    // open must refuse, since a SEALED slot or the checkpoint proves it existed.
+    for (i, (name, how)) in [("delete", 1u8), ("truncate", 2 + 4 * 40), ("rename", 3)].into_iter().enumerate()
+    {
+        let script = Script::busy(30 + i as u8, 200 + i as u64).0;
+        dd.push((format!("lose-last-{name}"), [&[i as u8 + 70; 8][..], &script, &[0], &[how]].concat()));
+    }
     write_seeds("dir_damage", &dd);
 
     // index_checkpoint: mode (0 raw file, 1 patches, 2 body under a valid header; bit 7 recompute CRCs).
