@@ -3,14 +3,19 @@
 //!
 //! Operations: appends with every expected-version kind and chosen first versions, multi-stream batches,
 //! consumer positions, retries with event ids, filtered and stopped global reads, stream reads forward and
-//! backward, clean reopen with and without the index checkpoint, and crash-reopen with a torn tail (bytes past
-//! the durable point zeroed). Segments are tiny (4 KiB) so rolls and checkpoints happen all the time.
+//! backward, clean reopen with and without the index checkpoint (and with another segment size), and
+//! crash-reopen with a torn tail (bytes past the durable point zeroed). Segments are tiny (4–16 KiB) so rolls
+//! and checkpoints happen all the time. Versions reach the numeric edge: first versions near
+//! `STREAM_VERSION_MAX` and `u64::MAX`, and backward reads from `u64::MAX` (issue 9, items 5 and 6).
 //! `PROPTEST_CASES` raises the case count (CI runs 1,000).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use foldlog::{Batch, Durability, Error, ExpectedVersion, NewEvent, Options, ReadAll, Store, StreamAppend};
+use foldlog::{
+    Batch, Durability, Error, ExpectedVersion, NewEvent, Options, ReadAll, Store, StreamAppend,
+    STREAM_VERSION_MAX,
+};
 use proptest::prelude::*;
 
 const STREAMS: [&str; 4] = ["acct-1", "acct-2", "a-much-longer-stream-identifier", "x"];
@@ -34,7 +39,7 @@ enum Op {
     Retry,
     ReadAll { from: u16, to: Option<u16>, ty: Option<usize>, limit: Option<u8> },
     ReadStream { stream: usize, from: u8, backward: bool, limit: Option<u8> },
-    Reopen { drop_checkpoint: bool },
+    Reopen { drop_checkpoint: bool, bigger: bool },
     CrashReopen { cut: u16 },
     Sync,
 }
@@ -46,8 +51,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Expect::StreamExists),
         3 => (-1i8..=1).prop_map(Expect::Exact),
     ];
+    // First versions: the usual 0 or 1, or at the numeric edge (just below the limit, past it, u64::MAX).
+    let first_version = prop_oneof![
+        6 => 0u64..2,
+        1 => (STREAM_VERSION_MAX - 3)..=(STREAM_VERSION_MAX + 1),
+        1 => Just(u64::MAX),
+    ];
     prop_oneof![
-        8 => (0..STREAMS.len(), expect, prop::collection::vec((0..TYPES.len(), 0u16..300), 0..4), 0u64..2, any::<bool>())
+        8 => (0..STREAMS.len(), expect, prop::collection::vec((0..TYPES.len(), 0u16..300), 0..4), first_version, any::<bool>())
             .prop_map(|(stream, expect, events, first_version, ids)| Op::Append { stream, expect, events, first_version, ids }),
         2 => (0..STREAMS.len(), 0..STREAMS.len(), any::<bool>(), prop::option::of((0..CONSUMERS.len(), 0u8..3)))
             .prop_map(|(a, b, right, consumer)| Op::Multi { a, b, right, consumer }),
@@ -57,7 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(from, to, ty, limit)| Op::ReadAll { from, to, ty, limit }),
         2 => (0..STREAMS.len(), 0u8..10, any::<bool>(), prop::option::of(0u8..10))
             .prop_map(|(stream, from, backward, limit)| Op::ReadStream { stream, from, backward, limit }),
-        1 => any::<bool>().prop_map(|drop_checkpoint| Op::Reopen { drop_checkpoint }),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(drop_checkpoint, bigger)| Op::Reopen { drop_checkpoint, bigger }),
         1 => (0u16..2000).prop_map(|cut| Op::CrashReopen { cut }),
         1 => Just(Op::Sync),
     ]
@@ -106,9 +117,9 @@ impl Model {
     }
 }
 
-fn options() -> Options {
+fn options(segment_size_bytes: u64) -> Options {
     Options {
-        segment_size_bytes: 4096,
+        segment_size_bytes,
         durability: Durability::Never,
         checkpoint_every_bytes: 16 << 10,
         ..Options::default()
@@ -200,7 +211,8 @@ fn last_segment(dir: &Path) -> (std::path::PathBuf, u64) {
 
 fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open_with(dir.path(), options()).unwrap();
+    let mut segment = 4096;
+    let mut store = Store::open_with(dir.path(), options(segment)).unwrap();
     let mut m = Model::default();
     for (step, op) in ops.into_iter().enumerate() {
         match op {
@@ -209,6 +221,9 @@ fn run(ops: Vec<Op>) {
                 let actual = m.last_version(s);
                 let expected = to_expected(&expect, actual);
                 let v0 = actual.map_or(first_version, |v| v + 1);
+                // The last version the batch would take, if there is one.
+                let last = (!events.is_empty()).then(|| v0.checked_add(events.len() as u64 - 1));
+                let fits = last.is_none_or(|l| l.is_some_and(|l| l <= STREAM_VERSION_MAX));
                 let evs: Vec<Ev> = events
                     .iter()
                     .enumerate()
@@ -216,7 +231,7 @@ fn run(ops: Vec<Op>) {
                         m.next_id += 1;
                         Ev {
                             stream: s.into(),
-                            version: v0 + i as u64,
+                            version: v0.wrapping_add(i as u64),
                             ty: TYPES[ty].into(),
                             payload: payload(step as u64 * 10 + i as u64, len),
                             id: ids.then_some(m.next_id),
@@ -226,7 +241,15 @@ fn run(ops: Vec<Op>) {
                 let new = new_events(&evs);
                 let batch = [StreamAppend { first_version, ..StreamAppend::new(s, expected, &new) }];
                 let r = store.append_batch(&Batch { streams: &batch, consumer: None });
-                if m.check(&expected, s) {
+                if first_version > STREAM_VERSION_MAX {
+                    assert!(
+                        matches!(r, Err(Error::InvalidArgument(_))),
+                        "first version {first_version}: {r:?}"
+                    );
+                } else if m.check(&expected, s) && !fits {
+                    assert!(matches!(r, Err(Error::InvalidArgument(_))), "past the version limit: {r:?}");
+                    assert_eq!(store.next_position(), m.events.len() as u64, "nothing written");
+                } else if m.check(&expected, s) {
                     let r = r.unwrap();
                     let p0 = m.events.len() as u64;
                     assert_eq!(r[0].positions, p0..p0 + evs.len() as u64);
@@ -273,7 +296,8 @@ fn run(ops: Vec<Op>) {
                 });
                 let r = store.append_batch(&Batch { streams: &streams, consumer });
                 let consumer_ok = consumer.is_none_or(|(c, p)| m.consumer(c).is_none_or(|cur| p > cur));
-                if right && consumer_ok {
+                let fits = ev_a.version <= STREAM_VERSION_MAX && ev_b.version <= STREAM_VERSION_MAX;
+                if right && consumer_ok && fits {
                     r.unwrap();
                     m.events.push(ev_a);
                     m.events.push(ev_b);
@@ -310,7 +334,13 @@ fn run(ops: Vec<Op>) {
                 let new = new_events(&evs);
                 let r = store.append(STREAMS[stream], ExpectedVersion::Any, &new);
                 let known = evs.iter().filter(|e| m.events.iter().any(|x| x.id == e.id)).count();
-                if known == evs.len() {
+                let next = m.last_version(STREAMS[stream]).map_or(Some(0), |v| v.checked_add(1));
+                let fits = next
+                    .and_then(|v| v.checked_add(evs.len() as u64 - 1))
+                    .is_some_and(|l| l <= STREAM_VERSION_MAX);
+                if known == 0 && !fits {
+                    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+                } else if known == evs.len() {
                     let r = r.unwrap();
                     assert!(r.deduplicated);
                     let p0 = m.events.iter().position(|x| x.id == evs[0].id).unwrap() as u64;
@@ -343,27 +373,35 @@ fn run(ops: Vec<Op>) {
             }
             Op::ReadStream { stream, from, backward, limit } => {
                 let s = STREAMS[stream];
+                // 9 reads from the far end: u64::MAX backward (the newest), a version near the limit forward.
+                let from = match (from, backward) {
+                    (9, true) => u64::MAX,
+                    (9, false) => STREAM_VERSION_MAX - 1,
+                    (v, _) => u64::from(v),
+                };
                 let mut want: Vec<u64> =
                     m.events.iter().filter(|e| e.stream == s).map(|e| e.version).collect();
                 let it = if backward {
-                    want.retain(|&v| v <= u64::from(from));
+                    want.retain(|&v| v <= from);
                     want.reverse();
-                    store.read_stream_backward(s, Some(u64::from(from)))
+                    store.read_stream_backward(s, Some(from))
                 } else {
-                    want.retain(|&v| v >= u64::from(from));
-                    store.read_stream(s, u64::from(from))
+                    want.retain(|&v| v >= from);
+                    store.read_stream(s, from)
                 };
                 let n = limit.map_or(usize::MAX, usize::from);
                 let got: Vec<u64> = it.take(n).map(|e| e.unwrap().stream_version()).collect();
                 want.truncate(n);
                 assert_eq!(got, want);
             }
-            Op::Reopen { drop_checkpoint } => {
+            Op::Reopen { drop_checkpoint, bigger } => {
                 store.close().unwrap();
+                // Reopened with other options: segments four times larger, or back to 4 KiB (item 7).
+                segment = if bigger { 16384 } else { 4096 };
                 if drop_checkpoint {
                     let _ = std::fs::remove_file(dir.path().join("index.ckpt"));
                 }
-                store = Store::open_with(dir.path(), options()).unwrap();
+                store = Store::open_with(dir.path(), options(segment)).unwrap();
                 compare(&store, &m);
             }
             Op::CrashReopen { cut } => {
@@ -379,7 +417,7 @@ fn run(ops: Vec<Op>) {
                     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
                     f.write_all_at(&vec![0u8; (end - from) as usize], from).unwrap();
                 }
-                store = Store::open_with(dir.path(), options()).unwrap();
+                store = Store::open_with(dir.path(), options(segment)).unwrap();
                 let n = store.next_position();
                 assert!(
                     durable <= n && n <= m.events.len() as u64,
@@ -414,7 +452,7 @@ fn run(ops: Vec<Op>) {
                 compare(&store, &m);
                 // Recovery is idempotent: a second open sees the same log.
                 store.abandon();
-                store = Store::open_with(dir.path(), options()).unwrap();
+                store = Store::open_with(dir.path(), options(segment)).unwrap();
                 compare(&store, &m);
             }
             Op::Sync => {
@@ -425,7 +463,7 @@ fn run(ops: Vec<Op>) {
     }
     compare(&store, &m);
     store.close().unwrap();
-    let store = Store::open_with(dir.path(), options()).unwrap();
+    let store = Store::open_with(dir.path(), options(segment)).unwrap();
     compare(&store, &m);
 }
 
