@@ -162,13 +162,17 @@ fn clock(micros: i64) -> String {
 
 type StoryResult<T = ()> = Result<T, Box<dyn Error>>;
 
-/// Tells the whole story in `dir` (wiped first).
+/// Tells the whole story in `dir`, which must be new or empty (the caller makes it so; nothing is deleted here).
 pub fn run(dir: &Path) -> StoryResult {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
     println!("\nThe bank: accounts as event-sourced aggregates, in {}", dir.display());
     let store = Store::open(dir)?;
+    if store.next_position() != 0 {
+        return Err(format!(
+            "{} already holds a store; the bank story starts from an empty one",
+            dir.display()
+        )
+        .into());
+    }
     let accounts: Repository<'_, Account> = Repository::with_snapshots(&store, SnapshotPolicy::every(10_000));
     open_accounts(&accounts)?;
     move_money(&accounts)?;

@@ -210,29 +210,20 @@ pub(crate) fn open(path: &Path, writable: bool) -> io::Result<File> {
     OpenOptions::new().read(true).write(writable).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
-/// Opens the lock file: a writer creates it if needed; a reader opens it read-only, creates it if it is
-/// missing (a copied directory), and goes without (`None`) where it cannot be created (read-only media).
+/// Opens the lock file: a writer creates it if needed; a reader opens it read-only and, if it is missing (a
+/// copied directory, read-only media), goes without (`None`) rather than write anything.
 pub(crate) fn open_lock_file(path: &Path, writable: bool) -> io::Result<Option<File>> {
     check(Op::Open, path)?;
-    let create =
-        || OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
     if writable {
-        return create().map(Some);
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        return Ok(Some(file));
     }
+    // A read-only open writes nothing, anywhere: with no lock file (a store copied without it, read-only
+    // media) it takes no lock.
     match OpenOptions::new().read(true).open(path) {
         Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => match create() {
-            Ok(f) => Ok(Some(f)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -379,6 +370,24 @@ pub(crate) fn remove(path: &Path) -> io::Result<()> {
 pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     check(Op::Open, dir)?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Lists a directory with every entry's own type (a symlink is not followed) and raw name, so a caller can
+/// judge entries whose names are not UTF-8 too.
+pub(crate) fn list_dir_entries(dir: &Path) -> io::Result<Vec<(std::ffi::OsString, std::fs::FileType)>> {
+    check(Op::ListDir, dir)?;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        out.push((entry.file_name(), entry.file_type()?));
+    }
+    Ok(out)
+}
+
+/// Removes an empty directory (never its contents).
+pub(crate) fn remove_empty_dir(dir: &Path) -> io::Result<()> {
+    check(Op::Remove, dir)?;
+    std::fs::remove_dir(dir)
 }
 
 /// Lists a directory: (file name, is a regular file and not a symlink).

@@ -29,6 +29,7 @@
 #![deny(unsafe_code)]
 
 mod aggregate;
+mod directory;
 mod error;
 mod format;
 mod index;
@@ -55,6 +56,7 @@ pub use aggregate::{
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
     PAYLOAD_ALIGN,
 };
+pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
 pub use error::{Error, ExpectedVersion, Result};
 pub use format::FORMAT_VERSION;
 pub use options::{Durability, GroupCommit, Options, Recovery};

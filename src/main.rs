@@ -1,6 +1,7 @@
 //! The `foldlog` command: demo, verify, stat, dump.
 
 mod demo_bank;
+mod demo_dir;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,11 +22,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write and replay a real log in a default directory, and report how fast.
+    /// Write and replay a real log in a directory of its own, and report how fast.
     Demo {
-        /// Data directory (wiped first).
-        #[arg(long, default_value = "foldlog-data/demo")]
-        dir: PathBuf,
+        /// Directory the demo owns: created if missing; otherwise it must be empty or made by an earlier demo
+        /// run. Default foldlog-data/demo, where an earlier run's stores are replaced automatically.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replace the stores an earlier demo run left in --dir (only files recognised as foldlog's are
+        /// removed; anything else makes the demo refuse).
+        #[arg(long)]
+        replace: bool,
         /// Events to append, one per append call.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
@@ -74,7 +80,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Demo { dir, events, streams } => demo(&dir, events, streams.max(1)),
+        Command::Demo { dir, replace, events, streams } => {
+            // The default directory is the demo's own: a second `foldlog demo` just works. A directory the
+            // user names is replaced only when asked.
+            let replace = replace || dir.is_none();
+            let dir = dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_DIR));
+            demo(&dir, replace, events, streams.max(1))
+        }
         Command::Verify { dir } => verify(&dir),
         Command::Stat { dir, streams } => stat(&dir, streams),
         Command::Dump { dir, stream, from, limit } => dump(&dir, stream.as_deref(), from, limit),
@@ -90,6 +102,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+const DEFAULT_DEMO_DIR: &str = "foldlog-data/demo";
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
@@ -126,11 +140,15 @@ fn next_rand(state: &mut u64) -> u64 {
     *state
 }
 
-fn demo(dir: &Path, events: u64, streams: u64) -> CliResult {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    let options = Options { durability: Durability::Group(GroupCommit::default()), ..Options::default() };
+fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
+    // Held until the end: a second demo on this directory is refused while this one runs.
+    let owned = demo_dir::claim(dir, replace, &["bank"])?;
+    let options = Options {
+        durability: Durability::Group(GroupCommit::default()),
+        // The directory holds the demo's marker and bank/ next to the log: the claim above checked it.
+        create_in_non_empty: true,
+        ..Options::default()
+    };
     println!("foldlog demo: {events} events over {streams} streams into {}", dir.display());
     println!("durability: group commit (sync every 1,000 appends, 4 MiB or 10 ms)\n");
     let store = Store::open_with(dir, options.clone())?;
@@ -216,7 +234,8 @@ fn demo(dir: &Path, events: u64, streams: u64) -> CliResult {
         "\nTry: foldlog stat {0} | foldlog verify {0} | foldlog dump {0} --stream account-7",
         dir.display()
     );
-    demo_bank::run(&dir.with_file_name("bank"))?;
+    demo_bank::run(&owned.dir.join("bank"))?;
+    drop(owned);
     Ok(ExitCode::SUCCESS)
 }
 

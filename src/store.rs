@@ -1110,6 +1110,7 @@ fn unborn_segment(path: &Path) -> Result<bool> {
 
 fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     let started = Instant::now();
+    crate::directory::check_before_open(dir, &options)?;
     options.segment_size_bytes =
         (options.segment_size_bytes / 16 * 16).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
     let writable = !options.read_only;
