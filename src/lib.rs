@@ -50,6 +50,7 @@ mod record;
 mod segment;
 mod snapshot;
 mod store;
+pub mod verify;
 
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,

@@ -116,6 +116,16 @@ pub enum CheckpointUse {
     Rebuilt(String),
 }
 
+impl std::fmt::Display for CheckpointUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointUse::Missing => f.write_str("none (index built from the whole log)"),
+            CheckpointUse::Used(p) => write!(f, "used (covers positions below {p})"),
+            CheckpointUse::Rebuilt(why) => write!(f, "refused, index rebuilt ({why})"),
+        }
+    }
+}
+
 /// Statistics of an open store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
