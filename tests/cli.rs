@@ -192,3 +192,253 @@ fn regression_a_second_demo_on_a_running_ones_directory_is_refused() {
     assert!(first.wait().expect("wait").success(), "the first demo failed: {rest:?}");
     assert!(rest.iter().any(|l| l.starts_with("reopened")), "the first demo finished its story: {rest:?}");
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Part 2: commands behave like Unix tools.
+
+use foldlog::{Batch, ExpectedVersion, NewEvent, Options, Store};
+
+/// A closed store in a fresh directory: `events` events over 50 streams, 100-byte payloads.
+fn store_with(events: u32, options: Options) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path(), options).expect("create");
+    for i in 0..events {
+        let payload = [i as u8; 100];
+        store
+            .append(&format!("s-{}", i % 50), ExpectedVersion::Any, &[NewEvent::new("E", &payload)])
+            .expect("append");
+    }
+    store.close().expect("close");
+    dir
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    let mut full: Vec<&str> = args.to_vec();
+    let d = dir.to_str().expect("utf-8 path");
+    for a in &mut full {
+        if *a == "DIR" {
+            *a = d;
+        }
+    }
+    foldlog(dir, &full)
+}
+
+/// The segment files of a store, in log order, found by their magic (no file name is assumed).
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_file() && std::fs::read(p).is_ok_and(|b| b.starts_with(b"FOLDSEG\0")))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// (offset, kind) of every frame of a segment file, walked by the header lengths.
+fn frames_of(seg: &[u8]) -> Vec<(usize, u8)> {
+    let mut out = Vec::new();
+    let mut at = 128;
+    while at + 16 <= seg.len() {
+        let len = u32::from_le_bytes(seg[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push((at, seg[at + 8]));
+        at += 16 + len.div_ceil(16) * 16;
+    }
+    out
+}
+
+fn flip(path: &Path, offset: usize) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[offset] ^= 0x55;
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn regression_dump_into_a_closed_pipe_exits_quietly() {
+    use std::io::BufRead;
+    let dir = store_with(5000, Options::default());
+    let mut child = Command::new(EXE)
+        .args(["dump", dir.path().to_str().expect("utf-8"), "--payload", "hex"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("one line");
+    assert!(first.contains("s-0@0"), "{first}");
+    // The reader is gone (as `| head -1` would be); the dump has more than a pipe buffer left to write.
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
+    assert!(stderr.is_empty(), "a closed pipe is a normal end, said nothing: {stderr}");
+}
+
+#[test]
+fn no_command_panics_on_a_closed_stdout() {
+    let dir = store_with(200, Options::default());
+    let d = dir.path().to_str().expect("utf-8");
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let commands: [&[&str]; 8] = [
+        &["dump", d],
+        &["stat", d, "--streams"],
+        &["stat", d, "--json"],
+        &["verify", d],
+        &["verify", d, "--json"],
+        &["demo", "--dir", "x", "--events", "100", "--streams", "5"],
+        &["--help"],
+        &["verify", "/nonexistent/foldlog"],
+    ];
+    for args in commands {
+        let mut child = Command::new(EXE)
+            .args(args)
+            .current_dir(cwd.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take()); // every write to stdout now fails with EPIPE
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        let expected = if args.iter().any(|a| a.starts_with("/nonexistent")) { 2 } else { 0 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn regression_verify_checks_every_frame() {
+    let dir = store_with(20, Options::default());
+    let store = Store::open(dir.path()).expect("open");
+    for p in [3, 7] {
+        store
+            .append_batch(&Batch { streams: &[], consumer: Some(("projector", p)) })
+            .expect("consumer position");
+    }
+    store.close().expect("close");
+    let clean = run_in(dir.path(), &["verify", "DIR"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    let seg = segment_files(dir.path()).pop().expect("a segment");
+    let frames = frames_of(&std::fs::read(&seg).expect("read"));
+    let (consumer_at, kind) = *frames.last().expect("frames");
+    assert_eq!(kind, 2, "the last frame is the consumer position, after the last event");
+    flip(&seg, consumer_at + 16 + 3);
+    let out = run_in(dir.path(), &["verify", "DIR"]);
+    assert_eq!(out.status.code(), Some(1), "a bad consumer frame is corruption: {}", text(&out));
+    assert!(text(&out).contains(&format!("offset {consumer_at}")), "{}", text(&out));
+    assert!(text(&out).contains("What to do next"), "{}", text(&out));
+}
+
+#[test]
+fn verify_exits_2_for_a_missing_or_foreign_directory() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    std::fs::write(cwd.path().join("notes.txt"), b"mine").expect("write");
+    for dir in ["/nonexistent/foldlog", ".", "notes.txt"] {
+        let out = foldlog(cwd.path(), &["verify", dir]);
+        assert_eq!(out.status.code(), Some(2), "verify {dir}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(dir.trim_start_matches("./")),
+            "names the path"
+        );
+    }
+    assert_eq!(std::fs::read_dir(cwd.path()).expect("list").count(), 1, "verify wrote nothing");
+    let usage = foldlog(cwd.path(), &["verify"]);
+    assert_eq!(usage.status.code(), Some(2), "a usage error");
+}
+
+#[test]
+fn verify_reports_every_damaged_range_of_a_sealed_segment() {
+    let dir = store_with(300, Options { segment_size_bytes: 4096, ..Options::default() });
+    let segs = segment_files(dir.path());
+    assert!(segs.len() > 3, "several segments");
+    assert!(foldlog::verify::verify_dir(dir.path()).expect("verify").is_clean(), "clean before the damage");
+    let first = &segs[0];
+    let frames = frames_of(&std::fs::read(first).expect("read"));
+    assert!(frames.len() >= 6);
+    // Two separate frames of the first (sealed) segment: the 2nd and the 5th event.
+    flip(first, frames[1].0 + 40);
+    flip(first, frames[4].0 + 40);
+
+    let report = foldlog::verify::verify_dir(dir.path()).expect("verify runs without opening the store");
+    assert_eq!(report.damage.len(), 2, "{:#?}", report.damage);
+    assert_eq!(report.damage[0].positions, foldlog::verify::Affected::Range(1..2));
+    assert_eq!(report.damage[1].positions, foldlog::verify::Affected::Range(4..5));
+    assert_eq!(report.events, 298, "every other event was walked");
+
+    let out = run_in(dir.path(), &["verify", "DIR"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("DAMAGED").count(), 2, "{}", text(&out));
+    let json = run_in(dir.path(), &["verify", "DIR", "--json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["clean"], false);
+    assert_eq!(v["damage"].as_array().expect("array").len(), 2);
+    assert_eq!(v["damage"][1]["first_position"], 4);
+    assert_eq!(v["damage"][1]["end_position"], 5);
+}
+
+#[test]
+fn stat_and_verify_speak_plain_text_and_json() {
+    let dir = store_with(100, Options::default());
+    for args in [&["stat", "DIR", "--streams"][..], &["verify", "DIR"][..]] {
+        let out = run_in(dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let s = text(&out);
+        for debug in ["Used(", "Rebuilt(", "Some(", "None", "Missing"] {
+            assert!(!s.contains(debug), "{args:?} printed Rust Debug output {debug:?}: {s}");
+        }
+    }
+    let stat = run_in(dir.path(), &["stat", "DIR", "--json", "--streams"]);
+    let v: serde_json::Value = serde_json::from_slice(&stat.stdout).expect("JSON");
+    assert_eq!(v["events"], 100);
+    assert_eq!(v["first_position"], 0);
+    assert_eq!(v["last_position"], 99);
+    assert_eq!(v["stream_counts"].as_array().expect("streams").len(), 50);
+    let verify = run_in(dir.path(), &["verify", "DIR", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("JSON");
+    assert_eq!(v["clean"], true);
+    assert_eq!(v["events"], 100);
+    assert_eq!(v["store"]["events_read"], 100);
+}
+
+#[test]
+fn dump_shows_timestamps_metadata_and_payloads_as_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("create");
+    let event = NewEvent { metadata: b"corr=42", ..NewEvent::new("Greeted", b"hello") };
+    store.append("greetings", ExpectedVersion::NoStream, &[event]).expect("append");
+    store
+        .append("bytes", ExpectedVersion::NoStream, &[NewEvent::new("Raw", &[0, 159, 255])])
+        .expect("append");
+    store.close().expect("close");
+    let auto = String::from_utf8(run_in(dir.path(), &["dump", "DIR"]).stdout).expect("utf-8");
+    assert!(auto.contains("greetings@0  Greeted"), "{auto}");
+    assert!(auto.contains("metadata \"corr=42\""), "{auto}");
+    assert!(auto.contains("payload \"hello\""), "{auto}");
+    assert!(auto.contains("payload 3 B hex 009fff"), "{auto}");
+    let stamp = auto.split_whitespace().find(|w| w.ends_with('Z')).expect("a timestamp");
+    assert_eq!(stamp.len(), "2026-11-29T21:13:25.803544Z".len(), "{stamp}");
+    assert_eq!(&stamp[4..5], "-");
+    assert_eq!(&stamp[10..11], "T");
+    let hex =
+        String::from_utf8(run_in(dir.path(), &["dump", "DIR", "--payload", "hex"]).stdout).expect("utf-8");
+    assert!(hex.contains("payload 68656c6c6f"), "{hex}");
+    let text_mode = String::from_utf8(
+        run_in(dir.path(), &["dump", "DIR", "--payload", "text", "--stream", "bytes"]).stdout,
+    )
+    .expect("utf-8");
+    assert!(text_mode.contains("payload \"\\u0000\u{fffd}\u{fffd}\""), "{text_mode}");
+    assert!(!text_mode.contains("greetings"), "--stream shows one stream");
+}
+
+#[test]
+fn dump_of_a_stream_that_does_not_exist_says_so() {
+    let dir = store_with(10, Options::default());
+    let out = run_in(dir.path(), &["dump", "DIR", "--stream", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"nosuch\" does not exist"), "{stderr}");
+    assert!(stderr.contains(dir.path().to_str().expect("utf-8")), "the error names the path: {stderr}");
+}
