@@ -67,8 +67,8 @@ pub struct Options {
     /// only foldlog's own leftovers, such as `LOCK`, counts as empty; see docs/format.md). A directory that
     /// already holds segment files is a store and opens whatever else it holds. Default false.
     pub create_in_non_empty: bool,
-    /// Open without writing anything, anywhere (shared lock if the directory has a `LOCK` file, none
-    /// otherwise; torn tails left in place; no lock file created). Default false.
+    /// Open without writing anything, anywhere: a shared lock on `LOCK` (on the directory itself if there is
+    /// no `LOCK` file; none is created), torn tails left in place. Default false.
     pub read_only: bool,
     /// Corruption policy. Default [`Recovery::Strict`].
     pub recovery: Recovery,

@@ -81,8 +81,11 @@ fn a_read_only_open_of_a_store_without_its_lock_file_creates_none() {
     let before = tree(dir.path());
     let store = Store::open_with(dir.path(), read_only()).expect("read-only open");
     assert_eq!(store.read_all(0).count(), 1);
-    drop(store);
     assert_eq!(tree(dir.path()), before, "a read-only open wrote something");
+    // Without a lock file to share, the reader holds the directory: a writer still cannot start under it.
+    assert!(matches!(Store::open(dir.path()), Err(Error::Locked { .. })));
+    drop(store);
+    Store::open(dir.path()).expect("the reader is gone");
 }
 
 /// The child half of [`regression_open_empty_path_creates_nothing`]: opens `""` in its working directory.
