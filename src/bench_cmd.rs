@@ -777,7 +777,14 @@ pub fn advantage(foldlog: &Summary, other: &Summary) -> f64 {
 
 /// Prints one row per (scenario, metric): each engine's median (with min–max when runs > 1) and foldlog's
 /// advantage over each other engine.
+#[allow(dead_code, reason = "the comparison in compare/ prints through it")]
 pub fn print_table(summaries: &[Summary], engines: &[&str]) {
+    // A closed stdout ends the output early; nothing else is lost.
+    let _ = write_table(&mut std::io::stdout().lock(), summaries, engines);
+}
+
+/// As [`print_table`], into `out`.
+pub fn write_table(out: &mut dyn Write, summaries: &[Summary], engines: &[&str]) -> std::io::Result<()> {
     let mut rows: Vec<(&str, &str)> = Vec::new();
     for s in summaries {
         let k = (s.measure.scenario, s.measure.metric);
@@ -793,7 +800,7 @@ pub fn print_table(summaries: &[Summary], engines: &[&str]) {
     for o in &others {
         head += &format!(" {:>11}", format!("fl÷{o}"));
     }
-    println!("{head}");
+    writeln!(out, "{head}")?;
     for (scenario, metric) in rows {
         let get = |e: &str| {
             summaries.iter().find(|s| {
@@ -819,14 +826,20 @@ pub fn print_table(summaries: &[Summary], engines: &[&str]) {
             };
             line += &format!(" {cell:>11}");
         }
-        println!("{line}");
+        writeln!(out, "{line}")?;
     }
-    println!("(fl÷X: how many times better foldlog is than X; > 1 means foldlog wins)");
+    writeln!(out, "(fl÷X: how many times better foldlog is than X; > 1 means foldlog wins)")
 }
 
 /// Prints the setting that gives each engine its durability promise in each append scenario.
+#[allow(dead_code, reason = "the comparison in compare/ prints through it")]
 pub fn print_settings(summaries: &[Summary], engines: &[&str]) {
-    println!("\nsettings (same durability promise in every row):");
+    let _ = write_settings(&mut std::io::stdout().lock(), summaries, engines);
+}
+
+/// As [`print_settings`], into `out`.
+pub fn write_settings(out: &mut dyn Write, summaries: &[Summary], engines: &[&str]) -> std::io::Result<()> {
+    writeln!(out, "\nsettings (same durability promise in every row):")?;
     for scenario in ["append_group", "append_nosync", "batch100_nosync", "batch100_group", "append_always"] {
         let cells: Vec<String> = engines
             .iter()
@@ -837,8 +850,9 @@ pub fn print_settings(summaries: &[Summary], engines: &[&str]) {
                     .map(|s| format!("{e}: {}", s.measure.setting))
             })
             .collect();
-        println!("  {scenario:<16} {}", cells.join("; "));
+        writeln!(out, "  {scenario:<16} {}", cells.join("; "))?;
     }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -848,28 +862,34 @@ pub fn print_settings(summaries: &[Summary], engines: &[&str]) {
 pub fn run(events: usize, parent: Option<&Path>) -> BenchResult<()> {
     let plan = Plan { events, streams: 10_000, always_for: Duration::from_secs(1), reads: 1000 };
     let scratch = Scratch::new(parent)?;
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "foldlog bench: {} events over {} streams (Zipf), {PAYLOAD_BYTES}-byte payloads, in {}",
         plan.events,
         plan.streams,
         scratch.path().display()
-    );
+    )?;
+    out.flush()?;
     let w = Workload::new(plan.events, plan.streams, 42);
     let mut all = Vec::new();
     let started = Instant::now();
     for spec in [&FOLDLOG, &RAW] {
-        run_engine(spec, &w, &plan, scratch.path(), &mut all, &mut |what| eprintln!("  {what}"))?;
+        run_engine(spec, &w, &plan, scratch.path(), &mut all, &mut |what| {
+            let _ = writeln!(std::io::stderr(), "  {what}");
+        })?;
     }
-    println!("ran in {:.1?}\n", started.elapsed());
+    writeln!(out, "ran in {:.1} s\n", started.elapsed().as_secs_f64())?;
     let summaries = summarize(&all);
-    print_table(&summaries, &["foldlog", "raw"]);
-    print_settings(&summaries, &["foldlog", "raw"]);
-    println!(
+    write_table(&mut out, &summaries, &["foldlog", "raw"])?;
+    write_settings(&mut out, &summaries, &["foldlog", "raw"])?;
+    writeln!(
+        out,
         "\nraw: the same events as simple frames written with write() to one file, fdatasync at the same \
          cadence, no index\n(its reads use offsets built in memory, untimed; its reopen reads the first frame of \
          the file). foldlog's disk\nfigure includes the preallocated tail of its last 64 MiB segment.\n\n\
          With SQLite, redb and fjall too: scripts/bench.sh --quick (under a minute) or scripts/bench.sh \
          (about 10 minutes);\nsee docs/benchmarks.md."
-    );
+    )?;
     Ok(())
 }

@@ -12,6 +12,19 @@
 )]
 
 use std::error::Error;
+
+/// The story prints through this rather than the standard `println!`, which panics when stdout is closed
+/// (`foldlog demo | head`): a closed stdout ends the process quietly instead, as it would end any Unix tool.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -162,13 +175,17 @@ fn clock(micros: i64) -> String {
 
 type StoryResult<T = ()> = Result<T, Box<dyn Error>>;
 
-/// Tells the whole story in `dir` (wiped first).
+/// Tells the whole story in `dir`, which must be new or empty (the caller makes it so; nothing is deleted here).
 pub fn run(dir: &Path) -> StoryResult {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
     println!("\nThe bank: accounts as event-sourced aggregates, in {}", dir.display());
     let store = Store::open(dir)?;
+    if store.next_position() != 0 {
+        return Err(format!(
+            "{} already holds a store; the bank story starts from an empty one",
+            dir.display()
+        )
+        .into());
+    }
     let accounts: Repository<'_, Account> = Repository::with_snapshots(&store, SnapshotPolicy::every(10_000));
     open_accounts(&accounts)?;
     move_money(&accounts)?;
@@ -206,7 +223,7 @@ fn move_money(accounts: &Repository<'_, Account>) -> StoryResult {
     let mut alice = accounts.get("alice")?;
     alice.execute(|a| a.deposit(50_00))?;
     alice.execute(|a| a.withdraw(30_00))?;
-    println!("   alice: deposit 50.00, withdraw 30.00 -> pending {:?}", alice.pending_event_types());
+    println!("   alice: deposit 50.00, withdraw 30.00 -> pending {}", alice.pending_event_types().join(", "));
     accounts.save(&mut alice)?;
     println!("   alice: saved, balance {} at version {}", money(alice.balance), alice.version());
     let mut bob = accounts.get("bob")?;
@@ -215,8 +232,8 @@ fn move_money(accounts: &Repository<'_, Account>) -> StoryResult {
         Ok(()) => return Err("bob's overdraft was accepted".into()),
     }
     println!(
-        "   bob: nothing recorded (pending {:?}), balance still {}",
-        bob.pending_event_types(),
+        "   bob: nothing recorded ({} pending), balance still {}",
+        bob.pending_event_types().len(),
         money(bob.balance)
     );
     Ok(())
@@ -326,15 +343,17 @@ fn long_lived_account(store: &Store) -> StoryResult {
     let (fast, snap_time) = timed(|| with_snapshots.get("acme"))?;
     let info = fast.load_info();
     println!(
-        "   full fold:       {} events in {full_time:.2?} ({:.1} M events/s, {} payloads copied)",
+        "   full fold:       {} events in {:.2} ms ({:.1} M events/s, {} payloads copied)",
         slow.load_info().events_folded,
+        full_time.as_secs_f64() * 1e3,
         slow.load_info().events_folded as f64 / full_time.as_secs_f64() / 1e6,
         slow.load_info().events_copied
     );
     println!(
-        "   snapshot + tail: snapshot at version {} + {} events in {snap_time:.2?}",
+        "   snapshot + tail: snapshot at version {} + {} events in {:.3} ms",
         info.snapshot_version.unwrap_or(0),
-        info.events_folded
+        info.events_folded,
+        snap_time.as_secs_f64() * 1e3
     );
     println!(
         "   same state either way: {} (balance {}, {} transactions)",

@@ -210,42 +210,65 @@ pub(crate) fn open(path: &Path, writable: bool) -> io::Result<File> {
     OpenOptions::new().read(true).write(writable).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
-/// Opens the lock file: a writer creates it if needed; a reader opens it read-only, creates it if it is
-/// missing (a copied directory), and goes without (`None`) where it cannot be created (read-only media).
+/// Opens the lock file: a writer creates it if needed; a reader opens it read-only. A reader never creates
+/// anything: where there is no lock file (a store copied without it, read-only media) it gets the directory
+/// itself, whose flock [`try_lock`] takes instead, so a writer still cannot start under it.
 pub(crate) fn open_lock_file(path: &Path, writable: bool) -> io::Result<Option<File>> {
     check(Op::Open, path)?;
-    let create =
-        || OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
     if writable {
-        return create().map(Some);
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        return Ok(Some(file));
     }
     match OpenOptions::new().read(true).open(path) {
         Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => match create() {
-            Ok(f) => Ok(Some(f)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(File::open(lock_dir(path)).ok()),
         Err(e) => Err(e),
     }
 }
 
-/// Takes a non-blocking flock on `file`: exclusive for writers, shared for readers. `Ok(false)` if held.
+/// The directory a lock file lives in.
+fn lock_dir(lock_path: &Path) -> &Path {
+    match lock_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Takes a non-blocking flock on `file` (from [`open_lock_file`]): exclusive for writers, shared for readers.
+/// `Ok(false)` if held.
+///
+/// A reader of a directory without a lock file holds a shared flock on the directory; a writer, once it holds
+/// the lock file, checks that no such reader holds the directory, and a reader that finds the lock file created
+/// meanwhile backs off, so a writer and a reader never both run whichever comes first.
 pub(crate) fn try_lock(file: &File, path: &Path, exclusive: bool) -> io::Result<bool> {
     check(Op::Lock, path)?;
+    let on_dir = file.metadata()?.is_dir();
     let r = if exclusive { file.try_lock() } else { file.try_lock_shared() };
     match r {
-        Ok(()) => Ok(true),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-        Err(std::fs::TryLockError::Error(e)) => Err(e),
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+        // A file system without directory locks: the reader goes unlocked.
+        Err(std::fs::TryLockError::Error(_)) if on_dir => return Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
+    if on_dir {
+        if path.exists() {
+            // A writer created the lock file since this reader looked: it may be running.
+            let _ = file.unlock();
+            return Ok(false);
+        }
+        return Ok(true);
+    }
+    if exclusive {
+        if let Ok(dir) = File::open(lock_dir(path)) {
+            if let Err(std::fs::TryLockError::WouldBlock) = dir.try_lock() {
+                let _ = file.unlock();
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Preallocates `len` bytes for real (not a sparse `set_len`), so a full disk is ENOSPC here rather than a
@@ -423,6 +446,24 @@ pub(crate) fn remove(path: &Path) -> io::Result<()> {
 pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     check(Op::Open, dir)?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Lists a directory with every entry's own type (a symlink is not followed) and raw name, so a caller can
+/// judge entries whose names are not UTF-8 too.
+pub(crate) fn list_dir_entries(dir: &Path) -> io::Result<Vec<(std::ffi::OsString, std::fs::FileType)>> {
+    check(Op::ListDir, dir)?;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        out.push((entry.file_name(), entry.file_type()?));
+    }
+    Ok(out)
+}
+
+/// Removes an empty directory (never its contents).
+pub(crate) fn remove_empty_dir(dir: &Path) -> io::Result<()> {
+    check(Op::Remove, dir)?;
+    std::fs::remove_dir(dir)
 }
 
 /// Lists a directory: (file name, is a regular file and not a symlink).

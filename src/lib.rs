@@ -29,6 +29,7 @@
 #![deny(unsafe_code)]
 
 mod aggregate;
+mod directory;
 mod error;
 mod format;
 mod index;
@@ -49,12 +50,14 @@ mod record;
 mod segment;
 mod snapshot;
 mod store;
+pub mod verify;
 
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
     PAYLOAD_ALIGN,
 };
+pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
 pub use error::{Error, ExpectedVersion, Result};
 pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};
 pub use options::{Durability, GroupCommit, Options, Recovery};

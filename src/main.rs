@@ -1,14 +1,21 @@
-//! The `foldlog` command: demo, verify, stat, dump.
+//! The `foldlog` command: demo, verify, stat, dump, bench.
+//!
+//! Every command writes through a locked stdout and treats a closed pipe (`foldlog dump DIR | head`) as a
+//! normal end. Exit statuses (docs/operations.md): 0 success, 1 corruption found, 2 usage or I/O error.
 
 mod demo_bank;
+mod demo_dir;
 
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
-use foldlog::{Durability, ExpectedVersion, GroupCommit, NewEvent, Options, ReadAll, Store};
+use clap::{Parser, Subcommand, ValueEnum};
+use foldlog::verify::{verify_dir, VerifyReport};
+use foldlog::{Durability, Error, ExpectedVersion, GroupCommit, NewEvent, Options, ReadAll, Store};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 mod bench_cmd;
 
@@ -21,11 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write and replay a real log in a default directory, and report how fast.
+    /// Write and replay a real log in a directory of its own, and report how fast.
     Demo {
-        /// Data directory (wiped first).
-        #[arg(long, default_value = "foldlog-data/demo")]
-        dir: PathBuf,
+        /// Directory the demo owns: created if missing; otherwise it must be empty or made by an earlier demo
+        /// run. Default foldlog-data/demo, where an earlier run's stores are replaced automatically.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replace the stores an earlier demo run left in --dir (only files recognised as foldlog's are
+        /// removed; anything else makes the demo refuse).
+        #[arg(long)]
+        replace: bool,
         /// Events to append, one per append call.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
@@ -33,20 +45,28 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         streams: u64,
     },
-    /// Check every record of a log (read-only); exits non-zero on corruption.
+    /// Check every frame of every segment and every read path (read-only). Exit 0 clean, 1 corruption
+    /// found, 2 usage or I/O error.
     Verify {
         /// Data directory.
         dir: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
-    /// Print segments, events, streams, bytes, first and last position.
+    /// Print segments, events, streams, bytes, first and last position (read-only).
     Stat {
         /// Data directory.
         dir: PathBuf,
         /// Also list every stream with its event count.
         #[arg(long)]
         streams: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
-    /// Print events, one per line.
+    /// Print events, one per line: position, stream@version, type, schema, timestamp, metadata, payload
+    /// (read-only).
     Dump {
         /// Data directory.
         dir: PathBuf,
@@ -59,6 +79,10 @@ enum Command {
         /// At most this many events.
         #[arg(long)]
         limit: Option<u64>,
+        /// How to show payloads and metadata: hex, text (UTF-8, invalid bytes replaced), or auto (text when
+        /// the bytes are printable UTF-8, else hex).
+        #[arg(long, value_enum, default_value_t = Bytes::Auto)]
+        payload: Bytes,
     },
     /// Measure foldlog against a raw write()+fdatasync file on this machine (about 10-20 s) and print a table.
     Bench {
@@ -71,27 +95,78 @@ enum Command {
     },
 }
 
+/// How `dump` shows payload and metadata bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Bytes {
+    /// Lowercase hex.
+    Hex,
+    /// UTF-8 text, quoted and escaped; invalid bytes are replaced.
+    Text,
+    /// Text when the bytes are printable UTF-8, hex otherwise.
+    Auto,
+}
+
+/// Corruption found (verify, or a read that hit damage).
+const EXIT_CORRUPT: u8 = 1;
+/// Usage or I/O error.
+const EXIT_ERROR: u8 = 2;
+
+const DEFAULT_DEMO_DIR: &str = "foldlog-data/demo";
+
+type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (name, dir) = match &cli.command {
+        Command::Demo { dir, .. } => ("demo", Some(dir.clone().unwrap_or_else(|| DEFAULT_DEMO_DIR.into()))),
+        Command::Verify { dir, .. } => ("verify", Some(dir.clone())),
+        Command::Stat { dir, .. } => ("stat", Some(dir.clone())),
+        Command::Dump { dir, .. } => ("dump", Some(dir.clone())),
+        Command::Bench { dir, .. } => ("bench", dir.clone()),
+    };
     let r = match cli.command {
-        Command::Demo { dir, events, streams } => demo(&dir, events, streams.max(1)),
-        Command::Verify { dir } => verify(&dir),
-        Command::Stat { dir, streams } => stat(&dir, streams),
-        Command::Dump { dir, stream, from, limit } => dump(&dir, stream.as_deref(), from, limit),
+        Command::Demo { dir, replace, events, streams } => {
+            // The default directory is the demo's own: a second `foldlog demo` just works. A directory the
+            // user names is replaced only when asked.
+            let replace = replace || dir.is_none();
+            let dir = dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_DIR));
+            demo(&dir, replace, events, streams.max(1))
+        }
+        Command::Verify { dir, json } => verify(&dir, json),
+        Command::Stat { dir, streams, json } => stat(&dir, streams, json),
+        Command::Dump { dir, stream, from, limit, payload } => {
+            dump(&dir, stream.as_deref(), from, limit, payload)
+        }
         Command::Bench { events, dir } => {
             bench_cmd::run(events, dir.as_deref()).map(|()| ExitCode::SUCCESS).map_err(|e| e as _)
         }
     };
     match r {
         Ok(code) => code,
+        // The reader went away (`| head`): a normal end, nothing to say.
+        Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("foldlog: {e}");
-            ExitCode::from(2)
+            let mut message = e.to_string();
+            if let Some(dir) = dir.filter(|d| !message.contains(&d.display().to_string())) {
+                message = format!("{}: {message}", dir.display());
+            }
+            let _ = writeln!(io::stderr(), "foldlog {name}: {message}");
+            let corrupt = matches!(e.downcast_ref::<Error>(), Some(Error::Corrupt { .. }));
+            ExitCode::from(if corrupt { EXIT_CORRUPT } else { EXIT_ERROR })
         }
     }
 }
 
-type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
 
 fn read_only() -> Options {
     Options { read_only: true, create_if_missing: false, ..Options::default() }
@@ -109,12 +184,37 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// A number with three significant digits (no exponent): 1234 → "1230", 12.345 → "12.3", 0.0123 → "0.0123".
+fn sig3(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return "0".into();
+    }
+    let digits = x.abs().log10().floor() as i32;
+    let decimals = (2 - digits).clamp(0, 6) as usize;
+    let scale = 10f64.powi(digits - 2);
+    let rounded = if digits >= 2 { (x / scale).round() * scale } else { x };
+    format!("{rounded:.decimals$}")
+}
+
 fn rate(n: u64, d: Duration) -> String {
     let per_s = n as f64 / d.as_secs_f64().max(1e-9);
     if per_s >= 1e6 {
-        format!("{:.2} M/s", per_s / 1e6)
+        format!("{} M events/s", sig3(per_s / 1e6))
+    } else if per_s >= 1e3 {
+        format!("{} k events/s", sig3(per_s / 1e3))
     } else {
-        format!("{:.0} k/s", per_s / 1e3)
+        format!("{} events/s", sig3(per_s))
+    }
+}
+
+fn duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{} s", sig3(s))
+    } else if s >= 1e-3 {
+        format!("{} ms", sig3(s * 1e3))
+    } else {
+        format!("{} µs", sig3(s * 1e6))
     }
 }
 
@@ -126,13 +226,19 @@ fn next_rand(state: &mut u64) -> u64 {
     *state
 }
 
-fn demo(dir: &Path, events: u64, streams: u64) -> CliResult {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    let options = Options { durability: Durability::Group(GroupCommit::default()), ..Options::default() };
-    println!("foldlog demo: {events} events over {streams} streams into {}", dir.display());
-    println!("durability: group commit (sync every 1,000 appends, 4 MiB or 10 ms)\n");
+fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
+    let mut out = io::stdout().lock();
+    // Held until the end: a second demo on this directory is refused while this one runs.
+    let owned = demo_dir::claim(dir, replace, &["bank"])?;
+    let options = Options {
+        durability: Durability::Group(GroupCommit::default()),
+        // The directory holds the demo's marker and bank/ next to the log: the claim above checked it.
+        create_in_non_empty: true,
+        ..Options::default()
+    };
+    writeln!(out, "foldlog demo: {events} events over {streams} streams into {}", dir.display())?;
+    writeln!(out, "durability: group commit (sync every 1,000 appends, 4 MiB or 10 ms)\n")?;
+    out.flush()?;
     let store = Store::open_with(dir, options.clone())?;
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut payload = [0u8; 100];
@@ -154,13 +260,14 @@ fn demo(dir: &Path, events: u64, streams: u64) -> CliResult {
     let append_time = started.elapsed();
     pb.finish_and_clear();
     let stats = store.stats();
-    println!(
-        "appended  {events} events in {:.2?}: {} ({:.0} MB/s of frames), durable through position {}",
-        append_time,
+    writeln!(
+        out,
+        "appended  {events} events in {}: {} ({} MB/s of frames), durable through position {}",
+        duration(append_time),
         rate(events, append_time),
-        stats.frame_bytes as f64 / 1e6 / append_time.as_secs_f64(),
+        sig3(stats.frame_bytes as f64 / 1e6 / append_time.as_secs_f64().max(1e-9)),
         store.durable_position().saturating_sub(1)
-    );
+    )?;
 
     let pb = bar(events, "replay");
     let started = Instant::now();
@@ -176,161 +283,499 @@ fn demo(dir: &Path, events: u64, streams: u64) -> CliResult {
     }
     let replay_time = started.elapsed();
     pb.finish_and_clear();
-    println!(
-        "replayed  {n} events in {:.2?}: {} (CRC and archive checked, zero-copy; {:.0} MB payload)",
-        replay_time,
+    writeln!(
+        out,
+        "replayed  {n} events in {}: {} (CRC and archive checked, zero-copy; {} MB payload)",
+        duration(replay_time),
         rate(n, replay_time),
-        bytes as f64 / 1e6
-    );
+        sig3(bytes as f64 / 1e6)
+    )?;
 
     let started = Instant::now();
     let mut read = 0u64;
     for s in 0..1000u64 {
         read += store.read_stream(&format!("account-{}", s % streams), 0).count() as u64;
     }
-    println!("streams   read 1,000 streams ({read} events) in {:.2?}", started.elapsed());
+    writeln!(out, "streams   read 1,000 streams ({read} events) in {}", duration(started.elapsed()))?;
 
     store.close()?;
     let started = Instant::now();
     let store = Store::open_with(dir, options)?;
     let report = store.recovery_report().clone();
     let first = store.read_stream("account-0", 0).next().transpose()?.map(|e| e.position());
-    println!(
-        "reopened  in {:.2?} (checkpoint: {:?}; {} of {} segments scanned); first event of account-0 at {:?}",
-        started.elapsed(),
+    let first = first.map_or_else(|| "(account-0 has no events)".to_owned(), |p| format!("position {p}"));
+    writeln!(
+        out,
+        "reopened  in {} (checkpoint {}; {} of {} segments scanned); first event of account-0 at {first}",
+        duration(started.elapsed()),
         report.checkpoint,
         report.segments_scanned,
         report.segments,
-        first
-    );
+    )?;
     let stats = store.stats();
-    println!(
+    writeln!(
+        out,
         "on disk   {} segments, {:.1} MB of frames ({:.1} MB preallocated), index {:.1} MB in RAM ({:.1} B/event)",
         stats.segments,
         stats.frame_bytes as f64 / 1e6,
         stats.file_bytes as f64 / 1e6,
         stats.index_memory_bytes as f64 / 1e6,
         stats.index_memory_bytes as f64 / stats.events.max(1) as f64
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "\nTry: foldlog stat {0} | foldlog verify {0} | foldlog dump {0} --stream account-7",
         dir.display()
-    );
-    demo_bank::run(&dir.with_file_name("bank"))?;
+    )?;
+    out.flush()?;
+    drop(out);
+    demo_bank::run(&owned.dir.join("bank"))?;
+    drop(owned);
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(dir: &Path) -> CliResult {
-    let store = Store::open_with(dir, Options { crc_every_read: true, ..read_only() })?;
-    let report = store.recovery_report().clone();
+#[derive(Serialize)]
+struct VerifyJson {
+    dir: String,
+    clean: bool,
+    segments: Vec<SegmentJson>,
+    events: u64,
+    consumer_frames: u64,
+    next_position: u64,
+    damage: Vec<DamageJson>,
+    torn_tail: Option<TornJson>,
+    store: StoreCheck,
+}
+
+#[derive(Serialize)]
+struct SegmentJson {
+    path: String,
+    base_position: Option<u64>,
+    frames: u64,
+    events: u64,
+    frames_end: u64,
+    durable_end: u64,
+}
+
+#[derive(Serialize)]
+struct DamageJson {
+    path: String,
+    offset: u64,
+    len: u64,
+    /// First affected position (absent when no event is affected).
+    first_position: Option<u64>,
+    /// One past the last affected position (absent when unknown: every later position).
+    end_position: Option<u64>,
+    positions: String,
+    problem: String,
+}
+
+#[derive(Serialize)]
+struct TornJson {
+    path: String,
+    offset: u64,
+    len: u64,
+}
+
+/// The store-level half of verify: open read-only, read everything in global order and through each stream.
+#[derive(Serialize, Default)]
+struct StoreCheck {
+    opened: bool,
+    checkpoint: Option<String>,
+    events_read: u64,
+    stream_events_read: u64,
+    problems: Vec<String>,
+}
+
+fn store_check(dir: &Path) -> Result<StoreCheck, Box<dyn std::error::Error>> {
+    let mut check = StoreCheck::default();
+    let store = match Store::open_with(dir, Options { crc_every_read: true, ..read_only() }) {
+        Ok(store) => store,
+        Err(e @ (Error::Corrupt { .. } | Error::InvalidDirectory { .. })) => {
+            check.problems.push(format!("the store does not open: {e}"));
+            return Ok(check);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    check.opened = true;
+    check.checkpoint = Some(store.recovery_report().checkpoint.to_string());
     let total = store.next_position();
     let pb = bar(total, "verify");
-    let mut n = 0u64;
-    let mut failure: Option<String> = None;
     for e in store.read_all(0) {
         match e {
-            Ok(_) => n += 1,
+            Ok(_) => check.events_read += 1,
             Err(err) => {
-                failure = Some(err.to_string());
+                check.problems.push(format!("reading in global order: {err}"));
                 break;
             }
         }
-        if n.is_multiple_of(65536) {
-            pb.set_position(n);
+        if check.events_read.is_multiple_of(65536) {
+            pb.set_position(check.events_read);
         }
     }
-    // Per-stream reads check the index against the frames it points at.
-    let mut stream_events = 0u64;
-    if failure.is_none() {
-        'streams: for id in store.streams() {
-            let mut expect = None;
-            for e in store.read_stream(&id, 0) {
-                match e {
-                    Ok(e) => {
-                        if expect.is_some_and(|v| v != e.stream_version()) {
-                            failure =
-                                Some(format!("stream {id:?}: version {} out of order", e.stream_version()));
-                            break 'streams;
-                        }
-                        expect = Some(e.stream_version() + 1);
-                        stream_events += 1;
-                    }
-                    Err(err) => {
-                        failure = Some(err.to_string());
-                        break 'streams;
-                    }
+    // Per-stream reads check the index against the frames it points at; a damaged stream does not stop the
+    // others from being checked.
+    for id in store.streams() {
+        let mut expect = None;
+        for e in store.read_stream(&id, 0) {
+            match e {
+                Ok(e) if expect.is_some_and(|v| v != e.stream_version()) => {
+                    check
+                        .problems
+                        .push(format!("stream {id:?}: version {} out of order", e.stream_version()));
+                    break;
+                }
+                Ok(e) => {
+                    expect = e.stream_version().checked_add(1);
+                    check.stream_events_read += 1;
+                }
+                Err(err) => {
+                    check.problems.push(format!("stream {id:?}: {err}"));
+                    break;
                 }
             }
         }
     }
     pb.finish_and_clear();
-    println!("segments: {} ({} scanned on open)", report.segments, report.segments_scanned);
-    println!("checkpoint: {:?}", report.checkpoint);
-    if let Some((path, off, len)) = &report.torn_tail {
-        println!("torn tail: {len} bytes at {}:{off} (not cut: verify is read-only)", path.display());
+    if check.problems.is_empty() && (check.events_read != total || check.stream_events_read != total) {
+        check.problems.push(format!(
+            "counts disagree: {total} events in the log, {} read in global order, {} through the streams",
+            check.events_read, check.stream_events_read
+        ));
     }
-    println!("events checked: {n} of {total} in global order, {stream_events} through the stream index");
-    match failure {
-        None if n == total && stream_events == total => {
-            println!("OK");
-            Ok(ExitCode::SUCCESS)
-        }
-        None => {
-            println!("CORRUPT: counts disagree");
-            Ok(ExitCode::from(1))
-        }
-        Some(e) => {
-            println!("CORRUPT: {e}");
-            Ok(ExitCode::from(1))
-        }
-    }
+    Ok(check)
 }
 
-fn stat(dir: &Path, list_streams: bool) -> CliResult {
+fn verify(dir: &Path, json: bool) -> CliResult {
+    let walked: VerifyReport = verify_dir(dir)?;
+    let store = store_check(dir)?;
+    let clean = walked.is_clean() && store.problems.is_empty();
+    let code = ExitCode::from(if clean { 0 } else { EXIT_CORRUPT });
+    let mut out = io::stdout().lock();
+    if json {
+        let report = VerifyJson {
+            dir: dir.display().to_string(),
+            clean,
+            segments: walked
+                .segments
+                .iter()
+                .map(|s| SegmentJson {
+                    path: s.path.display().to_string(),
+                    base_position: s.base_position,
+                    frames: s.frames,
+                    events: s.events,
+                    frames_end: s.frames_end,
+                    durable_end: s.durable_end,
+                })
+                .collect(),
+            events: walked.events,
+            consumer_frames: walked.consumer_frames,
+            next_position: walked.next_position,
+            damage: walked
+                .damage
+                .iter()
+                .map(|d| {
+                    let (first_position, end_position) = match &d.positions {
+                        foldlog::verify::Affected::None => (None, None),
+                        foldlog::verify::Affected::Range(r) => (Some(r.start), Some(r.end)),
+                        foldlog::verify::Affected::From(p) => (Some(*p), None),
+                    };
+                    DamageJson {
+                        path: d.path.display().to_string(),
+                        offset: d.offset,
+                        len: d.len,
+                        first_position,
+                        end_position,
+                        positions: d.positions.to_string(),
+                        problem: d.problem.clone(),
+                    }
+                })
+                .collect(),
+            torn_tail: walked.torn_tail.as_ref().map(|t| TornJson {
+                path: t.path.display().to_string(),
+                offset: t.offset,
+                len: t.len,
+            }),
+            store,
+        };
+        // Rendered first, so a closed stdout is an `io::Error` like every other write.
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(code);
+    }
+    let frames: u64 = walked.segments.iter().map(|s| s.frames).sum();
+    writeln!(out, "directory:  {}", dir.display())?;
+    writeln!(
+        out,
+        "segments:   {} ({frames} frames walked: {} events, {} consumer positions)",
+        walked.segments.len(),
+        walked.events,
+        walked.consumer_frames
+    )?;
+    match &store.checkpoint {
+        Some(c) => writeln!(out, "checkpoint: {c}")?,
+        None => writeln!(out, "checkpoint: not judged (the store did not open)")?,
+    }
+    if store.opened {
+        writeln!(
+            out,
+            "store:      opened read-only; {} events read in global order, {} through the stream index",
+            store.events_read, store.stream_events_read
+        )?;
+    }
+    if let Some(t) = &walked.torn_tail {
+        writeln!(
+            out,
+            "torn tail:  {} bytes at {}:{} (an unfinished write a crash left; never promised durable; the next \
+             writable open cuts it)",
+            t.len,
+            t.path.display(),
+            t.offset
+        )?;
+    }
+    for d in &walked.damage {
+        writeln!(
+            out,
+            "DAMAGED:    {} at offset {} ({} bytes): {}; {}",
+            d.path.display(),
+            d.offset,
+            d.len,
+            d.problem,
+            d.positions
+        )?;
+    }
+    for p in &store.problems {
+        writeln!(out, "PROBLEM:    {p}")?;
+    }
+    if clean {
+        writeln!(out, "OK: every frame and every read path checked")?;
+    } else {
+        writeln!(
+            out,
+            "CORRUPT: {} damaged range(s), {} read problem(s)",
+            walked.damage.len(),
+            store.problems.len()
+        )?;
+        writeln!(
+            out,
+            "What to do next:\n\
+             - Do not open the directory writable yet: copy it first (cp -a DIR DIR.damaged), then work on the copy.\n\
+             - Restore from a backup if you have one.\n\
+             - Damage only in the last segment: a writable open with Options::recovery = \
+             Recovery::TruncateCorruption cuts the log at the first damaged frame, losing the positions listed.\n\
+             - Damage in a sealed segment cannot be cut: the positions listed are lost unless a copy has them."
+        )?;
+    }
+    Ok(code)
+}
+
+#[derive(Serialize)]
+struct StatJson {
+    dir: String,
+    format_version: u32,
+    segments: usize,
+    events: u64,
+    first_position: Option<u64>,
+    last_position: Option<u64>,
+    durable_position: u64,
+    streams: usize,
+    frame_bytes: u64,
+    file_bytes: u64,
+    index_memory_bytes: u64,
+    checkpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_counts: Option<Vec<StreamCount>>,
+}
+
+#[derive(Serialize)]
+struct StreamCount {
+    stream: String,
+    events: u64,
+}
+
+fn stat(dir: &Path, list_streams: bool, json: bool) -> CliResult {
     let store = Store::open_with(dir, read_only())?;
     let s = store.stats();
-    println!("directory:        {}", dir.display());
-    println!("format version:   {}", foldlog::FORMAT_VERSION);
-    println!("segments:         {}", s.segments);
-    println!("events:           {}", s.events);
-    match store.head() {
-        Some(h) => println!("positions:        0 ..= {h}"),
-        None => println!("positions:        (empty)"),
+    let checkpoint = store.recovery_report().checkpoint.to_string();
+    let mut out = io::stdout().lock();
+    if json {
+        let first = (s.events > 0).then(|| store.head().map(|h| h + 1 - s.events)).flatten();
+        let report = StatJson {
+            dir: dir.display().to_string(),
+            format_version: foldlog::FORMAT_VERSION,
+            segments: s.segments,
+            events: s.events,
+            first_position: first,
+            last_position: store.head(),
+            durable_position: s.durable_position,
+            streams: s.streams,
+            frame_bytes: s.frame_bytes,
+            file_bytes: s.file_bytes,
+            index_memory_bytes: s.index_memory_bytes,
+            checkpoint,
+            stream_counts: list_streams.then(|| {
+                store
+                    .stream_counts()
+                    .into_iter()
+                    .map(|(stream, events)| StreamCount { stream, events })
+                    .collect()
+            }),
+        };
+        // Rendered first, so a closed stdout is an `io::Error` like every other write.
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    println!("streams:          {}", s.streams);
-    println!("frame bytes:      {}", s.frame_bytes);
-    println!("file bytes:       {} (preallocated)", s.file_bytes);
-    println!("index RAM:        {} bytes", s.index_memory_bytes);
-    println!("checkpoint:       {:?}", store.recovery_report().checkpoint);
+    writeln!(out, "directory:        {}", dir.display())?;
+    writeln!(out, "format version:   {}", foldlog::FORMAT_VERSION)?;
+    writeln!(out, "segments:         {}", s.segments)?;
+    writeln!(out, "events:           {}", s.events)?;
+    match store.head() {
+        Some(h) => writeln!(out, "positions:        {} ..= {h}", h + 1 - s.events.max(1))?,
+        None => writeln!(out, "positions:        (empty)")?,
+    }
+    writeln!(out, "durable below:    {}", s.durable_position)?;
+    writeln!(out, "streams:          {}", s.streams)?;
+    writeln!(out, "frame bytes:      {} ({} MB)", s.frame_bytes, sig3(s.frame_bytes as f64 / 1e6))?;
+    writeln!(
+        out,
+        "file bytes:       {} ({} MB, preallocated)",
+        s.file_bytes,
+        sig3(s.file_bytes as f64 / 1e6)
+    )?;
+    writeln!(out, "index RAM:        {} bytes", s.index_memory_bytes)?;
+    writeln!(out, "checkpoint:       {checkpoint}")?;
     if list_streams {
         for (id, n) in store.stream_counts() {
-            println!("{n:>10}  {id}");
+            writeln!(out, "{n:>10}  {id}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn dump(dir: &Path, stream: Option<&str>, from: u64, limit: Option<u64>) -> CliResult {
+fn dump(dir: &Path, stream: Option<&str>, from: u64, limit: Option<u64>, bytes: Bytes) -> CliResult {
     let store = Store::open_with(dir, read_only())?;
+    let limit = limit.unwrap_or(u64::MAX);
     let events: Box<dyn Iterator<Item = foldlog::Result<foldlog::EventRef<'_>>>> = match stream {
-        Some(s) => Box::new(store.read_stream(s, from).take(limit.unwrap_or(u64::MAX) as usize)),
-        None => Box::new(store.read_all_with(ReadAll { from, limit, ..ReadAll::default() })),
+        Some(s) => {
+            if store.stream_version(s).is_none() {
+                return Err(format!("stream {} does not exist in {}", quoted(s), dir.display()).into());
+            }
+            Box::new(store.read_stream(s, from).take(usize::try_from(limit).unwrap_or(usize::MAX)))
+        }
+        None => Box::new(store.read_all_with(ReadAll { from, limit: Some(limit), ..ReadAll::default() })),
     };
+    let mut out = io::BufWriter::new(io::stdout().lock());
     for e in events {
         let e = e?;
-        let payload = match std::str::from_utf8(e.payload()) {
-            Ok(s) if s.chars().all(|c| !c.is_control()) => format!("{s:?}"),
-            _ => format!("<{} bytes>", e.payload().len()),
-        };
-        println!(
-            "{:>10}  {}@{}  {}  v{}  {}",
+        write!(
+            out,
+            "{:>10}  {}@{}  {}  schema {}  {}",
             e.position(),
             e.stream_id(),
             e.stream_version(),
             e.event_type(),
             e.schema_version(),
-            payload
-        );
+            rfc3339(e.timestamp_micros()),
+        )?;
+        if let Some(id) = e.event_id() {
+            write!(out, "  id {id:032x}")?;
+        }
+        if !e.metadata().is_empty() {
+            write!(out, "  metadata {}", show(e.metadata(), bytes))?;
+        }
+        writeln!(out, "  payload {}", show(e.payload(), bytes))?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A string in double quotes with JSON escapes, so control characters and quotes cannot garble a line.
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{}\"", s.escape_default()))
+}
+
+fn show(b: &[u8], how: Bytes) -> String {
+    let printable = |s: &str| !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+    match how {
+        Bytes::Text => quoted(&String::from_utf8_lossy(b)),
+        Bytes::Auto => match std::str::from_utf8(b) {
+            Ok(s) if printable(s) => quoted(s),
+            _ => format!("{} B hex {}", b.len(), hex(b)),
+        },
+        Bytes::Hex => hex(b),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(b.len() * 2);
+    for byte in b {
+        let _ = write!(s, "{byte:02x}");
+    }
+    s
+}
+
+/// Microseconds since the Unix epoch as an RFC 3339 UTC timestamp with microseconds.
+fn rfc3339(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let us = micros.rem_euclid(1_000_000);
+    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = date_of(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}Z",
+        day_secs / 3600,
+        day_secs / 60 % 60,
+        day_secs % 60
+    )
+}
+
+/// The Gregorian calendar date `days` after 1970-01-01. Counts in 400-year cycles (146,097 days each) of
+/// years that start on March 1, so the leap day is the last day of a year and months have a fixed pattern.
+fn date_of(days: i64) -> (i64, i64, i64) {
+    const CYCLE: i64 = 146_097;
+    // 1970-01-01 is day 719,468 counted from 0000-03-01.
+    let z = days + 719_468;
+    let cycle = z.div_euclid(CYCLE);
+    let day_of_cycle = z.rem_euclid(CYCLE);
+    let year_of_cycle =
+        (day_of_cycle - day_of_cycle / 1460 + day_of_cycle / 36_524 - day_of_cycle / (CYCLE - 1)) / 365;
+    let day_of_year = day_of_cycle - (365 * year_of_cycle + year_of_cycle / 4 - year_of_cycle / 100);
+    // Months from March: 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 31, 28/29 days follow a 153-days-per-5 rhythm.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let year = year_of_cycle + cycle * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(rfc3339(951_825_600_000_001), "2000-02-29T12:00:00.000001Z");
+        assert_eq!(rfc3339(1_796_083_200_000_000), "2026-12-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(4_107_542_400_000_000), "2100-03-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn numbers_keep_three_significant_digits() {
+        assert_eq!(sig3(1234.5), "1230");
+        assert_eq!(sig3(12.345), "12.3");
+        assert_eq!(sig3(0.012345), "0.0123");
+        assert_eq!(sig3(999.6), "1000");
+        assert_eq!(rate(2_500_000, Duration::from_secs(1)), "2.50 M events/s");
+        assert_eq!(rate(500, Duration::from_secs(1)), "500 events/s");
+        assert_eq!(duration(Duration::from_micros(1500)), "1.50 ms");
+    }
+
+    #[test]
+    fn bytes_show_as_hex_or_text() {
+        assert_eq!(show(b"\x00\xff", Bytes::Auto), "2 B hex 00ff");
+        assert_eq!(show(b"hi \"x\"", Bytes::Auto), "\"hi \\\"x\\\"\"");
+        assert_eq!(show(b"hi", Bytes::Hex), "6869");
+        assert_eq!(show(b"a\xffb", Bytes::Text), "\"a\u{fffd}b\"");
+    }
 }

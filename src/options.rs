@@ -61,7 +61,14 @@ pub struct Options {
     pub event_ids_remembered: usize,
     /// Create the directory and a new log if there is none. Default true.
     pub create_if_missing: bool,
-    /// Open without writing anything (shared lock; torn tails left in place). Default false.
+    /// Create a new log in an existing directory that holds files foldlog did not create. By default such a
+    /// directory is refused with [`crate::Error::InvalidDirectory`] naming an entry, so a mistyped path never
+    /// scatters a log among someone's files: a new log is created only in a new or empty directory (one holding
+    /// only foldlog's own leftovers, such as `LOCK`, counts as empty; see docs/format.md). A directory that
+    /// already holds segment files is a store and opens whatever else it holds. Default false.
+    pub create_in_non_empty: bool,
+    /// Open without writing anything, anywhere: a shared lock on `LOCK` (on the directory itself if there is
+    /// no `LOCK` file; none is created), torn tails left in place. Default false.
     pub read_only: bool,
     /// Corruption policy. Default [`Recovery::Strict`].
     pub recovery: Recovery,
@@ -80,6 +87,7 @@ impl Default for Options {
             checkpoint_every_bytes: 64 << 20,
             event_ids_remembered: 100_000,
             create_if_missing: true,
+            create_in_non_empty: false,
             read_only: false,
             recovery: Recovery::Strict,
             crc_every_read: false,

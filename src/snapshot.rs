@@ -95,11 +95,18 @@ pub(crate) fn stream_dir(store_dir: &Path, stream: &str) -> PathBuf {
     store_dir.join(SNAPSHOT_DIR).join(format!("{:032x}", fnv1a_128(stream.as_bytes())))
 }
 
+/// Whether `name` is shaped like a stream's snapshot directory (what [`stream_dir`] makes: 32 lowercase hex
+/// digits).
+pub(crate) fn is_stream_dir_name(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn file_name(version: u64) -> String {
     format!("{version:020}{SUFFIX}")
 }
 
-fn parse_file_name(name: &str) -> Option<u64> {
+/// The stream version named by a snapshot file name, or `None` if the name is not a snapshot's.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -120,6 +120,16 @@ pub enum CheckpointUse {
     Rebuilt(String),
 }
 
+impl std::fmt::Display for CheckpointUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointUse::Missing => f.write_str("none (index built from the whole log)"),
+            CheckpointUse::Used(p) => write!(f, "used (covers positions below {p})"),
+            CheckpointUse::Rebuilt(why) => write!(f, "refused, index rebuilt ({why})"),
+        }
+    }
+}
+
 /// Statistics of an open store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
@@ -1198,7 +1208,7 @@ fn list(dir: &Path) -> Result<Listing> {
 }
 
 /// `<20 digits>.seg`: a segment of format version 1.
-fn is_version_1_segment_name(name: &str) -> bool {
+pub(crate) fn is_version_1_segment_name(name: &str) -> bool {
     name.strip_suffix(".seg").is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -1221,7 +1231,7 @@ fn listing_checked(dir: &Path, listing: Listing) -> Result<Listing> {
 /// With no segment file at all, the directory must show no sign of a log that was there: an index
 /// checkpoint or snapshots are written only after events were durable, so either one means the segments
 /// were lost, and starting an empty log over them would be a silent loss of everything.
-fn check_no_lost_log(dir: &Path) -> Result<()> {
+pub(crate) fn check_no_lost_log(dir: &Path) -> Result<()> {
     for evidence in [CHECKPOINT_FILE, SNAPSHOT_DIR] {
         let path = dir.join(evidence);
         if path.symlink_metadata().is_ok() {
@@ -1237,6 +1247,7 @@ fn check_no_lost_log(dir: &Path) -> Result<()> {
 
 fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     let started = Instant::now();
+    crate::directory::check_before_open(dir, &options)?;
     options.segment_size_bytes =
         (options.segment_size_bytes / 16 * 16).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
     let writable = !options.read_only;

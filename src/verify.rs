@@ -1,0 +1,513 @@
+//! A check of every frame of every segment that does not need the store to open: `foldlog verify`'s first half.
+//!
+//! [`verify_dir`] opens each segment file read-only, decodes its header and walks its frames front to back
+//! with the same checks a read makes (bounds, CRC, header fields, rkyv validation), consumer-position frames
+//! included, and checks that global positions run on without a gap or repeat from segment to segment. A damaged
+//! range is reported and the walk resynchronises at the next valid frame boundary (frames are 16-aligned), so
+//! one report lists every damaged range, not only the first. Work is bounded (the resynchronising search has a
+//! budget per segment) and no byte pattern makes it panic.
+//!
+//! What counts as damage follows the durable point each segment header records (docs/format.md, "Finding the
+//! end of the written region"): below it every frame must be valid and a sealed segment's frames must end
+//! exactly there; past it, in the last segment only, a bad frame or a batch without its `COMMIT` frame is a torn
+//! tail, reported as such but not as damage, since it was never promised durable.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::{
+    frame_len, parse_segment_file_name, DurableSlot, FrameHeader, HeaderProblem, SegmentHeader,
+    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN, LOCK_FILE, SEGMENT_HEADER_LEN, SLOT_FLAG_SEALED,
+};
+use crate::io as sys;
+use crate::map::SegmentMap;
+use crate::record::{decode_frame, Body, FrameProblem};
+use crate::segment::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
+
+/// What [`verify_dir`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The directory checked.
+    pub dir: PathBuf,
+    /// One entry per segment file, in log order.
+    pub segments: Vec<SegmentCheck>,
+    /// Every damaged range found, in log order. Empty means the log is intact.
+    pub damage: Vec<Damage>,
+    /// The end of the last segment that was never promised durable and does not hold a whole batch: a crash
+    /// left it, the next writable open cuts it. Not damage.
+    pub torn_tail: Option<TornTail>,
+    /// Valid events seen (torn tail excluded).
+    pub events: u64,
+    /// Valid consumer-position frames seen.
+    pub consumer_frames: u64,
+    /// One past the last valid event's position (the first segment's base if there is none).
+    pub next_position: u64,
+}
+
+impl VerifyReport {
+    /// True if no damage was found.
+    pub fn is_clean(&self) -> bool {
+        self.damage.is_empty()
+    }
+}
+
+/// One segment file as walked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentCheck {
+    /// The file.
+    pub path: PathBuf,
+    /// Global position of its first event, from its header (`None` if the header is unreadable).
+    pub base_position: Option<u64>,
+    /// Valid frames walked (events and consumer positions).
+    pub frames: u64,
+    /// Valid events among them.
+    pub events: u64,
+    /// Offset where its frames end.
+    pub frames_end: u64,
+    /// Offset below which its header says every frame was synced (128, the header's end, if no sync was
+    /// recorded).
+    pub durable_end: u64,
+}
+
+/// One damaged range of a segment file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Offset of the first damaged byte (a frame or header start).
+    pub offset: u64,
+    /// Length of the range skipped before the walk found a valid frame again (or reached the end of what
+    /// must be valid).
+    pub len: u64,
+    /// Event positions that are missing or unreadable because of it.
+    pub positions: Affected,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Which global positions a damaged range affects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Affected {
+    /// No event is missing (the range held consumer positions, padding or header fields only).
+    None,
+    /// These positions are missing or unreadable.
+    Range(Range<u64>),
+    /// Every position from this one on: no valid event follows the damage.
+    From(u64),
+}
+
+impl fmt::Display for Affected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Affected::None => f.write_str("no event positions"),
+            Affected::Range(r) if r.end - r.start == 1 => write!(f, "position {}", r.start),
+            Affected::Range(r) => {
+                write!(f, "positions {}..={} ({} events)", r.start, r.end - 1, r.end - r.start)
+            }
+            Affected::From(p) => write!(f, "positions {p} and every later one"),
+        }
+    }
+}
+
+/// The torn end of the last segment (see [`VerifyReport::torn_tail`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The last segment file.
+    pub path: PathBuf,
+    /// Where the log ends.
+    pub offset: u64,
+    /// Bytes of frames past it that a writable open would cut.
+    pub len: u64,
+}
+
+/// Walks every frame of every segment in `dir` without opening the store (see the module docs).
+///
+/// Takes a shared lock on `LOCK` when there is one, so it fails with [`Error::Locked`] while a writer has the
+/// store open, and writes nothing. A directory without segment files is [`Error::InvalidDirectory`]; a
+/// segment written by a newer format is [`Error::UnsupportedVersion`]; I/O failures are [`Error::Io`]. Damage
+/// is never an error: it is in the report.
+pub fn verify_dir(dir: impl AsRef<Path>) -> Result<VerifyReport> {
+    let dir = dir.as_ref();
+    if dir.as_os_str().is_empty() {
+        return Err(Error::InvalidDirectory { path: dir.to_path_buf(), reason: "the path is empty".into() });
+    }
+    let entries = sys::list_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::InvalidDirectory { path: dir.to_path_buf(), reason: "does not exist".into() }
+        }
+        std::io::ErrorKind::NotADirectory => {
+            Error::InvalidDirectory { path: dir.to_path_buf(), reason: "not a directory".into() }
+        }
+        _ => Error::io("list directory", dir, e),
+    })?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock =
+        sys::open_lock_file(&lock_path, false).map_err(|e| Error::io("open lock file", &lock_path, e))?;
+    if let Some(lock) = &lock {
+        if !sys::try_lock(lock, &lock_path, false).map_err(|e| Error::io("lock", &lock_path, e))? {
+            return Err(Error::Locked { path: dir.to_path_buf() });
+        }
+    }
+    let mut names: Vec<(String, bool)> =
+        entries.into_iter().filter(|(name, _)| parse_segment_file_name(name).is_some()).collect();
+    if names.is_empty() {
+        return Err(Error::InvalidDirectory { path: dir.to_path_buf(), reason: "no segment files".into() });
+    }
+    // Segment names sort in log order (docs/format.md).
+    names.sort_unstable();
+    let mut walk = Walk {
+        report: VerifyReport { dir: dir.to_path_buf(), ..VerifyReport::default() },
+        ..Walk::default()
+    };
+    let n = names.len();
+    for (i, (name, regular)) in names.into_iter().enumerate() {
+        let path = dir.join(&name);
+        if !regular {
+            walk.damage(&path, 0, 0, "a segment name that is not a regular file (symlink or directory)");
+            continue;
+        }
+        walk.segment(&path, i + 1 == n)?;
+    }
+    walk.finish();
+    drop(lock);
+    Ok(walk.report)
+}
+
+#[derive(Default)]
+struct Walk {
+    report: VerifyReport,
+    log_id: Option<[u8; 16]>,
+    /// The position the next event must carry.
+    expected: Option<u64>,
+    /// Damage entries waiting for the next valid event to bound their affected positions: (index, from).
+    open_damage: Vec<(usize, u64)>,
+    /// Sequence number the next segment must carry (0, 1, 2, …).
+    next_seq: u32,
+    /// The current segment's number, which its consumer frames must name.
+    seq: u32,
+}
+
+/// How many bytes the resynchronising search may CRC per segment, as a multiple of the segment's length.
+const RESYNC_BUDGET_FACTOR: u64 = 4;
+
+impl Walk {
+    fn damage(&mut self, path: &Path, offset: u64, len: u64, problem: impl Into<String>) {
+        let from = self.expected.unwrap_or(0);
+        self.open_damage.push((self.report.damage.len(), from));
+        self.report.damage.push(Damage {
+            path: path.to_path_buf(),
+            offset,
+            len,
+            positions: Affected::None,
+            problem: problem.into(),
+        });
+    }
+
+    /// Damage that hides no event by nature (a header field, a durable slot).
+    fn note(&mut self, path: &Path, offset: u64, len: u64, problem: impl Into<String>) {
+        self.report.damage.push(Damage {
+            path: path.to_path_buf(),
+            offset,
+            len,
+            positions: Affected::None,
+            problem: problem.into(),
+        });
+    }
+
+    fn event(&mut self, position: u64) {
+        for (i, from) in self.open_damage.drain(..) {
+            if position > from {
+                self.report.damage[i].positions = Affected::Range(from..position);
+            }
+        }
+        self.expected = Some(position.saturating_add(1));
+        self.report.events += 1;
+    }
+
+    fn finish(&mut self) {
+        let end = self.expected.unwrap_or(0);
+        for (i, from) in self.open_damage.drain(..) {
+            // Damage in the last stretch of the log: the events it hid cannot be counted, so every position
+            // from the first possibly lost one is suspect.
+            if from < end || self.report.damage[i].positions == Affected::None {
+                self.report.damage[i].positions = Affected::From(from.min(end));
+            }
+        }
+        self.report.next_position = end;
+    }
+
+    fn segment(&mut self, path: &Path, last: bool) -> Result<()> {
+        let file = sys::open(path, false).map_err(|e| Error::io("open segment", path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
+        let mut check = SegmentCheck {
+            path: path.to_path_buf(),
+            durable_end: SEGMENT_HEADER_LEN,
+            ..SegmentCheck::default()
+        };
+        if file_len < SEGMENT_HEADER_LEN {
+            self.damage(
+                path,
+                0,
+                file_len,
+                format!("file is {file_len} bytes, shorter than a segment header"),
+            );
+            self.report.segments.push(check);
+            return Ok(());
+        }
+        let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+        sys::read_at(&file, path, 0, &mut head).map_err(|e| Error::io("read segment header", path, e))?;
+        let mut limit = file_len / FRAME_ALIGN * FRAME_ALIGN;
+        match SegmentHeader::decode(&head) {
+            Ok(h) => {
+                check.base_position = Some(h.base_position);
+                if h.seq != self.next_seq {
+                    self.damage(
+                        path,
+                        56,
+                        4,
+                        format!(
+                            "segment number {} where number {} belongs (a segment is missing)",
+                            h.seq, self.next_seq
+                        ),
+                    );
+                }
+                self.seq = h.seq;
+                self.next_seq = h.seq.saturating_add(1);
+                if *self.log_id.get_or_insert(h.log_id) != h.log_id {
+                    self.note(path, 16, 16, "segment belongs to another log (log id differs)");
+                }
+                match self.expected {
+                    Some(e) if e != h.base_position => {
+                        self.damage(
+                            path,
+                            32,
+                            8,
+                            format!(
+                                "segment starts at position {} but the log before it ends at {e} (a segment is missing or misplaced)",
+                                h.base_position
+                            ),
+                        );
+                    }
+                    _ => {}
+                }
+                self.expected = Some(h.base_position);
+                if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&h.capacity)
+                    || h.capacity % FRAME_ALIGN != 0
+                {
+                    self.note(path, 40, 8, format!("capacity {} in the header is invalid", h.capacity));
+                } else {
+                    limit = limit.min(h.capacity);
+                }
+                if file_len < h.capacity && !last {
+                    self.damage(
+                        path,
+                        file_len,
+                        h.capacity - file_len,
+                        format!("sealed segment is {file_len} bytes, its header says {}", h.capacity),
+                    );
+                }
+            }
+            Err(HeaderProblem::Version(found)) => {
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            Err(HeaderProblem::BadMagic) => {
+                self.damage(path, 0, file_len, "not a foldlog segment (bad magic); its frames were not read");
+                self.report.segments.push(check);
+                return Ok(());
+            }
+            Err(HeaderProblem::Short | HeaderProblem::Damaged) => {
+                // Its number cannot be read: take it to be the expected one.
+                self.seq = self.next_seq;
+                self.next_seq = self.seq.saturating_add(1);
+                self.note(path, 0, SEGMENT_HEADER_LEN, "segment header damaged");
+            }
+        }
+        let durable_end = match DurableSlot::newest(&head) {
+            Some(s)
+                if s.durable_end >= SEGMENT_HEADER_LEN
+                    && s.durable_end <= limit
+                    && s.durable_end % 16 == 0 =>
+            {
+                s.durable_end
+            }
+            Some(s) => {
+                self.note(path, s.file_offset(), 32, "durable slot points outside the segment");
+                SEGMENT_HEADER_LEN
+            }
+            None => SEGMENT_HEADER_LEN,
+        };
+        if last && DurableSlot::newest(&head).is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0) {
+            self.damage(
+                path,
+                64,
+                64,
+                format!(
+                    "this segment was sealed, so segment number {} must follow it, and it is missing",
+                    u64::from(self.seq) + 1
+                ),
+            );
+        }
+        check.durable_end = durable_end;
+        let map = SegmentMap::read_only(&file, path, limit).map_err(|e| Error::io("map", path, e))?;
+        let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or_default();
+        self.frames(path, bytes, last, durable_end, &mut check);
+        self.report.segments.push(check);
+        Ok(())
+    }
+
+    /// Walks the frames of one segment; `bytes` starts at file offset 128.
+    fn frames(&mut self, path: &Path, bytes: &[u8], last: bool, durable_end: u64, check: &mut SegmentCheck) {
+        let base = SEGMENT_HEADER_LEN;
+        let limit = base + bytes.len() as u64;
+        let mut budget = RESYNC_BUDGET_FACTOR.saturating_mul(limit).saturating_add(1 << 20);
+        let mut at = base;
+        let mut last_commit_end = base;
+        let mut batch_events: Vec<u64> = Vec::new();
+        let (mut batch_frames, mut batch_consumers) = (0u64, 0u64);
+        // The problem and claimed length of the frame the walk stopped at, if it stopped at a bad one.
+        let mut stopped_at: Option<(FrameProblem, u64)> = None;
+        let mut gave_up = false;
+        loop {
+            let frame = bytes.get((at - base) as usize..).filter(|b| b.len() >= FRAME_HEADER_LEN as usize);
+            let Some(frame) = frame else { break };
+            match decode_frame(frame) {
+                Ok(f) => {
+                    match f.body {
+                        Body::Event(e) => batch_events.push(e.position()),
+                        Body::Consumer(c) if c.segment != self.seq || u64::from(c.offset) != at => {
+                            let why = format!(
+                                "consumer frame says it was written to segment {} at offset {} (a misdirected write)",
+                                c.segment, c.offset
+                            );
+                            self.damage(path, at, f.len, why);
+                        }
+                        Body::Consumer(..) => batch_consumers += 1,
+                    }
+                    batch_frames += 1;
+                    at += f.len;
+                    if f.commit {
+                        last_commit_end = at;
+                        self.batch(path, at, &mut batch_events, check);
+                        check.frames += batch_frames;
+                        self.report.consumer_frames += batch_consumers;
+                        (batch_frames, batch_consumers) = (0, 0);
+                    }
+                }
+                Err(problem) if at >= durable_end => {
+                    // Past the durable point the first bad frame ends the written region: a torn tail in the
+                    // last segment, never-written space in a sealed one (whose end is checked below).
+                    let claimed = frame
+                        .get(4..8)
+                        .map_or(0, |l| u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]])));
+                    stopped_at = Some((problem, frame_len(claimed).min(limit - at)));
+                    break;
+                }
+                Err(problem) => {
+                    let found = resync(bytes, at + FRAME_ALIGN, durable_end, &mut budget);
+                    let to = found.unwrap_or(durable_end);
+                    let what = match problem {
+                        FrameProblem::Empty => "no frame (zero length) below the durable point".to_owned(),
+                        p => format!("{p} below the durable point"),
+                    };
+                    let note = if budget == 0 {
+                        " (search for the next valid frame stopped: budget spent)"
+                    } else {
+                        ""
+                    };
+                    // The frames of the damaged batch read so far are lost with it.
+                    batch_events.clear();
+                    (batch_frames, batch_consumers) = (0, 0);
+                    self.damage(path, at, to - at, format!("{what}{note}"));
+                    at = to;
+                    if found.is_none() {
+                        gave_up = true;
+                        break;
+                    }
+                }
+            }
+        }
+        // Frames after the last COMMIT belong to a batch that never completed.
+        let frames_end = last_commit_end;
+        check.frames_end = frames_end;
+        if gave_up {
+            return;
+        }
+        let torn_end = match stopped_at {
+            Some((FrameProblem::Empty, _)) | None => at,
+            Some((_, claimed)) => at + claimed.max(FRAME_ALIGN),
+        };
+        if last && frames_end >= durable_end {
+            if torn_end > frames_end {
+                self.report.torn_tail = Some(TornTail {
+                    path: path.to_path_buf(),
+                    offset: frames_end,
+                    len: torn_end - frames_end,
+                });
+            }
+        } else if last {
+            self.damage(
+                path,
+                frames_end,
+                durable_end - frames_end,
+                format!("frames end at offset {frames_end}, but the segment header says frames up to {durable_end} were synced"),
+            );
+        } else if frames_end != durable_end || at > frames_end {
+            let (from, to) = (frames_end.min(durable_end), durable_end.max(at));
+            self.damage(
+                path,
+                from,
+                to - from,
+                format!("sealed segment's whole batches end at offset {frames_end}, its header says {durable_end}"),
+            );
+        }
+    }
+
+    /// A whole batch ending at `end`: its events take their positions.
+    fn batch(&mut self, path: &Path, end: u64, events: &mut Vec<u64>, check: &mut SegmentCheck) {
+        for position in events.drain(..) {
+            // A gap right after damage is the damage's (its positions are bounded by this event); any other
+            // gap or repeat is damage of its own.
+            let explained = |e: u64| position > e && !self.open_damage.is_empty();
+            if let Some(e) = self.expected.filter(|e| *e != position && !explained(*e)) {
+                self.damage(
+                    path,
+                    end,
+                    0,
+                    format!(
+                        "the batch ending at offset {end} holds position {position} where {e} was expected"
+                    ),
+                );
+            }
+            check.events += 1;
+            self.event(position);
+        }
+    }
+}
+
+/// The offset of the next valid frame in `[from, to)`, or `None`. Candidates are filtered by their header
+/// (non-zero length that fits, known kind and flags, zero reserved bytes) before their CRC is computed, and
+/// the CRC work is charged to `budget`; when it runs out the search stops.
+fn resync(bytes: &[u8], from: u64, to: u64, budget: &mut u64) -> Option<u64> {
+    let base = SEGMENT_HEADER_LEN;
+    let mut at = from;
+    while at < to && *budget > 0 {
+        let rest = bytes.get((at - base) as usize..)?;
+        let raw = rest.get(..FRAME_HEADER_LEN as usize).and_then(|h| <&[u8; 16]>::try_from(h).ok())?;
+        let header = FrameHeader::read(raw);
+        let len = frame_len(u64::from(header.body_len));
+        if header.body_len != 0 && len <= rest.len() as u64 && FrameHeader::well_formed(raw) {
+            *budget = budget.saturating_sub(len);
+            if decode_frame(rest).is_ok() {
+                return Some(at);
+            }
+        }
+        at += FRAME_ALIGN;
+    }
+    None
+}

@@ -1,0 +1,532 @@
+//! The `foldlog` binary, run for real: nothing is deleted that foldlog did not create, a store in use is never
+//! replaced, and every command behaves like a Unix tool (exit codes, closed pipes). Issue 10 parts 1 and 2.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const EXE: &str = env!("CARGO_BIN_EXE_foldlog");
+
+/// A small demo: enough to roll nothing but still write both stores.
+const SMALL: [&str; 4] = ["--events", "2000", "--streams", "20"];
+
+fn foldlog(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(EXE).args(args).current_dir(cwd).stdin(Stdio::null()).output().expect("run foldlog")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Every path under `dir` with its length and a hash of its bytes (`None` for a directory).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<(usize, u64)>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("list") {
+            let path = entry.expect("entry").path();
+            let rel = path.strip_prefix(dir).expect("under dir").to_path_buf();
+            if path.is_dir() {
+                out.insert(rel, None);
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                let mut h = std::hash::DefaultHasher::new();
+                std::hash::Hash::hash(&bytes, &mut h);
+                out.insert(rel, Some((bytes.len(), std::hash::Hasher::finish(&h))));
+            }
+        }
+    }
+    out
+}
+
+fn demo(cwd: &Path, dir: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["demo", "--dir", dir];
+    args.extend_from_slice(&SMALL);
+    args.extend_from_slice(extra);
+    foldlog(cwd, &args)
+}
+
+#[test]
+fn regression_demo_never_touches_a_sibling() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let bank = parent.path().join("bank");
+    std::fs::create_dir(&bank).expect("mkdir");
+    std::fs::write(bank.join("ledger.txt"), b"the user's ledger").expect("write");
+    let before = tree(&bank);
+    let out = demo(parent.path(), "x", &[]);
+    assert!(out.status.success(), "demo failed: {}", text(&out));
+    assert_eq!(tree(&bank), before, "the demo touched its sibling bank/");
+}
+
+#[test]
+fn regression_demo_refuses_a_directory_it_did_not_create() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let x = cwd.path().join("x");
+    std::fs::create_dir(&x).expect("mkdir");
+    std::fs::write(x.join("notes.txt"), b"keep me").expect("write");
+    std::fs::write(cwd.path().join("next-to-it.txt"), b"and me").expect("write");
+    let before = tree(cwd.path());
+    for dir in ["x", "."] {
+        for extra in [&[][..], &["--replace"][..]] {
+            let out = demo(cwd.path(), dir, extra);
+            assert!(!out.status.success(), "demo --dir {dir} {extra:?} was accepted: {}", text(&out));
+            assert!(
+                text(&out).contains("notes.txt") || dir == ".",
+                "the refusal names the entry: {}",
+                text(&out)
+            );
+            assert_eq!(tree(cwd.path()), before, "demo --dir {dir} {extra:?} changed files");
+        }
+    }
+}
+
+#[test]
+fn regression_demo_refuses_a_foldlog_store_it_did_not_create() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let x = cwd.path().join("x");
+    let store = foldlog::Store::open(&x).expect("create");
+    store
+        .append("precious", foldlog::ExpectedVersion::NoStream, &[foldlog::NewEvent::new("E", b"data")])
+        .expect("append");
+    store.close().expect("close");
+    let before = tree(cwd.path());
+    for extra in [&[][..], &["--replace"][..]] {
+        let out = demo(cwd.path(), "x", extra);
+        assert!(!out.status.success(), "{extra:?}: {}", text(&out));
+        assert!(text(&out).contains("did not create"), "{}", text(&out));
+        assert_eq!(tree(cwd.path()), before, "{extra:?}: the user's store was changed");
+    }
+}
+
+#[test]
+fn demo_replaces_its_own_stores_only_when_asked_and_only_when_all_is_its_own() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let first = demo(cwd.path(), "x", &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(cwd.path().join("x/bank").is_dir(), "the bank story lives inside the demo directory");
+    let before = tree(cwd.path());
+    let again = demo(cwd.path(), "x", &[]);
+    assert!(!again.status.success(), "a named directory is replaced only with --replace");
+    assert!(text(&again).contains("--replace"), "{}", text(&again));
+    assert_eq!(tree(cwd.path()), before);
+    let replaced = demo(cwd.path(), "x", &["--replace"]);
+    assert!(replaced.status.success(), "{}", text(&replaced));
+
+    // Anything foreign anywhere in it, inside the bank store's snapshots too: refused, nothing removed.
+    let snapshots = cwd.path().join("x/bank/snapshots");
+    let stream_dir = std::fs::read_dir(&snapshots).expect("the bank story writes snapshots").next();
+    let stream_dir = stream_dir.expect("one stream directory").expect("entry").path();
+    for foreign in
+        [cwd.path().join("x/bank/notes.txt"), stream_dir.join("notes.txt"), cwd.path().join("x/y.txt")]
+    {
+        std::fs::write(&foreign, b"not the demo's").expect("write");
+        let before = tree(cwd.path());
+        let out = demo(cwd.path(), "x", &["--replace"]);
+        assert!(!out.status.success(), "{} was not noticed: {}", foreign.display(), text(&out));
+        assert!(text(&out).contains("notes.txt") || text(&out).contains("y.txt"), "{}", text(&out));
+        assert_eq!(tree(cwd.path()), before, "{}: something was removed", foreign.display());
+        std::fs::remove_file(&foreign).expect("clean up");
+    }
+}
+
+#[test]
+fn demo_twice_in_the_default_directory_just_works() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    for run in 0..2 {
+        let out = foldlog(cwd.path(), &["demo", SMALL[0], SMALL[1], SMALL[2], SMALL[3]]);
+        assert!(out.status.success(), "default run {run}: {}", text(&out));
+    }
+    let demo_dir = cwd.path().join("foldlog-data/demo");
+    assert!(demo_dir.join("FOLDLOG-DEMO").is_file());
+    std::fs::write(demo_dir.join("notes.txt"), b"mine").expect("write");
+    let out = foldlog(cwd.path(), &["demo", SMALL[0], SMALL[1], SMALL[2], SMALL[3]]);
+    assert!(!out.status.success(), "a foreign file in the default directory is refused too");
+    assert_eq!(std::fs::read(demo_dir.join("notes.txt")).expect("survives"), b"mine");
+}
+
+#[test]
+fn regression_demo_never_replaces_a_store_open_elsewhere() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let first = demo(cwd.path(), "x", &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    for held in ["x", "x/bank"] {
+        let store = foldlog::Store::open_with(
+            cwd.path().join(held),
+            foldlog::Options { create_in_non_empty: true, ..foldlog::Options::default() },
+        )
+        .expect("open the demo's store");
+        let before = tree(cwd.path());
+        let out = demo(cwd.path(), "x", &["--replace"]);
+        assert!(!out.status.success(), "{held} is open, yet the demo ran: {}", text(&out));
+        assert!(text(&out).contains("locked"), "an 'in use' error: {}", text(&out));
+        assert_eq!(tree(cwd.path()), before, "{held}: files changed while the store was open");
+        drop(store);
+    }
+}
+
+#[test]
+fn regression_a_second_demo_on_a_running_ones_directory_is_refused() {
+    use std::io::BufRead;
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut first = Command::new(EXE)
+        .args(["demo", "--dir", "x", "--events", "3000000", "--streams", "100"])
+        .current_dir(cwd.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the first demo");
+    let mut lines = std::io::BufReader::new(first.stdout.take().expect("stdout")).lines();
+    let started = lines.next().expect("a first line").expect("read");
+    assert!(started.starts_with("foldlog demo:"), "{started}");
+    let second = demo(cwd.path(), "x", &["--replace"]);
+    let still_running = first.try_wait().expect("poll").is_none();
+    assert!(!second.status.success(), "the second demo ran: {}", text(&second));
+    assert!(text(&second).contains("locked"), "an 'in use' error: {}", text(&second));
+    assert!(
+        still_running,
+        "inconclusive: the first demo ended before the second was refused; raise --events"
+    );
+    let rest: Vec<String> = lines.map(|l| l.expect("read")).collect();
+    assert!(first.wait().expect("wait").success(), "the first demo failed: {rest:?}");
+    assert!(rest.iter().any(|l| l.starts_with("reopened")), "the first demo finished its story: {rest:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Part 2: commands behave like Unix tools.
+
+use foldlog::{Batch, ExpectedVersion, NewEvent, Options, Store};
+
+/// A closed store in a fresh directory: `events` events over 50 streams, 100-byte payloads.
+fn store_with(events: u32, options: Options) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path(), options).expect("create");
+    for i in 0..events {
+        let payload = [i as u8; 100];
+        store
+            .append(&format!("s-{}", i % 50), ExpectedVersion::Any, &[NewEvent::new("E", &payload)])
+            .expect("append");
+    }
+    store.close().expect("close");
+    dir
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    let mut full: Vec<&str> = args.to_vec();
+    let d = dir.to_str().expect("utf-8 path");
+    for a in &mut full {
+        if *a == "DIR" {
+            *a = d;
+        }
+    }
+    foldlog(dir, &full)
+}
+
+/// The segment files of a store, in log order, found by their magic (no file name is assumed).
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_file() && std::fs::read(p).is_ok_and(|b| b.starts_with(b"FOLDSEG\0")))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// (offset, kind) of every frame of a segment file, walked by the header lengths.
+fn frames_of(seg: &[u8]) -> Vec<(usize, u8)> {
+    let mut out = Vec::new();
+    let mut at = 128;
+    while at + 16 <= seg.len() {
+        let len = u32::from_le_bytes(seg[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push((at, seg[at + 8]));
+        at += 16 + len.div_ceil(16) * 16;
+    }
+    out
+}
+
+fn flip(path: &Path, offset: usize) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[offset] ^= 0x55;
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn regression_dump_into_a_closed_pipe_exits_quietly() {
+    use std::io::BufRead;
+    let dir = store_with(5000, Options::default());
+    let mut child = Command::new(EXE)
+        .args(["dump", dir.path().to_str().expect("utf-8"), "--payload", "hex"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("one line");
+    assert!(first.contains("s-0@0"), "{first}");
+    // The reader is gone (as `| head -1` would be); the dump has more than a pipe buffer left to write.
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
+    assert!(stderr.is_empty(), "a closed pipe is a normal end, said nothing: {stderr}");
+}
+
+#[test]
+fn no_command_panics_on_a_closed_stdout() {
+    let dir = store_with(200, Options::default());
+    let d = dir.path().to_str().expect("utf-8");
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let commands: [&[&str]; 8] = [
+        &["dump", d],
+        &["stat", d, "--streams"],
+        &["stat", d, "--json"],
+        &["verify", d],
+        &["verify", d, "--json"],
+        &["demo", "--dir", "x", "--events", "100", "--streams", "5"],
+        &["--help"],
+        &["verify", "/nonexistent/foldlog"],
+    ];
+    for args in commands {
+        let mut child = Command::new(EXE)
+            .args(args)
+            .current_dir(cwd.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take()); // every write to stdout now fails with EPIPE
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        let expected = if args.iter().any(|a| a.starts_with("/nonexistent")) { 2 } else { 0 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn regression_verify_checks_every_frame() {
+    let dir = store_with(20, Options::default());
+    let store = Store::open(dir.path()).expect("open");
+    for p in [3, 7] {
+        store
+            .append_batch(&Batch { streams: &[], consumer: Some(("projector", p)) })
+            .expect("consumer position");
+    }
+    store.close().expect("close");
+    let clean = run_in(dir.path(), &["verify", "DIR"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    let seg = segment_files(dir.path()).pop().expect("a segment");
+    let frames = frames_of(&std::fs::read(&seg).expect("read"));
+    let (consumer_at, kind) = *frames.last().expect("frames");
+    assert_eq!(kind, 2, "the last frame is the consumer position, after the last event");
+    flip(&seg, consumer_at + 16 + 3);
+    let out = run_in(dir.path(), &["verify", "DIR"]);
+    assert_eq!(out.status.code(), Some(1), "a bad consumer frame is corruption: {}", text(&out));
+    assert!(text(&out).contains(&format!("offset {consumer_at}")), "{}", text(&out));
+    assert!(text(&out).contains("What to do next"), "{}", text(&out));
+}
+
+#[test]
+fn verify_exits_2_for_a_missing_or_foreign_directory() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    std::fs::write(cwd.path().join("notes.txt"), b"mine").expect("write");
+    for dir in ["/nonexistent/foldlog", ".", "notes.txt"] {
+        let out = foldlog(cwd.path(), &["verify", dir]);
+        assert_eq!(out.status.code(), Some(2), "verify {dir}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(dir.trim_start_matches("./")),
+            "names the path"
+        );
+    }
+    assert_eq!(std::fs::read_dir(cwd.path()).expect("list").count(), 1, "verify wrote nothing");
+    let usage = foldlog(cwd.path(), &["verify"]);
+    assert_eq!(usage.status.code(), Some(2), "a usage error");
+}
+
+#[test]
+fn verify_reports_every_damaged_range_of_a_sealed_segment() {
+    let dir = store_with(300, Options { segment_size_bytes: 4096, ..Options::default() });
+    let segs = segment_files(dir.path());
+    assert!(segs.len() > 3, "several segments");
+    assert!(foldlog::verify::verify_dir(dir.path()).expect("verify").is_clean(), "clean before the damage");
+    let first = &segs[0];
+    let frames = frames_of(&std::fs::read(first).expect("read"));
+    assert!(frames.len() >= 6);
+    // Two separate frames of the first (sealed) segment: the 2nd and the 5th event.
+    flip(first, frames[1].0 + 40);
+    flip(first, frames[4].0 + 40);
+
+    let report = foldlog::verify::verify_dir(dir.path()).expect("verify runs without opening the store");
+    assert_eq!(report.damage.len(), 2, "{:#?}", report.damage);
+    assert_eq!(report.damage[0].positions, foldlog::verify::Affected::Range(1..2));
+    assert_eq!(report.damage[1].positions, foldlog::verify::Affected::Range(4..5));
+    assert_eq!(report.events, 298, "every other event was walked");
+
+    let out = run_in(dir.path(), &["verify", "DIR"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("DAMAGED").count(), 2, "{}", text(&out));
+    let json = run_in(dir.path(), &["verify", "DIR", "--json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["clean"], false);
+    assert_eq!(v["damage"].as_array().expect("array").len(), 2);
+    assert_eq!(v["damage"][1]["first_position"], 4);
+    assert_eq!(v["damage"][1]["end_position"], 5);
+}
+
+#[test]
+fn stat_and_verify_speak_plain_text_and_json() {
+    let dir = store_with(100, Options::default());
+    for args in [&["stat", "DIR", "--streams"][..], &["verify", "DIR"][..]] {
+        let out = run_in(dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let s = text(&out);
+        for debug in ["Used(", "Rebuilt(", "Some(", "None", "Missing"] {
+            assert!(!s.contains(debug), "{args:?} printed Rust Debug output {debug:?}: {s}");
+        }
+    }
+    let stat = run_in(dir.path(), &["stat", "DIR", "--json", "--streams"]);
+    let v: serde_json::Value = serde_json::from_slice(&stat.stdout).expect("JSON");
+    assert_eq!(v["events"], 100);
+    assert_eq!(v["first_position"], 0);
+    assert_eq!(v["last_position"], 99);
+    assert_eq!(v["stream_counts"].as_array().expect("streams").len(), 50);
+    let verify = run_in(dir.path(), &["verify", "DIR", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("JSON");
+    assert_eq!(v["clean"], true);
+    assert_eq!(v["events"], 100);
+    assert_eq!(v["store"]["events_read"], 100);
+}
+
+#[test]
+fn dump_shows_timestamps_metadata_and_payloads_as_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("create");
+    let event = NewEvent { metadata: b"corr=42", ..NewEvent::new("Greeted", b"hello") };
+    store.append("greetings", ExpectedVersion::NoStream, &[event]).expect("append");
+    store
+        .append("bytes", ExpectedVersion::NoStream, &[NewEvent::new("Raw", &[0, 159, 255])])
+        .expect("append");
+    store.close().expect("close");
+    let auto = String::from_utf8(run_in(dir.path(), &["dump", "DIR"]).stdout).expect("utf-8");
+    assert!(auto.contains("greetings@0  Greeted"), "{auto}");
+    assert!(auto.contains("metadata \"corr=42\""), "{auto}");
+    assert!(auto.contains("payload \"hello\""), "{auto}");
+    assert!(auto.contains("payload 3 B hex 009fff"), "{auto}");
+    let stamp = auto.split_whitespace().find(|w| w.ends_with('Z')).expect("a timestamp");
+    assert_eq!(stamp.len(), "2026-11-29T21:13:25.803544Z".len(), "{stamp}");
+    assert_eq!(&stamp[4..5], "-");
+    assert_eq!(&stamp[10..11], "T");
+    let hex =
+        String::from_utf8(run_in(dir.path(), &["dump", "DIR", "--payload", "hex"]).stdout).expect("utf-8");
+    assert!(hex.contains("payload 68656c6c6f"), "{hex}");
+    let text_mode = String::from_utf8(
+        run_in(dir.path(), &["dump", "DIR", "--payload", "text", "--stream", "bytes"]).stdout,
+    )
+    .expect("utf-8");
+    assert!(text_mode.contains("payload \"\\u0000\u{fffd}\u{fffd}\""), "{text_mode}");
+    assert!(!text_mode.contains("greetings"), "--stream shows one stream");
+}
+
+#[test]
+fn dump_of_a_stream_that_does_not_exist_says_so() {
+    let dir = store_with(10, Options::default());
+    let out = run_in(dir.path(), &["dump", "DIR", "--stream", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"nosuch\" does not exist"), "{stderr}");
+    assert!(stderr.contains(dir.path().to_str().expect("utf-8")), "the error names the path: {stderr}");
+}
+
+#[test]
+fn verify_treats_a_torn_tail_as_no_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(
+        dir.path(),
+        Options { durability: foldlog::Durability::Never, ..Options::default() },
+    )
+    .expect("create");
+    for i in 0..10u8 {
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", &[i; 40])]).expect("append");
+    }
+    store.abandon(); // as kill -9: nothing was synced, so nothing was promised durable
+    let seg = segment_files(dir.path()).pop().expect("a segment");
+    let (last, _) = *frames_of(&std::fs::read(&seg).expect("read")).last().expect("frames");
+    flip(&seg, last + 20); // the last batch is torn
+    let report = foldlog::verify::verify_dir(dir.path()).expect("verify");
+    assert!(report.is_clean(), "{:#?}", report.damage);
+    let torn = report.torn_tail.expect("a torn tail");
+    assert_eq!(torn.offset, last as u64, "the log ends where the torn batch starts");
+    assert_eq!(report.events, 9);
+    let out = run_in(dir.path(), &["verify", "DIR"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("torn tail"), "{}", text(&out));
+}
+
+#[test]
+fn verify_survives_any_bytes_with_bounded_work() {
+    let dir = store_with(200, Options { segment_size_bytes: 8192, ..Options::default() });
+    let segs = segment_files(dir.path());
+    let pristine: Vec<Vec<u8>> = segs.iter().map(|s| std::fs::read(s).expect("read")).collect();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..40 {
+        let i = (next() % segs.len() as u64) as usize;
+        let mut bytes = pristine[i].clone();
+        let len = bytes.len();
+        match round % 4 {
+            // Random bytes over a random range, header included sometimes.
+            0 => {
+                let at = (next() % len as u64) as usize;
+                let n = (next() % 600) as usize;
+                for b in bytes.iter_mut().skip(at).take(n) {
+                    *b = next() as u8;
+                }
+            }
+            // Frame headers that pass every cheap check and claim the rest of the file, at every boundary:
+            // the search for the next valid frame must stay bounded.
+            1 => {
+                for at in (128..len - 16).step_by(16) {
+                    let body = (len - at - 16) as u32;
+                    bytes[at + 4..at + 8].copy_from_slice(&body.to_le_bytes());
+                    bytes[at + 8] = 1;
+                    bytes[at + 9..at + 16].fill(0);
+                }
+            }
+            // A cut file.
+            2 => bytes.truncate((next() % len as u64) as usize),
+            // Single bit flips.
+            _ => {
+                for _ in 0..8 {
+                    let at = (next() % len as u64) as usize;
+                    bytes[at] ^= 1 << (next() % 8);
+                }
+            }
+        }
+        std::fs::write(&segs[i], &bytes).expect("write");
+        let started = std::time::Instant::now();
+        let report = foldlog::verify::verify_dir(dir.path());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "round {round}: unbounded work");
+        if let Ok(report) = report {
+            assert!(round % 4 != 1 || !report.is_clean(), "round {round}: forged frames passed as valid");
+            for d in &report.damage {
+                assert!(
+                    d.offset + d.len <= len as u64 + 8192,
+                    "round {round}: range outside the file: {d:?}"
+                );
+            }
+        }
+        std::fs::write(&segs[i], &pristine[i]).expect("restore");
+    }
+    assert!(foldlog::verify::verify_dir(dir.path()).expect("verify").is_clean(), "restored");
+}
