@@ -69,8 +69,8 @@ fn planned(i: u64) -> Planned {
         stream: stream.to_owned(),
         event_type: ["Opened", "Deposited", "Withdrawn"][(i % 3) as usize],
         payload: format!("event {i} payload").into_bytes().repeat(1 + (i % 4) as usize),
-        metadata: if i % 2 == 0 { format!("corr-{i}").into_bytes() } else { Vec::new() },
-        id: (i % 5 != 0).then_some(0xF00D_0000 + u128::from(i)),
+        metadata: if i.is_multiple_of(2) { format!("corr-{i}").into_bytes() } else { Vec::new() },
+        id: (!i.is_multiple_of(5)).then_some(0xF00D_0000 + u128::from(i)),
         schema: (i % 3) as u32,
     }
 }

@@ -1,0 +1,150 @@
+//! What an append is made of (events, per-stream parts, batches, results) and the checks a batch passes
+//! before the writer sees it: names, version room, duplicates.
+
+use super::*;
+
+/// One event to append.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewEvent<'a> {
+    /// The event's type name (1..=256 bytes).
+    pub event_type: &'a str,
+    /// The event's bytes, in any codec.
+    pub payload: &'a [u8],
+    /// Application metadata (correlation and causation ids, ...); may be empty.
+    pub metadata: &'a [u8],
+    /// Caller-chosen id: a retry of an append whose acknowledgement was lost returns the original result.
+    pub event_id: Option<u128>,
+    /// Schema version of the event type (for upcasting on read). Default 0.
+    pub schema_version: u32,
+}
+
+impl<'a> NewEvent<'a> {
+    /// An event with a type and payload, no metadata or id.
+    pub fn new(event_type: &'a str, payload: &'a [u8]) -> NewEvent<'a> {
+        NewEvent { event_type, payload, ..NewEvent::default() }
+    }
+}
+
+/// Events for one stream within a [`Batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct StreamAppend<'a> {
+    /// The stream id (1..=1024 bytes of UTF-8).
+    pub stream: &'a str,
+    /// The optimistic-concurrency check.
+    pub expected: ExpectedVersion,
+    /// Version of the first event if the stream is new (0 by default; 1 for Python-style aggregates).
+    pub first_version: u64,
+    /// The events, in order.
+    pub events: &'a [NewEvent<'a>],
+}
+
+impl<'a> StreamAppend<'a> {
+    /// Events for `stream` with the given check; a new stream starts at version 0.
+    pub fn new(stream: &'a str, expected: ExpectedVersion, events: &'a [NewEvent<'a>]) -> StreamAppend<'a> {
+        StreamAppend { stream, expected, first_version: 0, events }
+    }
+}
+
+/// An atomic write: events for any number of streams (each with its own check) and optionally a consumer's
+/// new position. All of it becomes visible and durable together, or none of it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch<'a> {
+    /// Per-stream events. A stream appears at most once.
+    pub streams: &'a [StreamAppend<'a>],
+    /// A named consumer's new position, committed with the events; must exceed its current one.
+    pub consumer: Option<(&'a str, u64)>,
+}
+
+/// What one stream's append produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Global positions of the events (contiguous; empty if no events).
+    pub positions: std::ops::Range<u64>,
+    /// Stream versions of the events.
+    pub versions: std::ops::Range<u64>,
+    /// True if this was a retry of an earlier append (matched by event ids) and nothing was written.
+    pub deduplicated: bool,
+}
+
+pub(super) fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {
+    if name.is_empty() || name.len() > max {
+        return Err(Error::InvalidArgument(format!("{kind} must be 1..={max} bytes, got {}", name.len())));
+    }
+    Ok(())
+}
+
+/// An upper bound of the bytes a batch's frames take: per event the strings and bytes it carries plus the
+/// 80-byte archived root, at most 7 bytes of alignment before the root and the 16-byte header and padding
+/// (160 covers all of it with room to spare); per consumer frame its name plus 64.
+pub(super) fn batch_size_bound(batch: &Batch<'_>) -> u64 {
+    let events: u64 = batch
+        .streams
+        .iter()
+        .flat_map(|s| s.events.iter().map(move |e| (s, e)))
+        .map(|(s, e)| {
+            frame_len((s.stream.len() + e.event_type.len() + e.payload.len() + e.metadata.len() + 160) as u64)
+        })
+        .sum();
+    events + batch.consumer.map_or(0, |(name, _)| frame_len(name.len() as u64 + 64))
+}
+
+/// The first version of `s`'s events, checked so that its last event stays at or below
+/// [`STREAM_VERSION_MAX`]; `first` is `None` when the version after the stream's last one does not exist.
+pub(super) fn check_version_room(s: &StreamAppend<'_>, first: Option<u64>) -> Result<u64> {
+    let n = s.events.len() as u64;
+    let fits = first.filter(|&v| {
+        v <= STREAM_VERSION_MAX + 1
+            && (n == 0 || v.checked_add(n - 1).is_some_and(|last| last <= STREAM_VERSION_MAX))
+    });
+    fits.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "stream {:?}: {n} events from version {} would pass the largest stream version {STREAM_VERSION_MAX}",
+            s.stream,
+            first.map_or_else(|| "past u64::MAX".to_owned(), |v| v.to_string()),
+        ))
+    })
+}
+
+pub(super) fn validate_batch(batch: &Batch<'_>) -> Result<()> {
+    for s in batch.streams {
+        check_name("stream id", s.stream, STREAM_ID_BYTES_MAX)?;
+        if s.first_version > STREAM_VERSION_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "stream {:?}: first version {} is past the largest stream version {STREAM_VERSION_MAX}",
+                s.stream, s.first_version
+            )));
+        }
+        for e in s.events {
+            check_name("event type", e.event_type, NAME_BYTES_MAX)?;
+        }
+    }
+    if let Some((name, _)) = batch.consumer {
+        check_name("consumer name", name, NAME_BYTES_MAX)?;
+    }
+    if let Some(stream) = first_duplicate(batch.streams.iter().map(|s| s.stream)) {
+        return Err(Error::InvalidArgument(format!("stream {stream:?} appears twice in one batch")));
+    }
+    let ids = batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
+    if let Some(id) = first_duplicate(ids) {
+        return Err(Error::InvalidArgument(format!("event id {id:032x} appears twice in one batch")));
+    }
+    Ok(())
+}
+
+/// The first item that appeared before. Small inputs (the common batch of one stream and a few events) are
+/// compared pairwise without allocating; larger ones go through a hash set, so a batch of 100,000 ids costs
+/// linear time, not quadratic.
+pub(super) fn first_duplicate<T: Eq + std::hash::Hash + Copy>(
+    items: impl Iterator<Item = T> + Clone,
+) -> Option<T> {
+    const PAIRWISE_MAX: usize = 16;
+    if items.clone().nth(PAIRWISE_MAX).is_none() {
+        return items
+            .clone()
+            .enumerate()
+            .find(|&(i, x)| items.clone().take(i).any(|o| o == x))
+            .map(|(_, x)| x);
+    }
+    let mut set = std::collections::HashSet::new();
+    items.into_iter().find(|&x| !set.insert(x))
+}

@@ -1,0 +1,130 @@
+//! Judging an index checkpoint against the segment files: fits, refused (derived data, rebuilt) or proof
+//! that durable data was lost.
+
+use super::*;
+
+/// Removes the checkpoint (already gone is fine) and makes the removal durable.
+pub(super) fn remove_checkpoint(dir: &Path) -> Result<()> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match sys::remove(&path) {
+        Ok(()) => sys::sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove refused checkpoint", &path, e)),
+    }
+}
+
+/// Why a checkpoint that decoded cleanly does not fit the segment files.
+pub(super) enum Misfit {
+    /// Its shape does not fit (a forged or buggy file): derived data, rebuilt from the log.
+    Refused(String),
+    /// It names segments or events the log no longer has. It was written only after the log it describes
+    /// was synced, so this is evidence that durable data was lost.
+    Lost(String),
+}
+
+/// Cheap consistency checks of a decoded checkpoint against the segment files present.
+pub(super) fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), Misfit> {
+    if let Some(missing) = ix.segments.get(segs.len()) {
+        return Err(Misfit::Lost(format!(
+            "the checkpoint names segment number {} (from position {}), which does not exist",
+            missing.seq, missing.base
+        )));
+    }
+    for (i, (s, seg)) in ix.segments.iter().zip(segs).enumerate() {
+        if s.base != seg.header.base_position || s.seq != seg.header.seq {
+            return Err(Misfit::Lost(format!(
+                "checkpoint segment {}/{} does not match file {}",
+                s.base,
+                s.seq,
+                seg.path().display()
+            )));
+        }
+        // Every real end is a frame boundary inside the segment, and inside a sealed segment's durable
+        // part; anything else would send the scan (or a later rebuild) to bytes that are not frames.
+        let sealed = i + 1 < segs.len();
+        let durable = seg.slot.map_or(SEGMENT_HEADER_LEN, |d| d.durable_end);
+        if s.end > seg.header.capacity
+            || s.end < SEGMENT_HEADER_LEN
+            || !s.end.is_multiple_of(16)
+            || (sealed && s.end > durable)
+        {
+            return Err(Misfit::Refused(format!(
+                "checkpoint offset {} is not a frame boundary in {}",
+                s.end,
+                seg.path().display()
+            )));
+        }
+    }
+    let Some(last) = ix.next_position.checked_sub(1) else { return Ok(()) };
+    // The last covered event must still be there, with the position the checkpoint claims.
+    let (si, off) = ix
+        .locate(last)
+        .map_err(|s| Misfit::Refused(s.reason))?
+        .ok_or_else(|| Misfit::Refused("checkpoint cannot locate its last event".into()))?;
+    match read_event_frame(&segs[si], off) {
+        Ok(Ok(position)) if position == last => Ok(()),
+        Ok(_) => Err(Misfit::Lost(format!("the event at position {last} is not where the checkpoint says"))),
+        // Not evidence of anything: the index is rebuilt from the log, which reports its own I/O errors.
+        Err(e) => Err(Misfit::Refused(format!("reading the checkpoint's last event: {e}"))),
+    }
+}
+
+/// The position of the event frame at `off` of `seg`, read through the file (the last segment's map has
+/// published nothing yet); the inner error says why the bytes there are not an event frame.
+pub(super) fn read_event_frame(seg: &Segment, off: u64) -> std::io::Result<std::result::Result<u64, String>> {
+    let mut head = [0u8; 16];
+    let path = seg.path();
+    sys::read_at(&seg.file, &path, off, &mut head)?;
+    let len = frame_len(u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])));
+    if off + len > seg.header.capacity {
+        return Ok(Err("frame runs past the segment".into()));
+    }
+    let mut frame = rkyv::util::AlignedVec::<16>::with_capacity(len as usize);
+    frame.resize(len as usize, 0);
+    sys::read_at(&seg.file, &path, off, &mut frame)?;
+    Ok(match decode_frame(&frame).map(|f| f.body) {
+        Ok(Body::Event(e)) => Ok(e.position()),
+        Ok(Body::Consumer(_)) => Err("a consumer frame".into()),
+        Err(p) => Err(p.to_string()),
+    })
+}
+
+/// The index checkpoint, if it fits the log: the index it holds and where the scan resumes. A checkpoint
+/// that is damaged or does not fit is refused (removed when writable, so it is never judged again) and the
+/// index rebuilt; one that proves events durable that the log no longer holds is corruption in strict mode.
+pub(super) fn load_checkpoint(
+    dir: &Path,
+    log_id: [u8; 16],
+    opened: &[Segment],
+    options: &Options,
+    report: &mut RecoveryReport,
+) -> Result<(Index, Option<Resume>)> {
+    let ids_cap = options.event_ids_remembered;
+    let path = dir.join(CHECKPOINT_FILE);
+    let refused = match open_checkpoint(path.clone(), log_id, ids_cap)? {
+        None => return Ok((Index::new(ids_cap), None)),
+        Some(Err(why)) => why,
+        Some(Ok((ix, resume))) => match checkpoint_fits(&ix, opened) {
+            Ok(()) => {
+                report.checkpoint = CheckpointUse::Used(ix.next_position);
+                return Ok((ix, Some(resume)));
+            }
+            Err(Misfit::Lost(why)) if options.recovery == Recovery::Strict => {
+                return Err(Error::corrupt(
+                    &path,
+                    0,
+                    format!("{why}: the checkpoint proves events durable that the log no longer holds"),
+                ));
+            }
+            Err(Misfit::Lost(why)) => format!("{why} (accepted: recovery mode TruncateCorruption)"),
+            Err(Misfit::Refused(why)) => why,
+        },
+    };
+    report.checkpoint = CheckpointUse::Rebuilt(refused);
+    if !options.read_only {
+        // A refused checkpoint must not survive to be judged again: a later open, after the log changed
+        // under it (a cut tail, say), could find it fitting and trust what was refused once.
+        remove_checkpoint(dir)?;
+    }
+    Ok((Index::new(ids_cap), None))
+}

@@ -1,0 +1,371 @@
+//! The store: directory lock, the ordered set of segments, the single writer, durability, the committed
+//! watermark, and the index kept in step with the log.
+
+mod append;
+mod checkpoint;
+mod recovery;
+mod report;
+mod scan;
+mod segment_table;
+mod writer;
+
+use append::*;
+pub use append::{Appended, Batch, NewEvent, StreamAppend};
+use checkpoint::*;
+use recovery::*;
+pub(crate) use recovery::{check_no_lost_log, is_version_1_segment_name};
+pub use report::{CheckpointUse, RecoveryReport, Stats};
+use scan::*;
+use segment_table::*;
+use writer::*;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ExpectedVersion, Result};
+use crate::format::{
+    frame_len, parse_segment_file_name, segment_file_name, DurableSlot, SegmentName, CHECKPOINT_FILE,
+    FORMAT_VERSION, LOCK_FILE, NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, SLOT_FLAG_SEALED,
+    STREAM_ID_BYTES_MAX, STREAM_VERSION_MAX,
+};
+use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, Resume, SegIndex, Stale};
+use crate::io as sys;
+use crate::map::{MapWriter, SegmentMap};
+use crate::options::{Durability, Options, Recovery};
+use crate::record::{decode_frame, encode_consumer, encode_event, Body, ConsumerBody, Envelope, EventRef};
+use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_TMP_SUFFIX};
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    options: Options,
+    log_id: [u8; 16],
+    segments: SegmentTable,
+    pub(crate) index: RwLock<Index>,
+    /// Events below this position are complete in the maps and may be read.
+    committed: AtomicU64,
+    /// Events below this position are on stable storage.
+    durable: AtomicU64,
+    wake: Mutex<()>,
+    wake_cv: Condvar,
+    /// Threads inside `wait_for`.
+    waiters: AtomicUsize,
+    writer: Mutex<Option<Writer>>,
+    poisoned: AtomicBool,
+    report: RwLock<RecoveryReport>,
+    stop_flusher: AtomicBool,
+    /// Set by `Store::abandon`: drop does nothing a crash would not.
+    abandoned: AtomicBool,
+    /// The held flock (`None` only for a read-only open on media where no lock file can exist).
+    _lock: Option<File>,
+}
+
+impl Inner {
+    pub(crate) fn read_index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Option<Writer>>> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn segment(&self, i: usize) -> Option<&SegmentMap> {
+        self.segments.get(i)
+    }
+
+    /// Where segment `i`'s frames end if it is sealed; `u64::MAX` for the active (or an unknown) one.
+    pub(crate) fn sealed_end(&self, i: usize) -> u64 {
+        let ix = self.read_index();
+        match ix.segments.get(i) {
+            Some(s) if i + 1 < ix.segments.len() => s.end,
+            _ => u64::MAX,
+        }
+    }
+
+    /// Whether reads check every frame's CRC, not only the first time this process reads it.
+    pub(crate) fn crc_every_read(&self) -> bool {
+        self.options.crc_every_read
+    }
+
+    fn poison<T>(&self, e: Error) -> Result<T> {
+        self.poisoned.store(true, Ordering::Release);
+        Err(e)
+    }
+
+    /// Reads the event at `pos` through the index.
+    pub(crate) fn event_at<'s>(&'s self, ix: &Index, pos: u64) -> Option<EventRef<'s>> {
+        let (seg, off) = ix.locate(pos).ok()??;
+        let bytes = self.segments.get(seg)?.committed_from(off)?;
+        match decode_frame(bytes).ok()?.body {
+            Body::Event(e) => Some(e),
+            Body::Consumer(..) => None,
+        }
+    }
+
+    /// Wakes `wait_for` callers. Skipped when nobody waits: a futex wake per append would cost more than
+    /// the append. SeqCst pairs with `wait_for`: either the waiter sees the new watermark or we see the waiter.
+    fn notify(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake_cv.notify_all();
+        }
+    }
+}
+
+/// An open foldlog directory. `Send + Sync`: share it with `Arc`; appends are serialized internally and
+/// readers never block the writer.
+pub struct Store {
+    inner: Arc<Inner>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("next_position", &self.next_position())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, Options::default())
+    }
+
+    /// Opens (or creates) the store in `dir`.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let inner = Arc::new(open_inner(dir.as_ref(), options)?);
+        let flusher = match inner.options.durability {
+            Durability::Group(g) if !inner.options.read_only => {
+                Some(spawn_flusher(Arc::downgrade(&inner), g.delay_max))
+            }
+            _ => None,
+        };
+        Ok(Store { inner, flusher })
+    }
+
+    /// What open found and did.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.report.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends `events` to `stream` if its version matches `expected`; a new stream starts at version 0.
+    pub fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent<'_>],
+    ) -> Result<Appended> {
+        let one = [StreamAppend::new(stream, expected, events)];
+        let mut out = None;
+        self.inner.append_batch(&Batch { streams: &one, consumer: None }, &mut |a| out = Some(a))?;
+        Ok(out.expect("one stream in, one result out"))
+    }
+
+    /// Appends a batch atomically: all streams' events (and the consumer position) or nothing, also across a
+    /// crash. Returns one [`Appended`] per stream, in order.
+    pub fn append_batch(&self, batch: &Batch<'_>) -> Result<Vec<Appended>> {
+        let mut out = Vec::with_capacity(batch.streams.len());
+        self.inner.append_batch(batch, &mut |a| out.push(a))?;
+        Ok(out)
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        let mut guard = self.inner.lock_writer()?;
+        let w = guard.as_mut().ok_or(Error::ReadOnly)?;
+        self.inner.sync_locked(w)
+    }
+
+    /// Writes an index checkpoint now (after syncing the log), so the next open scans nothing before it.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut guard = self.inner.lock_writer()?;
+        let w = guard.as_mut().ok_or(Error::ReadOnly)?;
+        self.inner.checkpoint_locked(w)
+    }
+
+    /// Syncs, marks the log cleanly closed and writes a checkpoint. Dropping the store does the same but
+    /// cannot report errors.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_flusher();
+        self.inner.close()
+    }
+
+    /// Drops the store as a crash would: no sync, no checkpoint, no clean mark. The OS page cache keeps what
+    /// was written, as after `kill -9`. For tests of recovery.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.stop_flusher();
+        self.inner.abandoned.store(true, Ordering::Release);
+    }
+
+    fn stop_flusher(&mut self) {
+        if let Some(t) = self.flusher.take() {
+            self.inner.stop_flusher.store(true, Ordering::Release);
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+
+    /// Number of committed events = the position the next event will get.
+    pub fn next_position(&self) -> u64 {
+        self.inner.committed.load(Ordering::Acquire)
+    }
+
+    /// Highest committed position, `None` for an empty log.
+    pub fn head(&self) -> Option<u64> {
+        self.next_position().checked_sub(1)
+    }
+
+    /// Events below this position survive power loss.
+    pub fn durable_position(&self) -> u64 {
+        self.inner.durable.load(Ordering::Acquire)
+    }
+
+    /// Blocks until a position beyond `after` (any position if `None`) is committed, or `timeout` passes.
+    /// Returns the head then, or `None` on timeout. Wakes on the writer's publish, no polling.
+    pub fn wait_for(&self, after: Option<u64>, timeout: Duration) -> Option<u64> {
+        let target = after.map_or(1, |a| a.saturating_add(2));
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.inner.wake.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.waiters.fetch_add(1, Ordering::SeqCst);
+        let head = loop {
+            let next = self.inner.committed.load(Ordering::SeqCst);
+            if next >= target {
+                break next.checked_sub(1);
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break None };
+            guard = self.inner.wake_cv.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+        };
+        self.inner.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        head
+    }
+
+    /// Last version of `stream`, `None` if it has no events.
+    pub fn stream_version(&self, stream: &str) -> Option<u64> {
+        self.inner.read_index().streams.get(stream).and_then(|s| s.last_version())
+    }
+
+    /// All stream ids, sorted.
+    pub fn streams(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.read_index().streams.keys().map(|k| k.to_string()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Stream ids with their event counts, sorted by id.
+    pub fn stream_counts(&self) -> Vec<(String, u64)> {
+        let ix = self.inner.read_index();
+        let mut v: Vec<(String, u64)> = ix.streams.iter().map(|(k, s)| (k.to_string(), s.len())).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A consumer's recorded position.
+    pub fn consumer_position(&self, name: &str) -> Option<u64> {
+        self.inner.read_index().consumers.get(name).copied()
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> Stats {
+        let ix = self.inner.read_index();
+        let segs = self.inner.segments.len();
+        let file_bytes = (0..segs).filter_map(|i| self.inner.segments.get(i)).map(SegmentMap::len).sum();
+        let frame_bytes = ix.segments.iter().map(|s| s.end - SEGMENT_HEADER_LEN).sum();
+        Stats {
+            segments: segs,
+            events: ix.next_position,
+            streams: ix.streams.len(),
+            frame_bytes,
+            file_bytes,
+            index_memory_bytes: ix.memory_bytes(),
+            durable_position: self.durable_position(),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop_flusher();
+        // Errors cannot be reported from drop; `close` reports them. A poisoned store writes nothing.
+        let _ = self.inner.close();
+    }
+}
+
+fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
+    let tick = (delay / 4).max(Duration::from_millis(1));
+    std::thread::Builder::new()
+        .name("foldlog-group-commit".into())
+        .spawn(move || loop {
+            std::thread::park_timeout(tick);
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.stop_flusher.load(Ordering::Acquire) {
+                return;
+            }
+            let Ok(mut guard) = inner.lock_writer() else { return };
+            if let Some(w) = guard.as_mut() {
+                if w.pending_since.is_some_and(|t| t.elapsed() >= delay) {
+                    // A failure poisons the store; the next append reports it.
+                    let _ = inner.sync_locked(w);
+                }
+            }
+        })
+        .expect("spawn group-commit thread")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_inner(
+    dir: &Path,
+    options: Options,
+    log_id: [u8; 16],
+    segments: SegmentTable,
+    index: Index,
+    writer: Option<Writer>,
+    report: RecoveryReport,
+    lock: Option<File>,
+) -> Inner {
+    let next = index.next_position;
+    let durable = writer.as_ref().map_or(next, |w| {
+        if w.synced_end == w.end {
+            next
+        } else {
+            w.slot.next_position.min(next)
+        }
+    });
+    Inner {
+        dir: dir.to_path_buf(),
+        options,
+        log_id,
+        segments,
+        index: RwLock::new(index),
+        committed: AtomicU64::new(next),
+        durable: AtomicU64::new(durable),
+        wake: Mutex::new(()),
+        wake_cv: Condvar::new(),
+        waiters: AtomicUsize::new(0),
+        writer: Mutex::new(writer),
+        poisoned: AtomicBool::new(false),
+        report: RwLock::new(report),
+        stop_flusher: AtomicBool::new(false),
+        abandoned: AtomicBool::new(false),
+        _lock: lock,
+    }
+}

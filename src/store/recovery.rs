@@ -1,0 +1,346 @@
+//! Opening a directory: listing and numbering the segments, creating a new log, recovering the last
+//! segment (torn tail cut, pages re-dirtied) and building the writer.
+
+use super::*;
+
+/// Snapshot directory name (written by the repository); its presence proves the log once held events.
+pub(super) const SNAPSHOT_DIR: &str = "snapshots";
+
+pub(super) struct Listing {
+    pub(super) segments: Vec<(SegmentName, PathBuf)>,
+    pub(super) temps: Vec<PathBuf>,
+}
+
+pub(super) fn list(dir: &Path) -> Result<Listing> {
+    let mut segments = Vec::new();
+    let mut temps = Vec::new();
+    for (name, regular) in sys::list_dir(dir).map_err(|e| Error::io("list directory", dir, e))? {
+        if let Some(seg) = parse_segment_file_name(&name) {
+            if !regular {
+                return Err(Error::InvalidDirectory {
+                    path: dir.join(&name),
+                    reason: "a segment name that is not a regular file (symlink or directory)".into(),
+                });
+            }
+            segments.push((seg, dir.join(&name)));
+        } else if is_version_1_segment_name(&name) {
+            // Format 1 named segments by base alone; such a log is not readable here, and starting a new
+            // log beside it would look like an empty store.
+            return Err(Error::UnsupportedVersion {
+                path: dir.join(&name),
+                found: 1,
+                supported: FORMAT_VERSION,
+            });
+        } else if regular
+            && (name.starts_with(&format!("{CHECKPOINT_FILE}.tmp-"))
+                || name
+                    .strip_suffix(SEGMENT_TMP_SUFFIX)
+                    .is_some_and(|n| parse_segment_file_name(n).is_some()))
+        {
+            temps.push(dir.join(&name));
+        }
+    }
+    // By sequence number: that is the log's order (bases may repeat).
+    segments.sort_unstable_by_key(|(name, _)| (name.seq, name.base));
+    listing_checked(dir, Listing { segments, temps })
+}
+
+/// `<20 digits>.seg`: a segment of format version 1.
+pub(crate) fn is_version_1_segment_name(name: &str) -> bool {
+    name.strip_suffix(".seg").is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Segments are numbered 0, 1, 2, … with no gap: a missing number is a lost segment, never a log that
+/// happens to be shorter.
+pub(super) fn listing_checked(dir: &Path, listing: Listing) -> Result<Listing> {
+    for (expect, (name, path)) in (0u32..).zip(&listing.segments) {
+        if name.seq != expect {
+            let reason = if name.seq > expect {
+                format!("segment number {expect} is missing before this one (a segment file was lost)")
+            } else {
+                format!("a second segment numbered {}", name.seq)
+            };
+            return Err(Error::corrupt(if name.seq > expect { path } else { dir }, 0, reason));
+        }
+    }
+    Ok(listing)
+}
+
+/// With no segment file at all, the directory must show no sign of a log that was there: an index
+/// checkpoint or snapshots are written only after events were durable, so either one means the segments
+/// were lost, and starting an empty log over them would be a silent loss of everything.
+pub(crate) fn check_no_lost_log(dir: &Path) -> Result<()> {
+    for evidence in [CHECKPOINT_FILE, SNAPSHOT_DIR] {
+        let path = dir.join(evidence);
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!("no segment files, but {evidence} exists: the log's segments were lost"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
+    let started = Instant::now();
+    crate::directory::check_before_open(dir, &options)?;
+    options.segment_size_bytes =
+        (options.segment_size_bytes / 16 * 16).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+    let writable = !options.read_only;
+    if !dir.exists() {
+        if !(options.create_if_missing && writable) {
+            return Err(Error::InvalidDirectory { path: dir.to_path_buf(), reason: "does not exist".into() });
+        }
+        sys::create_dir(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let lock =
+        sys::open_lock_file(&lock_path, writable).map_err(|e| Error::io("open lock file", &lock_path, e))?;
+    if let Some(lock) = &lock {
+        if !sys::try_lock(lock, &lock_path, writable).map_err(|e| Error::io("lock", &lock_path, e))? {
+            return Err(Error::Locked { path: dir.to_path_buf() });
+        }
+    }
+    let listing = list(dir)?;
+    if writable {
+        for t in &listing.temps {
+            let _ = sys::remove(t);
+        }
+    }
+    if listing.segments.is_empty() {
+        check_no_lost_log(dir)?;
+        if !(writable && options.create_if_missing) {
+            return Err(Error::InvalidDirectory {
+                path: dir.to_path_buf(),
+                reason: "no segment files".into(),
+            });
+        }
+        return create_log(dir, options, lock, started);
+    }
+    let mut report = RecoveryReport::default();
+    let opened = open_segments(&listing, writable)?;
+    report.segments = opened.len();
+    let log_id = opened[0].header.log_id;
+    let (index, resume) = load_checkpoint(dir, log_id, &opened, &options, &mut report)?;
+    let segments = SegmentTable::new();
+    let (index, writer) = recover_segments(&options, opened, index, resume, &segments, &mut report)?;
+    report.events = index.next_position;
+    report.elapsed = started.elapsed();
+    Ok(build_inner(dir, options, log_id, segments, index, writer, report, lock))
+}
+
+/// A new, empty log: its first segment (number 0, base 0) and a writer.
+pub(super) fn create_log(
+    dir: &Path,
+    options: Options,
+    lock: Option<File>,
+    started: Instant,
+) -> Result<Inner> {
+    let log_id = random_log_id();
+    let first = SegmentName { base: 0, seq: 0 };
+    let (seg, map) = Segment::create(dir, log_id, first, options.segment_size_bytes)?;
+    drop(seg.file);
+    let segments = SegmentTable::new();
+    segments.push(Arc::clone(&seg.map))?;
+    let mut index = Index::new(options.event_ids_remembered);
+    index.segments.push(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
+    let report =
+        RecoveryReport { segments: 1, clean: true, elapsed: started.elapsed(), ..RecoveryReport::default() };
+    let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
+    let writer = Writer::new(0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
+    Ok(build_inner(dir, options, log_id, segments, index, Some(writer), report, lock))
+}
+
+/// Opens every listed segment; the first one's log id is the reference.
+pub(super) fn open_segments(listing: &Listing, writable: bool) -> Result<Vec<Segment>> {
+    let n = listing.segments.len();
+    let mut opened: Vec<Segment> = Vec::with_capacity(n);
+    for (i, (name, path)) in listing.segments.iter().enumerate() {
+        let last = i + 1 == n;
+        let log_id = opened.first().map(|s| s.header.log_id);
+        opened.push(Segment::open(path, *name, log_id, last, writable && last)?);
+    }
+    Ok(opened)
+}
+
+/// Indexes the segments the checkpoint does not cover (sealed ones must be whole, up to their durable end),
+/// recovers the last one and builds the writer.
+pub(super) fn recover_segments(
+    options: &Options,
+    opened: Vec<Segment>,
+    mut index: Index,
+    resume: Option<Resume>,
+    segments: &SegmentTable,
+    report: &mut RecoveryReport,
+) -> Result<(Index, Option<Writer>)> {
+    debug_assert!(resume.is_none_or(|r| index.segments.last().is_some_and(|s| s.base == r.segment_base)));
+    let n = opened.len();
+    let mut writer = None;
+    for (i, seg) in opened.into_iter().enumerate() {
+        let last = i + 1 == n;
+        let covered = index.segments.get(i).is_some();
+        if !covered {
+            if seg.header.base_position != index.next_position {
+                return Err(Error::corrupt(
+                    seg.path(),
+                    32,
+                    format!(
+                        "segment starts at position {} but the log before it ends at {} (a segment is missing)",
+                        seg.header.base_position, index.next_position
+                    ),
+                ));
+            }
+            index.segments.push(SegIndex::new(seg.header.base_position, seg.header.seq, SEGMENT_HEADER_LEN));
+        }
+        let slot_index = segments.push(Arc::clone(&seg.map))?;
+        debug_assert_eq!(slot_index, i);
+        let at = Place { slot: slot_index, seq: seg.header.seq, from: index.segments[i].end };
+        // Sealed segments fully covered by the checkpoint are trusted; the last covered one and the rest are read.
+        if !last && covered && index.segments.get(i + 1).is_some() {
+            continue;
+        }
+        report.segments_scanned += 1;
+        if last {
+            writer = recover_last(options, &seg, at, &mut index, report)?;
+        } else {
+            scan_sealed(&seg, at, &mut index, report)?;
+        }
+    }
+    Ok((index, writer))
+}
+
+/// Recovers the last segment: index its committed batches, judge the tail (torn, or corruption below the
+/// durable point), zero it when writable, and build the writer.
+pub(super) fn recover_last(
+    options: &Options,
+    seg: &Segment,
+    at: Place,
+    index: &mut Index,
+    report: &mut RecoveryReport,
+) -> Result<Option<Writer>> {
+    let path = seg.path();
+    let cap = seg.map.len();
+    let durable = seg.slot.map_or(SEGMENT_HEADER_LEN, |s| s.durable_end);
+    let clean_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_CLEAN != 0);
+    let sealed_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0);
+    if sealed_slot && options.recovery == Recovery::Strict {
+        return Err(Error::corrupt(
+            &path,
+            64,
+            format!(
+                "this segment was sealed, so segment number {} must follow it, and it is missing",
+                u64::from(at.seq) + 1
+            ),
+        ));
+    }
+    let mut map_writer = if options.read_only { None } else { seg.map.take_writer() };
+    let bytes: &[u8] = match &map_writer {
+        Some(w) if at.from <= cap => w.uncommitted(at.from, cap),
+        Some(_) => return Err(Error::corrupt(&path, at.from, "resume offset outside the segment")),
+        None => seg
+            .map
+            .committed_from(at.from)
+            .ok_or_else(|| Error::corrupt(&path, at.from, "resume offset outside the segment"))?,
+    };
+    let scan = index_frames(bytes, at, index, report);
+    let committed_end = scan.committed_end;
+    if committed_end < durable && options.recovery == Recovery::Strict {
+        let reason = scan.reason.unwrap_or_else(|| "the log ends".into());
+        return Err(Error::corrupt(
+            &path,
+            scan.stop,
+            format!("{reason} below the durable point {durable} (not a torn tail)"),
+        ));
+    }
+    report.clean = clean_slot && scan.reason.is_none() && scan.stop == durable && committed_end == durable;
+    index.segments[at.slot].end = committed_end;
+    let Some(mut w) = map_writer.take() else { return Ok(None) };
+    let mut synced_end = if report.clean { committed_end } else { durable.min(committed_end) };
+    if !report.clean && synced_end < committed_end {
+        redirty(&mut w, synced_end, committed_end);
+    }
+    if !report.clean && cut_torn_tail(seg, &mut w, committed_end, report)? {
+        synced_end = committed_end;
+    }
+    w.publish(committed_end);
+    if at.from == SEGMENT_HEADER_LEN {
+        w.map().mark_verified(SEGMENT_HEADER_LEN, committed_end);
+    }
+    let slot_rec = seg.slot.unwrap_or(DurableSlot {
+        seq: 0,
+        durable_end: SEGMENT_HEADER_LEN,
+        next_position: seg.header.base_position,
+        flags: 0,
+    });
+    // A CLEAN or SEALED slot must be replaced before the first new frame is stored (see `mark_dirty`).
+    let replace_slot = clean_slot || sealed_slot;
+    let next = index.next_position;
+    Ok(Some(Writer::new(at.slot, at.seq, w, committed_end, next, synced_end, slot_rec, replace_slot)))
+}
+
+/// The frames past the durable point were read from the page cache, but after a failed fsync the kernel may
+/// have marked pages clean that never reached the disk, and it would never write them again: a later sync
+/// would then vouch for bytes the disk lacks. Touching every such page makes it dirty, so the next sync
+/// writes what this open accepted.
+pub(super) fn redirty(w: &mut MapWriter, synced_end: u64, committed_end: u64) {
+    let first = (synced_end / 4096 * 4096).max(SEGMENT_HEADER_LEN);
+    for page in w.tail_mut(first, committed_end).chunks_mut(4096) {
+        let b = std::hint::black_box(page[0]);
+        page[0] = b;
+    }
+}
+
+/// Zeroes everything non-zero past the end of the log and syncs; true if there was anything. A crash can
+/// leave later pages of an unsynced write on disk while earlier ones were lost, and such stale frames must
+/// never reappear behind new ones. Only ranges the file system reports as data can hold anything:
+/// preallocated blocks never written are holes that read as zeros, so a 64 MiB segment with a short tail
+/// costs a few pages, not a scan.
+pub(super) fn cut_torn_tail(
+    seg: &Segment,
+    w: &mut MapWriter,
+    committed_end: u64,
+    report: &mut RecoveryReport,
+) -> Result<bool> {
+    let path = seg.path();
+    let cap = seg.map.len();
+    let ranges = sys::data_ranges(&seg.file, &path, committed_end, cap)
+        .map_err(|e| Error::io("find written ranges", &path, e))?;
+    let mut discarded_to = committed_end;
+    for (from, to) in ranges {
+        let mut at = from.max(committed_end);
+        while at < to {
+            let chunk_end = ((at / 4096 + 1) * 4096).min(to);
+            if w.uncommitted(at, chunk_end).iter().any(|&b| b != 0) {
+                w.tail_mut(at, chunk_end).fill(0);
+                sys::after_map_write(&path, at, &vec![0u8; (chunk_end - at) as usize]);
+                discarded_to = chunk_end;
+            }
+            at = chunk_end;
+        }
+    }
+    if discarded_to == committed_end {
+        return Ok(false);
+    }
+    report.torn_tail = Some((path.clone(), committed_end, discarded_to - committed_end));
+    w.map().flush_range(0, cap).map_err(|e| Error::io("sync after cutting the torn tail", &path, e))?;
+    Ok(true)
+}
+
+pub(super) fn random_log_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = [0u8; 16];
+    for (i, half) in id.chunks_mut(8).enumerate() {
+        // RandomState is seeded from the OS's randomness; mixing in time and pid keeps ids distinct even if two
+        // states started equal.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        );
+        h.write_u32(std::process::id());
+        h.write_usize(i);
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    id
+}

@@ -1,0 +1,231 @@
+//! Walking a segment's frames into the index: committed batches only, positions, stream versions and
+//! consumer frames' places checked; the sealed-segment rule; the index rebuilt from the log.
+
+use super::*;
+
+/// How a walk over a segment's frames ended.
+pub(super) struct Scan {
+    /// Offset just past the last frame of the last complete (committed) batch.
+    pub(super) committed_end: u64,
+    /// Offset of the first frame not accepted.
+    pub(super) stop: u64,
+    /// Why the walk stopped there; `None` for a zero length (the clean end of the written region).
+    pub(super) reason: Option<String>,
+}
+
+/// A frame of a batch whose COMMIT frame has not been seen yet.
+pub(super) enum Pending<'a> {
+    Event { off: u64, len: u64, event: EventRef<'a> },
+    Consumer { off: u64, len: u64, name: &'a str, position: u64 },
+}
+
+/// Where a walk over a segment's frames starts: the segment's slot in the table, its sequence number and
+/// the file offset of the first frame to read.
+#[derive(Clone, Copy)]
+pub(super) struct Place {
+    pub(super) slot: usize,
+    pub(super) seq: u32,
+    pub(super) from: u64,
+}
+
+/// Walks the frames in `bytes` (file offsets from `at.from`), adding each committed batch to the index as a
+/// whole. Stops at the first frame that is empty, invalid, out of position, out of stream order, or (a
+/// consumer frame) not where it says it was written. Bounded: every step advances by at least one 16-byte
+/// frame header.
+pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &mut RecoveryReport) -> Scan {
+    let Place { slot, seq, from } = at;
+    let mut pending: Vec<Pending<'_>> = Vec::new();
+    let mut committed_end = from;
+    let mut at = 0usize;
+    loop {
+        let off = from + at as u64;
+        let stop = |reason: Option<String>| Scan { committed_end, stop: off, reason };
+        let rest = bytes.get(at..).unwrap_or(&[]);
+        if rest.is_empty() {
+            return stop(None);
+        }
+        let frame = match decode_frame(rest) {
+            Ok(f) => f,
+            Err(crate::record::FrameProblem::Empty) => return stop(None),
+            Err(p) => return stop(Some(p.to_string())),
+        };
+        match frame.body {
+            Body::Event(event) => {
+                let events = pending.iter().filter(|p| matches!(p, Pending::Event { .. })).count() as u64;
+                // The last position is never used, so `next_position` always fits.
+                let expect = index.next_position.checked_add(events).filter(|&p| p < u64::MAX);
+                if Some(event.position()) != expect {
+                    return stop(Some(format!(
+                        "event has position {} where {} belongs",
+                        event.position(),
+                        expect.map_or_else(|| "no position".to_owned(), |p| p.to_string())
+                    )));
+                }
+                pending.push(Pending::Event { off, len: frame.len, event });
+            }
+            Body::Consumer(c) => {
+                if c.segment != seq || u64::from(c.offset) != off {
+                    return stop(Some(format!(
+                        "consumer frame says it was written to segment {} at offset {} (a misdirected write)",
+                        c.segment, c.offset
+                    )));
+                }
+                pending.push(Pending::Consumer { off, len: frame.len, name: c.name, position: c.position })
+            }
+        }
+        at += frame.len as usize;
+        if !frame.commit {
+            continue;
+        }
+        if let Err(why) = versions_follow(index, &pending) {
+            return stop(Some(why));
+        }
+        for p in pending.drain(..) {
+            match p {
+                Pending::Event { off, len, event } => {
+                    let added = index.add_event(
+                        FrameAt { seg: slot, offset: off, len },
+                        event.stream_id(),
+                        event.stream_version(),
+                        event.position(),
+                        event.event_id(),
+                    );
+                    assert!(added.is_ok(), "versions were checked by versions_follow");
+                    report.events_scanned += 1;
+                }
+                Pending::Consumer { off, len, name, position } => {
+                    index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position)
+                }
+            }
+        }
+        committed_end = from + at as u64;
+    }
+}
+
+/// Checks that every event of a batch continues its stream's versions (a new stream may start anywhere).
+pub(super) fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<(), String> {
+    let mut next: Vec<(&str, u64)> = Vec::new();
+    for p in pending {
+        let Pending::Event { event, .. } = p else { continue };
+        let stream = event.stream_id();
+        let local = next.iter_mut().find(|(s, _)| *s == stream);
+        let expected = match &local {
+            Some((_, v)) => Some(*v),
+            None => index.streams.get(stream).map(|s| s.first_version + s.len()),
+        };
+        let v = event.stream_version();
+        if expected.is_some_and(|e| e != v) {
+            return Err(format!("stream {stream:?} has version {v} where {} belongs", expected.unwrap_or(0)));
+        }
+        if v > STREAM_VERSION_MAX {
+            return Err(format!("stream {stream:?} has version {v}, past the largest {STREAM_VERSION_MAX}"));
+        }
+        match local {
+            Some(entry) => entry.1 = v + 1,
+            None => next.push((stream, v + 1)),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn scan_sealed(
+    seg: &Segment,
+    at: Place,
+    index: &mut Index,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let path = seg.path();
+    // A roll makes a slot naming the segment's exact end durable before the next segment exists, so the
+    // walk must end exactly there: earlier is lost frames, and bytes past it were never written (a flipped
+    // bit there is not the log's business).
+    let durable = seg
+        .slot
+        .ok_or_else(|| Error::corrupt(&path, 64, "a sealed segment has no valid durable slot"))?
+        .durable_end;
+    let bytes =
+        seg.map.committed_from(at.from).filter(|_| at.from <= durable).ok_or_else(|| {
+            Error::corrupt(&path, at.from, "resume offset outside the segment's durable part")
+        })?;
+    let bytes = &bytes[..(durable - at.from) as usize];
+    let scan = index_frames(bytes, at, index, report);
+    if let Some(reason) = scan.reason {
+        // A sealed segment was synced in full before its successor was created: nothing in it may be torn.
+        return Err(Error::corrupt(&path, scan.stop, format!("in a sealed segment: {reason}")));
+    }
+    if scan.committed_end != durable {
+        let why = if scan.stop == durable {
+            "a sealed segment ends inside a batch"
+        } else {
+            "a sealed segment's frames end before its durable end"
+        };
+        return Err(Error::corrupt(&path, scan.committed_end, format!("{why} ({durable})")));
+    }
+    index.segments[at.slot].end = durable;
+    index.segments[at.slot].seal();
+    if at.from == SEGMENT_HEADER_LEN {
+        seg.map.mark_verified(SEGMENT_HEADER_LEN, durable);
+    }
+    Ok(())
+}
+
+impl Inner {
+    /// Runs `f` on the index; if it needs a saved checkpoint list that turns out damaged, rebuilds the index
+    /// from the log and runs it again.
+    pub(crate) fn with_index<T>(&self, mut f: impl FnMut(&Index) -> Result<T, Stale>) -> Result<T> {
+        let first = f(&self.read_index());
+        match first {
+            Ok(t) => Ok(t),
+            Err(stale) => {
+                self.rebuild_index(stale.reason)?;
+                f(&self.read_index()).map_err(|s| Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, s.reason))
+            }
+        }
+    }
+
+    /// Rebuilds the index from the log, for when a checkpoint list fails its check after open.
+    pub(super) fn rebuild_index(&self, reason: String) -> Result<()> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.rebuild_index_locked(reason)
+    }
+
+    /// As [`Inner::rebuild_index`]; the caller holds the writer lock, so the log does not move meanwhile.
+    pub(super) fn rebuild_index_locked(&self, reason: String) -> Result<()> {
+        let (bounds, next) = {
+            let ix = self.read_index();
+            (ix.segments.iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position)
+        };
+        let mut fresh = Index::new(self.options.event_ids_remembered);
+        let mut scratch = RecoveryReport::default();
+        for (slot, &(base, seq, end)) in bounds.iter().enumerate() {
+            let map =
+                self.segments.get(slot).ok_or_else(|| Error::corrupt(&self.dir, 0, "segment table short"))?;
+            let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
+            let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
+            fresh.segments.push(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
+            let at = Place { slot, seq, from: SEGMENT_HEADER_LEN };
+            let scan = index_frames(bytes, at, &mut fresh, &mut scratch);
+            if scan.reason.is_some() || scan.committed_end != end {
+                let why = scan.reason.unwrap_or_else(|| "the log ends early".into());
+                return Err(Error::corrupt(
+                    map.path(),
+                    scan.stop,
+                    format!("while rebuilding the index: {why}"),
+                ));
+            }
+            fresh.segments[slot].end = end;
+            fresh.segments[slot].seal();
+        }
+        if fresh.next_position != next {
+            return Err(Error::corrupt(&self.dir, 0, "rebuilt index disagrees with the log's end"));
+        }
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        if !self.options.read_only {
+            // As at open: the checkpoint that failed must not be trusted by a later open.
+            remove_checkpoint(&self.dir)?;
+        }
+        let mut report = self.report.write().unwrap_or_else(|e| e.into_inner());
+        report.checkpoint =
+            CheckpointUse::Rebuilt(format!("{reason} (found after open; rebuilt from the log)"));
+        Ok(())
+    }
+}

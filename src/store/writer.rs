@@ -1,0 +1,550 @@
+//! The single writer: appends under the writer lock, durability (syncs and durable slots), rolls and
+//! checkpoints, and the clean close.
+
+use super::*;
+
+/// The active segment and everything only the writer touches.
+pub(super) struct Writer {
+    pub(super) seg: usize,
+    /// The active segment's sequence number (its file name and header carry it).
+    pub(super) seg_seq: u32,
+    pub(super) map: MapWriter,
+    /// Offset where the next frame goes; equals the map's committed end between appends.
+    pub(super) end: u64,
+    pub(super) next_position: u64,
+    pub(super) synced_end: u64,
+    pub(super) slot: DurableSlot,
+    /// The newest slot on disk says CLEAN; it must be replaced (and synced) before the first frame is stored.
+    pub(super) clean_on_disk: bool,
+    pub(super) pending_appends: u32,
+    pub(super) pending_bytes: u64,
+    pub(super) pending_since: Option<Instant>,
+    pub(super) bytes_since_checkpoint: u64,
+    pub(super) scratch: Envelope,
+    /// Size of the last checkpoint written; spaces out the next one.
+    pub(super) last_checkpoint_bytes: u64,
+    /// Reused per append: first version of each stream of the batch.
+    pub(super) plan: Vec<u64>,
+    /// Reused per append: (offset, length) of each frame of the batch.
+    pub(super) offsets: Vec<(u64, u64)>,
+}
+
+impl Writer {
+    /// A writer for segment slot `seg` whose frames end at `end`, with nothing pending.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        seg: usize,
+        seg_seq: u32,
+        map: MapWriter,
+        end: u64,
+        next_position: u64,
+        synced_end: u64,
+        slot: DurableSlot,
+        clean_on_disk: bool,
+    ) -> Writer {
+        Writer {
+            seg,
+            seg_seq,
+            map,
+            end,
+            next_position,
+            synced_end,
+            slot,
+            clean_on_disk,
+            pending_appends: 0,
+            pending_bytes: 0,
+            pending_since: None,
+            bytes_since_checkpoint: 0,
+            scratch: Envelope::default(),
+            last_checkpoint_bytes: 0,
+            plan: Vec::new(),
+            offsets: Vec::new(),
+        }
+    }
+}
+
+impl Inner {
+    /// The append path: checks under the writer lock, frames encoded in place, then published. Results go to
+    /// `out`, one per stream, so the single-stream `append` allocates nothing on this path.
+    pub(super) fn append_batch(&self, batch: &Batch<'_>, out: &mut dyn FnMut(Appended)) -> Result<()> {
+        validate_batch(batch)?;
+        let mut guard = self.lock_writer()?;
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        let w = guard.as_mut().ok_or(Error::ReadOnly)?;
+        let mut plan = std::mem::take(&mut w.plan);
+        plan.clear();
+        let r = self.append_locked(w, batch, &mut plan, out);
+        w.plan = plan;
+        r
+    }
+
+    pub(super) fn append_locked(
+        &self,
+        w: &mut Writer,
+        batch: &Batch<'_>,
+        plan: &mut Vec<u64>,
+        out: &mut dyn FnMut(Appended),
+    ) -> Result<()> {
+        if let Some(done) = self.check_batch(w, batch, plan)? {
+            done.into_iter().for_each(out);
+            return Ok(());
+        }
+        if batch.consumer.is_none() && batch.streams.iter().all(|s| s.events.is_empty()) {
+            // Only checks, nothing to write.
+            for &v in plan.iter() {
+                out(Appended {
+                    positions: w.next_position..w.next_position,
+                    versions: v..v,
+                    deduplicated: false,
+                });
+            }
+            return Ok(());
+        }
+        if w.clean_on_disk {
+            self.mark_dirty(w)?;
+        }
+        let end = self.encode_with_roll(w, batch, plan)?;
+        let start = w.end;
+        self.after_encode(w, start, end, batch, plan, out)
+    }
+
+    /// Everything a batch must pass before a byte is written: a retry of an earlier batch (its original
+    /// result, returned as `Some`), expected versions and version room (each stream's first version goes to
+    /// `plan`), positions left, and the consumer's advance.
+    fn check_batch(
+        &self,
+        w: &Writer,
+        batch: &Batch<'_>,
+        plan: &mut Vec<u64>,
+    ) -> Result<Option<Vec<Appended>>> {
+        // Retries look stored events up through the index; make sure the lists they need are sound first.
+        let stale = {
+            let ix = self.read_index();
+            let ids = batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
+            ids.filter_map(|id| ix.ids.map.get(&id).copied()).find_map(|p| ix.locate(p).err())
+        };
+        if let Some(stale) = stale {
+            self.rebuild_index_locked(stale.reason)?;
+        }
+        let ix = self.read_index();
+        if let Some(done) = self.find_retry(&ix, batch)? {
+            return Ok(Some(done));
+        }
+        for s in batch.streams {
+            let actual = ix.check_expected(s.stream, s.expected)?;
+            let first = match actual {
+                Some(v) => v.checked_add(1),
+                None => Some(s.first_version),
+            };
+            plan.push(check_version_room(s, first)?);
+        }
+        let events: u64 = batch.streams.iter().map(|s| s.events.len() as u64).sum();
+        if w.next_position.checked_add(events).is_none() {
+            return Err(Error::InvalidArgument("the log has no global positions left".into()));
+        }
+        if let Some((name, p)) = batch.consumer {
+            if let Some(&current) = ix.consumers.get(name).filter(|&&c| p <= c) {
+                return Err(Error::ConsumerPositionNotAdvanced { name: name.into(), current, proposed: p });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Encodes the batch, rolling to a new segment first when it may not fit (so that the encoder is never
+    /// stopped midway in the common case: a stopped encoder leaves partial bytes that must be zeroed up to the
+    /// segment's end), or after it did not. An empty segment is rolled too when a new one would be larger
+    /// (the store was reopened with bigger segments). Returns the end of the encoded frames.
+    fn encode_with_roll(&self, w: &mut Writer, batch: &Batch<'_>, plan: &[u64]) -> Result<u64> {
+        let bound = batch_size_bound(batch);
+        let too_large =
+            || Error::TooLarge { len: bound, max: self.options.segment_size_bytes - SEGMENT_HEADER_LEN };
+        let cap = w.map.map().len();
+        let larger_room = cap < self.options.segment_size_bytes;
+        if (w.end > SEGMENT_HEADER_LEN || larger_room) && w.end.saturating_add(bound) > cap {
+            self.roll(w)?;
+        }
+        match self.encode_batch(w, batch, plan)? {
+            Some(end) => Ok(end),
+            // An empty segment of the configured size that cannot hold the batch: a new one could not either.
+            None if w.end == SEGMENT_HEADER_LEN && w.map.map().len() >= self.options.segment_size_bytes => {
+                Err(too_large())
+            }
+            None => {
+                self.roll(w)?;
+                self.encode_batch(w, batch, plan)?.ok_or_else(too_large)
+            }
+        }
+    }
+
+    /// Idempotent retries. If no event id of the batch is known, `None`: append normally. If every event has
+    /// an id, all are known, each stream's stored events match (stream, type, payload, metadata, in
+    /// consecutive positions) and the batch's consumer (if any) is at or past the position the batch sets,
+    /// the original result. Anything in between is a `DuplicateEventId` error.
+    pub(super) fn find_retry(&self, ix: &Index, batch: &Batch<'_>) -> Result<Option<Vec<Appended>>> {
+        let mut events = batch.streams.iter().flat_map(|s| s.events.iter());
+        let Some((id, position)) =
+            events.find_map(|e| e.event_id.and_then(|id| ix.ids.map.get(&id).map(|&p| (id, p))))
+        else {
+            return Ok(None);
+        };
+        let conflict = Err(Error::DuplicateEventId { id, position });
+        // The original batch moved its consumer to `p` together with its events, and consumer positions
+        // only advance: a consumer behind `p` means the stored events came from another batch.
+        if let Some((name, p)) = batch.consumer {
+            if ix.consumers.get(name).is_none_or(|&current| current < p) {
+                return conflict;
+            }
+        }
+        let mut out = Vec::with_capacity(batch.streams.len());
+        for s in batch.streams {
+            let mut first: Option<(u64, u64)> = None;
+            for (i, e) in s.events.iter().enumerate() {
+                let stored =
+                    e.event_id.and_then(|id| ix.ids.map.get(&id)).and_then(|&p| self.event_at(ix, p));
+                let Some(stored) = stored else { return conflict };
+                let (p0, v0) = *first.get_or_insert((stored.position(), stored.stream_version()));
+                let same = p0.checked_add(i as u64) == Some(stored.position())
+                    && v0.checked_add(i as u64) == Some(stored.stream_version())
+                    && stored.stream_id() == s.stream
+                    && stored.event_type() == e.event_type
+                    && stored.payload() == e.payload
+                    && stored.metadata() == e.metadata;
+                if !same {
+                    return conflict;
+                }
+            }
+            let Some((p0, v0)) = first else { return conflict };
+            let n = s.events.len() as u64;
+            let (Some(p1), Some(v1)) = (p0.checked_add(n), v0.checked_add(n)) else { return conflict };
+            out.push(Appended { positions: p0..p1, versions: v0..v1, deduplicated: true });
+        }
+        Ok(Some(out))
+    }
+
+    /// Encodes all frames of the batch past `w.end`. Returns the end offset, or `None` if the segment is full
+    /// (nothing is published; the partial bytes are zeroed so no stale frame is left behind).
+    pub(super) fn encode_batch(
+        &self,
+        w: &mut Writer,
+        batch: &Batch<'_>,
+        plan: &[u64],
+    ) -> Result<Option<u64>> {
+        sys::before_map_write(w.map.map().path()).map_err(|e| Error::io("write", w.map.map().path(), e))?;
+        let cap = w.map.map().len();
+        let mut at = w.end;
+        let total_events: usize = batch.streams.iter().map(|s| s.events.len()).sum();
+        let frames = total_events + usize::from(batch.consumer.is_some());
+        let mut done = 0usize;
+        let now = now_micros();
+        let mut position = w.next_position;
+        for (s, &first_version) in batch.streams.iter().zip(plan) {
+            for (i, e) in s.events.iter().enumerate() {
+                done += 1;
+                let env = &mut w.scratch;
+                env.position = position;
+                env.stream_version = first_version + i as u64;
+                env.timestamp_micros = now;
+                env.schema_version = e.schema_version;
+                env.event_id = e.event_id.map(u128::to_be_bytes);
+                env.stream_id.clear();
+                env.stream_id.push_str(s.stream);
+                env.event_type.clear();
+                env.event_type.push_str(e.event_type);
+                env.metadata.clear();
+                env.metadata.extend_from_slice(e.metadata);
+                env.payload.clear();
+                env.payload.extend_from_slice(e.payload);
+                let env = std::mem::take(&mut w.scratch);
+                let r = encode_event(&env, done == frames, w.map.tail_mut(at, cap));
+                w.scratch = env;
+                match r {
+                    Some(len) => at += len,
+                    None => return Ok(self.abandon(w, at)),
+                }
+                position += 1;
+            }
+        }
+        if let Some((name, p)) = batch.consumer {
+            // Offsets below the 4 GiB segment limit fit u32 (the index keeps them so too).
+            let offset =
+                u32::try_from(at).map_err(|_| Error::corrupt(w.map.map().path(), at, "offset past 4 GiB"))?;
+            let body = ConsumerBody { name: name.to_owned(), position: p, segment: w.seg_seq, offset };
+            match encode_consumer(&body, true, w.map.tail_mut(at, cap)) {
+                Some(len) => at += len,
+                None => return Ok(self.abandon(w, at)),
+            }
+        }
+        debug_assert!(frames > 0, "empty batches return before encoding");
+        Ok(Some(at))
+    }
+
+    pub(super) fn abandon(&self, w: &mut Writer, at: u64) -> Option<u64> {
+        // Zero the frames encoded so far and whatever the failed encoder wrote past `at` before it ran out of
+        // room (it may have reached the end of the segment): left there, those bytes would sit past the log's
+        // end, where a later frame boundary can land on them and recovery would take them for a bad frame.
+        let (end, cap) = (w.end, w.map.map().len());
+        debug_assert!(at <= cap);
+        for chunk in w.map.tail_mut(end, cap).chunks_mut(4096) {
+            if chunk.iter().any(|&b| b != 0) {
+                chunk.fill(0);
+            }
+        }
+        None
+    }
+
+    /// Publishes the encoded frames: record, sync if the mode says so, update the index, move the watermark.
+    pub(super) fn after_encode(
+        &self,
+        w: &mut Writer,
+        start: u64,
+        end: u64,
+        batch: &Batch<'_>,
+        plan: &[u64],
+        out: &mut dyn FnMut(Appended),
+    ) -> Result<()> {
+        sys::after_map_write(w.map.map().path(), start, w.map.uncommitted(start, end));
+        // Index entries: walk the frames just written for their offsets and lengths.
+        let mut offsets = std::mem::take(&mut w.offsets);
+        offsets.clear();
+        let mut at = start;
+        while at < end {
+            let bytes = w.map.uncommitted(at, end);
+            let len = frame_len(u64::from(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])));
+            offsets.push((at, len));
+            at += len;
+        }
+        w.end = end;
+        w.pending_appends += 1;
+        w.pending_bytes += end - start;
+        w.bytes_since_checkpoint += end - start;
+        w.pending_since.get_or_insert_with(Instant::now);
+        // The group's age bound is kept by the flusher thread, so no clock is read per append.
+        let must_sync = match self.options.durability {
+            Durability::Always => true,
+            Durability::Group(g) => w.pending_appends >= g.appends_max || w.pending_bytes >= g.bytes_max,
+            Durability::Never => false,
+        };
+        let always = matches!(self.options.durability, Durability::Always);
+        if always {
+            // Durable before visible: a reader never sees an event that a failed sync could still lose.
+            self.sync_frames(w)?;
+        }
+        w.map.publish_verified(end);
+        self.index_batch(w, &offsets, batch, plan, out);
+        w.offsets = offsets;
+        self.notify();
+        if always {
+            self.durable.store(w.next_position, Ordering::Release);
+        } else if must_sync {
+            self.sync_locked(w)?;
+        }
+        // Each checkpoint rewrites the whole index, so the gap between two grows with it (at least four times
+        // the last checkpoint's size): checkpoints cost at most a quarter of the log's own bytes, and open
+        // still scans a bounded tail.
+        let due = self.options.checkpoint_every_bytes.max(w.last_checkpoint_bytes.saturating_mul(4));
+        if self.options.checkpoint_every_bytes > 0 && w.bytes_since_checkpoint >= due {
+            // The append is already committed; a failed checkpoint is reported but loses nothing.
+            self.checkpoint_locked(w)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a published batch to the index (its frames at `offsets`, in order), reports each stream's result
+    /// to `out`, and moves the committed watermark.
+    fn index_batch(
+        &self,
+        w: &mut Writer,
+        offsets: &[(u64, u64)],
+        batch: &Batch<'_>,
+        plan: &[u64],
+        out: &mut dyn FnMut(Appended),
+    ) {
+        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut frame = offsets.iter();
+        let mut position = w.next_position;
+        for (s, &v0) in batch.streams.iter().zip(plan) {
+            let p0 = position;
+            for (i, e) in s.events.iter().enumerate() {
+                let &(off, len) = frame.next().expect("one frame per event");
+                let at = FrameAt { seg: w.seg, offset: off, len };
+                let added = ix.add_event(at, s.stream, v0 + i as u64, position, e.event_id).is_ok();
+                // Invariant: the versions were computed from the index under the writer lock.
+                assert!(added, "stream versions follow the index");
+                position += 1;
+            }
+            let n = s.events.len() as u64;
+            out(Appended { positions: p0..p0 + n, versions: v0..v0 + n, deduplicated: false });
+        }
+        if let Some((name, p)) = batch.consumer {
+            let &(off, len) = frame.next().expect("consumer frame");
+            ix.add_consumer(FrameAt { seg: w.seg, offset: off, len }, name, p);
+        }
+        w.next_position = position;
+        self.committed.store(position, Ordering::SeqCst);
+    }
+
+    /// Syncs the active segment's frames (not the slot); poisons on failure.
+    pub(super) fn sync_frames(&self, w: &mut Writer) -> Result<()> {
+        if w.synced_end == w.end && w.pending_since.is_none() {
+            return Ok(());
+        }
+        if let Err(e) = w.map.map().flush_range(0, w.end) {
+            let path = w.map.map().path().to_path_buf();
+            return self.poison(Error::io("sync segment", path, e));
+        }
+        w.synced_end = w.end;
+        w.pending_appends = 0;
+        w.pending_bytes = 0;
+        w.pending_since = None;
+        // Record the new durable point; the slot itself reaches disk with the next sync.
+        let slot =
+            DurableSlot { seq: w.slot.seq + 1, durable_end: w.end, next_position: w.next_position, flags: 0 };
+        self.write_slot(w, slot)
+    }
+
+    pub(super) fn write_slot(&self, w: &mut Writer, slot: DurableSlot) -> Result<()> {
+        let path = w.map.map().path().to_path_buf();
+        match w.map.write_header(slot.file_offset(), &slot.encode()) {
+            Ok(()) => {
+                w.slot = slot;
+                Ok(())
+            }
+            Err(e) => self.poison(Error::io("write durable slot", path, e)),
+        }
+    }
+
+    pub(super) fn sync_locked(&self, w: &mut Writer) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        self.sync_frames(w)?;
+        self.durable.store(w.next_position, Ordering::Release);
+        Ok(())
+    }
+
+    /// Replaces a CLEAN (or, after an operator's `TruncateCorruption` open, SEALED) slot with a plain one and
+    /// syncs it before any new frame is stored, so that such a slot on disk never hides frames written after
+    /// it.
+    pub(super) fn mark_dirty(&self, w: &mut Writer) -> Result<()> {
+        let slot = DurableSlot { seq: w.slot.seq + 1, flags: 0, ..w.slot };
+        self.write_slot(w, slot)?;
+        self.sync_header(w)?;
+        w.clean_on_disk = false;
+        Ok(())
+    }
+
+    /// Syncs the active segment's header (its durable slots); poisons on failure.
+    pub(super) fn sync_header(&self, w: &mut Writer) -> Result<()> {
+        match w.map.map().flush_range(0, SEGMENT_HEADER_LEN) {
+            Ok(()) => Ok(()),
+            Err(e) => self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e)),
+        }
+    }
+
+    /// Seals the active segment (synced in full) and starts the next one.
+    ///
+    /// Order: frames and a slot naming the segment's end are made durable; the next segment is created
+    /// (durable, under a name no other segment has: its sequence number is one more); then a `SEALED` slot is
+    /// written and synced, the evidence that a successor exists, so that losing it later is corruption and
+    /// not a silently shorter log. A crash between the last two steps leaves a successor and no `SEALED`
+    /// slot, which open accepts (the successor is there).
+    pub(super) fn roll(&self, w: &mut Writer) -> Result<()> {
+        self.sync_locked(w)?;
+        // A slot naming exactly this end (the sync above may have had nothing to do, and a slot read at open
+        // can name less than what recovery kept), durable before the successor exists: open walks a sealed
+        // segment to exactly its slot's end.
+        let s = w.slot;
+        if (s.durable_end, s.next_position, s.flags) != (w.end, w.next_position, 0) {
+            let end =
+                DurableSlot { seq: s.seq + 1, durable_end: w.end, next_position: w.next_position, flags: 0 };
+            self.write_slot(w, end)?;
+        }
+        self.sync_header(w)?;
+        let cap = self.options.segment_size_bytes;
+        let Some(seq) = w.seg_seq.checked_add(1) else {
+            return Err(Error::InvalidArgument("the log has used every segment sequence number".into()));
+        };
+        let name = SegmentName { base: w.next_position, seq };
+        let (seg, map) = match Segment::create(&self.dir, self.log_id, name, cap) {
+            Ok(made) => made,
+            // A half-made segment that could not be removed would claim the positions the next append writes
+            // into the current segment, and the log would no longer open: write nothing until a reopen.
+            Err(e) if self.dir.join(segment_file_name(name.base, name.seq)).exists() => {
+                return self.poison(e)
+            }
+            Err(e) => return Err(e),
+        };
+        let sealed = DurableSlot { seq: w.slot.seq + 1, flags: SLOT_FLAG_SEALED, ..w.slot };
+        self.write_slot(w, sealed)?;
+        self.sync_header(w)?;
+        let slot_index = self.segments.push(Arc::clone(&seg.map))?;
+        {
+            let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+            // The sealed segment's offsets never grow again: drop the Vec's growth slack.
+            if let Some(sealed) = ix.segments.last_mut() {
+                sealed.seal();
+            }
+            ix.segments.push(SegIndex::new(w.next_position, seq, SEGMENT_HEADER_LEN));
+            debug_assert_eq!(ix.segments.len(), slot_index + 1);
+        }
+        w.seg = slot_index;
+        w.seg_seq = seq;
+        w.map = map;
+        w.end = SEGMENT_HEADER_LEN;
+        w.synced_end = SEGMENT_HEADER_LEN;
+        w.slot =
+            DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: w.next_position, flags: 0 };
+        w.clean_on_disk = false;
+        Ok(())
+    }
+
+    pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
+        // The log first: a checkpoint must never describe events that are not durable.
+        self.sync_locked(w)?;
+        let encoded = encode_checkpoint(&self.read_index(), self.log_id);
+        let bytes = match encoded {
+            Ok(b) => b,
+            Err(stale) => {
+                self.rebuild_index_locked(stale.reason)?;
+                encode_checkpoint(&self.read_index(), self.log_id)
+                    .map_err(|s| Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, s.reason))?
+            }
+        };
+        sys::write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)
+            .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
+        w.bytes_since_checkpoint = 0;
+        w.last_checkpoint_bytes = bytes.len() as u64;
+        Ok(())
+    }
+
+    pub(super) fn close(&self) -> Result<()> {
+        if self.abandoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut guard = match self.lock_writer() {
+            Ok(g) => g,
+            Err(Error::Poisoned) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(w) = guard.as_mut() else { return Ok(()) };
+        if w.bytes_since_checkpoint > 0 || !self.dir.join(CHECKPOINT_FILE).exists() {
+            self.checkpoint_locked(w)?;
+        } else {
+            self.sync_locked(w)?;
+        }
+        if !w.clean_on_disk {
+            let slot = DurableSlot {
+                seq: w.slot.seq + 1,
+                durable_end: w.end,
+                next_position: w.next_position,
+                flags: SLOT_FLAG_CLEAN,
+            };
+            self.write_slot(w, slot)?;
+            self.sync_header(w)?;
+            w.clean_on_disk = true;
+        }
+        Ok(())
+    }
+}
