@@ -11,8 +11,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -199,7 +197,7 @@ fn record(_path: &Path, _event: impl FnOnce() -> PersistEvent) {}
 /// Creates a new file (failing if it exists), mode 0600.
 pub(crate) fn create_new(path: &Path) -> io::Result<File> {
     check(Op::Open, path)?;
-    let f = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path)?;
+    let f = os::private(OpenOptions::new().read(true).write(true).create_new(true)).open(path)?;
     record(path, || PersistEvent::Create(path.to_path_buf()));
     Ok(f)
 }
@@ -207,7 +205,7 @@ pub(crate) fn create_new(path: &Path) -> io::Result<File> {
 /// Opens an existing file, refusing symlinks.
 pub(crate) fn open(path: &Path, writable: bool) -> io::Result<File> {
     check(Op::Open, path)?;
-    OpenOptions::new().read(true).write(writable).custom_flags(libc::O_NOFOLLOW).open(path)
+    os::open_no_follow(path, writable)
 }
 
 /// Opens the lock file: a writer creates it if needed; a reader opens it read-only. A reader never creates
@@ -217,7 +215,7 @@ pub(crate) fn open_lock_file(path: &Path, writable: bool) -> io::Result<Option<F
     check(Op::Open, path)?;
     if writable {
         let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+            os::private(OpenOptions::new().read(true).write(true).create(true).truncate(false)).open(path)?;
         return Ok(Some(file));
     }
     match OpenOptions::new().read(true).open(path) {
@@ -275,13 +273,8 @@ pub(crate) fn try_lock(file: &File, path: &Path, exclusive: bool) -> io::Result<
 /// SIGBUS on a later write through the map.
 pub(crate) fn allocate(file: &File, path: &Path, len: u64) -> io::Result<()> {
     check(Op::Allocate, path)?;
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-    // SAFETY: posix_fallocate only reads its integer arguments; the fd is valid for the borrow of `file`.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    record(path, || PersistEvent::Allocate(path.to_path_buf(), len as u64));
+    os::allocate(file, len)?;
+    record(path, || PersistEvent::Allocate(path.to_path_buf(), len));
     Ok(())
 }
 
@@ -290,32 +283,22 @@ pub(crate) fn allocate(file: &File, path: &Path, len: u64) -> io::Result<()> {
 /// A file system without support answers with the whole range.
 pub(crate) fn data_ranges(file: &File, path: &Path, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>> {
     check(Op::Read, path)?;
-    let fd = file.as_raw_fd();
-    let seek = |at: u64, whence: libc::c_int| -> io::Result<Option<u64>> {
-        let at = libc::off_t::try_from(at).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-        // SAFETY: lseek only reads its integer arguments; the fd is valid for the borrow of `file`.
-        let r = unsafe { libc::lseek(fd, at, whence) };
-        if r >= 0 {
-            return Ok(Some(r as u64));
-        }
-        match io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
-            e => Err(e),
-        }
-    };
     let mut out = Vec::new();
     let mut at = from;
     while at < to {
-        let start = match seek(at, libc::SEEK_DATA) {
-            Ok(Some(s)) => s,
-            Ok(None) => break,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(vec![(from, to)]),
-            Err(e) => return Err(e),
+        let start = match os::seek_data(file, at)? {
+            os::Seek::To(s) => s,
+            os::Seek::End => break,
+            os::Seek::Unsupported => return Ok(vec![(from, to)]),
         };
         if start >= to {
             break;
         }
-        let end = seek(start, libc::SEEK_HOLE)?.unwrap_or(to).min(to);
+        let end = match os::seek_hole(file, start)? {
+            os::Seek::To(e) => e.min(to),
+            os::Seek::End => to,
+            os::Seek::Unsupported => return Ok(vec![(from, to)]),
+        };
         // Each step moves forward; a file system answering otherwise gets the whole range scanned.
         if end <= start || start < at {
             return Ok(vec![(from, to)]);
@@ -329,7 +312,7 @@ pub(crate) fn data_ranges(file: &File, path: &Path, from: u64, to: u64) -> io::R
 /// Writes all of `buf` at `offset` with `pwrite`.
 pub(crate) fn write_at(file: &File, path: &Path, offset: u64, buf: &[u8]) -> io::Result<()> {
     check(Op::Write, path)?;
-    file.write_all_at(buf, offset)?;
+    os::write_all_at(file, buf, offset)?;
     record(path, || PersistEvent::Write(path.to_path_buf(), offset, buf.to_vec()));
     Ok(())
 }
@@ -337,7 +320,7 @@ pub(crate) fn write_at(file: &File, path: &Path, offset: u64, buf: &[u8]) -> io:
 /// Reads exactly `buf.len()` bytes at `offset`.
 pub(crate) fn read_at(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
     check(Op::Read, path)?;
-    file.read_exact_at(buf, offset)
+    os::read_exact_at(file, buf, offset)
 }
 
 /// Reads a whole (small) file.
@@ -371,13 +354,19 @@ pub(crate) fn sync_with(path: &Path, sync: impl FnOnce() -> io::Result<()>) -> i
 
 /// fdatasync of a file.
 pub(crate) fn sync_file(file: &File, path: &Path) -> io::Result<()> {
-    sync_with(path, || file.sync_data())
+    sync_with(path, || os::sync_data(file))
+}
+
+/// macOS: asks the drive to flush its cache (`F_FULLFSYNC`), after an `msync` that only reached it.
+#[cfg(target_vendor = "apple")]
+pub(crate) fn full_sync(file: &File) -> io::Result<()> {
+    os::sync_data(file)
 }
 
 /// fsync of a directory, so creates, renames and removes in it survive power loss.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     check(Op::SyncDir, dir)?;
-    File::open(dir)?.sync_all()?;
+    os::sync_dir(dir)?;
     record(dir, || PersistEvent::SyncDir(dir.to_path_buf()));
     Ok(())
 }
@@ -398,8 +387,8 @@ pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
 /// both names exist (a crash there leaves a `.tmp` name that open removes; the segment name is whole).
 pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     check(Op::Rename, from)?;
-    match rename_noreplace_syscall(from, to) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+    match os::rename_no_replace(from, to) {
+        Err(e) if e.kind() == io::ErrorKind::Unsupported || is_einval_or_enosys(&e) => {
             std::fs::hard_link(from, to)?;
             std::fs::remove_file(from)?;
         }
@@ -409,29 +398,15 @@ pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(target_os = "linux")]
-fn rename_noreplace_syscall(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-    };
-    let (from, to) = (c(from)?, c(to)?);
-    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call; AT_FDCWD makes the paths
-    // relative to the working directory exactly as `rename(2)` would; the call reads nothing else.
-    let rc = unsafe {
-        libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+/// The errors a file system or kernel without `RENAME_NOREPLACE` gives.
+#[cfg(unix)]
+fn is_einval_or_enosys(e: &io::Error) -> bool {
+    let code = e.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
+    matches!(code, Some(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS))
 }
-
-#[cfg(not(target_os = "linux"))]
-fn rename_noreplace_syscall(_from: &Path, _to: &Path) -> io::Result<()> {
-    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+#[cfg(not(unix))]
+fn is_einval_or_enosys(_e: &io::Error) -> bool {
+    false
 }
 
 /// Removes a file.
@@ -445,7 +420,7 @@ pub(crate) fn remove(path: &Path) -> io::Result<()> {
 /// Creates a directory (and parents) with mode 0700 if missing.
 pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     check(Op::Open, dir)?;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    os::private_dir(std::fs::DirBuilder::new().recursive(true)).create(dir)
 }
 
 /// Lists a directory with every entry's own type (a symlink is not followed) and raw name, so a caller can
@@ -497,4 +472,185 @@ pub(crate) fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io:
     run().inspect_err(|_| {
         let _ = remove(&tmp);
     })
+}
+
+/// What differs between operating systems, each function with the primitive its platform needs. Linux is
+/// the tested platform; macOS and Windows build (`.ci/run` checks both when their targets can be installed).
+mod os {
+    use std::fs::{DirBuilder, File, OpenOptions};
+    use std::io;
+    use std::path::Path;
+
+    /// Where a seek for data or a hole landed.
+    #[cfg_attr(not(unix), allow(dead_code, reason = "Windows has no SEEK_DATA: always Unsupported"))]
+    pub(super) enum Seek {
+        To(u64),
+        /// No data (or hole) at or after the offset.
+        End,
+        /// The file system or platform cannot say.
+        Unsupported,
+    }
+
+    /// New files are readable and writable by their owner only.
+    #[cfg(unix)]
+    pub(super) fn private(o: &mut OpenOptions) -> &mut OpenOptions {
+        std::os::unix::fs::OpenOptionsExt::mode(o, 0o600)
+    }
+    #[cfg(not(unix))]
+    pub(super) fn private(o: &mut OpenOptions) -> &mut OpenOptions {
+        o
+    }
+
+    #[cfg(unix)]
+    pub(super) fn private_dir(d: &mut DirBuilder) -> &mut DirBuilder {
+        std::os::unix::fs::DirBuilderExt::mode(d, 0o700)
+    }
+    #[cfg(not(unix))]
+    pub(super) fn private_dir(d: &mut DirBuilder) -> &mut DirBuilder {
+        d
+    }
+
+    /// Opens a file, refusing a symlink in the last component.
+    #[cfg(unix)]
+    pub(super) fn open_no_follow(path: &Path, writable: bool) -> io::Result<File> {
+        let mut o = OpenOptions::new();
+        o.read(true).write(writable);
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        o.open(path)
+    }
+    /// Without `O_NOFOLLOW`: the link is checked first (a race with a rename is possible; Windows is built,
+    /// not tested).
+    #[cfg(not(unix))]
+    pub(super) fn open_no_follow(path: &Path, writable: bool) -> io::Result<File> {
+        if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a symlink"));
+        }
+        OpenOptions::new().read(true).write(writable).open(path)
+    }
+
+    #[cfg(unix)]
+    pub(super) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    pub(super) fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    pub(super) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            buf = &mut buf[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    /// A sync of the file's data that survives power loss. On macOS `fsync` only reaches the drive's cache;
+    /// `F_FULLFSYNC` asks the drive to flush it.
+    #[cfg(target_vendor = "apple")]
+    pub(super) fn sync_data(file: &File) -> io::Result<()> {
+        rustix::fs::fcntl_fullfsync(file).map_err(io::Error::from)
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    pub(super) fn sync_data(file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    /// A sync of a directory's entries. Windows cannot open a directory as a file here, and NTFS journals
+    /// its metadata: nothing to do there.
+    #[cfg(unix)]
+    pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+        sync_data(&File::open(dir)?)
+    }
+    #[cfg(not(unix))]
+    pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// `rename` that fails with `AlreadyExists` instead of replacing `to`; `EINVAL`/`ENOSYS` (or `Unsupported`)
+    /// where the platform or file system lacks it.
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+    pub(super) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        // NOREPLACE is `RENAME_NOREPLACE` on Linux and `RENAME_EXCL` (renameatx_np) on macOS.
+        renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    pub(super) fn rename_no_replace(_from: &Path, _to: &Path) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Reserves real blocks for `len` bytes and extends the file to it. On Linux, glibc's `posix_fallocate`,
+    /// which also works where the file system has no `fallocate` (it writes a byte per block then), which
+    /// `fs4`'s bare `fallocate` would refuse; elsewhere `fs4` picks the platform's call (`F_PREALLOCATE` on
+    /// macOS, the allocation size on Windows).
+    #[cfg(target_os = "linux")]
+    pub(super) fn allocate(file: &File, len: u64) -> io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        // SAFETY: posix_fallocate only reads its integer arguments; the fd is valid for the borrow of `file`.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn allocate(file: &File, len: u64) -> io::Result<()> {
+        fs4::FileExt::allocate(file, len)
+    }
+
+    /// `lseek(SEEK_DATA)` / `lseek(SEEK_HOLE)` where the platform has them.
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_vendor = "apple"))]
+    fn seek(file: &File, to: rustix::fs::SeekFrom) -> io::Result<Seek> {
+        match rustix::fs::seek(file, to) {
+            Ok(at) => Ok(Seek::To(at)),
+            Err(rustix::io::Errno::NXIO) => Ok(Seek::End),
+            Err(rustix::io::Errno::INVAL) => Ok(Seek::Unsupported),
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_vendor = "apple"))]
+    pub(super) fn seek_data(file: &File, at: u64) -> io::Result<Seek> {
+        seek(file, rustix::fs::SeekFrom::Data(at))
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_vendor = "apple"))]
+    pub(super) fn seek_hole(file: &File, at: u64) -> io::Result<Seek> {
+        seek(file, rustix::fs::SeekFrom::Hole(at))
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_vendor = "apple"
+    )))]
+    pub(super) fn seek_data(_file: &File, _at: u64) -> io::Result<Seek> {
+        Ok(Seek::Unsupported)
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_vendor = "apple"
+    )))]
+    pub(super) fn seek_hole(_file: &File, _at: u64) -> io::Result<Seek> {
+        Ok(Seek::Unsupported)
+    }
 }

@@ -17,6 +17,8 @@ use foldlog::{Durability, Error, ExpectedVersion, GroupCommit, NewEvent, Options
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+// The raw baseline reads and writes with positioned Unix calls; the bench is a Unix-only command.
+#[cfg(unix)]
 mod bench_cmd;
 
 #[derive(Parser)]
@@ -137,9 +139,12 @@ fn main() -> ExitCode {
         Command::Dump { dir, stream, from, limit, payload } => {
             dump(&dir, stream.as_deref(), from, limit, payload)
         }
+        #[cfg(unix)]
         Command::Bench { events, dir } => {
             bench_cmd::run(events, dir.as_deref()).map(|()| ExitCode::SUCCESS).map_err(|e| e as _)
         }
+        #[cfg(not(unix))]
+        Command::Bench { .. } => Err("foldlog bench runs on Unix only".into()),
     };
     match r {
         Ok(code) => code,

@@ -42,6 +42,9 @@ pub(crate) struct SegmentMap {
     verified: AtomicU64,
     writer_taken: AtomicBool,
     path: PathBuf,
+    /// macOS: `msync` reaches the drive's cache only; a flush also needs `F_FULLFSYNC` on the file.
+    #[cfg(target_vendor = "apple")]
+    file: Option<File>,
 }
 
 impl std::fmt::Debug for SegmentMap {
@@ -63,7 +66,13 @@ impl SegmentMap {
     pub fn writable(file: &File, path: &Path, len: u64) -> io::Result<SegmentMap> {
         sys::before_map(path)?;
         let raw = MmapOptions::new().len(usize_len(len)?).map_raw(file)?;
-        Ok(SegmentMap::new(raw, path, len, SEGMENT_HEADER_LEN, false))
+        #[allow(unused_mut, reason = "only macOS keeps the file")]
+        let mut map = SegmentMap::new(raw, path, len, SEGMENT_HEADER_LEN, false);
+        #[cfg(target_vendor = "apple")]
+        {
+            map.file = Some(file.try_clone()?);
+        }
+        Ok(map)
     }
 
     fn new(raw: MmapRaw, path: &Path, len: u64, committed: u64, sealed: bool) -> SegmentMap {
@@ -76,6 +85,8 @@ impl SegmentMap {
             verified: AtomicU64::new(SEGMENT_HEADER_LEN),
             writer_taken: AtomicBool::new(sealed),
             path: path.to_path_buf(),
+            #[cfg(target_vendor = "apple")]
+            file: None,
         }
     }
 
@@ -128,7 +139,14 @@ impl SegmentMap {
 
     /// msync(MS_SYNC) of the pages covering `[offset, offset + len)`.
     pub fn flush_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        sys::sync_with(&self.path, || self.raw.flush_range(offset as usize, len as usize))
+        sys::sync_with(&self.path, || {
+            self.raw.flush_range(offset as usize, len as usize)?;
+            #[cfg(target_vendor = "apple")]
+            if let Some(file) = &self.file {
+                sys::full_sync(file)?;
+            }
+            Ok(())
+        })
     }
 }
 
