@@ -26,6 +26,11 @@ fn inputs(target: &str, kind: &str) -> Vec<PathBuf> {
 }
 
 fn replay(target: &str) {
+    if !fuzz_dir().exists() {
+        // The packaged crate ships no corpora (a repository checkout always has `fuzz/`).
+        eprintln!("T4 replay [{target}]: no fuzz/ directory here (a packaged crate): nothing to replay");
+        return;
+    }
     let (_, run) = TARGETS.iter().find(|(n, _)| *n == target).expect("known target");
     let mut counts = Vec::new();
     for kind in ["seeds", "regressions", "corpus", "artifacts"] {
