@@ -10,12 +10,12 @@ use std::ffi::OsStr;
 use std::fs::{File, FileType};
 use std::path::{Path, PathBuf};
 
+use crate::aggregate as snapshot;
 use crate::error::{Error, Result};
 use crate::format::{parse_segment_file_name, CHECKPOINT_FILE, LOCK_FILE};
 use crate::io as sys;
 use crate::options::Options;
 use crate::segment::SEGMENT_TMP_SUFFIX;
-use crate::snapshot;
 
 /// What one directory entry is, judged by its name and type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

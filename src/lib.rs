@@ -48,7 +48,7 @@ mod options;
 mod read;
 mod record;
 mod segment;
-mod snapshot;
+
 mod store;
 pub mod verify;
 
@@ -57,11 +57,11 @@ pub use aggregate::{
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
     PAYLOAD_ALIGN,
 };
+pub use aggregate::{Snapshot, SnapshotPolicy};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
 pub use error::{Error, ExpectedVersion, Result};
 pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};
 pub use options::{Durability, GroupCommit, Options, Recovery};
 pub use read::{AllEvents, ReadAll, StreamEvents};
 pub use record::{ArchivedEnvelope, Envelope, EventRef};
-pub use snapshot::{Snapshot, SnapshotPolicy};
 pub use store::{Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend};

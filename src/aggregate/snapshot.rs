@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use byteorder::{ByteOrder, LittleEndian as LE};
 use rkyv::util::AlignedVec;
 
-use crate::aggregate::Aggregate;
+use super::Aggregate;
 use crate::error::{Error, Result};
 use crate::io as sys;
 

@@ -1,0 +1,189 @@
+//! How events become payload bytes and back: the rkyv codecs (zero-copy and deserializing), the traits a
+//! domain event implements, and payload access for code of your own.
+
+use super::*;
+
+/// Alignment of the payloads a [`Repository`] writes, and of the scratch buffer a misaligned payload is
+/// copied into: enough for every archived type rkyv produces by default.
+pub const PAYLOAD_ALIGN: usize = 16;
+
+/// Types rkyv can archive with the serializer foldlog uses (implemented for every type that derives
+/// `rkyv::Serialize`).
+pub trait RkyvWrite: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>> {}
+impl<T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>> RkyvWrite for T {}
+
+/// Archived types foldlog can check before handing out a reference (implemented for the `Archived*` types
+/// rkyv's derive generates, which implement `CheckBytes` by default).
+///
+/// Both validators are needed: the lean one (no shared-pointer tracking, unit error) checks every event on
+/// the fold's hot path; the full one runs only to explain a failure.
+pub trait RkyvCheck:
+    Portable
+    + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+    + for<'a> CheckBytes<LowValidator<'a, rancor::Failure>>
+{
+}
+impl<T> RkyvCheck for T where
+    T: Portable
+        + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+        + for<'a> CheckBytes<LowValidator<'a, rancor::Failure>>
+{
+}
+
+/// Checks an archive with the lean validator, and again with the full one if that fails.
+pub(super) fn check_archive<T: RkyvCheck>(bytes: &[u8]) -> Result<&T, CodecError> {
+    match rkyv::api::low::access::<T, rancor::Failure>(bytes) {
+        Ok(archived) => Ok(archived),
+        // The lean validator gives no reason; the full one says what is wrong.
+        Err(_) => rkyv::access::<T, rancor::Error>(bytes).map_err(CodecError::new),
+    }
+}
+
+/// An event payload that a codec could not encode or decode, or an upcaster could not convert.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(pub String);
+
+impl CodecError {
+    /// An error with this message.
+    pub fn new(message: impl fmt::Display) -> CodecError {
+        CodecError(message.to_string())
+    }
+}
+
+/// An aggregate's event type: the name and schema version stored with each event, and how events written
+/// with an older schema version are read.
+pub trait DomainEvent: Sized + 'static {
+    /// The schema version new events are written with. Bump it when the stored form of the events changes
+    /// (for rkyv events: any change to the enum's fields), and teach [`DomainEvent::upcast`] the old form.
+    const SCHEMA_VERSION: u32;
+
+    /// The type name stored with this event, e.g. `"Deposited"` (dumps, filters and readers that do not
+    /// decode payloads see it).
+    fn event_type(&self) -> &'static str;
+
+    /// Turns a stored event with `stored.schema_version() < SCHEMA_VERSION` into the current form. Called
+    /// on read only; the log keeps the old bytes. The default refuses, so an old event is a clear
+    /// [`RepositoryError::Decode`] rather than a misread. [`deserialize_payload`] reads an old rkyv form.
+    fn upcast(stored: &EventRef<'_>) -> Result<Self, CodecError> {
+        Err(CodecError::new(format!(
+            "schema version {} of {:?} is older than the current {} and no upcaster is defined",
+            stored.schema_version(),
+            stored.event_type(),
+            Self::SCHEMA_VERSION
+        )))
+    }
+}
+
+/// How an aggregate's events become payload bytes, and how stored bytes come back as what
+/// [`Aggregate::apply`] takes (a [`Codec::View`]).
+pub trait Codec<E: DomainEvent> {
+    /// What `apply` receives: a reference into the map for [`ZeroCopy`], an owned event for other codecs.
+    type View<'a>;
+
+    /// Writes the payload of `event` into `out` (which is empty).
+    fn encode(event: &E, out: &mut AlignedVec) -> Result<(), CodecError>;
+
+    /// Reads a payload of the current schema version. `scratch` (empty) is there for a codec that needs an
+    /// aligned copy; a view may borrow from `payload` or from `scratch`.
+    fn decode<'a>(payload: &'a [u8], scratch: &'a mut AlignedVec) -> Result<Self::View<'a>, CodecError>;
+
+    /// Turns an owned event (an upcast one) into a view, using `scratch` if needed.
+    fn from_owned<'a>(event: E, scratch: &'a mut AlignedVec) -> Result<Self::View<'a>, CodecError>;
+}
+
+/// The zero-copy rkyv codec: the payload is `rkyv::to_bytes(&event)`, and `apply` receives
+/// `&Archived<Event>` checked in place in the memory map, so a fold deserializes nothing.
+///
+/// A payload that does not sit at an address aligned for the archive is copied into an aligned buffer first
+/// (counted in [`LoadInfo::events_copied`]); the [`Repository`] writes its events so that this never happens.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ZeroCopy;
+
+/// The owned rkyv codec: same bytes as [`ZeroCopy`], but each event is deserialized and `apply` receives
+/// it by value. For domain code that prefers plain Rust values over archived ones, at the cost of an
+/// allocation-prone deserialization per event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Deserialized;
+
+pub(super) fn encode_rkyv<E: RkyvWrite>(event: &E, out: &mut AlignedVec) -> Result<(), CodecError> {
+    let buf = std::mem::take(out);
+    *out = rkyv::api::high::to_bytes_in::<_, rancor::Error>(event, buf).map_err(CodecError::new)?;
+    Ok(())
+}
+
+/// Checks an rkyv archive in place if it is suitably aligned in memory, else in an aligned copy in
+/// `scratch`. The returned reference points into `payload` exactly when no copy was needed.
+pub fn access_payload<'a, T: RkyvCheck>(
+    payload: &'a [u8],
+    scratch: &'a mut AlignedVec,
+) -> Result<&'a T, CodecError> {
+    if (payload.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        match check_archive::<T>(payload) {
+            Ok(archived) => return Ok(archived),
+            // An archive that needs more alignment inside than its root has can still fail here; it is
+            // retried from a 16-aligned copy below.
+            Err(e) if (payload.as_ptr() as usize).is_multiple_of(PAYLOAD_ALIGN) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    scratch.clear();
+    scratch.extend_from_slice(payload);
+    let copy: &'a AlignedVec = scratch;
+    check_archive::<T>(copy)
+}
+
+/// Deserializes an rkyv payload of any type into an owned value (through an aligned copy when needed). For
+/// upcasters reading the archive of an older event type.
+pub fn deserialize_payload<T>(payload: &[u8]) -> Result<T, CodecError>
+where
+    T: Archive,
+    T::Archived: RkyvCheck + Deserialize<T, HighDeserializer<rancor::Error>>,
+{
+    let mut scratch = AlignedVec::new();
+    let archived = access_payload::<T::Archived>(payload, &mut scratch)?;
+    rkyv::deserialize::<T, rancor::Error>(archived).map_err(CodecError::new)
+}
+
+impl<E> Codec<E> for ZeroCopy
+where
+    E: DomainEvent + Archive + RkyvWrite,
+    E::Archived: RkyvCheck,
+{
+    type View<'a> = &'a E::Archived;
+
+    fn encode(event: &E, out: &mut AlignedVec) -> Result<(), CodecError> {
+        encode_rkyv(event, out)
+    }
+
+    fn decode<'a>(payload: &'a [u8], scratch: &'a mut AlignedVec) -> Result<&'a E::Archived, CodecError> {
+        access_payload::<E::Archived>(payload, scratch)
+    }
+
+    fn from_owned<'a>(event: E, scratch: &'a mut AlignedVec) -> Result<&'a E::Archived, CodecError> {
+        encode_rkyv(&event, scratch)?;
+        let bytes: &'a AlignedVec = scratch;
+        rkyv::access::<E::Archived, rancor::Error>(bytes).map_err(CodecError::new)
+    }
+}
+
+impl<E> Codec<E> for Deserialized
+where
+    E: DomainEvent + Archive + RkyvWrite,
+    E::Archived: RkyvCheck + Deserialize<E, HighDeserializer<rancor::Error>>,
+{
+    type View<'a> = E;
+
+    fn encode(event: &E, out: &mut AlignedVec) -> Result<(), CodecError> {
+        encode_rkyv(event, out)
+    }
+
+    fn decode<'a>(payload: &'a [u8], scratch: &'a mut AlignedVec) -> Result<E, CodecError> {
+        let archived = access_payload::<E::Archived>(payload, scratch)?;
+        rkyv::deserialize::<E, rancor::Error>(archived).map_err(CodecError::new)
+    }
+
+    fn from_owned(event: E, _scratch: &mut AlignedVec) -> Result<E, CodecError> {
+        Ok(event)
+    }
+}

@@ -1,0 +1,234 @@
+//! Aggregates: domain state that is the fold of its own history, commands that decide, and a repository that
+//! loads and saves them through the log.
+//!
+//! The roles, as in the classic pattern:
+//!
+//! - A **command** is a method of the domain type. It validates, may call out and may refuse with the domain's
+//!   own error; what it decides is one or more events. Nothing of it runs when an aggregate is loaded.
+//! - [`Root::record`] (the classic "trigger"/"take") appends a decided event to the pending changes *and*
+//!   applies it, so the next line of the command sees the new state.
+//! - [`Aggregate::apply`] folds one event into the state. It never fails and never validates: an exhaustive
+//!   `match` over the event enum is the single dispatch, used alike for new events and for history.
+//! - [`Repository::get`] builds an empty shell (`Default`, which emits nothing), then folds the stream's history
+//!   (from the newest usable snapshot on, when the aggregate opts in to [`Snapshot`]s). [`Repository::save`]
+//!   appends the pending events, expecting the version the aggregate was loaded at; a concurrent change is a
+//!   [`RepositoryError::Conflict`].
+//!
+//! Events reach `apply` through a [`Codec`]. [`ZeroCopy`] hands `apply` the rkyv archive straight from the
+//! memory map (loading deserializes nothing); [`Deserialized`] hands it an owned event; a codec of your own
+//! (JSON, protobuf, ...) does the same for other payloads. The log stores the type name, the schema version and
+//! the bytes either way, and [`DomainEvent::upcast`] turns events of an older schema version into the current
+//! form on read.
+//!
+//! docs/guide.md walks through all of it with the bank example; docs/format.md specifies what the repository
+//! writes and the snapshot files.
+
+mod codec;
+mod repository;
+mod snapshot;
+
+pub use codec::{
+    access_payload, deserialize_payload, Codec, CodecError, Deserialized, DomainEvent, RkyvCheck, RkyvWrite,
+    ZeroCopy, PAYLOAD_ALIGN,
+};
+pub use repository::{Repository, RepositoryError, Saved};
+use snapshot::SnapshotMeta;
+pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
+pub use snapshot::{Snapshot, SnapshotPolicy};
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, Range};
+
+use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
+use rkyv::api::low::LowValidator;
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::ser::allocator::ArenaHandle;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize, Portable, Serialize};
+
+use crate::error::{Error, ExpectedVersion};
+use crate::record::EventRef;
+
+use crate::store::{Batch, NewEvent, Store, StreamAppend};
+
+// NOTE: the guide's code blocks run as doctests from here, so every snippet in docs/guide.md compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide.md")]
+struct GuideDoctests;
+
+/// What [`Aggregate::apply`] receives for aggregate `A`.
+pub type EventView<'a, A> = <<A as Aggregate>::Codec as Codec<<A as Aggregate>::Event>>::View<'a>;
+
+/// Domain state that is the fold of its events. Implement it on a plain struct; the id, the version and the
+/// pending events live in the [`Root`] that wraps it.
+///
+/// `Default` is the empty shell a load starts from: it must emit no event (it cannot: only [`Root::record`]
+/// records). Creation is a command like any other, whose event sets the state up.
+pub trait Aggregate: Default + Sized {
+    /// Stream name prefix: aggregate `42` lives in the stream `"{NAME}-42"`.
+    const NAME: &'static str;
+    /// The event type (usually an enum).
+    type Event: DomainEvent;
+    /// How the events are stored and what `apply` takes: [`ZeroCopy`], [`Deserialized`] or your own.
+    type Codec: Codec<Self::Event>;
+
+    /// Folds one event into the state. Never fails, never validates (the command did that before the event
+    /// existed): an exhaustive `match` on the event is the whole method.
+    fn apply(&mut self, event: EventView<'_, Self>);
+}
+
+/// What a command decided: one event, several, or none. Lets [`Root::execute`] take commands that return an
+/// event, a `Vec` of events or an `Option`.
+pub trait Decision<E> {
+    /// Hands each decided event to `record`, in order.
+    fn each_event(self, record: impl FnMut(E));
+}
+
+impl<E: DomainEvent> Decision<E> for E {
+    fn each_event(self, mut record: impl FnMut(E)) {
+        record(self)
+    }
+}
+
+impl<E: DomainEvent> Decision<E> for Vec<E> {
+    fn each_event(self, record: impl FnMut(E)) {
+        self.into_iter().for_each(record)
+    }
+}
+
+impl<E: DomainEvent> Decision<E> for Option<E> {
+    fn each_event(self, record: impl FnMut(E)) {
+        self.into_iter().for_each(record)
+    }
+}
+
+/// How an aggregate was loaded: for logs, tests and curiosity.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadInfo {
+    /// Version of the snapshot the load started from (`None`: folded from the first event).
+    pub snapshot_version: Option<u64>,
+    /// Snapshots that were found but not used, newest first, with the reason (damaged, state schema version
+    /// changed, not matching the log, ...).
+    pub snapshots_rejected: Vec<(u64, String)>,
+    /// Events folded.
+    pub events_folded: u64,
+    /// Of those, payloads that had to be copied to an aligned buffer before they could be read.
+    pub events_copied: u64,
+    /// Of those, events of an older schema version that went through [`DomainEvent::upcast`].
+    pub events_upcast: u64,
+}
+
+/// An event recorded but not saved yet.
+struct Pending {
+    event_type: &'static str,
+    schema_version: u32,
+    payload: AlignedVec,
+}
+
+/// An aggregate in memory: the domain state with its id, the version it was loaded or saved at, and the
+/// events recorded since. Derefs to the state; the state changes only by recording events.
+pub struct Root<A: Aggregate> {
+    id: String,
+    state: A,
+    /// Stream version of the last stored event folded into `state` (`None`: the stream did not exist).
+    version: Option<u64>,
+    pending: Vec<Pending>,
+    info: LoadInfo,
+}
+
+impl<A: Aggregate + fmt::Debug> fmt::Debug for Root<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Root")
+            .field("id", &self.id)
+            .field("version", &self.version())
+            .field("pending", &self.pending_event_types())
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl<A: Aggregate> Deref for Root<A> {
+    type Target = A;
+    fn deref(&self) -> &A {
+        &self.state
+    }
+}
+
+impl<A: Aggregate> Root<A> {
+    /// A new aggregate with this id: the empty shell, no events, never saved. Run its creation command next;
+    /// saving it fails with a conflict if the id is already taken.
+    pub fn new(id: impl Into<String>) -> Root<A> {
+        Root {
+            id: id.into(),
+            state: A::default(),
+            version: None,
+            pending: Vec::new(),
+            info: LoadInfo::default(),
+        }
+    }
+
+    /// The aggregate's id (the stream is `"{A::NAME}-{id}"`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The state.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// Consumes the root, keeping the state.
+    pub fn into_state(self) -> A {
+        self.state
+    }
+
+    /// Version of the last stored event in the state: the number of stored events for a repository's
+    /// streams (versions start at 1), 0 for an aggregate never saved. Pending events are not counted.
+    pub fn version(&self) -> u64 {
+        self.version.unwrap_or(0)
+    }
+
+    /// Type names of the events recorded since the last load or save, oldest first.
+    pub fn pending_event_types(&self) -> Vec<&'static str> {
+        self.pending.iter().map(|p| p.event_type).collect()
+    }
+
+    /// How the last load went (default for a root made with [`Root::new`]).
+    pub fn load_info(&self) -> &LoadInfo {
+        &self.info
+    }
+
+    /// Records a decided event: encodes it, appends it to the pending changes and applies it (from the
+    /// encoded bytes, exactly as a later load will). Panics only if the aggregate's codec cannot encode or
+    /// read back its own event, which is a bug in the codec; [`Root::try_record`] returns that instead.
+    pub fn record(&mut self, event: A::Event) {
+        if let Err(e) = self.try_record(event) {
+            panic!("aggregate {:?}: the codec cannot round-trip a new event: {e}", self.id);
+        }
+    }
+
+    /// [`Root::record`], returning a codec failure instead of panicking (nothing is recorded then).
+    pub fn try_record(&mut self, event: A::Event) -> Result<(), CodecError> {
+        let mut payload = AlignedVec::new();
+        A::Codec::encode(&event, &mut payload)?;
+        let mut scratch = AlignedVec::new();
+        let view = A::Codec::decode(&payload, &mut scratch)?;
+        self.state.apply(view);
+        let (event_type, schema_version) = (event.event_type(), A::Event::SCHEMA_VERSION);
+        self.pending.push(Pending { event_type, schema_version, payload });
+        Ok(())
+    }
+
+    /// Runs a command against the current state and records what it decided. The command's error (a refusal)
+    /// is returned as is, with nothing recorded.
+    pub fn execute<D, E>(&mut self, command: impl FnOnce(&A) -> Result<D, E>) -> Result<(), E>
+    where
+        D: Decision<A::Event>,
+    {
+        let decided = command(&self.state)?;
+        decided.each_event(|e| self.record(e));
+        Ok(())
+    }
+}

@@ -1,0 +1,454 @@
+//! The repository: loading an aggregate by folding its stream (from a snapshot when it opts in) and saving
+//! its pending events with optimistic concurrency.
+
+use super::*;
+
+/// What a [`Repository`] call can fail with, besides the store's own errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepositoryError {
+    /// The store failed (I/O, corruption, read-only, ...).
+    #[error(transparent)]
+    Store(#[from] Error),
+    /// No aggregate has this id: its stream has no events.
+    #[error("no aggregate {id:?}: stream {stream:?} has no events")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+        /// Its stream.
+        stream: String,
+    },
+    /// `get_at` asked for a version the aggregate does not have.
+    #[error("aggregate {id:?} has no version {version} (it has versions up to {last})")]
+    NoSuchVersion {
+        /// The id.
+        id: String,
+        /// The version asked for.
+        version: u64,
+        /// Its last version.
+        last: u64,
+    },
+    /// A new aggregate (made with [`Root::new`]) was saved under an id that is taken; nothing was written.
+    #[error("aggregate {id:?} already exists (at version {version}); load it instead of creating it")]
+    AlreadyExists {
+        /// The id.
+        id: String,
+        /// The existing aggregate's version.
+        version: u64,
+    },
+    /// Someone saved the aggregate since it was loaded; nothing was written. Load it again and rerun the
+    /// command against the new state.
+    #[error(
+        "aggregate {id:?} changed concurrently: loaded at version {loaded}, now at version {actual}; \
+         reload it and run the command again"
+    )]
+    Conflict {
+        /// The id.
+        id: String,
+        /// The version it was loaded at (0: created as new).
+        loaded: u64,
+        /// Its version in the store now.
+        actual: u64,
+    },
+    /// A stored event could not be read by the aggregate's codec or upcaster.
+    #[error(
+        "cannot read event v{version} ({event_type:?}, schema v{schema_version}) of {stream:?}: {reason}"
+    )]
+    Decode {
+        /// The stream.
+        stream: String,
+        /// The event's stream version.
+        version: u64,
+        /// Its type name.
+        event_type: String,
+        /// Its schema version.
+        schema_version: u32,
+        /// What went wrong.
+        reason: CodecError,
+    },
+}
+
+/// What [`Repository::save`] did.
+#[derive(Debug)]
+pub struct Saved {
+    /// Stream versions of the events written (empty if nothing was pending).
+    pub versions: Range<u64>,
+    /// A snapshot the policy asked for: its version, or why it could not be written. A failed snapshot never
+    /// fails the save (the events are in the log; snapshots are only a shortcut).
+    pub snapshot: Option<Result<u64, Error>>,
+}
+
+/// Turns an archived state back into the aggregate (a function pointer, so [`Repository`] needs the rkyv
+/// bounds only where snapshots are switched on).
+pub(super) type DecodeState<A> = fn(&[u8]) -> Result<A, String>;
+pub(super) type EncodeState<A> = fn(&A) -> Result<AlignedVec, String>;
+
+pub(super) struct SnapshotSupport<A> {
+    policy: SnapshotPolicy,
+    state_version: u32,
+    encode: EncodeState<A>,
+    decode: DecodeState<A>,
+}
+
+impl<A> Clone for SnapshotSupport<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for SnapshotSupport<A> {}
+
+/// Loads and saves aggregates of type `A` in a [`Store`]. Cheap to create and to copy; holds no state of
+/// its own beyond its settings.
+pub struct Repository<'s, A: Aggregate> {
+    store: &'s Store,
+    snapshots: Option<SnapshotSupport<A>>,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> Clone for Repository<'_, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A: Aggregate> Copy for Repository<'_, A> {}
+
+impl<A: Aggregate> fmt::Debug for Repository<'_, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repository")
+            .field("aggregate", &A::NAME)
+            .field("snapshots", &self.snapshots.map(|s| s.policy))
+            .finish()
+    }
+}
+
+pub(super) fn decode_error(e: &EventRef<'_>, reason: CodecError) -> RepositoryError {
+    RepositoryError::Decode {
+        stream: e.stream_id().to_owned(),
+        version: e.stream_version(),
+        event_type: e.event_type().to_owned(),
+        schema_version: e.schema_version(),
+        reason,
+    }
+}
+
+/// Folds one stored event into `state`: decode in place (or upcast), then `apply`.
+#[inline]
+pub(super) fn apply_stored<A: Aggregate>(
+    state: &mut A,
+    e: &EventRef<'_>,
+    scratch: &mut AlignedVec,
+    info: &mut LoadInfo,
+) -> Result<(), RepositoryError> {
+    scratch.clear();
+    let stored = e.schema_version();
+    let current = A::Event::SCHEMA_VERSION;
+    let view = if stored == current {
+        A::Codec::decode(e.payload(), scratch)
+    } else if stored < current {
+        info.events_upcast += 1;
+        A::Event::upcast(e).and_then(|owned| A::Codec::from_owned(owned, scratch))
+    } else {
+        Err(CodecError::new(format!(
+            "schema version {stored} is newer than this code's {current} (written by a newer build?)"
+        )))
+    };
+    state.apply(view.map_err(|reason| decode_error(e, reason))?);
+    if stored == current && !scratch.is_empty() {
+        info.events_copied += 1;
+    }
+    info.events_folded += 1;
+    Ok(())
+}
+
+/// Zero bytes of metadata that make the payload start 16-aligned inside the archived envelope (see
+/// docs/format.md, "Aggregate events"): rkyv writes the envelope's out-of-line bytes in field order (stream id
+/// and event type when longer than the 8 bytes kept inline, then metadata, then payload) from the 16-aligned
+/// start of the frame body.
+pub(super) fn alignment_padding(stream: &str, event_type: &str) -> usize {
+    let out_of_line = |s: &str| if s.len() > 8 { s.len() } else { 0 };
+    (PAYLOAD_ALIGN - (out_of_line(stream) + out_of_line(event_type)) % PAYLOAD_ALIGN) % PAYLOAD_ALIGN
+}
+
+pub(super) const ZEROS: [u8; PAYLOAD_ALIGN] = [0; PAYLOAD_ALIGN];
+
+impl<'s, A: Aggregate> Repository<'s, A> {
+    /// A repository without snapshots: every load folds the whole history.
+    pub fn new(store: &'s Store) -> Repository<'s, A> {
+        Repository { store, snapshots: None, _aggregate: PhantomData }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
+    /// The stream that holds aggregate `id`: `"{A::NAME}-{id}"`.
+    pub fn stream_id(id: &str) -> String {
+        format!("{}-{id}", A::NAME)
+    }
+
+    /// Loads the aggregate at its latest version. [`RepositoryError::NotFound`] if it has no events.
+    pub fn get(&self, id: &str) -> Result<Root<A>, RepositoryError> {
+        self.load(id, None)
+    }
+
+    /// Loads the aggregate as it was right after the event with stream version `version` ("time travel";
+    /// versions start at 1). A root loaded in the past cannot be saved: its version is not the stream's.
+    pub fn get_at(&self, id: &str, version: u64) -> Result<Root<A>, RepositoryError> {
+        self.load(id, Some(version))
+    }
+
+    fn load(&self, id: &str, at: Option<u64>) -> Result<Root<A>, RepositoryError> {
+        let stream = Self::stream_id(id);
+        let Some(last) = self.store.stream_version(&stream) else {
+            return Err(RepositoryError::NotFound { id: id.to_owned(), stream });
+        };
+        let wanted = at.unwrap_or(last);
+        if wanted > last {
+            return Err(RepositoryError::NoSuchVersion { id: id.to_owned(), version: wanted, last });
+        }
+        let mut root = Root::new(id);
+        let mut from = 0;
+        if let Some(support) = &self.snapshots {
+            if let Some((state, version)) = self.load_snapshot(support, &stream, wanted, &mut root.info) {
+                root.state = state;
+                root.version = Some(version);
+                from = version + 1;
+            }
+        }
+        let folded = fold(&mut root.state, self.store, &stream, from, wanted, &mut root.info, |_, _| {})?;
+        root.version = folded.or(root.version);
+        if root.version.is_none_or(|v| v < wanted) {
+            // Asked for a version below the stream's first one.
+            return Err(RepositoryError::NoSuchVersion { id: id.to_owned(), version: wanted, last });
+        }
+        Ok(root)
+    }
+
+    /// Folds the aggregate's whole history, calling `each` with every stored event and the state right after
+    /// it: statements, audits, "when did this go wrong". Uses no snapshot. Returns the aggregate at the last
+    /// version folded.
+    pub fn history(&self, id: &str, each: impl FnMut(&EventRef<'_>, &A)) -> Result<Root<A>, RepositoryError> {
+        let stream = Self::stream_id(id);
+        let Some(last) = self.store.stream_version(&stream) else {
+            return Err(RepositoryError::NotFound { id: id.to_owned(), stream });
+        };
+        let mut root = Root::new(id);
+        root.version = fold(&mut root.state, self.store, &stream, 0, last, &mut root.info, each)?;
+        Ok(root)
+    }
+
+    /// Appends the pending events, expecting the stream to be at the version the aggregate was loaded at
+    /// (or absent, for a new one). On success the pending events become the aggregate's history and its
+    /// version moves on; a snapshot is written if the policy asks for one. On a
+    /// [`RepositoryError::Conflict`] nothing was written and the root is stale: load it again.
+    pub fn save(&self, root: &mut Root<A>) -> Result<Saved, RepositoryError> {
+        let next = root.version.map_or(1, |v| v + 1);
+        if root.pending.is_empty() {
+            return Ok(Saved { versions: next..next, snapshot: None });
+        }
+        let stream = Self::stream_id(&root.id);
+        let events: Vec<NewEvent<'_>> = root
+            .pending
+            .iter()
+            .map(|p| NewEvent {
+                event_type: p.event_type,
+                payload: &p.payload,
+                metadata: &ZEROS[..alignment_padding(&stream, p.event_type)],
+                event_id: None,
+                schema_version: p.schema_version,
+            })
+            .collect();
+        let expected = root.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        let one = [StreamAppend { stream: &stream, expected, first_version: 1, events: &events }];
+        let appended = match self.store.append_batch(&Batch { streams: &one, consumer: None }) {
+            Ok(mut a) => a.pop().expect("one stream in, one result out"),
+            Err(Error::WrongExpectedVersion { actual, .. }) if root.version.is_none() => {
+                return Err(RepositoryError::AlreadyExists {
+                    id: root.id.clone(),
+                    version: actual.unwrap_or(0),
+                })
+            }
+            Err(Error::WrongExpectedVersion { actual, .. }) => {
+                return Err(RepositoryError::Conflict {
+                    id: root.id.clone(),
+                    loaded: root.version(),
+                    actual: actual.unwrap_or(0),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        drop(events);
+        let before = root.version();
+        root.version = appended.versions.end.checked_sub(1);
+        root.pending.clear();
+        let snapshot = match &self.snapshots {
+            Some(s) if s.policy.due(before, root.version()) => Some(self.write_snapshot(s, root)),
+            _ => None,
+        };
+        Ok(Saved { versions: appended.versions, snapshot })
+    }
+}
+
+/// Folds `stream` from version `from` through `until` into `state`; returns the last version folded.
+pub(super) fn fold<A: Aggregate>(
+    state: &mut A,
+    store: &Store,
+    stream: &str,
+    from: u64,
+    until: u64,
+    info: &mut LoadInfo,
+    mut each: impl FnMut(&EventRef<'_>, &A),
+) -> Result<Option<u64>, RepositoryError> {
+    let mut scratch = AlignedVec::new();
+    let mut last = None;
+    for e in store.read_stream(stream, from) {
+        let e = e?;
+        let v = e.stream_version();
+        if v > until {
+            break;
+        }
+        apply_stored(state, &e, &mut scratch, info)?;
+        each(&e, state);
+        last = Some(v);
+    }
+    Ok(last)
+}
+
+impl<'s, A> Repository<'s, A>
+where
+    A: Snapshot + Archive + RkyvWrite,
+    A::Archived: RkyvCheck + Deserialize<A, HighDeserializer<rancor::Error>>,
+{
+    /// A repository that snapshots the aggregate's state as `policy` says and loads from the newest usable
+    /// snapshot. Snapshot files live in `<store dir>/snapshots/`; they are derived data, and any of them may
+    /// be deleted at any time.
+    pub fn with_snapshots(store: &'s Store, policy: SnapshotPolicy) -> Repository<'s, A> {
+        fn encode<A: RkyvWrite>(state: &A) -> Result<AlignedVec, String> {
+            rkyv::to_bytes::<rancor::Error>(state).map_err(|e| e.to_string())
+        }
+        fn decode<A>(bytes: &[u8]) -> Result<A, String>
+        where
+            A: Archive,
+            A::Archived: RkyvCheck + Deserialize<A, HighDeserializer<rancor::Error>>,
+        {
+            let archived = rkyv::access::<A::Archived, rancor::Error>(bytes).map_err(|e| e.to_string())?;
+            rkyv::deserialize::<A, rancor::Error>(archived).map_err(|e| e.to_string())
+        }
+        let support = SnapshotSupport {
+            policy,
+            state_version: A::STATE_VERSION,
+            encode: encode::<A>,
+            decode: decode::<A>,
+        };
+        Repository { store, snapshots: Some(support), _aggregate: PhantomData }
+    }
+
+    /// Writes a snapshot of `root`'s stored state now, whatever the policy. Returns its version. Refused
+    /// (`InvalidArgument`) while the root has pending events, whose state is not in the log yet.
+    pub fn snapshot(&self, root: &Root<A>) -> Result<u64, Error> {
+        match &self.snapshots {
+            Some(s) => self.write_snapshot(s, root),
+            None => Err(Error::InvalidArgument("this repository was made without snapshots".into())),
+        }
+    }
+
+    /// Deletes every snapshot of aggregate `id`; returns how many there were. Loading afterwards folds the
+    /// whole history and gives the same state.
+    pub fn delete_snapshots(&self, id: &str) -> Result<usize, Error> {
+        snapshot::delete_all(self.store.dir(), &Self::stream_id(id))
+    }
+
+    /// Versions of the snapshots of aggregate `id` on disk, newest first (unchecked: a listed one may still
+    /// be refused on load).
+    pub fn snapshot_versions(&self, id: &str) -> Result<Vec<u64>, Error> {
+        snapshot::list(self.store.dir(), &Self::stream_id(id))
+    }
+}
+
+impl<A: Aggregate> Repository<'_, A> {
+    fn write_snapshot(&self, s: &SnapshotSupport<A>, root: &Root<A>) -> Result<u64, Error> {
+        if !root.pending.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "aggregate {:?} has {} unsaved events; save before snapshotting",
+                root.id,
+                root.pending.len()
+            )));
+        }
+        let stream = Self::stream_id(&root.id);
+        let Some(version) = root.version else {
+            return Err(Error::InvalidArgument(format!("aggregate {:?} has no stored events", root.id)));
+        };
+        // The snapshot names the event it stops at, so a log that lost or replaced that event (a crash before
+        // a sync, a restored backup) is noticed on load and the snapshot ignored.
+        let last = self
+            .store
+            .read_stream(&stream, version)
+            .next()
+            .transpose()?
+            .filter(|e| e.stream_version() == version)
+            .ok_or_else(|| Error::InvalidArgument(format!("{stream:?} has no event at version {version}")))?;
+        let meta = SnapshotMeta {
+            stream_version: version,
+            position: last.position(),
+            timestamp_micros: last.timestamp_micros(),
+            state_version: s.state_version,
+        };
+        let state = (s.encode)(&root.state)
+            .map_err(|e| Error::InvalidArgument(format!("snapshot state cannot be archived: {e}")))?;
+        snapshot::write(self.store.dir(), &stream, &meta, &state, s.policy.keep)?;
+        Ok(version)
+    }
+
+    /// The newest snapshot at or below `wanted` that passes every check, as a state and its version.
+    fn load_snapshot(
+        &self,
+        s: &SnapshotSupport<A>,
+        stream: &str,
+        wanted: u64,
+        info: &mut LoadInfo,
+    ) -> Option<(A, u64)> {
+        let versions = match snapshot::list(self.store.dir(), stream) {
+            Ok(v) => v,
+            Err(e) => {
+                info.snapshots_rejected.push((0, format!("listing snapshots: {e}")));
+                return None;
+            }
+        };
+        for version in versions.into_iter().filter(|&v| v <= wanted) {
+            match self.try_snapshot(s, stream, version) {
+                Ok(state) => {
+                    info.snapshot_version = Some(version);
+                    return Some((state, version));
+                }
+                Err(why) => info.snapshots_rejected.push((version, why)),
+            }
+        }
+        None
+    }
+
+    fn try_snapshot(&self, s: &SnapshotSupport<A>, stream: &str, version: u64) -> Result<A, String> {
+        let file = snapshot::read(self.store.dir(), stream, version)?;
+        let meta = file.meta;
+        if meta.state_version != s.state_version {
+            return Err(format!(
+                "state schema version {} differs from this code's {}",
+                meta.state_version, s.state_version
+            ));
+        }
+        let event = self.store.read_stream(stream, version).next().transpose().map_err(|e| e.to_string())?;
+        let matches = event.is_some_and(|e| {
+            e.stream_version() == version
+                && e.position() == meta.position
+                && e.timestamp_micros() == meta.timestamp_micros
+        });
+        if !matches {
+            return Err(format!(
+                "the log's event at version {version} is not the one the snapshot was taken at"
+            ));
+        }
+        (s.decode)(&file.state)
+    }
+}
