@@ -11,9 +11,7 @@
 //!
 //! Run: `cargo bench --bench aggregate -- --warm-up-time 1 --measurement-time 3`.
 
-#[path = "../src/demo_bank.rs"]
-#[allow(dead_code)]
-mod demo_bank;
+use foldlog_bank as demo_bank;
 
 use std::hint::black_box;
 

@@ -10,9 +10,7 @@
     reason = "amounts in cents are written euros_cents: 100_00 is 100.00"
 )]
 
-#[path = "../src/demo_bank.rs"]
-#[allow(dead_code)]
-mod demo_bank;
+use foldlog_bank as demo_bank;
 
 use std::path::{Path, PathBuf};
 
@@ -784,21 +782,24 @@ fn ids_that_are_not_file_names_are_fine() {
     }
 }
 
-/// Every code block of docs/guide.md that names src/demo_bank.rs is a verbatim excerpt of it, so the guide
+/// Every code block of docs/guide.md that names crates/foldlog-bank/src/lib.rs is a verbatim excerpt of it, so the guide
 /// cannot drift from code the example compiles and runs. (The other blocks are doctests.)
 #[test]
 fn guide_excerpts_are_verbatim_from_the_example() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let guide = std::fs::read_to_string(root.join("docs/guide.md")).unwrap();
-    let source = std::fs::read_to_string(root.join("src/demo_bank.rs")).unwrap();
+    let source = std::fs::read_to_string(root.join("crates/foldlog-bank/src/lib.rs")).unwrap();
     let mut excerpts = 0;
     let mut rest = guide.as_str();
     while let Some(start) = rest.find("```rust") {
         let body_start = start + rest[start..].find('\n').unwrap() + 1;
         let end = body_start + rest[body_start..].find("```").unwrap();
         let block = &rest[body_start..end];
-        if let Some(code) = block.strip_prefix("// src/demo_bank.rs\n") {
-            assert!(source.contains(code), "guide excerpt not found verbatim in src/demo_bank.rs:\n{code}");
+        if let Some(code) = block.strip_prefix("// crates/foldlog-bank/src/lib.rs\n") {
+            assert!(
+                source.contains(code),
+                "guide excerpt not found verbatim in crates/foldlog-bank/src/lib.rs:\n{code}"
+            );
             excerpts += 1;
         }
         rest = &rest[end + 3..];

@@ -7,9 +7,7 @@
 //! Method: proptest generates command sequences; each case opens its own store. Case counts are set so the
 //! file runs in a few seconds under `cargo test --release`.
 
-#[path = "../src/demo_bank.rs"]
-#[allow(dead_code)]
-mod demo_bank;
+use foldlog_bank as demo_bank;
 
 use demo_bank::Account;
 use foldlog::{Durability, Options, Repository, RepositoryError, Root, SnapshotPolicy, Store};

@@ -25,9 +25,7 @@
     reason = "amounts in cents are written euros_cents: 100_00 is 100.00"
 )]
 
-#[path = "../src/demo_bank.rs"]
-#[allow(dead_code)]
-mod demo_bank;
+use foldlog_bank as demo_bank;
 
 use std::path::{Path, PathBuf};
 

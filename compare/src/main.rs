@@ -3,7 +3,7 @@
 //! foldlog, SQLite (rusqlite, bundled), redb, fjall and the raw `write()` + `fdatasync` baseline run the same
 //! scenarios on the same events, each with the setting that gives it the same durability promise. The
 //! workload, the scenarios, the raw baseline and the foldlog adapter are shared with `foldlog bench`
-//! (`src/bench_cmd.rs`, included below); this file adds the three peers, repetitions and CSV output.
+//! (`crates/foldlog-cli/src/bench_cmd.rs`, included below); this file adds the three peers, repetitions and CSV output.
 //!
 //! ```sh
 //! cargo run --release --manifest-path compare/Cargo.toml -- [--quick] [--csv out.csv]
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[allow(dead_code)]
-#[path = "../../src/bench_cmd.rs"]
+#[path = "../../crates/foldlog-cli/src/bench_cmd.rs"]
 mod core;
 
 mod peers;

@@ -4,12 +4,15 @@
 //! real store: accounts opened with a deposit, deposits, a withdrawal refused for overdraft by the command, a
 //! statement printed from the history, time travel to the version where a balance went wrong, a concurrent
 //! modification caught, and a long-lived account loaded from a snapshot. Used by `foldlog demo` and by
-//! `examples/bank.rs`; docs/guide.md quotes it.
+//! `examples/bank.rs`; docs/guide.md quotes it. `demo_dir` is the directory rule both follow: write only
+//! where the demo owns the directory.
 
 #![allow(
     clippy::inconsistent_digit_grouping,
     reason = "amounts in cents are written euros_cents: 100_00 is 100.00"
 )]
+
+pub mod demo_dir;
 
 use std::error::Error;
 

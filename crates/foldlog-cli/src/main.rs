@@ -3,8 +3,8 @@
 //! Every command writes through a locked stdout and treats a closed pipe (`foldlog dump DIR | head`) as a
 //! normal end. Exit statuses (docs/operations.md): 0 success, 1 corruption found, 2 usage or I/O error.
 
-mod demo_bank;
-mod demo_dir;
+use foldlog_bank as demo_bank;
+use foldlog_bank::demo_dir;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

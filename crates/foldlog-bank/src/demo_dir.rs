@@ -1,4 +1,4 @@
-//! The demo's directory rules, shared by `foldlog demo` and `examples/bank.rs`: nothing is deleted that
+//! The demo's directory rules, shared by `foldlog demo` and `examples/bank.rs` (in this crate): nothing is deleted that
 //! foldlog did not create (docs/operations.md).
 //!
 //! The demo writes only inside a directory it owns: one it created (or found empty) and marked with a

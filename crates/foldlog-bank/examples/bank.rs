@@ -4,12 +4,10 @@
 //! directory rules (docs/operations.md): it must be new, empty or made by an earlier demo or example run, whose
 //! store is replaced automatically in the default directory and with `--replace` in one you name.
 //!
-//! The domain and the story live in `src/demo_bank.rs`, shared with `foldlog demo`.
+//! The domain and the story live in this crate's `src/lib.rs`, shared with `foldlog demo`.
 
-#[path = "../src/demo_bank.rs"]
-mod demo_bank;
-#[path = "../src/demo_dir.rs"]
-mod demo_dir;
+use foldlog_bank as demo_bank;
+use foldlog_bank::demo_dir;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
