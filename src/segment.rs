@@ -101,49 +101,7 @@ impl Segment {
             return Err(Error::corrupt(path, 0, format!("file is {file_len} bytes, shorter than a header")));
         }
         sys::read_at(&file, path, 0, &mut head).map_err(|e| Error::io("read segment header", path, e))?;
-        let header = SegmentHeader::decode(&head).map_err(|p| match p {
-            HeaderProblem::Version(found) => {
-                Error::UnsupportedVersion { path: path.to_path_buf(), found, supported: FORMAT_VERSION }
-            }
-            HeaderProblem::BadMagic => Error::InvalidDirectory {
-                path: path.to_path_buf(),
-                reason: "not a foldlog segment (bad magic)".into(),
-            },
-            HeaderProblem::Short | HeaderProblem::Damaged => {
-                Error::corrupt(path, 0, "segment header damaged")
-            }
-        })?;
-        if header.base_position != name.base {
-            return Err(Error::corrupt(
-                path,
-                32,
-                format!("header base position {} disagrees with the file name", header.base_position),
-            ));
-        }
-        if header.seq != name.seq {
-            return Err(Error::corrupt(
-                path,
-                56,
-                format!("header sequence number {} disagrees with the file name", header.seq),
-            ));
-        }
-        if let Some(id) = log_id.filter(|id| *id != header.log_id) {
-            let _ = id;
-            return Err(Error::InvalidDirectory {
-                path: path.to_path_buf(),
-                reason: "segment belongs to another log (log id differs)".into(),
-            });
-        }
-        if header.capacity < SEGMENT_BYTES_MIN
-            || header.capacity > SEGMENT_BYTES_MAX
-            || !header.capacity.is_multiple_of(16)
-        {
-            return Err(Error::corrupt(
-                path,
-                40,
-                format!("capacity {} in header is invalid", header.capacity),
-            ));
-        }
+        let header = check_header(path, &head, name, log_id)?;
         if file_len < header.capacity && !last {
             return Err(Error::corrupt(
                 path,
@@ -182,6 +140,53 @@ impl Segment {
     pub fn path(&self) -> PathBuf {
         self.map.path().to_path_buf()
     }
+}
+
+/// Decodes a segment header and checks it against its file name (base and number), the log's id and the
+/// capacity range.
+fn check_header(
+    path: &Path,
+    head: &[u8],
+    name: SegmentName,
+    log_id: Option<[u8; 16]>,
+) -> Result<SegmentHeader> {
+    let header = SegmentHeader::decode(head).map_err(|p| match p {
+        HeaderProblem::Version(found) => {
+            Error::UnsupportedVersion { path: path.to_path_buf(), found, supported: FORMAT_VERSION }
+        }
+        HeaderProblem::BadMagic => Error::InvalidDirectory {
+            path: path.to_path_buf(),
+            reason: "not a foldlog segment (bad magic)".into(),
+        },
+        HeaderProblem::Short | HeaderProblem::Damaged => Error::corrupt(path, 0, "segment header damaged"),
+    })?;
+    if header.base_position != name.base {
+        return Err(Error::corrupt(
+            path,
+            32,
+            format!("header base position {} disagrees with the file name", header.base_position),
+        ));
+    }
+    if header.seq != name.seq {
+        return Err(Error::corrupt(
+            path,
+            56,
+            format!("header sequence number {} disagrees with the file name", header.seq),
+        ));
+    }
+    if log_id.is_some_and(|id| id != header.log_id) {
+        return Err(Error::InvalidDirectory {
+            path: path.to_path_buf(),
+            reason: "segment belongs to another log (log id differs)".into(),
+        });
+    }
+    if header.capacity < SEGMENT_BYTES_MIN
+        || header.capacity > SEGMENT_BYTES_MAX
+        || !header.capacity.is_multiple_of(16)
+    {
+        return Err(Error::corrupt(path, 40, format!("capacity {} in header is invalid", header.capacity)));
+    }
+    Ok(header)
 }
 
 /// Wall-clock microseconds since the Unix epoch (0 if the clock is before it).
