@@ -37,6 +37,10 @@ pub struct NewEvent<'a> {
     pub event_id: Option<u128>,
     /// Schema version of the event type (for upcasting on read). Default 0.
     pub schema_version: u32,
+    /// The event's timestamp (microseconds since the Unix epoch); `None` (the default) stamps it with the
+    /// wall clock at append. For importers and salvage, which carry the original time over; the store does
+    /// not require timestamps to increase.
+    pub timestamp_micros: Option<i64>,
 }
 
 impl<'a> NewEvent<'a> {
@@ -784,7 +788,7 @@ impl Inner {
                 let env = &mut w.scratch;
                 env.position = position;
                 env.stream_version = first_version + i as u64;
-                env.timestamp_micros = now;
+                env.timestamp_micros = e.timestamp_micros.unwrap_or(now);
                 env.schema_version = e.schema_version;
                 env.event_id = e.event_id.map(u128::to_be_bytes);
                 env.stream_id.clear();
