@@ -47,8 +47,10 @@ mod map;
 mod options;
 mod read;
 mod record;
+pub mod salvage;
 mod segment;
 mod snapshot;
+mod staging;
 mod store;
 pub mod verify;
 
