@@ -29,6 +29,7 @@
 #![deny(unsafe_code)]
 
 mod aggregate;
+pub mod backup;
 mod directory;
 mod error;
 mod format;
