@@ -329,8 +329,14 @@ impl Copier<'_> {
             match self.append_runs(kept, &news, &runs) {
                 Err(Error::TooLarge { .. }) => {
                     for run in runs {
-                        for i in run {
-                            self.append_runs(kept, &news, &[i..i + 1])?;
+                        match self.append_runs(kept, &news, std::slice::from_ref(&run)) {
+                            Err(Error::TooLarge { .. }) => {
+                                for i in run {
+                                    let one = i..i + 1;
+                                    self.append_runs(kept, &news, std::slice::from_ref(&one))?;
+                                }
+                            }
+                            r => r?,
                         }
                     }
                 }
