@@ -41,7 +41,7 @@ fn append_three(store: &Store, i: u64) {
     let b = [NewEvent { metadata: b"m", ..NewEvent::new("B", &payload) }];
     let streams = [
         StreamAppend::new("left", ExpectedVersion::Any, &a),
-        StreamAppend::new(if i % 2 == 0 { "right" } else { "other" }, ExpectedVersion::Any, &b),
+        StreamAppend::new(if i.is_multiple_of(2) { "right" } else { "other" }, ExpectedVersion::Any, &b),
     ];
     let consumer = (i % 7 == 3).then_some(("proj", i));
     store.append_batch(&Batch { streams: &streams, consumer }).expect("append");
