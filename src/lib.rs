@@ -30,9 +30,11 @@
 
 mod aggregate;
 pub mod backup;
+mod consumers;
 mod directory;
 mod error;
 mod format;
+pub mod import;
 mod index;
 // Test hooks (failpoints, the persistence recorder, the crash oracle and fuzz bodies) exist only with the
 // `testing` feature, which the test suite and the fuzzers turn on.
