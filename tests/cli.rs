@@ -649,6 +649,7 @@ fn import_refuses_bad_input_by_line_and_leaves_nothing() {
         (with(4, &bad_base64), 4, "not base64"),
         (with(8, &version_gap), 8, "version"),
         (with(2, "{\"kind\":\"event\",\"surprise\":1}"), 2, "not an export record"),
+        (with(4, &lines[3].replacen('{', "{\"extra\":1,", 1)), 4, "unknown field"),
     ];
     std::fs::write(tmp.path().join("beside.txt"), b"mine").expect("write");
     for (input, line, why) in cases {
