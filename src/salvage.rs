@@ -214,6 +214,8 @@ pub fn salvage(
             segment_size_bytes: options.segment_size_bytes,
             // Synced once at the end: the new store is not visible before it is complete anyway.
             durability: Durability::Never,
+            // The source already decided which appends were retries (see `Staging::remove_checkpoint`).
+            event_ids_remembered: 0,
             ..Options::default()
         },
     )?;
@@ -233,6 +235,7 @@ pub fn salvage(
     let mut report = copier.finish(walked);
     report.snapshots_skipped = src.join(crate::snapshot::SNAPSHOT_DIR).is_dir();
     store.close()?;
+    staging.remove_checkpoint()?;
     staging.finish()?;
     Ok(report)
 }
@@ -243,6 +246,12 @@ impl Copier<'_> {
             self.consumers.insert(name.to_owned(), position);
         }
         if self.failed.is_some() {
+            return;
+        }
+        // foldlog never writes one id twice in a batch, and the engine refuses such a batch: it fails the
+        // checks as a whole (its positions are reported lost).
+        let mut ids = std::collections::HashSet::new();
+        if !batch.events.iter().filter_map(|e| e.event_id()).all(|id| ids.insert(id)) {
             return;
         }
         let kept: Vec<EventRef<'_>> = batch.events.iter().copied().filter(|e| self.keep(e)).collect();

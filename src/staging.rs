@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::directory::StoreLock;
 use crate::error::{Error, Result};
-use crate::format::LOCK_FILE;
+use crate::format::{CHECKPOINT_FILE, LOCK_FILE};
 use crate::io as sys;
 
 /// A temporary directory that becomes `dst` on [`Staging::finish`], or is cleaned up on drop.
@@ -74,6 +74,21 @@ impl Staging {
     /// The temporary directory to build the store in.
     pub(crate) fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Removes the index checkpoint the store built here wrote on close. Salvage and import build with no
+    /// event-id window (`event_ids_remembered: 0`: the source decided which ids were retries, and a window
+    /// here would refuse an id the source legitimately reused after forgetting it), and a checkpoint would
+    /// carry that empty window into the first open. Without one, the first open rebuilds the index from the
+    /// log, remembering ids as its own options say.
+    pub(crate) fn remove_checkpoint(&self) -> Result<()> {
+        let path = self.dir.join(CHECKPOINT_FILE);
+        match sys::remove(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove checkpoint", path, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Moves the finished store into place: checks `dst` again, removes it if it is an empty directory, and

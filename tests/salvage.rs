@@ -408,3 +408,39 @@ fn the_destination_must_be_new_or_empty_and_nothing_else_is_touched() {
     assert!(matches!(err, Err(foldlog::Error::InvalidDirectory { .. })), "{err:?}");
     assert!(!tmp.path().join("new").exists());
 }
+
+/// Regression: a store with a small id window legitimately reuses an event id once it forgot it. A new store
+/// built with a window of its own refused (or silently merged) the second use, so salvage and import copy
+/// with no window, and the new store's first open remembers ids as its own options say.
+#[test]
+fn event_ids_reused_after_the_window_forgot_them_are_copied_and_imported() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let store =
+        Store::open_with(&src, Options { event_ids_remembered: 2, ..Options::default() }).expect("create");
+    for i in 0..6u8 {
+        let payload = [i];
+        let event = NewEvent { event_id: Some(u128::from(i % 3)), ..NewEvent::new("E", &payload) };
+        let a = store.append("s", ExpectedVersion::Any, &[event]).expect("append");
+        assert!(!a.deduplicated, "the window of 2 had forgotten id {}", i % 3);
+    }
+    store.close().expect("close");
+    let source = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
+    let reference = read_all(&source);
+    let report = salvage(&src, tmp.path().join("salvaged"), &SalvageOptions::default()).expect("salvage");
+    assert!(report.is_complete(), "{report:#?}");
+    let records: Vec<Result<(u64, foldlog::import::Record), String>> = source
+        .read_all(0)
+        .enumerate()
+        .map(|(i, e)| Ok((i as u64 + 1, foldlog::import::Record::Event(e.expect("read").to_owned()))))
+        .collect();
+    foldlog::import::import(tmp.path().join("imported"), records).expect("import");
+    for dst in ["salvaged", "imported"] {
+        let store = Store::open(tmp.path().join(dst)).expect("open");
+        assert_eq!(read_all(&store), reference, "{dst}");
+        // The last use of id 2 is remembered again by this open: a retry of it is recognised.
+        let retry = NewEvent { event_id: Some(2), ..NewEvent::new("E", &[5]) };
+        let a = store.append("s", ExpectedVersion::Any, &[retry]).expect("retry");
+        assert!(a.deduplicated, "{dst}: the new store's own id window is built at open");
+    }
+}
