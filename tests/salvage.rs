@@ -444,3 +444,43 @@ fn event_ids_reused_after_the_window_forgot_them_are_copied_and_imported() {
         assert!(a.deduplicated, "{dst}: the new store's own id window is built at open");
     }
 }
+
+/// A segment of another log put in a store's place (a restore gone wrong) is skipped whole: none of its
+/// frames, valid as they are, enters the copy, and the positions it hid are reported lost.
+#[test]
+fn a_segment_of_another_log_is_not_copied() {
+    let (tmp, src, reference) = fresh();
+    let other = tmp.path().join("other");
+    build(&other);
+    let (ours, theirs) = (segment_files(&src), segment_files(&other));
+    let i = ours.len() / 2;
+    let base = |p: &Path| -> u64 {
+        p.file_name().and_then(|n| n.to_str()).expect("name")[..20].parse().expect("base")
+    };
+    let hidden: Vec<u64> = (base(&ours[i])..base(&ours[i + 1])).collect();
+    std::fs::copy(&theirs[i], &ours[i]).expect("put the other log's segment in place");
+    let report = salvage_and_check(&src, &reference, &expected(&reference, &hidden));
+    assert!(report.damage.iter().any(|d| d.problem.contains("another log")), "{:#?}", report.damage);
+}
+
+/// A torn tail (a batch a crash left half-written, never promised durable) is reported, not counted lost.
+#[test]
+fn a_torn_tail_is_not_a_loss() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let store =
+        Store::open_with(&src, Options { durability: foldlog::Durability::Never, ..Options::default() })
+            .expect("create");
+    for i in 0..10u8 {
+        let payload = [i; 40];
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", &payload)]).expect("append");
+    }
+    store.abandon(); // as kill -9: nothing synced
+    let seg = segment_files(&src).pop().expect("a segment");
+    let (last, _, _) = *frames_of(&std::fs::read(&seg).expect("read")).last().expect("frames");
+    flip(&seg, last + 20);
+    let report = salvage(&src, tmp.path().join("dst"), &SalvageOptions::default()).expect("salvage");
+    assert!(report.torn_tail.is_some(), "{report:#?}");
+    assert_eq!(report.events_copied, 9);
+    assert!(report.is_complete(), "a torn tail was never promised durable: {report:#?}");
+}
