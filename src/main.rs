@@ -751,6 +751,8 @@ struct SalvageJson {
     /// Lost source positions as `[start, end)` pairs.
     lost: Vec<[u64; 2]>,
     lost_count: u64,
+    /// The part of `lost` that went with the damage itself (the rest are stream cuts' intact events).
+    lost_to_damage: Vec<[u64; 2]>,
     /// Old → new positions of the copied events: `{old_start, new_start, len}` runs.
     mapping: Vec<RunJson>,
     streams_cut: Vec<CutJson>,
@@ -826,6 +828,7 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
             end_uncertain: r.end_uncertain,
             lost: r.lost.iter().map(|l| [l.start, l.end]).collect(),
             lost_count: r.lost_count(),
+            lost_to_damage: r.lost_to_damage().iter().map(|l| [l.start, l.end]).collect(),
             mapping: r
                 .mapping
                 .iter()
@@ -874,13 +877,30 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
         r.source_end,
         if r.end_uncertain { " (the damage reaches the end of the log: more may have followed)" } else { "" }
     )?;
-    for l in &r.lost {
-        writeln!(out, "LOST:       {}", positions(l))?;
+    // Long lists are cut short here; --json always has all of it.
+    const LINES_MAX: usize = 20;
+    let with_damage = r.lost_to_damage();
+    for l in with_damage.iter().take(LINES_MAX) {
+        writeln!(out, "LOST:       {} (with the damage)", positions(l))?;
     }
-    for c in &r.streams_cut {
+    if with_damage.len() > LINES_MAX {
         writeln!(
             out,
-            "STREAM CUT: {} kept through version {}; version {} was lost, so its {} later intact event(s) were left out",
+            "LOST:       ... and {} more ranges (--json lists all)",
+            with_damage.len() - LINES_MAX
+        )?;
+    }
+    for c in &r.streams_cut {
+        let (first, last) = (c.dropped_positions.first(), c.dropped_positions.last());
+        let span = match (first, last) {
+            (Some(f), Some(l)) if f != l => format!(", positions {f} to {l}"),
+            (Some(f), _) => format!(", position {f}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "STREAM CUT: {} kept through version {}; version {} was lost, so its {} later intact event(s){span} \
+             were left out (LOST too)",
             quoted(&c.stream),
             c.kept_through,
             c.missing_version,
@@ -909,7 +929,14 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
     }
     if r.mapping.len() > 1 || r.mapping.first().is_some_and(|m| m.old_start != m.new_start) {
         writeln!(out, "positions moved (old -> new):")?;
-        for m in &r.mapping {
+        if r.mapping.len() > LINES_MAX {
+            writeln!(
+                out,
+                "            ({} runs; the first {LINES_MAX} follow, --json lists all)",
+                r.mapping.len()
+            )?;
+        }
+        for m in r.mapping.iter().take(LINES_MAX) {
             writeln!(
                 out,
                 "            {}..={} -> {}..={}",

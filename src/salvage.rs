@@ -148,6 +148,31 @@ impl SalvageReport {
     pub fn lost_count(&self) -> u64 {
         self.lost.iter().map(|r| r.end - r.start).sum()
     }
+
+    /// The lost positions that went with the damage itself (unreadable frames, the rest of their batches,
+    /// frames failing a check), as sorted, disjoint ranges: [`SalvageReport::lost`] without the intact events
+    /// that stream cuts left out.
+    pub fn lost_to_damage(&self) -> Vec<Range<u64>> {
+        let mut dropped: Vec<u64> =
+            self.streams_cut.iter().flat_map(|c| c.dropped_positions.iter().copied()).collect();
+        dropped.sort_unstable();
+        let mut out: Vec<Range<u64>> = Vec::new();
+        for r in &self.lost {
+            let mut at = r.start;
+            // Walk the dropped positions inside `r`; the stretches between them went with the damage.
+            let from = dropped.partition_point(|&p| p < r.start);
+            for &p in dropped[from..].iter().take_while(|&&p| p < r.end) {
+                if p > at {
+                    out.push(at..p);
+                }
+                at = p + 1;
+            }
+            if at < r.end {
+                out.push(at..r.end);
+            }
+        }
+        out
+    }
 }
 
 /// Per-stream state while copying.

@@ -695,6 +695,7 @@ fn salvage_reports_the_loss_and_exits_1_and_0_when_nothing_was_lost() {
     assert_eq!(v["complete"], false);
     let lost = v["lost"].as_array().expect("lost");
     assert!(!lost.is_empty());
+    assert!(!v["lost_to_damage"].as_array().expect("lost_to_damage").is_empty());
     assert!(v["mapping"].as_array().expect("mapping").len() >= 2, "positions after the loss moved: {v}");
     assert_eq!(v["events_copied"].as_u64().expect("n") + v["lost_count"].as_u64().expect("n"), 240);
     let verify = foldlog(tmp.path(), &["verify", "saved"]);

@@ -281,6 +281,8 @@ fn damage_in_the_first_a_middle_and_the_last_segment() {
         let report = salvage_and_check(&src, &reference, &want);
         assert!(!report.is_complete(), "{which}");
         assert!(!report.damage.is_empty(), "{which}: the damage is reported");
+        let batch_range = batch[0]..batch[batch.len() - 1] + 1;
+        assert_eq!(report.lost_to_damage(), vec![batch_range], "{which}: what went with the damage");
         // Every stream that lost an event after one of its events was copied is cut, and named with its
         // first missing version and the intact events left out.
         let kept: std::collections::HashSet<u64> = want.iter().map(|e| e.position).collect();
