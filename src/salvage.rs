@@ -118,8 +118,9 @@ pub struct SalvageReport {
     pub mapping: Vec<PositionRun>,
     /// Streams with a version gap (prefix kept), by name.
     pub streams_cut: Vec<StreamCut>,
-    /// Streams whose first copied event has a version above 1 and comes after a lost position: they may have
-    /// lost their first events (a stream's first version is not recorded anywhere else). (stream, version).
+    /// Streams whose first copied event has a version above 1 and comes after any position that was not
+    /// copied: they may have lost their first events (a stream's first version is not recorded anywhere
+    /// else). (stream, first copied version).
     pub streams_starting_late: Vec<(String, u64)>,
     /// Consumer positions, by name.
     pub consumers: Vec<ConsumerCarried>,
@@ -192,6 +193,8 @@ struct Copier<'a> {
     consumers: HashMap<String, u64>,
     /// The last source position copied.
     last_old: Option<u64>,
+    /// Events kept so far: fewer than the next position means some earlier position was not copied.
+    kept: u64,
     /// The first error from the new store; the walk goes on, but nothing more is written.
     failed: Option<Error>,
 }
@@ -250,6 +253,7 @@ pub fn salvage(
         streams: HashMap::new(),
         consumers: HashMap::new(),
         last_old: None,
+        kept: 0,
         failed: None,
     };
     let walked = walk_dir(src, Some(&mut |batch: &FoundBatch<'_>| copier.batch(batch)))?;
@@ -304,8 +308,8 @@ impl Copier<'_> {
         let cuts = &mut self.report.streams_cut;
         match self.streams.get_mut(stream) {
             None => {
-                let after_loss = position > self.last_old.map_or(0, |l| l + 1);
-                if after_loss && version > 1 {
+                // Any earlier position not copied may have been this stream's start.
+                if position > self.kept && version > 1 {
                     self.report.streams_starting_late.push((stream.to_owned(), version));
                 }
                 self.streams.insert(stream.to_owned(), StreamState { next: version + 1, cut: None });
@@ -327,6 +331,7 @@ impl Copier<'_> {
             Some(s) => s.next = version + 1,
         }
         self.last_old = Some(position);
+        self.kept += 1;
         true
     }
 
