@@ -78,6 +78,10 @@ impl Store {
     /// (which must not exist, or be an empty directory), while appends go on. See [`crate::backup`] for what
     /// is copied and why it is consistent. Call [`Store::sync`] first to include everything committed.
     ///
+    /// Errors: a `dst` that exists and is not empty ([`Error::InvalidDirectory`]), a poisoned store
+    /// ([`Error::Poisoned`]: what is durable is no longer known), I/O ([`Error::Io`], naming the file; no
+    /// backup is left behind).
+    ///
     /// ```
     /// # fn main() -> foldlog::Result<()> {
     /// # let tmp = tempfile::tempdir().unwrap();
