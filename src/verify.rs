@@ -261,6 +261,8 @@ impl Walk<'_> {
     }
 
     fn segment(&mut self, path: &Path, last: bool) -> Result<()> {
+        // Judged anew for each segment; a header that does not decode leaves its frames to their own checks.
+        self.foreign = false;
         let file = sys::open(path, false).map_err(|e| Error::io("open segment", path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
         let mut check = SegmentCheck {
