@@ -272,6 +272,7 @@ impl TestEvent {
             metadata: &self.metadata,
             event_id: self.event_id,
             schema_version: self.schema_version,
+            timestamp_micros: None,
         }
     }
 

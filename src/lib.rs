@@ -29,9 +29,12 @@
 #![deny(unsafe_code)]
 
 mod aggregate;
+pub mod backup;
+mod consumers;
 mod directory;
 mod error;
 mod format;
+pub mod import;
 mod index;
 // Test hooks (failpoints, the persistence recorder, the crash oracle and fuzz bodies) exist only with the
 // `testing` feature, which the test suite and the fuzzers turn on.
@@ -47,8 +50,9 @@ mod map;
 mod options;
 mod read;
 mod record;
+pub mod salvage;
 mod segment;
-
+mod staging;
 mod store;
 pub mod verify;
 

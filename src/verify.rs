@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    frame_len, parse_segment_file_name, DurableSlot, FrameHeader, HeaderProblem, SegmentHeader,
+    frame_len, parse_segment_file_name, DurableSlot, FrameHeader, HeaderProblem, SegmentHeader, FLAG_COMMIT,
     FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN, LOCK_FILE, SEGMENT_HEADER_LEN, SLOT_FLAG_SEALED,
 };
 use crate::io as sys;
 use crate::map::SegmentMap;
-use crate::record::{decode_frame, Body, FrameProblem};
+use crate::record::{decode_frame, Body, EventRef, FrameProblem};
 use crate::segment::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 
 /// What [`verify_dir`] found.
@@ -129,7 +129,24 @@ pub struct TornTail {
 /// segment written by a newer format is [`Error::UnsupportedVersion`]; I/O failures are [`Error::Io`]. Damage
 /// is never an error: it is in the report.
 pub fn verify_dir(dir: impl AsRef<Path>) -> Result<VerifyReport> {
-    let dir = dir.as_ref();
+    walk_dir(dir.as_ref(), None)
+}
+
+/// One whole batch as the walk found it (every frame valid, its `COMMIT` frame seen), handed to the sink of
+/// [`walk_dir`]: what `salvage` copies.
+pub(crate) struct FoundBatch<'a> {
+    /// The events, in frame order.
+    pub events: &'a [EventRef<'a>],
+    /// The consumer positions (name, position), in frame order; misdirected ones are left out.
+    pub consumers: &'a [(&'a str, u64)],
+}
+
+/// A receiver of every whole batch the walk finds.
+pub(crate) type BatchSink<'s> = &'s mut dyn FnMut(&FoundBatch<'_>);
+
+/// [`verify_dir`], also handing every whole batch to `sink` in log order. Batches of a segment that belongs
+/// to another log (its log id differs) are reported as damage by the walk and not handed on.
+pub(crate) fn walk_dir(dir: &Path, sink: Option<BatchSink<'_>>) -> Result<VerifyReport> {
     if dir.as_os_str().is_empty() {
         return Err(Error::InvalidDirectory { path: dir.to_path_buf(), reason: "the path is empty".into() });
     }
@@ -159,6 +176,7 @@ pub fn verify_dir(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     names.sort_unstable();
     let mut walk = Walk {
         report: VerifyReport { dir: dir.to_path_buf(), ..VerifyReport::default() },
+        sink,
         ..Walk::default()
     };
     let n = names.len();
@@ -176,8 +194,12 @@ pub fn verify_dir(dir: impl AsRef<Path>) -> Result<VerifyReport> {
 }
 
 #[derive(Default)]
-struct Walk {
+struct Walk<'s> {
     report: VerifyReport,
+    /// Receives every whole batch (salvage); `None` for a plain verify.
+    sink: Option<BatchSink<'s>>,
+    /// The current segment carries another log's id: its batches are not handed to the sink.
+    foreign: bool,
     log_id: Option<[u8; 16]>,
     /// The position the next event must carry.
     expected: Option<u64>,
@@ -192,7 +214,7 @@ struct Walk {
 /// How many bytes the resynchronising search may CRC per segment, as a multiple of the segment's length.
 const RESYNC_BUDGET_FACTOR: u64 = 4;
 
-impl Walk {
+impl Walk<'_> {
     fn damage(&mut self, path: &Path, offset: u64, len: u64, problem: impl Into<String>) {
         let from = self.expected.unwrap_or(0);
         self.open_damage.push((self.report.damage.len(), from));
@@ -239,6 +261,8 @@ impl Walk {
     }
 
     fn segment(&mut self, path: &Path, last: bool) -> Result<()> {
+        // Judged anew for each segment; a header that does not decode leaves its frames to their own checks.
+        self.foreign = false;
         let file = sys::open(path, false).map_err(|e| Error::io("open segment", path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
         let mut check = SegmentCheck {
@@ -275,7 +299,8 @@ impl Walk {
                 }
                 self.seq = h.seq;
                 self.next_seq = h.seq.saturating_add(1);
-                if *self.log_id.get_or_insert(h.log_id) != h.log_id {
+                self.foreign = *self.log_id.get_or_insert(h.log_id) != h.log_id;
+                if self.foreign {
                     self.note(path, 16, 16, "segment belongs to another log (log id differs)");
                 }
                 match self.expected {
@@ -368,18 +393,22 @@ impl Walk {
         let mut budget = RESYNC_BUDGET_FACTOR.saturating_mul(limit).saturating_add(1 << 20);
         let mut at = base;
         let mut last_commit_end = base;
-        let mut batch_events: Vec<u64> = Vec::new();
+        let mut batch_events: Vec<EventRef<'_>> = Vec::new();
+        let mut batch_consumer_frames: Vec<(&str, u64)> = Vec::new();
         let (mut batch_frames, mut batch_consumers) = (0u64, 0u64);
         // The problem and claimed length of the frame the walk stopped at, if it stopped at a bad one.
         let mut stopped_at: Option<(FrameProblem, u64)> = None;
         let mut gave_up = false;
+        // The batch being read lost a frame to damage: it is counted as verify always did, but not handed to
+        // the sink, so a salvaged copy never holds part of an atomic batch.
+        let mut tainted = false;
         loop {
             let frame = bytes.get((at - base) as usize..).filter(|b| b.len() >= FRAME_HEADER_LEN as usize);
             let Some(frame) = frame else { break };
             match decode_frame(frame) {
                 Ok(f) => {
                     match f.body {
-                        Body::Event(e) => batch_events.push(e.position()),
+                        Body::Event(e) => batch_events.push(e),
                         Body::Consumer(c) if c.segment != self.seq || u64::from(c.offset) != at => {
                             let why = format!(
                                 "consumer frame says it was written to segment {} at offset {} (a misdirected write)",
@@ -387,13 +416,17 @@ impl Walk {
                             );
                             self.damage(path, at, f.len, why);
                         }
-                        Body::Consumer(..) => batch_consumers += 1,
+                        Body::Consumer(c) => {
+                            batch_consumers += 1;
+                            batch_consumer_frames.push((c.name, c.position));
+                        }
                     }
                     batch_frames += 1;
                     at += f.len;
                     if f.commit {
                         last_commit_end = at;
-                        self.batch(path, at, &mut batch_events, check);
+                        let whole = !std::mem::take(&mut tainted);
+                        self.batch(path, at, whole, &mut batch_events, &mut batch_consumer_frames, check);
                         check.frames += batch_frames;
                         self.report.consumer_frames += batch_consumers;
                         (batch_frames, batch_consumers) = (0, 0);
@@ -420,8 +453,21 @@ impl Walk {
                     } else {
                         ""
                     };
-                    // The frames of the damaged batch read so far are lost with it.
+                    // The frames of the damaged batch read so far are lost with it; so are the frames after
+                    // the damage up to the next COMMIT, unless the damaged frame provably ended its batch (its
+                    // header is intact, flags COMMIT, and its length leads exactly to where the walk resumes).
+                    let ends_batch = frame
+                        .get(..FRAME_HEADER_LEN as usize)
+                        .and_then(|h| <&[u8; 16]>::try_from(h).ok())
+                        .is_some_and(|raw| {
+                            let h = FrameHeader::read(raw);
+                            FrameHeader::well_formed(raw)
+                                && h.flags & FLAG_COMMIT != 0
+                                && at + frame_len(u64::from(h.body_len)) == to
+                        });
+                    tainted = !ends_batch;
                     batch_events.clear();
+                    batch_consumer_frames.clear();
                     (batch_frames, batch_consumers) = (0, 0);
                     self.damage(path, at, to - at, format!("{what}{note}"));
                     at = to;
@@ -468,9 +514,22 @@ impl Walk {
         }
     }
 
-    /// A whole batch ending at `end`: its events take their positions.
-    fn batch(&mut self, path: &Path, end: u64, events: &mut Vec<u64>, check: &mut SegmentCheck) {
-        for position in events.drain(..) {
+    /// A whole batch ending at `end`: its events take their positions, and the sink (if any) receives it.
+    #[allow(clippy::too_many_arguments)]
+    fn batch(
+        &mut self,
+        path: &Path,
+        end: u64,
+        whole: bool,
+        events: &mut Vec<EventRef<'_>>,
+        consumers: &mut Vec<(&str, u64)>,
+        check: &mut SegmentCheck,
+    ) {
+        if let Some(sink) = self.sink.as_mut().filter(|_| whole && !self.foreign) {
+            sink(&FoundBatch { events, consumers });
+        }
+        consumers.clear();
+        for position in events.drain(..).map(|e| e.position()) {
             // A gap right after damage is the damage's (its positions are bounded by this event); any other
             // gap or repeat is damage of its own.
             let explained = |e: u64| position > e && !self.open_damage.is_empty();

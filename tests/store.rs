@@ -62,6 +62,7 @@ fn framing_round_trips_every_field() {
             metadata: &metadata,
             event_id: id,
             schema_version: size as u32,
+            timestamp_micros: None,
         };
         let r = store.append(&stream, ExpectedVersion::Any, &[event]).unwrap();
         expected.push((r.positions.start, stream, ty, payload, metadata, id, size as u32));

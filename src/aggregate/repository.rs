@@ -259,6 +259,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
                 metadata: &ZEROS[..alignment_padding(&stream, p.event_type)],
                 event_id: None,
                 schema_version: p.schema_version,
+                timestamp_micros: None,
             })
             .collect();
         let expected = root.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);

@@ -16,6 +16,10 @@ pub struct NewEvent<'a> {
     pub event_id: Option<u128>,
     /// Schema version of the event type (for upcasting on read). Default 0.
     pub schema_version: u32,
+    /// The event's timestamp (microseconds since the Unix epoch); `None` (the default) stamps it with the
+    /// wall clock at append. For importers and salvage, which carry the original time over; the store does
+    /// not require timestamps to increase.
+    pub timestamp_micros: Option<i64>,
 }
 
 impl<'a> NewEvent<'a> {

@@ -79,6 +79,20 @@ impl Inner {
         self.segments.get(i)
     }
 
+    /// For `Store::backup_to` (src/backup.rs), taken under the writer lock so the three agree: the segment
+    /// slot the durable end lies in, the file offset below which that segment's frames are durable, and the
+    /// durable position. Every segment before that slot is sealed. A read-only store has no writer (and no
+    /// writer runs beside it), so its whole committed log is the end.
+    pub(crate) fn durable_end(&self) -> Result<(usize, u64, u64)> {
+        let guard = self.lock_writer()?;
+        if let Some(w) = guard.as_ref() {
+            return Ok((w.seg, w.synced_end, self.durable.load(Ordering::Acquire)));
+        }
+        let ix = self.read_index();
+        let last = ix.segments.len().saturating_sub(1);
+        Ok((last, ix.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.end), ix.next_position))
+    }
+
     /// Where segment `i`'s frames end if it is sealed; `u64::MAX` for the active (or an unknown) one.
     pub(crate) fn sealed_end(&self, i: usize) -> u64 {
         let ix = self.read_index();

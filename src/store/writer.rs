@@ -245,7 +245,7 @@ impl Inner {
                 let env = &mut w.scratch;
                 env.position = position;
                 env.stream_version = first_version + i as u64;
-                env.timestamp_micros = now;
+                env.timestamp_micros = e.timestamp_micros.unwrap_or(now);
                 env.schema_version = e.schema_version;
                 env.event_id = e.event_id.map(u128::to_be_bytes);
                 env.stream_id.clear();

@@ -1,10 +1,11 @@
-//! The `foldlog` command: demo, verify, stat, dump, bench.
+//! The `foldlog` command: demo, verify, stat, dump, salvage, export, import, backup, bench.
 //!
 //! Every command writes through a locked stdout and treats a closed pipe (`foldlog dump DIR | head`) as a
 //! normal end. Exit statuses (docs/operations.md): 0 success, 1 corruption found, 2 usage or I/O error.
 
 use foldlog_bank as demo_bank;
 use foldlog_bank::demo_dir;
+mod export_cmd;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -86,6 +87,43 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Bytes::Auto)]
         payload: Bytes,
     },
+    /// Copy every intact event of a damaged store into a new store and say exactly which positions and
+    /// streams were lost. SRC is only read. Exit 0 nothing lost, 1 something lost, 2 usage or I/O error.
+    Salvage {
+        /// The damaged store (read-only; no process may have it open).
+        src: PathBuf,
+        /// The new store: a directory that does not exist yet, or an empty one.
+        dst: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the log as JSON Lines to stdout: a header, every event in global order, then the consumer
+    /// positions (read-only).
+    Export {
+        /// Data directory.
+        dir: PathBuf,
+        /// Write payloads and metadata as UTF-8 text when they are valid UTF-8 (else base64).
+        #[arg(long)]
+        text: bool,
+    },
+    /// Read an export (JSON Lines) from stdin into a new store, keeping positions, versions, ids and
+    /// timestamps.
+    Import {
+        /// The new store: a directory that does not exist yet, or an empty one.
+        dir: PathBuf,
+    },
+    /// Copy a store that no process has open into a new directory, up to its end (sealed segments are
+    /// hard-linked where possible). A live store is backed up from its writer with Store::backup_to.
+    Backup {
+        /// The store (read-only).
+        src: PathBuf,
+        /// The backup: a directory that does not exist yet, or an empty one.
+        dst: PathBuf,
+        /// Copy every byte instead of hard-linking sealed segments (for a backup on another device).
+        #[arg(long)]
+        copy: bool,
+    },
     /// Measure foldlog against a raw write()+fdatasync file on this machine (about 10-20 s) and print a table.
     Bench {
         /// Events per scenario.
@@ -124,6 +162,10 @@ fn main() -> ExitCode {
         Command::Verify { dir, .. } => ("verify", Some(dir.clone())),
         Command::Stat { dir, .. } => ("stat", Some(dir.clone())),
         Command::Dump { dir, .. } => ("dump", Some(dir.clone())),
+        Command::Salvage { src, .. } => ("salvage", Some(src.clone())),
+        Command::Export { dir, .. } => ("export", Some(dir.clone())),
+        Command::Import { dir } => ("import", Some(dir.clone())),
+        Command::Backup { src, .. } => ("backup", Some(src.clone())),
         Command::Bench { dir, .. } => ("bench", dir.clone()),
     };
     let r = match cli.command {
@@ -139,6 +181,10 @@ fn main() -> ExitCode {
         Command::Dump { dir, stream, from, limit, payload } => {
             dump(&dir, stream.as_deref(), from, limit, payload)
         }
+        Command::Salvage { src, dst, json } => salvage(&src, &dst, json),
+        Command::Export { dir, text } => export_cmd::export(&dir, text),
+        Command::Import { dir } => export_cmd::import_stdin(&dir),
+        Command::Backup { src, dst, copy } => backup(&src, &dst, copy),
         #[cfg(unix)]
         Command::Bench { events, dir } => {
             bench_cmd::run(events, dir.as_deref()).map(|()| ExitCode::SUCCESS).map_err(|e| e as _)
@@ -154,6 +200,12 @@ fn main() -> ExitCode {
             let mut message = e.to_string();
             if let Some(dir) = dir.filter(|d| !message.contains(&d.display().to_string())) {
                 message = format!("{}: {message}", dir.display());
+            }
+            let locked = matches!(e.downcast_ref::<Error>(), Some(Error::Locked { .. }));
+            if locked && name == "backup" {
+                message.push_str(
+                    "; a live store is backed up from its writer's process (Store::backup_to), or stop the writer",
+                );
             }
             let _ = writeln!(io::stderr(), "foldlog {name}: {message}");
             let corrupt = matches!(e.downcast_ref::<Error>(), Some(Error::Corrupt { .. }));
@@ -690,6 +742,258 @@ fn dump(dir: &Path, stream: Option<&str>, from: u64, limit: Option<u64>, bytes: 
         writeln!(out, "  payload {}", show(e.payload(), bytes))?;
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct SalvageJson {
+    src: String,
+    dst: String,
+    complete: bool,
+    events_copied: u64,
+    source_end: u64,
+    end_uncertain: bool,
+    /// Lost source positions as `[start, end)` pairs.
+    lost: Vec<[u64; 2]>,
+    lost_count: u64,
+    /// The part of `lost` that went with the damage itself (the rest are stream cuts' intact events).
+    lost_to_damage: Vec<[u64; 2]>,
+    /// Old → new positions of the copied events: `{old_start, new_start, len}` runs.
+    mapping: Vec<RunJson>,
+    streams_cut: Vec<CutJson>,
+    streams_starting_late: Vec<LateJson>,
+    consumers: Vec<ConsumerJson>,
+    damage: Vec<String>,
+    torn_tail: Option<TornJson>,
+    snapshots_skipped: bool,
+}
+
+#[derive(Serialize)]
+struct RunJson {
+    old_start: u64,
+    new_start: u64,
+    len: u64,
+}
+
+#[derive(Serialize)]
+struct CutJson {
+    stream: String,
+    kept_through: u64,
+    missing_version: u64,
+    dropped_positions: Vec<u64>,
+}
+
+#[derive(Serialize)]
+struct LateJson {
+    stream: String,
+    first_version: u64,
+}
+
+#[derive(Serialize)]
+struct ConsumerJson {
+    name: String,
+    old_position: u64,
+    /// Absent when dropped.
+    new_position: Option<u64>,
+}
+
+fn positions(r: &std::ops::Range<u64>) -> String {
+    match r.end - r.start {
+        1 => format!("position {}", r.start),
+        n => format!("positions {}..={} ({n} events)", r.start, r.end - 1),
+    }
+}
+
+fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
+    use foldlog::salvage::SalvageOptions;
+    let r = foldlog::salvage::salvage(src, dst, &SalvageOptions::default())?;
+    let code = ExitCode::from(if r.is_complete() { 0 } else { EXIT_CORRUPT });
+    let damage: Vec<String> = r
+        .damage
+        .iter()
+        .map(|d| {
+            format!(
+                "{} at offset {} ({} bytes): {}; {}",
+                d.path.display(),
+                d.offset,
+                d.len,
+                d.problem,
+                d.positions
+            )
+        })
+        .collect();
+    let mut out = io::stdout().lock();
+    if json {
+        let report = SalvageJson {
+            src: src.display().to_string(),
+            dst: dst.display().to_string(),
+            complete: r.is_complete(),
+            events_copied: r.events_copied,
+            source_end: r.source_end,
+            end_uncertain: r.end_uncertain,
+            lost: r.lost.iter().map(|l| [l.start, l.end]).collect(),
+            lost_count: r.lost_count(),
+            lost_to_damage: r.lost_to_damage().iter().map(|l| [l.start, l.end]).collect(),
+            mapping: r
+                .mapping
+                .iter()
+                .map(|m| RunJson { old_start: m.old_start, new_start: m.new_start, len: m.len })
+                .collect(),
+            streams_cut: r
+                .streams_cut
+                .iter()
+                .map(|c| CutJson {
+                    stream: c.stream.clone(),
+                    kept_through: c.kept_through,
+                    missing_version: c.missing_version,
+                    dropped_positions: c.dropped_positions.clone(),
+                })
+                .collect(),
+            streams_starting_late: r
+                .streams_starting_late
+                .iter()
+                .map(|(s, v)| LateJson { stream: s.clone(), first_version: *v })
+                .collect(),
+            consumers: r
+                .consumers
+                .iter()
+                .map(|c| ConsumerJson {
+                    name: c.name.clone(),
+                    old_position: c.old_position,
+                    new_position: c.new_position,
+                })
+                .collect(),
+            damage,
+            torn_tail: r.torn_tail.as_ref().map(|t| TornJson {
+                path: t.path.display().to_string(),
+                offset: t.offset,
+                len: t.len,
+            }),
+            snapshots_skipped: r.snapshots_skipped,
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(code);
+    }
+    writeln!(out, "salvaged:   {} -> {}", src.display(), dst.display())?;
+    writeln!(
+        out,
+        "copied:     {} of {} events{}",
+        r.events_copied,
+        r.source_end,
+        if r.end_uncertain { " (the damage reaches the end of the log: more may have followed)" } else { "" }
+    )?;
+    // Long lists are cut short here; --json always has all of it.
+    const LINES_MAX: usize = 20;
+    let with_damage = r.lost_to_damage();
+    for l in with_damage.iter().take(LINES_MAX) {
+        writeln!(out, "LOST:       {} (with the damage)", positions(l))?;
+    }
+    if with_damage.len() > LINES_MAX {
+        writeln!(
+            out,
+            "LOST:       ... and {} more ranges (--json lists all)",
+            with_damage.len() - LINES_MAX
+        )?;
+    }
+    for c in &r.streams_cut {
+        let (first, last) = (c.dropped_positions.first(), c.dropped_positions.last());
+        let span = match (first, last) {
+            (Some(f), Some(l)) if f != l => format!(", positions {f} to {l}"),
+            (Some(f), _) => format!(", position {f}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "STREAM CUT: {} kept through version {}; version {} was lost, so its {} later intact event(s){span} \
+             were left out (LOST too)",
+            quoted(&c.stream),
+            c.kept_through,
+            c.missing_version,
+            c.dropped_positions.len()
+        )?;
+    }
+    for (s, v) in &r.streams_starting_late {
+        writeln!(
+            out,
+            "MAYBE CUT:  {} starts at version {v}, after a loss: its first events may be lost",
+            quoted(s)
+        )?;
+    }
+    for c in &r.consumers {
+        match c.new_position {
+            Some(p) => {
+                writeln!(out, "consumer:   {} at position {} (was {})", quoted(&c.name), p, c.old_position)?
+            }
+            None => writeln!(
+                out,
+                "CONSUMER DROPPED: {} was at {}, before every copied event",
+                quoted(&c.name),
+                c.old_position
+            )?,
+        }
+    }
+    if r.mapping.len() > 1 || r.mapping.first().is_some_and(|m| m.old_start != m.new_start) {
+        writeln!(out, "positions moved (old -> new):")?;
+        if r.mapping.len() > LINES_MAX {
+            writeln!(
+                out,
+                "            ({} runs; the first {LINES_MAX} follow, --json lists all)",
+                r.mapping.len()
+            )?;
+        }
+        for m in r.mapping.iter().take(LINES_MAX) {
+            writeln!(
+                out,
+                "            {}..={} -> {}..={}",
+                m.old_start,
+                m.old_start + m.len - 1,
+                m.new_start,
+                m.new_start + m.len - 1
+            )?;
+        }
+    }
+    for d in &damage {
+        writeln!(out, "damage:     {d}")?;
+    }
+    if let Some(t) = &r.torn_tail {
+        writeln!(
+            out,
+            "torn tail:  {} bytes at {}:{} (never promised durable; not copied)",
+            t.len,
+            t.path.display(),
+            t.offset
+        )?;
+    }
+    if r.snapshots_skipped {
+        writeln!(out, "snapshots:  not copied (derived data; aggregates rebuild them on load)")?;
+    }
+    if r.is_complete() {
+        writeln!(out, "OK: every event and consumer position was copied")?;
+    } else {
+        writeln!(
+            out,
+            "INCOMPLETE: {} position(s) lost; the new store holds everything else",
+            r.lost_count()
+        )?;
+    }
+    Ok(code)
+}
+
+fn backup(src: &Path, dst: &Path, copy: bool) -> CliResult {
+    let options = foldlog::backup::BackupOptions { hard_links: !copy };
+    let r = foldlog::backup::backup(src, dst, &options)?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "backed up {} events ({} segments: {} hard-linked, {} copied, {} bytes) from {} to {}",
+        r.durable_position,
+        r.segments,
+        r.linked,
+        r.copied,
+        r.bytes_copied,
+        src.display(),
+        dst.display()
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

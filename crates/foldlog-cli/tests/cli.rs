@@ -1,5 +1,6 @@
 //! The `foldlog` binary, run for real: nothing is deleted that foldlog did not create, a store in use is never
-//! replaced, and every command behaves like a Unix tool (exit codes, closed pipes). Issue 10 parts 1 and 2.
+//! replaced, and every command behaves like a Unix tool (exit codes, closed pipes). Issue 10 parts 1 and 2;
+//! part 4 (salvage, export and import, backup) at the end.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -196,7 +197,7 @@ fn regression_a_second_demo_on_a_running_ones_directory_is_refused() {
 // ---------------------------------------------------------------------------------------------------------
 // Part 2: commands behave like Unix tools.
 
-use foldlog::{Batch, ExpectedVersion, NewEvent, Options, Store};
+use foldlog::{Batch, ExpectedVersion, NewEvent, Options, Store, StreamAppend};
 
 /// A closed store in a fresh directory: `events` events over 50 streams, 100-byte payloads.
 fn store_with(events: u32, options: Options) -> tempfile::TempDir {
@@ -529,4 +530,227 @@ fn verify_survives_any_bytes_with_bounded_work() {
         std::fs::write(&segs[i], &pristine[i]).expect("restore");
     }
     assert!(foldlog::verify::verify_dir(dir.path()).expect("verify").is_clean(), "restored");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Part 4: salvage, export and import, backup.
+
+/// Runs `foldlog` with `input` on stdin.
+fn foldlog_with_input(cwd: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(EXE)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A refusal may end the command before it read everything: a closed pipe here is fine.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+/// A closed store with binary payloads and metadata, event ids, streams starting at versions 0, 1 and 5,
+/// and two consumers.
+fn varied_store(dir: &Path) {
+    let store =
+        Store::open_with(dir, Options { segment_size_bytes: 4096, ..Options::default() }).expect("create");
+    for i in 0..120u32 {
+        let payload: Vec<u8> = (0..(i % 37)).map(|j| (j * 31 + i) as u8).collect();
+        let text = format!("{{\"n\":{i},\"é\":\"\\\"q\\\"\"}}");
+        let metadata: &[u8] = if i % 4 == 0 { b"\x00\xffbin" } else { b"corr=1" };
+        let (stream, first) = [("bin", 0), ("agg-1", 1), ("late", 5)][(i % 3) as usize];
+        let events = [
+            NewEvent {
+                event_id: (i % 2 == 0).then_some(u128::from(i) * 0x1_0000_0001 + 7),
+                schema_version: i % 3,
+                metadata,
+                ..NewEvent::new("Binary", &payload)
+            },
+            NewEvent::new("Texty", text.as_bytes()),
+        ];
+        let streams =
+            [StreamAppend { stream, expected: ExpectedVersion::Any, first_version: first, events: &events }];
+        let consumer = match i % 20 {
+            7 => Some(("proj-a", u64::from(i))),
+            13 => Some(("proj-b", u64::from(i) * 2)),
+            _ => None,
+        };
+        store.append_batch(&Batch { streams: &streams, consumer }).expect("append");
+    }
+    store.close().expect("close");
+}
+
+#[test]
+fn export_import_export_is_byte_identical() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    varied_store(&src);
+    for mode in [&[][..], &["--text"][..]] {
+        let mut args = vec!["export", "src"];
+        args.extend_from_slice(mode);
+        let first = foldlog(tmp.path(), &args);
+        assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+        let exported = String::from_utf8(first.stdout.clone()).expect("JSON Lines are UTF-8");
+        assert_eq!(exported.lines().count(), 1 + 240 + 2, "header, events, consumers");
+        assert!(exported.lines().next().expect("header").contains("\"kind\":\"header\""));
+        if mode.is_empty() {
+            assert!(exported.contains("\"payload_base64\""), "payloads as base64");
+        } else {
+            assert!(exported.contains("\"payload_text\":\"{\\\"n\\\""), "valid UTF-8 as text with --text");
+            assert!(exported.contains("\"metadata_base64\""), "invalid UTF-8 stays base64");
+        }
+        let dst = format!("copy{}", mode.len());
+        let imported = foldlog_with_input(tmp.path(), &["import", &dst], &first.stdout);
+        assert_eq!(imported.status.code(), Some(0), "{}", text(&imported));
+        let mut args = vec!["export", &dst];
+        args.extend_from_slice(mode);
+        let second = foldlog(tmp.path(), &args);
+        assert_eq!(second.status.code(), Some(0));
+        assert!(first.stdout == second.stdout, "export -> import -> export differs ({mode:?})");
+        let verify = foldlog(tmp.path(), &["verify", &dst]);
+        assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    }
+    // Timestamps were kept, not re-stamped at import.
+    let a = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
+    let b = Store::open_with(tmp.path().join("copy0"), Options { read_only: true, ..Options::default() })
+        .expect("open");
+    let owned = |s: &Store| s.read_all(0).map(|e| e.expect("read").to_owned()).collect::<Vec<_>>();
+    assert_eq!(owned(&a), owned(&b), "every field of every event, timestamps included");
+    assert_eq!(b.consumer_position("proj-b"), a.consumer_position("proj-b"));
+}
+
+#[test]
+fn import_refuses_bad_input_by_line_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    varied_store(&src);
+    let good = String::from_utf8(foldlog(tmp.path(), &["export", "src"]).stdout).expect("utf-8");
+    let lines: Vec<&str> = good.lines().collect();
+    let with = |n: usize, replacement: &str| -> String {
+        let mut v = lines.clone();
+        v[n - 1] = replacement;
+        v.join("\n") + "\n"
+    };
+    let skip_line_5 = {
+        let mut v = lines.clone();
+        v.remove(4);
+        v.join("\n") + "\n"
+    };
+    let bad_base64 = lines[3].replace("\"payload_base64\":\"", "\"payload_base64\":\"!!");
+    let version_gap = lines[7].replace("\"version\":2", "\"version\":9");
+    assert_ne!(version_gap, lines[7], "line 8 holds a version 2");
+    let cases: Vec<(String, usize, &str)> = vec![
+        (with(3, "{not json"), 3, "not an export record"),
+        (skip_line_5, 5, "position 4 where 3 belongs"),
+        (with(4, &bad_base64), 4, "not base64"),
+        (with(8, &version_gap), 8, "version"),
+        (with(2, "{\"kind\":\"event\",\"surprise\":1}"), 2, "not an export record"),
+        (with(4, &lines[3].replacen('{', "{\"extra\":1,", 1)), 4, "unknown field"),
+    ];
+    std::fs::write(tmp.path().join("beside.txt"), b"mine").expect("write");
+    for (input, line, why) in cases {
+        let out = foldlog_with_input(tmp.path(), &["import", "dst"], input.as_bytes());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "line {line}: {stderr}");
+        assert!(stderr.contains(&format!("line {line}:")), "names line {line}: {stderr}");
+        assert!(stderr.contains(why), "says why ({why}): {stderr}");
+        let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["beside.txt", "src"], "nothing half-imported is left: {names:?}");
+    }
+    // A destination that holds something is refused before anything is read.
+    std::fs::create_dir(tmp.path().join("full")).expect("mkdir");
+    std::fs::write(tmp.path().join("full/notes.txt"), b"mine").expect("write");
+    let out = foldlog_with_input(tmp.path(), &["import", "full"], good.as_bytes());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(std::fs::read(tmp.path().join("full/notes.txt")).expect("kept"), b"mine");
+}
+
+#[test]
+fn salvage_reports_the_loss_and_exits_1_and_0_when_nothing_was_lost() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    varied_store(&src);
+    let clean = foldlog(tmp.path(), &["salvage", "src", "whole"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    assert!(text(&clean).contains("OK: every event"), "{}", text(&clean));
+
+    let segs = segment_files(&src);
+    let frames = frames_of(&std::fs::read(&segs[1]).expect("read"));
+    let (at, kind) = frames[2];
+    assert_eq!(kind, 1);
+    flip(&segs[1], at + 16 + 5);
+    let before = tree(&src);
+    let out = foldlog(tmp.path(), &["salvage", "src", "saved", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "something was lost: {}", text(&out));
+    assert_eq!(tree(&src), before, "the source is only read");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["complete"], false);
+    let lost = v["lost"].as_array().expect("lost");
+    assert!(!lost.is_empty());
+    assert!(!v["lost_to_damage"].as_array().expect("lost_to_damage").is_empty());
+    assert!(v["mapping"].as_array().expect("mapping").len() >= 2, "positions after the loss moved: {v}");
+    assert_eq!(v["events_copied"].as_u64().expect("n") + v["lost_count"].as_u64().expect("n"), 240);
+    let verify = foldlog(tmp.path(), &["verify", "saved"]);
+    assert_eq!(verify.status.code(), Some(0), "the new store verifies clean: {}", text(&verify));
+    let plain = foldlog(tmp.path(), &["salvage", "src", "saved-again"]);
+    assert_eq!(plain.status.code(), Some(1));
+    let s = text(&plain);
+    assert!(s.contains("LOST:") && s.contains("INCOMPLETE"), "{s}");
+    assert!(s.contains("positions moved (old -> new)"), "{s}");
+    // An existing, non-empty destination: a usage error, nothing changed.
+    let again = foldlog(tmp.path(), &["salvage", "src", "saved"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+}
+
+#[test]
+fn backup_copies_a_closed_store_and_refuses_a_live_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    varied_store(&src);
+    std::fs::write(tmp.path().join("beside.txt"), b"mine").expect("write");
+    let before = tree(&src);
+    let out = foldlog(tmp.path(), &["backup", "src", "bk"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("backed up 240 events"), "{}", text(&out));
+    assert_eq!(tree(&src), before, "the source is only read");
+    let verify = foldlog(tmp.path(), &["verify", "bk"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    let copied = foldlog(tmp.path(), &["backup", "src", "bk2", "--copy"]);
+    assert!(text(&copied).contains("0 hard-linked"), "{}", text(&copied));
+    let a = foldlog(tmp.path(), &["export", "src"]);
+    let b = foldlog(tmp.path(), &["export", "bk2"]);
+    assert!(a.stdout == b.stdout, "the backup holds the same log");
+
+    let live = Store::open(&src).expect("open");
+    let refused = foldlog(tmp.path(), &["backup", "src", "bk3"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("backup_to"), "says how to back up a live store: {}", text(&refused));
+    assert!(!tmp.path().join("bk3").exists());
+    drop(live);
+    assert_eq!(std::fs::read(tmp.path().join("beside.txt")).expect("kept"), b"mine");
+}
+
+#[test]
+fn export_into_a_closed_pipe_exits_quietly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    varied_store(&tmp.path().join("src"));
+    let mut child = Command::new(EXE)
+        .args(["export", "src"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty());
 }

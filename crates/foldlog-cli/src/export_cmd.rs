@@ -1,0 +1,184 @@
+//! `foldlog export` and `foldlog import`: the log as JSON Lines, one record per line.
+//!
+//! Records (docs/operations.md has the full description):
+//!
+//! - `{"kind":"header","format":1}`: first line; `format` is this layout's version.
+//! - `{"kind":"event","position":…,"stream":…,"version":…,"type":…,"schema_version":…,"timestamp_micros":…,
+//!   "event_id":…,"metadata_base64"|"metadata_text":…,"payload_base64"|"payload_text":…}` in global order.
+//!   `event_id` is 32 lowercase hex digits or null. Bytes are standard base64 (with padding), or with
+//!   `--text` UTF-8 text when they are valid UTF-8 (the field name says which).
+//! - `{"kind":"consumer","name":…,"position":…}` after the events, one per consumer (its latest position),
+//!   sorted by name.
+
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use foldlog::import::{import, Record};
+use foldlog::{Envelope, Options, Store};
+use serde::{Deserialize, Serialize};
+
+/// The layout version written in the header line.
+const EXPORT_FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Line {
+    Header(Header),
+    Event(Event),
+    Consumer(Consumer),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    format: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    position: u64,
+    stream: String,
+    version: u64,
+    #[serde(rename = "type")]
+    event_type: String,
+    schema_version: u32,
+    timestamp_micros: i64,
+    event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    metadata_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    metadata_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    payload_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    payload_text: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Consumer {
+    name: String,
+    position: u64,
+}
+
+/// (base64, text): exactly one is set.
+fn encode_bytes(b: &[u8], text: bool) -> (Option<String>, Option<String>) {
+    match std::str::from_utf8(b) {
+        Ok(s) if text => (None, Some(s.to_owned())),
+        _ => (Some(STANDARD.encode(b)), None),
+    }
+}
+
+fn decode_bytes(what: &str, base64: Option<String>, text: Option<String>) -> Result<Vec<u8>, String> {
+    match (base64, text) {
+        (Some(b), None) => STANDARD.decode(b).map_err(|e| format!("{what}_base64 is not base64: {e}")),
+        (None, Some(t)) => Ok(t.into_bytes()),
+        (None, None) => Err(format!("{what}_base64 or {what}_text is missing")),
+        (Some(_), Some(_)) => Err(format!("both {what}_base64 and {what}_text are given")),
+    }
+}
+
+/// `foldlog export DIR [--text]`: the whole log, then the consumer positions, to stdout.
+pub fn export(dir: &Path, text: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let store =
+        Store::open_with(dir, Options { read_only: true, create_if_missing: false, ..Options::default() })?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let line = |record: &Line, out: &mut dyn Write| -> Result<(), Box<dyn std::error::Error>> {
+        // Rendered first, so a closed stdout is an `io::Error` like every other write.
+        let rendered = serde_json::to_string(record)?;
+        writeln!(out, "{rendered}")?;
+        Ok(())
+    };
+    line(&Line::Header(Header { format: EXPORT_FORMAT }), &mut out)?;
+    for e in store.read_all(0) {
+        let e = e?;
+        let (metadata_base64, metadata_text) = encode_bytes(e.metadata(), text);
+        let (payload_base64, payload_text) = encode_bytes(e.payload(), text);
+        let record = Line::Event(Event {
+            position: e.position(),
+            stream: e.stream_id().to_owned(),
+            version: e.stream_version(),
+            event_type: e.event_type().to_owned(),
+            schema_version: e.schema_version(),
+            timestamp_micros: e.timestamp_micros(),
+            event_id: e.event_id().map(|id| format!("{id:032x}")),
+            metadata_base64,
+            metadata_text,
+            payload_base64,
+            payload_text,
+        });
+        line(&record, &mut out)?;
+    }
+    for (name, position) in store.consumer_positions() {
+        line(&Line::Consumer(Consumer { name, position }), &mut out)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One input line as an import record; `None` for the header (and blank lines).
+fn parse(line: &str) -> Result<Option<Record>, String> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let parsed: Line = serde_json::from_str(line).map_err(|e| format!("not an export record: {e}"))?;
+    match parsed {
+        Line::Header(h) if h.format == EXPORT_FORMAT => Ok(None),
+        Line::Header(h) => {
+            Err(format!("export format {} is not supported (this build reads {EXPORT_FORMAT})", h.format))
+        }
+        Line::Consumer(c) => Ok(Some(Record::Consumer { name: c.name, position: c.position })),
+        Line::Event(e) => {
+            let event_id = match e.event_id {
+                None => None,
+                Some(hex) if hex.len() == 32 => Some(
+                    u128::from_str_radix(&hex, 16)
+                        .map_err(|_| format!("event_id {hex:?} is not 32 hex digits"))?
+                        .to_be_bytes(),
+                ),
+                Some(hex) => return Err(format!("event_id {hex:?} is not 32 hex digits")),
+            };
+            Ok(Some(Record::Event(Envelope {
+                position: e.position,
+                stream_version: e.version,
+                timestamp_micros: e.timestamp_micros,
+                schema_version: e.schema_version,
+                event_id,
+                stream_id: e.stream,
+                event_type: e.event_type,
+                metadata: decode_bytes("metadata", e.metadata_base64, e.metadata_text)?,
+                payload: decode_bytes("payload", e.payload_base64, e.payload_text)?,
+            })))
+        }
+    }
+}
+
+/// `foldlog import DIR`: reads an export from stdin into a new store at `dir`.
+pub fn import_stdin(dir: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let stdin = io::stdin().lock();
+    let records = stdin.lines().enumerate().filter_map(|(i, line)| {
+        let n = i as u64 + 1;
+        match line {
+            Err(e) => Some(Err(format!("line {n}: reading standard input: {e}"))),
+            Ok(line) => match parse(&line) {
+                Ok(None) => None,
+                Ok(Some(record)) => Some(Ok((n, record))),
+                Err(why) => Some(Err(format!("line {n}: {why}"))),
+            },
+        }
+    });
+    let report = import(dir, records)?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "imported {} events and {} consumer positions into {}",
+        report.events,
+        report.consumer_records,
+        dir.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

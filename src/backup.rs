@@ -1,0 +1,174 @@
+//! Backup: a consistent copy of a store up to its durable position, taken while the writer keeps appending.
+//!
+//! A writer holds the store's lock exclusively, so no other process can open a live store; the backup is
+//! therefore taken **in the writer's process**, through [`Store::backup_to`]. It takes the writer lock only
+//! long enough to read where the durable log ends (the segment, the offset in it, the position; appends wait
+//! for that moment and no longer), then copies without the lock:
+//!
+//! - **Sealed segments** (every one before the segment holding the durable end) are hard-linked into the
+//!   backup where the file system allows, else copied. That is safe because a sealed segment is never written
+//!   again: its frames were synced and its last durable slot written before its successor existed, and no
+//!   code path writes to a segment that is not the last one. A hard link shares the file, not a snapshot of
+//!   it, so it protects against deleting the store, not against damage to the disk or to the file in place;
+//!   [`BackupOptions::hard_links`] `= false` copies every byte (for a backup on another device, for instance).
+//! - **The active segment is always copied**, and only up to the durable offset: it is still written (new
+//!   frames past that offset, new durable slots in its header), so a link would let those writes into the
+//!   backup. The bytes below the offset are never written again. The copy's durable slots are replaced by
+//!   one naming exactly that offset and position, and the rest of the file is preallocated zeros, so a batch
+//!   that was committed but not yet durable (or still being written) is never in the backup, whole or torn.
+//! - **Derived data is not copied**: the index checkpoint may describe events past the durable end and
+//!   snapshots are a cache; the backup's first open builds its index from the segments.
+//!
+//! The backup is built in a temporary directory next to `dst` and renamed into place when whole, with every
+//! file and the directories synced. [`backup()`] does the same for a store no process has open (the CLI's
+//! `foldlog backup`): it opens the source read-only, which writes nothing there.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::{DurableSlot, SegmentHeader, SEGMENT_HEADER_LEN, SLOT_LEN};
+use crate::io as sys;
+use crate::options::Options;
+use crate::staging::Staging;
+use crate::store::Store;
+
+/// How a backup is made.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    /// Hard-link sealed segments when source and backup are on one file system (default `true`); `false`
+    /// copies every byte.
+    pub hard_links: bool,
+}
+
+impl Default for BackupOptions {
+    fn default() -> BackupOptions {
+        BackupOptions { hard_links: true }
+    }
+}
+
+/// What a backup holds and how it was made.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The backup's directory.
+    pub dst: PathBuf,
+    /// Events in the backup: every position below this one, the source's durable position at the moment
+    /// of the backup.
+    pub durable_position: u64,
+    /// Segment files in the backup.
+    pub segments: usize,
+    /// Sealed segments hard-linked.
+    pub linked: usize,
+    /// Segments copied (the active one always is).
+    pub copied: usize,
+    /// Bytes copied (linked files not counted).
+    pub bytes_copied: u64,
+}
+
+/// Backs up the store in `src`, which no process may have open (a live store is backed up from its writer's
+/// process with [`Store::backup_to`]; here it would be [`Error::Locked`]). The source is opened read-only and
+/// nothing is written to it. See the module docs.
+pub fn backup(src: impl AsRef<Path>, dst: impl AsRef<Path>, options: &BackupOptions) -> Result<BackupReport> {
+    let store =
+        Store::open_with(src, Options { read_only: true, create_if_missing: false, ..Options::default() })?;
+    store.backup_to_with(dst, options)
+}
+
+impl Store {
+    /// Copies this store, up to its durable position at the moment of the call, into a new store at `dst`
+    /// (which must not exist, or be an empty directory), while appends go on. See [`crate::backup`] for what
+    /// is copied and why it is consistent. Call [`Store::sync`] first to include everything committed.
+    ///
+    /// Errors: a `dst` that exists and is not empty ([`Error::InvalidDirectory`]), a poisoned store
+    /// ([`Error::Poisoned`]: what is durable is no longer known), I/O ([`Error::Io`], naming the file; no
+    /// backup is left behind).
+    ///
+    /// ```
+    /// # fn main() -> foldlog::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use foldlog::{ExpectedVersion, NewEvent, Store};
+    ///
+    /// let store = Store::open(tmp.path().join("live"))?;
+    /// store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"x")])?;
+    /// store.sync()?; // durable now, so in the backup
+    /// let report = store.backup_to(tmp.path().join("backup"))?;
+    /// assert_eq!(report.durable_position, 1);
+    /// let copy = Store::open(tmp.path().join("backup"))?;
+    /// assert_eq!(copy.next_position(), report.durable_position);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn backup_to(&self, dst: impl AsRef<Path>) -> Result<BackupReport> {
+        self.backup_to_with(dst, &BackupOptions::default())
+    }
+
+    /// [`Store::backup_to`] with options.
+    pub fn backup_to_with(&self, dst: impl AsRef<Path>, options: &BackupOptions) -> Result<BackupReport> {
+        let dst = dst.as_ref();
+        let inner = self.inner();
+        let (active, end, durable) = inner.durable_end()?;
+        let path_of = |i: usize| {
+            inner.segment(i).map(|m| m.path().to_path_buf()).ok_or_else(|| {
+                Error::corrupt(self.dir(), 0, format!("segment slot {i} missing from the segment table"))
+            })
+        };
+        let sealed: Vec<PathBuf> = (0..active).map(path_of).collect::<Result<_>>()?;
+        let active_path = path_of(active)?;
+        let staging = Staging::new(dst)?;
+        let mut report = BackupReport {
+            dst: dst.to_path_buf(),
+            durable_position: durable,
+            segments: sealed.len() + 1,
+            ..BackupReport::default()
+        };
+        for from in &sealed {
+            let to = staging.path().join(file_name(from)?);
+            if options.hard_links && std::fs::hard_link(from, &to).is_ok() {
+                report.linked += 1;
+                continue;
+            }
+            report.bytes_copied +=
+                std::fs::copy(from, &to).map_err(|e| Error::io("copy sealed segment", from, e))?;
+            let f = sys::open(&to, true).map_err(|e| Error::io("open copy", &to, e))?;
+            sys::sync_file(&f, &to).map_err(|e| Error::io("sync copy", &to, e))?;
+            report.copied += 1;
+        }
+        report.bytes_copied +=
+            copy_active(&active_path, &staging.path().join(file_name(&active_path)?), end, durable)?;
+        report.copied += 1;
+        staging.finish()?;
+        Ok(report)
+    }
+}
+
+fn file_name(path: &Path) -> Result<&std::ffi::OsStr> {
+    path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} has no file name", path.display())))
+}
+
+/// Copies the active segment's bytes below `end` (header included), gives the copy one durable slot naming
+/// `end` and `durable`, and preallocates it to the capacity its header names. Returns the bytes copied.
+fn copy_active(from: &Path, to: &Path, end: u64, durable: u64) -> Result<u64> {
+    let src = sys::open(from, false).map_err(|e| Error::io("open active segment", from, e))?;
+    let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+    sys::read_at(&src, from, 0, &mut head).map_err(|e| Error::io("read segment header", from, e))?;
+    let header = SegmentHeader::decode(&head)
+        .map_err(|_| Error::corrupt(from, 0, "the active segment's header does not decode"))?;
+    // The slots are rewritten by the writer as it syncs; the copy gets exactly one, naming its end.
+    let slots = SEGMENT_HEADER_LEN as usize - 2 * SLOT_LEN;
+    head[slots..].fill(0);
+    let slot = DurableSlot { seq: 1, durable_end: end, next_position: durable, flags: 0 };
+    let at = slot.file_offset() as usize;
+    head[at..at + SLOT_LEN].copy_from_slice(&slot.encode());
+    let out = sys::create_new(to).map_err(|e| Error::io("create segment copy", to, e))?;
+    sys::allocate(&out, to, header.capacity.max(end)).map_err(|e| Error::io("preallocate copy", to, e))?;
+    sys::write_at(&out, to, 0, &head).map_err(|e| Error::io("write segment copy", to, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = SEGMENT_HEADER_LEN;
+    while at < end {
+        let n = (end - at).min(buf.len() as u64) as usize;
+        sys::read_at(&src, from, at, &mut buf[..n]).map_err(|e| Error::io("read active segment", from, e))?;
+        sys::write_at(&out, to, at, &buf[..n]).map_err(|e| Error::io("write segment copy", to, e))?;
+        at += n as u64;
+    }
+    sys::sync_file(&out, to).map_err(|e| Error::io("sync segment copy", to, e))?;
+    Ok(end)
+}
