@@ -913,6 +913,37 @@ fn header_fixup(bytes: &mut [u8], log_id: [u8; 16], base: u64, capacity: u64) {
     LE::write_u32(&mut bytes[56..60], 0);
 }
 
+/// The segment files of `dir`, in log order (their names sort that way).
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list the directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).and_then(parse_segment_file_name).is_some())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every path under `dir` with a hash of its bytes (`None` for a directory), to prove that something left a
+/// directory exactly as it was.
+pub fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, Option<u64>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("list the directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                out.insert(path.clone(), None);
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read a file");
+                out.insert(path, Some(hash64(0, &[&bytes])));
+            }
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Fuzz target: frame_decode
 // ---------------------------------------------------------------------------------------------------------

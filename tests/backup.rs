@@ -7,6 +7,7 @@
 //! backup is opened and checked event by event against the source, and its event count must be the durable
 //! position its report gave, a multiple of three.
 
+use foldlog::fuzzing::dir_fingerprint as tree;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,25 +16,6 @@ use std::time::Duration;
 
 use foldlog::backup::{backup, BackupOptions};
 use foldlog::{Batch, Durability, ExpectedVersion, GroupCommit, NewEvent, Options, Store, StreamAppend};
-
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<u64>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("list") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                out.insert(path.clone(), None);
-                todo.push(path);
-            } else {
-                let mut h = std::hash::DefaultHasher::new();
-                std::hash::Hash::hash(&std::fs::read(&path).expect("read"), &mut h);
-                out.insert(path, Some(std::hash::Hasher::finish(&h)));
-            }
-        }
-    }
-    out
-}
 
 fn append_three(store: &Store, i: u64) {
     let payload = i.to_le_bytes();

@@ -5,21 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use foldlog::fuzzing::{fix_frame_crc, parse_segment_file_name, segment_frames};
+use foldlog::fuzzing::{fix_frame_crc, parse_segment_file_name, segment_files, segment_frames};
 use foldlog::{Batch, Durability, Error, ExpectedVersion, NewEvent, Options, Recovery, Store, StreamAppend};
 
 fn opts(segment: u64, durability: Durability) -> Options {
     Options { segment_size_bytes: segment, durability, ..Options::default() }
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).and_then(parse_segment_file_name).is_some())
-        .collect();
-    v.sort();
-    v
 }
 
 /// Every file of a directory with its bytes, to prove an open changed nothing.

@@ -30,7 +30,7 @@ use foldlog_bank as demo_bank;
 use std::path::{Path, PathBuf};
 
 use demo_bank::Account;
-use foldlog::fuzzing::{parse_segment_file_name, segment_frames};
+use foldlog::fuzzing::{parse_segment_file_name, segment_files as segments, segment_frames};
 use foldlog::{
     Batch, CheckpointUse, Durability, Error, ExpectedVersion, NewEvent, Options, Recovery, Repository, Root,
     SnapshotPolicy, Store, StreamAppend, FORMAT_VERSION,
@@ -96,16 +96,6 @@ fn write_clean(dir: &Path) {
     append_planned(&store, 0, 60);
     store.append_batch(&Batch { streams: &[], consumer: Some(("projector", 100)) }).unwrap();
     store.close().unwrap();
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).and_then(parse_segment_file_name).is_some())
-        .collect();
-    v.sort();
-    v
 }
 
 fn write_kind(kind: &str, dir: &Path) {

@@ -9,7 +9,8 @@
 //! hold exactly that, in order, with every field kept, open and verify clean, and the source must be
 //! byte-identical afterwards.
 
-use std::collections::{BTreeMap, HashMap};
+use foldlog::fuzzing::{dir_fingerprint as tree, segment_files};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -100,36 +101,6 @@ fn build(dir: &Path) -> Vec<Ev> {
     let events = read_all(&store);
     assert!(store.stats().segments >= 5, "several segments: {}", store.stats().segments);
     events
-}
-
-/// Every path under `dir` with a hash of its bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<u64>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("list") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                out.insert(path.clone(), None);
-                todo.push(path);
-            } else {
-                let mut h = std::hash::DefaultHasher::new();
-                std::hash::Hash::hash(&std::fs::read(&path).expect("read"), &mut h);
-                out.insert(path, Some(std::hash::Hasher::finish(&h)));
-            }
-        }
-    }
-    out
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("list")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segs.sort();
-    segs
 }
 
 /// (offset, kind, commit) of every frame of a segment file.
