@@ -260,6 +260,90 @@ impl Walk<'_> {
         self.report.next_position = end;
     }
 
+    /// Checks a decoded header against the walk so far (number, log id, base position) and its own fields;
+    /// returns the offset up to which the segment's frames may be read.
+    fn header(&mut self, path: &Path, h: &SegmentHeader, file_len: u64, mut limit: u64, last: bool) -> u64 {
+        if h.seq != self.next_seq {
+            self.damage(
+                path,
+                56,
+                4,
+                format!(
+                    "segment number {} where number {} belongs (a segment is missing)",
+                    h.seq, self.next_seq
+                ),
+            );
+        }
+        self.seq = h.seq;
+        self.next_seq = h.seq.saturating_add(1);
+        self.foreign = *self.log_id.get_or_insert(h.log_id) != h.log_id;
+        if self.foreign {
+            self.note(path, 16, 16, "segment belongs to another log (log id differs)");
+        }
+        match self.expected {
+            Some(e) if e != h.base_position => {
+                self.damage(
+                    path,
+                    32,
+                    8,
+                    format!(
+                        "segment starts at position {} but the log before it ends at {e} (a segment is missing or misplaced)",
+                        h.base_position
+                    ),
+                );
+            }
+            _ => {}
+        }
+        self.expected = Some(h.base_position);
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&h.capacity)
+            || !h.capacity.is_multiple_of(FRAME_ALIGN)
+        {
+            self.note(path, 40, 8, format!("capacity {} in the header is invalid", h.capacity));
+        } else {
+            limit = limit.min(h.capacity);
+        }
+        if file_len < h.capacity && !last {
+            self.damage(
+                path,
+                file_len,
+                h.capacity - file_len,
+                format!("sealed segment is {file_len} bytes, its header says {}", h.capacity),
+            );
+        }
+        limit
+    }
+
+    /// The newest durable slot's end, if it lies inside the segment (else the header's end, with a note);
+    /// a last segment whose newest slot is SEALED lost its successor.
+    fn durable_end(&mut self, path: &Path, head: &[u8], limit: u64, last: bool) -> u64 {
+        let durable_end = match DurableSlot::newest(head) {
+            Some(s)
+                if s.durable_end >= SEGMENT_HEADER_LEN
+                    && s.durable_end <= limit
+                    && s.durable_end.is_multiple_of(16) =>
+            {
+                s.durable_end
+            }
+            Some(s) => {
+                self.note(path, s.file_offset(), 32, "durable slot points outside the segment");
+                SEGMENT_HEADER_LEN
+            }
+            None => SEGMENT_HEADER_LEN,
+        };
+        if last && DurableSlot::newest(head).is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0) {
+            self.damage(
+                path,
+                64,
+                64,
+                format!(
+                    "this segment was sealed, so segment number {} must follow it, and it is missing",
+                    u64::from(self.seq) + 1
+                ),
+            );
+        }
+        durable_end
+    }
+
     fn segment(&mut self, path: &Path, last: bool) -> Result<()> {
         // Judged anew for each segment; a header that does not decode leaves its frames to their own checks.
         self.foreign = false;
@@ -286,53 +370,7 @@ impl Walk<'_> {
         match SegmentHeader::decode(&head) {
             Ok(h) => {
                 check.base_position = Some(h.base_position);
-                if h.seq != self.next_seq {
-                    self.damage(
-                        path,
-                        56,
-                        4,
-                        format!(
-                            "segment number {} where number {} belongs (a segment is missing)",
-                            h.seq, self.next_seq
-                        ),
-                    );
-                }
-                self.seq = h.seq;
-                self.next_seq = h.seq.saturating_add(1);
-                self.foreign = *self.log_id.get_or_insert(h.log_id) != h.log_id;
-                if self.foreign {
-                    self.note(path, 16, 16, "segment belongs to another log (log id differs)");
-                }
-                match self.expected {
-                    Some(e) if e != h.base_position => {
-                        self.damage(
-                            path,
-                            32,
-                            8,
-                            format!(
-                                "segment starts at position {} but the log before it ends at {e} (a segment is missing or misplaced)",
-                                h.base_position
-                            ),
-                        );
-                    }
-                    _ => {}
-                }
-                self.expected = Some(h.base_position);
-                if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&h.capacity)
-                    || h.capacity % FRAME_ALIGN != 0
-                {
-                    self.note(path, 40, 8, format!("capacity {} in the header is invalid", h.capacity));
-                } else {
-                    limit = limit.min(h.capacity);
-                }
-                if file_len < h.capacity && !last {
-                    self.damage(
-                        path,
-                        file_len,
-                        h.capacity - file_len,
-                        format!("sealed segment is {file_len} bytes, its header says {}", h.capacity),
-                    );
-                }
+                limit = self.header(path, &h, file_len, limit, last);
             }
             Err(HeaderProblem::Version(found)) => {
                 return Err(Error::UnsupportedVersion {
@@ -353,31 +391,7 @@ impl Walk<'_> {
                 self.note(path, 0, SEGMENT_HEADER_LEN, "segment header damaged");
             }
         }
-        let durable_end = match DurableSlot::newest(&head) {
-            Some(s)
-                if s.durable_end >= SEGMENT_HEADER_LEN
-                    && s.durable_end <= limit
-                    && s.durable_end % 16 == 0 =>
-            {
-                s.durable_end
-            }
-            Some(s) => {
-                self.note(path, s.file_offset(), 32, "durable slot points outside the segment");
-                SEGMENT_HEADER_LEN
-            }
-            None => SEGMENT_HEADER_LEN,
-        };
-        if last && DurableSlot::newest(&head).is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0) {
-            self.damage(
-                path,
-                64,
-                64,
-                format!(
-                    "this segment was sealed, so segment number {} must follow it, and it is missing",
-                    u64::from(self.seq) + 1
-                ),
-            );
-        }
+        let durable_end = self.durable_end(path, &head, limit, last);
         check.durable_end = durable_end;
         let map = SegmentMap::read_only(&file, path, limit).map_err(|e| Error::io("map", path, e))?;
         let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or_default();
