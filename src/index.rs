@@ -594,14 +594,13 @@ pub(crate) fn open_checkpoint(
     Ok(Some(decode_checkpoint(&head, &dir, source, log_id, ids_capacity)))
 }
 
-/// Decodes and checks a checkpoint's header and directory; lists are read later from `source`.
-pub(crate) fn decode_checkpoint(
+/// Checks a checkpoint header (magic, CRC, version, log id, the directory's length and CRC); returns the
+/// position it covers up to and where the scan resumes.
+fn decode_checkpoint_header(
     h: &[u8; CHECKPOINT_HEADER_LEN],
     dir: &[u8],
-    source: Arc<Source>,
     log_id: [u8; 16],
-    ids_capacity: usize,
-) -> std::result::Result<(Index, Resume), String> {
+) -> std::result::Result<(u64, Resume), String> {
     if h[0..8] != CHECKPOINT_MAGIC {
         return Err("bad magic".into());
     }
@@ -619,6 +618,18 @@ pub(crate) fn decode_checkpoint(
     if dir.len() as u64 != LE::read_u64(&h[56..64]) || crc32fast::hash(dir) != LE::read_u32(&h[64..68]) {
         return Err("directory CRC mismatch".into());
     }
+    Ok((next_position, resume))
+}
+
+/// Decodes and checks a checkpoint's header and directory; lists are read later from `source`.
+pub(crate) fn decode_checkpoint(
+    h: &[u8; CHECKPOINT_HEADER_LEN],
+    dir: &[u8],
+    source: Arc<Source>,
+    log_id: [u8; 16],
+    ids_capacity: usize,
+) -> std::result::Result<(Index, Resume), String> {
+    let (next_position, resume) = decode_checkpoint_header(h, dir, log_id)?;
     let data_start = (CHECKPOINT_HEADER_LEN + dir.len()) as u64;
     let bad = || "directory malformed".to_string();
     fn saved<E>(source: &Arc<Source>, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
