@@ -68,4 +68,8 @@ pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};
 pub use options::{Durability, GroupCommit, Options, Recovery};
 pub use read::{AllEvents, ReadAll, StreamEvents};
 pub use record::{ArchivedEnvelope, Envelope, EventRef};
+/// The rkyv this crate is built with. Derive your events' archive traits through it
+/// (`#[derive(foldlog::rkyv::Archive, ...)]` with `#[rkyv(crate = foldlog::rkyv)]`), so that the payloads you
+/// write and the archives foldlog checks always come from one rkyv version; see [`Aggregate`].
+pub use rkyv;
 pub use store::{Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend};

@@ -64,6 +64,56 @@ pub type EventView<'a, A> = <<A as Aggregate>::Codec as Codec<<A as Aggregate>::
 /// Domain state that is the fold of its events. Implement it on a plain struct; the id, the version and the
 /// pending events live in the [`Root`] that wraps it.
 ///
+/// A counter whose events derive rkyv's traits through the crate's own re-export (so the archive format is
+/// always the one foldlog checks), saved and loaded through a [`Repository`]:
+///
+/// ```
+/// use foldlog::rkyv::{Archive, Deserialize, Serialize};
+/// use foldlog::{Aggregate, DomainEvent, Repository, Root, Store, ZeroCopy};
+///
+/// #[derive(Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = foldlog::rkyv)]
+/// enum CounterEvent {
+///     Added { n: u64 },
+/// }
+///
+/// impl DomainEvent for CounterEvent {
+///     const SCHEMA_VERSION: u32 = 1;
+///     fn event_type(&self) -> &'static str {
+///         "Added"
+///     }
+/// }
+///
+/// #[derive(Default)]
+/// struct Counter {
+///     total: u64,
+/// }
+///
+/// impl Aggregate for Counter {
+///     const NAME: &'static str = "counter";
+///     type Event = CounterEvent;
+///     type Codec = ZeroCopy;
+///     fn apply(&mut self, event: &ArchivedCounterEvent) {
+///         match event {
+///             ArchivedCounterEvent::Added { n } => self.total += n.to_native(),
+///         }
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// let counters = Repository::<Counter>::new(&store);
+/// let mut c = Root::<Counter>::new("a");
+/// c.record(CounterEvent::Added { n: 2 }); // applied at once: the next line of a command sees it
+/// c.record(CounterEvent::Added { n: 3 });
+/// counters.save(&mut c)?;
+/// assert_eq!(counters.get("a")?.total, 5);
+/// assert_eq!(counters.get_at("a", 1)?.total, 2);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// `Default` is the empty shell a load starts from: it must emit no event (it cannot: only [`Root::record`]
 /// records). Creation is a command like any other, whose event sets the state up.
 pub trait Aggregate: Default + Sized {

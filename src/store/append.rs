@@ -51,6 +51,30 @@ impl<'a> StreamAppend<'a> {
 
 /// An atomic write: events for any number of streams (each with its own check) and optionally a consumer's
 /// new position. All of it becomes visible and durable together, or none of it.
+///
+/// A transfer between two accounts, recorded with the position of the projection that decided it:
+///
+/// ```
+/// use foldlog::{Batch, Error, ExpectedVersion, NewEvent, Store, StreamAppend};
+///
+/// # fn main() -> foldlog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// let (debit, credit) = ([NewEvent::new("Debited", b"30")], [NewEvent::new("Credited", b"30")]);
+/// let streams = [
+///     StreamAppend::new("account-a", ExpectedVersion::NoStream, &debit),
+///     StreamAppend::new("account-b", ExpectedVersion::NoStream, &credit),
+/// ];
+/// let done = store.append_batch(&Batch { streams: &streams, consumer: Some(("transfers", 17)) })?;
+/// assert_eq!((done[0].positions.clone(), done[1].positions.clone()), (0..1, 1..2));
+/// assert_eq!(store.consumer_position("transfers"), Some(17));
+/// // The same checks again fail as a whole: nothing of the batch is written.
+/// let again = store.append_batch(&Batch { streams: &streams, consumer: None });
+/// assert!(matches!(again, Err(Error::WrongExpectedVersion { .. })));
+/// assert_eq!(store.next_position(), 2);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Batch<'a> {
     /// Per-stream events. A stream appears at most once.

@@ -134,6 +134,30 @@ impl Inner {
 
 /// An open foldlog directory. `Send + Sync`: share it with `Arc`; appends are serialized internally and
 /// readers never block the writer.
+///
+/// ```
+/// use foldlog::{Durability, ExpectedVersion, NewEvent, Options, Store};
+///
+/// # fn main() -> foldlog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// // Synced before `append` returns: an acknowledged event survives power loss.
+/// let options = Options { durability: Durability::Always, ..Options::default() };
+/// let store = Store::open_with(dir.path(), options.clone())?;
+/// let placed = [NewEvent::new("Placed", b"{\"total\":42}")];
+/// let done = store.append("order-7", ExpectedVersion::NoStream, &placed)?;
+/// assert_eq!((done.positions, done.versions), (0..1, 0..1));
+/// // Optimistic concurrency: a writer that read version 0 may append; one that expects a new stream may not.
+/// store.append("order-7", ExpectedVersion::Exact(0), &[NewEvent::new("Paid", b"42")])?;
+/// assert!(store.append("order-7", ExpectedVersion::NoStream, &placed).is_err());
+/// store.close()?;
+///
+/// let store = Store::open_with(dir.path(), options)?;
+/// let types: Vec<String> =
+///     store.read_stream("order-7", 0).map(|e| e.map(|e| e.event_type().to_owned())).collect::<foldlog::Result<_>>()?;
+/// assert_eq!(types, ["Placed", "Paid"]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Store {
     inner: Arc<Inner>,
     flusher: Option<JoinHandle<()>>,
@@ -251,6 +275,30 @@ impl Store {
 
     /// Blocks until a position beyond `after` (any position if `None`) is committed, or `timeout` passes.
     /// Returns the head then, or `None` on timeout. Wakes on the writer's publish, no polling.
+    ///
+    /// A follower in another thread of the same process:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use foldlog::{ExpectedVersion, NewEvent, Store};
+    ///
+    /// # fn main() -> foldlog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Arc::new(Store::open(dir.path())?);
+    /// let follower = {
+    ///     let store = Arc::clone(&store);
+    ///     std::thread::spawn(move || {
+    ///         let head = store.wait_for(None, Duration::from_secs(10))?;
+    ///         store.read_all(0).next().map(|e| e.map(|e| (head, e.event_type().to_owned())))
+    ///     })
+    /// };
+    /// store.append("order-7", ExpectedVersion::NoStream, &[NewEvent::new("Placed", b"42")])?;
+    /// let (head, event_type) = follower.join().unwrap().expect("woken before the timeout")?;
+    /// assert_eq!((head, event_type.as_str()), (0, "Placed"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn wait_for(&self, after: Option<u64>, timeout: Duration) -> Option<u64> {
         let target = after.map_or(1, |a| a.saturating_add(2));
         let deadline = Instant::now() + timeout;
