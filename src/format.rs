@@ -41,7 +41,41 @@ pub const FLAG_COMMIT: u8 = 1;
 /// First 8 bytes of the index checkpoint: ASCII `FOLDIDX` and a zero byte.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"FOLDIDX\0";
 /// Size of the checkpoint header; the body follows it.
-pub const CHECKPOINT_HEADER_LEN: usize = 80;
+pub const CHECKPOINT_HEADER_LEN: usize = ckpt::HEADER_CRC.end;
+
+/// The index checkpoint header (docs/format.md, "Index checkpoint"), each field right after the one before,
+/// so no offset is written twice.
+pub mod ckpt {
+    use std::ops::Range;
+
+    const fn next(after: Range<usize>, len: usize) -> Range<usize> {
+        after.end..after.end + len
+    }
+    /// `FOLDIDX\0`.
+    pub const MAGIC: Range<usize> = 0..8;
+    /// u32 format version.
+    pub const VERSION: Range<usize> = next(MAGIC, 4);
+    /// Zero.
+    pub const RESERVED: Range<usize> = next(VERSION, 4);
+    /// The log id the checkpoint belongs to.
+    pub const LOG_ID: Range<usize> = next(RESERVED, 16);
+    /// u64: every event below it is in the checkpoint.
+    pub const NEXT_POSITION: Range<usize> = next(LOG_ID, 8);
+    /// u64: base position of the segment where the scan resumes.
+    pub const RESUME_SEGMENT: Range<usize> = next(NEXT_POSITION, 8);
+    /// u64: offset in that segment just past the last covered frame.
+    pub const RESUME_OFFSET: Range<usize> = next(RESUME_SEGMENT, 8);
+    /// u64 length of the directory after the header.
+    pub const DIR_LEN: Range<usize> = next(RESUME_OFFSET, 8);
+    /// u32 CRC32 of the directory.
+    pub const DIR_CRC: Range<usize> = next(DIR_LEN, 4);
+    /// Zero.
+    pub const RESERVED_2: Range<usize> = next(DIR_CRC, 8);
+    /// u32 CRC32 of every header byte before it.
+    pub const HEADER_CRC: Range<usize> = next(RESERVED_2, 4);
+
+    const _: () = assert!(HEADER_CRC.end == 80, "docs/format.md: the checkpoint header is 80 bytes");
+}
 
 /// Largest stream version: 2^63 − 2, so that a version and the one after it (the end of a version range,
 /// the next expected version) both fit a signed 64-bit integer, as SQL and most languages hold them. An append

@@ -26,7 +26,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 use rkyv::util::AlignedVec;
 
 use crate::format::{
-    frame_crc, frame_len, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC,
+    ckpt, frame_crc, frame_len, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC,
     FORMAT_VERSION, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
 };
 /// Segment file names, for tests that damage, rename or plant files by name.
@@ -835,8 +835,8 @@ pub fn fix_segment_crcs(bytes: &mut [u8]) {
 /// Recomputes a checkpoint's header CRC (after its header was edited).
 pub fn fix_checkpoint_header_crc(bytes: &mut [u8]) {
     if bytes.len() >= CHECKPOINT_HEADER_LEN {
-        let crc = crc32fast::hash(&bytes[0..76]);
-        LE::write_u32(&mut bytes[76..80], crc);
+        let crc = crc32fast::hash(&bytes[..ckpt::HEADER_CRC.start]);
+        LE::write_u32(&mut bytes[ckpt::HEADER_CRC], crc);
     }
 }
 
@@ -847,8 +847,9 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
     if bytes.len() < CHECKPOINT_HEADER_LEN {
         return;
     }
-    let dir_len = (LE::read_u64(&bytes[56..64]).min((bytes.len() - CHECKPOINT_HEADER_LEN) as u64)) as usize;
-    LE::write_u64(&mut bytes[56..64], dir_len as u64);
+    let dir_len =
+        (LE::read_u64(&bytes[ckpt::DIR_LEN]).min((bytes.len() - CHECKPOINT_HEADER_LEN) as u64)) as usize;
+    LE::write_u64(&mut bytes[ckpt::DIR_LEN], dir_len as u64);
     let lists = CHECKPOINT_HEADER_LEN + dir_len;
     // Walk the directory: (offset of a list's `events` field, bytes per item).
     let mut at = CHECKPOINT_HEADER_LEN;
@@ -899,7 +900,7 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
         LE::write_u32(&mut bytes[field + 16..field + 20], crc);
     }
     let crc = crc32fast::hash(&bytes[CHECKPOINT_HEADER_LEN..lists]);
-    LE::write_u32(&mut bytes[64..68], crc);
+    LE::write_u32(&mut bytes[ckpt::DIR_CRC], crc);
     fix_checkpoint_header_crc(bytes);
 }
 

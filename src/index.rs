@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::error::{Error, ExpectedVersion, Result};
-use crate::format::{CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION, STREAM_VERSION_MAX};
+use crate::format::{ckpt, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION, STREAM_VERSION_MAX};
 use crate::io as sys;
 
 /// Entries per block of a [`Positions`] list.
@@ -505,16 +505,16 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     }
     let last = index.segments.last();
     let mut out = vec![0u8; CHECKPOINT_HEADER_LEN];
-    out[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
-    LE::write_u32(&mut out[8..12], FORMAT_VERSION);
-    out[16..32].copy_from_slice(&log_id);
-    LE::write_u64(&mut out[32..40], index.next_position);
-    LE::write_u64(&mut out[40..48], last.map_or(0, |s| s.base));
-    LE::write_u64(&mut out[48..56], last.map_or(0, |s| s.end));
-    LE::write_u64(&mut out[56..64], dir.len() as u64);
-    LE::write_u32(&mut out[64..68], crc32fast::hash(&dir));
-    let crc = crc32fast::hash(&out[0..76]);
-    LE::write_u32(&mut out[76..80], crc);
+    out[ckpt::MAGIC].copy_from_slice(&CHECKPOINT_MAGIC);
+    LE::write_u32(&mut out[ckpt::VERSION], FORMAT_VERSION);
+    out[ckpt::LOG_ID].copy_from_slice(&log_id);
+    LE::write_u64(&mut out[ckpt::NEXT_POSITION], index.next_position);
+    LE::write_u64(&mut out[ckpt::RESUME_SEGMENT], last.map_or(0, |s| s.base));
+    LE::write_u64(&mut out[ckpt::RESUME_OFFSET], last.map_or(0, |s| s.end));
+    LE::write_u64(&mut out[ckpt::DIR_LEN], dir.len() as u64);
+    LE::write_u32(&mut out[ckpt::DIR_CRC], crc32fast::hash(&dir));
+    let crc = crc32fast::hash(&out[..ckpt::HEADER_CRC.start]);
+    LE::write_u32(&mut out[ckpt::HEADER_CRC], crc);
     out.extend_from_slice(&dir);
     out.extend_from_slice(&data);
     Ok(out)
@@ -583,7 +583,7 @@ pub(crate) fn open_checkpoint(
         return Ok(Some(Err("shorter than its header".into())));
     }
     sys::read_at(&file, &path, 0, &mut head).map_err(|e| Error::io("read checkpoint", &path, e))?;
-    let dir_len = LE::read_u64(&head[56..64]);
+    let dir_len = LE::read_u64(&head[ckpt::DIR_LEN]);
     if dir_len > len - CHECKPOINT_HEADER_LEN as u64 {
         return Ok(Some(Err("directory runs past the end of the file".into())));
     }
@@ -601,21 +601,26 @@ fn decode_checkpoint_header(
     dir: &[u8],
     log_id: [u8; 16],
 ) -> std::result::Result<(u64, Resume), String> {
-    if h[0..8] != CHECKPOINT_MAGIC {
+    if h[ckpt::MAGIC] != CHECKPOINT_MAGIC {
         return Err("bad magic".into());
     }
-    if crc32fast::hash(&h[0..76]) != LE::read_u32(&h[76..80]) {
+    if crc32fast::hash(&h[..ckpt::HEADER_CRC.start]) != LE::read_u32(&h[ckpt::HEADER_CRC]) {
         return Err("header CRC mismatch".into());
     }
-    if LE::read_u32(&h[8..12]) != FORMAT_VERSION {
-        return Err(format!("format version {}", LE::read_u32(&h[8..12])));
+    if LE::read_u32(&h[ckpt::VERSION]) != FORMAT_VERSION {
+        return Err(format!("format version {}", LE::read_u32(&h[ckpt::VERSION])));
     }
-    if h[16..32] != log_id {
+    if h[ckpt::LOG_ID] != log_id {
         return Err("belongs to another log".into());
     }
-    let next_position = LE::read_u64(&h[32..40]);
-    let resume = Resume { segment_base: LE::read_u64(&h[40..48]), offset: LE::read_u64(&h[48..56]) };
-    if dir.len() as u64 != LE::read_u64(&h[56..64]) || crc32fast::hash(dir) != LE::read_u32(&h[64..68]) {
+    let next_position = LE::read_u64(&h[ckpt::NEXT_POSITION]);
+    let resume = Resume {
+        segment_base: LE::read_u64(&h[ckpt::RESUME_SEGMENT]),
+        offset: LE::read_u64(&h[ckpt::RESUME_OFFSET]),
+    };
+    if dir.len() as u64 != LE::read_u64(&h[ckpt::DIR_LEN])
+        || crc32fast::hash(dir) != LE::read_u32(&h[ckpt::DIR_CRC])
+    {
         return Err("directory CRC mismatch".into());
     }
     Ok((next_position, resume))
