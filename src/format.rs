@@ -77,6 +77,40 @@ pub mod ckpt {
     const _: () = assert!(HEADER_CRC.end == 80, "docs/format.md: the checkpoint header is 80 bytes");
 }
 
+/// The fixed part of a snapshot file's header (docs/format.md, "Snapshot files"), chained like [`ckpt`]; the
+/// stream id follows it, then padding, the state and a CRC.
+pub mod snap {
+    use std::ops::Range;
+
+    const fn next(after: Range<usize>, len: usize) -> Range<usize> {
+        after.end..after.end + len
+    }
+    /// `FOLDSNP\0`.
+    pub const MAGIC: Range<usize> = 0..8;
+    /// u32 snapshot format version.
+    pub const VERSION: Range<usize> = next(MAGIC, 4);
+    /// u32 offset of the state bytes.
+    pub const HEADER_LEN: Range<usize> = next(VERSION, 4);
+    /// u64 version of the last event folded into the state.
+    pub const STREAM_VERSION: Range<usize> = next(HEADER_LEN, 8);
+    /// u64 global position of that event.
+    pub const POSITION: Range<usize> = next(STREAM_VERSION, 8);
+    /// i64 that event's timestamp.
+    pub const TIMESTAMP: Range<usize> = next(POSITION, 8);
+    /// u32 the state's schema version.
+    pub const STATE_VERSION: Range<usize> = next(TIMESTAMP, 4);
+    /// u32 length of the stream id that follows the fixed part.
+    pub const STREAM_ID_LEN: Range<usize> = next(STATE_VERSION, 4);
+    /// u64 length of the state bytes.
+    pub const STATE_LEN: Range<usize> = next(STREAM_ID_LEN, 8);
+    /// Zero.
+    pub const RESERVED: Range<usize> = next(STATE_LEN, 8);
+    /// Length of the fixed part.
+    pub const FIXED_LEN: usize = RESERVED.end;
+
+    const _: () = assert!(FIXED_LEN == 64, "docs/format.md: the fixed snapshot header is 64 bytes");
+}
+
 /// Largest stream version: 2^63 − 2, so that a version and the one after it (the end of a version range,
 /// the next expected version) both fit a signed 64-bit integer, as SQL and most languages hold them. An append
 /// that would go past it is refused before anything is written; a larger version found on disk is corruption.

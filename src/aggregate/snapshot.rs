@@ -9,6 +9,7 @@ use rkyv::util::AlignedVec;
 
 use super::Aggregate;
 use crate::error::{Error, Result};
+use crate::format::snap;
 use crate::io as sys;
 
 /// Opt-in for snapshots: an aggregate whose state can be archived with rkyv (derive `Archive`, `Serialize`,
@@ -55,8 +56,8 @@ pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 const MAGIC: [u8; 8] = *b"FOLDSNP\0";
 /// `SNAPSHOT_FORMAT_VERSION`.
 const VERSION: u32 = 1;
-/// Fixed part of the header, before the stream id.
-const FIXED_LEN: usize = 64;
+/// Bytes of the fixed header before the stream id (`format::snap`).
+const FIXED_LEN: usize = snap::FIXED_LEN;
 /// The state bytes start at a multiple of this.
 const STATE_ALIGN: usize = 16;
 /// Stream ids are at most this long (as in the log).
@@ -160,33 +161,33 @@ pub(crate) fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotFile, String>
     if crc32fast::hash(body) != u32_at(crc, 0) {
         return Err("CRC mismatch".into());
     }
-    if body[..8] != MAGIC {
+    if body[snap::MAGIC] != MAGIC {
         return Err("not a snapshot file (bad magic)".into());
     }
-    let version = u32_at(body, 8);
+    let version = u32_at(body, snap::VERSION.start);
     if version != VERSION {
         return Err(format!("snapshot format version {version} (this build reads {VERSION})"));
     }
-    let header_len = u32_at(body, 12) as usize;
-    let id_len = u32_at(body, 44) as usize;
-    let state_len = u64_at(body, 48);
+    let header_len = u32_at(body, snap::HEADER_LEN.start) as usize;
+    let id_len = u32_at(body, snap::STREAM_ID_LEN.start) as usize;
+    let state_len = u64_at(body, snap::STATE_LEN.start);
     if id_len == 0 || id_len > STREAM_ID_MAX || header_len != round_up(FIXED_LEN + id_len, STATE_ALIGN) {
         return Err("inconsistent header lengths".into());
     }
     if (header_len as u64).checked_add(state_len) != Some(body.len() as u64) {
         return Err("state length does not match the file length".into());
     }
-    if body[56..64] != [0; 8] || body[FIXED_LEN + id_len..header_len].iter().any(|&b| b != 0) {
+    if body[snap::RESERVED] != [0; 8] || body[FIXED_LEN + id_len..header_len].iter().any(|&b| b != 0) {
         return Err("non-zero reserved or padding bytes".into());
     }
     if &body[FIXED_LEN..FIXED_LEN + id_len] != stream.as_bytes() {
         return Err("snapshot of another stream (hash collision or misplaced file)".into());
     }
     let meta = SnapshotMeta {
-        stream_version: u64_at(body, 16),
-        position: u64_at(body, 24),
-        timestamp_micros: u64_at(body, 32) as i64,
-        state_version: u32_at(body, 40),
+        stream_version: u64_at(body, snap::STREAM_VERSION.start),
+        position: u64_at(body, snap::POSITION.start),
+        timestamp_micros: u64_at(body, snap::TIMESTAMP.start) as i64,
+        state_version: u32_at(body, snap::STATE_VERSION.start),
     };
     let mut state = AlignedVec::with_capacity(body.len() - header_len);
     state.extend_from_slice(&body[header_len..]);
