@@ -925,20 +925,21 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Every path under `dir` with a hash of its bytes (`None` for a directory), to prove that something left a
-/// directory exactly as it was.
-pub fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, Option<u64>> {
+/// Every path under `dir` (relative to it) with its length and a hash of its bytes (`None` for a directory),
+/// to prove that something left a directory exactly as it was: two equal fingerprints are byte-identical trees.
+pub fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, Option<(usize, u64)>> {
     let mut out = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
         for entry in std::fs::read_dir(&d).expect("list the directory") {
             let path = entry.expect("a directory entry").path();
+            let rel = path.strip_prefix(dir).expect("under the directory").to_path_buf();
             if path.is_dir() {
-                out.insert(path.clone(), None);
+                out.insert(rel, None);
                 todo.push(path);
             } else {
                 let bytes = std::fs::read(&path).expect("read a file");
-                out.insert(path, Some(hash64(0, &[&bytes])));
+                out.insert(rel, Some((bytes.len(), hash64(0, &[&bytes]))));
             }
         }
     }

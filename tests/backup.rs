@@ -103,11 +103,11 @@ fn backups_of_a_live_store_hold_exactly_its_durable_prefix() {
     store.sync().expect("sync");
     for ((dst, report), before) in taken.iter().zip(before) {
         // Opening a backup writes into it (LOCK, checkpoint), so compare the segment files only.
-        let segs = |t: BTreeMap<PathBuf, Option<u64>>| -> Vec<Option<u64>> {
-            t.into_iter().filter(|(p, _)| p.extension().is_some_and(|x| x == "seg")).map(|(_, h)| h).collect()
+        let segs = |t: BTreeMap<PathBuf, Option<(usize, u64)>>| -> Vec<(PathBuf, Option<(usize, u64)>)> {
+            t.into_iter().filter(|(p, _)| p.extension().is_some_and(|x| x == "seg")).collect()
         };
-        let now = tree(dst);
-        assert_eq!(segs(now).len(), segs(before).len(), "{}", dst.display());
+        // Byte for byte: a hard-linked segment the source wrote into again would show here.
+        assert_eq!(segs(tree(dst)), segs(before), "{}", dst.display());
         check_backup(&store, dst, report.durable_position);
     }
 }
@@ -154,7 +154,7 @@ fn an_offline_backup_leaves_the_source_byte_identical() {
     let report = backup(&src, tmp.path().join("copy"), &BackupOptions::default()).expect("backup");
     assert_eq!(report.durable_position, 180);
     let mut after = tree(tmp.path());
-    after.retain(|p, _| !p.starts_with(tmp.path().join("copy")));
+    after.retain(|p, _| !p.starts_with("copy"));
     assert_eq!(after, before, "the source (and its neighbours) are untouched");
     let source = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
     check_backup(&source, &tmp.path().join("copy"), 180);

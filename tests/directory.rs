@@ -4,33 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use foldlog::fuzzing::dir_fingerprint as tree;
+use std::path::PathBuf;
 
 use common::{child_command, emit, spawn_retrying};
 use foldlog::{Error, ExpectedVersion, NewEvent, Options, Store};
-
-/// Every path under `dir` with its length and a hash of its bytes (`None` for a directory): two equal trees are byte-identical.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<(usize, u64)>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("list") {
-            let path = entry.expect("entry").path();
-            let rel = path.strip_prefix(dir).expect("under dir").to_path_buf();
-            if path.is_dir() {
-                out.insert(rel, None);
-                todo.push(path);
-            } else {
-                let bytes = std::fs::read(&path).expect("read");
-                let mut h = std::hash::DefaultHasher::new();
-                std::hash::Hash::hash(&bytes, &mut h);
-                out.insert(rel, Some((bytes.len(), std::hash::Hasher::finish(&h))));
-            }
-        }
-    }
-    out
-}
 
 fn foreign_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");

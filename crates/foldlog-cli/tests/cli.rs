@@ -2,7 +2,7 @@
 //! replaced, and every command behaves like a Unix tool (exit codes, closed pipes). Issue 10 parts 1 and 2;
 //! part 4 (salvage, export and import, backup) at the end.
 
-use std::collections::BTreeMap;
+use foldlog::fuzzing::dir_fingerprint as tree;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -17,28 +17,6 @@ fn foldlog(cwd: &Path, args: &[&str]) -> Output {
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// Every path under `dir` with its length and a hash of its bytes (`None` for a directory).
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<(usize, u64)>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("list") {
-            let path = entry.expect("entry").path();
-            let rel = path.strip_prefix(dir).expect("under dir").to_path_buf();
-            if path.is_dir() {
-                out.insert(rel, None);
-                todo.push(path);
-            } else {
-                let bytes = std::fs::read(&path).expect("read");
-                let mut h = std::hash::DefaultHasher::new();
-                std::hash::Hash::hash(&bytes, &mut h);
-                out.insert(rel, Some((bytes.len(), std::hash::Hasher::finish(&h))));
-            }
-        }
-    }
-    out
 }
 
 fn demo(cwd: &Path, dir: &str, extra: &[&str]) -> Output {
