@@ -169,7 +169,9 @@ impl ScratchDir {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             nonce as u32
         ));
-        std::fs::create_dir_all(&path).expect("create scratch directory");
+        // A new directory, never one that was there: dropping it removes it whole.
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create the scratch parent");
+        std::fs::create_dir(&path).expect("create scratch directory");
         ScratchDir(path)
     }
     /// The directory.

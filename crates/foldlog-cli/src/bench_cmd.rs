@@ -226,7 +226,9 @@ impl Scratch {
         let base = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
         let dir = base.join(format!("foldlog-bench-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&base)?;
+        // A new directory, never one that was there: dropping the scratch removes it whole.
+        std::fs::create_dir(&dir)?;
         Ok(Scratch(dir))
     }
 

@@ -732,3 +732,16 @@ fn export_into_a_closed_pipe_exits_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty());
 }
+
+/// `foldlog bench` works in a scratch directory of its own under `--dir` and removes only that: a file of the
+/// user's beside it survives, and nothing of the bench is left.
+#[test]
+fn bench_removes_only_its_own_scratch_directory() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    std::fs::write(parent.path().join("notes.txt"), b"mine").expect("write");
+    let before = tree(parent.path());
+    let out = foldlog(parent.path(), &["bench", "--events", "2000", "--dir", "."]);
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("append"), "bench printed its table");
+    assert_eq!(tree(parent.path()), before, "bench left or removed something beside its scratch");
+}
