@@ -43,14 +43,18 @@ pub const CHECKPOINT_MAGIC: [u8; 8] = *b"FOLDIDX\0";
 /// Size of the checkpoint header; the body follows it.
 pub const CHECKPOINT_HEADER_LEN: usize = ckpt::HEADER_CRC.end;
 
+/// The `len` bytes right after the field `after`: header layouts chain their fields with it, so no offset is
+/// written twice.
+const fn next(after: std::ops::Range<usize>, len: usize) -> std::ops::Range<usize> {
+    after.end..after.end + len
+}
+
 /// The index checkpoint header (docs/format.md, "Index checkpoint"), each field right after the one before,
 /// so no offset is written twice.
 pub mod ckpt {
+    use super::next;
     use std::ops::Range;
 
-    const fn next(after: Range<usize>, len: usize) -> Range<usize> {
-        after.end..after.end + len
-    }
     /// `FOLDIDX\0`.
     pub const MAGIC: Range<usize> = 0..8;
     /// u32 format version.
@@ -80,11 +84,9 @@ pub mod ckpt {
 /// The fixed part of a snapshot file's header (docs/format.md, "Snapshot files"), chained like [`ckpt`]; the
 /// stream id follows it, then padding, the state and a CRC.
 pub mod snap {
+    use super::next;
     use std::ops::Range;
 
-    const fn next(after: Range<usize>, len: usize) -> Range<usize> {
-        after.end..after.end + len
-    }
     /// `FOLDSNP\0`.
     pub const MAGIC: Range<usize> = 0..8;
     /// u32 snapshot format version.
