@@ -1,9 +1,11 @@
 //! Backup: a consistent copy of a store up to its durable position, taken while the writer keeps appending.
 //!
-//! A writer holds the store's lock exclusively, so no other process can open a live store; the backup is
-//! therefore taken **in the writer's process**, through [`Store::backup_to`]. It takes the writer lock only
-//! long enough to read where the durable log ends (the segment, the offset in it, the position; appends wait
-//! for that moment and no longer), then copies without the lock:
+//! The backup is taken through any handle, [`Store::backup_to`]: the writer's own (in its process), or a
+//! read-only one, which runs beside a writer in another process ([`backup()`], the CLI's `foldlog backup`).
+//! It first reads where the durable log ends (the segment, the offset in it, the position): the writer's
+//! handle under the writer lock (appends wait for that moment and no longer), a read-only handle from the
+//! last segment's durable slot, which the writer makes durable before it moves. Then it copies without any
+//! lock:
 //!
 //! - **Sealed segments** (every one before the segment holding the durable end) are hard-linked into the
 //!   backup where the file system allows, else copied. That is safe because a sealed segment is never written
@@ -20,8 +22,7 @@
 //!   snapshots are a cache; the backup's first open builds its index from the segments.
 //!
 //! The backup is built in a temporary directory next to `dst` and renamed into place when whole, with every
-//! file and the directories synced. [`backup()`] does the same for a store no process has open (the CLI's
-//! `foldlog backup`): it opens the source read-only, which writes nothing there.
+//! file and the directories synced. [`backup()`] opens the source read-only, which writes nothing there.
 
 use std::path::{Path, PathBuf};
 
@@ -64,9 +65,9 @@ pub struct BackupReport {
     pub bytes_copied: u64,
 }
 
-/// Backs up the store in `src`, which no process may have open (a live store is backed up from its writer's
-/// process with [`Store::backup_to`]; here it would be [`Error::Locked`]). The source is opened read-only and
-/// nothing is written to it. See the module docs.
+/// Backs up the store in `src`, up to its durable position, through a read-only handle: a writer in another
+/// process may keep appending meanwhile (in the writer's own process, [`Store::backup_to`] does the same).
+/// Nothing is written to the source. See the module docs.
 pub fn backup(src: impl AsRef<Path>, dst: impl AsRef<Path>, options: &BackupOptions) -> Result<BackupReport> {
     let store =
         Store::open_with(src, Options { read_only: true, create_if_missing: false, ..Options::default() })?;

@@ -260,6 +260,8 @@ fn name_list(first: &OsStr, all: &[&OsStr]) -> String {
 pub struct StoreLock {
     dir: PathBuf,
     _file: File,
+    /// The directory's own flock, which read-only handles share (`None` where directories cannot be locked).
+    _dir: Option<File>,
 }
 
 /// What [`StoreLock::remove_store_files`] did.
@@ -284,13 +286,17 @@ impl StoreLock {
             });
         }
         let lock_path = dir.join(LOCK_FILE);
-        let file = sys::open_lock_file(&lock_path, true)
-            .map_err(|e| Error::io("open lock file", &lock_path, e))?
-            .ok_or_else(|| Error::Locked { path: dir.to_path_buf() })?;
+        let file = sys::open_lock_file(&lock_path).map_err(|e| Error::io("open lock file", &lock_path, e))?;
         if !sys::try_lock(&file, &lock_path, true).map_err(|e| Error::io("lock", &lock_path, e))? {
             return Err(Error::Locked { path: dir.to_path_buf() });
         }
-        Ok(StoreLock { dir: dir.to_path_buf(), _file: file })
+        // Readers hold the directory shared: holding it exclusively keeps them out, and waits for none.
+        let dir_lock = match sys::lock_dir(dir, true).map_err(|e| Error::io("lock directory", dir, e))? {
+            sys::DirLock::Held(f) => Some(f),
+            sys::DirLock::Unsupported => None,
+            sys::DirLock::Conflict => return Err(Error::Locked { path: dir.to_path_buf() }),
+        };
+        Ok(StoreLock { dir: dir.to_path_buf(), _file: file, _dir: dir_lock })
     }
 
     /// The locked directory.

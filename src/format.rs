@@ -113,6 +113,60 @@ pub mod snap {
     const _: () = assert!(FIXED_LEN == 64, "docs/format.md: the fixed snapshot header is 64 bytes");
 }
 
+/// The head record at the start of `LOCK` (docs/format.md, "The head record"): where the running writer's
+/// committed log ends, for read-only handles in other processes. Runtime coordination, not recovery data: no
+/// open depends on it, and a missing or foreign record only makes readers fall back to the durable slots.
+pub mod head {
+    use super::next;
+    use std::ops::Range;
+
+    /// `FOLDHED\0`.
+    pub const MAGIC: Range<usize> = 0..8;
+    /// u32 head record version ([`VERSION_1`]).
+    pub const VERSION: Range<usize> = next(MAGIC, 4);
+    /// Zero.
+    pub const RESERVED: Range<usize> = next(VERSION, 4);
+    /// The log id the head belongs to.
+    pub const LOG_ID: Range<usize> = next(RESERVED, 16);
+    /// u64, stored and loaded atomically: the active segment's number in the high 32 bits, the end of its
+    /// committed frames divided by 16 in the low 32 bits (see [`pack`]). Zero: nothing published.
+    pub const HEAD: Range<usize> = next(LOG_ID, 8);
+    /// Zero.
+    pub const RESERVED_2: Range<usize> = next(HEAD, 24);
+    /// Length of the record; `LOCK` is grown to it by the writer.
+    pub const LEN: usize = RESERVED_2.end;
+
+    /// The magic bytes.
+    pub const MAGIC_BYTES: [u8; 8] = *b"FOLDHED\0";
+    /// The only head record version.
+    pub const VERSION_1: u32 = 1;
+
+    const _: () = assert!(LEN == 64, "docs/format.md: the head record is 64 bytes");
+    const _: () = assert!(HEAD.start.is_multiple_of(8), "the head word is loaded atomically: 8-byte aligned");
+
+    /// The head word for `end` (a frame boundary, so a multiple of 16, at most 4 GiB) in segment `seq`.
+    pub const fn pack(seq: u32, end: u64) -> u64 {
+        ((seq as u64) << 32) | (end / 16)
+    }
+
+    /// The segment number and end offset in a head word; `None` for zero (nothing published yet).
+    pub const fn unpack(word: u64) -> Option<(u32, u64)> {
+        if word == 0 {
+            return None;
+        }
+        Some(((word >> 32) as u32, (word & 0xFFFF_FFFF) * 16))
+    }
+
+    /// The record's fixed bytes (everything before the head word) for a log.
+    pub fn fixed(log_id: [u8; 16]) -> [u8; HEAD.start] {
+        let mut b = [0u8; HEAD.start];
+        b[MAGIC].copy_from_slice(&MAGIC_BYTES);
+        b[VERSION].copy_from_slice(&VERSION_1.to_le_bytes());
+        b[LOG_ID].copy_from_slice(&log_id);
+        b
+    }
+}
+
 /// Largest stream version: 2^63 − 2, so that a version and the one after it (the end of a version range,
 /// the next expected version) both fit a signed 64-bit integer, as SQL and most languages hold them. An append
 /// that would go past it is refused before anything is written; a larger version found on disk is corruption.

@@ -208,65 +208,81 @@ pub(crate) fn open(path: &Path, writable: bool) -> io::Result<File> {
     os::open_no_follow(path, writable)
 }
 
-/// Opens the lock file: a writer creates it if needed; a reader opens it read-only. A reader never creates
-/// anything: where there is no lock file (a store copied without it, read-only media) it gets the directory
-/// itself, whose flock [`try_lock`] takes instead, so a writer still cannot start under it.
-pub(crate) fn open_lock_file(path: &Path, writable: bool) -> io::Result<Option<File>> {
+/// Opens (creating if needed) the lock file `LOCK`, which writers and tools that remove a store lock
+/// exclusively, and whose first bytes hold the writer's head record.
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
     check(Op::Open, path)?;
-    if writable {
-        let file =
-            os::private(OpenOptions::new().read(true).write(true).create(true).truncate(false)).open(path)?;
-        return Ok(Some(file));
-    }
-    match OpenOptions::new().read(true).open(path) {
+    os::private(OpenOptions::new().read(true).write(true).create(true).truncate(false)).open(path)
+}
+
+/// Opens an existing lock file read-only, for a reader to map the head record; `None` if there is none.
+pub(crate) fn open_lock_file_to_read(path: &Path) -> io::Result<Option<File>> {
+    check(Op::Open, path)?;
+    match os::open_no_follow(path, false) {
         Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(File::open(lock_dir(path)).ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// The directory a lock file lives in.
-fn lock_dir(lock_path: &Path) -> &Path {
-    match lock_path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
+/// Grows the lock file to at least `len` bytes (never shrinks it: readers may have it mapped).
+pub(crate) fn grow_lock_file(file: &File, len: u64) -> io::Result<()> {
+    if file.metadata()?.len() < len {
+        file.set_len(len)?;
+    }
+    Ok(())
+}
+
+/// Takes a non-blocking flock on `file`: exclusive, or shared. `Ok(false)` if another holder's lock
+/// conflicts.
+///
+/// Two locks guard a store (docs/format.md, "Locks"): the writer holds `LOCK` exclusively; every read-only
+/// handle holds the directory itself shared, so readers never stand in a writer's way; a tool that removes or
+/// replaces a store holds both exclusively, so it waits for no one and no one opens under it.
+pub(crate) fn try_lock(file: &File, path: &Path, exclusive: bool) -> io::Result<bool> {
+    check(Op::Lock, path)?;
+    let r = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+    match r {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
-/// Takes a non-blocking flock on `file` (from [`open_lock_file`]): exclusive for writers, shared for readers.
-/// `Ok(false)` if held.
-///
-/// A reader of a directory without a lock file holds a shared flock on the directory; a writer, once it holds
-/// the lock file, checks that no such reader holds the directory, and a reader that finds the lock file created
-/// meanwhile backs off, so a writer and a reader never both run whichever comes first.
-pub(crate) fn try_lock(file: &File, path: &Path, exclusive: bool) -> io::Result<bool> {
+/// Marks the writer's held `LOCK` file as belonging to a live writer, for [`writer_is_live`]. The mark
+/// dies with the writer's handle, like its flock.
+pub(crate) fn mark_writer_live(lock: &File, path: &Path) -> io::Result<()> {
     check(Op::Lock, path)?;
-    let on_dir = file.metadata()?.is_dir();
+    os::mark_live(lock)
+}
+
+/// Whether a writer has `lock` (a reader's handle on `LOCK`) open now, asked without taking anything, so a
+/// writer starting this instant is never in the way; `None` where the platform cannot say.
+pub(crate) fn writer_is_live(lock: &File) -> Option<bool> {
+    os::is_marked_live(lock)
+}
+
+/// What [`lock_dir`] got.
+pub(crate) enum DirLock {
+    /// The flock, held until the file is dropped.
+    Held(File),
+    /// Directories cannot be locked here (a file system without directory flocks, or a platform that cannot
+    /// open a directory as a file): the caller goes unlocked.
+    Unsupported,
+    /// Another holder's lock conflicts.
+    Conflict,
+}
+
+/// Locks the directory `dir` itself, exclusively or shared (see [`try_lock`]).
+pub(crate) fn lock_dir(dir: &Path, exclusive: bool) -> io::Result<DirLock> {
+    check(Op::Lock, dir)?;
+    let Ok(file) = File::open(dir) else { return Ok(DirLock::Unsupported) };
     let r = if exclusive { file.try_lock() } else { file.try_lock_shared() };
-    match r {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
-        // A file system without directory locks: the reader goes unlocked.
-        Err(std::fs::TryLockError::Error(_)) if on_dir => return Ok(true),
-        Err(std::fs::TryLockError::Error(e)) => return Err(e),
-    }
-    if on_dir {
-        if path.exists() {
-            // A writer created the lock file since this reader looked: it may be running.
-            let _ = file.unlock();
-            return Ok(false);
-        }
-        return Ok(true);
-    }
-    if exclusive {
-        if let Ok(dir) = File::open(lock_dir(path)) {
-            if let Err(std::fs::TryLockError::WouldBlock) = dir.try_lock() {
-                let _ = file.unlock();
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
+    Ok(match r {
+        Ok(()) => DirLock::Held(file),
+        Err(std::fs::TryLockError::WouldBlock) => DirLock::Conflict,
+        Err(std::fs::TryLockError::Error(_)) => DirLock::Unsupported,
+    })
 }
 
 /// Preallocates `len` bytes for real (not a sparse `set_len`), so a full disk is ENOSPC here rather than a
@@ -615,6 +631,48 @@ mod os {
     #[cfg(not(target_os = "linux"))]
     pub(super) fn allocate(file: &File, len: u64) -> io::Result<()> {
         fs4::FileExt::allocate(file, len)
+    }
+
+    /// An open-file-description (OFD) record lock on byte 0 of `file`: `F_OFD_SETLK` places a write lock,
+    /// `F_OFD_GETLK` asks whether one is held without taking anything. Linux only; neither std, rustix nor
+    /// fs4 has byte-range or query locks. OFD locks belong to the open file, like flock, so closing another
+    /// descriptor of the same file in the same process does not drop them (POSIX record locks would).
+    #[cfg(target_os = "linux")]
+    fn ofd_lock(file: &File, cmd: libc::c_int, l_type: libc::c_int) -> io::Result<libc::c_int> {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: `flock` is a plain C struct of integers, for which all zeros is a valid value.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = l_type as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = 0;
+        fl.l_len = 1;
+        // SAFETY: the fd is valid for the borrow of `file`; `fl` is a valid, writable `flock` that fcntl
+        // reads (and, for GETLK, overwrites) and does not keep.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
+        if rc == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(libc::c_int::from(fl.l_type))
+    }
+
+    /// Marks `file` (the writer's `LOCK`) as held by a live writer.
+    #[cfg(target_os = "linux")]
+    pub(super) fn mark_live(file: &File) -> io::Result<()> {
+        ofd_lock(file, libc::F_OFD_SETLK, libc::F_WRLCK).map(drop)
+    }
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn mark_live(_file: &File) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Whether a live writer marked `file`'s `LOCK`; `None` where it cannot be asked.
+    #[cfg(target_os = "linux")]
+    pub(super) fn is_marked_live(file: &File) -> Option<bool> {
+        ofd_lock(file, libc::F_OFD_GETLK, libc::F_RDLCK).ok().map(|t| t != libc::F_UNLCK)
+    }
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn is_marked_live(_file: &File) -> Option<bool> {
+        None
     }
 
     /// `lseek(SEEK_DATA)` / `lseek(SEEK_HOLE)` where the platform has them.

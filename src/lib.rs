@@ -34,6 +34,7 @@ mod consumers;
 mod directory;
 mod error;
 mod format;
+mod head;
 pub mod import;
 mod index;
 // Test hooks (failpoints, the persistence recorder, the crash oracle and fuzz bodies) exist only with the
@@ -72,4 +73,6 @@ pub use record::{ArchivedEnvelope, Envelope, EventRef};
 /// (`#[derive(foldlog::rkyv::Archive, ...)]` with `#[rkyv(crate = foldlog::rkyv)]`), so that the payloads you
 /// write and the archives foldlog checks always come from one rkyv version; see [`Aggregate`].
 pub use rkyv;
-pub use store::{Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend};
+pub use store::{
+    Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend, FOLLOW_POLL,
+};

@@ -18,6 +18,14 @@
 //!    dropped, so borrowed events cannot outlive their bytes.
 //! 4. **Publication is ordered.** The writer stores bytes, then publishes `committed` with `Release`; readers
 //!    load it with `Acquire` before slicing, so they never see a half-written frame.
+//! 5. **Other processes read only what the writer published.** A read-only handle beside a live writer
+//!    (in another process) maps the same files. The writer stores a frame's bytes, then the head word in
+//!    `LOCK` ([`HeadMap`], `Release`); the reader loads the head word (`Acquire`) and reads frames only
+//!    below it ([`SegmentMap::final_bytes`]). Bytes below the head are final: the writer never stores
+//!    there again (invariant 1, in its process), and a later writer's recovery only zeroes bytes past the
+//!    last valid frame, which is at or past every head published before. A read-only map of the last
+//!    segment therefore starts with nothing committed and grows ([`SegmentMap::reveal`]) as the reader
+//!    indexes what the head allows.
 
 #![allow(unsafe_code)]
 
@@ -29,7 +37,7 @@ use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::format::SEGMENT_HEADER_LEN;
+use crate::format::{head, SEGMENT_HEADER_LEN};
 use crate::io as sys;
 
 /// A mapped segment file whose committed prefix may be borrowed by any number of readers.
@@ -41,6 +49,8 @@ pub(crate) struct SegmentMap {
     /// only from a frame boundary to a frame boundary.
     verified: AtomicU64,
     writer_taken: AtomicBool,
+    /// Mapped without write access: no `MapWriter`, and `final_bytes` may read past `committed`.
+    read_only: bool,
     path: PathBuf,
     /// macOS: `msync` reaches the drive's cache only; a flush also needs `F_FULLFSYNC` on the file.
     #[cfg(target_vendor = "apple")]
@@ -61,6 +71,15 @@ impl SegmentMap {
         Ok(SegmentMap::new(raw, path, len, len, true))
     }
 
+    /// Maps `file` (of exactly `len` bytes) read-only with nothing committed: the last segment of a
+    /// read-only handle, which a writer in another process may still be appending to. The reader reveals
+    /// frames as it indexes them.
+    pub fn following(file: &File, path: &Path, len: u64) -> io::Result<SegmentMap> {
+        sys::before_map(path)?;
+        let raw = MmapOptions::new().len(usize_len(len)?).map_raw_read_only(file)?;
+        Ok(SegmentMap::new(raw, path, len, SEGMENT_HEADER_LEN, true))
+    }
+
     /// Maps `file` (of exactly `len` bytes) for writing; only the header counts as committed until the writer
     /// publishes more.
     pub fn writable(file: &File, path: &Path, len: u64) -> io::Result<SegmentMap> {
@@ -75,7 +94,7 @@ impl SegmentMap {
         Ok(map)
     }
 
-    fn new(raw: MmapRaw, path: &Path, len: u64, committed: u64, sealed: bool) -> SegmentMap {
+    fn new(raw: MmapRaw, path: &Path, len: u64, committed: u64, read_only: bool) -> SegmentMap {
         assert!(len >= SEGMENT_HEADER_LEN && raw.len() as u64 == len);
         assert_eq!(raw.as_ptr() as usize % 16, 0, "map base must be aligned for rkyv");
         SegmentMap {
@@ -83,7 +102,8 @@ impl SegmentMap {
             len,
             committed: AtomicU64::new(committed),
             verified: AtomicU64::new(SEGMENT_HEADER_LEN),
-            writer_taken: AtomicBool::new(sealed),
+            writer_taken: AtomicBool::new(read_only),
+            read_only,
             path: path.to_path_buf(),
             #[cfg(target_vendor = "apple")]
             file: None,
@@ -129,6 +149,41 @@ impl SegmentMap {
         Some(unsafe {
             std::slice::from_raw_parts(self.raw.as_ptr().add(start as usize), (end - start) as usize)
         })
+    }
+
+    /// The bytes `[start, end)` of a read-only map, committed or not, for a reader that knows them final:
+    /// below the head a live writer published, or in a store no writer has open. `None` outside the frame
+    /// region.
+    pub fn final_bytes(&self, start: u64, end: u64) -> Option<&[u8]> {
+        if !self.read_only || start < SEGMENT_HEADER_LEN || start > end || end > self.len {
+            return None;
+        }
+        // SAFETY: `SEGMENT_HEADER_LEN <= start <= end <= len`: inside the live mapping (invariant 2). The map is
+        // read-only, so nothing in this process stores to it, and the caller reads only bytes no writer in
+        // another process stores to again (invariant 5).
+        Some(unsafe {
+            std::slice::from_raw_parts(self.raw.as_ptr().add(start as usize), (end - start) as usize)
+        })
+    }
+
+    /// Makes `[committed, end)` of a read-only map readable: frames a reader indexed from
+    /// [`SegmentMap::final_bytes`]. Only grows.
+    pub fn reveal(&self, end: u64) {
+        assert!(self.read_only && end <= self.len, "revealed past the map, or through a writable one");
+        self.committed.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// A copy of the segment header (its durable slots included), read while a writer in another process
+    /// may be storing a slot: a torn slot fails its CRC and the other slot is used.
+    pub fn header_copy(&self) -> [u8; SEGMENT_HEADER_LEN as usize] {
+        let mut out = [0u8; SEGMENT_HEADER_LEN as usize];
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: the header lies inside the mapping (`len >= SEGMENT_HEADER_LEN`, checked in `new`), and
+            // is never handed out as a slice; a volatile byte read of memory another process may store to
+            // copies whatever is there, which the slot CRCs then judge.
+            *b = unsafe { std::ptr::read_volatile(self.raw.as_ptr().add(i)) };
+        }
+        out
     }
 
     /// Takes the one writer of this map; `None` if it was taken already or the map is read-only.
@@ -220,5 +275,78 @@ impl MapWriter {
         let old = self.map.committed();
         self.publish(end);
         self.map.mark_verified(old, end);
+    }
+}
+
+/// The head record at the start of `LOCK` (docs/format.md, "The head record"), mapped shared: the writer
+/// stores the head word after every commit, readers in other processes load it (invariant 5).
+pub(crate) struct HeadMap {
+    raw: MmapRaw,
+    writable: bool,
+}
+
+impl HeadMap {
+    /// Maps the record of a `LOCK` file at least [`head::LEN`] bytes long, for storing.
+    pub fn writable(file: &File, path: &Path) -> io::Result<HeadMap> {
+        sys::before_map(path)?;
+        let raw = MmapOptions::new().len(head::LEN).map_raw(file)?;
+        Ok(HeadMap::new(raw, true))
+    }
+
+    /// Maps the record of a `LOCK` file at least [`head::LEN`] bytes long, for loading only.
+    pub fn read_only(file: &File, path: &Path) -> io::Result<HeadMap> {
+        sys::before_map(path)?;
+        let raw = MmapOptions::new().len(head::LEN).map_raw_read_only(file)?;
+        Ok(HeadMap::new(raw, false))
+    }
+
+    fn new(raw: MmapRaw, writable: bool) -> HeadMap {
+        assert!(raw.len() >= head::LEN && (raw.as_ptr() as usize).is_multiple_of(8));
+        HeadMap { raw, writable }
+    }
+
+    fn word(&self) -> &AtomicU64 {
+        // SAFETY: `head::HEAD` lies inside the mapping (`len >= head::LEN`, checked in `new`) and is 8-byte
+        // aligned (page-aligned base, offset a multiple of 8, asserted in format.rs). Every access to these
+        // 8 bytes, in any process, is through this atomic; the reference borrows `self`, which keeps the
+        // mapping alive.
+        unsafe { &*self.raw.as_ptr().add(head::HEAD.start).cast::<AtomicU64>() }
+    }
+
+    /// The head word (`Acquire`: the frames below it are visible once it is).
+    pub fn load(&self) -> u64 {
+        self.word().load(Ordering::Acquire)
+    }
+
+    /// Publishes a head word (`Release`: after the frames below it). Writable maps only.
+    pub fn store(&self, word: u64) {
+        assert!(self.writable, "head stored through a read-only map");
+        self.word().store(word, Ordering::Release);
+    }
+
+    /// A copy of the fixed bytes before the head word (magic, version, log id).
+    pub fn fixed(&self) -> [u8; head::HEAD.start] {
+        let mut out = [0u8; head::HEAD.start];
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: inside the mapping (checked in `new`); a volatile read copies what another process may
+            // be storing, and the caller compares the copy with what it expects.
+            *b = unsafe { std::ptr::read_volatile(self.raw.as_ptr().add(i)) };
+        }
+        out
+    }
+
+    /// Stores the fixed bytes, only where they differ (a reader's copy of an unchanged record stays whole).
+    pub fn set_fixed(&self, fixed: &[u8; head::HEAD.start]) {
+        assert!(self.writable, "head stored through a read-only map");
+        for (i, &b) in fixed.iter().enumerate() {
+            // SAFETY: inside a writable mapping (checked in `new` and above), below the head word, and never
+            // borrowed as a slice; volatile, because readers in other processes copy these bytes.
+            unsafe {
+                let p = self.raw.as_mut_ptr().add(i);
+                if std::ptr::read_volatile(p) != b {
+                    std::ptr::write_volatile(p, b);
+                }
+            }
+        }
     }
 }

@@ -67,8 +67,11 @@ pub struct Options {
     /// only foldlog's own leftovers, such as `LOCK`, counts as empty; see docs/format.md). A directory that
     /// already holds segment files is a store and opens whatever else it holds. Default false.
     pub create_in_non_empty: bool,
-    /// Open without writing anything, anywhere: a shared lock on `LOCK` (on the directory itself if there is
-    /// no `LOCK` file; none is created), torn tails left in place. Default false.
+    /// Open without writing anything, anywhere: a shared lock on the directory itself (never on `LOCK`), torn
+    /// tails left in place. Any number of read-only handles, in any processes, run beside the one writer; each
+    /// sees a committed prefix of the log ending at a batch boundary and follows the writer with
+    /// [`crate::Store::refresh`] or [`crate::Store::wait_for`]. Only a tool removing the store
+    /// ([`crate::StoreLock`]) keeps them out. Default false.
     pub read_only: bool,
     /// Corruption policy. Default [`Recovery::Strict`].
     pub recovery: Recovery,

@@ -200,8 +200,8 @@ struct Copier<'a> {
 }
 
 /// Copies every intact event of the store in `src` into a new store at `dst` (see the module docs for the
-/// rules) and reports what was copied and what was lost. `src` is only read (a shared lock is taken, as
-/// by `verify`; [`Error::Locked`] while a writer has it open, since a live store wants `Store::backup_to`).
+/// rules) and reports what was copied and what was lost. `src` is only read (a shared lock on the directory,
+/// as `verify` takes; a writer may be appending meanwhile, and then what it had committed is copied).
 /// `dst` must not exist or be an empty directory; the new store appears there only when complete.
 ///
 /// Damage is never an error: it is in the report. Errors are a source that is not a store

@@ -127,8 +127,12 @@ impl Segment {
                 return Err(Error::corrupt(path, s.file_offset(), "durable slot points outside the segment"));
             }
         }
+        // A reader's last segment may still be appended to by a writer elsewhere: nothing in it is committed
+        // until the reader indexes it (src/map.rs, invariant 5).
         let map = if writable {
             SegmentMap::writable(&file, path, map_len)
+        } else if last {
+            SegmentMap::following(&file, path, map_len)
         } else {
             SegmentMap::read_only(&file, path, map_len)
         }

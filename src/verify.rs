@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::format::{
     frame_len, parse_segment_file_name, DurableSlot, FrameHeader, HeaderProblem, SegmentHeader, FLAG_COMMIT,
-    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN, LOCK_FILE, SEGMENT_HEADER_LEN, SLOT_FLAG_SEALED,
+    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SLOT_FLAG_SEALED,
 };
 use crate::io as sys;
 use crate::map::SegmentMap;
@@ -159,14 +159,12 @@ pub(crate) fn walk_dir(dir: &Path, sink: Option<BatchSink<'_>>) -> Result<Verify
         }
         _ => Error::io("list directory", dir, e),
     })?;
-    let lock_path = dir.join(LOCK_FILE);
-    let lock =
-        sys::open_lock_file(&lock_path, false).map_err(|e| Error::io("open lock file", &lock_path, e))?;
-    if let Some(lock) = &lock {
-        if !sys::try_lock(lock, &lock_path, false).map_err(|e| Error::io("lock", &lock_path, e))? {
-            return Err(Error::Locked { path: dir.to_path_buf() });
-        }
-    }
+    // Shared with other readers and beside a writer; only a tool removing the store keeps it out.
+    let lock = match sys::lock_dir(dir, false).map_err(|e| Error::io("lock directory", dir, e))? {
+        sys::DirLock::Held(file) => Some(file),
+        sys::DirLock::Unsupported => None,
+        sys::DirLock::Conflict => return Err(Error::Locked { path: dir.to_path_buf() }),
+    };
     let mut names: Vec<(String, bool)> =
         entries.into_iter().filter(|(name, _)| parse_segment_file_name(name).is_some()).collect();
     if names.is_empty() {
@@ -330,7 +328,11 @@ impl Walk<'_> {
             }
             None => SEGMENT_HEADER_LEN,
         };
-        if last && DurableSlot::newest(head).is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0) {
+        // A writer beside this walk may have rolled since the listing: then the successor is there now.
+        if last
+            && DurableSlot::newest(head).is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0)
+            && !self.segment_exists(self.seq.checked_add(1))
+        {
             self.damage(
                 path,
                 64,
@@ -342,6 +344,14 @@ impl Walk<'_> {
             );
         }
         durable_end
+    }
+
+    /// Whether the directory holds segment number `seq` now (not in the listing the walk started from).
+    fn segment_exists(&self, seq: Option<u32>) -> bool {
+        let Some(seq) = seq else { return false };
+        sys::list_dir(&self.report.dir).is_ok_and(|names| {
+            names.iter().any(|(name, _)| parse_segment_file_name(name).is_some_and(|n| n.seq == seq))
+        })
     }
 
     fn segment(&mut self, path: &Path, last: bool) -> Result<()> {
@@ -364,6 +374,10 @@ impl Walk<'_> {
             self.report.segments.push(check);
             return Ok(());
         }
+        // A writer may be appending to the last segment: its head, loaded before the slots are read, bounds
+        // what is read there (src/head.rs).
+        let live = last && crate::head::writer_is_live(&self.report.dir) != Some(false);
+        let writer_head = if live { crate::head::peek(&self.report.dir) } else { None };
         let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
         sys::read_at(&file, path, 0, &mut head).map_err(|e| Error::io("read segment header", path, e))?;
         let mut limit = file_len / FRAME_ALIGN * FRAME_ALIGN;
@@ -393,6 +407,15 @@ impl Walk<'_> {
         }
         let durable_end = self.durable_end(path, &head, limit, last);
         check.durable_end = durable_end;
+        if let Some((_, h)) = writer_head.filter(|(id, _)| Some(*id) == self.log_id) {
+            limit = match h.seq.cmp(&self.seq) {
+                std::cmp::Ordering::Equal => limit.min(h.end.max(durable_end)),
+                // A roll in progress: the segment's successor exists, the head is not there yet.
+                std::cmp::Ordering::Less => durable_end,
+                // Rolled since the listing: this segment is complete.
+                std::cmp::Ordering::Greater => limit,
+            };
+        }
         let map = SegmentMap::read_only(&file, path, limit).map_err(|e| Error::io("map", path, e))?;
         let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or_default();
         self.frames(path, bytes, last, durable_end, &mut check);

@@ -158,12 +158,21 @@ fn an_offline_backup_leaves_the_source_byte_identical() {
     assert_eq!(after, before, "the source (and its neighbours) are untouched");
     let source = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
     check_backup(&source, &tmp.path().join("copy"), 180);
-    // A live store cannot be opened by another handle: the backup says so, and writes nothing.
+    // A live store is backed up beside its writer, up to the writer's durable position: a synced append is
+    // in the copy, one not yet synced is not.
     drop(source);
-    let live = Store::open(&src).expect("open");
-    let err = backup(&src, tmp.path().join("other"), &BackupOptions::default()).expect_err("locked");
-    assert!(matches!(err, foldlog::Error::Locked { .. }), "{err}");
-    assert!(!tmp.path().join("other").exists());
+    let live = Store::open_with(
+        &src,
+        Options { segment_size_bytes: 4096, durability: Durability::Never, ..Options::default() },
+    )
+    .expect("open");
+    append_three(&live, 60);
+    live.sync().expect("sync");
+    append_three(&live, 61);
+    let report =
+        backup(&src, tmp.path().join("live"), &BackupOptions::default()).expect("backup of a live store");
+    assert_eq!(report.durable_position, 183, "the synced append, not the unsynced one");
+    check_backup(&live, &tmp.path().join("live"), 183);
     drop(live);
     // The destination must be new or empty.
     let err = backup(&src, tmp.path().join("copy"), &BackupOptions::default()).expect_err("exists");

@@ -60,10 +60,13 @@ fn a_read_only_open_of_a_store_without_its_lock_file_creates_none() {
     let store = Store::open_with(dir.path(), read_only()).expect("read-only open");
     assert_eq!(store.read_all(0).count(), 1);
     assert_eq!(tree(dir.path()), before, "a read-only open wrote something");
-    // Without a lock file to share, the reader holds the directory: a writer still cannot start under it.
-    assert!(matches!(Store::open(dir.path()), Err(Error::Locked { .. })));
+    // The reader holds the directory, shared: a writer starts beside it (and makes the `LOCK` it needs),
+    // while a tool that would remove the store is kept out until the reader is gone.
+    let writer = Store::open(dir.path()).expect("a writer beside the reader");
+    drop(writer);
+    assert!(matches!(foldlog::StoreLock::acquire(dir.path()), Err(Error::Locked { .. })));
     drop(store);
-    Store::open(dir.path()).expect("the reader is gone");
+    foldlog::StoreLock::acquire(dir.path()).expect("the reader is gone");
 }
 
 /// The child half of [`regression_open_empty_path_creates_nothing`]: opens `""` in its working directory.

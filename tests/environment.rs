@@ -102,19 +102,19 @@ fn a_second_open_in_this_process_is_refused_until_the_first_is_dropped() {
     let dir = ScratchDir::new("env-lock");
     let store = Store::open_with(dir.path(), options()).expect("open");
     assert!(matches!(Store::open_with(dir.path(), options()), Err(Error::Locked { .. })));
+    // Readers run beside the writer and beside each other; a second writer is still refused.
     let ro = Options { read_only: true, ..options() };
-    assert!(
-        matches!(Store::open_with(dir.path(), ro.clone()), Err(Error::Locked { .. })),
-        "readers wait too"
-    );
-    drop(store);
-    let reader = open_retrying(dir.path(), ro.clone()).expect("a reader after the writer left");
-    let reader2 = Store::open_with(dir.path(), ro).expect("readers share the lock");
+    let reader = Store::open_with(dir.path(), ro.clone()).expect("a reader beside the writer");
+    let reader2 = Store::open_with(dir.path(), ro).expect("readers share the directory's lock");
     assert!(
         matches!(Store::open_with(dir.path(), options()), Err(Error::Locked { .. })),
-        "no writer beside readers"
+        "no second writer beside readers"
     );
+    // Removing the store waits for every handle.
+    drop(store);
+    assert!(matches!(foldlog::StoreLock::acquire(dir.path()), Err(Error::Locked { .. })), "readers hold it");
     drop((reader, reader2));
+    open_retrying(dir.path(), options()).expect("a writer after everyone left");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod append;
 mod checkpoint;
+mod follow;
 mod recovery;
 mod report;
 mod scan;
@@ -32,6 +33,7 @@ use crate::format::{
     FORMAT_VERSION, LOCK_FILE, NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, SLOT_FLAG_SEALED,
     STREAM_ID_BYTES_MAX, STREAM_VERSION_MAX,
 };
+use crate::head::{Head, HeadPublisher, HeadWatcher};
 use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, Resume, SegIndex, Stale};
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
@@ -59,8 +61,17 @@ pub(crate) struct Inner {
     stop_flusher: AtomicBool,
     /// Set by `Store::abandon`: drop does nothing a crash would not.
     abandoned: AtomicBool,
-    /// The held flock (`None` only for a read-only open on media where no lock file can exist).
+    /// The writer's exclusive flock on `LOCK`, or a reader's shared flock on the directory (`None` where
+    /// directories cannot be locked).
     _lock: Option<File>,
+    /// The head record in `LOCK`: published to by the writer, watched by a reader (src/head.rs).
+    head: HeadRole,
+}
+
+/// This handle's part in the head record.
+enum HeadRole {
+    Publisher(HeadPublisher),
+    Watcher(HeadWatcher),
 }
 
 impl Inner {
@@ -81,8 +92,9 @@ impl Inner {
 
     /// For `Store::backup_to` (src/backup.rs), taken under the writer lock so the three agree: the segment
     /// slot the durable end lies in, the file offset below which that segment's frames are durable, and the
-    /// durable position. Every segment before that slot is sealed. A read-only store has no writer (and no
-    /// writer runs beside it), so its whole committed log is the end.
+    /// durable position. Every segment before that slot is sealed. A read-only handle reads the last
+    /// segment's durable slot, which a writer elsewhere may be moving: what it indexed past the slot is
+    /// committed but not yet synced.
     pub(crate) fn durable_end(&self) -> Result<(usize, u64, u64)> {
         let guard = self.lock_writer()?;
         if let Some(w) = guard.as_ref() {
@@ -90,7 +102,17 @@ impl Inner {
         }
         let ix = self.read_index();
         let last = ix.segments.len().saturating_sub(1);
-        Ok((last, ix.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.end), ix.next_position))
+        let end = ix.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.end);
+        let slot = self.segments.get(last).and_then(|m| DurableSlot::newest(&m.header_copy()));
+        Ok(match slot {
+            Some(s)
+                if (SEGMENT_HEADER_LEN..end).contains(&s.durable_end)
+                    && s.next_position <= ix.next_position =>
+            {
+                (last, s.durable_end, s.next_position)
+            }
+            _ => (last, end, ix.next_position),
+        })
     }
 
     /// Where segment `i`'s frames end if it is sealed; `u64::MAX` for the active (or an unknown) one.
@@ -131,6 +153,10 @@ impl Inner {
         }
     }
 }
+
+/// How often a read-only handle's [`Store::wait_for`] looks at the writer's head: a load of one word in a
+/// mapped page, so polling this often costs little, and a follower sees a commit well within a millisecond.
+pub const FOLLOW_POLL: Duration = Duration::from_micros(100);
 
 /// An open foldlog directory. `Send + Sync`: share it with `Arc`; appends are serialized internally and
 /// readers never block the writer.
@@ -273,8 +299,21 @@ impl Store {
         self.inner.durable.load(Ordering::Acquire)
     }
 
+    /// Catches up with the writer. A read-only handle indexes the events the writer (in this process or
+    /// another) committed since the handle last looked, following it into new segments, and returns the
+    /// next position; what it sees is always a prefix of the log ending at a batch boundary. A writer's handle
+    /// is always current and returns at once. A read-only handle takes a shared lock on the directory only,
+    /// so any number of them run beside the one writer; see docs/operations.md, "Reading a live store".
+    ///
+    /// Errors: [`Error::Corrupt`] if bytes the writer published fail their checks.
+    pub fn refresh(&self) -> Result<u64> {
+        self.inner.refresh()
+    }
+
     /// Blocks until a position beyond `after` (any position if `None`) is committed, or `timeout` passes.
-    /// Returns the head then, or `None` on timeout. Wakes on the writer's publish, no polling.
+    /// Returns the head then, or `None` on timeout. A writer's handle wakes on its own publish, with no
+    /// polling; a read-only handle polls the writer's head every [`FOLLOW_POLL`] (refreshing as it goes;
+    /// an error ends the wait early with `None`, and [`Store::refresh`] reports it).
     ///
     /// A follower in another thread of the same process:
     ///
@@ -302,6 +341,9 @@ impl Store {
     pub fn wait_for(&self, after: Option<u64>, timeout: Duration) -> Option<u64> {
         let target = after.map_or(1, |a| a.saturating_add(2));
         let deadline = Instant::now() + timeout;
+        if self.inner.options.read_only {
+            return self.poll_for(target, deadline);
+        }
         let mut guard = self.inner.wake.lock().unwrap_or_else(|e| e.into_inner());
         self.inner.waiters.fetch_add(1, Ordering::SeqCst);
         let head = loop {
@@ -315,6 +357,18 @@ impl Store {
         self.inner.waiters.fetch_sub(1, Ordering::SeqCst);
         drop(guard);
         head
+    }
+
+    /// `wait_for` on a read-only handle: the writer may be another process, so there is nothing to wake on.
+    fn poll_for(&self, target: u64, deadline: Instant) -> Option<u64> {
+        loop {
+            let next = self.inner.refresh().ok()?;
+            if next >= target {
+                return next.checked_sub(1);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            std::thread::sleep(left.min(FOLLOW_POLL));
+        }
     }
 
     /// Last version of `stream`, `None` if it has no events.
@@ -393,17 +447,8 @@ fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
         .expect("spawn group-commit thread")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_inner(
-    dir: &Path,
-    options: Options,
-    log_id: [u8; 16],
-    segments: SegmentTable,
-    index: Index,
-    writer: Option<Writer>,
-    report: RecoveryReport,
-    lock: Option<File>,
-) -> Inner {
+fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, lock: Option<File>) -> Inner {
+    let Recovered { log_id, segments, index, writer, report } = parts;
     let next = index.next_position;
     let durable = writer.as_ref().map_or(next, |w| {
         if w.synced_end == w.end {
@@ -429,5 +474,6 @@ fn build_inner(
         stop_flusher: AtomicBool::new(false),
         abandoned: AtomicBool::new(false),
         _lock: lock,
+        head,
     }
 }

@@ -88,30 +88,29 @@ pub(super) fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
     crate::directory::check_before_open(dir, &options)?;
     options.segment_size_bytes =
         (options.segment_size_bytes / 16 * 16).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
-    let writable = !options.read_only;
+    if options.read_only {
+        return open_reader(dir, options, started);
+    }
     if !dir.exists() {
-        if !(options.create_if_missing && writable) {
+        if !options.create_if_missing {
             return Err(Error::InvalidDirectory { path: dir.to_path_buf(), reason: "does not exist".into() });
         }
         sys::create_dir(dir).map_err(|e| Error::io("create directory", dir, e))?;
     }
     let lock_path = dir.join(LOCK_FILE);
-    let lock =
-        sys::open_lock_file(&lock_path, writable).map_err(|e| Error::io("open lock file", &lock_path, e))?;
-    if let Some(lock) = &lock {
-        if !sys::try_lock(lock, &lock_path, writable).map_err(|e| Error::io("lock", &lock_path, e))? {
-            return Err(Error::Locked { path: dir.to_path_buf() });
-        }
+    let lock = sys::open_lock_file(&lock_path).map_err(|e| Error::io("open lock file", &lock_path, e))?;
+    if !sys::try_lock(&lock, &lock_path, true).map_err(|e| Error::io("lock", &lock_path, e))? {
+        return Err(Error::Locked { path: dir.to_path_buf() });
     }
+    // Best effort: where the mark cannot be placed, readers cannot ask for it either and go by the head.
+    let _ = sys::mark_writer_live(&lock, &lock_path);
     let listing = list(dir)?;
-    if writable {
-        for t in &listing.temps {
-            let _ = sys::remove(t);
-        }
+    for t in &listing.temps {
+        let _ = sys::remove(t);
     }
     if listing.segments.is_empty() {
         check_no_lost_log(dir)?;
-        if !(writable && options.create_if_missing) {
+        if !options.create_if_missing {
             return Err(Error::InvalidDirectory {
                 path: dir.to_path_buf(),
                 reason: "no segment files".into(),
@@ -119,25 +118,131 @@ pub(super) fn open_inner(dir: &Path, mut options: Options) -> Result<Inner> {
         }
         return create_log(dir, options, lock, started);
     }
+    let parts = recover(dir, &options, &listing, Role::Writer, started)?;
+    let at = parts
+        .writer
+        .as_ref()
+        .map_or(Head { seq: 0, end: SEGMENT_HEADER_LEN }, |w| Head { seq: w.seg_seq, end: w.end });
+    let head = HeadPublisher::start(&lock, &lock_path, parts.log_id, at)?;
+    Ok(build_inner(dir, options, parts, HeadRole::Publisher(head), Some(lock)))
+}
+
+/// A read-only open: a shared hold on the directory (never on `LOCK`, so a writer in another process runs
+/// beside it), then recovery as far as the writer's head allows. A writer may roll or checkpoint while this
+/// open reads; a listing that changed meanwhile explains corruption found, and the open starts over.
+fn open_reader(dir: &Path, options: Options, started: Instant) -> Result<Inner> {
+    if !dir.exists() {
+        return Err(Error::InvalidDirectory { path: dir.to_path_buf(), reason: "does not exist".into() });
+    }
+    let lock = match sys::lock_dir(dir, false).map_err(|e| Error::io("lock directory", dir, e))? {
+        sys::DirLock::Held(file) => Some(file),
+        sys::DirLock::Unsupported => None,
+        sys::DirLock::Conflict => return Err(Error::Locked { path: dir.to_path_buf() }),
+    };
+    let mut attempts = 0;
+    loop {
+        let listing = list(dir)?;
+        if listing.segments.is_empty() {
+            check_no_lost_log(dir)?;
+            return Err(Error::InvalidDirectory {
+                path: dir.to_path_buf(),
+                reason: "no segment files".into(),
+            });
+        }
+        let writer_live = crate::head::writer_is_live(dir);
+        match recover(dir, &options, &listing, Role::Reader { writer_live }, started) {
+            // A writer that started while this open read every valid frame may have been storing some: look
+            // again with its head.
+            Ok(_) if writer_live == Some(false) && crate::head::writer_is_live(dir) == Some(true) => {
+                attempts += 1;
+                if attempts >= READER_OPEN_ATTEMPTS {
+                    return Err(Error::Locked { path: dir.to_path_buf() });
+                }
+            }
+            Ok(parts) => {
+                let head = HeadRole::Watcher(HeadWatcher::new(dir, parts.log_id));
+                return Ok(build_inner(dir, options, parts, head, lock));
+            }
+            Err(e @ Error::Corrupt { .. }) => {
+                attempts += 1;
+                let moved = list(dir).is_ok_and(|now| now.segments != listing.segments);
+                if !moved || attempts >= READER_OPEN_ATTEMPTS {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How often a read-only open starts over when the writer's rolls keep changing the listing under it.
+const READER_OPEN_ATTEMPTS: u32 = 8;
+
+/// What recovery built, for `build_inner`.
+pub(super) struct Recovered {
+    pub(super) log_id: [u8; 16],
+    pub(super) segments: SegmentTable,
+    pub(super) index: Index,
+    pub(super) writer: Option<Writer>,
+    pub(super) report: RecoveryReport,
+}
+
+/// Who recovers.
+#[derive(Clone, Copy)]
+enum Role {
+    Writer,
+    /// A read-only open; whether a writer had the store open when it began (`None`: cannot be told).
+    Reader {
+        writer_live: Option<bool>,
+    },
+}
+
+/// Opens the listed segments, loads the checkpoint and recovers the log. A reader beside a live writer reads
+/// the last segment only as far as the writer's head (loaded after the checkpoint, so it covers at least what
+/// the checkpoint does); with no writer, every valid frame, as a writer's recovery would.
+fn recover(
+    dir: &Path,
+    options: &Options,
+    listing: &Listing,
+    role: Role,
+    started: Instant,
+) -> Result<Recovered> {
+    let reader = matches!(role, Role::Reader { .. });
     let mut report = RecoveryReport::default();
-    let opened = open_segments(&listing, writable)?;
+    let opened = open_segments(listing, !reader)?;
     report.segments = opened.len();
     let log_id = opened[0].header.log_id;
-    let (index, resume) = load_checkpoint(dir, log_id, &opened, &options, &mut report)?;
+    let (index, resume) = load_checkpoint(dir, log_id, &opened, options, &mut report)?;
+    let bound = match (role, opened.last()) {
+        (Role::Reader { writer_live: Some(false) }, _) | (Role::Writer, _) | (_, None) => u64::MAX,
+        (Role::Reader { .. }, Some(last)) => tail_bound(HeadWatcher::new(dir, log_id).load(), last),
+    };
     let segments = SegmentTable::new();
-    let (index, writer) = recover_segments(&options, opened, index, resume, &segments, &mut report)?;
+    let (index, writer) = recover_segments(options, opened, index, resume, &segments, &mut report, bound)?;
     report.events = index.next_position;
     report.elapsed = started.elapsed();
-    Ok(build_inner(dir, options, log_id, segments, index, writer, report, lock))
+    Ok(Recovered { log_id, segments, index, writer, report })
+}
+
+/// How far a reader may read the last segment: to the writer's head when it is in this segment (at least the
+/// durable end), only the durable part when the head is elsewhere (a roll in progress), and every valid frame
+/// when no writer published a head (nobody is appending).
+pub(super) fn tail_bound(head: Option<Head>, last: &Segment) -> u64 {
+    let durable = last.slot.map_or(SEGMENT_HEADER_LEN, |s| s.durable_end);
+    match head {
+        None => last.map.len(),
+        Some(h) if h.seq == last.header.seq => h.end.max(durable).min(last.map.len()),
+        // Rolled since the listing: the slot read at open may be older than the one naming the segment's
+        // final end, which was durable before the head moved on; read it again.
+        Some(h) if h.seq > last.header.seq => {
+            DurableSlot::newest(&last.map.header_copy()).map_or(durable, |s| s.durable_end.max(durable))
+        }
+        Some(_) => durable,
+    }
 }
 
 /// A new, empty log: its first segment (number 0, base 0) and a writer.
-pub(super) fn create_log(
-    dir: &Path,
-    options: Options,
-    lock: Option<File>,
-    started: Instant,
-) -> Result<Inner> {
+pub(super) fn create_log(dir: &Path, options: Options, lock: File, started: Instant) -> Result<Inner> {
     let log_id = random_log_id();
     let first = SegmentName { base: 0, seq: 0 };
     let (seg, map) = Segment::create(dir, log_id, first, options.segment_size_bytes)?;
@@ -150,7 +255,10 @@ pub(super) fn create_log(
         RecoveryReport { segments: 1, clean: true, elapsed: started.elapsed(), ..RecoveryReport::default() };
     let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
     let writer = Writer::new(0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
-    Ok(build_inner(dir, options, log_id, segments, index, Some(writer), report, lock))
+    let lock_path = dir.join(LOCK_FILE);
+    let head = HeadPublisher::start(&lock, &lock_path, log_id, Head { seq: 0, end: SEGMENT_HEADER_LEN })?;
+    let parts = Recovered { log_id, segments, index, writer: Some(writer), report };
+    Ok(build_inner(dir, options, parts, HeadRole::Publisher(head), Some(lock)))
 }
 
 /// Opens every listed segment; the first one's log id is the reference.
@@ -174,6 +282,7 @@ pub(super) fn recover_segments(
     resume: Option<Resume>,
     segments: &SegmentTable,
     report: &mut RecoveryReport,
+    bound: u64,
 ) -> Result<(Index, Option<Writer>)> {
     debug_assert!(resume.is_none_or(|r| index.segments.last().is_some_and(|s| s.base == r.segment_base)));
     let n = opened.len();
@@ -203,7 +312,7 @@ pub(super) fn recover_segments(
         }
         report.segments_scanned += 1;
         if last {
-            writer = recover_last(options, &seg, at, &mut index, report)?;
+            writer = recover_last(options, &seg, at, &mut index, report, bound)?;
         } else {
             scan_sealed(&seg, at, &mut index, report)?;
         }
@@ -212,13 +321,15 @@ pub(super) fn recover_segments(
 }
 
 /// Recovers the last segment: index its committed batches, judge the tail (torn, or corruption below the
-/// durable point), zero it when writable, and build the writer.
+/// durable point), zero it when writable, and build the writer. A reader reads no further than `bound`
+/// (see [`tail_bound`]).
 pub(super) fn recover_last(
     options: &Options,
     seg: &Segment,
     at: Place,
     index: &mut Index,
     report: &mut RecoveryReport,
+    bound: u64,
 ) -> Result<Option<Writer>> {
     let path = seg.path();
     let cap = seg.map.len();
@@ -241,7 +352,7 @@ pub(super) fn recover_last(
         Some(_) => return Err(Error::corrupt(&path, at.from, "resume offset outside the segment")),
         None => seg
             .map
-            .committed_from(at.from)
+            .final_bytes(at.from, bound.min(cap).max(at.from))
             .ok_or_else(|| Error::corrupt(&path, at.from, "resume offset outside the segment"))?,
     };
     let scan = index_frames(bytes, at, index, report);
@@ -256,7 +367,11 @@ pub(super) fn recover_last(
     }
     report.clean = clean_slot && scan.reason.is_none() && scan.stop == durable && committed_end == durable;
     index.segments[at.slot].end = committed_end;
-    let Some(mut w) = map_writer.take() else { return Ok(None) };
+    let Some(mut w) = map_writer.take() else {
+        seg.map.reveal(committed_end);
+        seg.map.mark_verified(at.from, committed_end);
+        return Ok(None);
+    };
     let mut synced_end = if report.clean { committed_end } else { durable.min(committed_end) };
     if !report.clean && synced_end < committed_end {
         redirty(&mut w, synced_end, committed_end);

@@ -332,6 +332,7 @@ impl Inner {
             self.sync_frames(w)?;
         }
         w.map.publish_verified(end);
+        self.publish_head(Head { seq: w.seg_seq, end });
         self.index_batch(w, &offsets, batch, plan, out);
         w.offsets = offsets;
         self.notify();
@@ -497,7 +498,16 @@ impl Inner {
         w.slot =
             DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: w.next_position, flags: 0 };
         w.clean_on_disk = false;
+        // Readers in other processes learn of the roll now: the sealed segment's end is in its slot.
+        self.publish_head(Head { seq, end: SEGMENT_HEADER_LEN });
         Ok(())
+    }
+
+    /// Tells readers in other processes where the committed log ends (a writer's handle only).
+    pub(super) fn publish_head(&self, at: Head) {
+        if let HeadRole::Publisher(p) = &self.head {
+            p.publish(at);
+        }
     }
 
     pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {

@@ -1,0 +1,240 @@
+//! Read-only handles in other processes beside a live writer (docs/operations.md, "Reading a live store"):
+//! a reader process follows a writer process event by event across segment rolls and checkpoints, checking
+//! every event, every stream version, batch atomicity and consumer positions; reopens land on consistent
+//! prefixes; `verify` of the live store is clean; a killed writer leaves the reader on a prefix of what the
+//! next writer recovers, and the reader follows that writer too.
+//!
+//! The workload is a pure function of the batch number, so each process knows what every position must hold
+//! without talking to the other: batch `k` appends two events to stream `a{k%4}` and one to `b{k%3}` (three
+//! positions, `3k..3k+3`), and every fifth batch moves consumer `proj` to `k + 1`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{child_command, emit, spawn_retrying, ScratchDir};
+use foldlog::{Batch, Durability, Error, ExpectedVersion, NewEvent, Options, Store, StreamAppend};
+
+const EVENTS_PER_BATCH: u64 = 3;
+
+fn writer_options() -> Options {
+    Options {
+        // Small segments and checkpoints: a roll every few dozen batches, a checkpoint every few rolls, so the
+        // reader's opens and refreshes meet both often.
+        segment_size_bytes: 8192,
+        checkpoint_every_bytes: 32 << 10,
+        durability: Durability::Never,
+        ..Options::default()
+    }
+}
+
+fn reader_options() -> Options {
+    Options { read_only: true, create_if_missing: false, ..Options::default() }
+}
+
+/// What position `p` holds: stream, version, type and payload.
+fn expected(p: u64) -> (String, u64, &'static str, Vec<u8>) {
+    let (k, i) = (p / EVENTS_PER_BATCH, p % EVENTS_PER_BATCH);
+    let (stream, version, kind) = match i {
+        0 | 1 => (format!("a{}", k % 4), 2 * (k / 4) + i, "A"),
+        _ => (format!("b{}", k % 3), k / 3, "B"),
+    };
+    let mut payload = p.to_le_bytes().to_vec();
+    payload.extend_from_slice(&p.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    (stream, version, kind, payload)
+}
+
+/// The consumer position after `batches` whole batches.
+fn expected_consumer(batches: u64) -> Option<u64> {
+    batches.checked_sub(1).map(|last| last / 5 * 5 + 1)
+}
+
+fn append_batch(store: &Store, k: u64) -> foldlog::Result<()> {
+    let events: Vec<_> = (0..EVENTS_PER_BATCH).map(|i| expected(k * EVENTS_PER_BATCH + i)).collect();
+    let a: Vec<NewEvent<'_>> = events[..2].iter().map(|(_, _, t, p)| NewEvent::new(t, p)).collect();
+    let b = [NewEvent::new(events[2].2, &events[2].3)];
+    let streams = [
+        StreamAppend::new(&events[0].0, ExpectedVersion::Any, &a),
+        StreamAppend::new(&events[2].0, ExpectedVersion::Any, &b),
+    ];
+    let consumer = k.is_multiple_of(5).then_some(("proj", k + 1));
+    store.append_batch(&Batch { streams: &streams, consumer })?;
+    Ok(())
+}
+
+/// Checks positions `from..store.next_position()` of `store` against the workload; returns the new end.
+fn check_new_events(store: &Store, from: u64) -> u64 {
+    let end = store.next_position();
+    assert!(end.is_multiple_of(EVENTS_PER_BATCH), "a reader sees whole batches only, saw {end} events");
+    let mut p = from;
+    for event in store.read_all(from).take((end - from) as usize) {
+        let event = event.unwrap_or_else(|e| panic!("reading position {p}: {e}"));
+        let (stream, version, kind, payload) = expected(p);
+        assert_eq!(event.position(), p);
+        assert_eq!((event.stream_id(), event.stream_version()), (stream.as_str(), version), "position {p}");
+        assert_eq!((event.event_type(), event.payload()), (kind, payload.as_slice()), "position {p}");
+        p += 1;
+    }
+    assert_eq!(p, end, "read_all returned every committed event");
+    assert_eq!(store.consumer_position("proj"), expected_consumer(end / EVENTS_PER_BATCH), "at {end}");
+    end
+}
+
+/// Checks a whole store (a fresh handle) against the workload, including its streams read on their own.
+fn check_whole(store: &Store) -> u64 {
+    let end = check_new_events(store, 0);
+    let batches = end / EVENTS_PER_BATCH;
+    for j in 0..4u64 {
+        let n = (0..batches).filter(|k| k % 4 == j).count() as u64 * 2;
+        assert_eq!(store.read_stream(&format!("a{j}"), 0).count() as u64, n, "stream a{j}");
+    }
+    end
+}
+
+/// The child processes: `write` appends `$LIVE_BATCHES` batches (from the store's current end, so a writer
+/// that recovers carries on) and exits; `read` follows until it has seen `$LIVE_EVENTS` events, checking
+/// each, reopening now and then, and prints `SEEN n` as it goes.
+#[test]
+fn live_child() {
+    let (Ok(role), Ok(dir)) = (std::env::var("LIVE_ROLE"), std::env::var("LIVE_DIR")) else { return };
+    let dir = Path::new(&dir);
+    let n = common::env_u64("LIVE_COUNT", 0);
+    match role.as_str() {
+        "write" => {
+            let store = Store::open_with(dir, writer_options()).expect("writer opens");
+            let first = store.next_position() / EVENTS_PER_BATCH;
+            emit("WRITING");
+            for k in first..first + n {
+                append_batch(&store, k).expect("append");
+                // Paced, so the reader meets the writer mid-segment, mid-roll and mid-checkpoint rather than
+                // finding the work done.
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            store.close().expect("close");
+            emit("WROTE");
+        }
+        "read" => follow(dir, n),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn follow(dir: &Path, target: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let store = loop {
+        match Store::open_with(dir, reader_options()) {
+            Ok(s) => break s,
+            // The writer has not created the log yet.
+            Err(Error::InvalidDirectory { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("reader open: {e}"),
+        }
+    };
+    let mut seen = check_new_events(&store, 0);
+    let mut reopened_at = 0;
+    while seen < target {
+        assert!(Instant::now() < deadline, "reader stuck at {seen} of {target}");
+        store.wait_for(seen.checked_sub(1), Duration::from_millis(200));
+        store.refresh().expect("refresh");
+        seen = check_new_events(&store, seen);
+        emit(&format!("SEEN {seen}"));
+        if seen >= reopened_at + 600 {
+            // An open while the writer rolls and checkpoints lands on a whole, consistent prefix too.
+            let fresh = Store::open_with(dir, reader_options()).expect("reopen beside the writer");
+            assert!(check_whole(&fresh) >= seen, "a later open sees at least as much");
+            reopened_at = seen;
+        }
+    }
+    emit("CAUGHT UP");
+}
+
+fn child(role: &str, dir: &Path, count: u64) -> Child {
+    spawn_retrying(
+        child_command("live_child")
+            .env("LIVE_ROLE", role)
+            .env("LIVE_DIR", dir)
+            .env("LIVE_COUNT", count.to_string()),
+    )
+    .expect("spawn child")
+}
+
+/// Reads the child's output until a line satisfies `done`; panics with the child's stderr if it ends first.
+fn wait_for_line(child: &mut Child, lines: &mut impl Iterator<Item = String>, done: impl Fn(&str) -> bool) {
+    if lines.any(|l| done(&l)) {
+        return;
+    }
+    let status = child.wait().expect("reap child");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    panic!("child ended ({status}) before the expected line; stderr: {stderr}");
+}
+
+/// Waits for a child and says how it ended, with its stderr.
+fn outcome(child: Child) -> (bool, String) {
+    let out = child.wait_with_output().expect("child output");
+    (out.status.success(), format!("{}; stderr: {}", out.status, String::from_utf8_lossy(&out.stderr)))
+}
+
+fn lines_of(child: &mut Child) -> impl Iterator<Item = String> {
+    BufReader::new(child.stdout.take().expect("stdout")).lines().map_while(Result::ok)
+}
+
+fn seen(line: &str) -> Option<u64> {
+    line.strip_prefix("SEEN ").and_then(|n| n.parse().ok())
+}
+
+#[test]
+fn a_reader_process_follows_a_writer_process_event_by_event_across_rolls() {
+    let dir = ScratchDir::new("live-follow");
+    let batches = common::env_u64("FOLDLOG_LIVE_BATCHES", 3000);
+    let reader = child("read", dir.path(), batches * EVENTS_PER_BATCH);
+    let mut writer = child("write", dir.path(), batches);
+    // Meanwhile this process checks the live store with the file walker, which reads beside the writer too.
+    let mut verified = 0;
+    while writer.try_wait().expect("poll writer").is_none() {
+        if let Ok(report) = foldlog::verify::verify_dir(dir.path()) {
+            assert!(report.damage.is_empty(), "verify of a live store found damage: {:?}", report.damage);
+            verified += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (ok, how) = outcome(writer);
+    assert!(ok, "writer: {how}");
+    let (ok, how) = outcome(reader);
+    assert!(ok, "reader: {how}");
+    let store = Store::open_with(dir.path(), reader_options()).expect("open after both");
+    assert_eq!(check_whole(&store), batches * EVENTS_PER_BATCH);
+    assert!(store.stats().segments > 20, "the writer rolled many times: {}", store.stats().segments);
+    eprintln!("verify ran {verified} times beside the writer");
+}
+
+#[test]
+fn a_killed_writer_leaves_its_reader_on_a_prefix_and_the_next_writer_is_followed_too() {
+    let dir = ScratchDir::new("live-kill");
+    let mut reader = child("read", dir.path(), u64::MAX);
+    let mut reader_lines = lines_of(&mut reader);
+    let mut writer = child("write", dir.path(), 1_000_000);
+    wait_for_line(&mut reader, &mut reader_lines, |l| seen(l).is_some_and(|n| n >= 3000));
+    writer.kill().expect("SIGKILL the writer");
+    writer.wait().expect("reap");
+    // The reader keeps going on what it has; whatever it saw, the next writer recovers (a process crash
+    // loses nothing committed), and the reader follows that writer's appends from there.
+    let store = Store::open_with(dir.path(), writer_options()).expect("recover");
+    let recovered = check_whole(&store);
+    let first = recovered / EVENTS_PER_BATCH;
+    for k in first..first + 200 {
+        append_batch(&store, k).expect("append after recovery");
+    }
+    let goal = recovered + 200 * EVENTS_PER_BATCH;
+    eprintln!("the killed writer left {recovered} events; the reader follows the next writer to {goal}");
+    wait_for_line(&mut reader, &mut reader_lines, |l| seen(l).is_some_and(|n| n >= goal));
+    assert!(reader.try_wait().expect("poll reader").is_none(), "the reader is still following");
+    reader.kill().expect("stop the reader");
+    reader.wait().expect("reap");
+    drop(store);
+}
