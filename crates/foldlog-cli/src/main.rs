@@ -6,6 +6,7 @@
 use foldlog_bank as demo_bank;
 use foldlog_bank::demo_dir;
 mod export_cmd;
+mod tail_cmd;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -90,13 +91,37 @@ enum Command {
     /// Copy every intact event of a damaged store into a new store and say exactly which positions and
     /// streams were lost. SRC is only read. Exit 0 nothing lost, 1 something lost, 2 usage or I/O error.
     Salvage {
-        /// The damaged store (read-only; no process may have it open).
+        /// The damaged store (only read; a writer may have it open, and then what it committed is copied).
         src: PathBuf,
         /// The new store: a directory that does not exist yet, or an empty one.
         dst: PathBuf,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the last events, then follow the store like `tail -f`: new events appear as a writer (in any
+    /// process) commits them. Read-only; runs beside the writer. Stop it with Ctrl-C.
+    Tail {
+        /// Data directory.
+        dir: PathBuf,
+        /// Only events of this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only events of this type (repeat for several).
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// How many of the existing (matching) events to print first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: u64,
+        /// Start at this global position instead (overrides -n).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Print what is there and exit instead of following.
+        #[arg(long)]
+        no_follow: bool,
+        /// How to show payloads and metadata, as for `dump`.
+        #[arg(long, value_enum, default_value_t = Bytes::Auto)]
+        payload: Bytes,
     },
     /// Write the log as JSON Lines to stdout: a header, every event in global order, then the consumer
     /// positions (read-only).
@@ -113,8 +138,8 @@ enum Command {
         /// The new store: a directory that does not exist yet, or an empty one.
         dir: PathBuf,
     },
-    /// Copy a store that no process has open into a new directory, up to its end (sealed segments are
-    /// hard-linked where possible). A live store is backed up from its writer with Store::backup_to.
+    /// Copy a store into a new directory, up to its durable position (sealed segments are hard-linked where
+    /// possible). Read-only: a writer may keep appending meanwhile.
     Backup {
         /// The store (read-only).
         src: PathBuf,
@@ -162,6 +187,7 @@ fn main() -> ExitCode {
         Command::Verify { dir, .. } => ("verify", Some(dir.clone())),
         Command::Stat { dir, .. } => ("stat", Some(dir.clone())),
         Command::Dump { dir, .. } => ("dump", Some(dir.clone())),
+        Command::Tail { dir, .. } => ("tail", Some(dir.clone())),
         Command::Salvage { src, .. } => ("salvage", Some(src.clone())),
         Command::Export { dir, .. } => ("export", Some(dir.clone())),
         Command::Import { dir } => ("import", Some(dir.clone())),
@@ -180,6 +206,10 @@ fn main() -> ExitCode {
         Command::Stat { dir, streams, json } => stat(&dir, streams, json),
         Command::Dump { dir, stream, from, limit, payload } => {
             dump(&dir, stream.as_deref(), from, limit, payload)
+        }
+        Command::Tail { dir, stream, types, lines, from, no_follow, payload } => {
+            let filter = tail_cmd::Filter { stream, types };
+            tail_cmd::tail(&dir, &filter, from, lines, !no_follow, payload)
         }
         Command::Salvage { src, dst, json } => salvage(&src, &dst, json),
         Command::Export { dir, text } => export_cmd::export(&dir, text),
@@ -200,12 +230,6 @@ fn main() -> ExitCode {
             let mut message = e.to_string();
             if let Some(dir) = dir.filter(|d| !message.contains(&d.display().to_string())) {
                 message = format!("{}: {message}", dir.display());
-            }
-            let locked = matches!(e.downcast_ref::<Error>(), Some(Error::Locked { .. }));
-            if locked && name == "backup" {
-                message.push_str(
-                    "; a live store is backed up from its writer's process (Store::backup_to), or stop the writer",
-                );
             }
             let _ = writeln!(io::stderr(), "foldlog {name}: {message}");
             let corrupt = matches!(e.downcast_ref::<Error>(), Some(Error::Corrupt { .. }));
@@ -722,27 +746,32 @@ fn dump(dir: &Path, stream: Option<&str>, from: u64, limit: Option<u64>, bytes: 
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     for e in events {
-        let e = e?;
-        write!(
-            out,
-            "{:>10}  {}@{}  {}  schema {}  {}",
-            e.position(),
-            e.stream_id(),
-            e.stream_version(),
-            e.event_type(),
-            e.schema_version(),
-            rfc3339(e.timestamp_micros()),
-        )?;
-        if let Some(id) = e.event_id() {
-            write!(out, "  id {id:032x}")?;
-        }
-        if !e.metadata().is_empty() {
-            write!(out, "  metadata {}", show(e.metadata(), bytes))?;
-        }
-        writeln!(out, "  payload {}", show(e.payload(), bytes))?;
+        write_event(&mut out, &e?, bytes)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One event as `dump` and `tail` print it: position, stream@version, type, schema, timestamp, id, metadata,
+/// payload.
+fn write_event(out: &mut impl Write, e: &foldlog::EventRef<'_>, bytes: Bytes) -> io::Result<()> {
+    write!(
+        out,
+        "{:>10}  {}@{}  {}  schema {}  {}",
+        e.position(),
+        e.stream_id(),
+        e.stream_version(),
+        e.event_type(),
+        e.schema_version(),
+        rfc3339(e.timestamp_micros()),
+    )?;
+    if let Some(id) = e.event_id() {
+        write!(out, "  id {id:032x}")?;
+    }
+    if !e.metadata().is_empty() {
+        write!(out, "  metadata {}", show(e.metadata(), bytes))?;
+    }
+    writeln!(out, "  payload {}", show(e.payload(), bytes))
 }
 
 #[derive(Serialize)]

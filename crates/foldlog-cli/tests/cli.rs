@@ -689,7 +689,7 @@ fn salvage_reports_the_loss_and_exits_1_and_0_when_nothing_was_lost() {
 }
 
 #[test]
-fn backup_copies_a_closed_store_and_refuses_a_live_one() {
+fn backup_copies_a_closed_store_and_a_live_one_up_to_its_durable_position() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     varied_store(&src);
@@ -707,13 +707,90 @@ fn backup_copies_a_closed_store_and_refuses_a_live_one() {
     let b = foldlog(tmp.path(), &["export", "bk2"]);
     assert!(a.stdout == b.stdout, "the backup holds the same log");
 
-    let live = Store::open(&src).expect("open");
-    let refused = foldlog(tmp.path(), &["backup", "src", "bk3"]);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(text(&refused).contains("backup_to"), "says how to back up a live store: {}", text(&refused));
-    assert!(!tmp.path().join("bk3").exists());
+    // Beside a writer in this process: what it synced is backed up, what it has not is not.
+    let live =
+        Store::open_with(&src, Options { durability: foldlog::Durability::Never, ..Options::default() })
+            .expect("open");
+    live.append("late", ExpectedVersion::Any, &[NewEvent::new("Synced", b"1")]).expect("append");
+    live.sync().expect("sync");
+    live.append("late", ExpectedVersion::Any, &[NewEvent::new("NotSynced", b"2")]).expect("append");
+    let out = foldlog(tmp.path(), &["backup", "src", "bk3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("backed up 241 events"), "{}", text(&out));
+    let verify = foldlog(tmp.path(), &["verify", "bk3"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
     drop(live);
     assert_eq!(std::fs::read(tmp.path().join("beside.txt")).expect("kept"), b"mine");
+}
+
+#[test]
+fn stat_dump_and_verify_run_beside_a_live_writer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    varied_store(&src);
+    let live = Store::open(&src).expect("a writer holds the store");
+    live.append("extra", ExpectedVersion::NoStream, &[NewEvent::new("Live", b"x")]).expect("append");
+    let stat = foldlog(tmp.path(), &["stat", "src", "--json"]);
+    assert_eq!(stat.status.code(), Some(0), "{}", text(&stat));
+    let json: serde_json::Value = serde_json::from_slice(&stat.stdout).expect("stat --json");
+    assert_eq!(json["events"], 241, "the reader sees the writer's commit: {json}");
+    let dump = foldlog(tmp.path(), &["dump", "src", "--stream", "extra"]);
+    assert_eq!(dump.status.code(), Some(0), "{}", text(&dump));
+    assert!(text(&dump).contains("extra@0  Live"), "{}", text(&dump));
+    let verify = foldlog(tmp.path(), &["verify", "src"]);
+    assert_eq!(verify.status.code(), Some(0), "a live store verifies clean: {}", text(&verify));
+    // The writer was never in the way, nor they in its.
+    live.append("extra", ExpectedVersion::Exact(0), &[NewEvent::new("Live", b"y")]).expect("append after");
+}
+
+#[test]
+fn tail_prints_the_last_matching_events_then_follows_the_writer() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("s");
+    let live =
+        Store::open_with(&dir, Options { segment_size_bytes: 4096, ..Options::default() }).expect("create");
+    for i in 0..30u32 {
+        let kind = if i % 2 == 0 { "Even" } else { "Odd" };
+        live.append(&format!("s{}", i % 3), ExpectedVersion::Any, &[NewEvent::new(kind, &i.to_le_bytes())])
+            .expect("append");
+    }
+    // Not following: the last two events of stream s0 with type Even (positions 18 and 24), and nothing else.
+    let once =
+        foldlog(tmp.path(), &["tail", "s", "--stream", "s0", "--type", "Even", "-n", "2", "--no-follow"]);
+    assert_eq!(once.status.code(), Some(0), "{}", text(&once));
+    let positions: Vec<String> = String::from_utf8_lossy(&once.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(positions, ["18", "24"], "{}", text(&once));
+
+    let mut tail = Command::new(EXE)
+        .args(["tail", "s", "--type", "Odd", "-n", "1"])
+        .current_dir(tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tail");
+    let mut lines = std::io::BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("the backlog line").expect("read");
+    assert!(first.trim_start().starts_with("29  s2@9  Odd"), "{first}");
+    // Appends after tail started, across several segment rolls: each Odd one appears, in order.
+    for i in 30..400u32 {
+        let kind = if i % 2 == 0 { "Even" } else { "Odd" };
+        live.append(&format!("s{}", i % 3), ExpectedVersion::Any, &[NewEvent::new(kind, &i.to_le_bytes())])
+            .expect("append");
+    }
+    assert!(live.stats().segments > 3, "the writer rolled while tail followed");
+    for i in (31..400u32).step_by(2) {
+        let line = lines.next().expect("a followed line").expect("read");
+        let expect = format!("{i}  s{}@{}  Odd", i % 3, i / 3);
+        assert!(line.trim_start().starts_with(&expect), "expected {expect:?}, got {line:?}");
+    }
+    assert!(tail.try_wait().expect("poll").is_none(), "tail keeps following");
+    tail.kill().expect("stop tail");
+    tail.wait().expect("reap");
 }
 
 #[test]
