@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the comparison harness (compare/: foldlog, SQLite, redb, fjall and the raw write()+fdatasync baseline),
 # optionally a short criterion pass, and regenerates docs/benchmarks.md's tables and docs/plots/*.svg from
-# the results. The prose of docs/benchmarks.md (outside its "generated" markers) is left alone.
+# the results (the harness's `report` subcommand; plotters draws the plots). The prose of docs/benchmarks.md
+# (outside its "generated" markers) is left alone.
 #
 #   scripts/bench.sh              full comparison (1,000,000 events, 3 runs; about 10 minutes here),
 #                                 writes docs/benchmarks.csv, docs/benchmarks.md, docs/plots/
@@ -44,5 +45,6 @@ if [[ $criterion -eq 1 ]]; then
 fi
 
 cargo run --release --manifest-path compare/Cargo.toml -- "${quick[@]}" --csv "$csv" "${harness_args[@]}"
-python3 scripts/plot.py --csv "$csv" --criterion target/criterion --doc "$doc" --plots "$plots"
+cargo run --release --quiet --manifest-path compare/Cargo.toml -- report \
+    --csv "$csv" --criterion target/criterion --doc "$doc" --plots "$plots"
 echo "tables: $doc; plots: $plots/"

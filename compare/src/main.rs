@@ -8,6 +8,9 @@
 //! ```sh
 //! cargo run --release --manifest-path compare/Cargo.toml -- [--quick] [--csv out.csv]
 //! ```
+//!
+//! `report` as the first argument turns such a CSV (and criterion's results) into docs/benchmarks.md's
+//! tables and docs/plots/*.svg instead; see `report/mod.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 mod core;
 
 mod peers;
+mod report;
 
 use crate::core::{print_settings, print_table, run_engine, summarize, EngineSpec, Plan, Summary, Workload};
 
@@ -30,7 +34,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: foldlog-compare [--quick] [--csv FILE] [--events N] [--reps N] \
-[--engines foldlog,raw,sqlite,redb,fjall] [--dir PARENT]";
+[--engines foldlog,raw,sqlite,redb,fjall] [--dir PARENT]\n       foldlog-compare report --csv FILE \
+[--criterion DIR] [--doc FILE] [--plots DIR]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args { quick: false, csv: None, events: None, reps: None, engines: None, dir: None };
@@ -52,7 +57,13 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
+    // The report lives in the harness's binary so that the whole benchmark pipeline is one Rust package.
+    let result = if std::env::args().nth(1).as_deref() == Some("report") {
+        report::run(std::env::args().skip(2))
+    } else {
+        run()
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("foldlog-compare: {e}");
