@@ -48,6 +48,7 @@ impl Default for BackupOptions {
 
 /// What a backup holds and how it was made.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackupReport {
     /// The backup's directory.
     pub dst: PathBuf,

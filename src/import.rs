@@ -33,6 +33,7 @@ pub enum Record {
 
 /// What [`import()`] built.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// The new store.
     pub dst: PathBuf,

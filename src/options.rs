@@ -4,7 +4,10 @@ use std::time::Duration;
 
 /// When appended events are made durable (survive power loss). Every mode survives a process crash
 /// (`kill -9`) once `append` has returned: the bytes are in the OS page cache.
+///
+/// Non-exhaustive: another policy (a periodic sync, say) may be added without a breaking release.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Durability {
     /// Sync before `append` returns: an acknowledged event survives power loss. Costs one sync (milliseconds
     /// on most disks) per append call; batch events to amortize it.

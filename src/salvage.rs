@@ -73,6 +73,7 @@ pub struct PositionRun {
 
 /// A stream whose versions have a gap in the source: its prefix was copied, the rest left out.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamCut {
     /// The stream.
     pub stream: String,
@@ -87,6 +88,7 @@ pub struct StreamCut {
 
 /// A consumer position as carried over.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConsumerCarried {
     /// The consumer's name.
     pub name: String,
@@ -98,6 +100,7 @@ pub struct ConsumerCarried {
 
 /// What [`salvage()`] copied and what it lost.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SalvageReport {
     /// The damaged store.
     pub src: PathBuf,

@@ -39,9 +39,11 @@ pub(super) fn check_archive<T: RkyvCheck>(bytes: &[u8]) -> Result<&T, CodecError
     }
 }
 
-/// An event payload that a codec could not encode or decode, or an upcaster could not convert.
+/// An event payload that a codec could not encode or decode, or an upcaster could not convert. Made with
+/// [`CodecError::new`]; non-exhaustive so that it may carry more than a message later (a source error).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
+#[non_exhaustive]
 pub struct CodecError(pub String);
 
 impl CodecError {

@@ -156,6 +156,7 @@ impl<E: DomainEvent> Decision<E> for Option<E> {
 
 /// How an aggregate was loaded: for logs, tests and curiosity.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadInfo {
     /// Version of the snapshot the load started from (`None`: folded from the first event).
     pub snapshot_version: Option<u64>,

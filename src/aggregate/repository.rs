@@ -70,6 +70,7 @@ pub enum RepositoryError {
 
 /// What [`Repository::save`] did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Saved {
     /// Stream versions of the events written (empty if nothing was pending).
     pub versions: Range<u64>,
