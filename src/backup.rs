@@ -32,8 +32,10 @@ use crate::options::Options;
 use crate::staging::Staging;
 use crate::store::Store;
 
-/// How a backup is made.
+/// How a backup is made: `BackupOptions::default().hard_links(false)`. Non-exhaustive, so that another
+/// option is not a breaking change.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BackupOptions {
     /// Hard-link sealed segments when source and backup are on one file system (default `true`); `false`
     /// copies every byte.
@@ -43,6 +45,15 @@ pub struct BackupOptions {
 impl Default for BackupOptions {
     fn default() -> BackupOptions {
         BackupOptions { hard_links: true }
+    }
+}
+
+impl BackupOptions {
+    /// Sets [`hard_links`](field@BackupOptions::hard_links).
+    #[must_use]
+    pub fn hard_links(mut self, yes: bool) -> Self {
+        self.hard_links = yes;
+        self
     }
 }
 

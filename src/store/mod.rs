@@ -141,7 +141,7 @@ impl Inner {
 /// # fn main() -> foldlog::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// // Synced before `append` returns: an acknowledged event survives power loss.
-/// let options = Options { durability: Durability::Always, ..Options::default() };
+/// let options = Options::default().durability(Durability::Always);
 /// let store = Store::open_with(dir.path(), options.clone())?;
 /// let placed = [NewEvent::new("Placed", b"{\"total\":42}")];
 /// let done = store.append("order-7", ExpectedVersion::NoStream, &placed)?;

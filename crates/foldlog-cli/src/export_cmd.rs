@@ -84,8 +84,7 @@ fn decode_bytes(what: &str, base64: Option<String>, text: Option<String>) -> Res
 
 /// `foldlog export DIR [--text]`: the whole log, then the consumer positions, to stdout.
 pub fn export(dir: &Path, text: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let store =
-        Store::open_with(dir, Options { read_only: true, create_if_missing: false, ..Options::default() })?;
+    let store = Store::open_with(dir, Options::default().read_only(true).create_if_missing(false))?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let line = |record: &Line, out: &mut dyn Write| -> Result<(), Box<dyn std::error::Error>> {
         // Rendered first, so a closed stdout is an `io::Error` like every other write.
