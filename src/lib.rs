@@ -67,7 +67,7 @@ pub use error::{Error, ExpectedVersion, Result};
 pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};
 pub use options::{Durability, GroupCommit, Options, Recovery};
 pub use read::{AllEvents, ReadAll, StreamEvents};
-pub use record::{ArchivedEnvelope, Envelope, EventRef};
+pub use record::{EventRef, OwnedEvent};
 /// The rkyv this crate is built with. Derive your events' archive traits through it
 /// (`#[derive(foldlog::rkyv::Archive, ...)]` with `#[rkyv(crate = foldlog::rkyv)]`), so that the payloads you
 /// write and the archives foldlog checks always come from one rkyv version; see [`Aggregate`].
