@@ -59,7 +59,6 @@ pub mod verify;
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
-    PAYLOAD_ALIGN,
 };
 pub use aggregate::{Snapshot, SnapshotPolicy};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};

@@ -4,16 +4,23 @@
 use super::*;
 
 /// Alignment of the payloads a [`Repository`] writes, and of the scratch buffer a misaligned payload is
-/// copied into: enough for every archived type rkyv produces by default.
-pub const PAYLOAD_ALIGN: usize = 16;
+/// copied into: enough for every archived type rkyv produces by default. Crate-private: a property of the
+/// format (docs/format.md, "Aggregate events"), not something a codec or an upcaster needs.
+pub(crate) const PAYLOAD_ALIGN: usize = 16;
 
-/// Types rkyv can archive with the serializer foldlog uses (implemented for every type that derives
-/// `rkyv::Serialize`).
+// RkyvWrite and RkyvCheck are public only because the bounds of ZeroCopy, Deserialized, access_payload and
+// deserialize_payload name them. The blanket impls make them aliases: every type that meets the bound has
+// them, and no other can (the bound is a supertrait), so users never implement them.
+
+/// A bound alias, nothing to implement: types rkyv can archive with the serializer foldlog uses. Every type
+/// that derives `rkyv::Serialize` (through [`crate::rkyv`]) has it. Name it only in your own generic code
+/// over foldlog's rkyv codecs; it changes with the serializer foldlog uses.
 pub trait RkyvWrite: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>> {}
 impl<T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>> RkyvWrite for T {}
 
-/// Archived types foldlog can check before handing out a reference (implemented for the `Archived*` types
-/// rkyv's derive generates, which implement `CheckBytes` by default).
+/// A bound alias, nothing to implement: archived types foldlog can check before handing out a reference.
+/// The `Archived*` types rkyv's derive generates have it (they implement `CheckBytes` by default). Name it
+/// only in your own generic code over foldlog's rkyv codecs; it changes with the validators foldlog uses.
 ///
 /// Both validators are needed: the lean one (no shared-pointer tracking, unit error) checks every event on
 /// the fold's hot path; the full one runs only to explain a failure.

@@ -27,9 +27,10 @@ mod codec;
 mod repository;
 mod snapshot;
 
+use codec::PAYLOAD_ALIGN;
 pub use codec::{
     access_payload, deserialize_payload, Codec, CodecError, Deserialized, DomainEvent, RkyvCheck, RkyvWrite,
-    ZeroCopy, PAYLOAD_ALIGN,
+    ZeroCopy,
 };
 pub use repository::{Repository, RepositoryError, Saved};
 use snapshot::SnapshotMeta;

@@ -244,6 +244,9 @@ impl Store {
 
     /// Drops the store as a crash would: no sync, no checkpoint, no clean mark. The OS page cache keeps what
     /// was written, as after `kill -9`. For tests of recovery.
+    // Hidden, not part of the API: public only because the integration tests and the CLI's tests (other
+    // crates) simulate crashes with it, and gating it on the `testing` feature would take tests/store.rs out
+    // of the packaged crate's plain `cargo test`.
     #[doc(hidden)]
     pub fn abandon(mut self) {
         self.stop_flusher();
