@@ -125,7 +125,7 @@ impl<'a> EventRef<'a> {
     /// Copies the event out of the map as the on-disk struct, to encode it again (the fuzz targets'
     /// round trip).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) fn to_envelope(&self) -> Envelope {
+    pub(crate) fn to_envelope(self) -> Envelope {
         Envelope {
             position: self.position(),
             stream_version: self.stream_version(),
