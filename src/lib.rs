@@ -21,6 +21,11 @@
 //! # }
 //! ```
 //!
+//! What you build ([`Options`], [`NewEvent`], [`Batch`], [`ReadAll`], [`SnapshotPolicy`], ...) is made from a
+//! constructor or `Default` and one chainable setter per field (`Options::default().read_only(true)`); those
+//! structs, the reports and most enums are `#[non_exhaustive]`, so a new field or variant is not a breaking
+//! change. ARCHITECTURE.md, "The public API and how it grows", has the whole policy.
+//!
 //! The layers, bottom up: `format` (the bytes), `record` (one frame), `map` and `io` (the only modules that
 //! touch the OS), `segment` (one file), `index` (streams → positions), `store` (the log: writer, durability,
 //! recovery), `read` (iterators). See ARCHITECTURE.md and docs/format.md.
