@@ -57,7 +57,8 @@ const BATCH_EVENTS_MAX: usize = 1000;
 ///
 /// # fn main() -> foldlog::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
-/// let event = OwnedEvent::new(0, "account-7", 1, "Opened", b"100".to_vec()).timestamp_micros(1_700_000_000_000_000);
+/// let event = OwnedEvent::new(0, "account-7", 1, "Opened", b"100".to_vec())
+///     .timestamp_micros(1_700_000_000_000_000);
 /// let records = vec![Ok::<_, String>((1, Record::Event(event)))];
 /// let report = import(tmp.path().join("new"), records)?;
 /// assert_eq!(report.events, 1);

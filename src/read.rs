@@ -23,7 +23,8 @@ use crate::store::{Inner, Store};
 ///     store.append("account-1", ExpectedVersion::Any, &[NewEvent::new(ty, &[i as u8])])?;
 /// }
 /// let deposits = ReadAll::default().from(1).event_type("Deposited").limit(2);
-/// let positions: Vec<u64> = store.read_all_with(deposits).map(|e| e.map(|e| e.position())).collect::<foldlog::Result<_>>()?;
+/// let positions: Vec<u64> =
+///     store.read_all_with(deposits).map(|e| e.map(|e| e.position())).collect::<foldlog::Result<_>>()?;
 /// assert_eq!(positions, [1, 2]);
 /// # Ok(())
 /// # }

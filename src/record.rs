@@ -146,7 +146,8 @@ impl<'a> EventRef<'a> {
 /// ```
 /// use foldlog::OwnedEvent;
 ///
-/// let event = OwnedEvent::new(0, "account-7", 1, "Opened", b"100".to_vec()).timestamp_micros(1_700_000_000_000_000);
+/// let event = OwnedEvent::new(0, "account-7", 1, "Opened", b"100".to_vec())
+///     .timestamp_micros(1_700_000_000_000_000);
 /// assert_eq!((event.event_id, event.schema_version), (None, 0));
 /// ```
 ///

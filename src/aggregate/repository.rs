@@ -107,7 +107,8 @@ impl<A> Copy for SnapshotSupport<A> {}
 ///
 /// ```
 /// use foldlog::rkyv::{Archive, Deserialize, Serialize};
-/// use foldlog::{Aggregate, DomainEvent, Repository, RepositoryError, Root, Snapshot, SnapshotPolicy, Store, ZeroCopy};
+/// use foldlog::{Aggregate, DomainEvent, Repository, RepositoryError, Root, Snapshot, SnapshotPolicy};
+/// use foldlog::{Store, ZeroCopy};
 ///
 /// #[derive(Archive, Serialize, Deserialize)]
 /// #[rkyv(crate = foldlog::rkyv)]

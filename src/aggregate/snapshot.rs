@@ -20,8 +20,8 @@ pub trait Snapshot: Aggregate {
     const STATE_VERSION: u32;
 }
 
-/// When a [`crate::Repository`] writes snapshots, and how many it keeps: `SnapshotPolicy::every(100).keep(3)`.
-/// Non-exhaustive, so that another knob is not a breaking change.
+/// When a [`crate::Repository`] writes snapshots, and how many it keeps:
+/// `SnapshotPolicy::every(100).keep(3)`. Non-exhaustive, so that another knob is not a breaking change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SnapshotPolicy {
