@@ -46,7 +46,7 @@ impl Aggregate for OwnedAccount {
 }
 
 fn options() -> Options {
-    Options { durability: Durability::Never, ..Options::default() }
+    Options::default().durability(Durability::Never)
 }
 
 /// Writes account `id` with `events` events (1,000 per save), snapshots it at `events - tail`, then adds the

@@ -33,8 +33,7 @@ fn main() {
     let events = env("FOLLOW_EVENTS", 5000);
     let interval = Duration::from_micros(env("FOLLOW_INTERVAL_US", 500));
     let tmp = tempfile::tempdir().expect("tempdir");
-    let options =
-        Options { durability: Durability::Never, segment_size_bytes: 1 << 20, ..Options::default() };
+    let options = Options::default().durability(Durability::Never).segment_size_bytes(1 << 20);
     let store = Store::open_with(tmp.path(), options).expect("writer");
     store.append("warmup", ExpectedVersion::Any, &[NewEvent::new("W", &0u64.to_le_bytes())]).expect("append");
     let mut child = Command::new(std::env::current_exe().expect("this binary"))
@@ -63,7 +62,7 @@ fn main() {
 }
 
 fn reader(dir: &str, events: u64) {
-    let options = Options { read_only: true, create_if_missing: false, ..Options::default() };
+    let options = Options::default().read_only(true).create_if_missing(false);
     let store = Store::open_with(dir, options).expect("reader open");
     let mut next = store.next_position();
     println!("READY");

@@ -33,8 +33,10 @@ use crate::options::Options;
 use crate::staging::Staging;
 use crate::store::Store;
 
-/// How a backup is made.
+/// How a backup is made: `BackupOptions::default().hard_links(false)`. Non-exhaustive, so that another
+/// option is not a breaking change.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BackupOptions {
     /// Hard-link sealed segments when source and backup are on one file system (default `true`); `false`
     /// copies every byte.
@@ -47,8 +49,18 @@ impl Default for BackupOptions {
     }
 }
 
+impl BackupOptions {
+    /// Sets [`hard_links`](field@BackupOptions::hard_links).
+    #[must_use]
+    pub fn hard_links(mut self, yes: bool) -> Self {
+        self.hard_links = yes;
+        self
+    }
+}
+
 /// What a backup holds and how it was made.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackupReport {
     /// The backup's directory.
     pub dst: PathBuf,

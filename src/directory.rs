@@ -75,6 +75,7 @@ fn list(dir: &Path) -> Result<Vec<(std::ffi::OsString, FileType)>> {
 
 /// What a directory holds, as foldlog judges it by names and file types (no file is opened or changed).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DirectoryContents {
     /// Entries foldlog writes in a store directory: segment files, `LOCK`, the index checkpoint, temp files of
     /// its own, and `snapshots/` with the directories and files it holds, each of the right shape.
@@ -266,6 +267,7 @@ pub struct StoreLock {
 
 /// What [`StoreLock::remove_store_files`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Removal {
     /// Files and (emptied) snapshot directories removed.
     pub removed: Vec<PathBuf>,

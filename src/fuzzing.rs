@@ -980,7 +980,7 @@ pub fn frame_decode(data: &[u8]) {
     assert!(FrameHeader::well_formed(&raw));
     match frame.body {
         Body::Event(e) => {
-            let owned: Envelope = e.to_owned();
+            let owned: Envelope = e.to_envelope();
             assert_eq!(owned.position, e.position());
             let _ = self_check(&e, None);
             // What the decoder accepted must be encodable and decode back to the same envelope.
@@ -988,7 +988,7 @@ pub fn frame_decode(data: &[u8]) {
             out.resize(len.max(owned.payload.len() + owned.metadata.len() + owned.stream_id.len() + 4096), 0);
             let n = encode_event(&owned, frame.commit, &mut out).expect("re-encode a decoded event") as usize;
             match decode_frame(&out[..n]).expect("re-decode").body {
-                Body::Event(again) => assert_eq!(again.to_owned(), owned, "round trip changed the event"),
+                Body::Event(again) => assert_eq!(again.to_envelope(), owned, "round trip changed the event"),
                 Body::Consumer(..) => panic!("event came back as a consumer frame"),
             }
         }

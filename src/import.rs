@@ -13,15 +13,16 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::options::{Durability, Options};
-use crate::record::Envelope;
+use crate::record::OwnedEvent;
 use crate::staging::Staging;
 use crate::store::{Batch, NewEvent, Store, StreamAppend};
 
-/// One record to import.
+/// One record to import. Non-exhaustive: an export may carry other kinds of record later.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Record {
     /// An event, every field as stored (`position` must be the next position of the new store).
-    Event(Envelope),
+    Event(OwnedEvent),
     /// A named consumer's position.
     Consumer {
         /// The consumer's name.
@@ -33,6 +34,7 @@ pub enum Record {
 
 /// What [`import()`] built.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// The new store.
     pub dst: PathBuf,
@@ -51,19 +53,12 @@ const BATCH_EVENTS_MAX: usize = 1000;
 ///
 /// ```
 /// use foldlog::import::{import, Record};
-/// use foldlog::Envelope;
+/// use foldlog::OwnedEvent;
 ///
 /// # fn main() -> foldlog::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
-/// let event = Envelope {
-///     position: 0,
-///     stream_version: 1,
-///     timestamp_micros: 1_700_000_000_000_000,
-///     stream_id: "account-7".into(),
-///     event_type: "Opened".into(),
-///     payload: b"100".to_vec(),
-///     ..Envelope::default()
-/// };
+/// let event = OwnedEvent::new(0, "account-7", 1, "Opened", b"100".to_vec())
+///     .timestamp_micros(1_700_000_000_000_000);
 /// let records = vec![Ok::<_, String>((1, Record::Event(event)))];
 /// let report = import(tmp.path().join("new"), records)?;
 /// assert_eq!(report.events, 1);
@@ -85,7 +80,7 @@ pub fn import<E: Display>(
         Options { durability: Durability::Never, event_ids_remembered: 0, ..Options::default() },
     )?;
     let mut report = ImportReport { dst: dst.to_path_buf(), ..ImportReport::default() };
-    let mut pending: Vec<(u64, Envelope)> = Vec::new();
+    let mut pending: Vec<(u64, OwnedEvent)> = Vec::new();
     for item in records {
         let (line, record) = item.map_err(|e| Error::InvalidArgument(e.to_string()))?;
         match record {
@@ -130,7 +125,7 @@ fn refused(line: u64, why: impl Display) -> Error {
 }
 
 /// Appends the pending events (all of one stream, versions checked here so the error names the line).
-fn flush(store: &Store, pending: &mut Vec<(u64, Envelope)>) -> Result<()> {
+fn flush(store: &Store, pending: &mut Vec<(u64, OwnedEvent)>) -> Result<()> {
     let Some((first_line, first)) = pending.first() else { return Ok(()) };
     let stream = first.stream_id.as_str();
     let last = store.stream_version(stream);
@@ -160,7 +155,7 @@ fn flush(store: &Store, pending: &mut Vec<(u64, Envelope)>) -> Result<()> {
             event_type: &e.event_type,
             payload: &e.payload,
             metadata: &e.metadata,
-            event_id: e.event_id.map(u128::from_be_bytes),
+            event_id: e.event_id,
             schema_version: e.schema_version,
             timestamp_micros: Some(e.timestamp_micros),
         })

@@ -21,6 +21,11 @@
 //! # }
 //! ```
 //!
+//! What you build ([`Options`], [`NewEvent`], [`Batch`], [`ReadAll`], [`SnapshotPolicy`], ...) is made from a
+//! constructor or `Default` and one chainable setter per field (`Options::default().read_only(true)`); those
+//! structs, the reports and most enums are `#[non_exhaustive]`, so a new field or variant is not a breaking
+//! change. ARCHITECTURE.md, "The public API and how it grows", has the whole policy.
+//!
 //! The layers, bottom up: `format` (the bytes), `record` (one frame), `map` and `io` (the only modules that
 //! touch the OS), `segment` (one file), `index` (streams → positions), `store` (the log: writer, durability,
 //! recovery), `read` (iterators). See ARCHITECTURE.md and docs/format.md.
@@ -60,7 +65,6 @@ pub mod verify;
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
-    PAYLOAD_ALIGN,
 };
 pub use aggregate::{Snapshot, SnapshotPolicy};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
@@ -68,7 +72,7 @@ pub use error::{Error, ExpectedVersion, Result};
 pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};
 pub use options::{Durability, GroupCommit, Options, Recovery};
 pub use read::{AllEvents, ReadAll, StreamEvents};
-pub use record::{ArchivedEnvelope, Envelope, EventRef};
+pub use record::{EventRef, OwnedEvent};
 /// The rkyv this crate is built with. Derive your events' archive traits through it
 /// (`#[derive(foldlog::rkyv::Archive, ...)]` with `#[rkyv(crate = foldlog::rkyv)]`), so that the payloads you
 /// write and the archives foldlog checks always come from one rkyv version; see [`Aggregate`].

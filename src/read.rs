@@ -10,8 +10,29 @@ use crate::map::SegmentMap;
 use crate::record::{decode_checked_frame, decode_frame, Body, EventRef, Frame, FrameProblem};
 use crate::store::{Inner, Store};
 
-/// Filters and bounds for [`Store::read_all_with`].
+/// Filters and bounds for [`Store::read_all_with`]: [`ReadAll::default`] reads everything; a setter per
+/// bound narrows it.
+///
+/// ```
+/// use foldlog::{ExpectedVersion, NewEvent, ReadAll, Store};
+///
+/// # fn main() -> foldlog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// for (i, ty) in ["Opened", "Deposited", "Deposited", "Deposited"].into_iter().enumerate() {
+///     store.append("account-1", ExpectedVersion::Any, &[NewEvent::new(ty, &[i as u8])])?;
+/// }
+/// let deposits = ReadAll::default().from(1).event_type("Deposited").limit(2);
+/// let positions: Vec<u64> =
+///     store.read_all_with(deposits).map(|e| e.map(|e| e.position())).collect::<foldlog::Result<_>>()?;
+/// assert_eq!(positions, [1, 2]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Non-exhaustive, so that another filter is not a breaking change.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ReadAll {
     /// First position to read.
     pub from: u64,
@@ -21,6 +42,36 @@ pub struct ReadAll {
     pub event_type: Option<String>,
     /// At most this many (matching) events.
     pub limit: Option<u64>,
+}
+
+impl ReadAll {
+    /// Sets [`from`](field@ReadAll::from), the first position to read.
+    #[must_use]
+    pub fn from(mut self, position: u64) -> Self {
+        self.from = position;
+        self
+    }
+
+    /// Sets [`to_inclusive`](field@ReadAll::to_inclusive): a position, or an `Option` of one.
+    #[must_use]
+    pub fn to_inclusive(mut self, position: impl Into<Option<u64>>) -> Self {
+        self.to_inclusive = position.into();
+        self
+    }
+
+    /// Sets [`event_type`](field@ReadAll::event_type): only events of this type.
+    #[must_use]
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Sets [`limit`](field@ReadAll::limit): a count, or an `Option` of one.
+    #[must_use]
+    pub fn limit(mut self, events: impl Into<Option<u64>>) -> Self {
+        self.limit = events.into();
+        self
+    }
 }
 
 /// Iterator over the global log; see [`Store::read_all`].
@@ -43,7 +94,7 @@ pub struct AllEvents<'s> {
 impl Store {
     /// Every committed event from position `from` on, in global order, borrowed from the map.
     pub fn read_all(&self, from: u64) -> AllEvents<'_> {
-        self.read_all_with(ReadAll { from, ..ReadAll::default() })
+        self.read_all_with(ReadAll::default().from(from))
     }
 
     /// The global log with a stop position, an event-type filter and a limit.

@@ -12,6 +12,10 @@ use crate::format::{
 };
 
 /// The archived envelope of one event: what a frame of kind 1 holds. See `docs/format.md`.
+///
+/// Not part of the public API: its fields are the on-disk layout (the event id as big-endian bytes because
+/// the archive keeps no `u128` alignment), which must be free to change with the format. Users see an event
+/// as an [`EventRef`], or an [`OwnedEvent`] copied out of one.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct Envelope {
     /// Global position.
@@ -104,12 +108,24 @@ impl<'a> EventRef<'a> {
     pub fn payload(&self) -> &'a [u8] {
         self.archived.payload.as_slice()
     }
-    /// The archived envelope itself.
-    pub fn archived(&self) -> &'a ArchivedEnvelope {
-        self.archived
-    }
     /// Copies the event out of the map.
-    pub fn to_owned(&self) -> Envelope {
+    pub fn to_owned(&self) -> OwnedEvent {
+        OwnedEvent {
+            position: self.position(),
+            stream_id: self.stream_id().to_owned(),
+            stream_version: self.stream_version(),
+            event_type: self.event_type().to_owned(),
+            schema_version: self.schema_version(),
+            timestamp_micros: self.timestamp_micros(),
+            event_id: self.event_id(),
+            metadata: self.metadata().to_vec(),
+            payload: self.payload().to_vec(),
+        }
+    }
+    /// Copies the event out of the map as the on-disk struct, to encode it again (the fuzz targets'
+    /// round trip).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn to_envelope(self) -> Envelope {
         Envelope {
             position: self.position(),
             stream_version: self.stream_version(),
@@ -121,6 +137,90 @@ impl<'a> EventRef<'a> {
             metadata: self.metadata().to_vec(),
             payload: self.payload().to_vec(),
         }
+    }
+}
+
+/// An event copied out of the log, every field as stored: what [`EventRef::to_owned`] returns and what
+/// [`crate::import::import`] takes. Made with [`OwnedEvent::new`] and a setter per other field:
+///
+/// ```
+/// use foldlog::OwnedEvent;
+///
+/// let event = OwnedEvent::new(0, "account-7", 1, "Opened", b"100".to_vec())
+///     .timestamp_micros(1_700_000_000_000_000);
+/// assert_eq!((event.event_id, event.schema_version), (None, 0));
+/// ```
+///
+/// Non-exhaustive, so that a field the format gains later is not a breaking change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OwnedEvent {
+    /// Global position in the log.
+    pub position: u64,
+    /// The stream the event belongs to.
+    pub stream_id: String,
+    /// Version within the stream.
+    pub stream_version: u64,
+    /// The event's type name.
+    pub event_type: String,
+    /// Schema version of the event type, chosen by the application. Default 0.
+    pub schema_version: u32,
+    /// Append time, microseconds since the Unix epoch. Default 0.
+    pub timestamp_micros: i64,
+    /// The caller-chosen id for idempotent retries, if any. Default `None`.
+    pub event_id: Option<u128>,
+    /// Application metadata (correlation and causation ids, ...). Default empty.
+    pub metadata: Vec<u8>,
+    /// The event's bytes.
+    pub payload: Vec<u8>,
+}
+
+impl OwnedEvent {
+    /// The event at `position`, version `stream_version` of `stream_id`, with a type and payload; no
+    /// metadata or id, schema version 0, timestamp 0.
+    pub fn new(
+        position: u64,
+        stream_id: impl Into<String>,
+        stream_version: u64,
+        event_type: impl Into<String>,
+        payload: impl Into<Vec<u8>>,
+    ) -> OwnedEvent {
+        OwnedEvent {
+            position,
+            stream_id: stream_id.into(),
+            stream_version,
+            event_type: event_type.into(),
+            payload: payload.into(),
+            ..OwnedEvent::default()
+        }
+    }
+
+    /// Sets [`schema_version`](field@OwnedEvent::schema_version).
+    #[must_use]
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// Sets [`timestamp_micros`](field@OwnedEvent::timestamp_micros).
+    #[must_use]
+    pub fn timestamp_micros(mut self, micros: i64) -> Self {
+        self.timestamp_micros = micros;
+        self
+    }
+
+    /// Sets [`event_id`](field@OwnedEvent::event_id): an id, or an `Option` of one.
+    #[must_use]
+    pub fn event_id(mut self, id: impl Into<Option<u128>>) -> Self {
+        self.event_id = id.into();
+        self
+    }
+
+    /// Sets [`metadata`](field@OwnedEvent::metadata).
+    #[must_use]
+    pub fn metadata(mut self, metadata: impl Into<Vec<u8>>) -> Self {
+        self.metadata = metadata.into();
+        self
     }
 }
 

@@ -46,8 +46,10 @@ use crate::staging::Staging;
 use crate::store::{Batch, NewEvent, Store, StreamAppend};
 use crate::verify::{walk_dir, Affected, Damage, FoundBatch, TornTail};
 
-/// How [`salvage()`] builds the new store.
+/// How [`salvage()`] builds the new store: `SalvageOptions::default().segment_size_bytes(1 << 20)`.
+/// Non-exhaustive, so that another option is not a breaking change.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SalvageOptions {
     /// Segment size of the new store (`Options::segment_size_bytes`; default as in [`Options::default`]).
     /// A source batch too large for it is copied one stream, then one event, at a time.
@@ -60,8 +62,18 @@ impl Default for SalvageOptions {
     }
 }
 
+impl SalvageOptions {
+    /// Sets [`segment_size_bytes`](field@SalvageOptions::segment_size_bytes).
+    #[must_use]
+    pub fn segment_size_bytes(mut self, bytes: u64) -> Self {
+        self.segment_size_bytes = bytes;
+        self
+    }
+}
+
 /// A run of copied events whose old and new positions both increase by one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PositionRun {
     /// Position of the run's first event in the source.
     pub old_start: u64,
@@ -73,6 +85,7 @@ pub struct PositionRun {
 
 /// A stream whose versions have a gap in the source: its prefix was copied, the rest left out.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamCut {
     /// The stream.
     pub stream: String,
@@ -87,6 +100,7 @@ pub struct StreamCut {
 
 /// A consumer position as carried over.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConsumerCarried {
     /// The consumer's name.
     pub name: String,
@@ -98,6 +112,7 @@ pub struct ConsumerCarried {
 
 /// What [`salvage()`] copied and what it lost.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SalvageReport {
     /// The damaged store.
     pub src: PathBuf,

@@ -28,6 +28,7 @@ use crate::segment::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 
 /// What [`verify_dir`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The directory checked.
     pub dir: PathBuf,
@@ -55,6 +56,7 @@ impl VerifyReport {
 
 /// One segment file as walked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentCheck {
     /// The file.
     pub path: PathBuf,
@@ -73,6 +75,7 @@ pub struct SegmentCheck {
 
 /// One damaged range of a segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Damage {
     /// The segment file.
     pub path: PathBuf,
@@ -88,6 +91,8 @@ pub struct Damage {
 }
 
 /// Which global positions a damaged range affects.
+// Deliberately exhaustive: the positions are one interval, and the three variants are every shape one can
+// have (empty, bounded, unbounded), so tools can map it exhaustively (the CLI does, to a first and an end).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Affected {
     /// No event is missing (the range held consumer positions, padding or header fields only).
@@ -113,6 +118,7 @@ impl fmt::Display for Affected {
 
 /// The torn end of the last segment (see [`VerifyReport::torn_tail`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TornTail {
     /// The last segment file.
     pub path: PathBuf,

@@ -23,7 +23,7 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 fn options() -> Options {
-    Options { durability: Durability::Never, segment_size_bytes: 1 << 20, ..Options::default() }
+    Options::default().durability(Durability::Never).segment_size_bytes(1 << 20)
 }
 
 fn open(dir: &Path) -> Store {
@@ -236,8 +236,7 @@ fn misaligned_payloads_are_copied_and_read_correctly() {
     for meta_len in 0..16usize {
         let deposit = rkyv::to_bytes::<rkyv::rancor::Error>(&AccountEvent::Deposited { amount: 1 }).unwrap();
         let metadata = vec![0xAB; meta_len];
-        let event =
-            NewEvent { metadata: &metadata, schema_version: 1, ..NewEvent::new("Deposited", &deposit) };
+        let event = NewEvent::new("Deposited", &deposit).metadata(&metadata).schema_version(1);
         store.append("account-zed", foldlog::ExpectedVersion::Any, &[event]).unwrap();
     }
     let mut open_event_schema_zero = 0;
@@ -275,8 +274,7 @@ fn misaligned_payloads_are_copied_and_read_correctly() {
         };
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&ev).unwrap();
         let metadata = vec![0xAB; meta_len];
-        let event =
-            NewEvent { metadata: &metadata, schema_version: 1, ..NewEvent::new(ev.event_type(), &bytes) };
+        let event = NewEvent::new(ev.event_type(), &bytes).metadata(&metadata).schema_version(1);
         store2.append("account-zed", foldlog::ExpectedVersion::Any, &[event]).unwrap();
     }
     for e in store2.read_stream("account-zed", 0) {
@@ -559,7 +557,7 @@ fn payloads_in_other_codecs_take_the_owned_path() {
         .append(
             "tally-t",
             foldlog::ExpectedVersion::Any,
-            &[NewEvent { schema_version: 1, ..NewEvent::new("Added", b"added many") }],
+            &[NewEvent::new("Added", b"added many").schema_version(1)],
         )
         .unwrap();
     match repo.get("t") {
@@ -605,7 +603,7 @@ fn snapshot_files(store_dir: &Path) -> Vec<PathBuf> {
 fn snapshots_are_taken_by_policy_and_loads_fold_only_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let repo = Repository::<Account>::with_snapshots(&store, SnapshotPolicy { every_events: 10, keep: 3 });
+    let repo = Repository::<Account>::with_snapshots(&store, SnapshotPolicy::every(10).keep(3));
     let full = Repository::<Account>::new(&store);
     let mut root = Root::<Account>::new("gail");
     root.execute(|a| a.open("Gail", 1_00)).unwrap();
@@ -648,7 +646,7 @@ fn snapshots_are_taken_by_policy_and_loads_fold_only_the_tail() {
 fn damaged_outdated_and_foreign_snapshots_are_ignored_and_deleting_them_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let repo = Repository::<Account>::with_snapshots(&store, SnapshotPolicy { every_events: 5, keep: 2 });
+    let repo = Repository::<Account>::with_snapshots(&store, SnapshotPolicy::every(5).keep(2));
     let full = Repository::<Account>::new(&store);
     account(&repo, "hank", 11);
     let truth = full.get("hank").unwrap();
@@ -813,7 +811,7 @@ fn guide_excerpts_are_verbatim_from_the_example() {
 fn regression_9_concurrent_saves_never_report_a_written_snapshot_as_failed() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let repo = Repository::<Account>::with_snapshots(&store, SnapshotPolicy { every_events: 1, keep: 1 });
+    let repo = Repository::<Account>::with_snapshots(&store, SnapshotPolicy::every(1).keep(1));
     account(&repo, "kim", 0);
     let failures: Vec<String> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..2)

@@ -80,15 +80,12 @@ fn run_command(root: &mut Root<Account>, c: &Cmd) -> bool {
 }
 
 fn open_store(dir: &std::path::Path) -> Store {
-    Store::open_with(
-        dir,
-        Options { durability: Durability::Never, segment_size_bytes: 256 << 10, ..Options::default() },
-    )
-    .unwrap()
+    Store::open_with(dir, Options::default().durability(Durability::Never).segment_size_bytes(256 << 10))
+        .unwrap()
 }
 
 fn policy() -> impl Strategy<Value = SnapshotPolicy> {
-    (0u64..8, 1usize..4).prop_map(|(every_events, keep)| SnapshotPolicy { every_events, keep })
+    (0u64..8, 1usize..4).prop_map(|(every_events, keep)| SnapshotPolicy::every(every_events).keep(keep))
 }
 
 proptest! {

@@ -20,13 +20,14 @@ use foldlog::{Batch, Durability, ExpectedVersion, GroupCommit, NewEvent, Options
 fn append_three(store: &Store, i: u64) {
     let payload = i.to_le_bytes();
     let a = [NewEvent::new("A", &payload), NewEvent::new("A2", &payload)];
-    let b = [NewEvent { metadata: b"m", ..NewEvent::new("B", &payload) }];
+    let b = [NewEvent::new("B", &payload).metadata(b"m")];
     let streams = [
         StreamAppend::new("left", ExpectedVersion::Any, &a),
         StreamAppend::new(if i.is_multiple_of(2) { "right" } else { "other" }, ExpectedVersion::Any, &b),
     ];
-    let consumer = (i % 7 == 3).then_some(("proj", i));
-    store.append_batch(&Batch { streams: &streams, consumer }).expect("append");
+    let mut batch = Batch::new(&streams);
+    batch.consumer = (i % 7 == 3).then_some(("proj", i));
+    store.append_batch(&batch).expect("append");
 }
 
 /// Checks a backup against the source: same events at the same positions, exactly `durable` of them.
@@ -47,15 +48,9 @@ fn check_backup(source: &Store, dst: &Path, durable: u64) {
 #[test]
 fn backups_of_a_live_store_hold_exactly_its_durable_prefix() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let options = Options {
-        segment_size_bytes: 8192,
-        durability: Durability::Group(GroupCommit {
-            appends_max: 50,
-            bytes_max: 1 << 20,
-            delay_max: Duration::from_millis(2),
-        }),
-        ..Options::default()
-    };
+    let options = Options::default().segment_size_bytes(8192).durability(Durability::Group(
+        GroupCommit::default().appends_max(50).bytes_max(1 << 20).delay_max(Duration::from_millis(2)),
+    ));
     let store = Arc::new(Store::open_with(tmp.path().join("live"), options).expect("create"));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -73,7 +68,7 @@ fn backups_of_a_live_store_hold_exactly_its_durable_prefix() {
     for k in 0..6 {
         std::thread::sleep(Duration::from_millis(15));
         let dst = tmp.path().join(format!("backup-{k}"));
-        let options = BackupOptions { hard_links: k % 2 == 0 };
+        let options = BackupOptions::default().hard_links(k % 2 == 0);
         let before = store.durable_position();
         let report = store.backup_to_with(&dst, &options).expect("backup while the writer appends");
         let after = store.durable_position();
@@ -117,7 +112,7 @@ fn a_synced_store_is_backed_up_whole_and_the_backup_can_be_written() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Store::open_with(
         tmp.path().join("live"),
-        Options { segment_size_bytes: 4096, durability: Durability::Never, ..Options::default() },
+        Options::default().segment_size_bytes(4096).durability(Durability::Never),
     )
     .expect("create");
     for i in 0..100 {
@@ -143,8 +138,7 @@ fn a_synced_store_is_backed_up_whole_and_the_backup_can_be_written() {
 fn an_offline_backup_leaves_the_source_byte_identical() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
-    let store =
-        Store::open_with(&src, Options { segment_size_bytes: 4096, ..Options::default() }).expect("create");
+    let store = Store::open_with(&src, Options::default().segment_size_bytes(4096)).expect("create");
     for i in 0..60 {
         append_three(&store, i);
     }
@@ -156,16 +150,14 @@ fn an_offline_backup_leaves_the_source_byte_identical() {
     let mut after = tree(tmp.path());
     after.retain(|p, _| !p.starts_with("copy"));
     assert_eq!(after, before, "the source (and its neighbours) are untouched");
-    let source = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
+    let source = Store::open_with(&src, Options::default().read_only(true)).expect("open");
     check_backup(&source, &tmp.path().join("copy"), 180);
     // A live store is backed up beside its writer, up to the writer's durable position: a synced append is
     // in the copy, one not yet synced is not.
     drop(source);
-    let live = Store::open_with(
-        &src,
-        Options { segment_size_bytes: 4096, durability: Durability::Never, ..Options::default() },
-    )
-    .expect("open");
+    let live =
+        Store::open_with(&src, Options::default().segment_size_bytes(4096).durability(Durability::Never))
+            .expect("open");
     append_three(&live, 60);
     live.sync().expect("sync");
     append_three(&live, 61);

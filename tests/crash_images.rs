@@ -56,20 +56,13 @@ fn options(mode: &str) -> Options {
     let durability = match mode {
         "always" => Durability::Always,
         // Syncs only by count and size (the age bound is huge), so the recording is deterministic.
-        "group" => Durability::Group(GroupCommit {
-            appends_max: 5,
-            bytes_max: 3 << 10,
-            delay_max: Duration::from_secs(3600),
-        }),
+        "group" => Durability::Group(
+            GroupCommit::default().appends_max(5).bytes_max(3 << 10).delay_max(Duration::from_secs(3600)),
+        ),
         "never" => Durability::Never,
         other => panic!("unknown mode {other}"),
     };
-    Options {
-        segment_size_bytes: 12 << 10,
-        durability,
-        checkpoint_every_bytes: 16 << 10,
-        ..Options::default()
-    }
+    Options::default().segment_size_bytes(12 << 10).durability(durability).checkpoint_every_bytes(16 << 10)
 }
 
 /// The end of one operation in a recording and what was acknowledged when it returned.
@@ -682,12 +675,8 @@ fn regression_a_batch_too_large_for_a_segment_leaves_nothing_past_the_end() {
     use foldlog::fuzzing::segment_frames;
     use foldlog::{Error, ExpectedVersion, NewEvent};
     let dir = ScratchDir::new("t2-too-large");
-    let opts = Options {
-        segment_size_bytes: 4096,
-        durability: Durability::Never,
-        checkpoint_every_bytes: 0,
-        ..Options::default()
-    };
+    let opts =
+        Options::default().segment_size_bytes(4096).durability(Durability::Never).checkpoint_every_bytes(0);
     let store = Store::open_with(dir.path(), opts.clone()).expect("open");
     // Too large for an empty segment: the encoder writes the long stream id (out of line, first) at the start
     // of the frame region, then runs out of room on the payload.

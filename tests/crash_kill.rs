@@ -43,21 +43,14 @@ fn options(mode: &str) -> Options {
         "always" => (4096, Durability::Always),
         "group" => (
             8192,
-            Durability::Group(GroupCommit {
-                appends_max: 8,
-                bytes_max: 16 << 10,
-                delay_max: Duration::from_millis(2),
-            }),
+            Durability::Group(
+                GroupCommit::default().appends_max(8).bytes_max(16 << 10).delay_max(Duration::from_millis(2)),
+            ),
         ),
         "never" => (6144, Durability::Never),
         other => panic!("unknown mode {other}"),
     };
-    Options {
-        segment_size_bytes: segment,
-        durability,
-        checkpoint_every_bytes: 12 << 10,
-        ..Options::default()
-    }
+    Options::default().segment_size_bytes(segment).durability(durability).checkpoint_every_bytes(12 << 10)
 }
 
 /// The child: open, then append until killed, reporting every step on stdout.
@@ -111,7 +104,8 @@ fn kill_child() {
             parts.iter().map(|(_, _, evs)| evs.iter().map(TestEvent::new_event).collect()).collect();
         let streams: Vec<StreamAppend<'_>> =
             parts.iter().zip(&news).map(|((s, exp, _), n)| StreamAppend::new(s, *exp, n)).collect();
-        let batch = Batch { streams: &streams, consumer: with_consumer.then_some(("projector", consumer)) };
+        let mut batch = Batch::new(&streams);
+        batch.consumer = with_consumer.then_some(("projector", consumer));
         match store.append_batch(&batch) {
             Ok(_) => {}
             // A batch of large events may not fit a segment: refused whole, nothing written.
@@ -214,7 +208,7 @@ fn check_read_only(
     model: &mut Model,
     k: usize,
 ) -> Result<usize, String> {
-    let ro = Options { read_only: true, ..options.clone() };
+    let ro = options.clone().read_only(true);
     let no_segments = || {
         std::fs::read_dir(dir).is_ok_and(|rd| {
             !rd.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".seg"))
@@ -426,7 +420,7 @@ fn regression_a_headerless_last_segment_is_refused_and_kept() {
         let unborn = dir.path().join(foldlog::fuzzing::segment_file_name(next, seq));
         std::fs::write(&unborn, &bytes).expect("write the headerless segment");
         for read_only in [false, true] {
-            match Store::open_with(dir.path(), Options { read_only, ..opts.clone() }) {
+            match Store::open_with(dir.path(), opts.clone().read_only(read_only)) {
                 // Zeros have no magic: "not a foldlog segment" (InvalidDirectory); a short file is corrupt.
                 Err(Error::Corrupt { path, .. }) | Err(Error::InvalidDirectory { path, .. }) => {
                     assert_eq!(path, unborn, "{what}: the error names the file")

@@ -19,7 +19,7 @@ fn foreign_dir() -> tempfile::TempDir {
 }
 
 fn read_only() -> Options {
-    Options { read_only: true, create_if_missing: false, ..Options::default() }
+    Options::default().read_only(true).create_if_missing(false)
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn regression_open_empty_path_creates_nothing() {
 fn a_log_is_created_among_foreign_files_only_when_asked_and_they_survive() {
     let dir = foreign_dir();
     let before = tree(dir.path());
-    let options = Options { create_in_non_empty: true, ..Options::default() };
+    let options = Options::default().create_in_non_empty(true);
     let store = Store::open_with(dir.path(), options).expect("asked to create here");
     store.append("s", ExpectedVersion::NoStream, &[NewEvent::new("E", b"x")]).expect("append");
     store.close().expect("close");
@@ -125,9 +125,7 @@ fn a_path_that_is_a_file_is_refused_and_left_alone() {
     let dir = foreign_dir();
     let file = dir.path().join("notes.txt");
     let before = tree(dir.path());
-    for options in
-        [Options::default(), read_only(), Options { create_in_non_empty: true, ..Options::default() }]
-    {
+    for options in [Options::default(), read_only(), Options::default().create_in_non_empty(true)] {
         match Store::open_with(&file, options) {
             Err(Error::InvalidDirectory { path, .. }) => assert_eq!(path, file),
             Err(e) => panic!("unexpected error: {e}"),
@@ -164,7 +162,7 @@ fn inspect_directory_sorts_entries_into_ours_and_foreign() {
 #[test]
 fn removing_a_store_removes_only_its_files_and_never_while_it_is_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = Options { segment_size_bytes: 4096, ..Options::default() };
+    let options = Options::default().segment_size_bytes(4096);
     let store = Store::open_with(dir.path(), options).expect("create");
     for i in 0..100u32 {
         store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", &i.to_le_bytes())]).expect("append");

@@ -9,7 +9,7 @@ use foldlog::fuzzing::{fix_frame_crc, parse_segment_file_name, segment_files, se
 use foldlog::{Batch, Durability, Error, ExpectedVersion, NewEvent, Options, Recovery, Store, StreamAppend};
 
 fn opts(segment: u64, durability: Durability) -> Options {
-    Options { segment_size_bytes: segment, durability, ..Options::default() }
+    Options::default().segment_size_bytes(segment).durability(durability)
 }
 
 /// Every file of a directory with its bytes, to prove an open changed nothing.
@@ -28,7 +28,7 @@ fn snapshot_dir(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn consumer_only(store: &Store, name: &str, position: u64) -> foldlog::Result<()> {
-    store.append_batch(&Batch { streams: &[], consumer: Some((name, position)) }).map(|_| ())
+    store.append_batch(&Batch::new(&[]).consumer(name, position)).map(|_| ())
 }
 
 fn event(store: &Store, stream: &str, payload: &[u8]) {
@@ -93,7 +93,7 @@ fn regression_1_a_roll_never_replaces_a_live_segment() {
 fn regression_1_a_checkpoint_taken_on_a_consumer_only_segment_survives_a_crash() {
     for durability in [Durability::Always, Durability::Never] {
         let dir = tempfile::tempdir().unwrap();
-        let o = Options { checkpoint_every_bytes: 0, ..opts(4096, durability) };
+        let o = opts(4096, durability).checkpoint_every_bytes(0);
         let store = Store::open_with(dir.path(), o.clone()).unwrap();
         let mut segments = store.stats().segments;
         while store.stats().segments == segments {
@@ -139,7 +139,7 @@ fn sixty_events(dir: &Path) -> Options {
 fn assert_refused_and_untouched(dir: &Path, o: &Options, what: &str) {
     let before = snapshot_dir(dir);
     for read_only in [false, true] {
-        match Store::open_with(dir, Options { read_only, ..o.clone() }) {
+        match Store::open_with(dir, o.clone().read_only(read_only)) {
             Err(Error::Corrupt { reason, .. }) => assert!(!reason.is_empty()),
             other => panic!("{what} (read-only {read_only}): {other:?}"),
         }
@@ -192,7 +192,7 @@ fn item_2_truncate_corruption_accepts_a_lost_last_segment() {
     let o = sixty_events(dir.path());
     let files = segment_files(dir.path());
     std::fs::remove_file(files.last().unwrap()).unwrap();
-    let o = Options { recovery: Recovery::TruncateCorruption, ..o };
+    let o = o.recovery(Recovery::TruncateCorruption);
     let store = Store::open_with(dir.path(), o.clone()).unwrap();
     let kept = store.next_position();
     assert!(kept < 60 && kept > 0, "{kept}");
@@ -200,7 +200,7 @@ fn item_2_truncate_corruption_accepts_a_lost_last_segment() {
         event(&store, "s", &[3; 100]);
     }
     store.close().unwrap();
-    let store = Store::open_with(dir.path(), Options { recovery: Recovery::Strict, ..o }).unwrap();
+    let store = Store::open_with(dir.path(), o.recovery(Recovery::Strict)).unwrap();
     assert_eq!(store.next_position(), kept + 30);
 }
 
@@ -213,7 +213,7 @@ fn frames_of(path: &Path) -> (Vec<u8>, Vec<(usize, usize)>) {
 
 /// Items 3 and 4 share a log: a sealed segment whose last frame is a consumer-only batch.
 fn sealed_segment_ending_in_a_consumer_frame(dir: &Path) -> (Options, PathBuf, u64) {
-    let o = Options { checkpoint_every_bytes: 0, ..opts(4096, Durability::Always) };
+    let o = opts(4096, Durability::Always).checkpoint_every_bytes(0);
     let store = Store::open_with(dir, o.clone()).unwrap();
     let mut p = 0;
     while store.stats().segments < 3 {
@@ -268,7 +268,7 @@ fn regression_4_a_bit_past_a_sealed_segments_end_is_not_the_logs_business() {
     bytes[end + 5] ^= 0x10;
     std::fs::write(&sealed, &bytes).unwrap();
     for read_only in [false, true] {
-        let store = Store::open_with(dir.path(), Options { read_only, ..o.clone() }).unwrap();
+        let store = Store::open_with(dir.path(), o.clone().read_only(read_only)).unwrap();
         assert!(store.read_all(0).all(|e| e.is_ok()), "read_all reads past nothing it should not");
         assert_eq!(store.consumer_position("projector"), Some(p));
     }
@@ -291,19 +291,14 @@ fn regression_5_versions_near_the_limit_are_refused_before_anything_is_written()
         ("limit with two", max, &e),
     ];
     for (what, first_version, events) in cases {
-        let s = StreamAppend { stream: "edge", expected: ExpectedVersion::NoStream, first_version, events };
-        let r = store.append_batch(&Batch { streams: &[s], consumer: None });
+        let s = StreamAppend::new("edge", ExpectedVersion::NoStream, events).first_version(first_version);
+        let r = store.append_batch(&Batch::new(&[s]));
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{what}: {r:?}");
         assert_eq!(store.next_position(), 1, "{what}: nothing written");
     }
     // The largest version itself is fine; the stream is then full.
-    let s = StreamAppend {
-        stream: "edge",
-        expected: ExpectedVersion::NoStream,
-        first_version: max,
-        events: &e[..1],
-    };
-    store.append_batch(&Batch { streams: &[s], consumer: None }).unwrap();
+    let s = StreamAppend::new("edge", ExpectedVersion::NoStream, &e[..1]).first_version(max);
+    store.append_batch(&Batch::new(&[s])).unwrap();
     assert_eq!(store.stream_version("edge"), Some(max));
     let r = store.append("edge", ExpectedVersion::Any, &e[..1]);
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "past the limit: {r:?}");
@@ -322,9 +317,8 @@ fn regression_5_a_version_past_the_limit_on_disk_is_corruption() {
     let store = Store::open_with(dir.path(), o.clone()).unwrap();
     let e = [NewEvent::new("E", b"1")];
     let max = foldlog::STREAM_VERSION_MAX;
-    let s =
-        StreamAppend { stream: "edge", expected: ExpectedVersion::NoStream, first_version: max, events: &e };
-    store.append_batch(&Batch { streams: &[s], consumer: None }).unwrap();
+    let s = StreamAppend::new("edge", ExpectedVersion::NoStream, &e).first_version(max);
+    store.append_batch(&Batch::new(&[s])).unwrap();
     store.close().unwrap();
     std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
     let seg = &segment_files(dir.path())[0];
@@ -378,9 +372,9 @@ fn regression_7_reopened_with_bigger_segments_a_fitting_batch_is_taken() {
 fn regression_10_a_retried_batch_with_a_consumer_position_is_a_retry() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), opts(1 << 20, Durability::Never)).unwrap();
-    let events = [NewEvent { event_id: Some(1), ..NewEvent::new("E", b"a") }];
+    let events = [NewEvent::new("E", b"a").event_id(1)];
     let s = [StreamAppend::new("s", ExpectedVersion::Any, &events)];
-    let batch = Batch { streams: &s, consumer: Some(("projector", 7)) };
+    let batch = Batch::new(&s).consumer("projector", 7);
     let first = store.append_batch(&batch).unwrap();
     assert!(!first[0].deduplicated);
     let again = store.append_batch(&batch).unwrap();
@@ -391,7 +385,7 @@ fn regression_10_a_retried_batch_with_a_consumer_position_is_a_retry() {
     );
     assert_eq!(store.next_position(), 1);
     // The same id with a consumer position the original batch did not set is a collision.
-    let other = Batch { streams: &s, consumer: Some(("projector", 8)) };
+    let other = Batch::new(&s).consumer("projector", 8);
     assert!(matches!(store.append_batch(&other), Err(Error::DuplicateEventId { .. })));
 }
 
@@ -403,21 +397,20 @@ fn item_10_large_batches_still_find_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), opts(64 << 20, Durability::Never)).unwrap();
     let n = 100_000u128;
-    let mut events: Vec<NewEvent<'_>> =
-        (0..n).map(|i| NewEvent { event_id: Some(i), ..NewEvent::new("E", b"") }).collect();
+    let mut events: Vec<NewEvent<'_>> = (0..n).map(|i| NewEvent::new("E", b"").event_id(i)).collect();
     events.last_mut().unwrap().event_id = Some(n / 2);
     let s = [StreamAppend::new("s", ExpectedVersion::Any, &events)];
-    let r = store.append_batch(&Batch { streams: &s, consumer: None });
+    let r = store.append_batch(&Batch::new(&s));
     assert!(matches!(&r, Err(Error::InvalidArgument(m)) if m.contains("appears twice")), "{r:?}");
     events.last_mut().unwrap().event_id = Some(n);
     let s = [StreamAppend::new("s", ExpectedVersion::Any, &events)];
-    store.append_batch(&Batch { streams: &s, consumer: None }).unwrap();
+    store.append_batch(&Batch::new(&s)).unwrap();
     assert_eq!(store.next_position(), n as u64);
     let names: Vec<String> = (0..20_000).map(|i| format!("s{i}")).chain(["s7".to_owned()]).collect();
     let one = [NewEvent::new("E", b"")];
     let streams: Vec<StreamAppend<'_>> =
         names.iter().map(|n| StreamAppend::new(n, ExpectedVersion::Any, &one)).collect();
-    let r = store.append_batch(&Batch { streams: &streams, consumer: None });
+    let r = store.append_batch(&Batch::new(&streams));
     assert!(matches!(&r, Err(Error::InvalidArgument(m)) if m.contains("\"s7\" appears twice")), "{r:?}");
 }
 
@@ -426,7 +419,7 @@ fn item_10_large_batches_still_find_duplicates() {
 #[test]
 fn regression_10_a_misdirected_consumer_frame_is_detected() {
     let dir = tempfile::tempdir().unwrap();
-    let o = Options { checkpoint_every_bytes: 0, ..opts(1 << 20, Durability::Always) };
+    let o = opts(1 << 20, Durability::Always).checkpoint_every_bytes(0);
     let store = Store::open_with(dir.path(), o.clone()).unwrap();
     event(&store, "s", b"x");
     for p in 1..=3 {

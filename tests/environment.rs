@@ -16,7 +16,7 @@ use foldlog::fuzzing::{open_retrying, parse_segment_file_name, segment_file_name
 use foldlog::{CheckpointUse, Durability, Error, Options, Store};
 
 fn options() -> Options {
-    Options { segment_size_bytes: 4096, durability: Durability::Always, ..Options::default() }
+    Options::default().segment_size_bytes(4096).durability(Durability::Always)
 }
 
 /// A closed log of `batches` random batches over a few 4 KiB segments, with a checkpoint.
@@ -103,7 +103,7 @@ fn a_second_open_in_this_process_is_refused_until_the_first_is_dropped() {
     let store = Store::open_with(dir.path(), options()).expect("open");
     assert!(matches!(Store::open_with(dir.path(), options()), Err(Error::Locked { .. })));
     // Readers run beside the writer and beside each other; a second writer is still refused.
-    let ro = Options { read_only: true, ..options() };
+    let ro = options().read_only(true);
     let reader = Store::open_with(dir.path(), ro.clone()).expect("a reader beside the writer");
     let reader2 = Store::open_with(dir.path(), ro).expect("readers share the directory's lock");
     assert!(
@@ -194,7 +194,7 @@ fn a_symlink_or_directory_with_a_segment_name_is_refused() {
             }
             other => panic!("{kind} with a segment name: {other:?}"),
         }
-        let ro = Options { read_only: true, ..options() };
+        let ro = options().read_only(true);
         assert!(
             matches!(Store::open_with(dir.path(), ro), Err(Error::InvalidDirectory { .. })),
             "{kind}, read-only"
@@ -380,7 +380,7 @@ fn regression_frame_offsets_past_4_gib_are_refused_not_a_panic() {
     std::fs::write(dir.path().join("index.ckpt"), ckpt).expect("checkpoint");
     for read_only in [true, false] {
         let r = std::panic::catch_unwind(|| {
-            Store::open_with(dir.path(), Options { read_only, ..options() }).map(|_| ())
+            Store::open_with(dir.path(), options().read_only(read_only)).map(|_| ())
         });
         match r {
             Ok(Err(Error::Corrupt { .. })) => {}

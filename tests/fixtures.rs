@@ -43,12 +43,7 @@ fn fixtures_dir() -> PathBuf {
 }
 
 fn options() -> Options {
-    Options {
-        segment_size_bytes: 4096,
-        durability: Durability::Always,
-        checkpoint_every_bytes: 0,
-        ..Options::default()
-    }
+    Options::default().segment_size_bytes(4096).durability(Durability::Always).checkpoint_every_bytes(0)
 }
 
 /// One event of the script: stream, type, payload, metadata, id, schema version.
@@ -76,17 +71,16 @@ fn planned(i: u64) -> Planned {
 fn append_planned(store: &Store, from: u64, to: u64) {
     for i in from..to {
         let p = planned(i);
-        let e = [NewEvent {
-            metadata: &p.metadata,
-            event_id: p.id,
-            schema_version: p.schema,
-            ..NewEvent::new(p.event_type, &p.payload)
-        }];
+        let e = [NewEvent::new(p.event_type, &p.payload)
+            .metadata(&p.metadata)
+            .event_id(p.id)
+            .schema_version(p.schema)];
         let first = u64::from(p.stream.ends_with("-2"));
-        let s =
-            [StreamAppend { first_version: first, ..StreamAppend::new(&p.stream, ExpectedVersion::Any, &e) }];
+        let s = [StreamAppend::new(&p.stream, ExpectedVersion::Any, &e).first_version(first)];
         let consumer = (i % 7 == 6).then_some(("projector", i));
-        store.append_batch(&Batch { streams: &s, consumer }).expect("append");
+        let mut batch = Batch::new(&s);
+        batch.consumer = consumer;
+        store.append_batch(&batch).expect("append");
     }
 }
 
@@ -94,7 +88,7 @@ fn append_planned(store: &Store, from: u64, to: u64) {
 fn write_clean(dir: &Path) {
     let store = Store::open_with(dir, options()).unwrap();
     append_planned(&store, 0, 60);
-    store.append_batch(&Batch { streams: &[], consumer: Some(("projector", 100)) }).unwrap();
+    store.append_batch(&Batch::new(&[]).consumer("projector", 100)).unwrap();
     store.close().unwrap();
 }
 
@@ -104,8 +98,7 @@ fn write_kind(kind: &str, dir: &Path) {
         "clean" => write_clean(dir),
         "torn-tail" => {
             write_clean(dir);
-            let store =
-                Store::open_with(dir, Options { durability: Durability::Never, ..options() }).unwrap();
+            let store = Store::open_with(dir, options().durability(Durability::Never)).unwrap();
             append_planned(&store, 60, 62);
             store.abandon();
             let last = segments(dir).pop().unwrap();
@@ -211,7 +204,7 @@ fn check_events(store: &Store, n: u64) {
 
 #[test]
 fn fixtures_open_as_recorded() {
-    let ro = |dir: &Path| Store::open_with(dir, Options { read_only: true, ..options() });
+    let ro = |dir: &Path| Store::open_with(dir, options().read_only(true));
 
     let clean = copy_fixture("clean");
     let store = ro(clean.path()).unwrap();
@@ -234,7 +227,7 @@ fn fixtures_open_as_recorded() {
     let bad = copy_fixture("bad-crc-sealed");
     let first = segments(bad.path())[0].clone();
     for recovery in [Recovery::Strict, Recovery::TruncateCorruption] {
-        match Store::open_with(bad.path(), Options { recovery, ..options() }) {
+        match Store::open_with(bad.path(), options().recovery(recovery)) {
             Err(Error::Corrupt { path, offset, .. }) => {
                 assert_eq!(path, first);
                 assert_eq!(offset, 128, "the first frame");

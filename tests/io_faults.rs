@@ -35,14 +35,12 @@ use foldlog::{Durability, Error, GroupCommit, Options, Store};
 fn options(mode: &str) -> Options {
     let durability = match mode {
         "always" => Durability::Always,
-        "group" => Durability::Group(GroupCommit {
-            appends_max: 3,
-            bytes_max: 2 << 10,
-            delay_max: Duration::from_secs(3600),
-        }),
+        "group" => Durability::Group(
+            GroupCommit::default().appends_max(3).bytes_max(2 << 10).delay_max(Duration::from_secs(3600)),
+        ),
         _ => Durability::Never,
     };
-    Options { segment_size_bytes: 4096, durability, checkpoint_every_bytes: 5 << 10, ..Options::default() }
+    Options::default().segment_size_bytes(4096).durability(durability).checkpoint_every_bytes(5 << 10)
 }
 
 /// The starting point of a workload: files (written to a fresh directory), the model and K.
@@ -70,8 +68,7 @@ fn crashed_base(mode: &str) -> Base {
     let dir = ScratchDir::new("t3-base");
     let mut model = Model::new(0xBA5E);
     let mut rng = Rng::new(11);
-    let store = Store::open_with(dir.path(), Options { durability: Durability::Never, ..options(mode) })
-        .expect("open");
+    let store = Store::open_with(dir.path(), options(mode).durability(Durability::Never)).expect("open");
     for _ in 0..20 {
         let plan = model.plan(&random_counts(&mut rng, 3), None);
         model.append(&store, &plan).expect("append");
@@ -320,7 +317,7 @@ fn each_kind_of_call_failing_alone() {
 fn enospc_child() {
     let Ok(dir) = std::env::var("FOLDLOG_ENOSPC_DIR") else { return };
     let dir = Path::new(&dir);
-    let opts = Options { segment_size_bytes: 64 << 10, durability: Durability::Always, ..Options::default() };
+    let opts = Options::default().segment_size_bytes(64 << 10).durability(Durability::Always);
     let mut model = Model::new(0xE05);
     let store = Store::open_with(dir, opts.clone()).expect("open on the small file system");
     let mut rng = Rng::new(3);
@@ -345,7 +342,7 @@ fn enospc_child() {
     }
     drop(store);
     let acked = model.events.len();
-    let store = open_retrying(dir, Options { read_only: true, ..opts }).expect("reopen read-only");
+    let store = open_retrying(dir, opts.read_only(true)).expect("reopen read-only");
     let n = check_store(&store, &model, acked).expect("oracle after ENOSPC");
     emit(&format!("OK {n}"));
 }

@@ -21,18 +21,13 @@ use foldlog::{Batch, Durability, Error, ExpectedVersion, NewEvent, Options, Stor
 const EVENTS_PER_BATCH: u64 = 3;
 
 fn writer_options() -> Options {
-    Options {
-        // Small segments and checkpoints: a roll every few dozen batches, a checkpoint every few rolls, so the
-        // reader's opens and refreshes meet both often.
-        segment_size_bytes: 8192,
-        checkpoint_every_bytes: 32 << 10,
-        durability: Durability::Never,
-        ..Options::default()
-    }
+    // Small segments and checkpoints: a roll every few dozen batches, a checkpoint every few rolls, so the
+    // reader's opens and refreshes meet both often.
+    Options::default().segment_size_bytes(8192).checkpoint_every_bytes(32 << 10).durability(Durability::Never)
 }
 
 fn reader_options() -> Options {
-    Options { read_only: true, create_if_missing: false, ..Options::default() }
+    Options::default().read_only(true).create_if_missing(false)
 }
 
 /// What position `p` holds: stream, version, type and payload.
@@ -60,8 +55,9 @@ fn append_batch(store: &Store, k: u64) -> foldlog::Result<()> {
         StreamAppend::new(&events[0].0, ExpectedVersion::Any, &a),
         StreamAppend::new(&events[2].0, ExpectedVersion::Any, &b),
     ];
-    let consumer = k.is_multiple_of(5).then_some(("proj", k + 1));
-    store.append_batch(&Batch { streams: &streams, consumer })?;
+    let mut batch = Batch::new(&streams);
+    batch.consumer = k.is_multiple_of(5).then_some(("proj", k + 1));
+    store.append_batch(&batch)?;
     Ok(())
 }
 
@@ -141,7 +137,7 @@ fn follow(dir: &Path, target: u64) {
         store.refresh().expect("refresh");
         seen = check_new_events(&store, seen);
         emit(&format!("SEEN {seen}"));
-        if seen >= reopened_at + 600 {
+        if seen >= reopened_at + 300 {
             // An open while the writer rolls and checkpoints lands on a whole, consistent prefix too.
             let fresh = Store::open_with(dir, reader_options()).expect("reopen beside the writer");
             assert!(check_whole(&fresh) >= seen, "a later open sees at least as much");

@@ -118,12 +118,10 @@ impl Model {
 }
 
 fn options(segment_size_bytes: u64) -> Options {
-    Options {
-        segment_size_bytes,
-        durability: Durability::Never,
-        checkpoint_every_bytes: 16 << 10,
-        ..Options::default()
-    }
+    Options::default()
+        .segment_size_bytes(segment_size_bytes)
+        .durability(Durability::Never)
+        .checkpoint_every_bytes(16 << 10)
 }
 
 fn payload(seed: u64, len: u16) -> Vec<u8> {
@@ -140,7 +138,7 @@ fn to_expected(e: &Expect, actual: Option<u64>) -> ExpectedVersion {
 }
 
 fn new_events(evs: &[Ev]) -> Vec<NewEvent<'_>> {
-    evs.iter().map(|e| NewEvent { event_id: e.id, ..NewEvent::new(&e.ty, &e.payload) }).collect()
+    evs.iter().map(|e| NewEvent::new(&e.ty, &e.payload).event_id(e.id)).collect()
 }
 
 /// Compares the whole store with the model: global order, every stream both ways, versions, consumers.
@@ -239,8 +237,8 @@ fn run(ops: Vec<Op>) {
                     })
                     .collect();
                 let new = new_events(&evs);
-                let batch = [StreamAppend { first_version, ..StreamAppend::new(s, expected, &new) }];
-                let r = store.append_batch(&Batch { streams: &batch, consumer: None });
+                let batch = [StreamAppend::new(s, expected, &new).first_version(first_version)];
+                let r = store.append_batch(&Batch::new(&batch));
                 if first_version > STREAM_VERSION_MAX {
                     assert!(
                         matches!(r, Err(Error::InvalidArgument(_))),
@@ -294,7 +292,9 @@ fn run(ops: Vec<Op>) {
                 let consumer = consumer.map(|(c, adv)| {
                     (CONSUMERS[c], m.consumer(CONSUMERS[c]).map_or(u64::from(adv), |p| p + u64::from(adv)))
                 });
-                let r = store.append_batch(&Batch { streams: &streams, consumer });
+                let mut batch = Batch::new(&streams);
+                batch.consumer = consumer;
+                let r = store.append_batch(&batch);
                 let consumer_ok = consumer.is_none_or(|(c, p)| m.consumer(c).is_none_or(|cur| p > cur));
                 let fits = ev_a.version <= STREAM_VERSION_MAX && ev_b.version <= STREAM_VERSION_MAX;
                 if right && consumer_ok && fits {
@@ -316,7 +316,7 @@ fn run(ops: Vec<Op>) {
             Op::Consumer { name, advance } => {
                 let c = CONSUMERS[name];
                 let p = m.consumer(c).map_or(u64::from(advance), |cur| cur + u64::from(advance));
-                let r = store.append_batch(&Batch { streams: &[], consumer: Some((c, p)) });
+                let r = store.append_batch(&Batch::new(&[]).consumer(c, p));
                 if m.consumer(c).is_none_or(|cur| p > cur) {
                     r.unwrap();
                     let count_after = m.events.len() as u64;
@@ -357,12 +357,11 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::ReadAll { from, to, ty, limit } => {
-                let opts = ReadAll {
-                    from: u64::from(from),
-                    to_inclusive: to.map(u64::from),
-                    event_type: ty.map(|t| TYPES[t].to_string()),
-                    limit: limit.map(u64::from),
-                };
+                let mut opts = ReadAll::default()
+                    .from(u64::from(from))
+                    .to_inclusive(to.map(u64::from))
+                    .limit(limit.map(u64::from));
+                opts.event_type = ty.map(|t| TYPES[t].to_string());
                 let got: Vec<u64> = store.read_all_with(opts).map(|e| e.unwrap().position()).collect();
                 let want: Vec<u64> = (0..m.events.len() as u64)
                     .filter(|&p| p >= u64::from(from) && to.is_none_or(|t| p <= u64::from(t)))

@@ -55,8 +55,7 @@ const STREAMS: [(&str, u64); 4] = [("alpha", 0), ("beta", 1), ("gamma", 7), ("de
 /// A closed store of about 240 events over several 4 KiB segments; consumer `proj` advances every 10th
 /// batch. Returns the events as read back.
 fn build(dir: &Path) -> Vec<Ev> {
-    let store =
-        Store::open_with(dir, Options { segment_size_bytes: 4096, ..Options::default() }).expect("create");
+    let store = Store::open_with(dir, Options::default().segment_size_bytes(4096)).expect("create");
     let mut seed = 7u64;
     for round in 0..80u64 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -72,13 +71,13 @@ fn build(dir: &Path) -> Vec<Ev> {
             .enumerate()
             .map(|(k, _)| {
                 (0..2)
-                    .map(|i| NewEvent {
-                        event_type: if i == 0 { "Opened\u{e9}" } else { "Moved" },
-                        payload: &payloads[k * 2 + i],
-                        metadata: if i == 0 { &metadata } else { &[] },
-                        event_id: (round % 2 == 0).then_some(u128::from(round) << 64 | (k * 2 + i) as u128),
-                        schema_version: (round % 5) as u32,
-                        timestamp_micros: None,
+                    .map(|i| {
+                        NewEvent::new(if i == 0 { "Opened\u{e9}" } else { "Moved" }, &payloads[k * 2 + i])
+                            .metadata(if i == 0 { &metadata } else { &[] })
+                            .event_id(
+                                (round % 2 == 0).then_some(u128::from(round) << 64 | (k * 2 + i) as u128),
+                            )
+                            .schema_version((round % 5) as u32)
                     })
                     .collect()
             })
@@ -86,18 +85,17 @@ fn build(dir: &Path) -> Vec<Ev> {
         let appends: Vec<StreamAppend<'_>> = picks
             .iter()
             .zip(&events)
-            .map(|(&s, ev)| StreamAppend {
-                stream: STREAMS[s].0,
-                expected: ExpectedVersion::Any,
-                first_version: STREAMS[s].1,
-                events: ev,
+            .map(|(&s, ev)| {
+                StreamAppend::new(STREAMS[s].0, ExpectedVersion::Any, ev).first_version(STREAMS[s].1)
             })
             .collect();
         let consumer = (round % 10 == 9).then(|| ("proj", store.next_position().saturating_sub(1)));
-        store.append_batch(&Batch { streams: &appends, consumer }).expect("append");
+        let mut batch = Batch::new(&appends);
+        batch.consumer = consumer;
+        store.append_batch(&batch).expect("append");
     }
     store.close().expect("close");
-    let store = Store::open_with(dir, Options { read_only: true, ..Options::default() }).expect("reopen");
+    let store = Store::open_with(dir, Options::default().read_only(true)).expect("reopen");
     let events = read_all(&store);
     assert!(store.stats().segments >= 5, "several segments: {}", store.stats().segments);
     events
@@ -220,7 +218,7 @@ fn an_intact_store_is_copied_whole_with_the_same_positions() {
     assert_eq!(report.mapping.len(), 1, "one run: old = new");
     assert!(report.streams_cut.is_empty());
     let store = Store::open(src.with_file_name("salvaged")).expect("open");
-    let source = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
+    let source = Store::open_with(&src, Options::default().read_only(true)).expect("open");
     assert_eq!(store.consumer_position("proj"), source.consumer_position("proj"));
     assert!(store.consumer_position("proj").is_some());
 }
@@ -240,10 +238,8 @@ fn damage_in_the_first_a_middle_and_the_last_segment() {
         let (lost, batch) = damage_event(&src, seg, nth);
         // The reason for salvage: the damaged store does not open, even for an operator (or, with the damage
         // under the checkpoint, its reads fail).
-        let opened = Store::open_with(
-            &src,
-            Options { read_only: true, recovery: Recovery::TruncateCorruption, ..Options::default() },
-        );
+        let opened =
+            Store::open_with(&src, Options::default().read_only(true).recovery(Recovery::TruncateCorruption));
         if let Ok(store) = opened {
             assert!(store.read_all(0).any(|e| e.is_err()), "{which}: the damaged store reads whole");
         }
@@ -333,7 +329,7 @@ fn a_damaged_checkpoint_or_snapshot_loses_nothing() {
 #[test]
 fn a_damaged_consumer_frame_leaves_its_previous_position() {
     let (_tmp, src, reference) = fresh();
-    let source = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
+    let source = Store::open_with(&src, Options::default().read_only(true)).expect("open");
     let latest = source.consumer_position("proj").expect("a consumer");
     drop(source);
     // The last consumer frame of the log.
@@ -401,16 +397,15 @@ fn the_destination_must_be_new_or_empty_and_nothing_else_is_touched() {
 fn event_ids_reused_after_the_window_forgot_them_are_copied_and_imported() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
-    let store =
-        Store::open_with(&src, Options { event_ids_remembered: 2, ..Options::default() }).expect("create");
+    let store = Store::open_with(&src, Options::default().event_ids_remembered(2)).expect("create");
     for i in 0..6u8 {
         let payload = [i];
-        let event = NewEvent { event_id: Some(u128::from(i % 3)), ..NewEvent::new("E", &payload) };
+        let event = NewEvent::new("E", &payload).event_id(u128::from(i % 3));
         let a = store.append("s", ExpectedVersion::Any, &[event]).expect("append");
         assert!(!a.deduplicated, "the window of 2 had forgotten id {}", i % 3);
     }
     store.close().expect("close");
-    let source = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
+    let source = Store::open_with(&src, Options::default().read_only(true)).expect("open");
     let reference = read_all(&source);
     let report = salvage(&src, tmp.path().join("salvaged"), &SalvageOptions::default()).expect("salvage");
     assert!(report.is_complete(), "{report:#?}");
@@ -424,7 +419,7 @@ fn event_ids_reused_after_the_window_forgot_them_are_copied_and_imported() {
         let store = Store::open(tmp.path().join(dst)).expect("open");
         assert_eq!(read_all(&store), reference, "{dst}");
         // The last use of id 2 is remembered again by this open: a retry of it is recognised.
-        let retry = NewEvent { event_id: Some(2), ..NewEvent::new("E", &[5]) };
+        let retry = NewEvent::new("E", &[5]).event_id(2);
         let a = store.append("s", ExpectedVersion::Any, &[retry]).expect("retry");
         assert!(a.deduplicated, "{dst}: the new store's own id window is built at open");
     }
@@ -454,8 +449,7 @@ fn a_torn_tail_is_not_a_loss() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     let store =
-        Store::open_with(&src, Options { durability: foldlog::Durability::Never, ..Options::default() })
-            .expect("create");
+        Store::open_with(&src, Options::default().durability(foldlog::Durability::Never)).expect("create");
     for i in 0..10u8 {
         let payload = [i; 40];
         store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", &payload)]).expect("append");

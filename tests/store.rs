@@ -12,7 +12,7 @@ use foldlog::{
 };
 
 fn opts(segment: u64) -> Options {
-    Options { segment_size_bytes: segment, durability: Durability::Never, ..Options::default() }
+    Options::default().segment_size_bytes(segment).durability(Durability::Never)
 }
 
 fn positions(store: &Store) -> Vec<u64> {
@@ -56,14 +56,7 @@ fn framing_round_trips_every_field() {
         let stream = format!("stream-{}", "x".repeat(size % 13));
         let ty: &'static str = if size % 2 == 0 { "Short" } else { "AMuchLongerEventTypeName" };
         let id = (size % 3 == 0).then_some(u128::MAX - size as u128);
-        let event = NewEvent {
-            event_type: ty,
-            payload: &payload,
-            metadata: &metadata,
-            event_id: id,
-            schema_version: size as u32,
-            timestamp_micros: None,
-        };
+        let event = NewEvent::new(ty, &payload).metadata(&metadata).event_id(id).schema_version(size as u32);
         let r = store.append(&stream, ExpectedVersion::Any, &[event]).unwrap();
         expected.push((r.positions.start, stream, ty, payload, metadata, id, size as u32));
     }
@@ -230,10 +223,7 @@ fn bit_flips_in_the_tail_versus_in_history() {
         other => panic!("expected corruption, got {other:?}"),
     }
     // Read-only verification reports it the same way, and never returns the damaged event.
-    assert!(matches!(
-        Store::open_with(work.path(), Options { read_only: true, ..opts(8192) }),
-        Err(Error::Corrupt { .. })
-    ));
+    assert!(matches!(Store::open_with(work.path(), opts(8192).read_only(true)), Err(Error::Corrupt { .. })));
 
     // Below the durable point of the last segment: corruption; an explicit repair cuts there.
     let work = tempfile::tempdir().unwrap();
@@ -244,9 +234,7 @@ fn bit_flips_in_the_tail_versus_in_history() {
         Err(Error::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (last_seg.clone(), 128)),
         other => panic!("expected corruption, got {other:?}"),
     }
-    let store =
-        Store::open_with(work.path(), Options { recovery: Recovery::TruncateCorruption, ..opts(8192) })
-            .unwrap();
+    let store = Store::open_with(work.path(), opts(8192).recovery(Recovery::TruncateCorruption)).unwrap();
     let kept = store.next_position();
     assert!(kept < n as u64);
     for e in store.read_all(0) {
@@ -288,7 +276,7 @@ fn corruption_is_an_error_on_read_never_an_event() {
 
     // Bytes changing under a running store (the file is shared with the map: a stand-in for rot in memory).
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { crc_every_read: true, ..opts(1 << 16) };
+    let options = opts(1 << 16).crc_every_read(true);
     let store = Store::open_with(dir.path(), options).unwrap();
     for i in 0..10u64 {
         store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", format!("p{i}").as_bytes())]).unwrap();
@@ -307,9 +295,9 @@ fn a_second_opener_is_refused_until_the_first_is_dropped() {
     let store = Store::open(dir.path()).unwrap();
     assert!(matches!(Store::open(dir.path()), Err(Error::Locked { .. })));
     // Read-only handles open beside the writer and cannot append.
-    let ro = Store::open_with(dir.path(), Options { read_only: true, ..Options::default() }).unwrap();
+    let ro = Store::open_with(dir.path(), Options::default().read_only(true)).unwrap();
     assert!(matches!(ro.append("a", ExpectedVersion::Any, &[NewEvent::new("E", b"")]), Err(Error::ReadOnly)));
-    let ro2 = Store::open_with(dir.path(), Options { read_only: true, ..Options::default() }).unwrap();
+    let ro2 = Store::open_with(dir.path(), Options::default().read_only(true)).unwrap();
     drop(store);
     Store::open(dir.path()).expect("a writer beside readers, once the first writer is gone");
     drop((ro, ro2));
@@ -324,7 +312,7 @@ fn a_read_only_open_of_a_directory_without_a_lock_file_works() {
     store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
     store.close().unwrap();
     std::fs::remove_file(dir.path().join("LOCK")).unwrap();
-    let ro = Store::open_with(dir.path(), Options { read_only: true, ..opts(8192) }).unwrap();
+    let ro = Store::open_with(dir.path(), opts(8192).read_only(true)).unwrap();
     assert_eq!(ro.read_all(0).count(), 1);
     assert!(!dir.path().join("LOCK").exists(), "a reader creates nothing");
     let writer = Store::open_with(dir.path(), opts(8192)).expect("a writer beside the reader");
@@ -340,7 +328,7 @@ fn not_a_foldlog_directory_is_a_clear_error() {
     assert!(matches!(Store::open(dir.path()), Err(Error::InvalidDirectory { .. })));
     let missing = dir.path().join("nope");
     assert!(matches!(
-        Store::open_with(&missing, Options { create_if_missing: false, ..Options::default() }),
+        Store::open_with(&missing, Options::default().create_if_missing(false)),
         Err(Error::InvalidDirectory { .. })
     ));
 }
@@ -430,9 +418,8 @@ fn a_new_stream_can_start_at_a_chosen_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let ev = [NewEvent::new("Created", b"")];
-    let batch =
-        [StreamAppend { first_version: 1, ..StreamAppend::new("agg", ExpectedVersion::NoStream, &ev) }];
-    let r = store.append_batch(&Batch { streams: &batch, consumer: None }).unwrap();
+    let batch = [StreamAppend::new("agg", ExpectedVersion::NoStream, &ev).first_version(1)];
+    let r = store.append_batch(&Batch::new(&batch)).unwrap();
     assert_eq!(r[0].versions, 1..2);
     store.append("agg", ExpectedVersion::Exact(1), &ev).unwrap();
     drop(store);
@@ -454,24 +441,21 @@ fn multi_stream_batches_are_all_or_nothing() {
         StreamAppend::new("from", ExpectedVersion::Exact(0), &debit),
         StreamAppend::new("to", ExpectedVersion::NoStream, &credit),
     ];
-    let r = store.append_batch(&Batch { streams: &ok, consumer: Some(("transfers", 0)) }).unwrap();
+    let r = store.append_batch(&Batch::new(&ok).consumer("transfers", 0)).unwrap();
     assert_eq!(r[0].positions, 1..2);
     assert_eq!(r[1].positions, 2..3);
     let stale = [
         StreamAppend::new("from", ExpectedVersion::Exact(1), &debit),
         StreamAppend::new("to", ExpectedVersion::Exact(7), &credit),
     ];
-    assert!(store.append_batch(&Batch { streams: &stale, consumer: Some(("transfers", 2)) }).is_err());
+    assert!(store.append_batch(&Batch::new(&stale).consumer("transfers", 2)).is_err());
     assert_eq!(store.next_position(), 3);
     assert_eq!(store.consumer_position("transfers"), Some(0));
     let dup = [
         StreamAppend::new("a", ExpectedVersion::Any, &debit),
         StreamAppend::new("a", ExpectedVersion::Any, &debit),
     ];
-    assert!(matches!(
-        store.append_batch(&Batch { streams: &dup, consumer: None }),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(store.append_batch(&Batch::new(&dup)), Err(Error::InvalidArgument(_))));
 }
 
 #[test]
@@ -480,15 +464,15 @@ fn consumer_positions_advance_survive_reopen_and_take_no_positions() {
     {
         let store = Store::open_with(dir.path(), opts(4096)).unwrap();
         store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"1")]).unwrap();
-        store.append_batch(&Batch { streams: &[], consumer: Some(("projector", 0)) }).unwrap();
+        store.append_batch(&Batch::new(&[]).consumer("projector", 0)).unwrap();
         assert_eq!(store.next_position(), 1, "a position-only write takes no global position");
-        match store.append_batch(&Batch { streams: &[], consumer: Some(("projector", 0)) }) {
+        match store.append_batch(&Batch::new(&[]).consumer("projector", 0)) {
             Err(Error::ConsumerPositionNotAdvanced { current: 0, proposed: 0, .. }) => {}
             other => panic!("{other:?}"),
         }
         let ev = [NewEvent::new("Projected", b"")];
         let s = [StreamAppend::new("out", ExpectedVersion::Any, &ev)];
-        store.append_batch(&Batch { streams: &s, consumer: Some(("projector", 5)) }).unwrap();
+        store.append_batch(&Batch::new(&s).consumer("projector", 5)).unwrap();
         store.abandon();
     }
     // Without a checkpoint (crash), the position is recovered from the log; with one, from the checkpoint.
@@ -507,10 +491,7 @@ fn consumer_positions_advance_survive_reopen_and_take_no_positions() {
 #[test]
 fn idempotent_retries_by_event_id() {
     let dir = tempfile::tempdir().unwrap();
-    let a = [
-        NewEvent { event_id: Some(1), ..NewEvent::new("E", b"one") },
-        NewEvent { event_id: Some(2), ..NewEvent::new("E", b"two") },
-    ];
+    let a = [NewEvent::new("E", b"one").event_id(1), NewEvent::new("E", b"two").event_id(2)];
     let first;
     {
         let store = Store::open(dir.path()).unwrap();
@@ -523,12 +504,12 @@ fn idempotent_retries_by_event_id() {
             (first.positions.clone(), first.versions.clone())
         );
         assert_eq!(store.next_position(), 3);
-        let clash = [NewEvent { event_id: Some(2), ..NewEvent::new("E", b"different") }];
+        let clash = [NewEvent::new("E", b"different").event_id(2)];
         match store.append("x", ExpectedVersion::Any, &clash) {
             Err(Error::DuplicateEventId { id: 2, position: 2 }) => {}
             other => panic!("{other:?}"),
         }
-        let partial = [a[0], NewEvent { event_id: Some(3), ..NewEvent::new("E", b"three") }];
+        let partial = [a[0], NewEvent::new("E", b"three").event_id(3)];
         assert!(matches!(
             store.append("x", ExpectedVersion::Any, &partial),
             Err(Error::DuplicateEventId { .. })
@@ -554,14 +535,11 @@ fn read_all_stops_filters_and_limits() {
         store.append("s", ExpectedVersion::Any, &[NewEvent::new(ty, &i.to_le_bytes())]).unwrap();
     }
     let got = |o: ReadAll| -> Vec<u64> { store.read_all_with(o).map(|e| e.unwrap().position()).collect() };
-    assert_eq!(got(ReadAll { from: 10, to_inclusive: Some(14), ..ReadAll::default() }), [10, 11, 12, 13, 14]);
-    assert_eq!(
-        got(ReadAll { from: 0, event_type: Some("B".into()), limit: Some(4), ..ReadAll::default() }),
-        [1, 4, 7, 10]
-    );
-    assert_eq!(got(ReadAll { from: 290, to_inclusive: Some(1000), ..ReadAll::default() }).len(), 10);
-    assert!(got(ReadAll { from: 300, ..ReadAll::default() }).is_empty());
-    assert!(got(ReadAll { from: 5, to_inclusive: Some(4), ..ReadAll::default() }).is_empty());
+    assert_eq!(got(ReadAll::default().from(10).to_inclusive(14)), [10, 11, 12, 13, 14]);
+    assert_eq!(got(ReadAll::default().from(0).event_type("B").limit(4)), [1, 4, 7, 10]);
+    assert_eq!(got(ReadAll::default().from(290).to_inclusive(1000)).len(), 10);
+    assert!(got(ReadAll::default().from(300)).is_empty());
+    assert!(got(ReadAll::default().from(5).to_inclusive(4)).is_empty());
     // Every starting point, including segment boundaries, lands on the right event.
     for from in 0..300 {
         assert_eq!(store.read_all(from).next().unwrap().unwrap().position(), from);
@@ -611,8 +589,7 @@ fn wait_for_wakes_a_follower_when_the_writer_commits() {
             while seen.len() < 50 {
                 let head = store.wait_for(after, Duration::from_secs(10)).expect("writer commits in time");
                 let from = after.map_or(0, |a| a + 1);
-                for e in store.read_all_with(ReadAll { from, to_inclusive: Some(head), ..ReadAll::default() })
-                {
+                for e in store.read_all_with(ReadAll::default().from(from).to_inclusive(head)) {
                     seen.push(e.unwrap().position());
                 }
                 after = Some(head);
@@ -742,7 +719,7 @@ fn a_corrupt_or_stale_checkpoint_is_rebuilt_not_trusted() {
     }
     // Stale: a checkpoint from earlier plus more log after it is used and the rest scanned.
     std::fs::write(&ckpt, &good).unwrap();
-    let store = Store::open_with(dir.path(), Options { checkpoint_every_bytes: 0, ..opts(4096) }).unwrap();
+    let store = Store::open_with(dir.path(), opts(4096).checkpoint_every_bytes(0)).unwrap();
     store.append("s0", ExpectedVersion::Any, &[NewEvent::new("E", b"late")]).unwrap();
     store.abandon();
     std::fs::write(&ckpt, &good).unwrap();
@@ -782,20 +759,19 @@ fn regression_a_refused_checkpoint_is_removed_not_judged_again() {
 #[test]
 fn durability_modes_move_the_durable_watermark_as_promised() {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_with(dir.path(), Options { durability: Durability::Always, ..Options::default() })
-            .unwrap();
+    let store = Store::open_with(dir.path(), Options::default().durability(Durability::Always)).unwrap();
     for i in 0..5u64 {
         store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
         assert_eq!(store.durable_position(), i + 1);
     }
     drop(store);
     let dir = tempfile::tempdir().unwrap();
-    let group =
-        foldlog::GroupCommit { appends_max: 10, bytes_max: u64::MAX, delay_max: Duration::from_secs(3600) };
+    let group = foldlog::GroupCommit::default()
+        .appends_max(10)
+        .bytes_max(u64::MAX)
+        .delay_max(Duration::from_secs(3600));
     let store =
-        Store::open_with(dir.path(), Options { durability: Durability::Group(group), ..Options::default() })
-            .unwrap();
+        Store::open_with(dir.path(), Options::default().durability(Durability::Group(group))).unwrap();
     for i in 0..25u64 {
         store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
         assert_eq!(store.durable_position(), (i + 1) / 10 * 10);
@@ -804,11 +780,9 @@ fn durability_modes_move_the_durable_watermark_as_promised() {
     assert_eq!(store.durable_position(), 25);
     drop(store);
     let dir = tempfile::tempdir().unwrap();
-    let group =
-        foldlog::GroupCommit { appends_max: 1000, bytes_max: u64::MAX, delay_max: Duration::from_millis(5) };
+    let group = foldlog::GroupCommit::default().bytes_max(u64::MAX).delay_max(Duration::from_millis(5));
     let store =
-        Store::open_with(dir.path(), Options { durability: Durability::Group(group), ..Options::default() })
-            .unwrap();
+        Store::open_with(dir.path(), Options::default().durability(Durability::Group(group))).unwrap();
     store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while store.durable_position() < 1 {

@@ -54,7 +54,7 @@ pub fn stream_name(i: usize) -> String {
 
 /// Options with only the durability changed.
 pub fn options(durability: Durability) -> Options {
-    Options { durability, ..Options::default() }
+    Options::default().durability(durability)
 }
 
 /// Appends `events` events of `payload_len` bytes, round-robin over `streams` streams, in batches of

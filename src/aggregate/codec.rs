@@ -4,16 +4,23 @@
 use super::*;
 
 /// Alignment of the payloads a [`Repository`] writes, and of the scratch buffer a misaligned payload is
-/// copied into: enough for every archived type rkyv produces by default.
-pub const PAYLOAD_ALIGN: usize = 16;
+/// copied into: enough for every archived type rkyv produces by default. Crate-private: a property of the
+/// format (docs/format.md, "Aggregate events"), not something a codec or an upcaster needs.
+pub(crate) const PAYLOAD_ALIGN: usize = 16;
 
-/// Types rkyv can archive with the serializer foldlog uses (implemented for every type that derives
-/// `rkyv::Serialize`).
+// RkyvWrite and RkyvCheck are public only because the bounds of ZeroCopy, Deserialized, access_payload and
+// deserialize_payload name them. The blanket impls make them aliases: every type that meets the bound has
+// them, and no other can (the bound is a supertrait), so users never implement them.
+
+/// A bound alias, nothing to implement: types rkyv can archive with the serializer foldlog uses. Every type
+/// that derives `rkyv::Serialize` (through [`crate::rkyv`]) has it. Name it only in your own generic code
+/// over foldlog's rkyv codecs; it changes with the serializer foldlog uses.
 pub trait RkyvWrite: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>> {}
 impl<T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>> RkyvWrite for T {}
 
-/// Archived types foldlog can check before handing out a reference (implemented for the `Archived*` types
-/// rkyv's derive generates, which implement `CheckBytes` by default).
+/// A bound alias, nothing to implement: archived types foldlog can check before handing out a reference.
+/// The `Archived*` types rkyv's derive generates have it (they implement `CheckBytes` by default). Name it
+/// only in your own generic code over foldlog's rkyv codecs; it changes with the validators foldlog uses.
 ///
 /// Both validators are needed: the lean one (no shared-pointer tracking, unit error) checks every event on
 /// the fold's hot path; the full one runs only to explain a failure.
@@ -39,9 +46,11 @@ pub(super) fn check_archive<T: RkyvCheck>(bytes: &[u8]) -> Result<&T, CodecError
     }
 }
 
-/// An event payload that a codec could not encode or decode, or an upcaster could not convert.
+/// An event payload that a codec could not encode or decode, or an upcaster could not convert. Made with
+/// [`CodecError::new`]; non-exhaustive so that it may carry more than a message later (a source error).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
+#[non_exhaustive]
 pub struct CodecError(pub String);
 
 impl CodecError {
@@ -53,6 +62,83 @@ impl CodecError {
 
 /// An aggregate's event type: the name and schema version stored with each event, and how events written
 /// with an older schema version are read.
+///
+/// A user's registration once stored only a name (schema version 1); now it carries an email too (version
+/// 2). The old form is kept as a type of its own, only to read old events, and `upcast` turns it into the
+/// current one:
+///
+/// ```
+/// use foldlog::rkyv::{rancor, Archive, Deserialize, Serialize};
+/// use foldlog::{deserialize_payload, Aggregate, CodecError, DomainEvent, EventRef, ZeroCopy};
+/// use foldlog::{Batch, ExpectedVersion, NewEvent, Repository, Store, StreamAppend};
+///
+/// /// Version 1, as it was written.
+/// #[derive(Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = foldlog::rkyv)]
+/// enum UserEventV1 {
+///     Registered { name: String },
+/// }
+///
+/// #[derive(Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = foldlog::rkyv)]
+/// enum UserEvent {
+///     Registered { name: String, email: Option<String> },
+/// }
+///
+/// impl DomainEvent for UserEvent {
+///     const SCHEMA_VERSION: u32 = 2;
+///
+///     fn event_type(&self) -> &'static str {
+///         match self {
+///             UserEvent::Registered { .. } => "Registered",
+///         }
+///     }
+///
+///     fn upcast(stored: &EventRef<'_>) -> Result<Self, CodecError> {
+///         match stored.schema_version() {
+///             1 => match deserialize_payload::<UserEventV1>(stored.payload())? {
+///                 UserEventV1::Registered { name } => Ok(UserEvent::Registered { name, email: None }),
+///             },
+///             v => Err(CodecError::new(format!("no upcaster from schema version {v}"))),
+///         }
+///     }
+/// }
+///
+/// #[derive(Default)]
+/// struct User {
+///     name: String,
+///     email: Option<String>,
+/// }
+///
+/// impl Aggregate for User {
+///     const NAME: &'static str = "user";
+///     type Event = UserEvent;
+///     type Codec = ZeroCopy;
+///     fn apply(&mut self, event: &ArchivedUserEvent) {
+///         match event {
+///             ArchivedUserEvent::Registered { name, email } => {
+///                 self.name = name.to_string();
+///                 self.email = email.as_ref().map(|e| e.to_string());
+///             }
+///         }
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// // An event as last year's code wrote it: the version 1 form, schema version 1, stream version 1.
+/// let old = foldlog::rkyv::to_bytes::<rancor::Error>(&UserEventV1::Registered { name: "Ada".into() })?;
+/// let event = [NewEvent::new("Registered", &old).schema_version(1)];
+/// let stream = [StreamAppend::new("user-ada", ExpectedVersion::NoStream, &event).first_version(1)];
+/// store.append_batch(&Batch::new(&stream))?;
+///
+/// let user = Repository::<User>::new(&store).get("ada")?;
+/// assert_eq!((user.name.as_str(), user.email.as_deref()), ("Ada", None));
+/// assert_eq!(user.load_info().events_upcast, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub trait DomainEvent: Sized + 'static {
     /// The schema version new events are written with. Bump it when the stored form of the events changes
     /// (for rkyv events: any change to the enum's fields), and teach [`DomainEvent::upcast`] the old form.
@@ -77,6 +163,83 @@ pub trait DomainEvent: Sized + 'static {
 
 /// How an aggregate's events become payload bytes, and how stored bytes come back as what
 /// [`Aggregate::apply`] takes (a [`Codec::View`]).
+///
+/// [`ZeroCopy`] and [`Deserialized`] cover rkyv. A codec of your own fits any other format; this one stores
+/// a thermometer's readings as four little-endian bytes each, readable from any language, and hands `apply`
+/// the number itself (a view need not be the event type):
+///
+/// ```
+/// use foldlog::rkyv::util::AlignedVec;
+/// use foldlog::{Aggregate, Codec, CodecError, DomainEvent, Repository, Root, Store};
+///
+/// /// A temperature, in hundredths of a degree.
+/// enum Reading {
+///     Measured(i32),
+/// }
+///
+/// impl DomainEvent for Reading {
+///     const SCHEMA_VERSION: u32 = 1;
+///     fn event_type(&self) -> &'static str {
+///         "Measured"
+///     }
+/// }
+///
+/// struct LittleEndian;
+///
+/// impl Codec<Reading> for LittleEndian {
+///     type View<'a> = i32;
+///
+///     fn encode(event: &Reading, out: &mut AlignedVec) -> Result<(), CodecError> {
+///         let Reading::Measured(centi) = event;
+///         out.extend_from_slice(&centi.to_le_bytes());
+///         Ok(())
+///     }
+///
+///     fn decode<'a>(payload: &'a [u8], _scratch: &'a mut AlignedVec) -> Result<i32, CodecError> {
+///         let bytes = <[u8; 4]>::try_from(payload)
+///             .map_err(|_| CodecError::new(format!("{} bytes where a reading takes 4", payload.len())))?;
+///         Ok(i32::from_le_bytes(bytes))
+///     }
+///
+///     // Upcast events arrive owned; this codec's view is just the number.
+///     fn from_owned<'a>(event: Reading, _scratch: &'a mut AlignedVec) -> Result<i32, CodecError> {
+///         let Reading::Measured(centi) = event;
+///         Ok(centi)
+///     }
+/// }
+///
+/// #[derive(Default)]
+/// struct Thermometer {
+///     last: i32,
+///     highest: Option<i32>,
+/// }
+///
+/// impl Aggregate for Thermometer {
+///     const NAME: &'static str = "thermometer";
+///     type Event = Reading;
+///     type Codec = LittleEndian;
+///     fn apply(&mut self, centi: i32) {
+///         self.last = centi;
+///         self.highest = Some(self.highest.map_or(centi, |h| h.max(centi)));
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// let thermometers = Repository::<Thermometer>::new(&store);
+/// let mut kitchen = Root::<Thermometer>::new("kitchen");
+/// kitchen.record(Reading::Measured(2150));
+/// kitchen.record(Reading::Measured(1975));
+/// thermometers.save(&mut kitchen)?;
+///
+/// let kitchen = thermometers.get("kitchen")?;
+/// assert_eq!((kitchen.last, kitchen.highest), (1975, Some(2150)));
+/// let first = store.read_stream("thermometer-kitchen", 1).next().unwrap()?;
+/// assert_eq!(first.payload(), 2150i32.to_le_bytes());
+/// # Ok(())
+/// # }
+/// ```
 pub trait Codec<E: DomainEvent> {
     /// What `apply` receives: a reference into the map for [`ZeroCopy`], an owned event for other codecs.
     type View<'a>;

@@ -27,9 +27,10 @@ mod codec;
 mod repository;
 mod snapshot;
 
+use codec::PAYLOAD_ALIGN;
 pub use codec::{
     access_payload, deserialize_payload, Codec, CodecError, Deserialized, DomainEvent, RkyvCheck, RkyvWrite,
-    ZeroCopy, PAYLOAD_ALIGN,
+    ZeroCopy,
 };
 pub use repository::{Repository, RepositoryError, Saved};
 use snapshot::SnapshotMeta;
@@ -156,6 +157,7 @@ impl<E: DomainEvent> Decision<E> for Option<E> {
 
 /// How an aggregate was loaded: for logs, tests and curiosity.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadInfo {
     /// Version of the snapshot the load started from (`None`: folded from the first event).
     pub snapshot_version: Option<u64>,

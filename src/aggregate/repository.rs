@@ -70,6 +70,7 @@ pub enum RepositoryError {
 
 /// What [`Repository::save`] did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Saved {
     /// Stream versions of the events written (empty if nothing was pending).
     pub versions: Range<u64>,
@@ -100,6 +101,94 @@ impl<A> Copy for SnapshotSupport<A> {}
 
 /// Loads and saves aggregates of type `A` in a [`Store`]. Cheap to create and to copy; holds no state of
 /// its own beyond its settings.
+///
+/// A to-do list that snapshots its state every two events; two handles load it at the same version, and
+/// the second save is a conflict that writes nothing:
+///
+/// ```
+/// use foldlog::rkyv::{Archive, Deserialize, Serialize};
+/// use foldlog::{Aggregate, DomainEvent, Repository, RepositoryError, Root, Snapshot, SnapshotPolicy};
+/// use foldlog::{Store, ZeroCopy};
+///
+/// #[derive(Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = foldlog::rkyv)]
+/// enum TodoEvent {
+///     Added { title: String },
+///     Done { index: u32 },
+/// }
+///
+/// impl DomainEvent for TodoEvent {
+///     const SCHEMA_VERSION: u32 = 1;
+///     fn event_type(&self) -> &'static str {
+///         match self {
+///             TodoEvent::Added { .. } => "Added",
+///             TodoEvent::Done { .. } => "Done",
+///         }
+///     }
+/// }
+///
+/// // The state derives rkyv's traits too, for the snapshots.
+/// #[derive(Default, Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = foldlog::rkyv)]
+/// struct Todo {
+///     open: Vec<String>,
+///     done: u32,
+/// }
+///
+/// impl Todo {
+///     /// A command: checks, then decides an event (or refuses).
+///     fn finish(&self, index: u32) -> Result<TodoEvent, String> {
+///         match self.open.get(index as usize) {
+///             Some(_) => Ok(TodoEvent::Done { index }),
+///             None => Err(format!("no open item {index}")),
+///         }
+///     }
+/// }
+///
+/// impl Aggregate for Todo {
+///     const NAME: &'static str = "todo";
+///     type Event = TodoEvent;
+///     type Codec = ZeroCopy;
+///     fn apply(&mut self, event: &ArchivedTodoEvent) {
+///         match event {
+///             ArchivedTodoEvent::Added { title } => self.open.push(title.to_string()),
+///             ArchivedTodoEvent::Done { index } => {
+///                 self.open.remove(index.to_native() as usize);
+///                 self.done += 1;
+///             }
+///         }
+///     }
+/// }
+///
+/// impl Snapshot for Todo {
+///     const STATE_VERSION: u32 = 1;
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// let todos = Repository::<Todo>::with_snapshots(&store, SnapshotPolicy::every(2));
+/// let mut home = Root::<Todo>::new("home");
+/// home.record(TodoEvent::Added { title: "milk".into() });
+/// home.record(TodoEvent::Added { title: "bread".into() });
+/// let saved = todos.save(&mut home)?;
+/// assert_eq!(saved.versions, 1..3);
+/// assert!(matches!(saved.snapshot, Some(Ok(2))), "the save crossed two events: a snapshot at version 2");
+///
+/// let (mut a, mut b) = (todos.get("home")?, todos.get("home")?);
+/// a.execute(|t| t.finish(0))?;
+/// b.execute(|t| t.finish(1))?;
+/// todos.save(&mut a)?;
+/// let lost = todos.save(&mut b);
+/// assert!(matches!(lost, Err(RepositoryError::Conflict { loaded: 2, actual: 3, .. })));
+///
+/// let home = todos.get("home")?;
+/// assert_eq!((home.open.as_slice(), home.done, home.version()), (&["bread".to_string()][..], 1, 3));
+/// assert_eq!((home.load_info().snapshot_version, home.load_info().events_folded), (Some(2), 1));
+/// assert!(matches!(todos.get("work"), Err(RepositoryError::NotFound { .. })));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Repository<'s, A: Aggregate> {
     store: &'s Store,
     snapshots: Option<SnapshotSupport<A>>,

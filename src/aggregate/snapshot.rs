@@ -20,8 +20,10 @@ pub trait Snapshot: Aggregate {
     const STATE_VERSION: u32;
 }
 
-/// When a [`crate::Repository`] writes snapshots, and how many it keeps.
+/// When a [`crate::Repository`] writes snapshots, and how many it keeps:
+/// `SnapshotPolicy::every(100).keep(3)`. Non-exhaustive, so that another knob is not a breaking change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SnapshotPolicy {
     /// Write a snapshot when a save makes the stream cross a multiple of this many events (0: never; only
     /// explicit [`crate::Repository::snapshot`] calls write one). Default 1,000.
@@ -41,6 +43,20 @@ impl SnapshotPolicy {
     /// A snapshot every `n` events, keeping the default number.
     pub fn every(n: u64) -> SnapshotPolicy {
         SnapshotPolicy { every_events: n, ..SnapshotPolicy::default() }
+    }
+
+    /// Sets [`every_events`](field@SnapshotPolicy::every_events).
+    #[must_use]
+    pub fn every_events(mut self, n: u64) -> Self {
+        self.every_events = n;
+        self
+    }
+
+    /// Sets [`keep`](field@SnapshotPolicy::keep).
+    #[must_use]
+    pub fn keep(mut self, n: usize) -> Self {
+        self.keep = n;
+        self
     }
 
     /// True if a save that moved the stream from version `before` to `after` crossed a multiple of

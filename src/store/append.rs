@@ -3,8 +3,18 @@
 
 use super::*;
 
-/// One event to append.
+/// One event to append: [`NewEvent::new`] with a type and payload, then a setter per optional field.
+///
+/// ```
+/// use foldlog::NewEvent;
+///
+/// let event = NewEvent::new("Deposited", b"50").metadata(b"correlation=7").event_id(0x2a).schema_version(2);
+/// assert_eq!((event.event_id, event.timestamp_micros), (Some(0x2a), None));
+/// ```
+///
+/// Non-exhaustive, so that a new field is not a breaking change; the fields stay public to read and assign.
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct NewEvent<'a> {
     /// The event's type name (1..=256 bytes).
     pub event_type: &'a str,
@@ -27,10 +37,39 @@ impl<'a> NewEvent<'a> {
     pub fn new(event_type: &'a str, payload: &'a [u8]) -> NewEvent<'a> {
         NewEvent { event_type, payload, ..NewEvent::default() }
     }
+
+    /// Sets [`metadata`](field@NewEvent::metadata).
+    #[must_use]
+    pub fn metadata(mut self, metadata: &'a [u8]) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets [`event_id`](field@NewEvent::event_id): an id, or an `Option` of one.
+    #[must_use]
+    pub fn event_id(mut self, id: impl Into<Option<u128>>) -> Self {
+        self.event_id = id.into();
+        self
+    }
+
+    /// Sets [`schema_version`](field@NewEvent::schema_version).
+    #[must_use]
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// Sets [`timestamp_micros`](field@NewEvent::timestamp_micros): a time, or an `Option` of one.
+    #[must_use]
+    pub fn timestamp_micros(mut self, micros: impl Into<Option<i64>>) -> Self {
+        self.timestamp_micros = micros.into();
+        self
+    }
 }
 
-/// Events for one stream within a [`Batch`].
+/// Events for one stream within a [`Batch`]. Non-exhaustive: made with [`StreamAppend::new`].
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct StreamAppend<'a> {
     /// The stream id (1..=1024 bytes of UTF-8).
     pub stream: &'a str,
@@ -46,6 +85,14 @@ impl<'a> StreamAppend<'a> {
     /// Events for `stream` with the given check; a new stream starts at version 0.
     pub fn new(stream: &'a str, expected: ExpectedVersion, events: &'a [NewEvent<'a>]) -> StreamAppend<'a> {
         StreamAppend { stream, expected, first_version: 0, events }
+    }
+
+    /// Sets [`first_version`](field@StreamAppend::first_version), the version of the first event if the
+    /// stream is new.
+    #[must_use]
+    pub fn first_version(mut self, version: u64) -> Self {
+        self.first_version = version;
+        self
     }
 }
 
@@ -65,17 +112,20 @@ impl<'a> StreamAppend<'a> {
 ///     StreamAppend::new("account-a", ExpectedVersion::NoStream, &debit),
 ///     StreamAppend::new("account-b", ExpectedVersion::NoStream, &credit),
 /// ];
-/// let done = store.append_batch(&Batch { streams: &streams, consumer: Some(("transfers", 17)) })?;
+/// let done = store.append_batch(&Batch::new(&streams).consumer("transfers", 17))?;
 /// assert_eq!((done[0].positions.clone(), done[1].positions.clone()), (0..1, 1..2));
 /// assert_eq!(store.consumer_position("transfers"), Some(17));
 /// // The same checks again fail as a whole: nothing of the batch is written.
-/// let again = store.append_batch(&Batch { streams: &streams, consumer: None });
+/// let again = store.append_batch(&Batch::new(&streams));
 /// assert!(matches!(again, Err(Error::WrongExpectedVersion { .. })));
 /// assert_eq!(store.next_position(), 2);
 /// # Ok(())
 /// # }
 /// ```
+///
+/// Non-exhaustive: made with [`Batch::new`] (or `Batch::default()` for a consumer position alone).
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct Batch<'a> {
     /// Per-stream events. A stream appears at most once.
     pub streams: &'a [StreamAppend<'a>],
@@ -83,8 +133,23 @@ pub struct Batch<'a> {
     pub consumer: Option<(&'a str, u64)>,
 }
 
-/// What one stream's append produced.
+impl<'a> Batch<'a> {
+    /// The events of `streams`, and no consumer position.
+    pub fn new(streams: &'a [StreamAppend<'a>]) -> Batch<'a> {
+        Batch { streams, consumer: None }
+    }
+
+    /// Sets [`consumer`](field@Batch::consumer): consumer `name`'s new position, committed with the events.
+    #[must_use]
+    pub fn consumer(mut self, name: &'a str, position: u64) -> Self {
+        self.consumer = Some((name, position));
+        self
+    }
+}
+
+/// What one stream's append produced. Non-exhaustive: the store may report more about an append later.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Appended {
     /// Global positions of the events (contiguous; empty if no events).
     pub positions: std::ops::Range<u64>,

@@ -167,7 +167,7 @@ pub const FOLLOW_POLL: Duration = Duration::from_micros(100);
 /// # fn main() -> foldlog::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// // Synced before `append` returns: an acknowledged event survives power loss.
-/// let options = Options { durability: Durability::Always, ..Options::default() };
+/// let options = Options::default().durability(Durability::Always);
 /// let store = Store::open_with(dir.path(), options.clone())?;
 /// let placed = [NewEvent::new("Placed", b"{\"total\":42}")];
 /// let done = store.append("order-7", ExpectedVersion::NoStream, &placed)?;
@@ -270,6 +270,9 @@ impl Store {
 
     /// Drops the store as a crash would: no sync, no checkpoint, no clean mark. The OS page cache keeps what
     /// was written, as after `kill -9`. For tests of recovery.
+    // Hidden, not part of the API: public only because the integration tests and the CLI's tests (other
+    // crates) simulate crashes with it, and gating it on the `testing` feature would take tests/store.rs out
+    // of the packaged crate's plain `cargo test`.
     #[doc(hidden)]
     pub fn abandon(mut self) {
         self.stop_flusher();

@@ -4,6 +4,7 @@ use super::*;
 
 /// What `open` found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Segment files in the log.
     pub segments: usize,
@@ -25,6 +26,7 @@ pub struct RecoveryReport {
 
 /// How the index checkpoint was used on open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckpointUse {
     /// There was none: the index was built from the whole log.
     #[default]
@@ -47,6 +49,7 @@ impl std::fmt::Display for CheckpointUse {
 
 /// Statistics of an open store.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Segment files.
     pub segments: usize,

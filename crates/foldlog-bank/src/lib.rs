@@ -31,13 +31,14 @@ macro_rules! println {
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use foldlog::rkyv::{Archive, Deserialize, Serialize};
 use foldlog::{
     Aggregate, DomainEvent, Repository, RepositoryError, Root, Snapshot, SnapshotPolicy, Store, ZeroCopy,
 };
-use rkyv::{Archive, Deserialize, Serialize};
 
 /// Amounts are in cents.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(crate = foldlog::rkyv)]
 pub enum AccountEvent {
     /// The account was opened with a first deposit.
     Opened { owner: String, deposit: u64 },
@@ -67,6 +68,7 @@ impl DomainEvent for AccountEvent {
 
 /// An account: plain data, the fold of its events.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[rkyv(crate = foldlog::rkyv)]
 pub struct Account {
     pub owner: String,
     pub open: bool,

@@ -640,14 +640,12 @@ impl Foldlog {
             Mode::NoSync => Durability::Never,
             // Count-based cadence, like every other engine here: no byte bound, a 1 s time bound that a
             // running benchmark never reaches.
-            Mode::Group(n) => Durability::Group(GroupCommit {
-                appends_max: n,
-                bytes_max: u64::MAX,
-                delay_max: Duration::from_secs(1),
-            }),
+            Mode::Group(n) => Durability::Group(
+                GroupCommit::default().appends_max(n).bytes_max(u64::MAX).delay_max(Duration::from_secs(1)),
+            ),
             Mode::Always => Durability::Always,
         };
-        Options { durability, ..Options::default() }
+        Options::default().durability(durability)
     }
 
     /// Opens (or creates) a store in `dir`.

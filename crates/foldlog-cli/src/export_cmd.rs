@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use foldlog::import::{import, Record};
-use foldlog::{Envelope, Options, Store};
+use foldlog::{Options, OwnedEvent, Store};
 use serde::{Deserialize, Serialize};
 
 /// The layout version written in the header line.
@@ -84,8 +84,7 @@ fn decode_bytes(what: &str, base64: Option<String>, text: Option<String>) -> Res
 
 /// `foldlog export DIR [--text]`: the whole log, then the consumer positions, to stdout.
 pub fn export(dir: &Path, text: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let store =
-        Store::open_with(dir, Options { read_only: true, create_if_missing: false, ..Options::default() })?;
+    let store = Store::open_with(dir, Options::default().read_only(true).create_if_missing(false))?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let line = |record: &Line, out: &mut dyn Write| -> Result<(), Box<dyn std::error::Error>> {
         // Rendered first, so a closed stdout is an `io::Error` like every other write.
@@ -137,22 +136,19 @@ fn parse(line: &str) -> Result<Option<Record>, String> {
                 None => None,
                 Some(hex) if hex.len() == 32 => Some(
                     u128::from_str_radix(&hex, 16)
-                        .map_err(|_| format!("event_id {hex:?} is not 32 hex digits"))?
-                        .to_be_bytes(),
+                        .map_err(|_| format!("event_id {hex:?} is not 32 hex digits"))?,
                 ),
                 Some(hex) => return Err(format!("event_id {hex:?} is not 32 hex digits")),
             };
-            Ok(Some(Record::Event(Envelope {
-                position: e.position,
-                stream_version: e.version,
-                timestamp_micros: e.timestamp_micros,
-                schema_version: e.schema_version,
-                event_id,
-                stream_id: e.stream,
-                event_type: e.event_type,
-                metadata: decode_bytes("metadata", e.metadata_base64, e.metadata_text)?,
-                payload: decode_bytes("payload", e.payload_base64, e.payload_text)?,
-            })))
+            // Metadata first, so that a line with both fields bad names the metadata, as it always has.
+            let metadata = decode_bytes("metadata", e.metadata_base64, e.metadata_text)?;
+            let payload = decode_bytes("payload", e.payload_base64, e.payload_text)?;
+            let event = OwnedEvent::new(e.position, e.stream, e.version, e.event_type, payload)
+                .schema_version(e.schema_version)
+                .timestamp_micros(e.timestamp_micros)
+                .event_id(event_id)
+                .metadata(metadata);
+            Ok(Some(Record::Event(event)))
         }
     }
 }

@@ -250,7 +250,7 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn read_only() -> Options {
-    Options { read_only: true, create_if_missing: false, ..Options::default() }
+    Options::default().read_only(true).create_if_missing(false)
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -311,12 +311,10 @@ fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
     let mut out = io::stdout().lock();
     // Held until the end: a second demo on this directory is refused while this one runs.
     let owned = demo_dir::claim(dir, replace, &["bank"])?;
-    let options = Options {
-        durability: Durability::Group(GroupCommit::default()),
+    let options = Options::default()
+        .durability(Durability::Group(GroupCommit::default()))
         // The directory holds the demo's marker and bank/ next to the log: the claim above checked it.
-        create_in_non_empty: true,
-        ..Options::default()
-    };
+        .create_in_non_empty(true);
     writeln!(out, "foldlog demo: {events} events over {streams} streams into {}", dir.display())?;
     writeln!(out, "durability: group commit (sync every 1,000 appends, 4 MiB or 10 ms)\n")?;
     out.flush()?;
@@ -470,7 +468,7 @@ struct StoreCheck {
 
 fn store_check(dir: &Path) -> Result<StoreCheck, Box<dyn std::error::Error>> {
     let mut check = StoreCheck::default();
-    let store = match Store::open_with(dir, Options { crc_every_read: true, ..read_only() }) {
+    let store = match Store::open_with(dir, read_only().crc_every_read(true)) {
         Ok(store) => store,
         Err(e @ (Error::Corrupt { .. } | Error::InvalidDirectory { .. })) => {
             check.problems.push(format!("the store does not open: {e}"));
@@ -742,7 +740,7 @@ fn dump(dir: &Path, stream: Option<&str>, from: u64, limit: Option<u64>, bytes: 
             }
             Box::new(store.read_stream(s, from).take(usize::try_from(limit).unwrap_or(usize::MAX)))
         }
-        None => Box::new(store.read_all_with(ReadAll { from, limit: Some(limit), ..ReadAll::default() })),
+        None => Box::new(store.read_all_with(ReadAll::default().from(from).limit(limit))),
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     for e in events {
@@ -1009,7 +1007,7 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
 }
 
 fn backup(src: &Path, dst: &Path, copy: bool) -> CliResult {
-    let options = foldlog::backup::BackupOptions { hard_links: !copy };
+    let options = foldlog::backup::BackupOptions::default().hard_links(!copy);
     let r = foldlog::backup::backup(src, dst, &options)?;
     let mut out = io::stdout().lock();
     writeln!(

@@ -132,7 +132,7 @@ fn regression_demo_never_replaces_a_store_open_elsewhere() {
     for held in ["x", "x/bank"] {
         let store = foldlog::Store::open_with(
             cwd.path().join(held),
-            foldlog::Options { create_in_non_empty: true, ..foldlog::Options::default() },
+            foldlog::Options::default().create_in_non_empty(true),
         )
         .expect("open the demo's store");
         let before = tree(cwd.path());
@@ -292,9 +292,7 @@ fn regression_verify_checks_every_frame() {
     let dir = store_with(20, Options::default());
     let store = Store::open(dir.path()).expect("open");
     for p in [3, 7] {
-        store
-            .append_batch(&Batch { streams: &[], consumer: Some(("projector", p)) })
-            .expect("consumer position");
+        store.append_batch(&Batch::new(&[]).consumer("projector", p)).expect("consumer position");
     }
     store.close().expect("close");
     let clean = run_in(dir.path(), &["verify", "DIR"]);
@@ -329,7 +327,7 @@ fn verify_exits_2_for_a_missing_or_foreign_directory() {
 
 #[test]
 fn verify_reports_every_damaged_range_of_a_sealed_segment() {
-    let dir = store_with(300, Options { segment_size_bytes: 4096, ..Options::default() });
+    let dir = store_with(300, Options::default().segment_size_bytes(4096));
     let segs = segment_files(dir.path());
     assert!(segs.len() > 3, "several segments");
     assert!(foldlog::verify::verify_dir(dir.path()).expect("verify").is_clean(), "clean before the damage");
@@ -386,7 +384,7 @@ fn stat_and_verify_speak_plain_text_and_json() {
 fn dump_shows_timestamps_metadata_and_payloads_as_asked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("create");
-    let event = NewEvent { metadata: b"corr=42", ..NewEvent::new("Greeted", b"hello") };
+    let event = NewEvent::new("Greeted", b"hello").metadata(b"corr=42");
     store.append("greetings", ExpectedVersion::NoStream, &[event]).expect("append");
     store
         .append("bytes", ExpectedVersion::NoStream, &[NewEvent::new("Raw", &[0, 159, 255])])
@@ -425,11 +423,8 @@ fn dump_of_a_stream_that_does_not_exist_says_so() {
 #[test]
 fn verify_treats_a_torn_tail_as_no_corruption() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_with(
-        dir.path(),
-        Options { durability: foldlog::Durability::Never, ..Options::default() },
-    )
-    .expect("create");
+    let store = Store::open_with(dir.path(), Options::default().durability(foldlog::Durability::Never))
+        .expect("create");
     for i in 0..10u8 {
         store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", &[i; 40])]).expect("append");
     }
@@ -449,7 +444,7 @@ fn verify_treats_a_torn_tail_as_no_corruption() {
 
 #[test]
 fn verify_survives_any_bytes_with_bounded_work() {
-    let dir = store_with(200, Options { segment_size_bytes: 8192, ..Options::default() });
+    let dir = store_with(200, Options::default().segment_size_bytes(8192));
     let segs = segment_files(dir.path());
     let pristine: Vec<Vec<u8>> = segs.iter().map(|s| std::fs::read(s).expect("read")).collect();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -534,30 +529,28 @@ fn foldlog_with_input(cwd: &Path, args: &[&str], input: &[u8]) -> Output {
 /// A closed store with binary payloads and metadata, event ids, streams starting at versions 0, 1 and 5,
 /// and two consumers.
 fn varied_store(dir: &Path) {
-    let store =
-        Store::open_with(dir, Options { segment_size_bytes: 4096, ..Options::default() }).expect("create");
+    let store = Store::open_with(dir, Options::default().segment_size_bytes(4096)).expect("create");
     for i in 0..120u32 {
         let payload: Vec<u8> = (0..(i % 37)).map(|j| (j * 31 + i) as u8).collect();
         let text = format!("{{\"n\":{i},\"é\":\"\\\"q\\\"\"}}");
         let metadata: &[u8] = if i % 4 == 0 { b"\x00\xffbin" } else { b"corr=1" };
         let (stream, first) = [("bin", 0), ("agg-1", 1), ("late", 5)][(i % 3) as usize];
         let events = [
-            NewEvent {
-                event_id: (i % 2 == 0).then_some(u128::from(i) * 0x1_0000_0001 + 7),
-                schema_version: i % 3,
-                metadata,
-                ..NewEvent::new("Binary", &payload)
-            },
+            NewEvent::new("Binary", &payload)
+                .event_id((i % 2 == 0).then_some(u128::from(i) * 0x1_0000_0001 + 7))
+                .schema_version(i % 3)
+                .metadata(metadata),
             NewEvent::new("Texty", text.as_bytes()),
         ];
-        let streams =
-            [StreamAppend { stream, expected: ExpectedVersion::Any, first_version: first, events: &events }];
+        let streams = [StreamAppend::new(stream, ExpectedVersion::Any, &events).first_version(first)];
         let consumer = match i % 20 {
             7 => Some(("proj-a", u64::from(i))),
             13 => Some(("proj-b", u64::from(i) * 2)),
             _ => None,
         };
-        store.append_batch(&Batch { streams: &streams, consumer }).expect("append");
+        let mut batch = Batch::new(&streams);
+        batch.consumer = consumer;
+        store.append_batch(&batch).expect("append");
     }
     store.close().expect("close");
 }
@@ -593,9 +586,8 @@ fn export_import_export_is_byte_identical() {
         assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
     }
     // Timestamps were kept, not re-stamped at import.
-    let a = Store::open_with(&src, Options { read_only: true, ..Options::default() }).expect("open");
-    let b = Store::open_with(tmp.path().join("copy0"), Options { read_only: true, ..Options::default() })
-        .expect("open");
+    let a = Store::open_with(&src, Options::default().read_only(true)).expect("open");
+    let b = Store::open_with(tmp.path().join("copy0"), Options::default().read_only(true)).expect("open");
     let owned = |s: &Store| s.read_all(0).map(|e| e.expect("read").to_owned()).collect::<Vec<_>>();
     assert_eq!(owned(&a), owned(&b), "every field of every event, timestamps included");
     assert_eq!(b.consumer_position("proj-b"), a.consumer_position("proj-b"));
@@ -709,8 +701,7 @@ fn backup_copies_a_closed_store_and_a_live_one_up_to_its_durable_position() {
 
     // Beside a writer in this process: what it synced is backed up, what it has not is not.
     let live =
-        Store::open_with(&src, Options { durability: foldlog::Durability::Never, ..Options::default() })
-            .expect("open");
+        Store::open_with(&src, Options::default().durability(foldlog::Durability::Never)).expect("open");
     live.append("late", ExpectedVersion::Any, &[NewEvent::new("Synced", b"1")]).expect("append");
     live.sync().expect("sync");
     live.append("late", ExpectedVersion::Any, &[NewEvent::new("NotSynced", b"2")]).expect("append");
@@ -748,8 +739,7 @@ fn tail_prints_the_last_matching_events_then_follows_the_writer() {
     use std::io::BufRead;
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("s");
-    let live =
-        Store::open_with(&dir, Options { segment_size_bytes: 4096, ..Options::default() }).expect("create");
+    let live = Store::open_with(&dir, Options::default().segment_size_bytes(4096)).expect("create");
     for i in 0..30u32 {
         let kind = if i % 2 == 0 { "Even" } else { "Odd" };
         live.append(&format!("s{}", i % 3), ExpectedVersion::Any, &[NewEvent::new(kind, &i.to_le_bytes())])
