@@ -209,7 +209,10 @@ fn recover(
 ) -> Result<Recovered> {
     let reader = matches!(role, Role::Reader { .. });
     let mut report = RecoveryReport::default();
-    let opened = open_segments(listing, !reader)?;
+    let mut opened = open_segments(listing, !reader)?;
+    if reader {
+        catch_up(dir, &mut opened)?;
+    }
     report.segments = opened.len();
     let log_id = opened[0].header.log_id;
     let (index, resume) = load_checkpoint(dir, log_id, &opened, options, &mut report)?;
@@ -273,6 +276,28 @@ pub(super) fn open_segments(listing: &Listing, writable: bool) -> Result<Vec<Seg
     Ok(opened)
 }
 
+/// A reader's listing falls behind a live writer that rolls while the reader opens its segments one by one:
+/// opens the segments listed since, until a listing shows none, so that the checkpoint (read next, and
+/// possibly newer than the first listing) finds every segment it names. A segment that stops
+/// being the last gets its newest slot read again: the one naming its final end came after the open.
+fn catch_up(dir: &Path, opened: &mut Vec<Segment>) -> Result<()> {
+    loop {
+        let Some(last) = opened.last() else { return Ok(()) };
+        let (seq, log_id) = (last.header.seq, last.header.log_id);
+        let newer: Vec<(SegmentName, PathBuf)> =
+            list(dir)?.segments.into_iter().filter(|(name, _)| name.seq > seq).collect();
+        if newer.is_empty() {
+            return Ok(());
+        }
+        for (name, path) in newer {
+            if let Some(prev) = opened.last_mut() {
+                prev.slot = DurableSlot::newest(&prev.map.header_copy());
+            }
+            opened.push(Segment::open(&path, name, Some(log_id), true, false)?);
+        }
+    }
+}
+
 /// Indexes the segments the checkpoint does not cover (sealed ones must be whole, up to their durable end),
 /// recovers the last one and builds the writer.
 pub(super) fn recover_segments(
@@ -308,6 +333,9 @@ pub(super) fn recover_segments(
         let at = Place { slot: slot_index, seq: seg.header.seq, from: index.segments[i].end };
         // Sealed segments fully covered by the checkpoint are trusted; the last covered one and the rest are read.
         if !last && covered && index.segments.get(i + 1).is_some() {
+            // A reader mapped a segment that was last when it listed as a following map, with nothing
+            // revealed; the checkpoint vouches for its frames.
+            seg.map.reveal(index.segments[i].end);
             continue;
         }
         report.segments_scanned += 1;

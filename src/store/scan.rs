@@ -142,11 +142,12 @@ pub(super) fn scan_sealed(
         .slot
         .ok_or_else(|| Error::corrupt(&path, 64, "a sealed segment has no valid durable slot"))?
         .durable_end;
-    let bytes =
-        seg.map.committed_from(at.from).filter(|_| at.from <= durable).ok_or_else(|| {
-            Error::corrupt(&path, at.from, "resume offset outside the segment's durable part")
-        })?;
-    let bytes = &bytes[..(durable - at.from) as usize];
+    // Final bytes: a sealed segment is never written again (a reader's segment that the writer rolled while
+    // the reader opened was mapped as the last one, with nothing revealed yet).
+    let bytes = seg
+        .map
+        .final_bytes(at.from, durable)
+        .ok_or_else(|| Error::corrupt(&path, at.from, "resume offset outside the segment's durable part"))?;
     let scan = index_frames(bytes, at, index, report);
     if let Some(reason) = scan.reason {
         // A sealed segment was synced in full before its successor was created: nothing in it may be torn.
@@ -160,6 +161,7 @@ pub(super) fn scan_sealed(
         };
         return Err(Error::corrupt(&path, scan.committed_end, format!("{why} ({durable})")));
     }
+    seg.map.reveal(durable);
     index.segments[at.slot].end = durable;
     index.segments[at.slot].seal();
     if at.from == SEGMENT_HEADER_LEN {
