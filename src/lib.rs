@@ -60,6 +60,7 @@ pub mod salvage;
 mod segment;
 mod staging;
 mod store;
+mod subscription;
 pub mod verify;
 
 pub use aggregate::{
@@ -80,3 +81,4 @@ pub use rkyv;
 pub use store::{
     Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend, FOLLOW_POLL,
 };
+pub use subscription::{Stopper, Subscription};

@@ -144,6 +144,47 @@ impl Inner {
         }
     }
 
+    /// Blocks until the next position reaches `target`, `deadline` passes or `stop` is set; returns the next
+    /// position then. A writer's handle waits on its own publish; a read-only handle polls the writer's head
+    /// every [`FOLLOW_POLL`], refreshing (and returns a refresh's error).
+    pub(crate) fn wait_until(
+        &self,
+        target: u64,
+        deadline: Instant,
+        stop: Option<&AtomicBool>,
+    ) -> Result<u64> {
+        let stopped = || stop.is_some_and(|s| s.load(Ordering::Acquire));
+        if self.options.read_only {
+            loop {
+                let next = self.refresh()?;
+                let left = deadline.checked_duration_since(Instant::now());
+                if next >= target || stopped() || left.is_none() {
+                    return Ok(next);
+                }
+                std::thread::sleep(left.unwrap_or_default().min(FOLLOW_POLL));
+            }
+        }
+        let mut guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let next = loop {
+            let next = self.committed.load(Ordering::SeqCst);
+            if next >= target || stopped() {
+                break next;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break next };
+            guard = self.wake_cv.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        Ok(next)
+    }
+
+    /// Wakes every waiter at once, whether or not anything was published (a subscription being stopped).
+    pub(crate) fn wake_all(&self) {
+        let _guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+        self.wake_cv.notify_all();
+    }
+
     /// Wakes `wait_for` callers. Skipped when nobody waits: a futex wake per append would cost more than
     /// the append. SeqCst pairs with `wait_for`: either the waiter sees the new watermark or we see the waiter.
     fn notify(&self) {
@@ -343,35 +384,12 @@ impl Store {
     /// ```
     pub fn wait_for(&self, after: Option<u64>, timeout: Duration) -> Option<u64> {
         let target = after.map_or(1, |a| a.saturating_add(2));
-        let deadline = Instant::now() + timeout;
-        if self.inner.options.read_only {
-            return self.poll_for(target, deadline);
-        }
-        let mut guard = self.inner.wake.lock().unwrap_or_else(|e| e.into_inner());
-        self.inner.waiters.fetch_add(1, Ordering::SeqCst);
-        let head = loop {
-            let next = self.inner.committed.load(Ordering::SeqCst);
-            if next >= target {
-                break next.checked_sub(1);
-            }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break None };
-            guard = self.inner.wake_cv.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
-        };
-        self.inner.waiters.fetch_sub(1, Ordering::SeqCst);
-        drop(guard);
-        head
+        let next = self.inner.wait_until(target, Instant::now() + timeout, None).ok()?;
+        (next >= target).then(|| next - 1)
     }
 
-    /// `wait_for` on a read-only handle: the writer may be another process, so there is nothing to wake on.
-    fn poll_for(&self, target: u64, deadline: Instant) -> Option<u64> {
-        loop {
-            let next = self.inner.refresh().ok()?;
-            if next >= target {
-                return next.checked_sub(1);
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            std::thread::sleep(left.min(FOLLOW_POLL));
-        }
+    pub(crate) fn inner_arc(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// Last version of `stream`, `None` if it has no events.

@@ -93,3 +93,14 @@ pub fn emit(line: &str) {
     let mut out = std::io::stdout().lock();
     out.write_all(&buf).and_then(|()| out.flush()).expect("write to the stdout pipe");
 }
+
+/// Flips every bit of the byte at `offset` of the file at `path` (damage for a test to find).
+pub fn flip(path: &std::path::Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open for damage");
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, offset).expect("read the byte");
+    f.write_all_at(&[!b[0]], offset).expect("write the flipped byte");
+}
+
+pub use foldlog::fuzzing::segment_files;

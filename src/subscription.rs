@@ -1,0 +1,217 @@
+//! Subscriptions: every committed event from a position on, exactly once and in order, first caught up from
+//! the map and then live as the writer commits, with no gap or duplicate at the switch.
+//!
+//! A subscription is a cursor over global positions, so the switch is not a special case: it reads the
+//! committed log up to the watermark it saw, then waits for the watermark to move, then reads on from where it
+//! stopped. It holds no lock while it waits or delivers (events borrow the map, as every read does), so the
+//! writer never waits for a subscriber; many run at once. On a read-only handle the writer may be another
+//! process: the wait polls its head (see [`Store::refresh`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::read::AllEvents;
+use crate::record::EventRef;
+use crate::store::{Inner, Store};
+
+/// A caller's filter; events it rejects still move the position, so a consumer can save progress past them.
+type Predicate = Box<dyn Fn(&EventRef<'_>) -> bool + Send + Sync>;
+
+/// Which events a subscription delivers.
+#[derive(Default)]
+struct Filter {
+    types: Vec<String>,
+    stream_prefix: Option<String>,
+    predicate: Option<Predicate>,
+}
+
+impl Filter {
+    fn matches(&self, e: &EventRef<'_>) -> bool {
+        (self.types.is_empty() || self.types.iter().any(|t| t == e.event_type()))
+            && self.stream_prefix.as_deref().is_none_or(|p| e.stream_id().starts_with(p))
+            && self.predicate.as_ref().is_none_or(|keep| keep(e))
+    }
+}
+
+/// A live cursor over the global log; see [`Store::subscribe`].
+///
+/// ```
+/// use std::time::Duration;
+/// use foldlog::{ExpectedVersion, NewEvent, Store};
+///
+/// # fn main() -> foldlog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// store.append("account-1", ExpectedVersion::NoStream, &[NewEvent::new("Opened", b"100")])?;
+/// store.append("order-9", ExpectedVersion::NoStream, &[NewEvent::new("Placed", b"{}")])?;
+/// let mut accounts = store.subscribe(0).stream_prefix("account-");
+/// let first = accounts.next_event(Duration::from_secs(1))?.expect("caught up from the log");
+/// assert_eq!(first.event_type(), "Opened");
+/// // Nothing else matches yet; the order event was examined and skipped, so the position moved past it.
+/// assert!(accounts.next_event(Duration::from_millis(10))?.is_none());
+/// assert_eq!(accounts.position(), 2);
+/// // Live: the next matching commit is delivered as soon as it is made.
+/// store.append("account-1", ExpectedVersion::Exact(0), &[NewEvent::new("Deposited", b"50")])?;
+/// let live = accounts.next_event(Duration::from_secs(1))?.expect("delivered live");
+/// assert_eq!((live.position(), live.event_type()), (2, "Deposited"));
+/// # Ok(())
+/// # }
+/// ```
+pub struct Subscription<'s> {
+    store: &'s Store,
+    /// Every position below this one was delivered or skipped.
+    next: u64,
+    /// Reads up to the watermark seen when it was made.
+    batch: Option<AllEvents<'s>>,
+    filter: Filter,
+    idle_timeout: Option<Duration>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Stops a [`Subscription`] from another thread: a wait in progress returns at once, and the subscription
+/// delivers nothing more. `Send + Sync + Clone`.
+#[derive(Clone, Debug)]
+pub struct Stopper {
+    stop: Arc<AtomicBool>,
+    inner: Weak<Inner>,
+}
+
+impl Stopper {
+    /// Stops the subscription. Idempotent.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(inner) = self.inner.upgrade() {
+            inner.wake_all();
+        }
+    }
+}
+
+/// How long one wait of the blocking iterator lasts before it looks at the stop flag again (a stop wakes it
+/// at once in the writer's process; this bounds it elsewhere too).
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+impl Store {
+    /// A subscription delivering every committed event from position `from` on, in order, exactly once:
+    /// the events already in the log first, then each new one as it is committed. Narrow it with
+    /// [`Subscription::event_types`], [`Subscription::stream_prefix`] or [`Subscription::filter`]; read it
+    /// with [`Subscription::next_event`] (with a timeout) or as a blocking iterator that a [`Stopper`] ends.
+    /// Save [`Subscription::position`] with what you do with the events to resume exactly where you left off.
+    pub fn subscribe(&self, from: u64) -> Subscription<'_> {
+        Subscription {
+            store: self,
+            next: from,
+            batch: None,
+            filter: Filter::default(),
+            idle_timeout: None,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl<'s> Subscription<'s> {
+    /// Only events of these types (any type if never called).
+    #[must_use]
+    pub fn event_types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Self {
+        self.filter.types.extend(types.into_iter().map(Into::into));
+        self
+    }
+
+    /// Only events of streams whose id starts with `prefix` (a category such as `account-`).
+    #[must_use]
+    pub fn stream_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.filter.stream_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Only events for which `keep` returns true (after the type and prefix filters).
+    #[must_use]
+    pub fn filter(mut self, keep: impl Fn(&EventRef<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.filter.predicate = Some(Box::new(keep));
+        self
+    }
+
+    /// Ends the blocking iterator when no event is delivered for this long (by default it waits until
+    /// stopped).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// A handle that stops this subscription from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper { stop: Arc::clone(&self.stop), inner: Arc::downgrade(self.store.inner_arc()) }
+    }
+
+    /// The position up to which every event was delivered or skipped by the filters: resume here.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The next matching event, waiting for it at most `timeout`; `Ok(None)` on timeout or once stopped.
+    /// Errors: a damaged frame ([`crate::Error::Corrupt`]), or a refresh's error on a read-only handle.
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<EventRef<'s>>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            if let Some(event) = self.next_in_batch()? {
+                return Ok(Some(event));
+            }
+            if self.store.next_position() > self.next {
+                self.batch = Some(self.store.read_all(self.next));
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            let inner = self.store.inner_arc();
+            inner.wait_until(self.next.saturating_add(1), deadline, Some(&self.stop))?;
+        }
+    }
+
+    /// The next matching event of the current batch, moving the position past everything examined.
+    fn next_in_batch(&mut self) -> Result<Option<EventRef<'s>>> {
+        let Some(batch) = self.batch.as_mut() else { return Ok(None) };
+        for event in batch.by_ref() {
+            let event = event?;
+            self.next = event.position() + 1;
+            if self.filter.matches(&event) {
+                return Ok(Some(event));
+            }
+        }
+        self.batch = None;
+        Ok(None)
+    }
+}
+
+impl<'s> Iterator for Subscription<'s> {
+    type Item = Result<EventRef<'s>>;
+
+    /// Blocks until the next matching event; `None` once stopped, or after the idle timeout if one is set.
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let wait = self.idle_timeout.unwrap_or(WAIT_SLICE);
+            match self.next_event(wait) {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) if self.stop.load(Ordering::Acquire) || self.idle_timeout.is_some() => return None,
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("position", &self.next)
+            .field("types", &self.filter.types)
+            .field("stream_prefix", &self.filter.stream_prefix)
+            .field("filtered", &self.filter.predicate.is_some())
+            .finish_non_exhaustive()
+    }
+}
