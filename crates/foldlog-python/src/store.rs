@@ -151,7 +151,7 @@ impl StreamIn {
 }
 
 /// An open foldlog store: a directory holding an append-only log of events in streams.
-#[pyclass(frozen, module = "foldlog")]
+#[pyclass(frozen, weakref, module = "foldlog")]
 pub struct Store {
     shared: Arc<Shared>,
     path: PathBuf,
