@@ -86,21 +86,48 @@ def stream_of(originator_id: UUID | str) -> tuple[str, bytes]:
     raise DataError(msg)
 
 
-class _OriginatorIds:
-    """Turns stream names back into originator ids, building each ``UUID`` once per read."""
+class _OriginatorIds(dict[str, "UUID | str"]):
+    """Turns stream names back into originator ids, each ``UUID`` built once per read: ``ids[stream]``
+    when the event's metadata says its id was a UUID, else the stream name itself."""
 
     def __init__(self, known: UUID | str | None = None) -> None:
-        self._uuids: dict[str, UUID] = {}
+        super().__init__()
         if isinstance(known, UUID):
-            self._uuids[str(known)] = known
+            self[str(known)] = known
 
-    def __call__(self, stream: str, metadata: bytes) -> UUID | str:
-        if not metadata.startswith(_UUID_TAG):
-            return stream
-        oid = self._uuids.get(stream)
-        if oid is None:
-            oid = self._uuids[stream] = UUID(stream)
+    def __missing__(self, stream: str) -> UUID:
+        oid = self[stream] = UUID(stream)
         return oid
+
+
+def _fast_constructor(cls: type[_T], fields: tuple[str, ...]) -> Callable[..., _T]:
+    """A faster way to make instances of one of the library's frozen dataclasses (``StoredEvent``,
+    ``Notification``), for reads that make thousands: the instance dict is set in one step instead of one
+    ``object.__setattr__`` per field. Used only while the class is what this was written for (a dataclass
+    with exactly these fields, an instance dict, no ``__post_init__``); otherwise the class itself."""
+    import dataclasses
+
+    if (
+        not dataclasses.is_dataclass(cls)
+        or tuple(f.name for f in dataclasses.fields(cls)) != fields
+        or hasattr(cls, "__post_init__")
+        or "__slots__" in cls.__dict__
+        or any("__slots__" in c.__dict__ for c in cls.__mro__[1:-1])
+    ):
+        return cls
+    new = object.__new__
+    set_dict = object.__setattr__
+
+    def make(*values: object) -> _T:
+        obj = new(cls)
+        set_dict(obj, "__dict__", dict(zip(fields, values)))
+        return obj
+
+    return make
+
+
+_stored_event = _fast_constructor(StoredEvent, ("originator_id", "originator_version", "topic", "state"))
+_notification = _fast_constructor(Notification, ("originator_id", "originator_version", "topic", "state", "id"))
 
 
 class FoldlogRecorder:
@@ -211,8 +238,11 @@ class FoldlogAggregateRecorder(FoldlogRecorder, AggregateRecorder):
             events = _call(lambda: self.store.read_stream(stream, lte, low, backward=True, limit=limit))
         else:
             events = _call(lambda: self.store.read_stream(stream, low, lte, limit=limit))
-        oid = _OriginatorIds(originator_id)
-        return [StoredEvent(oid(stream, e.metadata), e.version, e.event_type, e.payload) for e in events]
+        ids = _OriginatorIds(originator_id)
+        return [
+            _stored_event(ids[stream] if e.metadata == _UUID_TAG else stream, e.version, e.event_type, e.payload)
+            for e in events
+        ]
 
 
 class FoldlogSnapshotRecorder(FoldlogRecorder, AggregateRecorder):
@@ -358,9 +388,11 @@ class FoldlogApplicationRecorder(FoldlogAggregateRecorder, ApplicationRecorder):
         events = _call(
             lambda: store.read_all(first - 1, None if stop is None else stop - 1, types=topics or None, limit=limit)
         )
-        oid = _OriginatorIds()
+        ids = _OriginatorIds()
         return [
-            Notification(oid(e.stream, e.metadata), e.version, e.event_type, e.payload, e.position + 1)
+            _notification(
+                ids[e.stream] if e.metadata == _UUID_TAG else e.stream, e.version, e.event_type, e.payload, e.position + 1
+            )
             for e in events
         ]
 
@@ -399,7 +431,10 @@ class FoldlogSubscription(Subscription[FoldlogApplicationRecorder]):
             e = next(self._events)
         except foldlog.FoldlogError as err:
             raise translate(err) from err
-        return Notification(self._ids(e.stream, e.metadata), e.version, e.event_type, e.payload, e.position + 1)
+        if len(self._ids) > 10_000:  # a long subscription meets many streams: keep the cache small
+            self._ids.clear()
+        oid = self._ids[e.stream] if e.metadata == _UUID_TAG else e.stream
+        return _notification(oid, e.version, e.event_type, e.payload, e.position + 1)
 
 
 class FoldlogTrackingRecorder(FoldlogRecorder, TrackingRecorder):
