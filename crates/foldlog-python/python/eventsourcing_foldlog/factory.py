@@ -15,6 +15,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import resolve_topic, strtobool
 
+from foldlog import FoldlogError
+
 from eventsourcing_foldlog import handles
 from eventsourcing_foldlog.recorders import (
     FoldlogAggregateRecorder,
@@ -22,6 +24,7 @@ from eventsourcing_foldlog.recorders import (
     FoldlogProcessRecorder,
     FoldlogSnapshotRecorder,
     FoldlogTrackingRecorder,
+    translate,
 )
 
 if TYPE_CHECKING:
@@ -88,7 +91,10 @@ class Factory(InfrastructureFactory[FoldlogTrackingRecorder]):
             store = self._stores.get(kind)
             if store is None or store.closed:
                 create = strtobool(self.env.get(self.CREATE_TABLE) or "yes")
-                store = handles.acquire(self.directory / kind, durability=self.durability, create=create)
+                try:
+                    store = handles.acquire(self.directory / kind, durability=self.durability, create=create)
+                except FoldlogError as e:
+                    raise translate(e) from e
                 self._stores[kind] = store
             return store
 
