@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
+use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::format::{ckpt, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION, STREAM_VERSION_MAX};
 use crate::io as sys;
@@ -58,7 +59,7 @@ impl Positions {
 #[derive(Debug)]
 pub(crate) struct Stale {
     /// Why a saved list could not be used.
-    pub reason: String,
+    pub reason: CheckpointRefusal,
 }
 
 /// The checkpoint file lists are read from. The store keeps it open; a newer checkpoint replaces the name by
@@ -102,7 +103,7 @@ impl Item for u64 {
     }
 }
 
-type Loaded<T> = OnceLock<std::result::Result<T, String>>;
+type Loaded<T> = OnceLock<std::result::Result<T, CheckpointRefusal>>;
 
 /// A list of `count` strictly increasing items below `limit`, saved in a checkpoint at file offset `at` as a
 /// table of per-chunk CRCs (whose own CRC is `crc`) followed by the items; each chunk is read and checked the
@@ -123,12 +124,13 @@ impl<E: Item> SavedList<E> {
         self.count.div_ceil(SAVED_CHUNK)
     }
 
-    fn read(&self, at: u64, len: u64) -> std::result::Result<Vec<u8>, String> {
+    fn read(&self, at: u64, len: u64) -> std::result::Result<Vec<u8>, CheckpointRefusal> {
         if at.checked_add(len).is_none_or(|e| e > self.source.len) {
-            return Err("list runs past the end of the checkpoint".into());
+            return Err(CheckpointRefusal::ListPastEnd);
         }
-        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| "list too long".to_string())?];
-        sys::read_at(&self.source.file, &self.source.path, at, &mut buf).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| CheckpointRefusal::ListTooLong)?];
+        sys::read_at(&self.source.file, &self.source.path, at, &mut buf)
+            .map_err(|e| CheckpointRefusal::ListUnreadable(e.to_string()))?;
         Ok(buf)
     }
 
@@ -143,12 +145,12 @@ impl<E: Item> SavedList<E> {
 
     /// Chunk `k`, read and checked on first use.
     fn chunk(&self, k: u64) -> Result<&[E], Stale> {
-        let stale = |reason: &String| Stale { reason: reason.clone() };
+        let stale = |reason: &CheckpointRefusal| Stale { reason: reason.clone() };
         let n = self.chunk_count();
         let table = self.table.get_or_init(|| {
             let b = self.read(self.at, n * 4)?;
             if crc32fast::hash(&b) != self.crc {
-                return Err(format!("chunk table at offset {} fails its CRC", self.at));
+                return Err(CheckpointRefusal::ChunkTableChecksum { at: self.at });
             }
             Ok(b.chunks_exact(4).map(LE::read_u32).collect())
         });
@@ -160,7 +162,7 @@ impl<E: Item> SavedList<E> {
             let at = self.at + n * 4 + first * E::LEN;
             let b = self.read(at, len * E::LEN)?;
             if crc32fast::hash(&b) != table[k as usize] {
-                return Err(format!("list chunk at offset {at} fails its CRC"));
+                return Err(CheckpointRefusal::ChunkChecksum { at });
             }
             let items: Vec<E> = b.chunks_exact(E::LEN as usize).map(E::read).collect();
             let ordered =
@@ -168,7 +170,7 @@ impl<E: Item> SavedList<E> {
             if ordered {
                 Ok(items)
             } else {
-                Err(format!("list chunk at offset {at} out of order or out of range"))
+                Err(CheckpointRefusal::ChunkOrder { at })
             }
         });
         loaded.as_deref().map_err(stale)
@@ -571,7 +573,7 @@ pub(crate) fn open_checkpoint(
     path: PathBuf,
     log_id: [u8; 16],
     ids_capacity: usize,
-) -> Result<Option<std::result::Result<(Index, Resume), String>>> {
+) -> Result<Option<std::result::Result<(Index, Resume), CheckpointRefusal>>> {
     let file = match sys::open(&path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -580,12 +582,12 @@ pub(crate) fn open_checkpoint(
     let len = file.metadata().map_err(|e| Error::io("stat checkpoint", &path, e))?.len();
     let mut head = [0u8; CHECKPOINT_HEADER_LEN];
     if len < CHECKPOINT_HEADER_LEN as u64 {
-        return Ok(Some(Err("shorter than its header".into())));
+        return Ok(Some(Err(CheckpointRefusal::Short)));
     }
     sys::read_at(&file, &path, 0, &mut head).map_err(|e| Error::io("read checkpoint", &path, e))?;
     let dir_len = LE::read_u64(&head[ckpt::DIR_LEN]);
     if dir_len > len - CHECKPOINT_HEADER_LEN as u64 {
-        return Ok(Some(Err("directory runs past the end of the file".into())));
+        return Ok(Some(Err(CheckpointRefusal::DirectoryPastEnd)));
     }
     let mut dir = vec![0u8; dir_len as usize];
     sys::read_at(&file, &path, CHECKPOINT_HEADER_LEN as u64, &mut dir)
@@ -600,18 +602,18 @@ fn decode_checkpoint_header(
     h: &[u8; CHECKPOINT_HEADER_LEN],
     dir: &[u8],
     log_id: [u8; 16],
-) -> std::result::Result<(u64, Resume), String> {
+) -> std::result::Result<(u64, Resume), CheckpointRefusal> {
     if h[ckpt::MAGIC] != CHECKPOINT_MAGIC {
-        return Err("bad magic".into());
+        return Err(CheckpointRefusal::BadMagic);
     }
     if crc32fast::hash(&h[..ckpt::HEADER_CRC.start]) != LE::read_u32(&h[ckpt::HEADER_CRC]) {
-        return Err("header CRC mismatch".into());
+        return Err(CheckpointRefusal::HeaderChecksum);
     }
     if LE::read_u32(&h[ckpt::VERSION]) != FORMAT_VERSION {
-        return Err(format!("format version {}", LE::read_u32(&h[ckpt::VERSION])));
+        return Err(CheckpointRefusal::Version { found: LE::read_u32(&h[ckpt::VERSION]) });
     }
     if h[ckpt::LOG_ID] != log_id {
-        return Err("belongs to another log".into());
+        return Err(CheckpointRefusal::ForeignLog);
     }
     let next_position = LE::read_u64(&h[ckpt::NEXT_POSITION]);
     let resume = Resume {
@@ -621,7 +623,7 @@ fn decode_checkpoint_header(
     if dir.len() as u64 != LE::read_u64(&h[ckpt::DIR_LEN])
         || crc32fast::hash(dir) != LE::read_u32(&h[ckpt::DIR_CRC])
     {
-        return Err("directory CRC mismatch".into());
+        return Err(CheckpointRefusal::DirectoryChecksum);
     }
     Ok((next_position, resume))
 }
@@ -633,10 +635,10 @@ pub(crate) fn decode_checkpoint(
     source: Arc<Source>,
     log_id: [u8; 16],
     ids_capacity: usize,
-) -> std::result::Result<(Index, Resume), String> {
+) -> std::result::Result<(Index, Resume), CheckpointRefusal> {
     let (next_position, resume) = decode_checkpoint_header(h, dir, log_id)?;
     let data_start = (CHECKPOINT_HEADER_LEN + dir.len()) as u64;
-    let bad = || "directory malformed".to_string();
+    let bad = || CheckpointRefusal::DirectoryMalformed;
     fn saved<E>(source: &Arc<Source>, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
         let (table, chunks) = (OnceLock::new(), OnceLock::new());
         SavedList { source: Arc::clone(source), at, count, crc, limit, table, chunks }
@@ -669,7 +671,7 @@ pub(crate) fn decode_checkpoint(
             return Err(bad());
         };
         if count == 0 || first_version.checked_add(count).is_none_or(|end| end > STREAM_VERSION_MAX + 1) {
-            return Err(format!("stream {id:?} has an impossible length"));
+            return Err(CheckpointRefusal::StreamLength { stream: id.to_owned() });
         }
         let entry = StreamIndex {
             first_version,
@@ -678,7 +680,7 @@ pub(crate) fn decode_checkpoint(
             positions: Positions::default(),
         };
         if index.streams.insert(id.into(), entry).is_some() {
-            return Err(format!("stream {id:?} listed twice"));
+            return Err(CheckpointRefusal::StreamListedTwice { stream: id.to_owned() });
         }
     }
     for _ in 0..r.count(12).ok_or_else(bad)? {
@@ -690,12 +692,12 @@ pub(crate) fn decode_checkpoint(
         let id = u128::from_be_bytes(r.take(16).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
         let p = r.u64().ok_or_else(bad)?;
         if p >= next_position {
-            return Err("an event id points past the end".into());
+            return Err(CheckpointRefusal::EventIdPastEnd);
         }
         index.ids.insert(id, p);
     }
     if !r.b.is_empty() {
-        return Err("trailing bytes in the directory".into());
+        return Err(CheckpointRefusal::TrailingBytes);
     }
     check_shape(&index, next_position, resume)?;
     index.next_position = next_position;
@@ -703,28 +705,32 @@ pub(crate) fn decode_checkpoint(
 }
 
 /// Structural checks of a decoded directory before it is trusted at all.
-fn check_shape(index: &Index, next_position: u64, resume: Resume) -> std::result::Result<(), String> {
+fn check_shape(
+    index: &Index,
+    next_position: u64,
+    resume: Resume,
+) -> std::result::Result<(), CheckpointRefusal> {
     let mut expect = 0u64;
     for (s, seq) in index.segments.iter().zip(0u32..) {
         if s.base != expect {
-            return Err(format!("segment {} does not follow position {expect}", s.base));
+            return Err(CheckpointRefusal::SegmentBase { base: s.base, expected: expect });
         }
         if s.seq != seq {
-            return Err(format!("segment number {} where number {seq} belongs", s.seq));
+            return Err(CheckpointRefusal::SegmentNumber { found: s.seq, expected: seq });
         }
-        expect = s.base.checked_add(s.len()).ok_or("segment length overflows")?;
+        expect = s.base.checked_add(s.len()).ok_or(CheckpointRefusal::SegmentLengthOverflow)?;
     }
     if expect != next_position {
-        return Err("segment lengths do not add up to next_position".into());
+        return Err(CheckpointRefusal::SegmentLengths);
     }
     let events = index.streams.values().try_fold(0u64, |a, s| a.checked_add(s.len()));
     if events != Some(next_position) {
-        return Err("stream lengths do not add up to next_position".into());
+        return Err(CheckpointRefusal::StreamLengths);
     }
     match index.segments.last() {
         Some(last) if last.base == resume.segment_base && last.end == resume.offset => Ok(()),
         None if next_position == 0 => Ok(()),
-        _ => Err("resume point does not match the last segment".into()),
+        _ => Err(CheckpointRefusal::ResumePoint),
     }
 }
 
@@ -748,7 +754,7 @@ mod tests {
     }
 
     /// Writes `bytes` as a checkpoint file and opens it.
-    fn open(bytes: &[u8]) -> std::result::Result<(Index, Resume), String> {
+    fn open(bytes: &[u8]) -> std::result::Result<(Index, Resume), CheckpointRefusal> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.ckpt");
         std::fs::write(&path, bytes).unwrap();
@@ -760,8 +766,8 @@ mod tests {
         let mut out = Vec::new();
         for (id, s) in &ix.streams {
             for i in 0..s.len() {
-                let p = s.position(i).map_err(|e| e.reason)?.ok_or("short")?;
-                let (_, off) = ix.locate(p).map_err(|e| e.reason)?.ok_or("unlocated")?;
+                let p = s.position(i).map_err(|e| e.reason.to_string())?.ok_or("short")?;
+                let (_, off) = ix.locate(p).map_err(|e| e.reason.to_string())?.ok_or("unlocated")?;
                 out.push((id.to_string(), s.first_version + i, p, off));
             }
         }
@@ -852,7 +858,11 @@ mod tests {
         crate::fuzzing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         let err = forged.streams["s"].position(4999).unwrap_err();
-        assert!(err.reason.contains("out of order"), "CRCs pass, the order check fails: {}", err.reason);
+        assert!(
+            matches!(err.reason, CheckpointRefusal::ChunkOrder { .. }),
+            "CRCs pass, the order check fails: {}",
+            err.reason
+        );
         bytes[n - 8..].copy_from_slice(&5001u64.to_le_bytes()); // in order, but past next_position
         crate::fuzzing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();

@@ -36,6 +36,7 @@
 mod aggregate;
 pub mod backup;
 mod consumers;
+mod corruption;
 mod directory;
 mod error;
 mod format;
@@ -66,7 +67,8 @@ pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
 };
-pub use aggregate::{Snapshot, SnapshotPolicy};
+pub use aggregate::{Snapshot, SnapshotPolicy, SnapshotRefusal};
+pub use corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
 pub use error::{Error, ExpectedVersion, Result};
 pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};

@@ -16,6 +16,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::format::{
     frame_len, parse_segment_file_name, DurableSlot, FrameHeader, HeaderProblem, SegmentHeader, FLAG_COMMIT,
@@ -86,8 +87,22 @@ pub struct Damage {
     pub len: u64,
     /// Event positions that are missing or unreadable because of it.
     pub positions: Affected,
-    /// What is wrong.
-    pub problem: String,
+    /// What is wrong: the same kinds a store's open reports as [`Error::Corrupt`].
+    pub problem: Corruption,
+    /// The search for the next valid frame after this damage spent its budget and stopped, so `len` runs
+    /// to the end of what must be valid and later intact frames there went unreported.
+    pub search_stopped: bool,
+}
+
+impl fmt::Display for Damage {
+    /// The problem, and a note when the search after it stopped early.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.problem)?;
+        if self.search_stopped {
+            f.write_str(" (search for the next valid frame stopped: budget spent)")?;
+        }
+        Ok(())
+    }
 }
 
 /// Which global positions a damaged range affects.
@@ -187,7 +202,7 @@ pub(crate) fn walk_dir(dir: &Path, sink: Option<BatchSink<'_>>) -> Result<Verify
     for (i, (name, regular)) in names.into_iter().enumerate() {
         let path = dir.join(&name);
         if !regular {
-            walk.damage(&path, 0, 0, "a segment name that is not a regular file (symlink or directory)");
+            walk.damage(&path, 0, 0, Corruption::NotRegularFile);
             continue;
         }
         walk.segment(&path, i + 1 == n)?;
@@ -219,26 +234,21 @@ struct Walk<'s> {
 const RESYNC_BUDGET_FACTOR: u64 = 4;
 
 impl Walk<'_> {
-    fn damage(&mut self, path: &Path, offset: u64, len: u64, problem: impl Into<String>) {
+    fn damage(&mut self, path: &Path, offset: u64, len: u64, problem: Corruption) {
         let from = self.expected.unwrap_or(0);
         self.open_damage.push((self.report.damage.len(), from));
-        self.report.damage.push(Damage {
-            path: path.to_path_buf(),
-            offset,
-            len,
-            positions: Affected::None,
-            problem: problem.into(),
-        });
+        self.note(path, offset, len, problem);
     }
 
     /// Damage that hides no event by nature (a header field, a durable slot).
-    fn note(&mut self, path: &Path, offset: u64, len: u64, problem: impl Into<String>) {
+    fn note(&mut self, path: &Path, offset: u64, len: u64, problem: Corruption) {
         self.report.damage.push(Damage {
             path: path.to_path_buf(),
             offset,
             len,
             positions: Affected::None,
-            problem: problem.into(),
+            problem,
+            search_stopped: false,
         });
     }
 
@@ -268,33 +278,17 @@ impl Walk<'_> {
     /// returns the offset up to which the segment's frames may be read.
     fn header(&mut self, path: &Path, h: &SegmentHeader, file_len: u64, mut limit: u64, last: bool) -> u64 {
         if h.seq != self.next_seq {
-            self.damage(
-                path,
-                56,
-                4,
-                format!(
-                    "segment number {} where number {} belongs (a segment is missing)",
-                    h.seq, self.next_seq
-                ),
-            );
+            self.damage(path, 56, 4, Corruption::SegmentNumber { found: h.seq, expected: self.next_seq });
         }
         self.seq = h.seq;
         self.next_seq = h.seq.saturating_add(1);
         self.foreign = *self.log_id.get_or_insert(h.log_id) != h.log_id;
         if self.foreign {
-            self.note(path, 16, 16, "segment belongs to another log (log id differs)");
+            self.note(path, 16, 16, Corruption::ForeignSegment);
         }
         match self.expected {
             Some(e) if e != h.base_position => {
-                self.damage(
-                    path,
-                    32,
-                    8,
-                    format!(
-                        "segment starts at position {} but the log before it ends at {e} (a segment is missing or misplaced)",
-                        h.base_position
-                    ),
-                );
+                self.damage(path, 32, 8, Corruption::SegmentGap { base: h.base_position, expected: e });
             }
             _ => {}
         }
@@ -302,17 +296,13 @@ impl Walk<'_> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&h.capacity)
             || !h.capacity.is_multiple_of(FRAME_ALIGN)
         {
-            self.note(path, 40, 8, format!("capacity {} in the header is invalid", h.capacity));
+            self.note(path, 40, 8, Corruption::CapacityInvalid { capacity: h.capacity });
         } else {
             limit = limit.min(h.capacity);
         }
         if file_len < h.capacity && !last {
-            self.damage(
-                path,
-                file_len,
-                h.capacity - file_len,
-                format!("sealed segment is {file_len} bytes, its header says {}", h.capacity),
-            );
+            let problem = Corruption::SealedSegmentShort { len: file_len, capacity: h.capacity };
+            self.damage(path, file_len, h.capacity - file_len, problem);
         }
         limit
     }
@@ -329,7 +319,7 @@ impl Walk<'_> {
                 s.durable_end
             }
             Some(s) => {
-                self.note(path, s.file_offset(), 32, "durable slot points outside the segment");
+                self.note(path, s.file_offset(), 32, Corruption::DurableSlotOutside);
                 SEGMENT_HEADER_LEN
             }
             None => SEGMENT_HEADER_LEN,
@@ -339,15 +329,7 @@ impl Walk<'_> {
             && DurableSlot::newest(head).is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0)
             && !self.segment_exists(self.seq.checked_add(1))
         {
-            self.damage(
-                path,
-                64,
-                64,
-                format!(
-                    "this segment was sealed, so segment number {} must follow it, and it is missing",
-                    u64::from(self.seq) + 1
-                ),
-            );
+            self.damage(path, 64, 64, Corruption::SuccessorMissing { seq: u64::from(self.seq) + 1 });
         }
         durable_end
     }
@@ -371,12 +353,7 @@ impl Walk<'_> {
             ..SegmentCheck::default()
         };
         if file_len < SEGMENT_HEADER_LEN {
-            self.damage(
-                path,
-                0,
-                file_len,
-                format!("file is {file_len} bytes, shorter than a segment header"),
-            );
+            self.damage(path, 0, file_len, Corruption::SegmentShort { len: file_len });
             self.report.segments.push(check);
             return Ok(());
         }
@@ -400,7 +377,8 @@ impl Walk<'_> {
                 });
             }
             Err(HeaderProblem::BadMagic) => {
-                self.damage(path, 0, file_len, "not a foldlog segment (bad magic); its frames were not read");
+                // Its frames are not read: nothing says where they would be.
+                self.damage(path, 0, file_len, Corruption::NotASegment);
                 self.report.segments.push(check);
                 return Ok(());
             }
@@ -408,7 +386,7 @@ impl Walk<'_> {
                 // Its number cannot be read: take it to be the expected one.
                 self.seq = self.next_seq;
                 self.next_seq = self.seq.saturating_add(1);
-                self.note(path, 0, SEGMENT_HEADER_LEN, "segment header damaged");
+                self.note(path, 0, SEGMENT_HEADER_LEN, Corruption::SegmentHeaderDamaged);
             }
         }
         let durable_end = self.durable_end(path, &head, limit, last);
@@ -453,11 +431,8 @@ impl Walk<'_> {
                     match f.body {
                         Body::Event(e) => batch_events.push(e),
                         Body::Consumer(c) if c.segment != self.seq || u64::from(c.offset) != at => {
-                            let why = format!(
-                                "consumer frame says it was written to segment {} at offset {} (a misdirected write)",
-                                c.segment, c.offset
-                            );
-                            self.damage(path, at, f.len, why);
+                            let fault = FrameFault::Misdirected { segment: c.segment, offset: c.offset };
+                            self.damage(path, at, f.len, Corruption::Frame { fault, region: Region::Log });
                         }
                         Body::Consumer(c) => {
                             batch_consumers += 1;
@@ -487,14 +462,9 @@ impl Walk<'_> {
                 Err(problem) => {
                     let found = resync(bytes, at + FRAME_ALIGN, durable_end, &mut budget);
                     let to = found.unwrap_or(durable_end);
-                    let what = match problem {
-                        FrameProblem::Empty => "no frame (zero length) below the durable point".to_owned(),
-                        p => format!("{p} below the durable point"),
-                    };
-                    let note = if budget == 0 {
-                        " (search for the next valid frame stopped: budget spent)"
-                    } else {
-                        ""
+                    let what = Corruption::Frame {
+                        fault: problem.into(),
+                        region: Region::BelowDurable { durable_end },
                     };
                     // The frames of the damaged batch read so far are lost with it; so are the frames after
                     // the damage up to the next COMMIT, unless the damaged frame provably ended its batch (its
@@ -512,7 +482,10 @@ impl Walk<'_> {
                     batch_events.clear();
                     batch_consumer_frames.clear();
                     (batch_frames, batch_consumers) = (0, 0);
-                    self.damage(path, at, to - at, format!("{what}{note}"));
+                    self.damage(path, at, to - at, what);
+                    if let Some(d) = self.report.damage.last_mut() {
+                        d.search_stopped = budget == 0;
+                    }
                     at = to;
                     if found.is_none() {
                         gave_up = true;
@@ -540,20 +513,12 @@ impl Walk<'_> {
                 });
             }
         } else if last {
-            self.damage(
-                path,
-                frames_end,
-                durable_end - frames_end,
-                format!("frames end at offset {frames_end}, but the segment header says frames up to {durable_end} were synced"),
-            );
+            let problem = Corruption::EndsBelowDurable { frames_end, durable_end };
+            self.damage(path, frames_end, durable_end - frames_end, problem);
         } else if frames_end != durable_end || at > frames_end {
             let (from, to) = (frames_end.min(durable_end), durable_end.max(at));
-            self.damage(
-                path,
-                from,
-                to - from,
-                format!("sealed segment's whole batches end at offset {frames_end}, its header says {durable_end}"),
-            );
+            let problem = Corruption::SealedEnd { batches_end: frames_end, durable_end };
+            self.damage(path, from, to - from, problem);
         }
     }
 
@@ -577,14 +542,9 @@ impl Walk<'_> {
             // gap or repeat is damage of its own.
             let explained = |e: u64| position > e && !self.open_damage.is_empty();
             if let Some(e) = self.expected.filter(|e| *e != position && !explained(*e)) {
-                self.damage(
-                    path,
-                    end,
-                    0,
-                    format!(
-                        "the batch ending at offset {end} holds position {position} where {e} was expected"
-                    ),
-                );
+                // The offset is the batch's end: which of its frames holds the position is not kept.
+                let fault = FrameFault::Position { found: position, expected: Some(e) };
+                self.damage(path, end, 0, Corruption::Frame { fault, region: Region::Log });
             }
             check.events += 1;
             self.event(position);

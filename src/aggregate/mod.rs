@@ -35,7 +35,7 @@ pub use codec::{
 pub use repository::{Repository, RepositoryError, Saved};
 use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
-pub use snapshot::{Snapshot, SnapshotPolicy};
+pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -163,7 +163,7 @@ pub struct LoadInfo {
     pub snapshot_version: Option<u64>,
     /// Snapshots that were found but not used, newest first, with the reason (damaged, state schema version
     /// changed, not matching the log, ...).
-    pub snapshots_rejected: Vec<(u64, String)>,
+    pub snapshots_rejected: Vec<(u64, SnapshotRefusal)>,
     /// Events folded.
     pub events_folded: u64,
     /// Of those, payloads that had to be copied to an aligned buffer before they could be read.

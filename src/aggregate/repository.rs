@@ -503,7 +503,7 @@ impl<A: Aggregate> Repository<'_, A> {
         let versions = match snapshot::list(self.store.dir(), stream) {
             Ok(v) => v,
             Err(e) => {
-                info.snapshots_rejected.push((0, format!("listing snapshots: {e}")));
+                info.snapshots_rejected.push((0, SnapshotRefusal::Unlisted(e.to_string())));
                 return None;
             }
         };
@@ -519,26 +519,29 @@ impl<A: Aggregate> Repository<'_, A> {
         None
     }
 
-    fn try_snapshot(&self, s: &SnapshotSupport<A>, stream: &str, version: u64) -> Result<A, String> {
+    fn try_snapshot(&self, s: &SnapshotSupport<A>, stream: &str, version: u64) -> Result<A, SnapshotRefusal> {
         let file = snapshot::read(self.store.dir(), stream, version)?;
         let meta = file.meta;
         if meta.state_version != s.state_version {
-            return Err(format!(
-                "state schema version {} differs from this code's {}",
-                meta.state_version, s.state_version
-            ));
+            return Err(SnapshotRefusal::StateVersion {
+                found: meta.state_version,
+                current: s.state_version,
+            });
         }
-        let event = self.store.read_stream(stream, version).next().transpose().map_err(|e| e.to_string())?;
+        let event = self
+            .store
+            .read_stream(stream, version)
+            .next()
+            .transpose()
+            .map_err(|e| SnapshotRefusal::LogUnreadable(e.to_string()))?;
         let matches = event.is_some_and(|e| {
             e.stream_version() == version
                 && e.position() == meta.position
                 && e.timestamp_micros() == meta.timestamp_micros
         });
         if !matches {
-            return Err(format!(
-                "the log's event at version {version} is not the one the snapshot was taken at"
-            ));
+            return Err(SnapshotRefusal::NotTheLogsEvent);
         }
-        (s.decode)(&file.state)
+        (s.decode)(&file.state).map_err(SnapshotRefusal::State)
     }
 }

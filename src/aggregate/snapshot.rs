@@ -66,6 +66,91 @@ impl SnapshotPolicy {
     }
 }
 
+/// Why a snapshot file was not used (see [`crate::LoadInfo::snapshots_rejected`]). A snapshot is a cache:
+/// refusing one costs a longer fold, never a wrong state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotRefusal {
+    /// The snapshot directory could not be listed (the OS error's text).
+    Unlisted(String),
+    /// The file could not be read (its path and the OS error's text).
+    Unreadable(String),
+    /// The file is shorter than a snapshot's fixed header and CRC.
+    TooShort {
+        /// The file's length in bytes.
+        len: usize,
+    },
+    /// The CRC does not match.
+    Checksum,
+    /// Not a snapshot's magic number.
+    BadMagic,
+    /// Written by another snapshot format version.
+    FormatVersion {
+        /// The version in the file.
+        found: u32,
+    },
+    /// The header's lengths contradict each other.
+    HeaderLengths,
+    /// The state's length does not match the file's.
+    StateLength,
+    /// Reserved or padding bytes are not zero.
+    ReservedBytes,
+    /// The file holds another stream's snapshot (a hash collision or a misplaced file).
+    OtherStream,
+    /// The file name and the header name different stream versions.
+    NameMismatch {
+        /// The version in the file name.
+        name: u64,
+        /// The version in the header.
+        header: u64,
+    },
+    /// Written by code with another `Snapshot::STATE_VERSION`.
+    StateVersion {
+        /// The state version in the file.
+        found: u32,
+        /// This code's state version.
+        current: u32,
+    },
+    /// Reading the log's event at the snapshot's version failed (the error's text).
+    LogUnreadable(String),
+    /// The log's event at the snapshot's version is not the one the snapshot was taken at.
+    NotTheLogsEvent,
+    /// The state bytes do not decode as this code's state (rkyv's message).
+    State(String),
+}
+
+impl std::fmt::Display for SnapshotRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotRefusal::Unlisted(e) => write!(f, "listing snapshots: {e}"),
+            SnapshotRefusal::Unreadable(e) => write!(f, "reading {e}"),
+            SnapshotRefusal::TooShort { len } => write!(f, "{len} bytes is too short for a snapshot"),
+            SnapshotRefusal::Checksum => f.write_str("CRC mismatch"),
+            SnapshotRefusal::BadMagic => f.write_str("not a snapshot file (bad magic)"),
+            SnapshotRefusal::FormatVersion { found } => {
+                write!(f, "snapshot format version {found} (this build reads {VERSION})")
+            }
+            SnapshotRefusal::HeaderLengths => f.write_str("inconsistent header lengths"),
+            SnapshotRefusal::StateLength => f.write_str("state length does not match the file length"),
+            SnapshotRefusal::ReservedBytes => f.write_str("non-zero reserved or padding bytes"),
+            SnapshotRefusal::OtherStream => {
+                f.write_str("snapshot of another stream (hash collision or misplaced file)")
+            }
+            SnapshotRefusal::NameMismatch { name, header } => {
+                write!(f, "file name says version {name}, header says {header}")
+            }
+            SnapshotRefusal::StateVersion { found, current } => {
+                write!(f, "state schema version {found} differs from this code's {current}")
+            }
+            SnapshotRefusal::LogUnreadable(e) => write!(f, "reading the log: {e}"),
+            SnapshotRefusal::NotTheLogsEvent => {
+                f.write_str("the log's event at its version is not the one the snapshot was taken at")
+            }
+            SnapshotRefusal::State(e) => write!(f, "the state does not decode: {e}"),
+        }
+    }
+}
+
 /// Directory under the store directory that holds all snapshots.
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 /// `SNAPSHOT_MAGIC`: ASCII `FOLDSNP` and a zero byte.
@@ -169,35 +254,35 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// Checks every field of a snapshot file against `stream` and returns its header and state. Never panics
 /// on any input: every length is checked against the bytes before it is used.
-pub(crate) fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotFile, String> {
+pub(crate) fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotFile, SnapshotRefusal> {
     if bytes.len() < FIXED_LEN + 4 {
-        return Err(format!("{} bytes is too short for a snapshot", bytes.len()));
+        return Err(SnapshotRefusal::TooShort { len: bytes.len() });
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     if crc32fast::hash(body) != u32_at(crc, 0) {
-        return Err("CRC mismatch".into());
+        return Err(SnapshotRefusal::Checksum);
     }
     if body[snap::MAGIC] != MAGIC {
-        return Err("not a snapshot file (bad magic)".into());
+        return Err(SnapshotRefusal::BadMagic);
     }
     let version = u32_at(body, snap::VERSION.start);
     if version != VERSION {
-        return Err(format!("snapshot format version {version} (this build reads {VERSION})"));
+        return Err(SnapshotRefusal::FormatVersion { found: version });
     }
     let header_len = u32_at(body, snap::HEADER_LEN.start) as usize;
     let id_len = u32_at(body, snap::STREAM_ID_LEN.start) as usize;
     let state_len = u64_at(body, snap::STATE_LEN.start);
     if id_len == 0 || id_len > STREAM_ID_MAX || header_len != round_up(FIXED_LEN + id_len, STATE_ALIGN) {
-        return Err("inconsistent header lengths".into());
+        return Err(SnapshotRefusal::HeaderLengths);
     }
     if (header_len as u64).checked_add(state_len) != Some(body.len() as u64) {
-        return Err("state length does not match the file length".into());
+        return Err(SnapshotRefusal::StateLength);
     }
     if body[snap::RESERVED] != [0; 8] || body[FIXED_LEN + id_len..header_len].iter().any(|&b| b != 0) {
-        return Err("non-zero reserved or padding bytes".into());
+        return Err(SnapshotRefusal::ReservedBytes);
     }
     if &body[FIXED_LEN..FIXED_LEN + id_len] != stream.as_bytes() {
-        return Err("snapshot of another stream (hash collision or misplaced file)".into());
+        return Err(SnapshotRefusal::OtherStream);
     }
     let meta = SnapshotMeta {
         stream_version: u64_at(body, snap::STREAM_VERSION.start),
@@ -228,12 +313,13 @@ pub(crate) fn list(store_dir: &Path, stream: &str) -> Result<Vec<u64>> {
 }
 
 /// Reads and checks the snapshot of `stream` at `version`; the error says why it cannot be used.
-pub(crate) fn read(store_dir: &Path, stream: &str, version: u64) -> Result<SnapshotFile, String> {
+pub(crate) fn read(store_dir: &Path, stream: &str, version: u64) -> Result<SnapshotFile, SnapshotRefusal> {
     let path = stream_dir(store_dir, stream).join(file_name(version));
-    let bytes = sys::read_file(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let bytes =
+        sys::read_file(&path).map_err(|e| SnapshotRefusal::Unreadable(format!("{}: {e}", path.display())))?;
     let file = decode(&bytes, stream)?;
     if file.meta.stream_version != version {
-        return Err(format!("file name says version {version}, header says {}", file.meta.stream_version));
+        return Err(SnapshotRefusal::NameMismatch { name: version, header: file.meta.stream_version });
     }
     Ok(file)
 }

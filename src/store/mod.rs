@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGua
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::format::{
     frame_len, parse_segment_file_name, segment_file_name, DurableSlot, SegmentName, CHECKPOINT_FILE,

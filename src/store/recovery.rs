@@ -55,12 +55,8 @@ pub(crate) fn is_version_1_segment_name(name: &str) -> bool {
 pub(super) fn listing_checked(dir: &Path, listing: Listing) -> Result<Listing> {
     for (expect, (name, path)) in (0u32..).zip(&listing.segments) {
         if name.seq != expect {
-            let reason = if name.seq > expect {
-                format!("segment number {expect} is missing before this one (a segment file was lost)")
-            } else {
-                format!("a second segment numbered {}", name.seq)
-            };
-            return Err(Error::corrupt(if name.seq > expect { path } else { dir }, 0, reason));
+            let kind = Corruption::SegmentNumber { found: name.seq, expected: expect };
+            return Err(Error::corrupt(if name.seq > expect { path } else { dir }, 0, kind));
         }
     }
     Ok(listing)
@@ -73,11 +69,7 @@ pub(crate) fn check_no_lost_log(dir: &Path) -> Result<()> {
     for evidence in [CHECKPOINT_FILE, SNAPSHOT_DIR] {
         let path = dir.join(evidence);
         if path.symlink_metadata().is_ok() {
-            return Err(Error::corrupt(
-                &path,
-                0,
-                format!("no segment files, but {evidence} exists: the log's segments were lost"),
-            ));
+            return Err(Error::corrupt(&path, 0, Corruption::SegmentsLost { evidence }));
         }
     }
     Ok(())
@@ -317,14 +309,9 @@ pub(super) fn recover_segments(
         let covered = index.segments.get(i).is_some();
         if !covered {
             if seg.header.base_position != index.next_position {
-                return Err(Error::corrupt(
-                    seg.path(),
-                    32,
-                    format!(
-                        "segment starts at position {} but the log before it ends at {} (a segment is missing)",
-                        seg.header.base_position, index.next_position
-                    ),
-                ));
+                let kind =
+                    Corruption::SegmentGap { base: seg.header.base_position, expected: index.next_position };
+                return Err(Error::corrupt(seg.path(), 32, kind));
             }
             index.segments.push(SegIndex::new(seg.header.base_position, seg.header.seq, SEGMENT_HEADER_LEN));
         }
@@ -365,33 +352,25 @@ pub(super) fn recover_last(
     let clean_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_CLEAN != 0);
     let sealed_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0);
     if sealed_slot && options.recovery == Recovery::Strict {
-        return Err(Error::corrupt(
-            &path,
-            64,
-            format!(
-                "this segment was sealed, so segment number {} must follow it, and it is missing",
-                u64::from(at.seq) + 1
-            ),
-        ));
+        return Err(Error::corrupt(&path, 64, Corruption::SuccessorMissing { seq: u64::from(at.seq) + 1 }));
     }
     let mut map_writer = if options.read_only { None } else { seg.map.take_writer() };
     let bytes: &[u8] = match &map_writer {
         Some(w) if at.from <= cap => w.uncommitted(at.from, cap),
-        Some(_) => return Err(Error::corrupt(&path, at.from, "resume offset outside the segment")),
+        Some(_) => return Err(Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from })),
         None => seg
             .map
             .final_bytes(at.from, bound.min(cap).max(at.from))
-            .ok_or_else(|| Error::corrupt(&path, at.from, "resume offset outside the segment"))?,
+            .ok_or_else(|| Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from }))?,
     };
     let scan = index_frames(bytes, at, index, report);
     let committed_end = scan.committed_end;
     if committed_end < durable && options.recovery == Recovery::Strict {
-        let reason = scan.reason.unwrap_or_else(|| "the log ends".into());
-        return Err(Error::corrupt(
-            &path,
-            scan.stop,
-            format!("{reason} below the durable point {durable} (not a torn tail)"),
-        ));
+        let kind = match scan.reason {
+            Some(fault) => Corruption::Frame { fault, region: Region::BelowDurable { durable_end: durable } },
+            None => Corruption::EndsBelowDurable { frames_end: committed_end, durable_end: durable },
+        };
+        return Err(Error::corrupt(&path, scan.stop, kind));
     }
     report.clean = clean_slot && scan.reason.is_none() && scan.stop == durable && committed_end == durable;
     index.segments[at.slot].end = committed_end;

@@ -268,8 +268,9 @@ impl Inner {
         }
         if let Some((name, p)) = batch.consumer {
             // Offsets below the 4 GiB segment limit fit u32 (the index keeps them so too).
-            let offset =
-                u32::try_from(at).map_err(|_| Error::corrupt(w.map.map().path(), at, "offset past 4 GiB"))?;
+            let offset = u32::try_from(at).map_err(|_| {
+                Error::corrupt(w.map.map().path(), at, Corruption::OffsetPastLimit { offset: at })
+            })?;
             let body = ConsumerBody { name: name.to_owned(), position: p, segment: w.seg_seq, offset };
             match encode_consumer(&body, true, w.map.tail_mut(at, cap)) {
                 Some(len) => at += len,
@@ -518,8 +519,9 @@ impl Inner {
             Ok(b) => b,
             Err(stale) => {
                 self.rebuild_index_locked(stale.reason)?;
-                encode_checkpoint(&self.read_index(), self.log_id)
-                    .map_err(|s| Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, s.reason))?
+                encode_checkpoint(&self.read_index(), self.log_id).map_err(|s| {
+                    Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, Corruption::CheckpointList(s.reason))
+                })?
             }
         };
         sys::write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)

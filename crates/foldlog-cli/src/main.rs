@@ -566,7 +566,7 @@ fn verify(dir: &Path, json: bool) -> CliResult {
                         first_position,
                         end_position,
                         positions: d.positions.to_string(),
-                        problem: d.problem.clone(),
+                        problem: d.to_string(),
                     }
                 })
                 .collect(),
@@ -618,7 +618,7 @@ fn verify(dir: &Path, json: bool) -> CliResult {
             d.path.display(),
             d.offset,
             d.len,
-            d.problem,
+            d,
             d.positions
         )?;
     }
@@ -839,14 +839,7 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
         .damage
         .iter()
         .map(|d| {
-            format!(
-                "{} at offset {} ({} bytes): {}; {}",
-                d.path.display(),
-                d.offset,
-                d.len,
-                d.problem,
-                d.positions
-            )
+            format!("{} at offset {} ({} bytes): {}; {}", d.path.display(), d.offset, d.len, d, d.positions)
         })
         .collect();
     let mut out = io::stdout().lock();
