@@ -174,7 +174,9 @@ impl fmt::Display for Corruption {
                 Region::BelowWriterHead => write!(f, "below the writer's head: {fault}"),
                 Region::Rebuild => write!(f, "while rebuilding the index: {fault}"),
             },
-            Corruption::SegmentShort { len } => write!(f, "file is {len} bytes, shorter than a segment header"),
+            Corruption::SegmentShort { len } => {
+                write!(f, "file is {len} bytes, shorter than a segment header")
+            }
             Corruption::SegmentHeaderDamaged => f.write_str("segment header damaged"),
             Corruption::NotASegment => f.write_str("not a foldlog segment (bad magic)"),
             Corruption::NotRegularFile => {
@@ -187,12 +189,24 @@ impl fmt::Display for Corruption {
             Corruption::NumberDisagreesWithName { seq } => {
                 write!(f, "header sequence number {seq} disagrees with the file name")
             }
-            Corruption::CapacityInvalid { capacity } => write!(f, "capacity {capacity} in the header is invalid"),
+            Corruption::CapacityInvalid { capacity } => {
+                write!(f, "capacity {capacity} in the header is invalid")
+            }
             Corruption::SealedSegmentShort { len, capacity } => {
                 write!(f, "sealed segment is {len} bytes, its header says {capacity}")
             }
             Corruption::DurableSlotOutside => f.write_str("durable slot points outside the segment"),
             Corruption::NoDurableSlot => f.write_str("a sealed segment has no valid durable slot"),
+            other => other.fmt_log(f),
+        }
+    }
+}
+
+impl Corruption {
+    /// The messages of what is wrong with the log as a whole (segments, batches, checkpoint, index); `fmt`
+    /// writes those of one file or frame itself.
+    fn fmt_log(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Corruption::SegmentNumber { found, expected } if found > expected => write!(
                 f,
                 "segment number {found} where number {expected} belongs (segment number {expected} is missing: \
@@ -250,6 +264,8 @@ impl fmt::Display for Corruption {
             Corruption::PositionUnlocated { position } => write!(f, "no segment holds position {position}"),
             Corruption::OffsetPastLimit { offset } => write!(f, "offset {offset} past 4 GiB"),
             Corruption::SegmentNumbersExhausted => f.write_str("segment numbers exhausted"),
+            // Only `fmt` calls this, for the variants it does not write itself.
+            other => fmt::Debug::fmt(other, f),
         }
     }
 }

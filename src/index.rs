@@ -637,14 +637,42 @@ pub(crate) fn decode_checkpoint(
     ids_capacity: usize,
 ) -> std::result::Result<(Index, Resume), CheckpointRefusal> {
     let (next_position, resume) = decode_checkpoint_header(h, dir, log_id)?;
-    let data_start = (CHECKPOINT_HEADER_LEN + dir.len()) as u64;
-    let bad = || CheckpointRefusal::DirectoryMalformed;
-    fn saved<E>(source: &Arc<Source>, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
-        let (table, chunks) = (OnceLock::new(), OnceLock::new());
-        SavedList { source: Arc::clone(source), at, count, crc, limit, table, chunks }
-    }
+    let lists = Lists { source, data_start: (CHECKPOINT_HEADER_LEN + dir.len()) as u64 };
     let mut r = Reader { b: dir };
     let mut index = Index::new(ids_capacity);
+    decode_segment_entries(&mut r, &lists, &mut index)?;
+    decode_stream_entries(&mut r, &lists, next_position, &mut index)?;
+    decode_consumers_and_ids(&mut r, next_position, &mut index)?;
+    if !r.b.is_empty() {
+        return Err(CheckpointRefusal::TrailingBytes);
+    }
+    check_shape(&index, next_position, resume)?;
+    index.next_position = next_position;
+    Ok((index, resume))
+}
+
+/// Where a checkpoint's lists are: the file, and the offset its data section starts at.
+struct Lists {
+    source: Arc<Source>,
+    data_start: u64,
+}
+
+impl Lists {
+    /// The saved list of `count` items below `limit` at offset `at` of the data section.
+    fn saved<E>(&self, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
+        let (table, chunks) = (OnceLock::new(), OnceLock::new());
+        let at = self.data_start.saturating_add(at);
+        SavedList { source: Arc::clone(&self.source), at, count, crc, limit, table, chunks }
+    }
+}
+
+/// The directory's segment entries: base, number, end, event count, list offset and CRC.
+fn decode_segment_entries(
+    r: &mut Reader<'_>,
+    lists: &Lists,
+    index: &mut Index,
+) -> std::result::Result<(), CheckpointRefusal> {
+    let bad = || CheckpointRefusal::DirectoryMalformed;
     for _ in 0..r.count(40).ok_or_else(bad)? {
         let (base, seq, end, count, at) = (r.u64(), r.u32(), r.u64(), r.u64(), r.u64());
         let (Some(base), Some(seq), Some(end), Some(count), Some(at), Some(crc)) =
@@ -652,7 +680,7 @@ pub(crate) fn decode_checkpoint(
         else {
             return Err(bad());
         };
-        let list = (count > 0).then(|| saved(&source, data_start.saturating_add(at), count, crc, end));
+        let list = (count > 0).then(|| lists.saved(at, count, crc, end));
         index.segments.push(SegIndex {
             base,
             seq,
@@ -662,6 +690,17 @@ pub(crate) fn decode_checkpoint(
             offsets: Vec::new(),
         });
     }
+    Ok(())
+}
+
+/// The directory's stream entries: id, first version, event count, list offset and CRC.
+fn decode_stream_entries(
+    r: &mut Reader<'_>,
+    lists: &Lists,
+    next_position: u64,
+    index: &mut Index,
+) -> std::result::Result<(), CheckpointRefusal> {
+    let bad = || CheckpointRefusal::DirectoryMalformed;
     let streams = r.count(32).ok_or_else(bad)?;
     index.streams.reserve(streams);
     for _ in 0..streams {
@@ -675,7 +714,7 @@ pub(crate) fn decode_checkpoint(
         }
         let entry = StreamIndex {
             first_version,
-            saved: Some(saved(&source, data_start.saturating_add(at), count, crc, next_position)),
+            saved: Some(lists.saved(at, count, crc, next_position)),
             saved_count: count,
             positions: Positions::default(),
         };
@@ -683,6 +722,16 @@ pub(crate) fn decode_checkpoint(
             return Err(CheckpointRefusal::StreamListedTwice { stream: id.to_owned() });
         }
     }
+    Ok(())
+}
+
+/// The directory's consumer positions and remembered event ids.
+fn decode_consumers_and_ids(
+    r: &mut Reader<'_>,
+    next_position: u64,
+    index: &mut Index,
+) -> std::result::Result<(), CheckpointRefusal> {
+    let bad = || CheckpointRefusal::DirectoryMalformed;
     for _ in 0..r.count(12).ok_or_else(bad)? {
         let name = r.str().ok_or_else(bad)?;
         let p = r.u64().ok_or_else(bad)?;
@@ -696,12 +745,7 @@ pub(crate) fn decode_checkpoint(
         }
         index.ids.insert(id, p);
     }
-    if !r.b.is_empty() {
-        return Err(CheckpointRefusal::TrailingBytes);
-    }
-    check_shape(&index, next_position, resume)?;
-    index.next_position = next_position;
-    Ok((index, resume))
+    Ok(())
 }
 
 /// Structural checks of a decoded directory before it is trusted at all.

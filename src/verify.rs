@@ -24,7 +24,7 @@ use crate::format::{
 };
 use crate::io as sys;
 use crate::map::SegmentMap;
-use crate::record::{decode_frame, Body, EventRef, FrameProblem};
+use crate::record::{decode_frame, Body, EventRef, Frame, FrameProblem};
 use crate::segment::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 
 /// What [`verify_dir`] found.
@@ -409,98 +409,99 @@ impl Walk<'_> {
 
     /// Walks the frames of one segment; `bytes` starts at file offset 128.
     fn frames(&mut self, path: &Path, bytes: &[u8], last: bool, durable_end: u64, check: &mut SegmentCheck) {
-        let base = SEGMENT_HEADER_LEN;
-        let limit = base + bytes.len() as u64;
-        let mut budget = RESYNC_BUDGET_FACTOR.saturating_mul(limit).saturating_add(1 << 20);
-        let mut at = base;
-        let mut last_commit_end = base;
-        let mut batch_events: Vec<EventRef<'_>> = Vec::new();
-        let mut batch_consumer_frames: Vec<(&str, u64)> = Vec::new();
-        let (mut batch_frames, mut batch_consumers) = (0u64, 0u64);
-        // The problem and claimed length of the frame the walk stopped at, if it stopped at a bad one.
-        let mut stopped_at: Option<(FrameProblem, u64)> = None;
-        let mut gave_up = false;
-        // The batch being read lost a frame to damage: it is counted as verify always did, but not handed to
-        // the sink, so a salvaged copy never holds part of an atomic batch.
-        let mut tainted = false;
-        loop {
-            let frame = bytes.get((at - base) as usize..).filter(|b| b.len() >= FRAME_HEADER_LEN as usize);
-            let Some(frame) = frame else { break };
+        let mut walk = FrameWalk::new(bytes, durable_end);
+        while let Some(frame) = walk.rest() {
             match decode_frame(frame) {
-                Ok(f) => {
-                    match f.body {
-                        Body::Event(e) => batch_events.push(e),
-                        Body::Consumer(c) if c.segment != self.seq || u64::from(c.offset) != at => {
-                            let fault = FrameFault::Misdirected { segment: c.segment, offset: c.offset };
-                            self.damage(path, at, f.len, Corruption::Frame { fault, region: Region::Log });
-                        }
-                        Body::Consumer(c) => {
-                            batch_consumers += 1;
-                            batch_consumer_frames.push((c.name, c.position));
-                        }
-                    }
-                    batch_frames += 1;
-                    at += f.len;
-                    if f.commit {
-                        last_commit_end = at;
-                        let whole = !std::mem::take(&mut tainted);
-                        self.batch(path, at, whole, &mut batch_events, &mut batch_consumer_frames, check);
-                        check.frames += batch_frames;
-                        self.report.consumer_frames += batch_consumers;
-                        (batch_frames, batch_consumers) = (0, 0);
-                    }
-                }
-                Err(problem) if at >= durable_end => {
+                Ok(f) => self.valid_frame(path, &mut walk, &f, check),
+                Err(problem) if walk.at >= durable_end => {
                     // Past the durable point the first bad frame ends the written region: a torn tail in the
                     // last segment, never-written space in a sealed one (whose end is checked below).
-                    let claimed = frame
-                        .get(4..8)
-                        .map_or(0, |l| u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]])));
-                    stopped_at = Some((problem, frame_len(claimed).min(limit - at)));
+                    walk.stop(frame, problem);
                     break;
                 }
                 Err(problem) => {
-                    let found = resync(bytes, at + FRAME_ALIGN, durable_end, &mut budget);
-                    let to = found.unwrap_or(durable_end);
-                    let what = Corruption::Frame {
-                        fault: problem.into(),
-                        region: Region::BelowDurable { durable_end },
-                    };
-                    // The frames of the damaged batch read so far are lost with it; so are the frames after
-                    // the damage up to the next COMMIT, unless the damaged frame provably ended its batch (its
-                    // header is intact, flags COMMIT, and its length leads exactly to where the walk resumes).
-                    let ends_batch = frame
-                        .get(..FRAME_HEADER_LEN as usize)
-                        .and_then(|h| <&[u8; 16]>::try_from(h).ok())
-                        .is_some_and(|raw| {
-                            let h = FrameHeader::read(raw);
-                            FrameHeader::well_formed(raw)
-                                && h.flags & FLAG_COMMIT != 0
-                                && at + frame_len(u64::from(h.body_len)) == to
-                        });
-                    tainted = !ends_batch;
-                    batch_events.clear();
-                    batch_consumer_frames.clear();
-                    (batch_frames, batch_consumers) = (0, 0);
-                    self.damage(path, at, to - at, what);
-                    if let Some(d) = self.report.damage.last_mut() {
-                        d.search_stopped = budget == 0;
-                    }
-                    at = to;
-                    if found.is_none() {
-                        gave_up = true;
+                    if !self.damaged_frame(path, &mut walk, frame, problem) {
                         break;
                     }
                 }
             }
         }
         // Frames after the last COMMIT belong to a batch that never completed.
-        let frames_end = last_commit_end;
-        check.frames_end = frames_end;
-        if gave_up {
-            return;
+        check.frames_end = walk.last_commit_end;
+        if !walk.gave_up {
+            self.segment_end(path, &walk, last);
         }
-        let torn_end = match stopped_at {
+    }
+
+    /// A frame that passed every check: it joins the batch, and its COMMIT flag ends the batch.
+    fn valid_frame<'b>(
+        &mut self,
+        path: &Path,
+        walk: &mut FrameWalk<'b>,
+        f: &Frame<'b>,
+        check: &mut SegmentCheck,
+    ) {
+        let at = walk.at;
+        match f.body {
+            Body::Event(e) => walk.batch.events.push(e),
+            Body::Consumer(c) if c.segment != self.seq || u64::from(c.offset) != at => {
+                let fault = FrameFault::Misdirected { segment: c.segment, offset: c.offset };
+                self.damage(path, at, f.len, Corruption::Frame { fault, region: Region::Log });
+            }
+            Body::Consumer(c) => {
+                walk.batch.consumer_frames += 1;
+                walk.batch.consumers.push((c.name, c.position));
+            }
+        }
+        walk.batch.frames += 1;
+        walk.at += f.len;
+        if f.commit {
+            walk.last_commit_end = walk.at;
+            self.batch(path, walk.at, &mut walk.batch, check);
+        }
+    }
+
+    /// A bad frame below the durable point: damage up to the next valid frame (or the durable end). False if
+    /// the walk cannot go on (no valid frame follows, or the search budget ran out).
+    fn damaged_frame(
+        &mut self,
+        path: &Path,
+        walk: &mut FrameWalk<'_>,
+        frame: &[u8],
+        problem: FrameProblem,
+    ) -> bool {
+        let (at, durable_end) = (walk.at, walk.durable_end);
+        let found = resync(walk.bytes, at + FRAME_ALIGN, durable_end, &mut walk.budget);
+        let to = found.unwrap_or(durable_end);
+        let what = Corruption::Frame { fault: problem.into(), region: Region::BelowDurable { durable_end } };
+        // The frames of the damaged batch read so far are lost with it; so are the frames after the damage up
+        // to the next COMMIT, unless the damaged frame provably ended its batch (its header is intact, flags
+        // COMMIT, and its length leads exactly to where the walk resumes).
+        let ends_batch = frame
+            .get(..FRAME_HEADER_LEN as usize)
+            .and_then(|h| <&[u8; 16]>::try_from(h).ok())
+            .is_some_and(|raw| {
+                let h = FrameHeader::read(raw);
+                FrameHeader::well_formed(raw)
+                    && h.flags & FLAG_COMMIT != 0
+                    && at + frame_len(u64::from(h.body_len)) == to
+            });
+        walk.batch.clear();
+        walk.batch.tainted = !ends_batch;
+        self.damage(path, at, to - at, what);
+        if let Some(d) = self.report.damage.last_mut() {
+            d.search_stopped = walk.budget == 0;
+        }
+        walk.at = to;
+        walk.gave_up = found.is_none();
+        !walk.gave_up
+    }
+
+    /// Judges where a segment's whole batches end against its durable end: a torn tail past it in the last
+    /// segment, damage anywhere else.
+    fn segment_end(&mut self, path: &Path, walk: &FrameWalk<'_>, last: bool) {
+        let (at, frames_end, durable_end) = (walk.at, walk.last_commit_end, walk.durable_end);
+        let torn_end = match walk.stopped_at {
             Some((FrameProblem::Empty, _)) | None => at,
             Some((_, claimed)) => at + claimed.max(FRAME_ALIGN),
         };
@@ -522,22 +523,18 @@ impl Walk<'_> {
         }
     }
 
-    /// A whole batch ending at `end`: its events take their positions, and the sink (if any) receives it.
-    #[allow(clippy::too_many_arguments)]
-    fn batch(
-        &mut self,
-        path: &Path,
-        end: u64,
-        whole: bool,
-        events: &mut Vec<EventRef<'_>>,
-        consumers: &mut Vec<(&str, u64)>,
-        check: &mut SegmentCheck,
-    ) {
+    /// A whole batch ending at `end`: its events take their positions, and the sink (if any) receives it
+    /// unless a frame of it was lost to damage.
+    fn batch(&mut self, path: &Path, end: u64, batch: &mut PendingBatch<'_>, check: &mut SegmentCheck) {
+        let whole = !std::mem::take(&mut batch.tainted);
         if let Some(sink) = self.sink.as_mut().filter(|_| whole && !self.foreign) {
-            sink(&FoundBatch { events, consumers });
+            sink(&FoundBatch { events: &batch.events, consumers: &batch.consumers });
         }
-        consumers.clear();
-        for position in events.drain(..).map(|e| e.position()) {
+        check.frames += batch.frames;
+        self.report.consumer_frames += batch.consumer_frames;
+        let events = std::mem::take(&mut batch.events);
+        batch.clear();
+        for position in events.iter().map(EventRef::position) {
             // A gap right after damage is the damage's (its positions are bounded by this event); any other
             // gap or repeat is damage of its own.
             let explained = |e: u64| position > e && !self.open_damage.is_empty();
@@ -549,6 +546,79 @@ impl Walk<'_> {
             check.events += 1;
             self.event(position);
         }
+        batch.events = events;
+        batch.events.clear();
+    }
+}
+
+/// The frames of a batch whose COMMIT frame has not been seen yet.
+#[derive(Default)]
+struct PendingBatch<'b> {
+    events: Vec<EventRef<'b>>,
+    /// Its consumer positions (name, position); misdirected ones are left out.
+    consumers: Vec<(&'b str, u64)>,
+    /// Valid frames, and consumer frames among them.
+    frames: u64,
+    consumer_frames: u64,
+    /// The batch lost a frame to damage: it is counted as verify always did, but not handed to the sink, so a
+    /// salvaged copy never holds part of an atomic batch.
+    tainted: bool,
+}
+
+impl PendingBatch<'_> {
+    /// Forgets the frames read so far (not `tainted`, which the caller decides).
+    fn clear(&mut self) {
+        self.events.clear();
+        self.consumers.clear();
+        (self.frames, self.consumer_frames) = (0, 0);
+    }
+}
+
+/// One segment's frames being walked: where the walk is, the batch being read and how the walk stopped.
+struct FrameWalk<'b> {
+    /// The segment's bytes from file offset 128.
+    bytes: &'b [u8],
+    durable_end: u64,
+    /// The file offset where `bytes` end.
+    limit: u64,
+    /// Bytes the resynchronising search may still CRC.
+    budget: u64,
+    /// File offset of the next frame.
+    at: u64,
+    last_commit_end: u64,
+    batch: PendingBatch<'b>,
+    /// The problem and claimed length of the frame the walk stopped at, if it stopped at a bad one.
+    stopped_at: Option<(FrameProblem, u64)>,
+    /// No valid frame was found after damage: the rest of the segment is not judged.
+    gave_up: bool,
+}
+
+impl<'b> FrameWalk<'b> {
+    fn new(bytes: &'b [u8], durable_end: u64) -> FrameWalk<'b> {
+        let limit = SEGMENT_HEADER_LEN + bytes.len() as u64;
+        FrameWalk {
+            bytes,
+            durable_end,
+            limit,
+            budget: RESYNC_BUDGET_FACTOR.saturating_mul(limit).saturating_add(1 << 20),
+            at: SEGMENT_HEADER_LEN,
+            last_commit_end: SEGMENT_HEADER_LEN,
+            batch: PendingBatch::default(),
+            stopped_at: None,
+            gave_up: false,
+        }
+    }
+
+    /// The bytes from the next frame on, if a frame header still fits.
+    fn rest(&self) -> Option<&'b [u8]> {
+        let bytes: &'b [u8] = self.bytes;
+        bytes.get((self.at - SEGMENT_HEADER_LEN) as usize..).filter(|b| b.len() >= FRAME_HEADER_LEN as usize)
+    }
+
+    /// Ends the walk at a bad frame past the durable point, keeping the length it claims.
+    fn stop(&mut self, frame: &[u8], problem: FrameProblem) {
+        let claimed = frame.get(4..8).map_or(0, |l| u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]])));
+        self.stopped_at = Some((problem, frame_len(claimed).min(self.limit - self.at)));
     }
 }
 
