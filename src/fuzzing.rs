@@ -1621,7 +1621,7 @@ pub fn sample_log(script: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
 /// of hostile files that need a checkpoint describing frames where no writer would put them.
 pub fn checkpoint_for(log_id: [u8; 16], events: &[(&str, u64, u64, u64)]) -> Vec<u8> {
     let mut ix = Index::new(0);
-    ix.segments.push(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
+    ix.push_segment(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
     for (p, &(stream, version, offset, len)) in events.iter().enumerate() {
         let at = FrameAt { seg: 0, offset, len };
         assert!(ix.add_event(at, stream, version, p as u64, None).is_ok(), "versions follow");

@@ -298,9 +298,9 @@ impl StreamIndex {
 /// The most recent event ids, oldest evicted first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct IdWindow {
-    pub map: HashMap<u128, u64>,
-    pub order: VecDeque<u128>,
-    pub capacity: usize,
+    map: HashMap<u128, u64>,
+    order: VecDeque<u128>,
+    capacity: usize,
 }
 
 impl IdWindow {
@@ -321,11 +321,11 @@ impl IdWindow {
 /// The whole index.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    pub segments: Vec<SegIndex>,
-    pub streams: HashMap<Box<str>, StreamIndex>,
-    pub consumers: HashMap<Box<str>, u64>,
-    pub ids: IdWindow,
-    pub next_position: u64,
+    segments: Vec<SegIndex>,
+    streams: HashMap<Box<str>, StreamIndex>,
+    consumers: HashMap<Box<str>, u64>,
+    ids: IdWindow,
+    next_position: u64,
 }
 
 /// Where a frame sits: segment slot, file offset, length with padding.
@@ -344,6 +344,68 @@ impl Index {
     /// An empty index remembering up to `ids_capacity` event ids.
     pub fn new(ids_capacity: usize) -> Index {
         Index { ids: IdWindow { capacity: ids_capacity, ..IdWindow::default() }, ..Index::default() }
+    }
+
+    /// The position the next event takes: one past the last indexed.
+    pub fn next_position(&self) -> u64 {
+        self.next_position
+    }
+
+    /// The segments, in log order (slot `i` is the `i`-th segment file).
+    pub fn segments(&self) -> &[SegIndex] {
+        &self.segments
+    }
+
+    /// Adds the next segment.
+    pub fn push_segment(&mut self, segment: SegIndex) {
+        self.segments.push(segment);
+    }
+
+    /// Records where segment `slot`'s indexed frames end. Panics if there is no such segment (a bug).
+    pub fn set_segment_end(&mut self, slot: usize, end: u64) {
+        self.segments[slot].end = end;
+    }
+
+    /// Marks segment `slot` as one that will not grow again. Panics if there is no such segment (a bug).
+    pub fn seal_segment(&mut self, slot: usize) {
+        self.segments[slot].seal();
+    }
+
+    /// Marks the last segment as one that will not grow again (a roll started its successor).
+    pub fn seal_last_segment(&mut self) {
+        if let Some(last) = self.segments.last_mut() {
+            last.seal();
+        }
+    }
+
+    /// Stream `id`, if it has events.
+    pub fn stream(&self, id: &str) -> Option<&StreamIndex> {
+        self.streams.get(id)
+    }
+
+    /// Every stream, in no particular order.
+    pub fn streams(&self) -> impl Iterator<Item = (&str, &StreamIndex)> {
+        self.streams.iter().map(|(id, s)| (&**id, s))
+    }
+
+    /// How many streams have events.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Consumer `name`'s position, if it has one.
+    pub fn consumer(&self, name: &str) -> Option<u64> {
+        self.consumers.get(name).copied()
+    }
+
+    /// Every consumer and its position, in no particular order.
+    pub fn consumers(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.consumers.iter().map(|(name, &p)| (&**name, p))
+    }
+
+    /// The position of the event with id `id`, if it is among the ids remembered.
+    pub fn event_id_position(&self, id: u128) -> Option<u64> {
+        self.ids.map.get(&id).copied()
     }
 
     /// Where position `p` lives: (segment slot, frame offset); `Ok(None)` past the end.

@@ -246,7 +246,7 @@ pub struct StreamEvents<'s> {
 impl<'s> StreamEvents<'s> {
     fn new(inner: &'s Inner, stream: &str, dir: Direction) -> StreamEvents<'s> {
         let ix = inner.read_index();
-        let (cursor, bound, forward) = match (ix.streams.get(stream), dir) {
+        let (cursor, bound, forward) = match (ix.stream(stream), dir) {
             (None, _) => (0, 0, true),
             (Some(s), Direction::Forward(v)) => {
                 let len = s.len();
@@ -286,7 +286,7 @@ impl<'s> StreamEvents<'s> {
         };
         let mut buf = [(0u32, 0u32, 0u64); CHUNK];
         let n = self.inner.with_index(|ix| {
-            let Some(s) = ix.streams.get(self.stream.as_str()) else { return Ok(0) };
+            let Some(s) = ix.stream(self.stream.as_str()) else { return Ok(0) };
             let mut n = 0;
             for i in lo..hi {
                 let Some(p) = s.position(i)? else { break };

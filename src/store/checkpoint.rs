@@ -24,10 +24,10 @@ pub(super) enum Misfit {
 
 /// Cheap consistency checks of a decoded checkpoint against the segment files present.
 pub(super) fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), Misfit> {
-    if let Some(missing) = ix.segments.get(segs.len()) {
+    if let Some(missing) = ix.segments().get(segs.len()) {
         return Err(Misfit::Lost(CheckpointLoss::SegmentMissing { seq: missing.seq, base: missing.base }));
     }
-    for (i, (s, seg)) in ix.segments.iter().zip(segs).enumerate() {
+    for (i, (s, seg)) in ix.segments().iter().zip(segs).enumerate() {
         if s.base != seg.header.base_position || s.seq != seg.header.seq {
             return Err(Misfit::Lost(CheckpointLoss::SegmentMismatch {
                 base: s.base,
@@ -50,7 +50,7 @@ pub(super) fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), Misfit
             }));
         }
     }
-    let Some(last) = ix.next_position.checked_sub(1) else { return Ok(()) };
+    let Some(last) = ix.next_position().checked_sub(1) else { return Ok(()) };
     // The last covered event must still be there, with the position the checkpoint claims.
     let (si, off) = ix
         .locate(last)
@@ -100,7 +100,7 @@ pub(super) fn load_checkpoint(
         Some(Err(why)) => why,
         Some(Ok((ix, resume))) => match checkpoint_fits(&ix, opened) {
             Ok(()) => {
-                report.checkpoint = CheckpointUse::Used(ix.next_position);
+                report.checkpoint = CheckpointUse::Used(ix.next_position());
                 return Ok((ix, Some(resume)));
             }
             Err(Misfit::Lost(loss)) if options.recovery == Recovery::Strict => {

@@ -21,10 +21,10 @@ impl Inner {
             let (slot, seq, from) = {
                 let ix = self.read_index();
                 let last = ix
-                    .segments
+                    .segments()
                     .last()
                     .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot: 0 }))?;
-                (ix.segments.len() - 1, last.seq, last.end)
+                (ix.segments().len() - 1, last.seq, last.end)
             };
             if head.seq > seq {
                 // Rolled: the segment's slot names its final end, made durable before its successor existed.
@@ -39,7 +39,7 @@ impl Inner {
             }
             break;
         }
-        let next = self.read_index().next_position;
+        let next = self.read_index().next_position();
         // A reader has no sync of its own to wait for: what it indexed is what it calls durable, as at open.
         self.durable.store(next, Ordering::Release);
         if self.committed.swap(next, Ordering::SeqCst) != next {
@@ -66,7 +66,7 @@ impl Inner {
         map.reveal(scan.committed_end);
         // The walk checked every CRC; reads need not again (extends only a prefix that ends at `from`).
         map.mark_verified(at.from, scan.committed_end);
-        ix.segments[at.slot].end = scan.committed_end;
+        ix.set_segment_end(at.slot, scan.committed_end);
         drop(ix);
         if let Some(fault) = scan.reason {
             let kind = Corruption::Frame { fault, region: Region::BelowWriterHead };
@@ -94,7 +94,7 @@ impl Inner {
             return Err(Error::corrupt(map.path(), reached, kind));
         }
         let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
-        ix.segments[slot].seal();
+        ix.seal_segment(slot);
         Ok(())
     }
 
@@ -111,13 +111,14 @@ impl Inner {
             .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::HeadSegmentMissing { seq: want }))?;
         let seg = Segment::open(path, *name, Some(self.log_id), true, false)?;
         let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
-        if seg.header.base_position != ix.next_position {
-            let kind = Corruption::SegmentGap { base: seg.header.base_position, expected: ix.next_position };
+        if seg.header.base_position != ix.next_position() {
+            let kind =
+                Corruption::SegmentGap { base: seg.header.base_position, expected: ix.next_position() };
             return Err(Error::corrupt(path, 32, kind));
         }
         let slot = self.segments.push(Arc::clone(&seg.map))?;
-        ix.segments.push(SegIndex::new(name.base, want, SEGMENT_HEADER_LEN));
-        debug_assert_eq!(ix.segments.len(), slot + 1);
+        ix.push_segment(SegIndex::new(name.base, want, SEGMENT_HEADER_LEN));
+        debug_assert_eq!(ix.segments().len(), slot + 1);
         Ok(())
     }
 }

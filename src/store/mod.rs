@@ -102,25 +102,25 @@ impl Inner {
             return Ok((w.seg, w.synced_end, self.durable.load(Ordering::Acquire)));
         }
         let ix = self.read_index();
-        let last = ix.segments.len().saturating_sub(1);
-        let end = ix.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.end);
+        let last = ix.segments().len().saturating_sub(1);
+        let end = ix.segments().last().map_or(SEGMENT_HEADER_LEN, |s| s.end);
         let slot = self.segments.get(last).and_then(|m| DurableSlot::newest(&m.header_copy()));
         Ok(match slot {
             Some(s)
                 if (SEGMENT_HEADER_LEN..end).contains(&s.durable_end)
-                    && s.next_position <= ix.next_position =>
+                    && s.next_position <= ix.next_position() =>
             {
                 (last, s.durable_end, s.next_position)
             }
-            _ => (last, end, ix.next_position),
+            _ => (last, end, ix.next_position()),
         })
     }
 
     /// Where segment `i`'s frames end if it is sealed; `u64::MAX` for the active (or an unknown) one.
     pub(crate) fn sealed_end(&self, i: usize) -> u64 {
         let ix = self.read_index();
-        match ix.segments.get(i) {
-            Some(s) if i + 1 < ix.segments.len() => s.end,
+        match ix.segments().get(i) {
+            Some(s) if i + 1 < ix.segments().len() => s.end,
             _ => u64::MAX,
         }
     }
@@ -377,12 +377,12 @@ impl Store {
 
     /// Last version of `stream`, `None` if it has no events.
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
-        self.inner.read_index().streams.get(stream).and_then(|s| s.last_version())
+        self.inner.read_index().stream(stream).and_then(|s| s.last_version())
     }
 
     /// All stream ids, sorted.
     pub fn streams(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.inner.read_index().streams.keys().map(|k| k.to_string()).collect();
+        let mut v: Vec<String> = self.inner.read_index().streams().map(|(k, _)| k.to_owned()).collect();
         v.sort_unstable();
         v
     }
@@ -390,14 +390,14 @@ impl Store {
     /// Stream ids with their event counts, sorted by id.
     pub fn stream_counts(&self) -> Vec<(String, u64)> {
         let ix = self.inner.read_index();
-        let mut v: Vec<(String, u64)> = ix.streams.iter().map(|(k, s)| (k.to_string(), s.len())).collect();
+        let mut v: Vec<(String, u64)> = ix.streams().map(|(k, s)| (k.to_owned(), s.len())).collect();
         v.sort_unstable();
         v
     }
 
     /// A consumer's recorded position.
     pub fn consumer_position(&self, name: &str) -> Option<u64> {
-        self.inner.read_index().consumers.get(name).copied()
+        self.inner.read_index().consumer(name)
     }
 
     /// Statistics.
@@ -405,11 +405,11 @@ impl Store {
         let ix = self.inner.read_index();
         let segs = self.inner.segments.len();
         let file_bytes = (0..segs).filter_map(|i| self.inner.segments.get(i)).map(SegmentMap::len).sum();
-        let frame_bytes = ix.segments.iter().map(|s| s.end - SEGMENT_HEADER_LEN).sum();
+        let frame_bytes = ix.segments().iter().map(|s| s.end - SEGMENT_HEADER_LEN).sum();
         Stats {
             segments: segs,
-            events: ix.next_position,
-            streams: ix.streams.len(),
+            events: ix.next_position(),
+            streams: ix.stream_count(),
             frame_bytes,
             file_bytes,
             index_memory_bytes: ix.memory_bytes(),
@@ -453,7 +453,7 @@ fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
 
 fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, lock: Option<File>) -> Inner {
     let Recovered { log_id, segments, index, writer, report } = parts;
-    let next = index.next_position;
+    let next = index.next_position();
     let durable = writer.as_ref().map_or(next, |w| {
         if w.synced_end == w.end {
             next

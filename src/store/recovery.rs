@@ -214,7 +214,7 @@ fn recover(
     };
     let segments = SegmentTable::new();
     let (index, writer) = recover_segments(options, opened, index, resume, &segments, &mut report, bound)?;
-    report.events = index.next_position;
+    report.events = index.next_position();
     report.elapsed = started.elapsed();
     Ok(Recovered { log_id, segments, index, writer, report })
 }
@@ -245,7 +245,7 @@ pub(super) fn create_log(dir: &Path, options: Options, lock: File, started: Inst
     let segments = SegmentTable::new();
     segments.push(Arc::clone(&seg.map))?;
     let mut index = Index::new(options.event_ids_remembered);
-    index.segments.push(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
+    index.push_segment(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
     let report =
         RecoveryReport { segments: 1, clean: true, elapsed: started.elapsed(), ..RecoveryReport::default() };
     let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
@@ -301,28 +301,30 @@ pub(super) fn recover_segments(
     report: &mut RecoveryReport,
     bound: u64,
 ) -> Result<(Index, Option<Writer>)> {
-    debug_assert!(resume.is_none_or(|r| index.segments.last().is_some_and(|s| s.base == r.segment_base)));
+    debug_assert!(resume.is_none_or(|r| index.segments().last().is_some_and(|s| s.base == r.segment_base)));
     let n = opened.len();
     let mut writer = None;
     for (i, seg) in opened.into_iter().enumerate() {
         let last = i + 1 == n;
-        let covered = index.segments.get(i).is_some();
+        let covered = index.segments().get(i).is_some();
         if !covered {
-            if seg.header.base_position != index.next_position {
-                let kind =
-                    Corruption::SegmentGap { base: seg.header.base_position, expected: index.next_position };
+            if seg.header.base_position != index.next_position() {
+                let kind = Corruption::SegmentGap {
+                    base: seg.header.base_position,
+                    expected: index.next_position(),
+                };
                 return Err(Error::corrupt(seg.path(), 32, kind));
             }
-            index.segments.push(SegIndex::new(seg.header.base_position, seg.header.seq, SEGMENT_HEADER_LEN));
+            index.push_segment(SegIndex::new(seg.header.base_position, seg.header.seq, SEGMENT_HEADER_LEN));
         }
         let slot_index = segments.push(Arc::clone(&seg.map))?;
         debug_assert_eq!(slot_index, i);
-        let at = Place { slot: slot_index, seq: seg.header.seq, from: index.segments[i].end };
+        let at = Place { slot: slot_index, seq: seg.header.seq, from: index.segments()[i].end };
         // Sealed segments fully covered by the checkpoint are trusted; the last covered one and the rest are read.
-        if !last && covered && index.segments.get(i + 1).is_some() {
+        if !last && covered && index.segments().get(i + 1).is_some() {
             // A reader mapped a segment that was last when it listed as a following map, with nothing
             // revealed; the checkpoint vouches for its frames.
-            seg.map.reveal(index.segments[i].end);
+            seg.map.reveal(index.segments()[i].end);
             continue;
         }
         report.segments_scanned += 1;
@@ -373,7 +375,7 @@ pub(super) fn recover_last(
         return Err(Error::corrupt(&path, scan.stop, kind));
     }
     report.clean = clean_slot && scan.reason.is_none() && scan.stop == durable && committed_end == durable;
-    index.segments[at.slot].end = committed_end;
+    index.set_segment_end(at.slot, committed_end);
     let Some(mut w) = map_writer.take() else {
         seg.map.reveal(committed_end);
         seg.map.mark_verified(at.from, committed_end);
@@ -398,7 +400,7 @@ pub(super) fn recover_last(
     });
     // A CLEAN or SEALED slot must be replaced before the first new frame is stored (see `mark_dirty`).
     let replace_slot = clean_slot || sealed_slot;
-    let next = index.next_position;
+    let next = index.next_position();
     Ok(Some(Writer::new(at.slot, at.seq, w, committed_end, next, synced_end, slot_rec, replace_slot)))
 }
 

@@ -53,7 +53,7 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
             Body::Event(event) => {
                 let events = pending.iter().filter(|p| matches!(p, Pending::Event { .. })).count() as u64;
                 // The last position is never used, so `next_position` always fits.
-                let expect = index.next_position.checked_add(events).filter(|&p| p < u64::MAX);
+                let expect = index.next_position().checked_add(events).filter(|&p| p < u64::MAX);
                 if Some(event.position()) != expect {
                     return stop(Some(FrameFault::Position { found: event.position(), expected: expect }));
                 }
@@ -104,7 +104,7 @@ pub(super) fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<
         let local = next.iter_mut().find(|(s, _)| *s == stream);
         let expected = match &local {
             Some((_, v)) => Some(*v),
-            None => index.streams.get(stream).map(|s| s.first_version + s.len()),
+            None => index.stream(stream).map(|s| s.first_version + s.len()),
         };
         let v = event.stream_version();
         if let Some(e) = expected.filter(|&e| e != v) {
@@ -149,8 +149,8 @@ pub(super) fn scan_sealed(
         return Err(Error::corrupt(&path, scan.committed_end, kind));
     }
     seg.map.reveal(durable);
-    index.segments[at.slot].end = durable;
-    index.segments[at.slot].seal();
+    index.set_segment_end(at.slot, durable);
+    index.seal_segment(at.slot);
     if at.from == SEGMENT_HEADER_LEN {
         seg.map.mark_verified(SEGMENT_HEADER_LEN, durable);
     }
@@ -183,7 +183,7 @@ impl Inner {
     pub(super) fn rebuild_index_locked(&self, reason: CheckpointRefusal) -> Result<()> {
         let (bounds, next) = {
             let ix = self.read_index();
-            (ix.segments.iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position)
+            (ix.segments().iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position())
         };
         let mut fresh = Index::new(self.options.event_ids_remembered);
         let mut scratch = RecoveryReport::default();
@@ -194,7 +194,7 @@ impl Inner {
                 .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot }))?;
             let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
             let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
-            fresh.segments.push(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
+            fresh.push_segment(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
             let at = Place { slot, seq, from: SEGMENT_HEADER_LEN };
             let scan = index_frames(bytes, at, &mut fresh, &mut scratch);
             if scan.reason.is_some() || scan.committed_end != end {
@@ -204,11 +204,11 @@ impl Inner {
                 };
                 return Err(Error::corrupt(map.path(), scan.stop, kind));
             }
-            fresh.segments[slot].end = end;
-            fresh.segments[slot].seal();
+            fresh.set_segment_end(slot, end);
+            fresh.seal_segment(slot);
         }
-        if fresh.next_position != next {
-            let kind = Corruption::RebuildDisagrees { rebuilt: fresh.next_position, expected: next };
+        if fresh.next_position() != next {
+            let kind = Corruption::RebuildDisagrees { rebuilt: fresh.next_position(), expected: next };
             return Err(Error::corrupt(&self.dir, 0, kind));
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;

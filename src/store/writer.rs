@@ -123,7 +123,7 @@ impl Inner {
         let stale = {
             let ix = self.read_index();
             let ids = batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
-            ids.filter_map(|id| ix.ids.map.get(&id).copied()).find_map(|p| ix.locate(p).err())
+            ids.filter_map(|id| ix.event_id_position(id)).find_map(|p| ix.locate(p).err())
         };
         if let Some(stale) = stale {
             self.rebuild_index_locked(stale.reason)?;
@@ -145,7 +145,7 @@ impl Inner {
             return Err(Error::InvalidArgument("the log has no global positions left".into()));
         }
         if let Some((name, p)) = batch.consumer {
-            if let Some(&current) = ix.consumers.get(name).filter(|&&c| p <= c) {
+            if let Some(current) = ix.consumer(name).filter(|&c| p <= c) {
                 return Err(Error::ConsumerPositionNotAdvanced { name: name.into(), current, proposed: p });
             }
         }
@@ -185,7 +185,7 @@ impl Inner {
     pub(super) fn find_retry(&self, ix: &Index, batch: &Batch<'_>) -> Result<Option<Vec<Appended>>> {
         let mut events = batch.streams.iter().flat_map(|s| s.events.iter());
         let Some((id, position)) =
-            events.find_map(|e| e.event_id.and_then(|id| ix.ids.map.get(&id).map(|&p| (id, p))))
+            events.find_map(|e| e.event_id.and_then(|id| ix.event_id_position(id).map(|p| (id, p))))
         else {
             return Ok(None);
         };
@@ -193,7 +193,7 @@ impl Inner {
         // The original batch moved its consumer to `p` together with its events, and consumer positions
         // only advance: a consumer behind `p` means the stored events came from another batch.
         if let Some((name, p)) = batch.consumer {
-            if ix.consumers.get(name).is_none_or(|&current| current < p) {
+            if ix.consumer(name).is_none_or(|current| current < p) {
                 return conflict;
             }
         }
@@ -202,7 +202,7 @@ impl Inner {
             let mut first: Option<(u64, u64)> = None;
             for (i, e) in s.events.iter().enumerate() {
                 let stored =
-                    e.event_id.and_then(|id| ix.ids.map.get(&id)).and_then(|&p| self.event_at(ix, p));
+                    e.event_id.and_then(|id| ix.event_id_position(id)).and_then(|p| self.event_at(ix, p));
                 let Some(stored) = stored else { return conflict };
                 let (p0, v0) = *first.get_or_insert((stored.position(), stored.stream_version()));
                 let same = p0.checked_add(i as u64) == Some(stored.position())
@@ -485,11 +485,9 @@ impl Inner {
         {
             let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
             // The sealed segment's offsets never grow again: drop the Vec's growth slack.
-            if let Some(sealed) = ix.segments.last_mut() {
-                sealed.seal();
-            }
-            ix.segments.push(SegIndex::new(w.next_position, seq, SEGMENT_HEADER_LEN));
-            debug_assert_eq!(ix.segments.len(), slot_index + 1);
+            ix.seal_last_segment();
+            ix.push_segment(SegIndex::new(w.next_position, seq, SEGMENT_HEADER_LEN));
+            debug_assert_eq!(ix.segments().len(), slot_index + 1);
         }
         w.seg = slot_index;
         w.seg_seq = seq;
