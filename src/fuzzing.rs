@@ -151,14 +151,17 @@ impl ScratchDir {
     /// Creates a fresh, empty directory whose name starts with `tag`.
     pub fn new(tag: &str) -> ScratchDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::var_os("FOLDLOG_SCRATCH").map(PathBuf::from).unwrap_or_else(|| {
-            let shm = Path::new("/dev/shm");
-            if shm.is_dir() {
-                shm.to_path_buf()
-            } else {
-                std::env::temp_dir()
-            }
-        });
+        let base = std::env::var_os("FOLDLOG_SCRATCH").map_or_else(
+            || {
+                let shm = Path::new("/dev/shm");
+                if shm.is_dir() {
+                    shm.to_path_buf()
+                } else {
+                    std::env::temp_dir()
+                }
+            },
+            PathBuf::from,
+        );
         let nonce = mix64(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
                 as u64,
@@ -221,7 +224,8 @@ pub struct TestEvent {
 fn event_hash(event_type: &str, metadata: &[u8], schema: u32, id: Option<u128>, payload_head: &[u8]) -> u64 {
     let id = id.map_or([0u8; 17], |i| {
         let mut b = [1u8; 17];
-        b[1..].copy_from_slice(&i.to_be_bytes());
+        // The bytes the format stores the id as (big-endian), so a hash names the id as the log does.
+        b[1..].copy_from_slice(&crate::format::event_id_bytes(i));
         b
     });
     hash64(0x0F01_D106, &[event_type.as_bytes(), metadata, &schema.to_le_bytes(), &id, payload_head])
@@ -618,6 +622,7 @@ fn held_consumers(store: &Store, model: &Model) -> BTreeMap<String, u64> {
 /// Tests spawn child processes from parallel threads; a child forked while this thread held a store open
 /// keeps a duplicate of the lock file's descriptor (and so the `flock`) until it `exec`s. That is how
 /// `flock` works (and why handles must not cross `fork()`), not a foldlog fault, so the oracle waits it out.
+#[expect(clippy::needless_pass_by_value, reason = "takes its options as `Store::open_with` does")]
 pub fn open_retrying(dir: &Path, options: Options) -> crate::Result<Store> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
@@ -634,10 +639,10 @@ pub fn open_retrying(dir: &Path, options: Options) -> crate::Result<Store> {
 /// open and still meet a damaged frame later (frames covered by a checkpoint are checked when read); an error
 /// then is a refusal, like an error from open.
 pub fn read_error(store: &Store) -> Option<Error> {
-    if let Some(Err(e)) = store.read_all(0).find(|r| r.is_err()) {
+    if let Some(Err(e)) = store.read_all(0).find(std::result::Result::is_err) {
         return Some(e);
     }
-    store.streams().iter().find_map(|s| store.read_stream(s, 0).find_map(|r| r.err()))
+    store.streams().iter().find_map(|s| store.read_stream(s, 0).find_map(std::result::Result::err))
 }
 
 /// What [`check_dir`] found.
@@ -856,6 +861,9 @@ pub fn fix_checkpoint_header_crc(bytes: &mut [u8]) {
 /// CRC in the directory (for the lists that lie inside the file), the directory's CRC (its length clamped to
 /// the file), then the header's. Directory fields that do not parse are left alone.
 pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
+    // Each list is a table of per-chunk CRCs (chunks of 4,096 items) followed by the items; the directory
+    // holds the table's CRC.
+    const CHUNK: usize = 4096;
     if bytes.len() < CHECKPOINT_HEADER_LEN {
         return;
     }
@@ -867,7 +875,7 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
     let mut at = CHECKPOINT_HEADER_LEN;
     let end = lists;
     let read = |bytes: &[u8], at: usize, n: usize| {
-        bytes.get(at..at + n).filter(|_| at + n <= end).map(|b| b.to_vec())
+        bytes.get(at..at + n).filter(|_| at + n <= end).map(<[u8]>::to_vec)
     };
     let mut entries = Vec::new();
     'walk: for (section, item) in [(0, 4usize), (1, 8)] {
@@ -890,9 +898,6 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
             at = field + 20;
         }
     }
-    // Each list is a table of per-chunk CRCs (chunks of 4,096 items) followed by the items; the directory
-    // holds the table's CRC.
-    const CHUNK: usize = 4096;
     for (field, item) in entries {
         let events = (LE::read_u64(&bytes[field..field + 8]) as usize).min(bytes.len());
         let start = LE::read_u64(&bytes[field + 8..field + 16]) as usize;
@@ -1151,7 +1156,7 @@ fn foreign_frames() -> &'static Vec<Vec<u8>> {
 /// The directory's files, sorted by name (segments first, by base position).
 fn dir_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| rd.filter_map(std::result::Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect())
         .unwrap_or_default();
     files.retain(|p| p.file_name().is_some_and(|n| n != "LOCK"));
     files.sort();
@@ -1544,27 +1549,21 @@ fn input_checkpoint(t: &Template, flags: u8, b: &mut Bytes<'_>) -> Vec<u8> {
 fn reads_match(t: &Template, store: &Store) -> bool {
     let mut ok = true;
     for (i, item) in store.read_all(0).enumerate() {
-        match item {
-            Ok(e) => t.model.events[i].check(&e).expect("read_all returned a wrong event"),
-            Err(_) => {
-                ok = false;
-                break;
-            }
+        if let Ok(e) = item {
+            t.model.events[i].check(&e).expect("read_all returned a wrong event");
+        } else {
+            ok = false;
+            break;
         }
     }
     for s in t.versions.keys() {
         let mut expect = t.model.events.iter().filter(|x| &x.stream == s);
         for item in store.read_stream(s, 0) {
-            match item {
-                Ok(e) => expect
-                    .next()
-                    .expect("read_stream returned an extra event")
-                    .check(&e)
-                    .expect("read_stream"),
-                Err(_) => {
-                    ok = false;
-                    break;
-                }
+            if let Ok(e) = item {
+                expect.next().expect("read_stream returned an extra event").check(&e).expect("read_stream");
+            } else {
+                ok = false;
+                break;
             }
         }
     }

@@ -138,14 +138,9 @@ impl Store {
 }
 
 impl<'s> AllEvents<'s> {
-    fn fail(
-        &mut self,
-        path: &std::path::Path,
-        offset: u64,
-        fault: FrameFault,
-    ) -> Option<Result<EventRef<'s>>> {
+    fn fail(&mut self, path: &std::path::Path, offset: u64, fault: FrameFault) -> Result<EventRef<'s>> {
         self.failed = true;
-        Some(Err(Error::corrupt(path, offset, Corruption::Frame { fault, region: Region::Log })))
+        Err(Error::corrupt(path, offset, Corruption::Frame { fault, region: Region::Log }))
     }
 }
 
@@ -168,7 +163,7 @@ impl<'s> Iterator for AllEvents<'s> {
             let frame = match read_frame(self.inner, map, self.offset, bytes, true) {
                 Ok(f) => f,
                 // The length field (frame bytes 4..8, after the CRC) is zero, or no header fits.
-                Err(FrameProblem::Empty) | Err(FrameProblem::Truncated)
+                Err(FrameProblem::Empty | FrameProblem::Truncated)
                     if bytes.len() < 16 || bytes[4..8] == [0; 4] =>
                 {
                     // End of this segment's frames: the next position starts the next segment.
@@ -177,14 +172,14 @@ impl<'s> Iterator for AllEvents<'s> {
                     self.seg_end = self.inner.sealed_end(self.seg);
                     continue;
                 }
-                Err(p) => return self.fail(map.path(), self.offset, p.into()),
+                Err(p) => return Some(self.fail(map.path(), self.offset, p.into())),
             };
             let at = self.offset;
             self.offset += frame.len;
             let Body::Event(event) = frame.body else { continue };
             if event.position() != self.next {
                 let fault = FrameFault::Position { found: event.position(), expected: Some(self.next) };
-                return self.fail(map.path(), at, fault);
+                return Some(self.fail(map.path(), at, fault));
             }
             self.next += 1;
             if self.event_type.as_deref().is_some_and(|t| t != event.event_type()) {

@@ -12,6 +12,8 @@
 //! exactly there; past it, in the last segment only, a bad frame or a batch without its `COMMIT` frame is a torn
 //! tail, reported as such but not as damage, since it was never promised durable.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,8 @@ use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::format::{
     frame_len, parse_segment_file_name, DurableSlot, FrameHeader, HeaderProblem, SegmentHeader, FLAG_COMMIT,
-    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SLOT_FLAG_SEALED,
+    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_USIZE, SEGMENT_HEADER_LEN, SEGMENT_HEADER_USIZE,
+    SLOT_FLAG_SEALED,
 };
 use crate::io as sys;
 use crate::map::SegmentMap;
@@ -254,8 +257,8 @@ impl Walk<'_> {
 
     fn event(&mut self, position: u64) {
         for (i, from) in self.open_damage.drain(..) {
-            if position > from {
-                self.report.damage[i].positions = Affected::Range(from..position);
+            if let Some(d) = self.report.damage.get_mut(i).filter(|_| position > from) {
+                d.positions = Affected::Range(from..position);
             }
         }
         self.expected = Some(position.saturating_add(1));
@@ -267,8 +270,10 @@ impl Walk<'_> {
         for (i, from) in self.open_damage.drain(..) {
             // Damage in the last stretch of the log: the events it hid cannot be counted, so every position
             // from the first possibly lost one is suspect.
-            if from < end || self.report.damage[i].positions == Affected::None {
-                self.report.damage[i].positions = Affected::From(from.min(end));
+            if let Some(d) =
+                self.report.damage.get_mut(i).filter(|d| from < end || d.positions == Affected::None)
+            {
+                d.positions = Affected::From(from.min(end));
             }
         }
         self.report.next_position = end;
@@ -361,7 +366,7 @@ impl Walk<'_> {
         // what is read there (src/head.rs).
         let live = last && crate::head::writer_is_live(&self.report.dir) != Some(false);
         let writer_head = if live { crate::head::peek(&self.report.dir) } else { None };
-        let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+        let mut head = [0u8; SEGMENT_HEADER_USIZE];
         sys::read_at(&file, path, 0, &mut head).map_err(|e| Error::io("read segment header", path, e))?;
         let mut limit = file_len / FRAME_ALIGN * FRAME_ALIGN;
         match SegmentHeader::decode(&head) {
@@ -477,15 +482,12 @@ impl Walk<'_> {
         // The frames of the damaged batch read so far are lost with it; so are the frames after the damage up
         // to the next COMMIT, unless the damaged frame provably ended its batch (its header is intact, flags
         // COMMIT, and its length leads exactly to where the walk resumes).
-        let ends_batch = frame
-            .get(..FRAME_HEADER_LEN as usize)
-            .and_then(|h| <&[u8; 16]>::try_from(h).ok())
-            .is_some_and(|raw| {
-                let h = FrameHeader::read(raw);
-                FrameHeader::well_formed(raw)
-                    && h.flags & FLAG_COMMIT != 0
-                    && at + frame_len(u64::from(h.body_len)) == to
-            });
+        let ends_batch = frame.first_chunk().is_some_and(|raw| {
+            let h = FrameHeader::read(raw);
+            FrameHeader::well_formed(raw)
+                && h.flags & FLAG_COMMIT != 0
+                && at + frame_len(u64::from(h.body_len)) == to
+        });
         walk.batch.clear();
         walk.batch.tainted = !ends_batch;
         self.damage(path, at, to - at, what);
@@ -612,12 +614,14 @@ impl<'b> FrameWalk<'b> {
     /// The bytes from the next frame on, if a frame header still fits.
     fn rest(&self) -> Option<&'b [u8]> {
         let bytes: &'b [u8] = self.bytes;
-        bytes.get((self.at - SEGMENT_HEADER_LEN) as usize..).filter(|b| b.len() >= FRAME_HEADER_LEN as usize)
+        let from = usize::try_from(self.at - SEGMENT_HEADER_LEN).ok()?;
+        bytes.get(from..).filter(|b| b.len() >= FRAME_HEADER_USIZE)
     }
 
     /// Ends the walk at a bad frame past the durable point, keeping the length it claims.
     fn stop(&mut self, frame: &[u8], problem: FrameProblem) {
-        let claimed = frame.get(4..8).map_or(0, |l| u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]])));
+        let claimed =
+            frame.get(4..8).and_then(|l| l.try_into().ok()).map_or(0, |l| u64::from(u32::from_le_bytes(l)));
         self.stopped_at = Some((problem, frame_len(claimed).min(self.limit - self.at)));
     }
 }
@@ -629,8 +633,8 @@ fn resync(bytes: &[u8], from: u64, to: u64, budget: &mut u64) -> Option<u64> {
     let base = SEGMENT_HEADER_LEN;
     let mut at = from;
     while at < to && *budget > 0 {
-        let rest = bytes.get((at - base) as usize..)?;
-        let raw = rest.get(..FRAME_HEADER_LEN as usize).and_then(|h| <&[u8; 16]>::try_from(h).ok())?;
+        let rest = bytes.get(usize::try_from(at - base).ok()?..)?;
+        let raw = rest.first_chunk()?;
         let header = FrameHeader::read(raw);
         let len = frame_len(u64::from(header.body_len));
         if header.body_len != 0 && len <= rest.len() as u64 && FrameHeader::well_formed(raw) {

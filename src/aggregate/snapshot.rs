@@ -2,6 +2,8 @@
 //! log in `<store dir>/snapshots/`. Derived data: a missing, damaged or outdated snapshot only means a longer
 //! fold. The byte layout is in docs/format.md, "Snapshot file"; all I/O goes through `crate::io`.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
 use std::path::{Path, PathBuf};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
@@ -226,12 +228,15 @@ pub(crate) fn encode(stream: &str, meta: &SnapshotMeta, state: &[u8]) -> Vec<u8>
     let mut out = Vec::with_capacity(header_len + state.len() + 4);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(header_len as u32).to_le_bytes());
+    // Stream ids are at most `STREAM_ID_BYTES_MAX` bytes (checked before any event is stored), so both fit.
+    let header_field = u32::try_from(header_len).expect("a stream id's length fits u32");
+    let id_field = u32::try_from(stream.len()).expect("a stream id's length fits u32");
+    out.extend_from_slice(&header_field.to_le_bytes());
     out.extend_from_slice(&meta.stream_version.to_le_bytes());
     out.extend_from_slice(&meta.position.to_le_bytes());
     out.extend_from_slice(&meta.timestamp_micros.to_le_bytes());
     out.extend_from_slice(&meta.state_version.to_le_bytes());
-    out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+    out.extend_from_slice(&id_field.to_le_bytes());
     out.extend_from_slice(&(state.len() as u64).to_le_bytes());
     out.extend_from_slice(&[0u8; 8]);
     debug_assert_eq!(out.len(), FIXED_LEN);
@@ -243,55 +248,51 @@ pub(crate) fn encode(stream: &str, meta: &SnapshotMeta, state: &[u8]) -> Vec<u8>
     out
 }
 
-// Callers read only offsets inside the fixed header, after checking the input holds all of it.
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    LE::read_u32(&b[at..at + 4])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    LE::read_u64(&b[at..at + 8])
-}
-
 /// Checks every field of a snapshot file against `stream` and returns its header and state. Never panics
 /// on any input: every length is checked against the bytes before it is used.
 pub(crate) fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotFile, SnapshotRefusal> {
-    if bytes.len() < FIXED_LEN + 4 {
-        return Err(SnapshotRefusal::TooShort { len: bytes.len() });
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32fast::hash(body) != u32_at(crc, 0) {
+    let too_short = || SnapshotRefusal::TooShort { len: bytes.len() };
+    let (body, crc) = bytes.split_last_chunk::<4>().ok_or_else(too_short)?;
+    let fixed: &[u8; FIXED_LEN] = body.first_chunk().ok_or_else(too_short)?;
+    if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
         return Err(SnapshotRefusal::Checksum);
     }
-    if body[snap::MAGIC] != MAGIC {
+    if fixed[snap::MAGIC] != MAGIC {
         return Err(SnapshotRefusal::BadMagic);
     }
-    let version = u32_at(body, snap::VERSION.start);
+    let version = LE::read_u32(&fixed[snap::VERSION]);
     if version != VERSION {
         return Err(SnapshotRefusal::FormatVersion { found: version });
     }
-    let header_len = u32_at(body, snap::HEADER_LEN.start) as usize;
-    let id_len = u32_at(body, snap::STREAM_ID_LEN.start) as usize;
-    let state_len = u64_at(body, snap::STATE_LEN.start);
+    let header_len = LE::read_u32(&fixed[snap::HEADER_LEN]) as usize;
+    let id_len = LE::read_u32(&fixed[snap::STREAM_ID_LEN]) as usize;
+    let state_len = LE::read_u64(&fixed[snap::STATE_LEN]);
     if id_len == 0 || id_len > STREAM_ID_MAX || header_len != round_up(FIXED_LEN + id_len, STATE_ALIGN) {
         return Err(SnapshotRefusal::HeaderLengths);
     }
     if (header_len as u64).checked_add(state_len) != Some(body.len() as u64) {
         return Err(SnapshotRefusal::StateLength);
     }
-    if body[snap::RESERVED] != [0; 8] || body[FIXED_LEN + id_len..header_len].iter().any(|&b| b != 0) {
+    // The lengths add up to the body, so these splits succeed; were they not to, the file is refused.
+    let (header, state_bytes) = body.split_at_checked(header_len).ok_or(SnapshotRefusal::StateLength)?;
+    let (id, padding) = header
+        .get(FIXED_LEN..)
+        .and_then(|rest| rest.split_at_checked(id_len))
+        .ok_or(SnapshotRefusal::HeaderLengths)?;
+    if fixed[snap::RESERVED] != [0; 8] || padding.iter().any(|&b| b != 0) {
         return Err(SnapshotRefusal::ReservedBytes);
     }
-    if &body[FIXED_LEN..FIXED_LEN + id_len] != stream.as_bytes() {
+    if id != stream.as_bytes() {
         return Err(SnapshotRefusal::OtherStream);
     }
     let meta = SnapshotMeta {
-        stream_version: u64_at(body, snap::STREAM_VERSION.start),
-        position: u64_at(body, snap::POSITION.start),
-        timestamp_micros: u64_at(body, snap::TIMESTAMP.start) as i64,
-        state_version: u32_at(body, snap::STATE_VERSION.start),
+        stream_version: LE::read_u64(&fixed[snap::STREAM_VERSION]),
+        position: LE::read_u64(&fixed[snap::POSITION]),
+        timestamp_micros: LE::read_i64(&fixed[snap::TIMESTAMP]),
+        state_version: LE::read_u32(&fixed[snap::STATE_VERSION]),
     };
-    let mut state = AlignedVec::with_capacity(body.len() - header_len);
-    state.extend_from_slice(&body[header_len..]);
+    let mut state = AlignedVec::with_capacity(state_bytes.len());
+    state.extend_from_slice(state_bytes);
     Ok(SnapshotFile { meta, state })
 }
 
@@ -364,6 +365,12 @@ pub(crate) fn delete_all(store_dir: &Path, stream: &str) -> Result<usize> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests index and convert what they just built"
+)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,8 @@
 //! stay on disk, see `saved_list.rs`). Every byte decoded here came from disk: lengths are checked before
 //! use, and anything that does not fit is a [`CheckpointRefusal`], never a panic.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,7 +13,10 @@ use super::saved_list::{put_list, Item, SavedList, Source};
 use super::{Index, Positions, SegIndex, Stale, StreamIndex};
 use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, Result};
-use crate::format::{ckpt, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION, STREAM_VERSION_MAX};
+use crate::format::{
+    ckpt, event_id_bytes, event_id_from_bytes, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION,
+    STREAM_VERSION_MAX,
+};
 use crate::io as sys;
 
 /// Where a checkpoint resumes the scan.
@@ -25,7 +30,9 @@ pub(crate) struct Resume {
 /// has not loaded yet, so it fails with [`Stale`] if one of those is damaged.
 pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u8>, Stale> {
     // Lists first (their offsets are needed by the directory), then the directory, then the header.
-    let mut data = Vec::with_capacity(index.next_position as usize * 12);
+    // A capacity hint: 12 bytes an event (docs/index.md).
+    let mut data =
+        Vec::with_capacity(usize::try_from(index.next_position).map_or(0, |n| n.saturating_mul(12)));
     let mut seg_entries = Vec::with_capacity(index.segments.len());
     for s in &index.segments {
         let (start, crc) = put_list(&mut data, &s.all_offsets()?);
@@ -67,11 +74,11 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     }
     put_u64(w, index.ids.order.len() as u64);
     for id in &index.ids.order {
-        w.extend_from_slice(&id.to_be_bytes());
+        w.extend_from_slice(&event_id_bytes(*id));
         put_u64(w, index.ids.map.get(id).copied().unwrap_or(0));
     }
     let last = index.segments.last();
-    let mut out = vec![0u8; CHECKPOINT_HEADER_LEN];
+    let mut out = [0u8; CHECKPOINT_HEADER_LEN];
     out[ckpt::MAGIC].copy_from_slice(&CHECKPOINT_MAGIC);
     LE::write_u32(&mut out[ckpt::VERSION], FORMAT_VERSION);
     out[ckpt::LOG_ID].copy_from_slice(&log_id);
@@ -82,9 +89,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     LE::write_u32(&mut out[ckpt::DIR_CRC], crc32fast::hash(&dir));
     let crc = crc32fast::hash(&out[..ckpt::HEADER_CRC.start]);
     LE::write_u32(&mut out[ckpt::HEADER_CRC], crc);
-    out.extend_from_slice(&dir);
-    out.extend_from_slice(&data);
-    Ok(out)
+    Ok([&out[..], &dir, &data].concat())
 }
 
 pub(super) fn put_u64(w: &mut Vec<u8>, v: u64) {
@@ -100,7 +105,10 @@ pub(super) fn put_u32(w: &mut Vec<u8>, v: u32) {
 }
 
 fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
-    put_u32(w, b.len() as u32);
+    put_u32(
+        w,
+        u32::try_from(b.len()).expect("names are checked against NAME_BYTES_MAX before they are stored"),
+    );
     w.extend_from_slice(b);
 }
 
@@ -154,7 +162,10 @@ pub(crate) fn open_checkpoint(
     if dir_len > len - CHECKPOINT_HEADER_LEN as u64 {
         return Ok(Some(Err(CheckpointRefusal::DirectoryPastEnd)));
     }
-    let mut dir = vec![0u8; dir_len as usize];
+    let Ok(dir_len) = usize::try_from(dir_len) else {
+        return Ok(Some(Err(CheckpointRefusal::DirectoryPastEnd)));
+    };
+    let mut dir = vec![0u8; dir_len];
     sys::read_at(&file, &path, CHECKPOINT_HEADER_LEN as u64, &mut dir)
         .map_err(|e| Error::io("read checkpoint", &path, e))?;
     let source = Arc::new(Source { file, path, len });
@@ -301,7 +312,7 @@ fn decode_consumers_and_ids(
         index.consumers.insert(name.into(), p);
     }
     for _ in 0..r.count(24).ok_or_else(bad)? {
-        let id = u128::from_be_bytes(r.take(16).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        let id = event_id_from_bytes(r.take(16).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
         let p = r.u64().ok_or_else(bad)?;
         if p >= next_position {
             return Err(CheckpointRefusal::EventIdPastEnd);
@@ -342,6 +353,12 @@ fn check_shape(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests index and convert what they just built"
+)]
 mod tests {
     use super::*;
     use crate::error::ExpectedVersion;

@@ -1,6 +1,7 @@
 //! The in-memory index: where each global position lives (segment, offset), each stream's versions → positions,
 //! consumer positions and the window of remembered event ids. Its checkpoint file codec is in `checkpoint.rs`,
-//! the lazily read lists of a checkpoint in `saved_list.rs`: the two parts that decode bytes from disk.
+//! the lazily read lists of a checkpoint in `saved_list.rs`: the two parts that decode bytes from disk, so
+//! their module headers deny `unwrap`, indexing and truncating casts.
 //!
 //! A checkpoint is used lazily: open reads and checks only its header and directory (one entry per segment
 //! and per stream); each list of offsets or positions is read from the file, checked against its own CRC and

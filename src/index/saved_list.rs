@@ -1,6 +1,8 @@
 //! A list a checkpoint saved (segment offsets, stream positions): read from the file, chunk by chunk, each
 //! chunk checked against its CRC, order and bound the first time an item in it is needed.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -29,18 +31,18 @@ pub(crate) struct Source {
 
 /// Items per chunk of a saved list: a chunk is read and checked as a unit, so a first read of a long stream
 /// or a large segment costs one chunk (16–32 KiB), not the whole list.
-const SAVED_CHUNK: u64 = 4096;
+const SAVED_CHUNK: usize = 4096;
 
 /// A fixed-width little-endian list item.
 pub(crate) trait Item: Copy + Ord + Into<u64> {
     /// Bytes per item.
-    const LEN: u64;
+    const LEN: usize;
     fn read(b: &[u8]) -> Self;
     fn put(self, out: &mut Vec<u8>);
 }
 
 impl Item for u32 {
-    const LEN: u64 = 4;
+    const LEN: usize = 4;
     fn read(b: &[u8]) -> u32 {
         LE::read_u32(b)
     }
@@ -50,7 +52,7 @@ impl Item for u32 {
 }
 
 impl Item for u64 {
-    const LEN: u64 = 8;
+    const LEN: usize = 8;
     fn read(b: &[u8]) -> u64 {
         LE::read_u64(b)
     }
@@ -84,7 +86,7 @@ impl<E: Item> SavedList<E> {
     }
 
     fn chunk_count(&self) -> u64 {
-        self.count.div_ceil(SAVED_CHUNK)
+        self.count.div_ceil(SAVED_CHUNK as u64)
     }
 
     fn read(&self, at: u64, len: u64) -> std::result::Result<Vec<u8>, CheckpointRefusal> {
@@ -102,8 +104,8 @@ impl<E: Item> SavedList<E> {
         if i >= self.count {
             return Ok(None);
         }
-        let chunk = self.chunk(i / SAVED_CHUNK)?;
-        Ok(chunk.get((i % SAVED_CHUNK) as usize).copied())
+        let chunk = self.chunk(i / SAVED_CHUNK as u64)?;
+        Ok(usize::try_from(i % SAVED_CHUNK as u64).ok().and_then(|j| chunk.get(j)).copied())
     }
 
     /// Chunk `k`, read and checked on first use.
@@ -119,17 +121,21 @@ impl<E: Item> SavedList<E> {
         });
         let table = table.as_ref().map_err(stale)?;
         let slots = self.chunks.get_or_init(|| (0..n).map(|_| OnceLock::new()).collect());
-        let loaded = slots[k as usize].get_or_init(|| {
-            let first = k * SAVED_CHUNK;
-            let len = SAVED_CHUNK.min(self.count - first);
-            let at = self.at + n * 4 + first * E::LEN;
-            let b = self.read(at, len * E::LEN)?;
-            if crc32fast::hash(&b) != table[k as usize] {
+        // `k` is below `n` (callers ask only for items below `count`); a slot or CRC missing is refused, not
+        // indexed.
+        let slot = usize::try_from(k).ok().and_then(|k| slots.get(k).zip(table.get(k)));
+        let (slot, &chunk_crc) = slot.ok_or(Stale { reason: CheckpointRefusal::ListPastEnd })?;
+        let loaded = slot.get_or_init(|| {
+            let first = k * SAVED_CHUNK as u64;
+            let len = (SAVED_CHUNK as u64).min(self.count - first);
+            let at = self.at + n * 4 + first * E::LEN as u64;
+            let b = self.read(at, len * E::LEN as u64)?;
+            if crc32fast::hash(&b) != chunk_crc {
                 return Err(CheckpointRefusal::ChunkChecksum { at });
             }
-            let items: Vec<E> = b.chunks_exact(E::LEN as usize).map(E::read).collect();
+            let items: Vec<E> = b.chunks_exact(E::LEN).map(E::read).collect();
             let ordered =
-                items.windows(2).all(|w| w[0] < w[1]) && items.last().is_none_or(|&v| v.into() < self.limit);
+                items.is_sorted_by(|a, b| a < b) && items.last().is_none_or(|&v| v.into() < self.limit);
             if ordered {
                 Ok(items)
             } else {
@@ -150,23 +156,28 @@ impl<E: Item> SavedList<E> {
     /// Bytes of RAM held by chunks read so far.
     pub(super) fn loaded_bytes(&self) -> usize {
         let chunks = self.chunks.get().map_or(0, |c| {
-            c.iter().filter_map(|l| l.get()).map(|r| r.as_ref().map_or(0, |v| v.capacity())).sum::<usize>()
+            c.iter().filter_map(|l| l.get()).map(|r| r.as_ref().map_or(0, Vec::capacity)).sum::<usize>()
         });
-        chunks * E::LEN as usize
+        chunks * E::LEN
     }
 }
 
 /// Writes a list as a saved list (chunk CRC table, then the items) at the end of `data`; returns its offset
 /// within `data` and the table's CRC.
 pub(super) fn put_list<E: Item>(data: &mut Vec<u8>, items: &[E]) -> (u64, u32) {
-    let start = data.len();
-    let chunks = items.len().div_ceil(SAVED_CHUNK as usize);
-    data.resize(start + chunks * 4, 0);
-    for (k, chunk) in items.chunks(SAVED_CHUNK as usize).enumerate() {
-        let from = data.len();
-        chunk.iter().for_each(|&e| e.put(data));
-        let crc = crc32fast::hash(&data[from..]);
-        LE::write_u32(&mut data[start + k * 4..start + k * 4 + 4], crc);
+    let start = data.len() as u64;
+    let mut table = Vec::with_capacity(items.len().div_ceil(SAVED_CHUNK) * 4);
+    let mut body = Vec::with_capacity(items.len() * E::LEN);
+    let mut chunk_bytes = Vec::with_capacity(SAVED_CHUNK * E::LEN);
+    for chunk in items.chunks(SAVED_CHUNK) {
+        chunk_bytes.clear();
+        for &e in chunk {
+            e.put(&mut chunk_bytes);
+        }
+        put_u32(&mut table, crc32fast::hash(&chunk_bytes));
+        body.extend_from_slice(&chunk_bytes);
     }
-    (start as u64, crc32fast::hash(&data[start..start + chunks * 4]))
+    data.extend_from_slice(&table);
+    data.extend_from_slice(&body);
+    (start, crc32fast::hash(&table))
 }

@@ -59,7 +59,7 @@ impl Inner {
         let bytes = map
             .final_bytes(at.from, end.min(map.len()))
             .ok_or_else(|| Error::corrupt(map.path(), at.from, Corruption::HeadOutside { end }))?;
-        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut scratch = RecoveryReport::default();
         let scan = index_frames(bytes, at, &mut ix, &mut scratch);
         // Revealed before the index lock is released: no reader finds a position whose bytes it cannot read.
@@ -93,7 +93,7 @@ impl Inner {
             let kind = Corruption::SealedEnd { batches_end: reached, durable_end: end };
             return Err(Error::corrupt(map.path(), reached, kind));
         }
-        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         ix.seal_segment(slot);
         Ok(())
     }
@@ -110,7 +110,7 @@ impl Inner {
             .find(|(n, _)| n.seq == want)
             .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::HeadSegmentMissing { seq: want }))?;
         let seg = Segment::open(path, *name, Some(self.log_id), true, false)?;
-        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if seg.header.base_position != ix.next_position() {
             let kind =
                 Corruption::SegmentGap { base: seg.header.base_position, expected: ix.next_position() };

@@ -77,14 +77,14 @@ enum HeadRole {
 
 impl Inner {
     pub(crate) fn read_index(&self) -> RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
+        self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Option<Writer>>> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        Ok(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+        Ok(self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     pub(crate) fn segment(&self, i: usize) -> Option<&SegmentMap> {
@@ -146,10 +146,10 @@ impl Inner {
     }
 
     /// Wakes `wait_for` callers. Skipped when nobody waits: a futex wake per append would cost more than
-    /// the append. SeqCst pairs with `wait_for`: either the waiter sees the new watermark or we see the waiter.
+    /// the append. `SeqCst` pairs with `wait_for`: either the waiter sees the new watermark or we see the waiter.
     fn notify(&self) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+            let _guard = self.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.wake_cv.notify_all();
         }
     }
@@ -195,7 +195,7 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("dir", &self.inner.dir)
             .field("next_position", &self.next_position())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -219,7 +219,7 @@ impl Store {
 
     /// What open found and did.
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.inner.report.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner.report.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The data directory.
@@ -228,6 +228,7 @@ impl Store {
     }
 
     /// Appends `events` to `stream` if its version matches `expected`; a new stream starts at version 0.
+    #[expect(clippy::missing_panics_doc, reason = "a batch of one stream always reports one result")]
     pub fn append(
         &self,
         stream: &str,
@@ -348,7 +349,7 @@ impl Store {
         if self.inner.options.read_only {
             return self.poll_for(target, deadline);
         }
-        let mut guard = self.inner.wake.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.inner.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.inner.waiters.fetch_add(1, Ordering::SeqCst);
         let head = loop {
             let next = self.inner.committed.load(Ordering::SeqCst);
@@ -356,7 +357,12 @@ impl Store {
                 break next.checked_sub(1);
             }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { break None };
-            guard = self.inner.wake_cv.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+            guard = self
+                .inner
+                .wake_cv
+                .wait_timeout(guard, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         };
         self.inner.waiters.fetch_sub(1, Ordering::SeqCst);
         drop(guard);
@@ -377,7 +383,7 @@ impl Store {
 
     /// Last version of `stream`, `None` if it has no events.
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
-        self.inner.read_index().stream(stream).and_then(|s| s.last_version())
+        self.inner.read_index().stream(stream).and_then(super::index::StreamIndex::last_version)
     }
 
     /// All stream ids, sorted.

@@ -209,7 +209,7 @@ fn recover(
     let log_id = opened[0].header.log_id;
     let (index, resume) = load_checkpoint(dir, log_id, &opened, options, &mut report)?;
     let bound = match (role, opened.last()) {
-        (Role::Reader { writer_live: Some(false) }, _) | (Role::Writer, _) | (_, None) => u64::MAX,
+        (Role::Reader { writer_live: Some(false) } | Role::Writer, _) | (_, None) => u64::MAX,
         (Role::Reader { .. }, Some(last)) => tail_bound(HeadWatcher::new(dir, log_id).load(), last),
     };
     let segments = SegmentTable::new();

@@ -63,7 +63,7 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
                 if c.segment != seq || u64::from(c.offset) != off {
                     return stop(Some(FrameFault::Misdirected { segment: c.segment, offset: c.offset }));
                 }
-                pending.push(Pending::Consumer { off, len: frame.len, name: c.name, position: c.position })
+                pending.push(Pending::Consumer { off, len: frame.len, name: c.name, position: c.position });
             }
         }
         at += frame.len as usize;
@@ -87,7 +87,7 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
                     report.events_scanned += 1;
                 }
                 Pending::Consumer { off, len, name, position } => {
-                    index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position)
+                    index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position);
                 }
             }
         }
@@ -175,7 +175,7 @@ impl Inner {
 
     /// Rebuilds the index from the log, for when a checkpoint list fails its check after open.
     pub(super) fn rebuild_index(&self, reason: CheckpointRefusal) -> Result<()> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.rebuild_index_locked(reason)
     }
 
@@ -211,12 +211,12 @@ impl Inner {
             let kind = Corruption::RebuildDisagrees { rebuilt: fresh.next_position(), expected: next };
             return Err(Error::corrupt(&self.dir, 0, kind));
         }
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
         if !self.options.read_only {
             // As at open: the checkpoint that failed must not be trusted by a later open.
             remove_checkpoint(&self.dir)?;
         }
-        let mut report = self.report.write().unwrap_or_else(|e| e.into_inner());
+        let mut report = self.report.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         report.checkpoint = CheckpointUse::RebuiltAfterOpen(reason);
         Ok(())
     }

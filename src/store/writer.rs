@@ -247,7 +247,7 @@ impl Inner {
                 env.stream_version = first_version + i as u64;
                 env.timestamp_micros = e.timestamp_micros.unwrap_or(now);
                 env.schema_version = e.schema_version;
-                env.event_id = e.event_id.map(u128::to_be_bytes);
+                env.event_id = e.event_id.map(crate::format::event_id_bytes);
                 env.stream_id.clear();
                 env.stream_id.push_str(s.stream);
                 env.event_type.clear();
@@ -281,6 +281,7 @@ impl Inner {
         Ok(Some(at))
     }
 
+    #[expect(clippy::unused_self, reason = "a step of the writer, called as its siblings are")]
     pub(super) fn abandon(&self, w: &mut Writer, at: u64) -> Option<u64> {
         // Zero the frames encoded so far and whatever the failed encoder wrote past `at` before it ran out of
         // room (it may have reached the end of the segment): left there, those bytes would sit past the log's
@@ -363,7 +364,7 @@ impl Inner {
         plan: &[u64],
         out: &mut dyn FnMut(Appended),
     ) {
-        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut frame = offsets.iter();
         let mut position = w.next_position;
         for (s, &v0) in batch.streams.iter().zip(plan) {
@@ -483,7 +484,7 @@ impl Inner {
         self.sync_header(w)?;
         let slot_index = self.segments.push(Arc::clone(&seg.map))?;
         {
-            let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+            let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             // The sealed segment's offsets never grow again: drop the Vec's growth slack.
             ix.seal_last_segment();
             ix.push_segment(SegIndex::new(w.next_position, seq, SEGMENT_HEADER_LEN));
