@@ -299,14 +299,6 @@ fn duration(d: Duration) -> String {
     }
 }
 
-/// A small deterministic generator so the demo needs no extra crate.
-fn next_rand(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
     let mut out = io::stdout().lock();
     // Held until the end: a second demo on this directory is refused while this one runs.
@@ -342,15 +334,16 @@ fn demo_append(
     events: u64,
     streams: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    // The bench's generator: the crate has one, and the demo needs no more than seeded bytes.
+    let mut rng = bench_cmd::Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut payload = [0u8; 100];
     let kinds = ["Deposited", "Withdrawn", "Renamed"];
     let pb = bar(events, "append");
     let started = Instant::now();
     for i in 0..events {
-        let stream = format!("account-{}", next_rand(&mut seed) % streams);
+        let stream = format!("account-{}", rng.next_u64() % streams);
         for chunk in payload.chunks_mut(8) {
-            chunk.copy_from_slice(&next_rand(&mut seed).to_le_bytes()[..chunk.len()]);
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
         }
         let kind = kinds[(i % 3) as usize];
         store.append(&stream, ExpectedVersion::Any, &[NewEvent::new(kind, &payload)])?;
