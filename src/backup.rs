@@ -26,6 +26,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::corruption::Corruption;
 use crate::error::{Error, Result};
 use crate::format::{DurableSlot, SegmentHeader, SEGMENT_HEADER_LEN, SLOT_LEN};
 use crate::io as sys;
@@ -120,9 +121,10 @@ impl Store {
         let inner = self.inner();
         let (active, end, durable) = inner.durable_end()?;
         let path_of = |i: usize| {
-            inner.segment(i).map(|m| m.path().to_path_buf()).ok_or_else(|| {
-                Error::corrupt(self.dir(), 0, format!("segment slot {i} missing from the segment table"))
-            })
+            inner
+                .segment(i)
+                .map(|m| m.path().to_path_buf())
+                .ok_or_else(|| Error::corrupt(self.dir(), 0, Corruption::SegmentTableShort { slot: i }))
         };
         let sealed: Vec<PathBuf> = (0..active).map(path_of).collect::<Result<_>>()?;
         let active_path = path_of(active)?;
@@ -164,7 +166,7 @@ fn copy_active(from: &Path, to: &Path, end: u64, durable: u64) -> Result<u64> {
     let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
     sys::read_at(&src, from, 0, &mut head).map_err(|e| Error::io("read segment header", from, e))?;
     let header = SegmentHeader::decode(&head)
-        .map_err(|_| Error::corrupt(from, 0, "the active segment's header does not decode"))?;
+        .map_err(|_| Error::corrupt(from, 0, Corruption::SegmentHeaderDamaged))?;
     // The slots are rewritten by the writer as it syncs; the copy gets exactly one, naming its end.
     let slots = SEGMENT_HEADER_LEN as usize - 2 * SLOT_LEN;
     head[slots..].fill(0);

@@ -9,7 +9,7 @@ impl Store {
     /// Every named consumer with its recorded position, sorted by name.
     pub fn consumer_positions(&self) -> Vec<(String, u64)> {
         let ix = self.inner().read_index();
-        let mut v: Vec<(String, u64)> = ix.consumers.iter().map(|(k, &p)| (k.to_string(), p)).collect();
+        let mut v: Vec<(String, u64)> = ix.consumers().map(|(k, p)| (k.to_owned(), p)).collect();
         v.sort_unstable();
         v
     }

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::corruption::Corruption;
+
 /// Result with foldlog's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -36,15 +38,15 @@ pub enum Error {
     },
     /// Bytes on disk that must be valid are not. Nothing past `offset` in `path` was trusted; the store did
     /// not open. Run `foldlog verify`, restore from a copy, or reopen with `Recovery::TruncateCorruption` to cut
-    /// the log at `offset` (losing what follows).
-    #[error("corrupt log: {path} at offset {offset}: {reason}")]
+    /// the log at `offset` (losing what follows). `kind` says what is wrong, for a caller to act on.
+    #[error("corrupt log: {path} at offset {offset}: {kind}")]
     Corrupt {
         /// The damaged file.
         path: PathBuf,
         /// Byte offset of the first bad byte (a frame or header start).
         offset: u64,
         /// What is wrong.
-        reason: String,
+        kind: Corruption,
     },
     /// The directory is not a foldlog directory, or holds an inconsistent set of files.
     #[error("not a usable foldlog directory: {path}: {reason}")]
@@ -125,7 +127,7 @@ impl Error {
     }
 
     /// Builds a corruption error.
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Error {
-        Error::Corrupt { path: path.into(), offset, reason: reason.into() }
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, kind: Corruption) -> Error {
+        Error::Corrupt { path: path.into(), offset, kind }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! Nothing here does I/O: these functions turn headers into bytes and back, and say why bytes are invalid.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 /// Version of the on-disk format written by this code; any byte layout change bumps it.
@@ -11,6 +13,10 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FOLDSEG\0";
 /// Size of the segment header; also the offset of the first frame.
 pub const SEGMENT_HEADER_LEN: u64 = 128;
+/// [`SEGMENT_HEADER_LEN`] as a `usize`, for buffers (one value, two types: asserted equal below).
+pub const SEGMENT_HEADER_USIZE: usize = 128;
+/// The segment header's length as its u32 header field stores it.
+const SEGMENT_HEADER_FIELD: u32 = 128;
 /// Bytes of the fixed header part covered by `header_crc` (the CRC itself sits at 60..64).
 const SEGMENT_FIXED_LEN: usize = 64;
 /// Offset of durable slot A; slot B follows it.
@@ -29,6 +35,8 @@ pub const SLOT_SEQ_MAX: u64 = 1 << 62;
 
 /// Size of a frame header; the body starts right after it.
 pub const FRAME_HEADER_LEN: u64 = 16;
+/// [`FRAME_HEADER_LEN`] as a `usize`, for slices and arrays (one value, two types: asserted equal below).
+pub const FRAME_HEADER_USIZE: usize = 16;
 /// Every frame starts at a multiple of this, so every body is 16-aligned in the (page-aligned) map.
 pub const FRAME_ALIGN: u64 = 16;
 /// Frame kind: an event envelope that takes the next global position.
@@ -184,7 +192,10 @@ pub const CHECKPOINT_FILE: &str = "index.ckpt";
 /// The lock file's name.
 pub const LOCK_FILE: &str = "LOCK";
 
-const _: () = assert!(SEGMENT_HEADER_LEN as usize == SEGMENT_FIXED_LEN + 2 * SLOT_LEN);
+const _: () = assert!(SEGMENT_HEADER_LEN == (SEGMENT_FIXED_LEN + 2 * SLOT_LEN) as u64);
+const _: () = assert!(FRAME_HEADER_LEN == FRAME_HEADER_USIZE as u64);
+const _: () = assert!(SEGMENT_HEADER_LEN == SEGMENT_HEADER_USIZE as u64);
+const _: () = assert!(SEGMENT_HEADER_FIELD as u64 == SEGMENT_HEADER_LEN);
 const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
 const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
 
@@ -215,6 +226,23 @@ pub fn parse_segment_file_name(name: &str) -> Option<SegmentName> {
         return None;
     }
     Some(SegmentName { base: base.parse().ok()?, seq: seq.parse().ok()? })
+}
+
+/// The 16 bytes an event id is stored as, in an event frame's envelope and in the index checkpoint
+/// (docs/format.md): big-endian, the one place the format is not little-endian.
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "format 2 stores event ids big-endian: the archive keeps no u128 alignment, so the id is a byte \
+              array, and big-endian bytes sort as the ids do"
+)]
+pub fn event_id_bytes(id: u128) -> [u8; 16] {
+    id.to_be_bytes()
+}
+
+/// The event id stored as `bytes` (see [`event_id_bytes`]).
+#[expect(clippy::big_endian_bytes, reason = "format 2 stores event ids big-endian; see `event_id_bytes`")]
+pub fn event_id_from_bytes(bytes: [u8; 16]) -> u128 {
+    u128::from_be_bytes(bytes)
 }
 
 /// Rounds a body length up to the frame alignment.
@@ -261,7 +289,7 @@ impl SegmentHeader {
         let mut b = [0u8; SEGMENT_FIXED_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         LE::write_u32(&mut b[8..12], FORMAT_VERSION);
-        LE::write_u32(&mut b[12..16], SEGMENT_HEADER_LEN as u32);
+        LE::write_u32(&mut b[12..16], SEGMENT_HEADER_FIELD);
         b[16..32].copy_from_slice(&self.log_id);
         LE::write_u64(&mut b[32..40], self.base_position);
         LE::write_u64(&mut b[40..48], self.capacity);
@@ -274,7 +302,7 @@ impl SegmentHeader {
 
     /// Decodes and checks the fixed header part from the start of a segment file.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderProblem> {
-        let b = bytes.get(0..SEGMENT_FIXED_LEN).ok_or(HeaderProblem::Short)?;
+        let b: &[u8; SEGMENT_FIXED_LEN] = bytes.first_chunk().ok_or(HeaderProblem::Short)?;
         if b[0..8] != SEGMENT_MAGIC {
             return Err(HeaderProblem::BadMagic);
         }
@@ -284,7 +312,7 @@ impl SegmentHeader {
             // A newer writer may have changed the header too, so the version is judged before the CRC.
             return Err(if crc_ok { HeaderProblem::Version(version) } else { HeaderProblem::Damaged });
         }
-        if !crc_ok || u64::from(LE::read_u32(&b[12..16])) != SEGMENT_HEADER_LEN {
+        if !crc_ok || LE::read_u32(&b[12..16]) != SEGMENT_HEADER_FIELD {
             return Err(HeaderProblem::Damaged);
         }
         let mut log_id = [0u8; 16];
@@ -331,7 +359,7 @@ impl DurableSlot {
     }
 
     fn decode(b: &[u8]) -> Option<DurableSlot> {
-        let b = b.get(0..SLOT_LEN)?;
+        let b: &[u8; SLOT_LEN] = b.first_chunk()?;
         if crc32fast::hash(&b[0..28]) != LE::read_u32(&b[28..32]) {
             return None;
         }
@@ -372,12 +400,12 @@ pub struct FrameHeader {
 
 impl FrameHeader {
     /// Reads a header from 16 bytes; no checks beyond the length.
-    pub fn read(b: &[u8; FRAME_HEADER_LEN as usize]) -> FrameHeader {
+    pub fn read(b: &[u8; FRAME_HEADER_USIZE]) -> FrameHeader {
         FrameHeader { crc: LE::read_u32(&b[0..4]), body_len: LE::read_u32(&b[4..8]), kind: b[8], flags: b[9] }
     }
 
     /// Whether the reserved bytes are zero and kind and flags are known.
-    pub fn well_formed(raw: &[u8; FRAME_HEADER_LEN as usize]) -> bool {
+    pub fn well_formed(raw: &[u8; FRAME_HEADER_USIZE]) -> bool {
         matches!(raw[8], KIND_EVENT | KIND_CONSUMER)
             && raw[9] & !FLAG_COMMIT == 0
             && raw[10..16].iter().all(|&x| x == 0)
@@ -386,14 +414,16 @@ impl FrameHeader {
     /// Writes the header of the frame at the start of `frame`, whose body (`body_len` bytes) is already in
     /// place after it, and computes the CRC.
     pub fn write(frame: &mut [u8], kind: u8, flags: u8, body_len: u32) {
-        let end = FRAME_HEADER_LEN as usize + body_len as usize;
-        assert!(frame.len() >= end, "frame slice holds header and body");
-        frame[..FRAME_HEADER_LEN as usize].fill(0);
-        LE::write_u32(&mut frame[4..8], body_len);
-        frame[8] = kind;
-        frame[9] = flags;
-        let crc = frame_crc(&frame[4..end]);
-        LE::write_u32(&mut frame[0..4], crc);
+        let end = FRAME_HEADER_USIZE + body_len as usize;
+        let frame = frame.get_mut(..end).expect("frame slice holds header and body");
+        let head: &mut [u8; FRAME_HEADER_USIZE] = frame.first_chunk_mut().expect("a header fits");
+        *head = [0; FRAME_HEADER_USIZE];
+        LE::write_u32(&mut head[4..8], body_len);
+        head[8] = kind;
+        head[9] = flags;
+        let crc = frame_crc(frame.get(4..).unwrap_or_default());
+        let crc_field: &mut [u8; 4] = frame.first_chunk_mut().expect("a header fits");
+        LE::write_u32(crc_field, crc);
     }
 }
 
@@ -404,6 +434,12 @@ pub fn frame_crc(covered: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests index and convert what they just built"
+)]
 mod tests {
     use super::*;
 

@@ -151,14 +151,17 @@ impl ScratchDir {
     /// Creates a fresh, empty directory whose name starts with `tag`.
     pub fn new(tag: &str) -> ScratchDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::var_os("FOLDLOG_SCRATCH").map(PathBuf::from).unwrap_or_else(|| {
-            let shm = Path::new("/dev/shm");
-            if shm.is_dir() {
-                shm.to_path_buf()
-            } else {
-                std::env::temp_dir()
-            }
-        });
+        let base = std::env::var_os("FOLDLOG_SCRATCH").map_or_else(
+            || {
+                let shm = Path::new("/dev/shm");
+                if shm.is_dir() {
+                    shm.to_path_buf()
+                } else {
+                    std::env::temp_dir()
+                }
+            },
+            PathBuf::from,
+        );
         let nonce = mix64(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
                 as u64,
@@ -221,7 +224,8 @@ pub struct TestEvent {
 fn event_hash(event_type: &str, metadata: &[u8], schema: u32, id: Option<u128>, payload_head: &[u8]) -> u64 {
     let id = id.map_or([0u8; 17], |i| {
         let mut b = [1u8; 17];
-        b[1..].copy_from_slice(&i.to_be_bytes());
+        // The bytes the format stores the id as (big-endian), so a hash names the id as the log does.
+        b[1..].copy_from_slice(&crate::format::event_id_bytes(i));
         b
     });
     hash64(0x0F01_D106, &[event_type.as_bytes(), metadata, &schema.to_le_bytes(), &id, payload_head])
@@ -517,6 +521,42 @@ impl Model {
 /// versions and consumer positions consistent with it. Returns `n`.
 pub fn check_store(store: &Store, model: &Model, k: usize) -> Result<usize, String> {
     let a = &model.events;
+    let n = check_global_order(store, model)?;
+    if n < k {
+        return Err(format!("lost acknowledged events: recovered {n}, acknowledged {k} (|A| = {})", a.len()));
+    }
+    if n > 0 && !model.boundaries.contains(&n) {
+        return Err(format!("recovered {n} events: not a batch boundary, a batch was cut in half"));
+    }
+    let mut by_stream: BTreeMap<&str, Vec<&TestEvent>> = BTreeMap::new();
+    for e in &a[..n] {
+        by_stream.entry(e.stream.as_str()).or_default().push(e);
+    }
+    let listed = store.streams();
+    let expected_streams: Vec<&str> = by_stream.keys().copied().collect();
+    if listed != expected_streams {
+        return Err(format!("streams() = {listed:?}, expected {expected_streams:?}"));
+    }
+    for (stream, evs) in &by_stream {
+        check_stream(store, stream, evs)?;
+    }
+    for e in &a[n..] {
+        if !by_stream.contains_key(e.stream.as_str()) && store.stream_version(&e.stream).is_some() {
+            return Err(format!("stream {} has a version but none of its events was recovered", e.stream));
+        }
+    }
+    let candidates = model.consumer_candidates(n);
+    let found = held_consumers(store, model);
+    if !candidates.contains(&found) {
+        return Err(format!("consumers at {found:?}, expected one of {candidates:?}"));
+    }
+    Ok(n)
+}
+
+/// Reads the store in global order: every event must be the model's at its position and authentic, and
+/// `next_position` must agree. Returns how many events it holds.
+fn check_global_order(store: &Store, model: &Model) -> Result<usize, String> {
+    let a = &model.events;
     let mut n = 0usize;
     for item in store.read_all(0) {
         let e = item.map_err(|e| format!("read_all failed at position {n}: {e}"))?;
@@ -534,67 +574,41 @@ pub fn check_store(store: &Store, model: &Model, k: usize) -> Result<usize, Stri
     if store.next_position() != n as u64 {
         return Err(format!("next_position {} but read_all returned {n} events", store.next_position()));
     }
-    if n < k {
-        return Err(format!("lost acknowledged events: recovered {n}, acknowledged {k} (|A| = {})", a.len()));
-    }
-    if n > 0 && !model.boundaries.contains(&n) {
-        return Err(format!("recovered {n} events: not a batch boundary, a batch was cut in half"));
-    }
-    let r = &a[..n];
-    let mut by_stream: BTreeMap<&str, Vec<&TestEvent>> = BTreeMap::new();
-    for e in r {
-        by_stream.entry(e.stream.as_str()).or_default().push(e);
-    }
-    let listed = store.streams();
-    let expected_streams: Vec<&str> = by_stream.keys().copied().collect();
-    if listed != expected_streams {
-        return Err(format!("streams() = {listed:?}, expected {expected_streams:?}"));
-    }
-    for (stream, evs) in &by_stream {
-        let got: Vec<EventRef<'_>> = store
-            .read_stream(stream, 0)
-            .collect::<crate::Result<_>>()
-            .map_err(|e| format!("read_stream({stream}) failed: {e}"))?;
-        if got.len() != evs.len() {
-            return Err(format!(
-                "read_stream({stream}) returned {} events, expected {}",
-                got.len(),
-                evs.len()
-            ));
-        }
-        for (g, e) in got.iter().zip(evs) {
-            e.check(g).map_err(|why| format!("read_stream({stream}): {why}"))?;
-        }
-        if evs.windows(2).any(|w| w[1].version != w[0].version + 1) {
-            return Err(format!("stream {stream} versions are not contiguous"));
-        }
-        let last = evs.last().map(|e| e.version);
-        if store.stream_version(stream) != last {
-            return Err(format!(
-                "stream_version({stream}) = {:?}, expected {last:?}",
-                store.stream_version(stream)
-            ));
-        }
-        let back: Vec<u64> = store
-            .read_stream_backward(stream, None)
-            .map(|e| e.map(|e| e.position()))
-            .collect::<crate::Result<_>>()
-            .map_err(|e| format!("read_stream_backward({stream}) failed: {e}"))?;
-        if !back.iter().rev().eq(evs.iter().map(|e| &e.position)) {
-            return Err(format!("read_stream_backward({stream}) disagrees with the forward read"));
-        }
-    }
-    for e in &a[n..] {
-        if !by_stream.contains_key(e.stream.as_str()) && store.stream_version(&e.stream).is_some() {
-            return Err(format!("stream {} has a version but none of its events was recovered", e.stream));
-        }
-    }
-    let candidates = model.consumer_candidates(n);
-    let found = held_consumers(store, model);
-    if !candidates.contains(&found) {
-        return Err(format!("consumers at {found:?}, expected one of {candidates:?}"));
-    }
     Ok(n)
+}
+
+/// Checks one stream against the model's events of it: forward read, contiguous versions, its version,
+/// backward read.
+fn check_stream(store: &Store, stream: &str, evs: &[&TestEvent]) -> Result<(), String> {
+    let got: Vec<EventRef<'_>> = store
+        .read_stream(stream, 0)
+        .collect::<crate::Result<_>>()
+        .map_err(|e| format!("read_stream({stream}) failed: {e}"))?;
+    if got.len() != evs.len() {
+        return Err(format!("read_stream({stream}) returned {} events, expected {}", got.len(), evs.len()));
+    }
+    for (g, e) in got.iter().zip(evs) {
+        e.check(g).map_err(|why| format!("read_stream({stream}): {why}"))?;
+    }
+    if evs.windows(2).any(|w| w[1].version != w[0].version + 1) {
+        return Err(format!("stream {stream} versions are not contiguous"));
+    }
+    let last = evs.last().map(|e| e.version);
+    if store.stream_version(stream) != last {
+        return Err(format!(
+            "stream_version({stream}) = {:?}, expected {last:?}",
+            store.stream_version(stream)
+        ));
+    }
+    let back: Vec<u64> = store
+        .read_stream_backward(stream, None)
+        .map(|e| e.map(|e| e.position()))
+        .collect::<crate::Result<_>>()
+        .map_err(|e| format!("read_stream_backward({stream}) failed: {e}"))?;
+    if !back.iter().rev().eq(evs.iter().map(|e| &e.position)) {
+        return Err(format!("read_stream_backward({stream}) disagrees with the forward read"));
+    }
+    Ok(())
 }
 
 /// The positions `store` holds for the consumers `model` knows.
@@ -608,6 +622,7 @@ fn held_consumers(store: &Store, model: &Model) -> BTreeMap<String, u64> {
 /// Tests spawn child processes from parallel threads; a child forked while this thread held a store open
 /// keeps a duplicate of the lock file's descriptor (and so the `flock`) until it `exec`s. That is how
 /// `flock` works (and why handles must not cross `fork()`), not a foldlog fault, so the oracle waits it out.
+#[expect(clippy::needless_pass_by_value, reason = "takes its options as `Store::open_with` does")]
 pub fn open_retrying(dir: &Path, options: Options) -> crate::Result<Store> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
@@ -624,10 +639,10 @@ pub fn open_retrying(dir: &Path, options: Options) -> crate::Result<Store> {
 /// open and still meet a damaged frame later (frames covered by a checkpoint are checked when read); an error
 /// then is a refusal, like an error from open.
 pub fn read_error(store: &Store) -> Option<Error> {
-    if let Some(Err(e)) = store.read_all(0).find(|r| r.is_err()) {
+    if let Some(Err(e)) = store.read_all(0).find(std::result::Result::is_err) {
         return Some(e);
     }
-    store.streams().iter().find_map(|s| store.read_stream(s, 0).find_map(|r| r.err()))
+    store.streams().iter().find_map(|s| store.read_stream(s, 0).find_map(std::result::Result::err))
 }
 
 /// What [`check_dir`] found.
@@ -846,6 +861,9 @@ pub fn fix_checkpoint_header_crc(bytes: &mut [u8]) {
 /// CRC in the directory (for the lists that lie inside the file), the directory's CRC (its length clamped to
 /// the file), then the header's. Directory fields that do not parse are left alone.
 pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
+    // Each list is a table of per-chunk CRCs (chunks of 4,096 items) followed by the items; the directory
+    // holds the table's CRC.
+    const CHUNK: usize = 4096;
     if bytes.len() < CHECKPOINT_HEADER_LEN {
         return;
     }
@@ -857,7 +875,7 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
     let mut at = CHECKPOINT_HEADER_LEN;
     let end = lists;
     let read = |bytes: &[u8], at: usize, n: usize| {
-        bytes.get(at..at + n).filter(|_| at + n <= end).map(|b| b.to_vec())
+        bytes.get(at..at + n).filter(|_| at + n <= end).map(<[u8]>::to_vec)
     };
     let mut entries = Vec::new();
     'walk: for (section, item) in [(0, 4usize), (1, 8)] {
@@ -880,9 +898,6 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
             at = field + 20;
         }
     }
-    // Each list is a table of per-chunk CRCs (chunks of 4,096 items) followed by the items; the directory
-    // holds the table's CRC.
-    const CHUNK: usize = 4096;
     for (field, item) in entries {
         let events = (LE::read_u64(&bytes[field..field + 8]) as usize).min(bytes.len());
         let start = LE::read_u64(&bytes[field + 8..field + 16]) as usize;
@@ -1141,7 +1156,7 @@ fn foreign_frames() -> &'static Vec<Vec<u8>> {
 /// The directory's files, sorted by name (segments first, by base position).
 fn dir_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| rd.filter_map(std::result::Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect())
         .unwrap_or_default();
     files.retain(|p| p.file_name().is_some_and(|n| n != "LOCK"));
     files.sort();
@@ -1171,14 +1186,7 @@ pub fn dir_damage(data: &[u8]) {
     let dir = ScratchDir::new("dir-damage");
     let mut model = run_workload(dir.path(), &mut b, run);
     let files = dir_files(dir.path());
-    let mut ends = BTreeMap::new();
-    for f in &files {
-        if f.extension().is_some_and(|x| x == "seg") {
-            let bytes = std::fs::read(f).unwrap_or_default();
-            let end = segment_frames(&bytes).last().map_or(SEGMENT_HEADER_LEN as usize, |(o, l)| o + l);
-            ends.insert(f.clone(), end);
-        }
-    }
+    let ends = frame_ends(&files);
     let last_seg = ends.keys().next_back().cloned();
     let mut damage = Damage::default();
     let n_ops = b.u8() % 9;
@@ -1186,105 +1194,25 @@ pub fn dir_damage(data: &[u8]) {
         let kind = b.u8();
         let Some(path) = files.get(usize::from(b.u8()) % files.len().max(1)).cloned() else { break };
         let Ok(mut bytes) = std::fs::read(&path) else { continue };
-        let is_ckpt = path.file_name().is_some_and(|n| n == CHECKPOINT_FILE);
-        // Past the end of the log in the last segment nothing was ever acknowledged; everything else was.
-        let end = if Some(&path) == last_seg.as_ref() { ends.get(&path).copied() } else { None };
-        let written = |off: usize, len: usize| is_ckpt || end.is_none_or(|e| off < e || off + len <= 128);
-        let len = bytes.len().max(1);
-        let frames = if is_ckpt { Vec::new() } else { segment_frames(&bytes) };
-        let pick_frame = |sel: u8| frames.get(usize::from(sel) % frames.len().max(1)).copied();
-        match kind % 10 {
-            0 => {
-                let off = b.u32() as usize % len;
-                if off < bytes.len() {
-                    bytes[off] ^= 1 << (b.u8() % 8);
-                    // A checkpoint is a hint: damage to it must never lose anything.
-                    damage.synced |= written(off, 1) && !is_ckpt;
-                }
-            }
-            1 => {
-                let to = b.u32() as usize % len;
-                damage.synced |= written(to, bytes.len() - to) && !is_ckpt;
-                bytes.truncate(to);
-            }
-            2 => {
-                let off = b.u32() as usize % len;
-                let n = (usize::from(b.u16()) + 1).min(bytes.len().saturating_sub(off));
-                if n > 0 {
-                    bytes[off..off + n].fill(0);
-                    damage.synced |= written(off, n) && !is_ckpt;
-                }
-            }
-            3 => {
-                // Splice a frame of this log over another frame (or just past the end).
-                let (Some((from, flen)), Some((to, _))) = (pick_frame(b.u8()), pick_frame(b.u8())) else {
-                    continue;
-                };
-                let to = if b.u8().is_multiple_of(2) { to } else { end.unwrap_or(to) };
-                // Consumer frames carry no position, so a replayed one cannot be told from a new one: only a
-                // forger or a misdirected write puts one there.
-                damage.hostile |= bytes[from + 8] != crate::format::KIND_EVENT;
-                if to + flen <= bytes.len() {
-                    let src = bytes[from..from + flen].to_vec();
-                    bytes[to..to + flen].copy_from_slice(&src);
-                    damage.synced |= written(to, flen);
-                }
-            }
-            4 => {
-                let Some((off, _)) = pick_frame(b.u8()) else { continue };
-                set_frame_body_len(&mut bytes, off, b.u32());
-                damage.synced = true;
-            }
-            5 => {
-                // Recompute CRCs after tampering: a hostile file.
-                damage.hostile = true;
-                if is_ckpt {
-                    fix_checkpoint_crcs(&mut bytes);
-                } else {
-                    if let Some((off, _)) = pick_frame(b.u8()) {
-                        let at = off + 16 + usize::from(b.u8());
-                        if at < bytes.len() {
-                            bytes[at] ^= b.u8() | 1;
-                        }
-                        fix_frame_crc(&mut bytes, off);
-                    }
-                    fix_segment_crcs(&mut bytes);
-                }
-            }
+        let target = DamagedFile {
+            is_ckpt: path.file_name().is_some_and(|n| n == CHECKPOINT_FILE),
+            // Past the end of the log in the last segment nothing was ever acknowledged; everything else was.
+            end: if Some(&path) == last_seg.as_ref() { ends.get(&path).copied() } else { None },
+        };
+        let write = match kind % 10 {
             6 => {
                 let _ = std::fs::remove_file(&path);
-                damage.synced |= !is_ckpt;
-                continue;
+                damage.synced |= !target.is_ckpt;
+                false
             }
-            7 => {
-                // A valid frame of another log, spliced over a frame or at the end (misdirected write).
-                damage.hostile = true;
-                let foreign = foreign_frames();
-                let Some(frame) = foreign.get(usize::from(b.u8()) % foreign.len().max(1)) else { continue };
-                let to = pick_frame(b.u8()).map_or(end.unwrap_or(128), |f| f.0);
-                if to + frame.len() <= bytes.len() {
-                    bytes[to..to + frame.len()].copy_from_slice(frame);
-                }
+            3 | 4 | 5 | 7 => damage_frames(&mut b, kind % 10, target, &mut bytes, &mut damage),
+            op => {
+                damage_bytes(&mut b, op, target, &mut bytes, &mut damage);
+                true
             }
-            8 => {
-                // Garbage at an offset.
-                let off = b.u32() as usize % len;
-                let n = usize::from(b.u8()) + 1;
-                let mut rng = Rng::new(b.u64());
-                for byte in bytes.iter_mut().skip(off).take(n) {
-                    *byte = rng.next_u64() as u8;
-                }
-                damage.synced |= written(off, n) && !is_ckpt;
-            }
-            _ => {
-                // The file grows: zeros or garbage appended (Kafka's "nonsense blocks").
-                let n = 512 * (1 + usize::from(b.u8() % 8));
-                let mut extra = vec![0u8; n];
-                if b.u8() % 2 == 1 {
-                    Rng::new(b.u64()).fill(&mut extra);
-                }
-                bytes.extend_from_slice(&extra);
-            }
+        };
+        if !write {
+            continue;
         }
         std::fs::write(&path, &bytes).expect("write damaged file");
         if std::env::var_os("FOLDLOG_FUZZ_DEBUG").is_some() {
@@ -1297,15 +1225,152 @@ pub fn dir_damage(data: &[u8]) {
     // Evidence that it existed: the previous segment's SEALED slot, or an index checkpoint. With either, and no
     // other damage, a shorter log is never an answer: the open must refuse.
     let evidence = ends.len() >= 2 || dir.path().join(CHECKPOINT_FILE).exists();
-    let must_refuse = lost && n_ops == 0 && evidence;
+    judge_damage(dir.path(), &mut model, &damage, lost && n_ops == 0 && evidence);
+}
+
+/// The end of the frames of each segment file among `files`.
+fn frame_ends(files: &[PathBuf]) -> BTreeMap<PathBuf, usize> {
+    let mut ends = BTreeMap::new();
+    for f in files {
+        if f.extension().is_some_and(|x| x == "seg") {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            let end = segment_frames(&bytes).last().map_or(SEGMENT_HEADER_LEN as usize, |(o, l)| o + l);
+            ends.insert(f.clone(), end);
+        }
+    }
+    ends
+}
+
+/// The file one damage operation hits.
+#[derive(Clone, Copy)]
+struct DamagedFile {
+    /// It is the index checkpoint (a hint: damage to it must never lose anything).
+    is_ckpt: bool,
+    /// It is the last segment, whose log ends here.
+    end: Option<usize>,
+}
+
+impl DamagedFile {
+    /// Whether `len` bytes at `off` held something acknowledged.
+    fn written(self, off: usize, len: usize) -> bool {
+        self.is_ckpt || self.end.is_none_or(|e| off < e || off + len <= 128)
+    }
+}
+
+/// Damage operations on bytes, wherever they fall: a bit flip (0), a truncation (1), zeros (2), garbage (8),
+/// or zeros or garbage appended (9).
+fn damage_bytes(b: &mut Bytes<'_>, op: u8, t: DamagedFile, bytes: &mut Vec<u8>, damage: &mut Damage) {
+    let len = bytes.len().max(1);
+    match op {
+        0 => {
+            let off = b.u32() as usize % len;
+            if off < bytes.len() {
+                bytes[off] ^= 1 << (b.u8() % 8);
+                damage.synced |= t.written(off, 1) && !t.is_ckpt;
+            }
+        }
+        1 => {
+            let to = b.u32() as usize % len;
+            damage.synced |= t.written(to, bytes.len() - to) && !t.is_ckpt;
+            bytes.truncate(to);
+        }
+        2 => {
+            let off = b.u32() as usize % len;
+            let n = (usize::from(b.u16()) + 1).min(bytes.len().saturating_sub(off));
+            if n > 0 {
+                bytes[off..off + n].fill(0);
+                damage.synced |= t.written(off, n) && !t.is_ckpt;
+            }
+        }
+        8 => {
+            // Garbage at an offset.
+            let off = b.u32() as usize % len;
+            let n = usize::from(b.u8()) + 1;
+            let mut rng = Rng::new(b.u64());
+            for byte in bytes.iter_mut().skip(off).take(n) {
+                *byte = rng.next_u64() as u8;
+            }
+            damage.synced |= t.written(off, n) && !t.is_ckpt;
+        }
+        _ => {
+            // The file grows: zeros or garbage appended (Kafka's "nonsense blocks").
+            let n = 512 * (1 + usize::from(b.u8() % 8));
+            let mut extra = vec![0u8; n];
+            if b.u8() % 2 == 1 {
+                Rng::new(b.u64()).fill(&mut extra);
+            }
+            bytes.extend_from_slice(&extra);
+        }
+    }
+}
+
+/// Damage operations on frames: a frame of this log spliced elsewhere (3), a rewritten length field (4),
+/// tampering with CRCs recomputed (5), a frame of another log spliced in (7). False if nothing was done and
+/// the file is to be left as it is.
+fn damage_frames(b: &mut Bytes<'_>, op: u8, t: DamagedFile, bytes: &mut [u8], damage: &mut Damage) -> bool {
+    let frames = if t.is_ckpt { Vec::new() } else { segment_frames(bytes) };
+    let pick_frame = |sel: u8| frames.get(usize::from(sel) % frames.len().max(1)).copied();
+    match op {
+        3 => {
+            // Splice a frame of this log over another frame (or just past the end).
+            let (Some((from, flen)), Some((to, _))) = (pick_frame(b.u8()), pick_frame(b.u8())) else {
+                return false;
+            };
+            let to = if b.u8().is_multiple_of(2) { to } else { t.end.unwrap_or(to) };
+            // Consumer frames carry no position, so a replayed one cannot be told from a new one: only a
+            // forger or a misdirected write puts one there.
+            damage.hostile |= bytes[from + 8] != crate::format::KIND_EVENT;
+            if to + flen <= bytes.len() {
+                let src = bytes[from..from + flen].to_vec();
+                bytes[to..to + flen].copy_from_slice(&src);
+                damage.synced |= t.written(to, flen);
+            }
+        }
+        4 => {
+            let Some((off, _)) = pick_frame(b.u8()) else { return false };
+            set_frame_body_len(bytes, off, b.u32());
+            damage.synced = true;
+        }
+        5 => {
+            // Recompute CRCs after tampering: a hostile file.
+            damage.hostile = true;
+            if t.is_ckpt {
+                fix_checkpoint_crcs(bytes);
+            } else {
+                if let Some((off, _)) = pick_frame(b.u8()) {
+                    let at = off + 16 + usize::from(b.u8());
+                    if at < bytes.len() {
+                        bytes[at] ^= b.u8() | 1;
+                    }
+                    fix_frame_crc(bytes, off);
+                }
+                fix_segment_crcs(bytes);
+            }
+        }
+        _ => {
+            // A valid frame of another log, spliced over a frame or at the end (misdirected write).
+            damage.hostile = true;
+            let foreign = foreign_frames();
+            let Some(frame) = foreign.get(usize::from(b.u8()) % foreign.len().max(1)) else { return false };
+            let to = pick_frame(b.u8()).map_or(t.end.unwrap_or(128), |f| f.0);
+            if to + frame.len() <= bytes.len() {
+                bytes[to..to + frame.len()].copy_from_slice(frame);
+            }
+        }
+    }
+    true
+}
+
+/// The oracle's judgement of a damaged directory (see [`dir_damage`]).
+fn judge_damage(dir: &Path, model: &mut Model, damage: &Damage, must_refuse: bool) {
     let options = small_options(false);
     if damage.hostile {
-        let checkpointed = dir.path().join(CHECKPOINT_FILE).exists();
-        let _ = open_three_ways(dir.path(), &options, !checkpointed);
+        let checkpointed = dir.join(CHECKPOINT_FILE).exists();
+        let _ = open_three_ways(dir, &options, !checkpointed);
         return;
     }
     let k = if damage.synced { 0 } else { model.events.len() };
-    match check_dir(dir.path(), &options, &mut model, k) {
+    match check_dir(dir, &options, model, k) {
         Ok(Verdict::Recovered { n, .. }) => {
             assert!(!must_refuse, "the newest segment was lost, yet open recovered {n} events silently");
         }
@@ -1400,6 +1465,50 @@ pub fn index_checkpoint(data: &[u8]) {
     let t = template();
     let mut b = Bytes::new(data);
     let flags = b.u8();
+    let hostile = flags & 0x80 != 0;
+    let ckpt = input_checkpoint(t, flags, &mut b);
+    let dir = ScratchDir::new("index-checkpoint");
+    for (name, bytes) in &t.files {
+        std::fs::write(dir.path().join(name), bytes).expect("write template file");
+    }
+    std::fs::write(dir.path().join(CHECKPOINT_FILE), &ckpt).expect("write checkpoint");
+    let options = small_options(false);
+    let Ok(store) = Store::open_with(dir.path(), options.clone()) else { return };
+    // Whatever the checkpoint says, a read returns the right event or an error, never a wrong event.
+    let read_failed = !reads_match(t, &store);
+    if hostile {
+        // CRC32 is no defence against a forger: a checkpoint with recomputed CRCs may mislead derived state
+        // (versions, consumer positions, the id window). It must still never panic nor return a wrong event.
+        let _ = check_structure(&store, false, false);
+        let mut model = t.model.clone();
+        let plan = model.plan(&[("s1".to_owned(), 1)], None);
+        let _ = model.append(&store, &plan);
+        drop(store);
+        if let Ok(s) = Store::open_with(dir.path(), options) {
+            let _ = check_structure(&s, false, false);
+        }
+        return;
+    }
+    // A checkpoint damaged by accident (no CRCs recomputed) is refused or exact.
+    assert!(!read_failed, "a read failed after opening with an accidentally damaged checkpoint");
+    assert_eq!(
+        check_structure(&store, true, true).expect("structure"),
+        t.events,
+        "events differ from a rebuild"
+    );
+    for (s, v) in &t.versions {
+        assert_eq!(&store.stream_version(s), v, "stream_version({s}) differs from a rebuild");
+    }
+    for (c, p) in &t.consumers {
+        assert_eq!(&store.consumer_position(c), p, "consumer {c} differs from a rebuild");
+    }
+    appends_continue_the_real_log(t, store, dir.path(), &options);
+}
+
+/// The checkpoint an `index_checkpoint` input describes: its bytes as they are (`flags % 3 == 0`), the
+/// template's with bytes overwritten (1), or the template's header before the input's directory (2); with
+/// the 0x80 flag, with every CRC recomputed (a forger).
+fn input_checkpoint(t: &Template, flags: u8, b: &mut Bytes<'_>) -> Vec<u8> {
     let mut ckpt = match flags % 3 {
         0 => b.rest().to_vec(),
         1 => {
@@ -1432,78 +1541,47 @@ pub fn index_checkpoint(data: &[u8]) {
         }
         fix_checkpoint_crcs(&mut ckpt);
     }
-    let dir = ScratchDir::new("index-checkpoint");
-    for (name, bytes) in &t.files {
-        std::fs::write(dir.path().join(name), bytes).expect("write template file");
-    }
-    std::fs::write(dir.path().join(CHECKPOINT_FILE), &ckpt).expect("write checkpoint");
-    let options = small_options(false);
-    let hostile = flags & 0x80 != 0;
-    let Ok(store) = Store::open_with(dir.path(), options.clone()) else { return };
-    // Whatever the checkpoint says, a read returns the right event or an error, never a wrong event.
-    let mut read_failed = false;
+    ckpt
+}
+
+/// Reads the whole log in global order and every stream of the template; panics on a wrong event. False if a
+/// read failed.
+fn reads_match(t: &Template, store: &Store) -> bool {
+    let mut ok = true;
     for (i, item) in store.read_all(0).enumerate() {
-        match item {
-            Ok(e) => t.model.events[i].check(&e).expect("read_all returned a wrong event"),
-            Err(_) => {
-                read_failed = true;
-                break;
-            }
+        if let Ok(e) = item {
+            t.model.events[i].check(&e).expect("read_all returned a wrong event");
+        } else {
+            ok = false;
+            break;
         }
     }
     for s in t.versions.keys() {
         let mut expect = t.model.events.iter().filter(|x| &x.stream == s);
         for item in store.read_stream(s, 0) {
-            match item {
-                Ok(e) => expect
-                    .next()
-                    .expect("read_stream returned an extra event")
-                    .check(&e)
-                    .expect("read_stream"),
-                Err(_) => {
-                    read_failed = true;
-                    break;
-                }
+            if let Ok(e) = item {
+                expect.next().expect("read_stream returned an extra event").check(&e).expect("read_stream");
+            } else {
+                ok = false;
+                break;
             }
         }
     }
-    if hostile {
-        // CRC32 is no defence against a forger: a checkpoint with recomputed CRCs may mislead derived state
-        // (versions, consumer positions, the id window). It must still never panic nor return a wrong event.
-        let _ = check_structure(&store, false, false);
-        let mut model = t.model.clone();
-        let plan = model.plan(&[("s1".to_owned(), 1)], None);
-        let _ = model.append(&store, &plan);
-        drop(store);
-        if let Ok(s) = Store::open_with(dir.path(), options) {
-            let _ = check_structure(&s, false, false);
-        }
-        return;
-    }
-    // A checkpoint damaged by accident (no CRCs recomputed) is refused or exact.
-    assert!(!read_failed, "a read failed after opening with an accidentally damaged checkpoint");
-    assert_eq!(
-        check_structure(&store, true, true).expect("structure"),
-        t.events,
-        "events differ from a rebuild"
-    );
-    for (s, v) in &t.versions {
-        assert_eq!(&store.stream_version(s), v, "stream_version({s}) differs from a rebuild");
-    }
-    for (c, p) in &t.consumers {
-        assert_eq!(&store.consumer_position(c), p, "consumer {c} differs from a rebuild");
-    }
-    // An append must continue the real versions, and the log must reopen the same with or without a checkpoint.
+    ok
+}
+
+/// An append must continue the real versions, and the log must reopen the same with or without a checkpoint.
+fn appends_continue_the_real_log(t: &Template, store: Store, dir: &Path, options: &Options) {
     let mut model = t.model.clone();
     let plan = model.plan(&[("s1".to_owned(), 2), ("fresh".to_owned(), 1)], None);
     model.append(&store, &plan).expect("append after opening with the checkpoint");
     store.close().expect("close");
-    let store = Store::open_with(dir.path(), options.clone()).expect("reopen with the new checkpoint");
+    let store = Store::open_with(dir, options.clone()).expect("reopen with the new checkpoint");
     let n = model.events.len();
     check_store(&store, &model, n).expect("reopen with the new checkpoint");
     drop(store);
-    std::fs::remove_file(dir.path().join(CHECKPOINT_FILE)).expect("remove checkpoint");
-    let store = Store::open_with(dir.path(), options).expect("reopen without a checkpoint");
+    std::fs::remove_file(dir.join(CHECKPOINT_FILE)).expect("remove checkpoint");
+    let store = Store::open_with(dir, options.clone()).expect("reopen without a checkpoint");
     check_store(&store, &model, n).expect("rebuild after the append");
 }
 
@@ -1542,7 +1620,7 @@ pub fn sample_log(script: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
 /// of hostile files that need a checkpoint describing frames where no writer would put them.
 pub fn checkpoint_for(log_id: [u8; 16], events: &[(&str, u64, u64, u64)]) -> Vec<u8> {
     let mut ix = Index::new(0);
-    ix.segments.push(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
+    ix.push_segment(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
     for (p, &(stream, version, offset, len)) in events.iter().enumerate() {
         let at = FrameAt { seg: 0, offset, len };
         assert!(ix.add_event(at, stream, version, p as u64, None).is_ok(), "versions follow");

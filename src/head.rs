@@ -83,7 +83,7 @@ impl HeadWatcher {
     /// The head a writer of this log published, or `None` if none did (no record, a short one, or another
     /// log's). Never an error: without a head, a reader reads what is valid.
     pub fn load(&self) -> Option<Head> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.is_none() {
             *map = self.try_map();
         }

@@ -59,7 +59,10 @@ pub(crate) struct SegmentMap {
 
 impl std::fmt::Debug for SegmentMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SegmentMap").field("path", &self.path).field("committed", &self.committed()).finish()
+        f.debug_struct("SegmentMap")
+            .field("path", &self.path)
+            .field("committed", &self.committed())
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,7 +195,7 @@ impl SegmentMap {
         (!taken).then(|| MapWriter { map: Arc::clone(self) })
     }
 
-    /// msync(MS_SYNC) of the pages covering `[offset, offset + len)`.
+    /// `msync(MS_SYNC)` of the pages covering `[offset, offset + len)`.
     pub fn flush_range(&self, offset: u64, len: u64) -> io::Result<()> {
         sys::sync_with(&self.path, || {
             self.raw.flush_range(offset as usize, len as usize)?;
@@ -310,7 +313,10 @@ impl HeadMap {
         // aligned (page-aligned base, offset a multiple of 8, asserted in format.rs). Every access to these
         // 8 bytes, in any process, is through this atomic; the reference borrows `self`, which keeps the
         // mapping alive.
-        unsafe { &*self.raw.as_ptr().add(head::HEAD.start).cast::<AtomicU64>() }
+        #[expect(clippy::cast_ptr_alignment, reason = "8-byte aligned: see the SAFETY paragraph above")]
+        unsafe {
+            &*self.raw.as_ptr().add(head::HEAD.start).cast::<AtomicU64>()
+        }
     }
 
     /// The head word (`Acquire`: the frames below it are visible once it is).

@@ -110,6 +110,10 @@ pub enum Recovery {
 /// this crate.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, each with its own setter and default; no two of them form a state machine"
+)]
 pub struct Options {
     /// Capacity of each segment file, preallocated; a batch must fit in one. Default 64 MiB, at least 4 KiB,
     /// at most 4 GiB, rounded down to a multiple of 16.

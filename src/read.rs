@@ -4,6 +4,7 @@
 //! checked (CRC and rkyv bounds) on the way out, so a byte that rotted on disk after open comes back as an
 //! `Error::Corrupt`, never as an event.
 
+use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::map::SegmentMap;
@@ -137,14 +138,9 @@ impl Store {
 }
 
 impl<'s> AllEvents<'s> {
-    fn fail(
-        &mut self,
-        path: &std::path::Path,
-        offset: u64,
-        reason: impl Into<String>,
-    ) -> Option<Result<EventRef<'s>>> {
+    fn fail(&mut self, path: &std::path::Path, offset: u64, fault: FrameFault) -> Result<EventRef<'s>> {
         self.failed = true;
-        Some(Err(Error::corrupt(path, offset, reason)))
+        Err(Error::corrupt(path, offset, Corruption::Frame { fault, region: Region::Log }))
     }
 }
 
@@ -159,14 +155,15 @@ impl<'s> Iterator for AllEvents<'s> {
         while !self.failed && self.next < self.end && self.left > 0 {
             let Some(map) = self.inner.segment(self.seg) else {
                 self.failed = true;
-                return Some(Err(Error::corrupt("", 0, format!("no segment holds position {}", self.next))));
+                let kind = Corruption::PositionUnlocated { position: self.next };
+                return Some(Err(Error::corrupt("", 0, kind)));
             };
             let bytes = map.committed_from(self.offset).unwrap_or(&[]);
             let bytes = &bytes[..bytes.len().min(self.seg_end.saturating_sub(self.offset) as usize)];
             let frame = match read_frame(self.inner, map, self.offset, bytes, true) {
                 Ok(f) => f,
                 // The length field (frame bytes 4..8, after the CRC) is zero, or no header fits.
-                Err(FrameProblem::Empty) | Err(FrameProblem::Truncated)
+                Err(FrameProblem::Empty | FrameProblem::Truncated)
                     if bytes.len() < 16 || bytes[4..8] == [0; 4] =>
                 {
                     // End of this segment's frames: the next position starts the next segment.
@@ -175,17 +172,14 @@ impl<'s> Iterator for AllEvents<'s> {
                     self.seg_end = self.inner.sealed_end(self.seg);
                     continue;
                 }
-                Err(p) => return self.fail(map.path(), self.offset, p.to_string()),
+                Err(p) => return Some(self.fail(map.path(), self.offset, p.into())),
             };
             let at = self.offset;
             self.offset += frame.len;
             let Body::Event(event) = frame.body else { continue };
             if event.position() != self.next {
-                return self.fail(
-                    map.path(),
-                    at,
-                    format!("position {} where {} belongs", event.position(), self.next),
-                );
+                let fault = FrameFault::Position { found: event.position(), expected: Some(self.next) };
+                return Some(self.fail(map.path(), at, fault));
             }
             self.next += 1;
             if self.event_type.as_deref().is_some_and(|t| t != event.event_type()) {
@@ -247,7 +241,7 @@ pub struct StreamEvents<'s> {
 impl<'s> StreamEvents<'s> {
     fn new(inner: &'s Inner, stream: &str, dir: Direction) -> StreamEvents<'s> {
         let ix = inner.read_index();
-        let (cursor, bound, forward) = match (ix.streams.get(stream), dir) {
+        let (cursor, bound, forward) = match (ix.stream(stream), dir) {
             (None, _) => (0, 0, true),
             (Some(s), Direction::Forward(v)) => {
                 let len = s.len();
@@ -287,7 +281,7 @@ impl<'s> StreamEvents<'s> {
         };
         let mut buf = [(0u32, 0u32, 0u64); CHUNK];
         let n = self.inner.with_index(|ix| {
-            let Some(s) = ix.streams.get(self.stream.as_str()) else { return Ok(0) };
+            let Some(s) = ix.stream(self.stream.as_str()) else { return Ok(0) };
             let mut n = 0;
             for i in lo..hi {
                 let Some(p) = s.position(i)? else { break };
@@ -332,7 +326,13 @@ impl<'s> Iterator for StreamEvents<'s> {
         self.buf_at += 1;
         let map = self.inner.segment(seg as usize)?;
         let bytes = map.committed_from(u64::from(off)).unwrap_or(&[]);
-        let bad = |reason: String| Some(Err(Error::corrupt(map.path(), u64::from(off), reason)));
+        let bad = |fault: FrameFault| {
+            Some(Err(Error::corrupt(
+                map.path(),
+                u64::from(off),
+                Corruption::Frame { fault, region: Region::Log },
+            )))
+        };
         match read_frame(self.inner, map, u64::from(off), bytes, false) {
             Ok(f) => match f.body {
                 // The index is checked against the frame it points at: same stream, the expected version.
@@ -341,15 +341,12 @@ impl<'s> Iterator for StreamEvents<'s> {
                 }
                 _ => {
                     self.failed = true;
-                    bad(format!(
-                        "index points at a frame that is not version {version} of stream {:?}",
-                        self.stream
-                    ))
+                    bad(FrameFault::NotIndexed { stream: self.stream.clone(), version })
                 }
             },
             Err(p) => {
                 self.failed = true;
-                bad(p.to_string())
+                bad(p.into())
             }
         }
     }

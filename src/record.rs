@@ -3,12 +3,15 @@
 //! Encoding writes into a caller's 16-aligned slice (the map's free tail); decoding checks bounds, CRC, kind,
 //! reserved bytes and rkyv validity before handing out a reference into the bytes it was given.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
 use rkyv::rancor::Failure;
 use rkyv::ser::writer::Buffer;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::format::{
-    frame_crc, frame_len, FrameHeader, FLAG_COMMIT, FRAME_ALIGN, FRAME_HEADER_LEN, KIND_CONSUMER, KIND_EVENT,
+    event_id_from_bytes, frame_crc, frame_len, FrameHeader, FLAG_COMMIT, FRAME_ALIGN, FRAME_HEADER_USIZE,
+    KIND_CONSUMER, KIND_EVENT,
 };
 
 /// The archived envelope of one event: what a frame of kind 1 holds. See `docs/format.md`.
@@ -98,7 +101,7 @@ impl<'a> EventRef<'a> {
     }
     /// The caller-chosen event id, if any.
     pub fn event_id(&self) -> Option<u128> {
-        self.archived.event_id.as_ref().map(|b| u128::from_be_bytes(*b))
+        self.archived.event_id.as_ref().copied().map(event_id_from_bytes)
     }
     /// Metadata bytes (may be empty).
     pub fn metadata(&self) -> &'a [u8] {
@@ -307,10 +310,7 @@ pub(crate) fn decode_checked_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameProbl
 }
 
 fn decode(bytes: &[u8], crc: bool) -> Result<Frame<'_>, FrameProblem> {
-    let raw: &[u8; FRAME_HEADER_LEN as usize] = bytes
-        .get(..FRAME_HEADER_LEN as usize)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(FrameProblem::Truncated)?;
+    let raw: &[u8; FRAME_HEADER_USIZE] = bytes.first_chunk().ok_or(FrameProblem::Truncated)?;
     let header = FrameHeader::read(raw);
     if header.body_len == 0 {
         return Err(FrameProblem::Empty);
@@ -319,14 +319,16 @@ fn decode(bytes: &[u8], crc: bool) -> Result<Frame<'_>, FrameProblem> {
     if (bytes.len() as u64) < len {
         return Err(FrameProblem::Truncated);
     }
-    let body_end = FRAME_HEADER_LEN as usize + header.body_len as usize;
-    if crc && frame_crc(&bytes[4..body_end]) != header.crc {
+    // Within `len`, which the bytes hold: the padding follows the body.
+    let body_end = FRAME_HEADER_USIZE + header.body_len as usize;
+    let covered = bytes.get(4..body_end).ok_or(FrameProblem::Truncated)?;
+    if crc && frame_crc(covered) != header.crc {
         return Err(FrameProblem::Checksum);
     }
     if !FrameHeader::well_formed(raw) {
         return Err(FrameProblem::Header);
     }
-    let body = &bytes[FRAME_HEADER_LEN as usize..body_end];
+    let body = covered.get(FRAME_HEADER_USIZE - 4..).ok_or(FrameProblem::Truncated)?;
     let body = if header.kind == KIND_EVENT {
         Body::Event(EventRef::new(
             rkyv::access::<ArchivedEnvelope, Failure>(body).map_err(|_| FrameProblem::Archive)?,
@@ -364,12 +366,11 @@ fn encode(
     dst: &mut [u8],
     body: impl FnOnce(&mut [u8]) -> Option<usize>,
 ) -> Option<u64> {
-    let body_len = body(dst.get_mut(FRAME_HEADER_LEN as usize..)?)?;
+    let body_len = body(dst.get_mut(FRAME_HEADER_USIZE..)?)?;
     let len = frame_len(body_len as u64);
-    if body_len == 0 || body_len > u32::MAX as usize || (len as usize) > dst.len() {
-        return None;
-    }
-    dst[FRAME_HEADER_LEN as usize + body_len..len as usize].fill(0);
-    FrameHeader::write(dst, kind, if commit { FLAG_COMMIT } else { 0 }, body_len as u32);
+    let body_len_field = u32::try_from(body_len).ok().filter(|&l| l > 0)?;
+    let frame = dst.get_mut(..usize::try_from(len).ok()?)?;
+    frame.get_mut(FRAME_HEADER_USIZE + body_len..)?.fill(0);
+    FrameHeader::write(frame, kind, if commit { FLAG_COMMIT } else { 0 }, body_len_field);
     Some(len)
 }

@@ -295,10 +295,10 @@ impl Copier<'_> {
         // foldlog never writes one id twice in a batch, and the engine refuses such a batch: it fails the
         // checks as a whole (its positions are reported lost).
         let mut ids = std::collections::HashSet::new();
-        if !batch.events.iter().filter_map(|e| e.event_id()).all(|id| ids.insert(id)) {
+        if !batch.events.iter().filter_map(super::record::EventRef::event_id).all(|id| ids.insert(id)) {
             return;
         }
-        let kept: Vec<EventRef<'_>> = batch.events.iter().copied().filter(|e| self.keep(e)).collect();
+        let kept: Vec<EventRef<'_>> = batch.events.iter().copied().filter(|&e| self.keep(e)).collect();
         if kept.is_empty() {
             return;
         }
@@ -308,7 +308,7 @@ impl Copier<'_> {
     }
 
     /// The checks of the module docs; updates the stream state of an event that is kept.
-    fn keep(&mut self, e: &EventRef<'_>) -> bool {
+    fn keep(&mut self, e: EventRef<'_>) -> bool {
         let position = e.position();
         if self.last_old.is_some_and(|last| position <= last) {
             return false;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::corruption::Corruption;
 use crate::error::{Error, Result};
 use crate::format::{
     segment_file_name, DurableSlot, HeaderProblem, SegmentHeader, SegmentName, FORMAT_VERSION,
@@ -98,16 +99,13 @@ impl Segment {
         let file_len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
         let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
         if file_len < SEGMENT_HEADER_LEN {
-            return Err(Error::corrupt(path, 0, format!("file is {file_len} bytes, shorter than a header")));
+            return Err(Error::corrupt(path, 0, Corruption::SegmentShort { len: file_len }));
         }
         sys::read_at(&file, path, 0, &mut head).map_err(|e| Error::io("read segment header", path, e))?;
         let header = check_header(path, &head, name, log_id)?;
         if file_len < header.capacity && !last {
-            return Err(Error::corrupt(
-                path,
-                file_len,
-                format!("sealed segment is {file_len} bytes, its header says {}", header.capacity),
-            ));
+            let kind = Corruption::SealedSegmentShort { len: file_len, capacity: header.capacity };
+            return Err(Error::corrupt(path, file_len, kind));
         }
         let map_len = if file_len >= header.capacity {
             header.capacity
@@ -124,7 +122,7 @@ impl Segment {
                 || s.durable_end > header.capacity
                 || s.durable_end % 16 != 0
             {
-                return Err(Error::corrupt(path, s.file_offset(), "durable slot points outside the segment"));
+                return Err(Error::corrupt(path, s.file_offset(), Corruption::DurableSlotOutside));
             }
         }
         // A reader's last segment may still be appended to by a writer elsewhere: nothing in it is committed
@@ -162,21 +160,19 @@ fn check_header(
             path: path.to_path_buf(),
             reason: "not a foldlog segment (bad magic)".into(),
         },
-        HeaderProblem::Short | HeaderProblem::Damaged => Error::corrupt(path, 0, "segment header damaged"),
+        HeaderProblem::Short | HeaderProblem::Damaged => {
+            Error::corrupt(path, 0, Corruption::SegmentHeaderDamaged)
+        }
     })?;
     if header.base_position != name.base {
         return Err(Error::corrupt(
             path,
             32,
-            format!("header base position {} disagrees with the file name", header.base_position),
+            Corruption::BaseDisagreesWithName { base: header.base_position },
         ));
     }
     if header.seq != name.seq {
-        return Err(Error::corrupt(
-            path,
-            56,
-            format!("header sequence number {} disagrees with the file name", header.seq),
-        ));
+        return Err(Error::corrupt(path, 56, Corruption::NumberDisagreesWithName { seq: header.seq }));
     }
     if log_id.is_some_and(|id| id != header.log_id) {
         return Err(Error::InvalidDirectory {
@@ -188,7 +184,7 @@ fn check_header(
         || header.capacity > SEGMENT_BYTES_MAX
         || !header.capacity.is_multiple_of(16)
     {
-        return Err(Error::corrupt(path, 40, format!("capacity {} in header is invalid", header.capacity)));
+        return Err(Error::corrupt(path, 40, Corruption::CapacityInvalid { capacity: header.capacity }));
     }
     Ok(header)
 }

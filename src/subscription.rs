@@ -28,10 +28,10 @@ struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, e: &EventRef<'_>) -> bool {
+    fn matches(&self, e: EventRef<'_>) -> bool {
         (self.types.is_empty() || self.types.iter().any(|t| t == e.event_type()))
             && self.stream_prefix.as_deref().is_none_or(|p| e.stream_id().starts_with(p))
-            && self.predicate.as_ref().is_none_or(|keep| keep(e))
+            && self.predicate.as_ref().is_none_or(|keep| keep(&e))
     }
 }
 
@@ -179,7 +179,7 @@ impl<'s> Subscription<'s> {
         for event in batch.by_ref() {
             let event = event?;
             self.next = event.position() + 1;
-            if self.filter.matches(&event) {
+            if self.filter.matches(event) {
                 return Ok(Some(event));
             }
         }

@@ -12,18 +12,22 @@
 //! exactly there; past it, in the last segment only, a bad frame or a batch without its `COMMIT` frame is a torn
 //! tail, reported as such but not as damage, since it was never promised durable.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::format::{
     frame_len, parse_segment_file_name, DurableSlot, FrameHeader, HeaderProblem, SegmentHeader, FLAG_COMMIT,
-    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SLOT_FLAG_SEALED,
+    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_USIZE, SEGMENT_HEADER_LEN, SEGMENT_HEADER_USIZE,
+    SLOT_FLAG_SEALED,
 };
 use crate::io as sys;
 use crate::map::SegmentMap;
-use crate::record::{decode_frame, Body, EventRef, FrameProblem};
+use crate::record::{decode_frame, Body, EventRef, Frame, FrameProblem};
 use crate::segment::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 
 /// What [`verify_dir`] found.
@@ -86,8 +90,22 @@ pub struct Damage {
     pub len: u64,
     /// Event positions that are missing or unreadable because of it.
     pub positions: Affected,
-    /// What is wrong.
-    pub problem: String,
+    /// What is wrong: the same kinds a store's open reports as [`Error::Corrupt`].
+    pub problem: Corruption,
+    /// The search for the next valid frame after this damage spent its budget and stopped, so `len` runs
+    /// to the end of what must be valid and later intact frames there went unreported.
+    pub search_stopped: bool,
+}
+
+impl fmt::Display for Damage {
+    /// The problem, and a note when the search after it stopped early.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.problem)?;
+        if self.search_stopped {
+            f.write_str(" (search for the next valid frame stopped: budget spent)")?;
+        }
+        Ok(())
+    }
 }
 
 /// Which global positions a damaged range affects.
@@ -187,7 +205,7 @@ pub(crate) fn walk_dir(dir: &Path, sink: Option<BatchSink<'_>>) -> Result<Verify
     for (i, (name, regular)) in names.into_iter().enumerate() {
         let path = dir.join(&name);
         if !regular {
-            walk.damage(&path, 0, 0, "a segment name that is not a regular file (symlink or directory)");
+            walk.damage(&path, 0, 0, Corruption::NotRegularFile);
             continue;
         }
         walk.segment(&path, i + 1 == n)?;
@@ -219,33 +237,28 @@ struct Walk<'s> {
 const RESYNC_BUDGET_FACTOR: u64 = 4;
 
 impl Walk<'_> {
-    fn damage(&mut self, path: &Path, offset: u64, len: u64, problem: impl Into<String>) {
+    fn damage(&mut self, path: &Path, offset: u64, len: u64, problem: Corruption) {
         let from = self.expected.unwrap_or(0);
         self.open_damage.push((self.report.damage.len(), from));
-        self.report.damage.push(Damage {
-            path: path.to_path_buf(),
-            offset,
-            len,
-            positions: Affected::None,
-            problem: problem.into(),
-        });
+        self.note(path, offset, len, problem);
     }
 
     /// Damage that hides no event by nature (a header field, a durable slot).
-    fn note(&mut self, path: &Path, offset: u64, len: u64, problem: impl Into<String>) {
+    fn note(&mut self, path: &Path, offset: u64, len: u64, problem: Corruption) {
         self.report.damage.push(Damage {
             path: path.to_path_buf(),
             offset,
             len,
             positions: Affected::None,
-            problem: problem.into(),
+            problem,
+            search_stopped: false,
         });
     }
 
     fn event(&mut self, position: u64) {
         for (i, from) in self.open_damage.drain(..) {
-            if position > from {
-                self.report.damage[i].positions = Affected::Range(from..position);
+            if let Some(d) = self.report.damage.get_mut(i).filter(|_| position > from) {
+                d.positions = Affected::Range(from..position);
             }
         }
         self.expected = Some(position.saturating_add(1));
@@ -257,8 +270,10 @@ impl Walk<'_> {
         for (i, from) in self.open_damage.drain(..) {
             // Damage in the last stretch of the log: the events it hid cannot be counted, so every position
             // from the first possibly lost one is suspect.
-            if from < end || self.report.damage[i].positions == Affected::None {
-                self.report.damage[i].positions = Affected::From(from.min(end));
+            if let Some(d) =
+                self.report.damage.get_mut(i).filter(|d| from < end || d.positions == Affected::None)
+            {
+                d.positions = Affected::From(from.min(end));
             }
         }
         self.report.next_position = end;
@@ -268,33 +283,17 @@ impl Walk<'_> {
     /// returns the offset up to which the segment's frames may be read.
     fn header(&mut self, path: &Path, h: &SegmentHeader, file_len: u64, mut limit: u64, last: bool) -> u64 {
         if h.seq != self.next_seq {
-            self.damage(
-                path,
-                56,
-                4,
-                format!(
-                    "segment number {} where number {} belongs (a segment is missing)",
-                    h.seq, self.next_seq
-                ),
-            );
+            self.damage(path, 56, 4, Corruption::SegmentNumber { found: h.seq, expected: self.next_seq });
         }
         self.seq = h.seq;
         self.next_seq = h.seq.saturating_add(1);
         self.foreign = *self.log_id.get_or_insert(h.log_id) != h.log_id;
         if self.foreign {
-            self.note(path, 16, 16, "segment belongs to another log (log id differs)");
+            self.note(path, 16, 16, Corruption::ForeignSegment);
         }
         match self.expected {
             Some(e) if e != h.base_position => {
-                self.damage(
-                    path,
-                    32,
-                    8,
-                    format!(
-                        "segment starts at position {} but the log before it ends at {e} (a segment is missing or misplaced)",
-                        h.base_position
-                    ),
-                );
+                self.damage(path, 32, 8, Corruption::SegmentGap { base: h.base_position, expected: e });
             }
             _ => {}
         }
@@ -302,17 +301,13 @@ impl Walk<'_> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&h.capacity)
             || !h.capacity.is_multiple_of(FRAME_ALIGN)
         {
-            self.note(path, 40, 8, format!("capacity {} in the header is invalid", h.capacity));
+            self.note(path, 40, 8, Corruption::CapacityInvalid { capacity: h.capacity });
         } else {
             limit = limit.min(h.capacity);
         }
         if file_len < h.capacity && !last {
-            self.damage(
-                path,
-                file_len,
-                h.capacity - file_len,
-                format!("sealed segment is {file_len} bytes, its header says {}", h.capacity),
-            );
+            let problem = Corruption::SealedSegmentShort { len: file_len, capacity: h.capacity };
+            self.damage(path, file_len, h.capacity - file_len, problem);
         }
         limit
     }
@@ -329,7 +324,7 @@ impl Walk<'_> {
                 s.durable_end
             }
             Some(s) => {
-                self.note(path, s.file_offset(), 32, "durable slot points outside the segment");
+                self.note(path, s.file_offset(), 32, Corruption::DurableSlotOutside);
                 SEGMENT_HEADER_LEN
             }
             None => SEGMENT_HEADER_LEN,
@@ -339,15 +334,7 @@ impl Walk<'_> {
             && DurableSlot::newest(head).is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0)
             && !self.segment_exists(self.seq.checked_add(1))
         {
-            self.damage(
-                path,
-                64,
-                64,
-                format!(
-                    "this segment was sealed, so segment number {} must follow it, and it is missing",
-                    u64::from(self.seq) + 1
-                ),
-            );
+            self.damage(path, 64, 64, Corruption::SuccessorMissing { seq: u64::from(self.seq) + 1 });
         }
         durable_end
     }
@@ -371,12 +358,7 @@ impl Walk<'_> {
             ..SegmentCheck::default()
         };
         if file_len < SEGMENT_HEADER_LEN {
-            self.damage(
-                path,
-                0,
-                file_len,
-                format!("file is {file_len} bytes, shorter than a segment header"),
-            );
+            self.damage(path, 0, file_len, Corruption::SegmentShort { len: file_len });
             self.report.segments.push(check);
             return Ok(());
         }
@@ -384,7 +366,7 @@ impl Walk<'_> {
         // what is read there (src/head.rs).
         let live = last && crate::head::writer_is_live(&self.report.dir) != Some(false);
         let writer_head = if live { crate::head::peek(&self.report.dir) } else { None };
-        let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+        let mut head = [0u8; SEGMENT_HEADER_USIZE];
         sys::read_at(&file, path, 0, &mut head).map_err(|e| Error::io("read segment header", path, e))?;
         let mut limit = file_len / FRAME_ALIGN * FRAME_ALIGN;
         match SegmentHeader::decode(&head) {
@@ -400,7 +382,8 @@ impl Walk<'_> {
                 });
             }
             Err(HeaderProblem::BadMagic) => {
-                self.damage(path, 0, file_len, "not a foldlog segment (bad magic); its frames were not read");
+                // Its frames are not read: nothing says where they would be.
+                self.damage(path, 0, file_len, Corruption::NotASegment);
                 self.report.segments.push(check);
                 return Ok(());
             }
@@ -408,7 +391,7 @@ impl Walk<'_> {
                 // Its number cannot be read: take it to be the expected one.
                 self.seq = self.next_seq;
                 self.next_seq = self.seq.saturating_add(1);
-                self.note(path, 0, SEGMENT_HEADER_LEN, "segment header damaged");
+                self.note(path, 0, SEGMENT_HEADER_LEN, Corruption::SegmentHeaderDamaged);
             }
         }
         let durable_end = self.durable_end(path, &head, limit, last);
@@ -431,103 +414,96 @@ impl Walk<'_> {
 
     /// Walks the frames of one segment; `bytes` starts at file offset 128.
     fn frames(&mut self, path: &Path, bytes: &[u8], last: bool, durable_end: u64, check: &mut SegmentCheck) {
-        let base = SEGMENT_HEADER_LEN;
-        let limit = base + bytes.len() as u64;
-        let mut budget = RESYNC_BUDGET_FACTOR.saturating_mul(limit).saturating_add(1 << 20);
-        let mut at = base;
-        let mut last_commit_end = base;
-        let mut batch_events: Vec<EventRef<'_>> = Vec::new();
-        let mut batch_consumer_frames: Vec<(&str, u64)> = Vec::new();
-        let (mut batch_frames, mut batch_consumers) = (0u64, 0u64);
-        // The problem and claimed length of the frame the walk stopped at, if it stopped at a bad one.
-        let mut stopped_at: Option<(FrameProblem, u64)> = None;
-        let mut gave_up = false;
-        // The batch being read lost a frame to damage: it is counted as verify always did, but not handed to
-        // the sink, so a salvaged copy never holds part of an atomic batch.
-        let mut tainted = false;
-        loop {
-            let frame = bytes.get((at - base) as usize..).filter(|b| b.len() >= FRAME_HEADER_LEN as usize);
-            let Some(frame) = frame else { break };
+        let mut walk = FrameWalk::new(bytes, durable_end);
+        while let Some(frame) = walk.rest() {
             match decode_frame(frame) {
-                Ok(f) => {
-                    match f.body {
-                        Body::Event(e) => batch_events.push(e),
-                        Body::Consumer(c) if c.segment != self.seq || u64::from(c.offset) != at => {
-                            let why = format!(
-                                "consumer frame says it was written to segment {} at offset {} (a misdirected write)",
-                                c.segment, c.offset
-                            );
-                            self.damage(path, at, f.len, why);
-                        }
-                        Body::Consumer(c) => {
-                            batch_consumers += 1;
-                            batch_consumer_frames.push((c.name, c.position));
-                        }
-                    }
-                    batch_frames += 1;
-                    at += f.len;
-                    if f.commit {
-                        last_commit_end = at;
-                        let whole = !std::mem::take(&mut tainted);
-                        self.batch(path, at, whole, &mut batch_events, &mut batch_consumer_frames, check);
-                        check.frames += batch_frames;
-                        self.report.consumer_frames += batch_consumers;
-                        (batch_frames, batch_consumers) = (0, 0);
-                    }
-                }
-                Err(problem) if at >= durable_end => {
+                Ok(f) => self.valid_frame(path, &mut walk, &f, check),
+                Err(problem) if walk.at >= durable_end => {
                     // Past the durable point the first bad frame ends the written region: a torn tail in the
                     // last segment, never-written space in a sealed one (whose end is checked below).
-                    let claimed = frame
-                        .get(4..8)
-                        .map_or(0, |l| u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]])));
-                    stopped_at = Some((problem, frame_len(claimed).min(limit - at)));
+                    walk.stop(frame, problem);
                     break;
                 }
                 Err(problem) => {
-                    let found = resync(bytes, at + FRAME_ALIGN, durable_end, &mut budget);
-                    let to = found.unwrap_or(durable_end);
-                    let what = match problem {
-                        FrameProblem::Empty => "no frame (zero length) below the durable point".to_owned(),
-                        p => format!("{p} below the durable point"),
-                    };
-                    let note = if budget == 0 {
-                        " (search for the next valid frame stopped: budget spent)"
-                    } else {
-                        ""
-                    };
-                    // The frames of the damaged batch read so far are lost with it; so are the frames after
-                    // the damage up to the next COMMIT, unless the damaged frame provably ended its batch (its
-                    // header is intact, flags COMMIT, and its length leads exactly to where the walk resumes).
-                    let ends_batch = frame
-                        .get(..FRAME_HEADER_LEN as usize)
-                        .and_then(|h| <&[u8; 16]>::try_from(h).ok())
-                        .is_some_and(|raw| {
-                            let h = FrameHeader::read(raw);
-                            FrameHeader::well_formed(raw)
-                                && h.flags & FLAG_COMMIT != 0
-                                && at + frame_len(u64::from(h.body_len)) == to
-                        });
-                    tainted = !ends_batch;
-                    batch_events.clear();
-                    batch_consumer_frames.clear();
-                    (batch_frames, batch_consumers) = (0, 0);
-                    self.damage(path, at, to - at, format!("{what}{note}"));
-                    at = to;
-                    if found.is_none() {
-                        gave_up = true;
+                    if !self.damaged_frame(path, &mut walk, frame, problem) {
                         break;
                     }
                 }
             }
         }
         // Frames after the last COMMIT belong to a batch that never completed.
-        let frames_end = last_commit_end;
-        check.frames_end = frames_end;
-        if gave_up {
-            return;
+        check.frames_end = walk.last_commit_end;
+        if !walk.gave_up {
+            self.segment_end(path, &walk, last);
         }
-        let torn_end = match stopped_at {
+    }
+
+    /// A frame that passed every check: it joins the batch, and its COMMIT flag ends the batch.
+    fn valid_frame<'b>(
+        &mut self,
+        path: &Path,
+        walk: &mut FrameWalk<'b>,
+        f: &Frame<'b>,
+        check: &mut SegmentCheck,
+    ) {
+        let at = walk.at;
+        match f.body {
+            Body::Event(e) => walk.batch.events.push(e),
+            Body::Consumer(c) if c.segment != self.seq || u64::from(c.offset) != at => {
+                let fault = FrameFault::Misdirected { segment: c.segment, offset: c.offset };
+                self.damage(path, at, f.len, Corruption::Frame { fault, region: Region::Log });
+            }
+            Body::Consumer(c) => {
+                walk.batch.consumer_frames += 1;
+                walk.batch.consumers.push((c.name, c.position));
+            }
+        }
+        walk.batch.frames += 1;
+        walk.at += f.len;
+        if f.commit {
+            walk.last_commit_end = walk.at;
+            self.batch(path, walk.at, &mut walk.batch, check);
+        }
+    }
+
+    /// A bad frame below the durable point: damage up to the next valid frame (or the durable end). False if
+    /// the walk cannot go on (no valid frame follows, or the search budget ran out).
+    fn damaged_frame(
+        &mut self,
+        path: &Path,
+        walk: &mut FrameWalk<'_>,
+        frame: &[u8],
+        problem: FrameProblem,
+    ) -> bool {
+        let (at, durable_end) = (walk.at, walk.durable_end);
+        let found = resync(walk.bytes, at + FRAME_ALIGN, durable_end, &mut walk.budget);
+        let to = found.unwrap_or(durable_end);
+        let what = Corruption::Frame { fault: problem.into(), region: Region::BelowDurable { durable_end } };
+        // The frames of the damaged batch read so far are lost with it; so are the frames after the damage up
+        // to the next COMMIT, unless the damaged frame provably ended its batch (its header is intact, flags
+        // COMMIT, and its length leads exactly to where the walk resumes).
+        let ends_batch = frame.first_chunk().is_some_and(|raw| {
+            let h = FrameHeader::read(raw);
+            FrameHeader::well_formed(raw)
+                && h.flags & FLAG_COMMIT != 0
+                && at + frame_len(u64::from(h.body_len)) == to
+        });
+        walk.batch.clear();
+        walk.batch.tainted = !ends_batch;
+        self.damage(path, at, to - at, what);
+        if let Some(d) = self.report.damage.last_mut() {
+            d.search_stopped = walk.budget == 0;
+        }
+        walk.at = to;
+        walk.gave_up = found.is_none();
+        !walk.gave_up
+    }
+
+    /// Judges where a segment's whole batches end against its durable end: a torn tail past it in the last
+    /// segment, damage anywhere else.
+    fn segment_end(&mut self, path: &Path, walk: &FrameWalk<'_>, last: bool) {
+        let (at, frames_end, durable_end) = (walk.at, walk.last_commit_end, walk.durable_end);
+        let torn_end = match walk.stopped_at {
             Some((FrameProblem::Empty, _)) | None => at,
             Some((_, claimed)) => at + claimed.max(FRAME_ALIGN),
         };
@@ -540,55 +516,113 @@ impl Walk<'_> {
                 });
             }
         } else if last {
-            self.damage(
-                path,
-                frames_end,
-                durable_end - frames_end,
-                format!("frames end at offset {frames_end}, but the segment header says frames up to {durable_end} were synced"),
-            );
+            let problem = Corruption::EndsBelowDurable { frames_end, durable_end };
+            self.damage(path, frames_end, durable_end - frames_end, problem);
         } else if frames_end != durable_end || at > frames_end {
             let (from, to) = (frames_end.min(durable_end), durable_end.max(at));
-            self.damage(
-                path,
-                from,
-                to - from,
-                format!("sealed segment's whole batches end at offset {frames_end}, its header says {durable_end}"),
-            );
+            let problem = Corruption::SealedEnd { batches_end: frames_end, durable_end };
+            self.damage(path, from, to - from, problem);
         }
     }
 
-    /// A whole batch ending at `end`: its events take their positions, and the sink (if any) receives it.
-    #[allow(clippy::too_many_arguments)]
-    fn batch(
-        &mut self,
-        path: &Path,
-        end: u64,
-        whole: bool,
-        events: &mut Vec<EventRef<'_>>,
-        consumers: &mut Vec<(&str, u64)>,
-        check: &mut SegmentCheck,
-    ) {
+    /// A whole batch ending at `end`: its events take their positions, and the sink (if any) receives it
+    /// unless a frame of it was lost to damage.
+    fn batch(&mut self, path: &Path, end: u64, batch: &mut PendingBatch<'_>, check: &mut SegmentCheck) {
+        let whole = !std::mem::take(&mut batch.tainted);
         if let Some(sink) = self.sink.as_mut().filter(|_| whole && !self.foreign) {
-            sink(&FoundBatch { events, consumers });
+            sink(&FoundBatch { events: &batch.events, consumers: &batch.consumers });
         }
-        consumers.clear();
-        for position in events.drain(..).map(|e| e.position()) {
+        check.frames += batch.frames;
+        self.report.consumer_frames += batch.consumer_frames;
+        let events = std::mem::take(&mut batch.events);
+        batch.clear();
+        for position in events.iter().map(EventRef::position) {
             // A gap right after damage is the damage's (its positions are bounded by this event); any other
             // gap or repeat is damage of its own.
             let explained = |e: u64| position > e && !self.open_damage.is_empty();
             if let Some(e) = self.expected.filter(|e| *e != position && !explained(*e)) {
-                self.damage(
-                    path,
-                    end,
-                    0,
-                    format!(
-                        "the batch ending at offset {end} holds position {position} where {e} was expected"
-                    ),
-                );
+                // The offset is the batch's end: which of its frames holds the position is not kept.
+                let fault = FrameFault::Position { found: position, expected: Some(e) };
+                self.damage(path, end, 0, Corruption::Frame { fault, region: Region::Log });
             }
             check.events += 1;
             self.event(position);
         }
+        batch.events = events;
+        batch.events.clear();
+    }
+}
+
+/// The frames of a batch whose COMMIT frame has not been seen yet.
+#[derive(Default)]
+struct PendingBatch<'b> {
+    events: Vec<EventRef<'b>>,
+    /// Its consumer positions (name, position); misdirected ones are left out.
+    consumers: Vec<(&'b str, u64)>,
+    /// Valid frames, and consumer frames among them.
+    frames: u64,
+    consumer_frames: u64,
+    /// The batch lost a frame to damage: it is counted as verify always did, but not handed to the sink, so a
+    /// salvaged copy never holds part of an atomic batch.
+    tainted: bool,
+}
+
+impl PendingBatch<'_> {
+    /// Forgets the frames read so far (not `tainted`, which the caller decides).
+    fn clear(&mut self) {
+        self.events.clear();
+        self.consumers.clear();
+        (self.frames, self.consumer_frames) = (0, 0);
+    }
+}
+
+/// One segment's frames being walked: where the walk is, the batch being read and how the walk stopped.
+struct FrameWalk<'b> {
+    /// The segment's bytes from file offset 128.
+    bytes: &'b [u8],
+    durable_end: u64,
+    /// The file offset where `bytes` end.
+    limit: u64,
+    /// Bytes the resynchronising search may still CRC.
+    budget: u64,
+    /// File offset of the next frame.
+    at: u64,
+    last_commit_end: u64,
+    batch: PendingBatch<'b>,
+    /// The problem and claimed length of the frame the walk stopped at, if it stopped at a bad one.
+    stopped_at: Option<(FrameProblem, u64)>,
+    /// No valid frame was found after damage: the rest of the segment is not judged.
+    gave_up: bool,
+}
+
+impl<'b> FrameWalk<'b> {
+    fn new(bytes: &'b [u8], durable_end: u64) -> FrameWalk<'b> {
+        let limit = SEGMENT_HEADER_LEN + bytes.len() as u64;
+        FrameWalk {
+            bytes,
+            durable_end,
+            limit,
+            budget: RESYNC_BUDGET_FACTOR.saturating_mul(limit).saturating_add(1 << 20),
+            at: SEGMENT_HEADER_LEN,
+            last_commit_end: SEGMENT_HEADER_LEN,
+            batch: PendingBatch::default(),
+            stopped_at: None,
+            gave_up: false,
+        }
+    }
+
+    /// The bytes from the next frame on, if a frame header still fits.
+    fn rest(&self) -> Option<&'b [u8]> {
+        let bytes: &'b [u8] = self.bytes;
+        let from = usize::try_from(self.at - SEGMENT_HEADER_LEN).ok()?;
+        bytes.get(from..).filter(|b| b.len() >= FRAME_HEADER_USIZE)
+    }
+
+    /// Ends the walk at a bad frame past the durable point, keeping the length it claims.
+    fn stop(&mut self, frame: &[u8], problem: FrameProblem) {
+        let claimed =
+            frame.get(4..8).and_then(|l| l.try_into().ok()).map_or(0, |l| u64::from(u32::from_le_bytes(l)));
+        self.stopped_at = Some((problem, frame_len(claimed).min(self.limit - self.at)));
     }
 }
 
@@ -599,8 +633,8 @@ fn resync(bytes: &[u8], from: u64, to: u64, budget: &mut u64) -> Option<u64> {
     let base = SEGMENT_HEADER_LEN;
     let mut at = from;
     while at < to && *budget > 0 {
-        let rest = bytes.get((at - base) as usize..)?;
-        let raw = rest.get(..FRAME_HEADER_LEN as usize).and_then(|h| <&[u8; 16]>::try_from(h).ok())?;
+        let rest = bytes.get(usize::try_from(at - base).ok()?..)?;
+        let raw = rest.first_chunk()?;
         let header = FrameHeader::read(raw);
         let len = frame_len(u64::from(header.body_len));
         if header.body_len != 0 && len <= rest.len() as u64 && FrameHeader::well_formed(raw) {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use demo_bank::{Account, AccountEvent, ArchivedAccountEvent, BankError};
 use foldlog::{
     Aggregate, Codec, CodecError, Deserialized, DomainEvent, Durability, EventRef, NewEvent, Options,
-    Repository, RepositoryError, Root, Snapshot, SnapshotPolicy, Store, ZeroCopy,
+    Repository, RepositoryError, Root, Snapshot, SnapshotPolicy, SnapshotRefusal, Store, ZeroCopy,
 };
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -664,7 +664,12 @@ fn damaged_outdated_and_foreign_snapshots_are_ignored_and_deleting_them_loses_no
     let loaded = repo.get("hank").unwrap();
     assert_eq!(loaded.load_info().snapshot_version, Some(5));
     assert_eq!(loaded.load_info().snapshots_rejected.len(), 1);
-    assert!(loaded.load_info().snapshots_rejected[0].1.contains("CRC"), "{:?}", loaded.load_info());
+    assert_eq!(
+        loaded.load_info().snapshots_rejected[0].1,
+        SnapshotRefusal::Checksum,
+        "{:?}",
+        loaded.load_info()
+    );
     assert_eq!(loaded.state(), truth.state());
     // A truncated file, a garbage file.
     std::fs::write(newest, &bytes[..bytes.len() / 3]).unwrap();
@@ -680,7 +685,7 @@ fn damaged_outdated_and_foreign_snapshots_are_ignored_and_deleting_them_loses_no
         .load_info()
         .snapshots_rejected
         .iter()
-        .any(|(_, why)| why.contains("state schema version")));
+        .any(|(_, why)| matches!(why, SnapshotRefusal::StateVersion { .. })));
     assert_eq!(rebuilt.state().0, *truth.state());
 
     // What a crash in the middle of a snapshot write leaves (a temp file), and a stray directory with a
@@ -731,7 +736,8 @@ fn a_snapshot_of_another_history_is_refused() {
     assert_eq!(repo_b.snapshot_versions("ivy").unwrap(), [4]);
     let loaded = repo_b.get("ivy").unwrap();
     assert_eq!(loaded.load_info().snapshot_version, None, "{:?}", loaded.load_info());
-    assert!(loaded.load_info().snapshots_rejected[0].1.contains("not the one"), "{:?}", loaded.load_info());
+    let why = &loaded.load_info().snapshots_rejected[0].1;
+    assert_eq!(*why, SnapshotRefusal::NotTheLogsEvent, "{:?}", loaded.load_info());
     assert_eq!(loaded.balance, 1 + 15);
 }
 

@@ -1,29 +1,11 @@
-//! Helpers shared by the criterion benches: a deterministic generator, Zipf stream popularity, payloads,
-//! and filling a store. Each bench builds its data once per group, in a temporary directory removed on drop.
+//! Helpers shared by the criterion benches: Zipf stream popularity, payloads and filling a store, drawn from
+//! the test kit's seeded generator (`foldlog::fuzzing::Rng`, the one the tests and fuzzers use). Each bench builds its data once per group, in a temporary directory removed on drop.
 
 #![allow(dead_code)] // each bench uses a different subset
 
 use foldlog::{Durability, ExpectedVersion, NewEvent, Options, Store};
 
-/// xorshift64*: deterministic and cheap, so data generation costs the measured code nothing.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-}
+use foldlog::fuzzing::Rng;
 
 /// Stream indexes drawn with Zipf (s = 1) popularity over `streams` streams, precomputed.
 pub fn zipf_sequence(len: usize, streams: usize, seed: u64) -> Vec<u32> {

@@ -252,7 +252,7 @@ pub trait Codec<E: DomainEvent> {
     fn decode<'a>(payload: &'a [u8], scratch: &'a mut AlignedVec) -> Result<Self::View<'a>, CodecError>;
 
     /// Turns an owned event (an upcast one) into a view, using `scratch` if needed.
-    fn from_owned<'a>(event: E, scratch: &'a mut AlignedVec) -> Result<Self::View<'a>, CodecError>;
+    fn from_owned(event: E, scratch: &mut AlignedVec) -> Result<Self::View<'_>, CodecError>;
 }
 
 /// The zero-copy rkyv codec: the payload is `rkyv::to_bytes(&event)`, and `apply` receives

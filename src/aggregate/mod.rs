@@ -35,7 +35,7 @@ pub use codec::{
 pub use repository::{Repository, RepositoryError, Saved};
 use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
-pub use snapshot::{Snapshot, SnapshotPolicy};
+pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -139,19 +139,19 @@ pub trait Decision<E> {
 
 impl<E: DomainEvent> Decision<E> for E {
     fn each_event(self, mut record: impl FnMut(E)) {
-        record(self)
+        record(self);
     }
 }
 
 impl<E: DomainEvent> Decision<E> for Vec<E> {
     fn each_event(self, record: impl FnMut(E)) {
-        self.into_iter().for_each(record)
+        self.into_iter().for_each(record);
     }
 }
 
 impl<E: DomainEvent> Decision<E> for Option<E> {
     fn each_event(self, record: impl FnMut(E)) {
-        self.into_iter().for_each(record)
+        self.into_iter().for_each(record);
     }
 }
 
@@ -163,7 +163,7 @@ pub struct LoadInfo {
     pub snapshot_version: Option<u64>,
     /// Snapshots that were found but not used, newest first, with the reason (damaged, state schema version
     /// changed, not matching the log, ...).
-    pub snapshots_rejected: Vec<(u64, String)>,
+    pub snapshots_rejected: Vec<(u64, SnapshotRefusal)>,
     /// Events folded.
     pub events_folded: u64,
     /// Of those, payloads that had to be copied to an aligned buffer before they could be read.
@@ -197,7 +197,7 @@ impl<A: Aggregate + fmt::Debug> fmt::Debug for Root<A> {
             .field("version", &self.version())
             .field("pending", &self.pending_event_types())
             .field("state", &self.state)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -253,8 +253,12 @@ impl<A: Aggregate> Root<A> {
     }
 
     /// Records a decided event: encodes it, appends it to the pending changes and applies it (from the
-    /// encoded bytes, exactly as a later load will). Panics only if the aggregate's codec cannot encode or
-    /// read back its own event, which is a bug in the codec; [`Root::try_record`] returns that instead.
+    /// encoded bytes, exactly as a later load will).
+    ///
+    /// # Panics
+    ///
+    /// Only if the aggregate's codec cannot encode or read back its own event, which is a bug in the codec;
+    /// [`Root::try_record`] returns that instead.
     pub fn record(&mut self, event: A::Event) {
         if let Err(e) = self.try_record(event) {
             panic!("aggregate {:?}: the codec cannot round-trip a new event: {e}", self.id);
@@ -262,6 +266,10 @@ impl<A: Aggregate> Root<A> {
     }
 
     /// [`Root::record`], returning a codec failure instead of panicking (nothing is recorded then).
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "a recorded event is given to the root, as in `record`; the root keeps its encoded bytes"
+    )]
     pub fn try_record(&mut self, event: A::Event) -> Result<(), CodecError> {
         let mut payload = AlignedVec::new();
         A::Codec::encode(&event, &mut payload)?;

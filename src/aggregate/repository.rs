@@ -212,7 +212,7 @@ impl<A: Aggregate> fmt::Debug for Repository<'_, A> {
     }
 }
 
-pub(super) fn decode_error(e: &EventRef<'_>, reason: CodecError) -> RepositoryError {
+pub(super) fn decode_error(e: EventRef<'_>, reason: CodecError) -> RepositoryError {
     RepositoryError::Decode {
         stream: e.stream_id().to_owned(),
         version: e.stream_version(),
@@ -226,22 +226,22 @@ pub(super) fn decode_error(e: &EventRef<'_>, reason: CodecError) -> RepositoryEr
 #[inline]
 pub(super) fn apply_stored<A: Aggregate>(
     state: &mut A,
-    e: &EventRef<'_>,
+    e: EventRef<'_>,
     scratch: &mut AlignedVec,
     info: &mut LoadInfo,
 ) -> Result<(), RepositoryError> {
     scratch.clear();
     let stored = e.schema_version();
     let current = A::Event::SCHEMA_VERSION;
-    let view = if stored == current {
-        A::Codec::decode(e.payload(), scratch)
-    } else if stored < current {
-        info.events_upcast += 1;
-        A::Event::upcast(e).and_then(|owned| A::Codec::from_owned(owned, scratch))
-    } else {
-        Err(CodecError::new(format!(
+    let view = match stored.cmp(&current) {
+        std::cmp::Ordering::Equal => A::Codec::decode(e.payload(), scratch),
+        std::cmp::Ordering::Less => {
+            info.events_upcast += 1;
+            A::Event::upcast(&e).and_then(|owned| A::Codec::from_owned(owned, scratch))
+        }
+        std::cmp::Ordering::Greater => Err(CodecError::new(format!(
             "schema version {stored} is newer than this code's {current} (written by a newer build?)"
-        )))
+        ))),
     };
     state.apply(view.map_err(|reason| decode_error(e, reason))?);
     if stored == current && !scratch.is_empty() {
@@ -333,6 +333,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     /// (or absent, for a new one). On success the pending events become the aggregate's history and its
     /// version moves on; a snapshot is written if the policy asks for one. On a
     /// [`RepositoryError::Conflict`] nothing was written and the root is stale: load it again.
+    #[expect(clippy::missing_panics_doc, reason = "a batch of one stream always reports one result")]
     pub fn save(&self, root: &mut Root<A>) -> Result<Saved, RepositoryError> {
         let next = root.version.map_or(1, |v| v + 1);
         if root.pending.is_empty() {
@@ -400,7 +401,7 @@ pub(super) fn fold<A: Aggregate>(
         if v > until {
             break;
         }
-        apply_stored(state, &e, &mut scratch, info)?;
+        apply_stored(state, e, &mut scratch, info)?;
         each(&e, state);
         last = Some(v);
     }
@@ -503,7 +504,7 @@ impl<A: Aggregate> Repository<'_, A> {
         let versions = match snapshot::list(self.store.dir(), stream) {
             Ok(v) => v,
             Err(e) => {
-                info.snapshots_rejected.push((0, format!("listing snapshots: {e}")));
+                info.snapshots_rejected.push((0, SnapshotRefusal::Unlisted(e.to_string())));
                 return None;
             }
         };
@@ -519,26 +520,29 @@ impl<A: Aggregate> Repository<'_, A> {
         None
     }
 
-    fn try_snapshot(&self, s: &SnapshotSupport<A>, stream: &str, version: u64) -> Result<A, String> {
+    fn try_snapshot(&self, s: &SnapshotSupport<A>, stream: &str, version: u64) -> Result<A, SnapshotRefusal> {
         let file = snapshot::read(self.store.dir(), stream, version)?;
         let meta = file.meta;
         if meta.state_version != s.state_version {
-            return Err(format!(
-                "state schema version {} differs from this code's {}",
-                meta.state_version, s.state_version
-            ));
+            return Err(SnapshotRefusal::StateVersion {
+                found: meta.state_version,
+                current: s.state_version,
+            });
         }
-        let event = self.store.read_stream(stream, version).next().transpose().map_err(|e| e.to_string())?;
+        let event = self
+            .store
+            .read_stream(stream, version)
+            .next()
+            .transpose()
+            .map_err(|e| SnapshotRefusal::LogUnreadable(e.to_string()))?;
         let matches = event.is_some_and(|e| {
             e.stream_version() == version
                 && e.position() == meta.position
                 && e.timestamp_micros() == meta.timestamp_micros
         });
         if !matches {
-            return Err(format!(
-                "the log's event at version {version} is not the one the snapshot was taken at"
-            ));
+            return Err(SnapshotRefusal::NotTheLogsEvent);
         }
-        (s.decode)(&file.state)
+        (s.decode)(&file.state).map_err(SnapshotRefusal::State)
     }
 }

@@ -2,6 +2,8 @@
 //! log in `<store dir>/snapshots/`. Derived data: a missing, damaged or outdated snapshot only means a longer
 //! fold. The byte layout is in docs/format.md, "Snapshot file"; all I/O goes through `crate::io`.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
 use std::path::{Path, PathBuf};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
@@ -63,6 +65,91 @@ impl SnapshotPolicy {
     /// `every_events`.
     pub(crate) fn due(&self, before: u64, after: u64) -> bool {
         self.every_events > 0 && after / self.every_events > before / self.every_events
+    }
+}
+
+/// Why a snapshot file was not used (see [`crate::LoadInfo::snapshots_rejected`]). A snapshot is a cache:
+/// refusing one costs a longer fold, never a wrong state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotRefusal {
+    /// The snapshot directory could not be listed (the OS error's text).
+    Unlisted(String),
+    /// The file could not be read (its path and the OS error's text).
+    Unreadable(String),
+    /// The file is shorter than a snapshot's fixed header and CRC.
+    TooShort {
+        /// The file's length in bytes.
+        len: usize,
+    },
+    /// The CRC does not match.
+    Checksum,
+    /// Not a snapshot's magic number.
+    BadMagic,
+    /// Written by another snapshot format version.
+    FormatVersion {
+        /// The version in the file.
+        found: u32,
+    },
+    /// The header's lengths contradict each other.
+    HeaderLengths,
+    /// The state's length does not match the file's.
+    StateLength,
+    /// Reserved or padding bytes are not zero.
+    ReservedBytes,
+    /// The file holds another stream's snapshot (a hash collision or a misplaced file).
+    OtherStream,
+    /// The file name and the header name different stream versions.
+    NameMismatch {
+        /// The version in the file name.
+        name: u64,
+        /// The version in the header.
+        header: u64,
+    },
+    /// Written by code with another `Snapshot::STATE_VERSION`.
+    StateVersion {
+        /// The state version in the file.
+        found: u32,
+        /// This code's state version.
+        current: u32,
+    },
+    /// Reading the log's event at the snapshot's version failed (the error's text).
+    LogUnreadable(String),
+    /// The log's event at the snapshot's version is not the one the snapshot was taken at.
+    NotTheLogsEvent,
+    /// The state bytes do not decode as this code's state (rkyv's message).
+    State(String),
+}
+
+impl std::fmt::Display for SnapshotRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotRefusal::Unlisted(e) => write!(f, "listing snapshots: {e}"),
+            SnapshotRefusal::Unreadable(e) => write!(f, "reading {e}"),
+            SnapshotRefusal::TooShort { len } => write!(f, "{len} bytes is too short for a snapshot"),
+            SnapshotRefusal::Checksum => f.write_str("CRC mismatch"),
+            SnapshotRefusal::BadMagic => f.write_str("not a snapshot file (bad magic)"),
+            SnapshotRefusal::FormatVersion { found } => {
+                write!(f, "snapshot format version {found} (this build reads {VERSION})")
+            }
+            SnapshotRefusal::HeaderLengths => f.write_str("inconsistent header lengths"),
+            SnapshotRefusal::StateLength => f.write_str("state length does not match the file length"),
+            SnapshotRefusal::ReservedBytes => f.write_str("non-zero reserved or padding bytes"),
+            SnapshotRefusal::OtherStream => {
+                f.write_str("snapshot of another stream (hash collision or misplaced file)")
+            }
+            SnapshotRefusal::NameMismatch { name, header } => {
+                write!(f, "file name says version {name}, header says {header}")
+            }
+            SnapshotRefusal::StateVersion { found, current } => {
+                write!(f, "state schema version {found} differs from this code's {current}")
+            }
+            SnapshotRefusal::LogUnreadable(e) => write!(f, "reading the log: {e}"),
+            SnapshotRefusal::NotTheLogsEvent => {
+                f.write_str("the log's event at its version is not the one the snapshot was taken at")
+            }
+            SnapshotRefusal::State(e) => write!(f, "the state does not decode: {e}"),
+        }
     }
 }
 
@@ -141,12 +228,15 @@ pub(crate) fn encode(stream: &str, meta: &SnapshotMeta, state: &[u8]) -> Vec<u8>
     let mut out = Vec::with_capacity(header_len + state.len() + 4);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(header_len as u32).to_le_bytes());
+    // Stream ids are at most `STREAM_ID_BYTES_MAX` bytes (checked before any event is stored), so both fit.
+    let header_field = u32::try_from(header_len).expect("a stream id's length fits u32");
+    let id_field = u32::try_from(stream.len()).expect("a stream id's length fits u32");
+    out.extend_from_slice(&header_field.to_le_bytes());
     out.extend_from_slice(&meta.stream_version.to_le_bytes());
     out.extend_from_slice(&meta.position.to_le_bytes());
     out.extend_from_slice(&meta.timestamp_micros.to_le_bytes());
     out.extend_from_slice(&meta.state_version.to_le_bytes());
-    out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+    out.extend_from_slice(&id_field.to_le_bytes());
     out.extend_from_slice(&(state.len() as u64).to_le_bytes());
     out.extend_from_slice(&[0u8; 8]);
     debug_assert_eq!(out.len(), FIXED_LEN);
@@ -158,55 +248,51 @@ pub(crate) fn encode(stream: &str, meta: &SnapshotMeta, state: &[u8]) -> Vec<u8>
     out
 }
 
-// Callers read only offsets inside the fixed header, after checking the input holds all of it.
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    LE::read_u32(&b[at..at + 4])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    LE::read_u64(&b[at..at + 8])
-}
-
 /// Checks every field of a snapshot file against `stream` and returns its header and state. Never panics
 /// on any input: every length is checked against the bytes before it is used.
-pub(crate) fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotFile, String> {
-    if bytes.len() < FIXED_LEN + 4 {
-        return Err(format!("{} bytes is too short for a snapshot", bytes.len()));
+pub(crate) fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotFile, SnapshotRefusal> {
+    let too_short = || SnapshotRefusal::TooShort { len: bytes.len() };
+    let (body, crc) = bytes.split_last_chunk::<4>().ok_or_else(too_short)?;
+    let fixed: &[u8; FIXED_LEN] = body.first_chunk().ok_or_else(too_short)?;
+    if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+        return Err(SnapshotRefusal::Checksum);
     }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32fast::hash(body) != u32_at(crc, 0) {
-        return Err("CRC mismatch".into());
+    if fixed[snap::MAGIC] != MAGIC {
+        return Err(SnapshotRefusal::BadMagic);
     }
-    if body[snap::MAGIC] != MAGIC {
-        return Err("not a snapshot file (bad magic)".into());
-    }
-    let version = u32_at(body, snap::VERSION.start);
+    let version = LE::read_u32(&fixed[snap::VERSION]);
     if version != VERSION {
-        return Err(format!("snapshot format version {version} (this build reads {VERSION})"));
+        return Err(SnapshotRefusal::FormatVersion { found: version });
     }
-    let header_len = u32_at(body, snap::HEADER_LEN.start) as usize;
-    let id_len = u32_at(body, snap::STREAM_ID_LEN.start) as usize;
-    let state_len = u64_at(body, snap::STATE_LEN.start);
+    let header_len = LE::read_u32(&fixed[snap::HEADER_LEN]) as usize;
+    let id_len = LE::read_u32(&fixed[snap::STREAM_ID_LEN]) as usize;
+    let state_len = LE::read_u64(&fixed[snap::STATE_LEN]);
     if id_len == 0 || id_len > STREAM_ID_MAX || header_len != round_up(FIXED_LEN + id_len, STATE_ALIGN) {
-        return Err("inconsistent header lengths".into());
+        return Err(SnapshotRefusal::HeaderLengths);
     }
     if (header_len as u64).checked_add(state_len) != Some(body.len() as u64) {
-        return Err("state length does not match the file length".into());
+        return Err(SnapshotRefusal::StateLength);
     }
-    if body[snap::RESERVED] != [0; 8] || body[FIXED_LEN + id_len..header_len].iter().any(|&b| b != 0) {
-        return Err("non-zero reserved or padding bytes".into());
+    // The lengths add up to the body, so these splits succeed; were they not to, the file is refused.
+    let (header, state_bytes) = body.split_at_checked(header_len).ok_or(SnapshotRefusal::StateLength)?;
+    let (id, padding) = header
+        .get(FIXED_LEN..)
+        .and_then(|rest| rest.split_at_checked(id_len))
+        .ok_or(SnapshotRefusal::HeaderLengths)?;
+    if fixed[snap::RESERVED] != [0; 8] || padding.iter().any(|&b| b != 0) {
+        return Err(SnapshotRefusal::ReservedBytes);
     }
-    if &body[FIXED_LEN..FIXED_LEN + id_len] != stream.as_bytes() {
-        return Err("snapshot of another stream (hash collision or misplaced file)".into());
+    if id != stream.as_bytes() {
+        return Err(SnapshotRefusal::OtherStream);
     }
     let meta = SnapshotMeta {
-        stream_version: u64_at(body, snap::STREAM_VERSION.start),
-        position: u64_at(body, snap::POSITION.start),
-        timestamp_micros: u64_at(body, snap::TIMESTAMP.start) as i64,
-        state_version: u32_at(body, snap::STATE_VERSION.start),
+        stream_version: LE::read_u64(&fixed[snap::STREAM_VERSION]),
+        position: LE::read_u64(&fixed[snap::POSITION]),
+        timestamp_micros: LE::read_i64(&fixed[snap::TIMESTAMP]),
+        state_version: LE::read_u32(&fixed[snap::STATE_VERSION]),
     };
-    let mut state = AlignedVec::with_capacity(body.len() - header_len);
-    state.extend_from_slice(&body[header_len..]);
+    let mut state = AlignedVec::with_capacity(state_bytes.len());
+    state.extend_from_slice(state_bytes);
     Ok(SnapshotFile { meta, state })
 }
 
@@ -228,12 +314,13 @@ pub(crate) fn list(store_dir: &Path, stream: &str) -> Result<Vec<u64>> {
 }
 
 /// Reads and checks the snapshot of `stream` at `version`; the error says why it cannot be used.
-pub(crate) fn read(store_dir: &Path, stream: &str, version: u64) -> Result<SnapshotFile, String> {
+pub(crate) fn read(store_dir: &Path, stream: &str, version: u64) -> Result<SnapshotFile, SnapshotRefusal> {
     let path = stream_dir(store_dir, stream).join(file_name(version));
-    let bytes = sys::read_file(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let bytes =
+        sys::read_file(&path).map_err(|e| SnapshotRefusal::Unreadable(format!("{}: {e}", path.display())))?;
     let file = decode(&bytes, stream)?;
     if file.meta.stream_version != version {
-        return Err(format!("file name says version {version}, header says {}", file.meta.stream_version));
+        return Err(SnapshotRefusal::NameMismatch { name: version, header: file.meta.stream_version });
     }
     Ok(file)
 }
@@ -278,6 +365,12 @@ pub(crate) fn delete_all(store_dir: &Path, stream: &str) -> Result<usize> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests index and convert what they just built"
+)]
 mod tests {
     use super::*;
 

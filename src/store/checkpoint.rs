@@ -16,28 +16,24 @@ pub(super) fn remove_checkpoint(dir: &Path) -> Result<()> {
 /// Why a checkpoint that decoded cleanly does not fit the segment files.
 pub(super) enum Misfit {
     /// Its shape does not fit (a forged or buggy file): derived data, rebuilt from the log.
-    Refused(String),
+    Refused(CheckpointRefusal),
     /// It names segments or events the log no longer has. It was written only after the log it describes
     /// was synced, so this is evidence that durable data was lost.
-    Lost(String),
+    Lost(CheckpointLoss),
 }
 
 /// Cheap consistency checks of a decoded checkpoint against the segment files present.
 pub(super) fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), Misfit> {
-    if let Some(missing) = ix.segments.get(segs.len()) {
-        return Err(Misfit::Lost(format!(
-            "the checkpoint names segment number {} (from position {}), which does not exist",
-            missing.seq, missing.base
-        )));
+    if let Some(missing) = ix.segments().get(segs.len()) {
+        return Err(Misfit::Lost(CheckpointLoss::SegmentMissing { seq: missing.seq, base: missing.base }));
     }
-    for (i, (s, seg)) in ix.segments.iter().zip(segs).enumerate() {
+    for (i, (s, seg)) in ix.segments().iter().zip(segs).enumerate() {
         if s.base != seg.header.base_position || s.seq != seg.header.seq {
-            return Err(Misfit::Lost(format!(
-                "checkpoint segment {}/{} does not match file {}",
-                s.base,
-                s.seq,
-                seg.path().display()
-            )));
+            return Err(Misfit::Lost(CheckpointLoss::SegmentMismatch {
+                base: s.base,
+                seq: s.seq,
+                file: seg.path(),
+            }));
         }
         // Every real end is a frame boundary inside the segment, and inside a sealed segment's durable
         // part; anything else would send the scan (or a later rebuild) to bytes that are not frames.
@@ -48,44 +44,42 @@ pub(super) fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), Misfit
             || !s.end.is_multiple_of(16)
             || (sealed && s.end > durable)
         {
-            return Err(Misfit::Refused(format!(
-                "checkpoint offset {} is not a frame boundary in {}",
-                s.end,
-                seg.path().display()
-            )));
+            return Err(Misfit::Refused(CheckpointRefusal::NotFrameBoundary {
+                end: s.end,
+                segment: seg.path(),
+            }));
         }
     }
-    let Some(last) = ix.next_position.checked_sub(1) else { return Ok(()) };
+    let Some(last) = ix.next_position().checked_sub(1) else { return Ok(()) };
     // The last covered event must still be there, with the position the checkpoint claims.
     let (si, off) = ix
         .locate(last)
         .map_err(|s| Misfit::Refused(s.reason))?
-        .ok_or_else(|| Misfit::Refused("checkpoint cannot locate its last event".into()))?;
+        .ok_or(Misfit::Refused(CheckpointRefusal::LastEventUnlocated))?;
     match read_event_frame(&segs[si], off) {
-        Ok(Ok(position)) if position == last => Ok(()),
-        Ok(_) => Err(Misfit::Lost(format!("the event at position {last} is not where the checkpoint says"))),
+        Ok(Some(position)) if position == last => Ok(()),
+        Ok(_) => Err(Misfit::Lost(CheckpointLoss::EventMoved { position: last })),
         // Not evidence of anything: the index is rebuilt from the log, which reports its own I/O errors.
-        Err(e) => Err(Misfit::Refused(format!("reading the checkpoint's last event: {e}"))),
+        Err(e) => Err(Misfit::Refused(CheckpointRefusal::LastEventUnreadable(e.to_string()))),
     }
 }
 
 /// The position of the event frame at `off` of `seg`, read through the file (the last segment's map has
-/// published nothing yet); the inner error says why the bytes there are not an event frame.
-pub(super) fn read_event_frame(seg: &Segment, off: u64) -> std::io::Result<std::result::Result<u64, String>> {
+/// published nothing yet); `None` if the bytes there are not a valid event frame.
+pub(super) fn read_event_frame(seg: &Segment, off: u64) -> std::io::Result<Option<u64>> {
     let mut head = [0u8; 16];
     let path = seg.path();
     sys::read_at(&seg.file, &path, off, &mut head)?;
     let len = frame_len(u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])));
     if off + len > seg.header.capacity {
-        return Ok(Err("frame runs past the segment".into()));
+        return Ok(None);
     }
     let mut frame = rkyv::util::AlignedVec::<16>::with_capacity(len as usize);
     frame.resize(len as usize, 0);
     sys::read_at(&seg.file, &path, off, &mut frame)?;
     Ok(match decode_frame(&frame).map(|f| f.body) {
-        Ok(Body::Event(e)) => Ok(e.position()),
-        Ok(Body::Consumer(_)) => Err("a consumer frame".into()),
-        Err(p) => Err(p.to_string()),
+        Ok(Body::Event(e)) => Some(e.position()),
+        Ok(Body::Consumer(_)) | Err(_) => None,
     })
 }
 
@@ -106,17 +100,13 @@ pub(super) fn load_checkpoint(
         Some(Err(why)) => why,
         Some(Ok((ix, resume))) => match checkpoint_fits(&ix, opened) {
             Ok(()) => {
-                report.checkpoint = CheckpointUse::Used(ix.next_position);
+                report.checkpoint = CheckpointUse::Used(ix.next_position());
                 return Ok((ix, Some(resume)));
             }
-            Err(Misfit::Lost(why)) if options.recovery == Recovery::Strict => {
-                return Err(Error::corrupt(
-                    &path,
-                    0,
-                    format!("{why}: the checkpoint proves events durable that the log no longer holds"),
-                ));
+            Err(Misfit::Lost(loss)) if options.recovery == Recovery::Strict => {
+                return Err(Error::corrupt(&path, 0, Corruption::CheckpointLost(loss)));
             }
-            Err(Misfit::Lost(why)) => format!("{why} (accepted: recovery mode TruncateCorruption)"),
+            Err(Misfit::Lost(loss)) => CheckpointRefusal::LossAccepted(loss),
             Err(Misfit::Refused(why)) => why,
         },
     };

@@ -20,8 +20,11 @@ impl Inner {
         loop {
             let (slot, seq, from) = {
                 let ix = self.read_index();
-                let last = ix.segments.last().ok_or_else(|| Error::corrupt(&self.dir, 0, "no segments"))?;
-                (ix.segments.len() - 1, last.seq, last.end)
+                let last = ix
+                    .segments()
+                    .last()
+                    .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot: 0 }))?;
+                (ix.segments().len() - 1, last.seq, last.end)
             };
             if head.seq > seq {
                 // Rolled: the segment's slot names its final end, made durable before its successor existed.
@@ -36,7 +39,7 @@ impl Inner {
             }
             break;
         }
-        let next = self.read_index().next_position;
+        let next = self.read_index().next_position();
         // A reader has no sync of its own to wait for: what it indexed is what it calls durable, as at open.
         self.durable.store(next, Ordering::Release);
         if self.committed.swap(next, Ordering::SeqCst) != next {
@@ -49,80 +52,73 @@ impl Inner {
     /// there must be whole and in order, or it is corruption. Zeros (a head that outlived its frames in a
     /// machine crash, before a writer recovered) end the walk quietly.
     fn follow_to(&self, at: Place, end: u64) -> Result<u64> {
-        let map =
-            self.segments.get(at.slot).ok_or_else(|| Error::corrupt(&self.dir, 0, "segment table short"))?;
+        let map = self
+            .segments
+            .get(at.slot)
+            .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot: at.slot }))?;
         let bytes = map
             .final_bytes(at.from, end.min(map.len()))
-            .ok_or_else(|| Error::corrupt(map.path(), at.from, "the writer's head is outside the segment"))?;
-        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+            .ok_or_else(|| Error::corrupt(map.path(), at.from, Corruption::HeadOutside { end }))?;
+        let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut scratch = RecoveryReport::default();
         let scan = index_frames(bytes, at, &mut ix, &mut scratch);
         // Revealed before the index lock is released: no reader finds a position whose bytes it cannot read.
         map.reveal(scan.committed_end);
         // The walk checked every CRC; reads need not again (extends only a prefix that ends at `from`).
         map.mark_verified(at.from, scan.committed_end);
-        ix.segments[at.slot].end = scan.committed_end;
+        ix.set_segment_end(at.slot, scan.committed_end);
         drop(ix);
-        if let Some(reason) = scan.reason {
-            return Err(Error::corrupt(map.path(), scan.stop, format!("below the writer's head: {reason}")));
+        if let Some(fault) = scan.reason {
+            let kind = Corruption::Frame { fault, region: Region::BelowWriterHead };
+            return Err(Error::corrupt(map.path(), scan.stop, kind));
         }
         Ok(scan.committed_end)
     }
 
     /// Finishes a segment the writer rolled away from: indexed exactly to its slot's durable end.
     fn follow_sealed(&self, slot: usize, seq: u32, from: u64) -> Result<()> {
-        let map =
-            self.segments.get(slot).ok_or_else(|| Error::corrupt(&self.dir, 0, "segment table short"))?;
+        let map = self
+            .segments
+            .get(slot)
+            .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot }))?;
         let end = DurableSlot::newest(&map.header_copy())
             .map(|s| s.durable_end)
-            .ok_or_else(|| Error::corrupt(map.path(), 64, "a rolled segment has no valid durable slot"))?;
+            .ok_or_else(|| Error::corrupt(map.path(), 64, Corruption::NoDurableSlot))?;
         if end < from {
-            return Err(Error::corrupt(
-                map.path(),
-                end,
-                "a rolled segment's durable end is behind what was read",
-            ));
+            let kind = Corruption::DurableEndBehind { durable_end: end, read: from };
+            return Err(Error::corrupt(map.path(), end, kind));
         }
         let reached = self.follow_to(Place { slot, seq, from }, end)?;
         if reached != end {
-            return Err(Error::corrupt(
-                map.path(),
-                reached,
-                "a rolled segment's frames end before its durable end",
-            ));
+            let kind = Corruption::SealedEnd { batches_end: reached, durable_end: end };
+            return Err(Error::corrupt(map.path(), reached, kind));
         }
-        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
-        ix.segments[slot].seal();
+        let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ix.seal_segment(slot);
         Ok(())
     }
 
     /// Opens segment number `seq + 1`, which the writer created before publishing a head in it.
     fn follow_successor(&self, seq: u32) -> Result<()> {
-        let want =
-            seq.checked_add(1).ok_or_else(|| Error::corrupt(&self.dir, 0, "segment numbers exhausted"))?;
+        let want = seq
+            .checked_add(1)
+            .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentNumbersExhausted))?;
         let listing = list(&self.dir)?;
-        let (name, path) = listing.segments.iter().find(|(n, _)| n.seq == want).ok_or_else(|| {
-            Error::corrupt(
-                &self.dir,
-                0,
-                format!("the writer moved to segment number {want}, which is missing"),
-            )
-        })?;
+        let (name, path) = listing
+            .segments
+            .iter()
+            .find(|(n, _)| n.seq == want)
+            .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::HeadSegmentMissing { seq: want }))?;
         let seg = Segment::open(path, *name, Some(self.log_id), true, false)?;
-        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
-        if seg.header.base_position != ix.next_position {
-            return Err(Error::corrupt(
-                path,
-                32,
-                format!(
-                    "segment starts at position {} but the log before it ends at {}",
-                    seg.header.base_position, ix.next_position
-                ),
-            ));
+        let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seg.header.base_position != ix.next_position() {
+            let kind =
+                Corruption::SegmentGap { base: seg.header.base_position, expected: ix.next_position() };
+            return Err(Error::corrupt(path, 32, kind));
         }
         let slot = self.segments.push(Arc::clone(&seg.map))?;
-        ix.segments.push(SegIndex::new(name.base, want, SEGMENT_HEADER_LEN));
-        debug_assert_eq!(ix.segments.len(), slot + 1);
+        ix.push_segment(SegIndex::new(name.base, want, SEGMENT_HEADER_LEN));
+        debug_assert_eq!(ix.segments().len(), slot + 1);
         Ok(())
     }
 }

@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGua
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::format::{
     frame_len, parse_segment_file_name, segment_file_name, DurableSlot, SegmentName, CHECKPOINT_FILE,
@@ -76,14 +77,14 @@ enum HeadRole {
 
 impl Inner {
     pub(crate) fn read_index(&self) -> RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
+        self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Option<Writer>>> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        Ok(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+        Ok(self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     pub(crate) fn segment(&self, i: usize) -> Option<&SegmentMap> {
@@ -101,25 +102,25 @@ impl Inner {
             return Ok((w.seg, w.synced_end, self.durable.load(Ordering::Acquire)));
         }
         let ix = self.read_index();
-        let last = ix.segments.len().saturating_sub(1);
-        let end = ix.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.end);
+        let last = ix.segments().len().saturating_sub(1);
+        let end = ix.segments().last().map_or(SEGMENT_HEADER_LEN, |s| s.end);
         let slot = self.segments.get(last).and_then(|m| DurableSlot::newest(&m.header_copy()));
         Ok(match slot {
             Some(s)
                 if (SEGMENT_HEADER_LEN..end).contains(&s.durable_end)
-                    && s.next_position <= ix.next_position =>
+                    && s.next_position <= ix.next_position() =>
             {
                 (last, s.durable_end, s.next_position)
             }
-            _ => (last, end, ix.next_position),
+            _ => (last, end, ix.next_position()),
         })
     }
 
     /// Where segment `i`'s frames end if it is sealed; `u64::MAX` for the active (or an unknown) one.
     pub(crate) fn sealed_end(&self, i: usize) -> u64 {
         let ix = self.read_index();
-        match ix.segments.get(i) {
-            Some(s) if i + 1 < ix.segments.len() => s.end,
+        match ix.segments().get(i) {
+            Some(s) if i + 1 < ix.segments().len() => s.end,
             _ => u64::MAX,
         }
     }
@@ -164,7 +165,7 @@ impl Inner {
                 std::thread::sleep(left.unwrap_or_default().min(FOLLOW_POLL));
             }
         }
-        let mut guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let next = loop {
             let next = self.committed.load(Ordering::SeqCst);
@@ -172,7 +173,8 @@ impl Inner {
                 break next;
             }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { break next };
-            guard = self.wake_cv.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+            guard =
+                self.wake_cv.wait_timeout(guard, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         };
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         drop(guard);
@@ -181,15 +183,15 @@ impl Inner {
 
     /// Wakes every waiter at once, whether or not anything was published (a subscription being stopped).
     pub(crate) fn wake_all(&self) {
-        let _guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.wake_cv.notify_all();
     }
 
     /// Wakes `wait_for` callers. Skipped when nobody waits: a futex wake per append would cost more than
-    /// the append. SeqCst pairs with `wait_for`: either the waiter sees the new watermark or we see the waiter.
+    /// the append. `SeqCst` pairs with `wait_for`: either the waiter sees the new watermark or we see the waiter.
     fn notify(&self) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+            let _guard = self.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.wake_cv.notify_all();
         }
     }
@@ -235,7 +237,7 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("dir", &self.inner.dir)
             .field("next_position", &self.next_position())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -259,7 +261,7 @@ impl Store {
 
     /// What open found and did.
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.inner.report.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner.report.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The data directory.
@@ -268,6 +270,7 @@ impl Store {
     }
 
     /// Appends `events` to `stream` if its version matches `expected`; a new stream starts at version 0.
+    #[expect(clippy::missing_panics_doc, reason = "a batch of one stream always reports one result")]
     pub fn append(
         &self,
         stream: &str,
@@ -394,12 +397,12 @@ impl Store {
 
     /// Last version of `stream`, `None` if it has no events.
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
-        self.inner.read_index().streams.get(stream).and_then(|s| s.last_version())
+        self.inner.read_index().stream(stream).and_then(super::index::StreamIndex::last_version)
     }
 
     /// All stream ids, sorted.
     pub fn streams(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.inner.read_index().streams.keys().map(|k| k.to_string()).collect();
+        let mut v: Vec<String> = self.inner.read_index().streams().map(|(k, _)| k.to_owned()).collect();
         v.sort_unstable();
         v
     }
@@ -407,14 +410,14 @@ impl Store {
     /// Stream ids with their event counts, sorted by id.
     pub fn stream_counts(&self) -> Vec<(String, u64)> {
         let ix = self.inner.read_index();
-        let mut v: Vec<(String, u64)> = ix.streams.iter().map(|(k, s)| (k.to_string(), s.len())).collect();
+        let mut v: Vec<(String, u64)> = ix.streams().map(|(k, s)| (k.to_owned(), s.len())).collect();
         v.sort_unstable();
         v
     }
 
     /// A consumer's recorded position.
     pub fn consumer_position(&self, name: &str) -> Option<u64> {
-        self.inner.read_index().consumers.get(name).copied()
+        self.inner.read_index().consumer(name)
     }
 
     /// Statistics.
@@ -422,11 +425,11 @@ impl Store {
         let ix = self.inner.read_index();
         let segs = self.inner.segments.len();
         let file_bytes = (0..segs).filter_map(|i| self.inner.segments.get(i)).map(SegmentMap::len).sum();
-        let frame_bytes = ix.segments.iter().map(|s| s.end - SEGMENT_HEADER_LEN).sum();
+        let frame_bytes = ix.segments().iter().map(|s| s.end - SEGMENT_HEADER_LEN).sum();
         Stats {
             segments: segs,
-            events: ix.next_position,
-            streams: ix.streams.len(),
+            events: ix.next_position(),
+            streams: ix.stream_count(),
             frame_bytes,
             file_bytes,
             index_memory_bytes: ix.memory_bytes(),
@@ -470,7 +473,7 @@ fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
 
 fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, lock: Option<File>) -> Inner {
     let Recovered { log_id, segments, index, writer, report } = parts;
-    let next = index.next_position;
+    let next = index.next_position();
     let durable = writer.as_ref().map_or(next, |w| {
         if w.synced_end == w.end {
             next

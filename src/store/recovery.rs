@@ -55,12 +55,8 @@ pub(crate) fn is_version_1_segment_name(name: &str) -> bool {
 pub(super) fn listing_checked(dir: &Path, listing: Listing) -> Result<Listing> {
     for (expect, (name, path)) in (0u32..).zip(&listing.segments) {
         if name.seq != expect {
-            let reason = if name.seq > expect {
-                format!("segment number {expect} is missing before this one (a segment file was lost)")
-            } else {
-                format!("a second segment numbered {}", name.seq)
-            };
-            return Err(Error::corrupt(if name.seq > expect { path } else { dir }, 0, reason));
+            let kind = Corruption::SegmentNumber { found: name.seq, expected: expect };
+            return Err(Error::corrupt(if name.seq > expect { path } else { dir }, 0, kind));
         }
     }
     Ok(listing)
@@ -73,11 +69,7 @@ pub(crate) fn check_no_lost_log(dir: &Path) -> Result<()> {
     for evidence in [CHECKPOINT_FILE, SNAPSHOT_DIR] {
         let path = dir.join(evidence);
         if path.symlink_metadata().is_ok() {
-            return Err(Error::corrupt(
-                &path,
-                0,
-                format!("no segment files, but {evidence} exists: the log's segments were lost"),
-            ));
+            return Err(Error::corrupt(&path, 0, Corruption::SegmentsLost { evidence }));
         }
     }
     Ok(())
@@ -217,12 +209,12 @@ fn recover(
     let log_id = opened[0].header.log_id;
     let (index, resume) = load_checkpoint(dir, log_id, &opened, options, &mut report)?;
     let bound = match (role, opened.last()) {
-        (Role::Reader { writer_live: Some(false) }, _) | (Role::Writer, _) | (_, None) => u64::MAX,
+        (Role::Reader { writer_live: Some(false) } | Role::Writer, _) | (_, None) => u64::MAX,
         (Role::Reader { .. }, Some(last)) => tail_bound(HeadWatcher::new(dir, log_id).load(), last),
     };
     let segments = SegmentTable::new();
     let (index, writer) = recover_segments(options, opened, index, resume, &segments, &mut report, bound)?;
-    report.events = index.next_position;
+    report.events = index.next_position();
     report.elapsed = started.elapsed();
     Ok(Recovered { log_id, segments, index, writer, report })
 }
@@ -253,7 +245,7 @@ pub(super) fn create_log(dir: &Path, options: Options, lock: File, started: Inst
     let segments = SegmentTable::new();
     segments.push(Arc::clone(&seg.map))?;
     let mut index = Index::new(options.event_ids_remembered);
-    index.segments.push(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
+    index.push_segment(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
     let report =
         RecoveryReport { segments: 1, clean: true, elapsed: started.elapsed(), ..RecoveryReport::default() };
     let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
@@ -309,33 +301,30 @@ pub(super) fn recover_segments(
     report: &mut RecoveryReport,
     bound: u64,
 ) -> Result<(Index, Option<Writer>)> {
-    debug_assert!(resume.is_none_or(|r| index.segments.last().is_some_and(|s| s.base == r.segment_base)));
+    debug_assert!(resume.is_none_or(|r| index.segments().last().is_some_and(|s| s.base == r.segment_base)));
     let n = opened.len();
     let mut writer = None;
     for (i, seg) in opened.into_iter().enumerate() {
         let last = i + 1 == n;
-        let covered = index.segments.get(i).is_some();
+        let covered = index.segments().get(i).is_some();
         if !covered {
-            if seg.header.base_position != index.next_position {
-                return Err(Error::corrupt(
-                    seg.path(),
-                    32,
-                    format!(
-                        "segment starts at position {} but the log before it ends at {} (a segment is missing)",
-                        seg.header.base_position, index.next_position
-                    ),
-                ));
+            if seg.header.base_position != index.next_position() {
+                let kind = Corruption::SegmentGap {
+                    base: seg.header.base_position,
+                    expected: index.next_position(),
+                };
+                return Err(Error::corrupt(seg.path(), 32, kind));
             }
-            index.segments.push(SegIndex::new(seg.header.base_position, seg.header.seq, SEGMENT_HEADER_LEN));
+            index.push_segment(SegIndex::new(seg.header.base_position, seg.header.seq, SEGMENT_HEADER_LEN));
         }
         let slot_index = segments.push(Arc::clone(&seg.map))?;
         debug_assert_eq!(slot_index, i);
-        let at = Place { slot: slot_index, seq: seg.header.seq, from: index.segments[i].end };
+        let at = Place { slot: slot_index, seq: seg.header.seq, from: index.segments()[i].end };
         // Sealed segments fully covered by the checkpoint are trusted; the last covered one and the rest are read.
-        if !last && covered && index.segments.get(i + 1).is_some() {
+        if !last && covered && index.segments().get(i + 1).is_some() {
             // A reader mapped a segment that was last when it listed as a following map, with nothing
             // revealed; the checkpoint vouches for its frames.
-            seg.map.reveal(index.segments[i].end);
+            seg.map.reveal(index.segments()[i].end);
             continue;
         }
         report.segments_scanned += 1;
@@ -365,36 +354,28 @@ pub(super) fn recover_last(
     let clean_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_CLEAN != 0);
     let sealed_slot = seg.slot.is_some_and(|s| s.flags & SLOT_FLAG_SEALED != 0);
     if sealed_slot && options.recovery == Recovery::Strict {
-        return Err(Error::corrupt(
-            &path,
-            64,
-            format!(
-                "this segment was sealed, so segment number {} must follow it, and it is missing",
-                u64::from(at.seq) + 1
-            ),
-        ));
+        return Err(Error::corrupt(&path, 64, Corruption::SuccessorMissing { seq: u64::from(at.seq) + 1 }));
     }
     let mut map_writer = if options.read_only { None } else { seg.map.take_writer() };
     let bytes: &[u8] = match &map_writer {
         Some(w) if at.from <= cap => w.uncommitted(at.from, cap),
-        Some(_) => return Err(Error::corrupt(&path, at.from, "resume offset outside the segment")),
+        Some(_) => return Err(Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from })),
         None => seg
             .map
             .final_bytes(at.from, bound.min(cap).max(at.from))
-            .ok_or_else(|| Error::corrupt(&path, at.from, "resume offset outside the segment"))?,
+            .ok_or_else(|| Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from }))?,
     };
     let scan = index_frames(bytes, at, index, report);
     let committed_end = scan.committed_end;
     if committed_end < durable && options.recovery == Recovery::Strict {
-        let reason = scan.reason.unwrap_or_else(|| "the log ends".into());
-        return Err(Error::corrupt(
-            &path,
-            scan.stop,
-            format!("{reason} below the durable point {durable} (not a torn tail)"),
-        ));
+        let kind = match scan.reason {
+            Some(fault) => Corruption::Frame { fault, region: Region::BelowDurable { durable_end: durable } },
+            None => Corruption::EndsBelowDurable { frames_end: committed_end, durable_end: durable },
+        };
+        return Err(Error::corrupt(&path, scan.stop, kind));
     }
     report.clean = clean_slot && scan.reason.is_none() && scan.stop == durable && committed_end == durable;
-    index.segments[at.slot].end = committed_end;
+    index.set_segment_end(at.slot, committed_end);
     let Some(mut w) = map_writer.take() else {
         seg.map.reveal(committed_end);
         seg.map.mark_verified(at.from, committed_end);
@@ -419,7 +400,7 @@ pub(super) fn recover_last(
     });
     // A CLEAN or SEALED slot must be replaced before the first new frame is stored (see `mark_dirty`).
     let replace_slot = clean_slot || sealed_slot;
-    let next = index.next_position;
+    let next = index.next_position();
     Ok(Some(Writer::new(at.slot, at.seq, w, committed_end, next, synced_end, slot_rec, replace_slot)))
 }
 

@@ -33,8 +33,11 @@ pub enum CheckpointUse {
     Missing,
     /// It was valid and covered events below this position; only the log after it was scanned.
     Used(u64),
-    /// It was refused (damaged, foreign, or inconsistent with the log), so the index was rebuilt.
-    Rebuilt(String),
+    /// It was refused at open (damaged, foreign, or inconsistent with the log), so the index was rebuilt.
+    Rebuilt(CheckpointRefusal),
+    /// It was used at open, but a list it holds failed its check when first read, so the index was rebuilt
+    /// from the log then.
+    RebuiltAfterOpen(CheckpointRefusal),
 }
 
 impl std::fmt::Display for CheckpointUse {
@@ -43,6 +46,9 @@ impl std::fmt::Display for CheckpointUse {
             CheckpointUse::Missing => f.write_str("none (index built from the whole log)"),
             CheckpointUse::Used(p) => write!(f, "used (covers positions below {p})"),
             CheckpointUse::Rebuilt(why) => write!(f, "refused, index rebuilt ({why})"),
+            CheckpointUse::RebuiltAfterOpen(why) => {
+                write!(f, "refused, index rebuilt ({why} (found after open; rebuilt from the log))")
+            }
         }
     }
 }

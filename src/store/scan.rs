@@ -10,7 +10,7 @@ pub(super) struct Scan {
     /// Offset of the first frame not accepted.
     pub(super) stop: u64,
     /// Why the walk stopped there; `None` for a zero length (the clean end of the written region).
-    pub(super) reason: Option<String>,
+    pub(super) reason: Option<FrameFault>,
 }
 
 /// A frame of a batch whose COMMIT frame has not been seen yet.
@@ -39,7 +39,7 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
     let mut at = 0usize;
     loop {
         let off = from + at as u64;
-        let stop = |reason: Option<String>| Scan { committed_end, stop: off, reason };
+        let stop = |reason: Option<FrameFault>| Scan { committed_end, stop: off, reason };
         let rest = bytes.get(at..).unwrap_or(&[]);
         if rest.is_empty() {
             return stop(None);
@@ -47,30 +47,23 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
         let frame = match decode_frame(rest) {
             Ok(f) => f,
             Err(crate::record::FrameProblem::Empty) => return stop(None),
-            Err(p) => return stop(Some(p.to_string())),
+            Err(p) => return stop(Some(p.into())),
         };
         match frame.body {
             Body::Event(event) => {
                 let events = pending.iter().filter(|p| matches!(p, Pending::Event { .. })).count() as u64;
                 // The last position is never used, so `next_position` always fits.
-                let expect = index.next_position.checked_add(events).filter(|&p| p < u64::MAX);
+                let expect = index.next_position().checked_add(events).filter(|&p| p < u64::MAX);
                 if Some(event.position()) != expect {
-                    return stop(Some(format!(
-                        "event has position {} where {} belongs",
-                        event.position(),
-                        expect.map_or_else(|| "no position".to_owned(), |p| p.to_string())
-                    )));
+                    return stop(Some(FrameFault::Position { found: event.position(), expected: expect }));
                 }
                 pending.push(Pending::Event { off, len: frame.len, event });
             }
             Body::Consumer(c) => {
                 if c.segment != seq || u64::from(c.offset) != off {
-                    return stop(Some(format!(
-                        "consumer frame says it was written to segment {} at offset {} (a misdirected write)",
-                        c.segment, c.offset
-                    )));
+                    return stop(Some(FrameFault::Misdirected { segment: c.segment, offset: c.offset }));
                 }
-                pending.push(Pending::Consumer { off, len: frame.len, name: c.name, position: c.position })
+                pending.push(Pending::Consumer { off, len: frame.len, name: c.name, position: c.position });
             }
         }
         at += frame.len as usize;
@@ -94,7 +87,7 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
                     report.events_scanned += 1;
                 }
                 Pending::Consumer { off, len, name, position } => {
-                    index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position)
+                    index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position);
                 }
             }
         }
@@ -103,7 +96,7 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
 }
 
 /// Checks that every event of a batch continues its stream's versions (a new stream may start anywhere).
-pub(super) fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<(), String> {
+pub(super) fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<(), FrameFault> {
     let mut next: Vec<(&str, u64)> = Vec::new();
     for p in pending {
         let Pending::Event { event, .. } = p else { continue };
@@ -111,14 +104,14 @@ pub(super) fn versions_follow(index: &Index, pending: &[Pending<'_>]) -> Result<
         let local = next.iter_mut().find(|(s, _)| *s == stream);
         let expected = match &local {
             Some((_, v)) => Some(*v),
-            None => index.streams.get(stream).map(|s| s.first_version + s.len()),
+            None => index.stream(stream).map(|s| s.first_version + s.len()),
         };
         let v = event.stream_version();
-        if expected.is_some_and(|e| e != v) {
-            return Err(format!("stream {stream:?} has version {v} where {} belongs", expected.unwrap_or(0)));
+        if let Some(e) = expected.filter(|&e| e != v) {
+            return Err(FrameFault::Version { stream: stream.to_owned(), found: v, expected: e });
         }
         if v > STREAM_VERSION_MAX {
-            return Err(format!("stream {stream:?} has version {v}, past the largest {STREAM_VERSION_MAX}"));
+            return Err(FrameFault::VersionPastMax { stream: stream.to_owned(), version: v });
         }
         match local {
             Some(entry) => entry.1 = v + 1,
@@ -138,32 +131,26 @@ pub(super) fn scan_sealed(
     // A roll makes a slot naming the segment's exact end durable before the next segment exists, so the
     // walk must end exactly there: earlier is lost frames, and bytes past it were never written (a flipped
     // bit there is not the log's business).
-    let durable = seg
-        .slot
-        .ok_or_else(|| Error::corrupt(&path, 64, "a sealed segment has no valid durable slot"))?
-        .durable_end;
+    let durable = seg.slot.ok_or_else(|| Error::corrupt(&path, 64, Corruption::NoDurableSlot))?.durable_end;
     // Final bytes: a sealed segment is never written again (a reader's segment that the writer rolled while
     // the reader opened was mapped as the last one, with nothing revealed yet).
     let bytes = seg
         .map
         .final_bytes(at.from, durable)
-        .ok_or_else(|| Error::corrupt(&path, at.from, "resume offset outside the segment's durable part"))?;
+        .ok_or_else(|| Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from }))?;
     let scan = index_frames(bytes, at, index, report);
-    if let Some(reason) = scan.reason {
+    if let Some(fault) = scan.reason {
         // A sealed segment was synced in full before its successor was created: nothing in it may be torn.
-        return Err(Error::corrupt(&path, scan.stop, format!("in a sealed segment: {reason}")));
+        return Err(Error::corrupt(&path, scan.stop, Corruption::Frame { fault, region: Region::Sealed }));
     }
     if scan.committed_end != durable {
-        let why = if scan.stop == durable {
-            "a sealed segment ends inside a batch"
-        } else {
-            "a sealed segment's frames end before its durable end"
-        };
-        return Err(Error::corrupt(&path, scan.committed_end, format!("{why} ({durable})")));
+        // Its whole batches end early, or a batch runs on to the durable end without its COMMIT frame.
+        let kind = Corruption::SealedEnd { batches_end: scan.committed_end, durable_end: durable };
+        return Err(Error::corrupt(&path, scan.committed_end, kind));
     }
     seg.map.reveal(durable);
-    index.segments[at.slot].end = durable;
-    index.segments[at.slot].seal();
+    index.set_segment_end(at.slot, durable);
+    index.seal_segment(at.slot);
     if at.from == SEGMENT_HEADER_LEN {
         seg.map.mark_verified(SEGMENT_HEADER_LEN, durable);
     }
@@ -179,55 +166,58 @@ impl Inner {
             Ok(t) => Ok(t),
             Err(stale) => {
                 self.rebuild_index(stale.reason)?;
-                f(&self.read_index()).map_err(|s| Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, s.reason))
+                f(&self.read_index()).map_err(|s| {
+                    Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, Corruption::CheckpointList(s.reason))
+                })
             }
         }
     }
 
     /// Rebuilds the index from the log, for when a checkpoint list fails its check after open.
-    pub(super) fn rebuild_index(&self, reason: String) -> Result<()> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+    pub(super) fn rebuild_index(&self, reason: CheckpointRefusal) -> Result<()> {
+        let _writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.rebuild_index_locked(reason)
     }
 
     /// As [`Inner::rebuild_index`]; the caller holds the writer lock, so the log does not move meanwhile.
-    pub(super) fn rebuild_index_locked(&self, reason: String) -> Result<()> {
+    pub(super) fn rebuild_index_locked(&self, reason: CheckpointRefusal) -> Result<()> {
         let (bounds, next) = {
             let ix = self.read_index();
-            (ix.segments.iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position)
+            (ix.segments().iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position())
         };
         let mut fresh = Index::new(self.options.event_ids_remembered);
         let mut scratch = RecoveryReport::default();
         for (slot, &(base, seq, end)) in bounds.iter().enumerate() {
-            let map =
-                self.segments.get(slot).ok_or_else(|| Error::corrupt(&self.dir, 0, "segment table short"))?;
+            let map = self
+                .segments
+                .get(slot)
+                .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot }))?;
             let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
             let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
-            fresh.segments.push(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
+            fresh.push_segment(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
             let at = Place { slot, seq, from: SEGMENT_HEADER_LEN };
             let scan = index_frames(bytes, at, &mut fresh, &mut scratch);
             if scan.reason.is_some() || scan.committed_end != end {
-                let why = scan.reason.unwrap_or_else(|| "the log ends early".into());
-                return Err(Error::corrupt(
-                    map.path(),
-                    scan.stop,
-                    format!("while rebuilding the index: {why}"),
-                ));
+                let kind = match scan.reason {
+                    Some(fault) => Corruption::Frame { fault, region: Region::Rebuild },
+                    None => Corruption::RebuildEndsEarly { batches_end: scan.committed_end, end },
+                };
+                return Err(Error::corrupt(map.path(), scan.stop, kind));
             }
-            fresh.segments[slot].end = end;
-            fresh.segments[slot].seal();
+            fresh.set_segment_end(slot, end);
+            fresh.seal_segment(slot);
         }
-        if fresh.next_position != next {
-            return Err(Error::corrupt(&self.dir, 0, "rebuilt index disagrees with the log's end"));
+        if fresh.next_position() != next {
+            let kind = Corruption::RebuildDisagrees { rebuilt: fresh.next_position(), expected: next };
+            return Err(Error::corrupt(&self.dir, 0, kind));
         }
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
         if !self.options.read_only {
             // As at open: the checkpoint that failed must not be trusted by a later open.
             remove_checkpoint(&self.dir)?;
         }
-        let mut report = self.report.write().unwrap_or_else(|e| e.into_inner());
-        report.checkpoint =
-            CheckpointUse::Rebuilt(format!("{reason} (found after open; rebuilt from the log)"));
+        let mut report = self.report.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        report.checkpoint = CheckpointUse::RebuiltAfterOpen(reason);
         Ok(())
     }
 }

@@ -123,7 +123,7 @@ impl Inner {
         let stale = {
             let ix = self.read_index();
             let ids = batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
-            ids.filter_map(|id| ix.ids.map.get(&id).copied()).find_map(|p| ix.locate(p).err())
+            ids.filter_map(|id| ix.event_id_position(id)).find_map(|p| ix.locate(p).err())
         };
         if let Some(stale) = stale {
             self.rebuild_index_locked(stale.reason)?;
@@ -145,7 +145,7 @@ impl Inner {
             return Err(Error::InvalidArgument("the log has no global positions left".into()));
         }
         if let Some((name, p)) = batch.consumer {
-            if let Some(&current) = ix.consumers.get(name).filter(|&&c| p <= c) {
+            if let Some(current) = ix.consumer(name).filter(|&c| p <= c) {
                 return Err(Error::ConsumerPositionNotAdvanced { name: name.into(), current, proposed: p });
             }
         }
@@ -185,7 +185,7 @@ impl Inner {
     pub(super) fn find_retry(&self, ix: &Index, batch: &Batch<'_>) -> Result<Option<Vec<Appended>>> {
         let mut events = batch.streams.iter().flat_map(|s| s.events.iter());
         let Some((id, position)) =
-            events.find_map(|e| e.event_id.and_then(|id| ix.ids.map.get(&id).map(|&p| (id, p))))
+            events.find_map(|e| e.event_id.and_then(|id| ix.event_id_position(id).map(|p| (id, p))))
         else {
             return Ok(None);
         };
@@ -193,7 +193,7 @@ impl Inner {
         // The original batch moved its consumer to `p` together with its events, and consumer positions
         // only advance: a consumer behind `p` means the stored events came from another batch.
         if let Some((name, p)) = batch.consumer {
-            if ix.consumers.get(name).is_none_or(|&current| current < p) {
+            if ix.consumer(name).is_none_or(|current| current < p) {
                 return conflict;
             }
         }
@@ -202,7 +202,7 @@ impl Inner {
             let mut first: Option<(u64, u64)> = None;
             for (i, e) in s.events.iter().enumerate() {
                 let stored =
-                    e.event_id.and_then(|id| ix.ids.map.get(&id)).and_then(|&p| self.event_at(ix, p));
+                    e.event_id.and_then(|id| ix.event_id_position(id)).and_then(|p| self.event_at(ix, p));
                 let Some(stored) = stored else { return conflict };
                 let (p0, v0) = *first.get_or_insert((stored.position(), stored.stream_version()));
                 let same = p0.checked_add(i as u64) == Some(stored.position())
@@ -247,7 +247,7 @@ impl Inner {
                 env.stream_version = first_version + i as u64;
                 env.timestamp_micros = e.timestamp_micros.unwrap_or(now);
                 env.schema_version = e.schema_version;
-                env.event_id = e.event_id.map(u128::to_be_bytes);
+                env.event_id = e.event_id.map(crate::format::event_id_bytes);
                 env.stream_id.clear();
                 env.stream_id.push_str(s.stream);
                 env.event_type.clear();
@@ -268,8 +268,9 @@ impl Inner {
         }
         if let Some((name, p)) = batch.consumer {
             // Offsets below the 4 GiB segment limit fit u32 (the index keeps them so too).
-            let offset =
-                u32::try_from(at).map_err(|_| Error::corrupt(w.map.map().path(), at, "offset past 4 GiB"))?;
+            let offset = u32::try_from(at).map_err(|_| {
+                Error::corrupt(w.map.map().path(), at, Corruption::OffsetPastLimit { offset: at })
+            })?;
             let body = ConsumerBody { name: name.to_owned(), position: p, segment: w.seg_seq, offset };
             match encode_consumer(&body, true, w.map.tail_mut(at, cap)) {
                 Some(len) => at += len,
@@ -280,6 +281,7 @@ impl Inner {
         Ok(Some(at))
     }
 
+    #[expect(clippy::unused_self, reason = "a step of the writer, called as its siblings are")]
     pub(super) fn abandon(&self, w: &mut Writer, at: u64) -> Option<u64> {
         // Zero the frames encoded so far and whatever the failed encoder wrote past `at` before it ran out of
         // room (it may have reached the end of the segment): left there, those bytes would sit past the log's
@@ -362,7 +364,7 @@ impl Inner {
         plan: &[u64],
         out: &mut dyn FnMut(Appended),
     ) {
-        let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut frame = offsets.iter();
         let mut position = w.next_position;
         for (s, &v0) in batch.streams.iter().zip(plan) {
@@ -482,13 +484,11 @@ impl Inner {
         self.sync_header(w)?;
         let slot_index = self.segments.push(Arc::clone(&seg.map))?;
         {
-            let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
+            let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             // The sealed segment's offsets never grow again: drop the Vec's growth slack.
-            if let Some(sealed) = ix.segments.last_mut() {
-                sealed.seal();
-            }
-            ix.segments.push(SegIndex::new(w.next_position, seq, SEGMENT_HEADER_LEN));
-            debug_assert_eq!(ix.segments.len(), slot_index + 1);
+            ix.seal_last_segment();
+            ix.push_segment(SegIndex::new(w.next_position, seq, SEGMENT_HEADER_LEN));
+            debug_assert_eq!(ix.segments().len(), slot_index + 1);
         }
         w.seg = slot_index;
         w.seg_seq = seq;
@@ -518,8 +518,9 @@ impl Inner {
             Ok(b) => b,
             Err(stale) => {
                 self.rebuild_index_locked(stale.reason)?;
-                encode_checkpoint(&self.read_index(), self.log_id)
-                    .map_err(|s| Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, s.reason))?
+                encode_checkpoint(&self.read_index(), self.log_id).map_err(|s| {
+                    Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, Corruption::CheckpointList(s.reason))
+                })?
             }
         };
         sys::write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)

@@ -48,24 +48,40 @@ pub fn claim(dir: &Path, replace: bool, stores: &[&str]) -> Fallible<DemoDir> {
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()).into());
     }
-    let marker_path = dir.join(MARKER);
-    let contents = inspect_directory(dir)?;
-    if contents.is_empty() {
-        match OpenOptions::new().read(true).write(true).create_new(true).open(&marker_path) {
-            Ok(mut marker) => {
-                lock(&marker, dir)?;
-                marker
-                    .write_all(MARKER_TEXT.as_bytes())
-                    .and_then(|()| marker.sync_all())
-                    .map_err(|e| format!("cannot write {}: {e}", marker_path.display()))?;
-                return Ok(DemoDir { dir: dir.to_path_buf(), _marker: marker });
-            }
-            // Another demo got there first: judge the directory as one with a marker.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", marker_path.display()).into()),
+    if inspect_directory(dir)?.is_empty() {
+        if let Some(marker) = mark_empty(dir)? {
+            return Ok(DemoDir { dir: dir.to_path_buf(), _marker: marker });
         }
     }
-    let marker = match OpenOptions::new().read(true).open(&marker_path) {
+    let marker = open_marker(dir)?;
+    replace_earlier_stores(dir, replace, stores)?;
+    Ok(DemoDir { dir: dir.to_path_buf(), _marker: marker })
+}
+
+/// Marks an empty directory as the demo's: the marker, created, locked, written and synced. `None` if
+/// another demo created a marker first.
+fn mark_empty(dir: &Path) -> Fallible<Option<File>> {
+    let marker_path = dir.join(MARKER);
+    match OpenOptions::new().read(true).write(true).create_new(true).open(&marker_path) {
+        Ok(mut marker) => {
+            lock(&marker, dir)?;
+            marker
+                .write_all(MARKER_TEXT.as_bytes())
+                .and_then(|()| marker.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", marker_path.display()))?;
+            Ok(Some(marker))
+        }
+        // Another demo got there first: judge the directory as one with a marker.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(format!("cannot create {}: {e}", marker_path.display()).into()),
+    }
+}
+
+/// The marker of a directory an earlier run created, locked; an error naming what is there if it is not the
+/// demo's.
+fn open_marker(dir: &Path) -> Fallible<File> {
+    let marker_path = dir.join(MARKER);
+    match OpenOptions::new().read(true).open(&marker_path) {
         Ok(mut marker) if marker_path.is_file() => {
             lock(&marker, dir)?;
             let mut text = String::new();
@@ -73,7 +89,7 @@ pub fn claim(dir: &Path, replace: bool, stores: &[&str]) -> Fallible<DemoDir> {
             if !text.starts_with(MARKER_FIRST_LINE) {
                 return Err(not_ours(dir, &format!("{MARKER:?}, a file the demo did not write")));
             }
-            marker
+            Ok(marker)
         }
         _ => {
             let contents = inspect_directory(dir)?;
@@ -83,11 +99,14 @@ pub fn claim(dir: &Path, replace: bool, stores: &[&str]) -> Fallible<DemoDir> {
                 let first = contents.foreign.first().or(contents.store_entries.first());
                 first.map_or_else(|| "files".to_owned(), |p| format!("{:?}", file_name(p)))
             };
-            return Err(not_ours(dir, &what));
+            Err(not_ours(dir, &what))
         }
-    };
+    }
+}
 
-    // Ours. Every entry must be recognised before anything is removed.
+/// In a directory that is ours: every entry must be recognised before anything is removed; then an earlier
+/// run's stores are removed if `replace` allows it, each locked first.
+fn replace_earlier_stores(dir: &Path, replace: bool, stores: &[&str]) -> Fallible<()> {
     let contents = inspect_directory(dir)?;
     let mut store_dirs = vec![dir.to_path_buf()];
     let mut earlier_stores = has_store_files(&contents.store_entries, dir);
@@ -107,22 +126,23 @@ pub fn claim(dir: &Path, replace: bool, stores: &[&str]) -> Fallible<DemoDir> {
         }
         return Err(not_ours(dir, &format!("{name:?}")));
     }
-    if earlier_stores {
-        if !replace {
-            return Err(format!(
-                "{} holds the stores of an earlier demo run; pass --replace to replace them (only files the \
-                 demo recognises as foldlog's are removed)",
-                dir.display()
-            )
-            .into());
-        }
-        // Lock every store before removing anything from any of them.
-        let locks = store_dirs.iter().map(StoreLock::acquire).collect::<Result<Vec<_>, _>>()?;
-        for lock in &locks {
-            lock.remove_store_files()?;
-        }
+    if !earlier_stores {
+        return Ok(());
     }
-    Ok(DemoDir { dir: dir.to_path_buf(), _marker: marker })
+    if !replace {
+        return Err(format!(
+            "{} holds the stores of an earlier demo run; pass --replace to replace them (only files the demo \
+             recognises as foldlog's are removed)",
+            dir.display()
+        )
+        .into());
+    }
+    // Lock every store before removing anything from any of them.
+    let locks = store_dirs.iter().map(StoreLock::acquire).collect::<Result<Vec<_>, _>>()?;
+    for lock in &locks {
+        lock.remove_store_files()?;
+    }
+    Ok(())
 }
 
 fn lock(marker: &File, dir: &Path) -> Fallible<()> {

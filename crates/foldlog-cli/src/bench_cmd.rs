@@ -339,9 +339,6 @@ pub fn run_engine(
     out: &mut Vec<Measure>,
     progress: &mut dyn FnMut(&str),
 ) -> BenchResult<()> {
-    let n = w.len();
-    let mb = |bytes: u64, d: Duration| bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9);
-    let eps = |events: usize, d: Duration| events as f64 / d.as_secs_f64().max(1e-9);
     let group = Mode::Group(GROUP_EVENTS);
 
     // 1. One event per call, group commit; this data set is then read back, reopened and measured.
@@ -354,62 +351,19 @@ pub fn run_engine(
 
     progress(&format!("{}: reads and replay", spec.name));
     e.prepare_reads()?;
-    let mut rng = Rng::new(0x5EED);
-    let mut whole = Vec::with_capacity(plan.reads);
-    let mut first100 = Vec::with_capacity(plan.reads);
-    let long: Vec<usize> = (0..w.streams.len()).filter(|&s| w.stream_len[s] >= 100).collect();
-    for _ in 0..plan.reads {
-        let s = rng.below(w.streams.len());
-        let t = Instant::now();
-        let (got, _) = e.read_stream(&w.streams[s], usize::MAX)?;
-        whole.push(t.elapsed());
-        if got != w.stream_len[s] {
-            return Err(
-                format!("{}: stream {s} has {got} events, expected {}", spec.name, w.stream_len[s]).into()
-            );
-        }
-        if !long.is_empty() {
-            let s = long[rng.below(long.len())];
-            let t = Instant::now();
-            let (got, _) = e.read_stream(&w.streams[s], 100)?;
-            first100.push(t.elapsed());
-            if got != 100 {
-                return Err(format!("{}: read {got} of 100 events", spec.name).into());
-            }
-        }
-    }
-    whole.sort_unstable();
-    first100.sort_unstable();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    rec.put("read_stream", "p50", "µs", false, us(percentile(&whole, 50)));
-    rec.put("read_stream", "p99", "µs", false, us(percentile(&whole, 99)));
-    if !first100.is_empty() {
-        rec.put("read_100", "p50", "µs", false, us(percentile(&first100, 50)));
-        rec.put("read_100", "p99", "µs", false, us(percentile(&first100, 99)));
-    }
-    let t = Instant::now();
-    let (count, bytes) = e.replay()?;
-    let took = t.elapsed();
-    if count != n as u64 {
-        return Err(format!("{}: replay gave {count} of {n} events", spec.name).into());
-    }
-    rec.put("replay", "throughput", "events/s", true, eps(n, took));
-    rec.put("replay", "bandwidth", "MB/s", true, mb(bytes, took));
+    measure_stream_reads(e.as_mut(), spec, w, plan, &mut rec)?;
+    measure_replay(e.as_mut(), spec, w, &mut rec)?;
     e.close()?;
     let on_disk = disk_bytes(&dir);
     rec.put("disk", "bytes", "MB", false, on_disk as f64 / 1e6);
-    rec.put("disk", "per_logical", "×", false, on_disk as f64 / w.logical_bytes(n, PAYLOAD_BYTES) as f64);
-
-    let hot = &w.streams[w.hottest()];
-    let t = Instant::now();
-    let mut e = (spec.open)(&dir, group)?;
-    let (got, _) = e.read_stream(hot, 1)?;
-    let took = t.elapsed();
-    if got != 1 {
-        return Err(format!("{}: no first event after reopen", spec.name).into());
-    }
-    rec.put("reopen", "open_first_read", "ms", false, took.as_secs_f64() * 1e3);
-    e.close()?;
+    rec.put(
+        "disk",
+        "per_logical",
+        "×",
+        false,
+        on_disk as f64 / w.logical_bytes(w.len(), PAYLOAD_BYTES) as f64,
+    );
+    measure_reopen(spec, w, &dir, group, &mut rec)?;
     std::fs::remove_dir_all(&dir)?;
 
     // 2. The same appends, never synced during the run.
@@ -439,16 +393,125 @@ pub fn run_engine(
 
     // 3. A sync before every append returns, bounded by time.
     progress(&format!("{}: append, sync every call", spec.name));
-    let dir = scratch.join(format!("{}-always", spec.name));
+    measure_always(spec, w, plan, &scratch.join(format!("{}-always", spec.name)), &mut rec)
+}
+
+/// One event per call with a sync before each append returns, for `plan.always_for`: throughput and latency.
+fn measure_always(
+    spec: &EngineSpec,
+    w: &Workload,
+    plan: &Plan,
+    dir: &Path,
+    rec: &mut Recorder<'_>,
+) -> BenchResult<()> {
     rec.setting = (spec.setting)(Mode::Always);
-    let mut e = (spec.open)(&dir, Mode::Always)?;
+    let mut e = (spec.open)(dir, Mode::Always)?;
     let (done, took, mut lat) = append_all(e.as_mut(), w, false, Some(plan.always_for), true)?;
     e.close()?;
-    std::fs::remove_dir_all(&dir)?;
+    std::fs::remove_dir_all(dir)?;
     lat.sort_unstable();
     rec.put("append_always", "throughput", "events/s", true, eps(done, took));
     rec.put("append_always", "p50", "µs", false, us(percentile(&lat, 50)));
     rec.put("append_always", "p99", "µs", false, us(percentile(&lat, 99)));
+    Ok(())
+}
+
+/// Megabytes per second.
+fn mb(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
+}
+
+/// Events per second.
+fn eps(events: usize, d: Duration) -> f64 {
+    events as f64 / d.as_secs_f64().max(1e-9)
+}
+
+/// Microseconds.
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// `plan.reads` reads of a random whole stream, each followed by one of the first 100 events of a random
+/// stream at least that long; every count is checked.
+fn measure_stream_reads(
+    e: &mut dyn Engine,
+    spec: &EngineSpec,
+    w: &Workload,
+    plan: &Plan,
+    rec: &mut Recorder<'_>,
+) -> BenchResult<()> {
+    let mut rng = Rng::new(0x5EED);
+    let mut whole = Vec::with_capacity(plan.reads);
+    let mut first100 = Vec::with_capacity(plan.reads);
+    let long: Vec<usize> = (0..w.streams.len()).filter(|&s| w.stream_len[s] >= 100).collect();
+    for _ in 0..plan.reads {
+        let s = rng.below(w.streams.len());
+        let t = Instant::now();
+        let (got, _) = e.read_stream(&w.streams[s], usize::MAX)?;
+        whole.push(t.elapsed());
+        if got != w.stream_len[s] {
+            return Err(
+                format!("{}: stream {s} has {got} events, expected {}", spec.name, w.stream_len[s]).into()
+            );
+        }
+        if !long.is_empty() {
+            let s = long[rng.below(long.len())];
+            let t = Instant::now();
+            let (got, _) = e.read_stream(&w.streams[s], 100)?;
+            first100.push(t.elapsed());
+            if got != 100 {
+                return Err(format!("{}: read {got} of 100 events", spec.name).into());
+            }
+        }
+    }
+    whole.sort_unstable();
+    first100.sort_unstable();
+    rec.put("read_stream", "p50", "µs", false, us(percentile(&whole, 50)));
+    rec.put("read_stream", "p99", "µs", false, us(percentile(&whole, 99)));
+    if !first100.is_empty() {
+        rec.put("read_100", "p50", "µs", false, us(percentile(&first100, 50)));
+        rec.put("read_100", "p99", "µs", false, us(percentile(&first100, 99)));
+    }
+    Ok(())
+}
+
+/// One replay of the whole log, checked to return every event.
+fn measure_replay(
+    e: &mut dyn Engine,
+    spec: &EngineSpec,
+    w: &Workload,
+    rec: &mut Recorder<'_>,
+) -> BenchResult<()> {
+    let n = w.len();
+    let t = Instant::now();
+    let (count, bytes) = e.replay()?;
+    let took = t.elapsed();
+    if count != n as u64 {
+        return Err(format!("{}: replay gave {count} of {n} events", spec.name).into());
+    }
+    rec.put("replay", "throughput", "events/s", true, eps(n, took));
+    rec.put("replay", "bandwidth", "MB/s", true, mb(bytes, took));
+    Ok(())
+}
+
+/// Open and the first read of the hottest stream, timed together.
+fn measure_reopen(
+    spec: &EngineSpec,
+    w: &Workload,
+    dir: &Path,
+    mode: Mode,
+    rec: &mut Recorder<'_>,
+) -> BenchResult<()> {
+    let hot = &w.streams[w.hottest()];
+    let t = Instant::now();
+    let mut e = (spec.open)(dir, mode)?;
+    let (got, _) = e.read_stream(hot, 1)?;
+    let took = t.elapsed();
+    if got != 1 {
+        return Err(format!("{}: no first event after reopen", spec.name).into());
+    }
+    rec.put("reopen", "open_first_read", "ms", false, took.as_secs_f64() * 1e3);
+    e.close()?;
     Ok(())
 }
 

@@ -299,14 +299,6 @@ fn duration(d: Duration) -> String {
     }
 }
 
-/// A small deterministic generator so the demo needs no extra crate.
-fn next_rand(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
     let mut out = io::stdout().lock();
     // Held until the end: a second demo on this directory is refused while this one runs.
@@ -319,15 +311,39 @@ fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
     writeln!(out, "durability: group commit (sync every 1,000 appends, 4 MiB or 10 ms)\n")?;
     out.flush()?;
     let store = Store::open_with(dir, options.clone())?;
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    demo_append(&mut out, &store, events, streams)?;
+    demo_read(&mut out, &store, events, streams)?;
+    store.close()?;
+    demo_reopen(&mut out, dir, options)?;
+    writeln!(
+        out,
+        "\nTry: foldlog stat {0} | foldlog verify {0} | foldlog dump {0} --stream account-7",
+        dir.display()
+    )?;
+    out.flush()?;
+    drop(out);
+    demo_bank::run(&owned.dir.join("bank"))?;
+    drop(owned);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's appends: `events` events of 100 pseudo-random bytes, one per call, over `streams` streams.
+fn demo_append(
+    out: &mut impl Write,
+    store: &Store,
+    events: u64,
+    streams: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // The bench's generator: the crate has one, and the demo needs no more than seeded bytes.
+    let mut rng = bench_cmd::Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut payload = [0u8; 100];
     let kinds = ["Deposited", "Withdrawn", "Renamed"];
     let pb = bar(events, "append");
     let started = Instant::now();
     for i in 0..events {
-        let stream = format!("account-{}", next_rand(&mut seed) % streams);
+        let stream = format!("account-{}", rng.next_u64() % streams);
         for chunk in payload.chunks_mut(8) {
-            chunk.copy_from_slice(&next_rand(&mut seed).to_le_bytes()[..chunk.len()]);
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
         }
         let kind = kinds[(i % 3) as usize];
         store.append(&stream, ExpectedVersion::Any, &[NewEvent::new(kind, &payload)])?;
@@ -347,7 +363,16 @@ fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
         sig3(stats.frame_bytes as f64 / 1e6 / append_time.as_secs_f64().max(1e-9)),
         store.durable_position().saturating_sub(1)
     )?;
+    Ok(())
+}
 
+/// The demo's reads: the whole log in global order, then 1,000 streams.
+fn demo_read(
+    out: &mut impl Write,
+    store: &Store,
+    events: u64,
+    streams: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let pb = bar(events, "replay");
     let started = Instant::now();
     let mut bytes = 0u64;
@@ -369,15 +394,17 @@ fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
         rate(n, replay_time),
         sig3(bytes as f64 / 1e6)
     )?;
-
     let started = Instant::now();
     let mut read = 0u64;
     for s in 0..1000u64 {
         read += store.read_stream(&format!("account-{}", s % streams), 0).count() as u64;
     }
     writeln!(out, "streams   read 1,000 streams ({read} events) in {}", duration(started.elapsed()))?;
+    Ok(())
+}
 
-    store.close()?;
+/// The demo's reopen: how long it took, what the checkpoint saved, and what the store holds on disk.
+fn demo_reopen(out: &mut impl Write, dir: &Path, options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let store = Store::open_with(dir, options)?;
     let report = store.recovery_report().clone();
@@ -401,16 +428,7 @@ fn demo(dir: &Path, replace: bool, events: u64, streams: u64) -> CliResult {
         stats.index_memory_bytes as f64 / 1e6,
         stats.index_memory_bytes as f64 / stats.events.max(1) as f64
     )?;
-    writeln!(
-        out,
-        "\nTry: foldlog stat {0} | foldlog verify {0} | foldlog dump {0} --stream account-7",
-        dir.display()
-    )?;
-    out.flush()?;
-    drop(out);
-    demo_bank::run(&owned.dir.join("bank"))?;
-    drop(owned);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -532,55 +550,105 @@ fn verify(dir: &Path, json: bool) -> CliResult {
     let code = ExitCode::from(if clean { 0 } else { EXIT_CORRUPT });
     let mut out = io::stdout().lock();
     if json {
-        let report = VerifyJson {
-            dir: dir.display().to_string(),
-            clean,
-            segments: walked
-                .segments
-                .iter()
-                .map(|s| SegmentJson {
-                    path: s.path.display().to_string(),
-                    base_position: s.base_position,
-                    frames: s.frames,
-                    events: s.events,
-                    frames_end: s.frames_end,
-                    durable_end: s.durable_end,
-                })
-                .collect(),
-            events: walked.events,
-            consumer_frames: walked.consumer_frames,
-            next_position: walked.next_position,
-            damage: walked
-                .damage
-                .iter()
-                .map(|d| {
-                    let (first_position, end_position) = match &d.positions {
-                        foldlog::verify::Affected::None => (None, None),
-                        foldlog::verify::Affected::Range(r) => (Some(r.start), Some(r.end)),
-                        foldlog::verify::Affected::From(p) => (Some(*p), None),
-                    };
-                    DamageJson {
-                        path: d.path.display().to_string(),
-                        offset: d.offset,
-                        len: d.len,
-                        first_position,
-                        end_position,
-                        positions: d.positions.to_string(),
-                        problem: d.problem.clone(),
-                    }
-                })
-                .collect(),
-            torn_tail: walked.torn_tail.as_ref().map(|t| TornJson {
-                path: t.path.display().to_string(),
-                offset: t.offset,
-                len: t.len,
-            }),
-            store,
-        };
+        let report = verify_json(dir, clean, &walked, store);
         // Rendered first, so a closed stdout is an `io::Error` like every other write.
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(code);
     }
+    print_verify_summary(&mut out, dir, &walked, &store)?;
+    for d in &walked.damage {
+        writeln!(
+            out,
+            "DAMAGED:    {} at offset {} ({} bytes): {}; {}",
+            d.path.display(),
+            d.offset,
+            d.len,
+            d,
+            d.positions
+        )?;
+    }
+    for p in &store.problems {
+        writeln!(out, "PROBLEM:    {p}")?;
+    }
+    if clean {
+        writeln!(out, "OK: every frame and every read path checked")?;
+    } else {
+        writeln!(
+            out,
+            "CORRUPT: {} damaged range(s), {} read problem(s)",
+            walked.damage.len(),
+            store.problems.len()
+        )?;
+        writeln!(
+            out,
+            "What to do next:\n\
+             - Do not open the directory writable yet: copy it first (cp -a DIR DIR.damaged), then work on the copy.\n\
+             - Restore from a backup if you have one.\n\
+             - Damage only in the last segment: a writable open with Options::recovery = \
+             Recovery::TruncateCorruption cuts the log at the first damaged frame, losing the positions listed.\n\
+             - Damage in a sealed segment cannot be cut: the positions listed are lost unless a copy has them."
+        )?;
+    }
+    Ok(code)
+}
+
+/// Verify's report as JSON: both halves, every damaged range.
+fn verify_json(dir: &Path, clean: bool, walked: &VerifyReport, store: StoreCheck) -> VerifyJson {
+    VerifyJson {
+        dir: dir.display().to_string(),
+        clean,
+        segments: walked
+            .segments
+            .iter()
+            .map(|s| SegmentJson {
+                path: s.path.display().to_string(),
+                base_position: s.base_position,
+                frames: s.frames,
+                events: s.events,
+                frames_end: s.frames_end,
+                durable_end: s.durable_end,
+            })
+            .collect(),
+        events: walked.events,
+        consumer_frames: walked.consumer_frames,
+        next_position: walked.next_position,
+        damage: walked
+            .damage
+            .iter()
+            .map(|d| {
+                let (first_position, end_position) = match &d.positions {
+                    foldlog::verify::Affected::None => (None, None),
+                    foldlog::verify::Affected::Range(r) => (Some(r.start), Some(r.end)),
+                    foldlog::verify::Affected::From(p) => (Some(*p), None),
+                };
+                DamageJson {
+                    path: d.path.display().to_string(),
+                    offset: d.offset,
+                    len: d.len,
+                    first_position,
+                    end_position,
+                    positions: d.positions.to_string(),
+                    problem: d.to_string(),
+                }
+            })
+            .collect(),
+        torn_tail: walked.torn_tail.as_ref().map(|t| TornJson {
+            path: t.path.display().to_string(),
+            offset: t.offset,
+            len: t.len,
+        }),
+        store,
+    }
+}
+
+/// The lines of verify's text report before the damage: what was walked, the checkpoint, the store's reads
+/// and the torn tail.
+fn print_verify_summary(
+    out: &mut impl Write,
+    dir: &Path,
+    walked: &VerifyReport,
+    store: &StoreCheck,
+) -> io::Result<()> {
     let frames: u64 = walked.segments.iter().map(|s| s.frames).sum();
     writeln!(out, "directory:  {}", dir.display())?;
     writeln!(
@@ -611,40 +679,7 @@ fn verify(dir: &Path, json: bool) -> CliResult {
             t.offset
         )?;
     }
-    for d in &walked.damage {
-        writeln!(
-            out,
-            "DAMAGED:    {} at offset {} ({} bytes): {}; {}",
-            d.path.display(),
-            d.offset,
-            d.len,
-            d.problem,
-            d.positions
-        )?;
-    }
-    for p in &store.problems {
-        writeln!(out, "PROBLEM:    {p}")?;
-    }
-    if clean {
-        writeln!(out, "OK: every frame and every read path checked")?;
-    } else {
-        writeln!(
-            out,
-            "CORRUPT: {} damaged range(s), {} read problem(s)",
-            walked.damage.len(),
-            store.problems.len()
-        )?;
-        writeln!(
-            out,
-            "What to do next:\n\
-             - Do not open the directory writable yet: copy it first (cp -a DIR DIR.damaged), then work on the copy.\n\
-             - Restore from a backup if you have one.\n\
-             - Damage only in the last segment: a writable open with Options::recovery = \
-             Recovery::TruncateCorruption cuts the log at the first damaged frame, losing the positions listed.\n\
-             - Damage in a sealed segment cannot be cut: the positions listed are lost unless a copy has them."
-        )?;
-    }
-    Ok(code)
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -839,65 +874,12 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
         .damage
         .iter()
         .map(|d| {
-            format!(
-                "{} at offset {} ({} bytes): {}; {}",
-                d.path.display(),
-                d.offset,
-                d.len,
-                d.problem,
-                d.positions
-            )
+            format!("{} at offset {} ({} bytes): {}; {}", d.path.display(), d.offset, d.len, d, d.positions)
         })
         .collect();
     let mut out = io::stdout().lock();
     if json {
-        let report = SalvageJson {
-            src: src.display().to_string(),
-            dst: dst.display().to_string(),
-            complete: r.is_complete(),
-            events_copied: r.events_copied,
-            source_end: r.source_end,
-            end_uncertain: r.end_uncertain,
-            lost: r.lost.iter().map(|l| [l.start, l.end]).collect(),
-            lost_count: r.lost_count(),
-            lost_to_damage: r.lost_to_damage().iter().map(|l| [l.start, l.end]).collect(),
-            mapping: r
-                .mapping
-                .iter()
-                .map(|m| RunJson { old_start: m.old_start, new_start: m.new_start, len: m.len })
-                .collect(),
-            streams_cut: r
-                .streams_cut
-                .iter()
-                .map(|c| CutJson {
-                    stream: c.stream.clone(),
-                    kept_through: c.kept_through,
-                    missing_version: c.missing_version,
-                    dropped_positions: c.dropped_positions.clone(),
-                })
-                .collect(),
-            streams_starting_late: r
-                .streams_starting_late
-                .iter()
-                .map(|(s, v)| LateJson { stream: s.clone(), first_version: *v })
-                .collect(),
-            consumers: r
-                .consumers
-                .iter()
-                .map(|c| ConsumerJson {
-                    name: c.name.clone(),
-                    old_position: c.old_position,
-                    new_position: c.new_position,
-                })
-                .collect(),
-            damage,
-            torn_tail: r.torn_tail.as_ref().map(|t| TornJson {
-                path: t.path.display().to_string(),
-                offset: t.offset,
-                len: t.len,
-            }),
-            snapshots_skipped: r.snapshots_skipped,
-        };
+        let report = salvage_json(src, dst, &r, damage);
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(code);
     }
@@ -909,17 +891,106 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
         r.source_end,
         if r.end_uncertain { " (the damage reaches the end of the log: more may have followed)" } else { "" }
     )?;
-    // Long lists are cut short here; --json always has all of it.
-    const LINES_MAX: usize = 20;
+    print_salvage_losses(&mut out, &r)?;
+    print_salvage_moves(&mut out, &r)?;
+    for d in &damage {
+        writeln!(out, "damage:     {d}")?;
+    }
+    if let Some(t) = &r.torn_tail {
+        writeln!(
+            out,
+            "torn tail:  {} bytes at {}:{} (never promised durable; not copied)",
+            t.len,
+            t.path.display(),
+            t.offset
+        )?;
+    }
+    if r.snapshots_skipped {
+        writeln!(out, "snapshots:  not copied (derived data; aggregates rebuild them on load)")?;
+    }
+    if r.is_complete() {
+        writeln!(out, "OK: every event and consumer position was copied")?;
+    } else {
+        writeln!(
+            out,
+            "INCOMPLETE: {} position(s) lost; the new store holds everything else",
+            r.lost_count()
+        )?;
+    }
+    Ok(code)
+}
+
+/// Long lists in salvage's text report are cut short after this many lines; --json always has all of it.
+const SALVAGE_LINES_MAX: usize = 20;
+
+/// Salvage's report as JSON, every list in full.
+fn salvage_json(
+    src: &Path,
+    dst: &Path,
+    r: &foldlog::salvage::SalvageReport,
+    damage: Vec<String>,
+) -> SalvageJson {
+    SalvageJson {
+        src: src.display().to_string(),
+        dst: dst.display().to_string(),
+        complete: r.is_complete(),
+        events_copied: r.events_copied,
+        source_end: r.source_end,
+        end_uncertain: r.end_uncertain,
+        lost: r.lost.iter().map(|l| [l.start, l.end]).collect(),
+        lost_count: r.lost_count(),
+        lost_to_damage: r.lost_to_damage().iter().map(|l| [l.start, l.end]).collect(),
+        mapping: r
+            .mapping
+            .iter()
+            .map(|m| RunJson { old_start: m.old_start, new_start: m.new_start, len: m.len })
+            .collect(),
+        streams_cut: r
+            .streams_cut
+            .iter()
+            .map(|c| CutJson {
+                stream: c.stream.clone(),
+                kept_through: c.kept_through,
+                missing_version: c.missing_version,
+                dropped_positions: c.dropped_positions.clone(),
+            })
+            .collect(),
+        streams_starting_late: r
+            .streams_starting_late
+            .iter()
+            .map(|(s, v)| LateJson { stream: s.clone(), first_version: *v })
+            .collect(),
+        consumers: r
+            .consumers
+            .iter()
+            .map(|c| ConsumerJson {
+                name: c.name.clone(),
+                old_position: c.old_position,
+                new_position: c.new_position,
+            })
+            .collect(),
+        damage,
+        torn_tail: r.torn_tail.as_ref().map(|t| TornJson {
+            path: t.path.display().to_string(),
+            offset: t.offset,
+            len: t.len,
+        }),
+        snapshots_skipped: r.snapshots_skipped,
+    }
+}
+
+/// What salvage could not copy: positions lost with the damage, streams cut after a lost version, streams
+/// that may have lost their first events.
+fn print_salvage_losses(out: &mut impl Write, r: &foldlog::salvage::SalvageReport) -> io::Result<()> {
     let with_damage = r.lost_to_damage();
-    for l in with_damage.iter().take(LINES_MAX) {
+    for l in with_damage.iter().take(SALVAGE_LINES_MAX) {
         writeln!(out, "LOST:       {} (with the damage)", positions(l))?;
     }
-    if with_damage.len() > LINES_MAX {
+    if with_damage.len() > SALVAGE_LINES_MAX {
         writeln!(
             out,
             "LOST:       ... and {} more ranges (--json lists all)",
-            with_damage.len() - LINES_MAX
+            with_damage.len() - SALVAGE_LINES_MAX
         )?;
     }
     for c in &r.streams_cut {
@@ -946,6 +1017,11 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
             quoted(s)
         )?;
     }
+    Ok(())
+}
+
+/// What moved in the copy: consumer positions, and the runs of positions that changed.
+fn print_salvage_moves(out: &mut impl Write, r: &foldlog::salvage::SalvageReport) -> io::Result<()> {
     for c in &r.consumers {
         match c.new_position {
             Some(p) => {
@@ -961,14 +1037,14 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
     }
     if r.mapping.len() > 1 || r.mapping.first().is_some_and(|m| m.old_start != m.new_start) {
         writeln!(out, "positions moved (old -> new):")?;
-        if r.mapping.len() > LINES_MAX {
+        if r.mapping.len() > SALVAGE_LINES_MAX {
             writeln!(
                 out,
-                "            ({} runs; the first {LINES_MAX} follow, --json lists all)",
+                "            ({} runs; the first {SALVAGE_LINES_MAX} follow, --json lists all)",
                 r.mapping.len()
             )?;
         }
-        for m in r.mapping.iter().take(LINES_MAX) {
+        for m in r.mapping.iter().take(SALVAGE_LINES_MAX) {
             writeln!(
                 out,
                 "            {}..={} -> {}..={}",
@@ -979,31 +1055,7 @@ fn salvage(src: &Path, dst: &Path, json: bool) -> CliResult {
             )?;
         }
     }
-    for d in &damage {
-        writeln!(out, "damage:     {d}")?;
-    }
-    if let Some(t) = &r.torn_tail {
-        writeln!(
-            out,
-            "torn tail:  {} bytes at {}:{} (never promised durable; not copied)",
-            t.len,
-            t.path.display(),
-            t.offset
-        )?;
-    }
-    if r.snapshots_skipped {
-        writeln!(out, "snapshots:  not copied (derived data; aggregates rebuild them on load)")?;
-    }
-    if r.is_complete() {
-        writeln!(out, "OK: every event and consumer position was copied")?;
-    } else {
-        writeln!(
-            out,
-            "INCOMPLETE: {} position(s) lost; the new store holds everything else",
-            r.lost_count()
-        )?;
-    }
-    Ok(code)
+    Ok(())
 }
 
 fn backup(src: &Path, dst: &Path, copy: bool) -> CliResult {

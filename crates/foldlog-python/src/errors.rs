@@ -45,7 +45,10 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::DuplicateEventId { id, position } => {
             Ok(DuplicateEventIdError::new_err((message, id, position)))
         }
-        Error::Corrupt { path, offset, reason } => Ok(CorruptError::new_err((message, path, offset, reason))),
+        Error::Corrupt { path, offset, kind } => {
+            // Python gets the kind as its description; the Rust enum has no Python counterpart (yet).
+            Ok(CorruptError::new_err((message, path, offset, kind.to_string())))
+        }
         Error::InvalidDirectory { path, reason } => {
             Ok(InvalidDirectoryError::new_err((message, path, reason)))
         }

@@ -1,0 +1,514 @@
+//! The index checkpoint file: encoding an index, and decoding a checkpoint's header and directory (its lists
+//! stay on disk, see `saved_list.rs`). Every byte decoded here came from disk: lengths are checked before
+//! use, and anything that does not fit is a [`CheckpointRefusal`], never a panic.
+
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use super::saved_list::{put_list, Item, SavedList, Source};
+use super::{Index, Positions, SegIndex, Stale, StreamIndex};
+use crate::corruption::CheckpointRefusal;
+use crate::error::{Error, Result};
+use crate::format::{
+    ckpt, event_id_bytes, event_id_from_bytes, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION,
+    STREAM_VERSION_MAX,
+};
+use crate::io as sys;
+
+/// Where a checkpoint resumes the scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Resume {
+    pub segment_base: u64,
+    pub offset: u64,
+}
+
+/// Encodes a checkpoint of `index` (covering everything indexed) for log `log_id`. Reads any saved list it
+/// has not loaded yet, so it fails with [`Stale`] if one of those is damaged.
+pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u8>, Stale> {
+    // Lists first (their offsets are needed by the directory), then the directory, then the header.
+    // A capacity hint: 12 bytes an event (docs/index.md).
+    let mut data =
+        Vec::with_capacity(usize::try_from(index.next_position).map_or(0, |n| n.saturating_mul(12)));
+    let mut seg_entries = Vec::with_capacity(index.segments.len());
+    for s in &index.segments {
+        let (start, crc) = put_list(&mut data, &s.all_offsets()?);
+        seg_entries.push((s, start, crc));
+    }
+    // Sorted, so that the same index always gives the same bytes.
+    let mut streams: Vec<(&Box<str>, &StreamIndex)> = index.streams.iter().collect();
+    streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut stream_entries = Vec::with_capacity(streams.len());
+    for (id, s) in streams {
+        let (start, crc) = put_list(&mut data, &s.all_positions()?);
+        stream_entries.push((id, s, start, crc));
+    }
+    let mut dir = Vec::with_capacity(64 + index.streams.len() * 64);
+    let w = &mut dir;
+    put_u64(w, seg_entries.len() as u64);
+    for &(s, start, crc) in &seg_entries {
+        put_u64(w, s.base);
+        put_u32(w, s.seq);
+        put_u64(w, s.end);
+        put_u64(w, s.len());
+        put_u64(w, start);
+        put_u32(w, crc);
+    }
+    put_u64(w, stream_entries.len() as u64);
+    for &(id, s, start, crc) in &stream_entries {
+        put_bytes(w, id.as_bytes());
+        put_u64(w, s.first_version);
+        put_u64(w, s.len());
+        put_u64(w, start);
+        put_u32(w, crc);
+    }
+    let mut consumers: Vec<(&Box<str>, &u64)> = index.consumers.iter().collect();
+    consumers.sort_unstable();
+    put_u64(w, consumers.len() as u64);
+    for (name, &p) in consumers {
+        put_bytes(w, name.as_bytes());
+        put_u64(w, p);
+    }
+    put_u64(w, index.ids.order.len() as u64);
+    for id in &index.ids.order {
+        w.extend_from_slice(&event_id_bytes(*id));
+        put_u64(w, index.ids.map.get(id).copied().unwrap_or(0));
+    }
+    let last = index.segments.last();
+    let mut out = [0u8; CHECKPOINT_HEADER_LEN];
+    out[ckpt::MAGIC].copy_from_slice(&CHECKPOINT_MAGIC);
+    LE::write_u32(&mut out[ckpt::VERSION], FORMAT_VERSION);
+    out[ckpt::LOG_ID].copy_from_slice(&log_id);
+    LE::write_u64(&mut out[ckpt::NEXT_POSITION], index.next_position);
+    LE::write_u64(&mut out[ckpt::RESUME_SEGMENT], last.map_or(0, |s| s.base));
+    LE::write_u64(&mut out[ckpt::RESUME_OFFSET], last.map_or(0, |s| s.end));
+    LE::write_u64(&mut out[ckpt::DIR_LEN], dir.len() as u64);
+    LE::write_u32(&mut out[ckpt::DIR_CRC], crc32fast::hash(&dir));
+    let crc = crc32fast::hash(&out[..ckpt::HEADER_CRC.start]);
+    LE::write_u32(&mut out[ckpt::HEADER_CRC], crc);
+    Ok([&out[..], &dir, &data].concat())
+}
+
+pub(super) fn put_u64(w: &mut Vec<u8>, v: u64) {
+    let mut b = [0u8; 8];
+    LE::write_u64(&mut b, v);
+    w.extend_from_slice(&b);
+}
+
+pub(super) fn put_u32(w: &mut Vec<u8>, v: u32) {
+    let mut b = [0u8; 4];
+    LE::write_u32(&mut b, v);
+    w.extend_from_slice(&b);
+}
+
+fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
+    put_u32(
+        w,
+        u32::try_from(b.len()).expect("names are checked against NAME_BYTES_MAX before they are stored"),
+    );
+    w.extend_from_slice(b);
+}
+
+/// A bounded reader over checkpoint bytes: every length is checked against what is left before use.
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.b.split_at_checked(n)?;
+        self.b = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(LE::read_u32)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(LE::read_u64)
+    }
+    /// A count of items of at least `item_len` bytes each, refused if the rest cannot hold that many.
+    fn count(&mut self, item_len: usize) -> Option<usize> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        (n <= self.b.len() / item_len.max(1)).then_some(n)
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+/// Opens a checkpoint file and decodes its header and directory (lists stay on disk until needed).
+/// `Ok(None)` if there is no checkpoint; `Err(reason)` if it is damaged, foreign or from another version.
+pub(crate) fn open_checkpoint(
+    path: PathBuf,
+    log_id: [u8; 16],
+    ids_capacity: usize,
+) -> Result<Option<std::result::Result<(Index, Resume), CheckpointRefusal>>> {
+    let file = match sys::open(&path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open checkpoint", path, e)),
+    };
+    let len = file.metadata().map_err(|e| Error::io("stat checkpoint", &path, e))?.len();
+    let mut head = [0u8; CHECKPOINT_HEADER_LEN];
+    if len < CHECKPOINT_HEADER_LEN as u64 {
+        return Ok(Some(Err(CheckpointRefusal::Short)));
+    }
+    sys::read_at(&file, &path, 0, &mut head).map_err(|e| Error::io("read checkpoint", &path, e))?;
+    let dir_len = LE::read_u64(&head[ckpt::DIR_LEN]);
+    if dir_len > len - CHECKPOINT_HEADER_LEN as u64 {
+        return Ok(Some(Err(CheckpointRefusal::DirectoryPastEnd)));
+    }
+    let Ok(dir_len) = usize::try_from(dir_len) else {
+        return Ok(Some(Err(CheckpointRefusal::DirectoryPastEnd)));
+    };
+    let mut dir = vec![0u8; dir_len];
+    sys::read_at(&file, &path, CHECKPOINT_HEADER_LEN as u64, &mut dir)
+        .map_err(|e| Error::io("read checkpoint", &path, e))?;
+    let source = Arc::new(Source { file, path, len });
+    Ok(Some(decode_checkpoint(&head, &dir, source, log_id, ids_capacity)))
+}
+
+/// Checks a checkpoint header (magic, CRC, version, log id, the directory's length and CRC); returns the
+/// position it covers up to and where the scan resumes.
+fn decode_checkpoint_header(
+    h: &[u8; CHECKPOINT_HEADER_LEN],
+    dir: &[u8],
+    log_id: [u8; 16],
+) -> std::result::Result<(u64, Resume), CheckpointRefusal> {
+    if h[ckpt::MAGIC] != CHECKPOINT_MAGIC {
+        return Err(CheckpointRefusal::BadMagic);
+    }
+    if crc32fast::hash(&h[..ckpt::HEADER_CRC.start]) != LE::read_u32(&h[ckpt::HEADER_CRC]) {
+        return Err(CheckpointRefusal::HeaderChecksum);
+    }
+    if LE::read_u32(&h[ckpt::VERSION]) != FORMAT_VERSION {
+        return Err(CheckpointRefusal::Version { found: LE::read_u32(&h[ckpt::VERSION]) });
+    }
+    if h[ckpt::LOG_ID] != log_id {
+        return Err(CheckpointRefusal::ForeignLog);
+    }
+    let next_position = LE::read_u64(&h[ckpt::NEXT_POSITION]);
+    let resume = Resume {
+        segment_base: LE::read_u64(&h[ckpt::RESUME_SEGMENT]),
+        offset: LE::read_u64(&h[ckpt::RESUME_OFFSET]),
+    };
+    if dir.len() as u64 != LE::read_u64(&h[ckpt::DIR_LEN])
+        || crc32fast::hash(dir) != LE::read_u32(&h[ckpt::DIR_CRC])
+    {
+        return Err(CheckpointRefusal::DirectoryChecksum);
+    }
+    Ok((next_position, resume))
+}
+
+/// Decodes and checks a checkpoint's header and directory; lists are read later from `source`.
+pub(crate) fn decode_checkpoint(
+    h: &[u8; CHECKPOINT_HEADER_LEN],
+    dir: &[u8],
+    source: Arc<Source>,
+    log_id: [u8; 16],
+    ids_capacity: usize,
+) -> std::result::Result<(Index, Resume), CheckpointRefusal> {
+    let (next_position, resume) = decode_checkpoint_header(h, dir, log_id)?;
+    let lists = Lists { source, data_start: (CHECKPOINT_HEADER_LEN + dir.len()) as u64 };
+    let mut r = Reader { b: dir };
+    let mut index = Index::new(ids_capacity);
+    decode_segment_entries(&mut r, &lists, &mut index)?;
+    decode_stream_entries(&mut r, &lists, next_position, &mut index)?;
+    decode_consumers_and_ids(&mut r, next_position, &mut index)?;
+    if !r.b.is_empty() {
+        return Err(CheckpointRefusal::TrailingBytes);
+    }
+    check_shape(&index, next_position, resume)?;
+    index.next_position = next_position;
+    Ok((index, resume))
+}
+
+/// Where a checkpoint's lists are: the file, and the offset its data section starts at.
+struct Lists {
+    source: Arc<Source>,
+    data_start: u64,
+}
+
+impl Lists {
+    /// The saved list of `count` items below `limit` at offset `at` of the data section.
+    fn saved<E: Item>(&self, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
+        SavedList::new(&self.source, self.data_start.saturating_add(at), count, crc, limit)
+    }
+}
+
+/// The directory's segment entries: base, number, end, event count, list offset and CRC.
+fn decode_segment_entries(
+    r: &mut Reader<'_>,
+    lists: &Lists,
+    index: &mut Index,
+) -> std::result::Result<(), CheckpointRefusal> {
+    let bad = || CheckpointRefusal::DirectoryMalformed;
+    for _ in 0..r.count(40).ok_or_else(bad)? {
+        let (base, seq, end, count, at) = (r.u64(), r.u32(), r.u64(), r.u64(), r.u64());
+        let (Some(base), Some(seq), Some(end), Some(count), Some(at), Some(crc)) =
+            (base, seq, end, count, at, r.u32())
+        else {
+            return Err(bad());
+        };
+        let list = (count > 0).then(|| lists.saved(at, count, crc, end));
+        index.segments.push(SegIndex {
+            base,
+            seq,
+            end,
+            saved: list,
+            saved_count: count,
+            offsets: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
+/// The directory's stream entries: id, first version, event count, list offset and CRC.
+fn decode_stream_entries(
+    r: &mut Reader<'_>,
+    lists: &Lists,
+    next_position: u64,
+    index: &mut Index,
+) -> std::result::Result<(), CheckpointRefusal> {
+    let bad = || CheckpointRefusal::DirectoryMalformed;
+    let streams = r.count(32).ok_or_else(bad)?;
+    index.streams.reserve(streams);
+    for _ in 0..streams {
+        let id = r.str().ok_or_else(bad)?;
+        let (first, count, at, crc) = (r.u64(), r.u64(), r.u64(), r.u32());
+        let (Some(first_version), Some(count), Some(at), Some(crc)) = (first, count, at, crc) else {
+            return Err(bad());
+        };
+        if count == 0 || first_version.checked_add(count).is_none_or(|end| end > STREAM_VERSION_MAX + 1) {
+            return Err(CheckpointRefusal::StreamLength { stream: id.to_owned() });
+        }
+        let entry = StreamIndex {
+            first_version,
+            saved: Some(lists.saved(at, count, crc, next_position)),
+            saved_count: count,
+            positions: Positions::default(),
+        };
+        if index.streams.insert(id.into(), entry).is_some() {
+            return Err(CheckpointRefusal::StreamListedTwice { stream: id.to_owned() });
+        }
+    }
+    Ok(())
+}
+
+/// The directory's consumer positions and remembered event ids.
+fn decode_consumers_and_ids(
+    r: &mut Reader<'_>,
+    next_position: u64,
+    index: &mut Index,
+) -> std::result::Result<(), CheckpointRefusal> {
+    let bad = || CheckpointRefusal::DirectoryMalformed;
+    for _ in 0..r.count(12).ok_or_else(bad)? {
+        let name = r.str().ok_or_else(bad)?;
+        let p = r.u64().ok_or_else(bad)?;
+        index.consumers.insert(name.into(), p);
+    }
+    for _ in 0..r.count(24).ok_or_else(bad)? {
+        let id = event_id_from_bytes(r.take(16).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        let p = r.u64().ok_or_else(bad)?;
+        if p >= next_position {
+            return Err(CheckpointRefusal::EventIdPastEnd);
+        }
+        index.ids.insert(id, p);
+    }
+    Ok(())
+}
+
+/// Structural checks of a decoded directory before it is trusted at all.
+fn check_shape(
+    index: &Index,
+    next_position: u64,
+    resume: Resume,
+) -> std::result::Result<(), CheckpointRefusal> {
+    let mut expect = 0u64;
+    for (s, seq) in index.segments.iter().zip(0u32..) {
+        if s.base != expect {
+            return Err(CheckpointRefusal::SegmentBase { base: s.base, expected: expect });
+        }
+        if s.seq != seq {
+            return Err(CheckpointRefusal::SegmentNumber { found: s.seq, expected: seq });
+        }
+        expect = s.base.checked_add(s.len()).ok_or(CheckpointRefusal::SegmentLengthOverflow)?;
+    }
+    if expect != next_position {
+        return Err(CheckpointRefusal::SegmentLengths);
+    }
+    let events = index.streams.values().try_fold(0u64, |a, s| a.checked_add(s.len()));
+    if events != Some(next_position) {
+        return Err(CheckpointRefusal::StreamLengths);
+    }
+    match index.segments.last() {
+        Some(last) if last.base == resume.segment_base && last.end == resume.offset => Ok(()),
+        None if next_position == 0 => Ok(()),
+        _ => Err(CheckpointRefusal::ResumePoint),
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests index and convert what they just built"
+)]
+mod tests {
+    use super::*;
+    use crate::error::ExpectedVersion;
+    use crate::index::FrameAt;
+
+    fn sample() -> Index {
+        let mut ix = Index::new(10);
+        ix.segments.push(SegIndex::new(0, 0, 128));
+        let mut off = 128;
+        for p in 0..20u64 {
+            let stream = format!("s-{}", p % 3);
+            let v = ix.streams.get(stream.as_str()).map_or(5, |s| s.first_version + s.len());
+            ix.add_event(FrameAt { seg: 0, offset: off, len: 64 }, &stream, v, p, Some(u128::from(p) << 64))
+                .unwrap();
+            off += 64;
+        }
+        ix.add_consumer(FrameAt { seg: 0, offset: off, len: 48 }, "proj", 7);
+        ix
+    }
+
+    /// Writes `bytes` as a checkpoint file and opens it.
+    fn open(bytes: &[u8]) -> std::result::Result<(Index, Resume), CheckpointRefusal> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.ckpt");
+        std::fs::write(&path, bytes).unwrap();
+        open_checkpoint(path, [1; 16], 10).unwrap().unwrap()
+    }
+
+    /// Every event's stream position and location, loading saved lists.
+    fn contents(ix: &Index) -> std::result::Result<Vec<(String, u64, u64, u64)>, String> {
+        let mut out = Vec::new();
+        for (id, s) in &ix.streams {
+            for i in 0..s.len() {
+                let p = s.position(i).map_err(|e| e.reason.to_string())?.ok_or("short")?;
+                let (_, off) = ix.locate(p).map_err(|e| e.reason.to_string())?.ok_or("unlocated")?;
+                out.push((id.to_string(), s.first_version + i, p, off));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    #[test]
+    fn checkpoint_round_trips() {
+        let ix = sample();
+        let bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
+        let (back, resume) = open(&bytes).unwrap();
+        assert_eq!(contents(&back), contents(&ix));
+        assert_eq!(back.next_position, 20);
+        assert_eq!(back.consumers, ix.consumers);
+        assert_eq!(back.ids, ix.ids);
+        assert_eq!(resume, Resume { segment_base: 0, offset: 128 + 20 * 64 + 48 });
+        assert_eq!(back.locate(3).unwrap(), Some((0, 128 + 3 * 64)));
+        // A checkpoint of a checkpoint-backed index is the same file.
+        assert_eq!(encode_checkpoint(&back, [1; 16]).unwrap(), bytes);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.ckpt");
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(open_checkpoint(path, [2; 16], 10).unwrap().unwrap().is_err());
+    }
+
+    /// A flipped byte anywhere is refused: at open (header, directory) or when the list is first read.
+    #[test]
+    fn every_single_byte_flip_is_refused() {
+        let bytes = encode_checkpoint(&sample(), [1; 16]).unwrap();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            let refused = match open(&b) {
+                Err(_) => true,
+                Ok((ix, _)) => contents(&ix).is_err(),
+            };
+            assert!(refused, "flip at {i} accepted");
+        }
+        for n in 0..bytes.len() {
+            let refused = match open(&bytes[..n]) {
+                Err(_) => true,
+                Ok((ix, _)) => contents(&ix).is_err(),
+            };
+            assert!(refused, "cut at {n} accepted");
+        }
+    }
+
+    /// Lists longer than a chunk load chunk by chunk: damage in one chunk spoils only reads that need it,
+    /// and each is reported, never returned.
+    #[test]
+    fn long_lists_load_by_chunk() {
+        let mut ix = Index::new(0);
+        ix.segments.push(SegIndex::new(0, 0, 128));
+        for p in 0..10_000u64 {
+            ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, "long", p, p, None).unwrap();
+        }
+        let mut bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
+        let (back, _) = open(&bytes).unwrap();
+        assert_eq!(contents(&back), contents(&ix));
+        // Damage the last item of the stream list (its third chunk).
+        let n = bytes.len();
+        bytes[n - 3] ^= 1;
+        let (back, _) = open(&bytes).unwrap();
+        let s = &back.streams["long"];
+        assert_eq!(s.position(0).unwrap(), Some(0));
+        assert_eq!(s.position(8191).unwrap(), Some(8191));
+        assert!(s.position(8192).is_err());
+        assert!(s.position(9999).is_err());
+        assert_eq!(back.locate(9999).unwrap(), Some((0, 128 + 9999 * 64)));
+        assert!(back.memory_bytes() < ix.memory_bytes(), "only two chunks were loaded");
+    }
+
+    /// The fuzzers' forger (`fuzzing::fix_checkpoint_crcs`) must keep up with this layout, or forged
+    /// checkpoints would only ever test the CRC checks.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn the_fuzzers_forger_recomputes_every_crc() {
+        let mut ix = Index::new(0);
+        ix.segments.push(SegIndex::new(0, 0, 128));
+        for p in 0..5000u64 {
+            ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, "s", p, p, None).unwrap();
+        }
+        let mut bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
+        let n = bytes.len();
+        bytes[n - 8] ^= 1; // the stream's last position: 4999 becomes 4998, out of order in its chunk
+        assert!(open(&bytes).is_ok_and(|(ix, _)| contents(&ix).is_err()), "damage is caught");
+        crate::fuzzing::fix_checkpoint_crcs(&mut bytes);
+        let (forged, _) = open(&bytes).unwrap();
+        let err = forged.streams["s"].position(4999).unwrap_err();
+        assert!(
+            matches!(err.reason, CheckpointRefusal::ChunkOrder { .. }),
+            "CRCs pass, the order check fails: {}",
+            err.reason
+        );
+        bytes[n - 8..].copy_from_slice(&5001u64.to_le_bytes()); // in order, but past next_position
+        crate::fuzzing::fix_checkpoint_crcs(&mut bytes);
+        let (forged, _) = open(&bytes).unwrap();
+        assert!(forged.streams["s"].position(4999).is_err());
+        bytes[n - 8..].copy_from_slice(&4999u64.to_le_bytes()); // the true value again: all of it loads
+        crate::fuzzing::fix_checkpoint_crcs(&mut bytes);
+        let (forged, _) = open(&bytes).unwrap();
+        assert_eq!(contents(&forged), contents(&ix));
+        assert_eq!(forged.streams["s"].position(4095).unwrap(), Some(4095), "other chunks load");
+    }
+
+    #[test]
+    fn version_gap_is_refused_and_expected_versions_checked() {
+        let mut ix = sample();
+        let before = contents(&ix);
+        assert!(ix.add_event(FrameAt { seg: 0, offset: 5000, len: 64 }, "s-0", 99, 20, None).is_err());
+        assert_eq!(contents(&ix), before, "a refused event changes nothing");
+        // s-1 holds positions 1, 4, ..., 19: seven events from version 5, so its last version is 11.
+        assert_eq!(ix.check_expected("s-1", ExpectedVersion::Exact(11)).unwrap(), Some(11));
+        assert!(ix.check_expected("s-1", ExpectedVersion::Exact(7)).is_err());
+        assert!(ix.check_expected("s-1", ExpectedVersion::NoStream).is_err());
+    }
+}

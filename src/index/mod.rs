@@ -1,0 +1,360 @@
+//! The in-memory index: where each global position lives (segment, offset), each stream's versions → positions,
+//! consumer positions and the window of remembered event ids. Its checkpoint file codec is in `checkpoint.rs`,
+//! the lazily read lists of a checkpoint in `saved_list.rs`: the two parts that decode bytes from disk, so
+//! their module headers deny `unwrap`, indexing and truncating casts.
+//!
+//! A checkpoint is used lazily: open reads and checks only its header and directory (one entry per segment
+//! and per stream); each list of offsets or positions is read from the file, checked against its own CRC and
+//! kept the first time something needs it. So open costs the directory, not the index. A list that fails its
+//! check is reported as [`Stale`] and the store rebuilds the whole index from the log.
+//!
+//! Memory per event: 4 bytes (frame offset) + 8 bytes (stream position) + block slack; see docs/index.md.
+
+mod checkpoint;
+mod saved_list;
+
+pub(crate) use checkpoint::{encode_checkpoint, open_checkpoint, Resume};
+use saved_list::SavedList;
+pub(crate) use saved_list::Stale;
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::error::{Error, ExpectedVersion, Result};
+
+/// Entries per block of a [`Positions`] list.
+const POSITIONS_BLOCK: usize = 64;
+
+/// A stream's global positions, in fixed blocks of 64: unlike a doubling `Vec`, the slack is at most one block
+/// per stream, so a large index costs 8 bytes per event plus 1/8 byte of block pointer (docs/index.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Positions {
+    // Boxed on purpose: a `Vec` of inline blocks would bring back the doubling slack, in whole blocks.
+    #[expect(clippy::vec_box, reason = "growth slack must stay in pointers, not in 512-byte blocks")]
+    blocks: Vec<Box<[u64; POSITIONS_BLOCK]>>,
+    len: usize,
+}
+
+impl Positions {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn get(&self, i: usize) -> Option<u64> {
+        (i < self.len).then(|| self.blocks[i / POSITIONS_BLOCK][i % POSITIONS_BLOCK])
+    }
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.blocks.iter().flat_map(|b| b.iter().copied()).take(self.len)
+    }
+    pub fn push(&mut self, p: u64) {
+        if self.len == self.blocks.len() * POSITIONS_BLOCK {
+            self.blocks.push(Box::new([0; POSITIONS_BLOCK]));
+        }
+        self.blocks[self.len / POSITIONS_BLOCK][self.len % POSITIONS_BLOCK] = p;
+        self.len += 1;
+    }
+    fn memory_bytes(&self) -> usize {
+        self.blocks.len() * (POSITIONS_BLOCK * 8 + 8)
+    }
+}
+
+/// One segment's events: position `base + i` is the frame at offset number `i` (saved part first).
+#[derive(Debug)]
+pub(crate) struct SegIndex {
+    pub base: u64,
+    /// The segment's sequence number (file name and header); with the base, what names the file.
+    pub seq: u32,
+    /// Offset just past the last frame indexed (events and consumer frames).
+    pub end: u64,
+    saved: Option<SavedList<u32>>,
+    saved_count: u64,
+    /// Offsets of events after the saved part.
+    offsets: Vec<u32>,
+}
+
+impl SegIndex {
+    /// An empty segment whose frames start at `end`.
+    pub fn new(base: u64, seq: u32, end: u64) -> SegIndex {
+        SegIndex { base, seq, end, saved: None, saved_count: 0, offsets: Vec::new() }
+    }
+
+    /// Events indexed in this segment.
+    pub fn len(&self) -> u64 {
+        self.saved_count + self.offsets.len() as u64
+    }
+
+    fn offset(&self, i: u64) -> Result<Option<u32>, Stale> {
+        match &self.saved {
+            Some(saved) if i < self.saved_count => saved.get(i),
+            _ => Ok(self.offsets.get((i - self.saved_count) as usize).copied()),
+        }
+    }
+
+    /// Every offset, saved part first.
+    fn all_offsets(&self) -> Result<Vec<u32>, Stale> {
+        let mut v = Vec::with_capacity(self.len() as usize);
+        if let Some(saved) = &self.saved {
+            saved.for_each(|o| v.push(o))?;
+        }
+        v.extend_from_slice(&self.offsets);
+        Ok(v)
+    }
+
+    /// Drops the growth slack of a segment that will not grow again.
+    pub fn seal(&mut self) {
+        self.offsets.shrink_to_fit();
+    }
+}
+
+/// One stream: version `first_version + i` is at the `i`-th global position (saved part first).
+#[derive(Debug)]
+pub(crate) struct StreamIndex {
+    pub first_version: u64,
+    saved: Option<SavedList<u64>>,
+    saved_count: u64,
+    positions: Positions,
+}
+
+impl StreamIndex {
+    /// Events in the stream.
+    pub fn len(&self) -> u64 {
+        self.saved_count + self.positions.len() as u64
+    }
+
+    /// Version of the last event, `None` if empty.
+    pub fn last_version(&self) -> Option<u64> {
+        (self.len() > 0).then(|| self.first_version + self.len() - 1)
+    }
+
+    /// Global position of the stream's `i`-th event.
+    pub fn position(&self, i: u64) -> Result<Option<u64>, Stale> {
+        match &self.saved {
+            Some(saved) if i < self.saved_count => saved.get(i),
+            _ => Ok(self.positions.get((i - self.saved_count) as usize)),
+        }
+    }
+
+    /// Every position, saved part first.
+    fn all_positions(&self) -> Result<Vec<u64>, Stale> {
+        let mut v = Vec::with_capacity(self.len() as usize);
+        if let Some(saved) = &self.saved {
+            saved.for_each(|p| v.push(p))?;
+        }
+        v.extend(self.positions.iter());
+        Ok(v)
+    }
+}
+
+/// The most recent event ids, oldest evicted first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IdWindow {
+    map: HashMap<u128, u64>,
+    order: VecDeque<u128>,
+    capacity: usize,
+}
+
+impl IdWindow {
+    fn insert(&mut self, id: u128, position: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.order.len() == self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+        self.map.insert(id, position);
+        self.order.push_back(id);
+    }
+}
+
+/// The whole index.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    segments: Vec<SegIndex>,
+    streams: HashMap<Box<str>, StreamIndex>,
+    consumers: HashMap<Box<str>, u64>,
+    ids: IdWindow,
+    next_position: u64,
+}
+
+/// Where a frame sits: segment slot, file offset, length with padding.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FrameAt {
+    pub seg: usize,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Why an event cannot join its stream (used by recovery to name corruption).
+#[derive(Debug)]
+pub(crate) struct VersionGap;
+
+impl Index {
+    /// An empty index remembering up to `ids_capacity` event ids.
+    pub fn new(ids_capacity: usize) -> Index {
+        Index { ids: IdWindow { capacity: ids_capacity, ..IdWindow::default() }, ..Index::default() }
+    }
+
+    /// The position the next event takes: one past the last indexed.
+    pub fn next_position(&self) -> u64 {
+        self.next_position
+    }
+
+    /// The segments, in log order (slot `i` is the `i`-th segment file).
+    pub fn segments(&self) -> &[SegIndex] {
+        &self.segments
+    }
+
+    /// Adds the next segment.
+    pub fn push_segment(&mut self, segment: SegIndex) {
+        self.segments.push(segment);
+    }
+
+    /// Records where segment `slot`'s indexed frames end. Panics if there is no such segment (a bug).
+    pub fn set_segment_end(&mut self, slot: usize, end: u64) {
+        self.segments[slot].end = end;
+    }
+
+    /// Marks segment `slot` as one that will not grow again. Panics if there is no such segment (a bug).
+    pub fn seal_segment(&mut self, slot: usize) {
+        self.segments[slot].seal();
+    }
+
+    /// Marks the last segment as one that will not grow again (a roll started its successor).
+    pub fn seal_last_segment(&mut self) {
+        if let Some(last) = self.segments.last_mut() {
+            last.seal();
+        }
+    }
+
+    /// Stream `id`, if it has events.
+    pub fn stream(&self, id: &str) -> Option<&StreamIndex> {
+        self.streams.get(id)
+    }
+
+    /// Every stream, in no particular order.
+    pub fn streams(&self) -> impl Iterator<Item = (&str, &StreamIndex)> {
+        self.streams.iter().map(|(id, s)| (&**id, s))
+    }
+
+    /// How many streams have events.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Consumer `name`'s position, if it has one.
+    pub fn consumer(&self, name: &str) -> Option<u64> {
+        self.consumers.get(name).copied()
+    }
+
+    /// Every consumer and its position, in no particular order.
+    pub fn consumers(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.consumers.iter().map(|(name, &p)| (&**name, p))
+    }
+
+    /// The position of the event with id `id`, if it is among the ids remembered.
+    pub fn event_id_position(&self, id: u128) -> Option<u64> {
+        self.ids.map.get(&id).copied()
+    }
+
+    /// Where position `p` lives: (segment slot, frame offset); `Ok(None)` past the end.
+    pub fn locate(&self, p: u64) -> Result<Option<(usize, u64)>, Stale> {
+        if p >= self.next_position {
+            return Ok(None);
+        }
+        let Some(seg) = self.segments.partition_point(|s| s.base <= p).checked_sub(1) else {
+            return Ok(None);
+        };
+        let s = &self.segments[seg];
+        Ok(s.offset(p - s.base)?.map(|off| (seg, u64::from(off))))
+    }
+
+    /// Checks `expected` against the stream's state; returns the stream's last version.
+    pub fn check_expected(&self, stream: &str, expected: ExpectedVersion) -> Result<Option<u64>> {
+        let actual = self.streams.get(stream).and_then(StreamIndex::last_version);
+        let ok = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::StreamExists => actual.is_some(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        };
+        if ok {
+            Ok(actual)
+        } else {
+            Err(Error::WrongExpectedVersion { stream: stream.to_owned(), expected, actual })
+        }
+    }
+
+    /// Adds an event frame. The caller guarantees `position == next_position` and frames come in file order.
+    pub fn add_event(
+        &mut self,
+        at: FrameAt,
+        stream: &str,
+        version: u64,
+        position: u64,
+        id: Option<u128>,
+    ) -> Result<(), VersionGap> {
+        let FrameAt { seg, offset, len: frame_len } = at;
+        assert_eq!(position, self.next_position, "positions are dense");
+        let entry = match self.streams.get_mut(stream) {
+            Some(e) => e,
+            None => self.streams.entry(stream.into()).or_insert_with(|| StreamIndex {
+                first_version: version,
+                saved: None,
+                saved_count: 0,
+                positions: Positions::default(),
+            }),
+        };
+        if version != entry.first_version + entry.len() {
+            if entry.len() == 0 {
+                self.streams.remove(stream);
+            }
+            return Err(VersionGap);
+        }
+        entry.positions.push(position);
+        let s = &mut self.segments[seg];
+        debug_assert_eq!(s.base + s.len(), position);
+        s.offsets.push(u32::try_from(offset).expect("segment offsets fit in u32"));
+        s.end = offset + frame_len;
+        if let Some(id) = id {
+            self.ids.insert(id, position);
+        }
+        self.next_position += 1;
+        Ok(())
+    }
+
+    /// Adds a consumer-position frame.
+    pub fn add_consumer(&mut self, at: FrameAt, name: &str, position: u64) {
+        let FrameAt { seg, offset, len: frame_len } = at;
+        match self.consumers.get_mut(name) {
+            Some(p) => *p = position,
+            None => {
+                self.consumers.insert(name.into(), position);
+            }
+        }
+        self.segments[seg].end = offset + frame_len;
+    }
+
+    /// Bytes of RAM the index's per-event and per-stream structures use (capacity, not length; saved lists
+    /// count once read).
+    pub fn memory_bytes(&self) -> u64 {
+        let loaded = |s: Option<usize>| s.unwrap_or(0);
+        let segs: usize = self
+            .segments
+            .iter()
+            .map(|s| s.offsets.capacity() * 4 + loaded(s.saved.as_ref().map(SavedList::loaded_bytes)) + 64)
+            .sum();
+        let streams: usize = self
+            .streams
+            .iter()
+            .map(|(k, s)| {
+                k.len()
+                    + s.positions.memory_bytes()
+                    + loaded(s.saved.as_ref().map(SavedList::loaded_bytes))
+                    + 80
+            })
+            .sum::<usize>()
+            + self.streams.capacity() * 8;
+        let ids = self.ids.map.capacity() * 32 + self.ids.order.capacity() * 16;
+        (segs + streams + ids) as u64
+    }
+}
