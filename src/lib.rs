@@ -91,6 +91,7 @@ mod store;
 mod subscription;
 pub mod verify;
 
+pub use aggregate::UnitOfWork;
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,

@@ -26,6 +26,7 @@
 mod codec;
 mod repository;
 mod snapshot;
+mod unit_of_work;
 
 use codec::PAYLOAD_ALIGN;
 pub use codec::{
@@ -36,6 +37,7 @@ pub use repository::{Repository, RepositoryError, Saved};
 use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotRefusal};
+pub use unit_of_work::UnitOfWork;
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -340,46 +340,61 @@ impl<'s, A: Aggregate> Repository<'s, A> {
             return Ok(Saved { versions: next..next, snapshot: None });
         }
         let stream = Self::stream_id(&root.id);
-        let events: Vec<NewEvent<'_>> = root
-            .pending
-            .iter()
-            .map(|p| NewEvent {
-                event_type: p.event_type,
-                payload: &p.payload,
-                metadata: &ZEROS[..alignment_padding(&stream, p.event_type)],
-                event_id: None,
-                schema_version: p.schema_version,
-                timestamp_micros: None,
-            })
-            .collect();
-        let expected = root.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-        let one = [StreamAppend { stream: &stream, expected, first_version: 1, events: &events }];
-        let appended = match self.store.append_batch(&Batch { streams: &one, consumer: None }) {
+        let events = pending_events(root, &stream);
+        let one = [StreamAppend::new(&stream, expected_version(root), &events).first_version(1)];
+        let appended = match self.store.append_batch(&Batch::new(&one)) {
             Ok(mut a) => a.pop().expect("one stream in, one result out"),
-            Err(Error::WrongExpectedVersion { actual, .. }) if root.version.is_none() => {
-                return Err(RepositoryError::AlreadyExists {
-                    id: root.id.clone(),
-                    version: actual.unwrap_or(0),
-                })
-            }
-            Err(Error::WrongExpectedVersion { actual, .. }) => {
-                return Err(RepositoryError::Conflict {
-                    id: root.id.clone(),
-                    loaded: root.version(),
-                    actual: actual.unwrap_or(0),
-                })
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(conflict_or(e, root)),
         };
         drop(events);
+        Ok(self.saved(root, appended.versions))
+    }
+
+    /// After a successful append of `root`'s pending events at `versions`: they become its history, its
+    /// version moves on, and a snapshot is written if the policy asks for one.
+    pub(super) fn saved(&self, root: &mut Root<A>, versions: Range<u64>) -> Saved {
         let before = root.version();
-        root.version = appended.versions.end.checked_sub(1);
+        root.version = versions.end.checked_sub(1);
         root.pending.clear();
         let snapshot = match &self.snapshots {
             Some(s) if s.policy.due(before, root.version()) => Some(self.write_snapshot(s, root)),
             _ => None,
         };
-        Ok(Saved { versions: appended.versions, snapshot })
+        Saved { versions, snapshot }
+    }
+}
+
+/// The version `root`'s stream must be at for its pending events: the one it was loaded at, or absent.
+pub(super) fn expected_version<A: Aggregate>(root: &Root<A>) -> ExpectedVersion {
+    root.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
+}
+
+/// `root`'s pending events as the store takes them, with the metadata padding that keeps each payload
+/// aligned for zero-copy access (docs/format.md, "Events written by a Repository").
+pub(super) fn pending_events<'a, A: Aggregate>(root: &'a Root<A>, stream: &str) -> Vec<NewEvent<'a>> {
+    root.pending
+        .iter()
+        .map(|p| {
+            NewEvent::new(p.event_type, &p.payload)
+                .metadata(&ZEROS[..alignment_padding(stream, p.event_type)])
+                .schema_version(p.schema_version)
+        })
+        .collect()
+}
+
+/// A store error of an append of `root`'s events, in the repository's terms: a wrong expected version is
+/// `AlreadyExists` for a new root and `Conflict` for a loaded one.
+pub(super) fn conflict_or<A: Aggregate>(e: Error, root: &Root<A>) -> RepositoryError {
+    match e {
+        Error::WrongExpectedVersion { actual, .. } if root.version.is_none() => {
+            RepositoryError::AlreadyExists { id: root.id.clone(), version: actual.unwrap_or(0) }
+        }
+        Error::WrongExpectedVersion { actual, .. } => RepositoryError::Conflict {
+            id: root.id.clone(),
+            loaded: root.version(),
+            actual: actual.unwrap_or(0),
+        },
+        e => e.into(),
     }
 }
 
