@@ -113,6 +113,7 @@ fn live_child() {
             emit("WROTE");
         }
         "read" => follow(dir, n),
+        "subscribe" => subscribe(dir, n),
         other => panic!("unknown role {other}"),
     }
 }
@@ -145,6 +146,34 @@ fn follow(dir: &Path, target: u64) {
         }
     }
     emit("CAUGHT UP");
+}
+
+/// A subscription on a read-only handle to the `B` events only (every third position): each is delivered
+/// once, in order, with the right content, and the position moves past the skipped ones.
+fn subscribe(dir: &Path, target: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let store = loop {
+        match Store::open_with(dir, reader_options()) {
+            Ok(s) => break s,
+            Err(Error::InvalidDirectory { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("reader open: {e}"),
+        }
+    };
+    let mut sub = store.subscribe(0).event_types(["B"]);
+    let mut expect = EVENTS_PER_BATCH - 1;
+    while sub.position() < target {
+        assert!(Instant::now() < deadline, "subscription stuck at {}", sub.position());
+        let Some(event) = sub.next_event(Duration::from_millis(200)).expect("next event") else { continue };
+        let (stream, version, kind, payload) = expected(expect);
+        assert_eq!(event.position(), expect, "every B event once, in order");
+        assert_eq!((event.stream_id(), event.stream_version()), (stream.as_str(), version));
+        assert_eq!((event.event_type(), event.payload()), (kind, payload.as_slice()));
+        expect += EVENTS_PER_BATCH;
+    }
+    assert_eq!(expect, target + EVENTS_PER_BATCH - 1, "and nothing after the last");
+    emit("SUBSCRIBED");
 }
 
 fn child(role: &str, dir: &Path, count: u64) -> Child {
@@ -233,4 +262,17 @@ fn a_killed_writer_leaves_its_reader_on_a_prefix_and_the_next_writer_is_followed
     reader.kill().expect("stop the reader");
     reader.wait().expect("reap");
     drop(store);
+}
+
+#[test]
+fn a_subscription_in_another_process_delivers_each_matching_event_once_across_rolls() {
+    let dir = ScratchDir::new("live-subscribe");
+    let batches = common::env_u64("FOLDLOG_LIVE_BATCHES", 2000);
+    let subscriber = child("subscribe", dir.path(), batches * EVENTS_PER_BATCH);
+    let writer = child("write", dir.path(), batches);
+    let (ok, how) = outcome(writer);
+    assert!(ok, "writer: {how}");
+    let out = subscriber.wait_with_output().expect("subscriber");
+    assert!(out.status.success(), "subscriber: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUBSCRIBED"));
 }
