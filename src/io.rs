@@ -297,6 +297,26 @@ pub(crate) fn allocate(file: &File, path: &Path, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Reserves blocks again for a file already `len` bytes long whose tail [`release_blocks`] gave back. The
+/// file's length and bytes do not change (holes read as zeros, and so do reserved blocks), so the persistence
+/// recorder has nothing to record; a failpoint can still make it fail like [`allocate`].
+pub(crate) fn reserve(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    check(Op::Allocate, path)?;
+    os::allocate(file, len)
+}
+
+/// Gives the blocks of `[from, to)` back to the file system, keeping the file's length (a hole reads as zeros,
+/// and readers that map the file keep a valid mapping). For the unused preallocated tail of the last segment
+/// at a clean close; [`allocate`] takes the blocks back before anything is written there again. A platform
+/// without hole punching keeps the blocks.
+pub(crate) fn release_blocks(file: &File, path: &Path, from: u64, to: u64) -> io::Result<()> {
+    check(Op::Allocate, path)?;
+    if from < to {
+        os::punch_hole(file, from, to - from)?;
+    }
+    Ok(())
+}
+
 /// The byte ranges in `[from, to)` of `file` that may hold data (`lseek` with `SEEK_DATA`/`SEEK_HOLE`): holes,
 /// including preallocated blocks never written (and not in the page cache), read as zeros and are left out.
 /// A file system without support answers with the whole range.
@@ -637,6 +657,21 @@ mod os {
     #[cfg(not(target_os = "linux"))]
     pub(super) fn allocate(file: &File, len: u64) -> io::Result<()> {
         fs4::FileExt::allocate(file, len)
+    }
+
+    /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`; a file system that cannot punch holes keeps the blocks.
+    #[cfg(target_os = "linux")]
+    pub(super) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+        use rustix::fs::FallocateFlags;
+        match rustix::fs::fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)
+        {
+            Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn punch_hole(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
     }
 
     /// An open-file-description (OFD) record lock on byte 0 of `file`: `F_OFD_SETLK` places a write lock,

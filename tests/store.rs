@@ -792,3 +792,40 @@ fn durability_modes_move_the_durable_watermark_as_promised() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// A clean close gives the preallocated but unused tail of the last segment back to the file system (the
+/// file keeps its length), and the next writer takes it back before it writes there.
+#[test]
+fn a_clean_close_releases_the_unused_tail_and_the_next_writer_reserves_it_again() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default().segment_size_bytes(16 << 20);
+    let segment = |dir: &std::path::Path| {
+        let mut segs: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segs.sort();
+        segs.pop().expect("a segment")
+    };
+    let allocated = |dir: &std::path::Path| std::fs::metadata(segment(dir)).expect("stat").blocks() * 512;
+    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    for i in 0..100u32 {
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", &i.to_le_bytes())]).unwrap();
+    }
+    assert!(allocated(dir.path()) >= 16 << 20, "preallocated while open");
+    store.close().unwrap();
+    let after_close = allocated(dir.path());
+    assert!(after_close < 1 << 20, "the unused tail went back at close: {after_close} bytes allocated");
+    assert_eq!(std::fs::metadata(segment(dir.path())).unwrap().len(), 16 << 20, "the file keeps its length");
+    // Read-only opens do not take it back; the first write after a writable open does.
+    drop(Store::open_with(dir.path(), options.clone().read_only(true)).unwrap());
+    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    assert!(allocated(dir.path()) < 1 << 20, "opening alone reserves nothing");
+    store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"more")]).unwrap();
+    assert!(allocated(dir.path()) >= 16 << 20, "reserved again before the first write");
+    drop(store);
+    let store = Store::open_with(dir.path(), options.read_only(true)).unwrap();
+    assert_eq!(store.read_all(0).count(), 101);
+}

@@ -431,6 +431,13 @@ impl Inner {
     /// syncs it before any new frame is stored, so that such a slot on disk never hides frames written after
     /// it.
     pub(super) fn mark_dirty(&self, w: &mut Writer) -> Result<()> {
+        // A clean close gave the unused tail's blocks back: reserve them again before a frame is stored
+        // there, so a full disk is an error now and never a SIGBUS on a store through the map.
+        let path = w.map.map().path().to_path_buf();
+        let cap = w.map.map().len();
+        let file = sys::open(&path, true).map_err(|e| Error::io("open segment", &path, e))?;
+        sys::reserve(&file, &path, cap)
+            .map_err(|e| Error::io("reserve the segment's tail again", &path, e))?;
         let slot = DurableSlot { seq: w.slot.seq + 1, flags: 0, ..w.slot };
         self.write_slot(w, slot)?;
         self.sync_header(w)?;
@@ -556,6 +563,18 @@ impl Inner {
             self.sync_header(w)?;
             w.clean_on_disk = true;
         }
+        release_tail(w);
         Ok(())
+    }
+}
+
+/// After a clean close: the blocks preallocated past the last frame go back to the file system (the
+/// file keeps its length; `mark_dirty` takes them back before the next write). Best effort: a failure
+/// costs disk space, never data, so it is not reported.
+fn release_tail(w: &Writer) {
+    let path = w.map.map().path().to_path_buf();
+    let from = w.end.next_multiple_of(4096);
+    if let Ok(file) = sys::open(&path, true) {
+        let _ = sys::release_blocks(&file, &path, from, w.map.map().len());
     }
 }
