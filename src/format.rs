@@ -413,6 +413,10 @@ impl FrameHeader {
 
     /// Writes the header of the frame at the start of `frame`, whose body (`body_len` bytes) is already in
     /// place after it, and computes the CRC.
+    ///
+    /// # Panics
+    ///
+    /// If `frame` is shorter than the header and body.
     pub fn write(frame: &mut [u8], kind: u8, flags: u8, body_len: u32) {
         let end = FRAME_HEADER_USIZE + body_len as usize;
         let frame = frame.get_mut(..end).expect("frame slice holds header and body");

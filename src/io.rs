@@ -373,7 +373,7 @@ pub(crate) fn before_map_write(path: &Path) -> io::Result<()> {
     check(Op::Write, path)
 }
 
-/// Records bytes stored through the map (the store itself is done by `map.rs`).
+/// Records bytes stored through the map: called only by `MapWriter` (map.rs), which records its own stores.
 pub(crate) fn after_map_write(path: &Path, offset: u64, bytes: &[u8]) {
     record(path, || PersistEvent::Write(path.to_path_buf(), offset, bytes.to_vec()));
 }

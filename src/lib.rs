@@ -70,11 +70,8 @@ mod format;
 mod head;
 pub mod import;
 mod index;
-// Test hooks (failpoints, the persistence recorder, the crash oracle and fuzz bodies) exist only with the
-// `testing` feature, which the test suite and the fuzzers turn on.
-#[cfg(feature = "testing")]
-#[doc(hidden)]
-pub mod fuzzing;
+// Test hooks (failpoints and the persistence recorder in `io`, the few internals the test kit needs in
+// `testing`) exist only with the `testing` feature, which the test kit (`crates/foldlog-testkit`) turns on.
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod io;
@@ -89,6 +86,9 @@ mod segment;
 mod staging;
 mod store;
 mod subscription;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 pub mod verify;
 
 pub use aggregate::UnitOfWork;

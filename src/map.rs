@@ -235,7 +235,9 @@ impl MapWriter {
         }
     }
 
-    /// Mutable bytes `[start, end)` past the committed end, for encoding frames in place.
+    /// Mutable bytes `[start, end)` past the committed end, for encoding frames in place. What is stored here
+    /// counts as written (for the persistence recorder) only once [`MapWriter::commit_frames`] says so, or is
+    /// undone with [`MapWriter::zero`]; a store that leaves the bytes as they were (`redirty`) needs neither.
     pub fn tail_mut(&mut self, start: u64, end: u64) -> &mut [u8] {
         let committed = self.map.committed();
         assert!(committed <= start && start <= end && end <= self.map.len, "tail range out of bounds");
@@ -246,6 +248,31 @@ impl MapWriter {
                 (end - start) as usize,
             )
         }
+    }
+
+    /// The frames encoded into `[start, end)` through [`MapWriter::tail_mut`] are whole: records them as
+    /// written (the persistence recorder, `testing` only) and returns them, for the caller to index before
+    /// it syncs and publishes them.
+    pub fn commit_frames(&mut self, start: u64, end: u64) -> &[u8] {
+        sys::after_map_write(&self.map.path, start, self.uncommitted(start, end));
+        self.uncommitted(start, end)
+    }
+
+    /// Zeroes every 4 KiB page-aligned chunk of `[start, end)` that holds a non-zero byte, recording each as
+    /// written; returns the end of the last chunk zeroed, or `None` if all was zero already.
+    pub fn zero(&mut self, start: u64, end: u64) -> Option<u64> {
+        let mut zeroed_to = None;
+        let mut at = start;
+        while at < end {
+            let chunk_end = ((at / 4096 + 1) * 4096).min(end);
+            if self.uncommitted(at, chunk_end).iter().any(|&b| b != 0) {
+                self.tail_mut(at, chunk_end).fill(0);
+                sys::after_map_write(&self.map.path, at, self.uncommitted(at, chunk_end));
+                zeroed_to = Some(chunk_end);
+            }
+            at = chunk_end;
+        }
+        zeroed_to
     }
 
     /// Stores `bytes` into the header (durable slots), which readers never borrow.

@@ -7,7 +7,7 @@
 //! backup is opened and checked event by event against the source, and its event count must be the durable
 //! position its report gave, a multiple of three.
 
-use foldlog::fuzzing::dir_fingerprint as tree;
+use foldlog_testkit::dir_fingerprint as tree;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -433,7 +433,7 @@ fn build_image(fs: &Fs, names: Names, bytes: Bytes, rng: &mut Rng) -> Vec<(Strin
 
 fn image_hash(files: &[(String, Vec<u8>)]) -> u64 {
     let parts: Vec<&[u8]> = files.iter().flat_map(|(n, b)| [n.as_bytes(), b.as_slice()]).collect();
-    foldlog::fuzzing::hash64(7, &parts)
+    foldlog_testkit::hash64(7, &parts)
 }
 
 #[derive(Default, Debug)]
@@ -672,8 +672,8 @@ fn crash_images_never() {
 /// everything past the log's end in the segment when an encode is abandoned.
 #[test]
 fn regression_a_batch_too_large_for_a_segment_leaves_nothing_past_the_end() {
-    use foldlog::fuzzing::segment_frames;
     use foldlog::{Error, ExpectedVersion, NewEvent};
+    use foldlog_testkit::segment_frames;
     let dir = ScratchDir::new("t2-too-large");
     let opts =
         Options::default().segment_size_bytes(4096).durability(Durability::Never).checkpoint_every_bytes(0);

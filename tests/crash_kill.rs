@@ -30,10 +30,10 @@ use common::{
     Rng, ScratchDir,
 };
 use common::{TestEvent, Verdict};
-use foldlog::fuzzing::{open_retrying, PlannedStream};
 use foldlog::{
     Batch, Durability, Error, ExpectedVersion, GroupCommit, NewEvent, Options, Store, StreamAppend,
 };
+use foldlog_testkit::{open_retrying, PlannedStream};
 
 /// A directory is started afresh once it holds this many events, so open and oracle times stay flat.
 const GENERATION_EVENTS: usize = 20_000;
@@ -417,7 +417,7 @@ fn regression_a_headerless_last_segment_is_refused_and_kept() {
         }
         let (next, seq) = (store.next_position(), store.stats().segments as u32);
         drop(store);
-        let unborn = dir.path().join(foldlog::fuzzing::segment_file_name(next, seq));
+        let unborn = dir.path().join(foldlog_testkit::segment_file_name(next, seq));
         std::fs::write(&unborn, &bytes).expect("write the headerless segment");
         for read_only in [false, true] {
             match Store::open_with(dir.path(), opts.clone().read_only(read_only)) {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use foldlog::fuzzing::dir_fingerprint as tree;
+use foldlog_testkit::dir_fingerprint as tree;
 use std::path::PathBuf;
 
 use common::{child_command, emit, spawn_retrying};

@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use foldlog::fuzzing::{fix_frame_crc, parse_segment_file_name, segment_files, segment_frames};
 use foldlog::{
     Batch, Corruption, Durability, Error, ExpectedVersion, FrameFault, NewEvent, Options, Recovery, Store,
     StreamAppend,
 };
+use foldlog_testkit::{fix_frame_crc, parse_segment_file_name, segment_files, segment_frames};
 
 fn opts(segment: u64, durability: Durability) -> Options {
     Options::default().segment_size_bytes(segment).durability(durability)

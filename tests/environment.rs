@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{check_dir, check_store, child_command, emit, random_counts, Model, Rng, ScratchDir, Verdict};
-use foldlog::fuzzing::{open_retrying, parse_segment_file_name, segment_file_name};
 use foldlog::{CheckpointUse, Corruption, Durability, Error, Options, Store};
+use foldlog_testkit::{open_retrying, parse_segment_file_name, segment_file_name};
 
 fn options() -> Options {
     Options::default().segment_size_bytes(4096).durability(Durability::Always)
@@ -343,7 +343,7 @@ fn a_directory_copied_while_a_writer_runs() {
 /// the option is clamped to 4 GiB, so no frame ever starts past what the index can hold.
 #[test]
 fn regression_frame_offsets_past_4_gib_are_refused_not_a_panic() {
-    use foldlog::fuzzing::{checkpoint_for, fix_segment_crcs, segment_frames};
+    use foldlog_testkit::{checkpoint_for, fix_segment_crcs, segment_frames};
     use std::os::unix::fs::FileExt;
     // Two real frames (positions 0 and 1 of stream "s") to place far out.
     let src = ScratchDir::new("env-4g-src");
@@ -399,7 +399,7 @@ fn regression_frame_offsets_past_4_gib_are_refused_not_a_panic() {
 /// would not cut for a torn tail.
 #[test]
 fn regression_forged_slot_sequence_near_u64_max_is_ignored_not_an_overflow() {
-    use foldlog::fuzzing::fix_segment_crcs;
+    use foldlog_testkit::fix_segment_crcs;
     let dir = ScratchDir::new("env-slot-seq");
     let mut model = log_with(dir.path(), 10, 10);
     let seg = segments(dir.path()).pop().expect("a segment");
@@ -433,7 +433,7 @@ fn regression_forged_slot_sequence_near_u64_max_is_ignored_not_an_overflow() {
 /// the segment is refused at open and the index rebuilt from the log.
 #[test]
 fn regression_checkpoint_segment_end_below_the_header_is_refused() {
-    use foldlog::fuzzing::fix_checkpoint_crcs;
+    use foldlog_testkit::fix_checkpoint_crcs;
     for bad_end in [64u64, 200] {
         let dir = ScratchDir::new("env-ckpt-end");
         let mut model = log_with(dir.path(), 40, 12);
@@ -471,7 +471,7 @@ fn regression_checkpoint_segment_end_below_the_header_is_refused() {
 /// readers exactly as for recovery.
 #[test]
 fn regression_garbage_crc_bytes_past_a_sealed_segments_end_do_not_stop_reads() {
-    use foldlog::fuzzing::segment_frames;
+    use foldlog_testkit::segment_frames;
     let dir = ScratchDir::new("env-end-crc");
     let mut model = log_with(dir.path(), 40, 13);
     let segs = segments(dir.path());

@@ -30,11 +30,11 @@ use foldlog_bank as demo_bank;
 use std::path::{Path, PathBuf};
 
 use demo_bank::Account;
-use foldlog::fuzzing::{parse_segment_file_name, segment_files as segments, segment_frames};
 use foldlog::{
     Batch, CheckpointUse, Durability, Error, ExpectedVersion, NewEvent, Options, Recovery, Repository, Root,
     SnapshotPolicy, Store, StreamAppend, FORMAT_VERSION,
 };
+use foldlog_testkit::{parse_segment_file_name, segment_files as segments, segment_frames};
 
 const KINDS: [&str; 5] = ["clean", "torn-tail", "bad-crc-sealed", "stale-checkpoint", "snapshot"];
 

@@ -1,5 +1,5 @@
 //! T4 on stable: every committed fuzz input goes through the same function its cargo-fuzz target calls
-//! (`foldlog::fuzzing::{frame_decode, segment_open, dir_damage, index_checkpoint}`), so CI covers the
+//! (`foldlog_testkit::{frame_decode, segment_open, dir_damage, index_checkpoint}`), so CI covers the
 //! corpora without nightly. Replayed, per target:
 //!
 //! - `fuzz/seeds/<target>/`: the hand-made seed corpus (≥ 20 per target), written by `generate_seeds` below;
@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use foldlog::fuzzing::{hash64, sample_log, segment_frames, template_checkpoint, Rng, TARGETS};
+use foldlog_testkit::{hash64, sample_log, segment_frames, template_checkpoint, Rng, TARGETS};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -75,7 +75,7 @@ fn replay_index_checkpoint() {
 // The seed generator
 // ------------------------------------------------------------------------------------------------------------
 
-/// A workload script for `dir_damage` and `sample_log`, built to the parser in `foldlog::fuzzing`.
+/// A workload script for `dir_damage` and `sample_log`, built to the parser in `foldlog_testkit`.
 struct Script(Vec<u8>);
 
 impl Script {

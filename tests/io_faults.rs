@@ -28,9 +28,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{check_dir, check_store, child_command, emit, random_counts, Model, Rng, ScratchDir, Verdict};
-use foldlog::fuzzing::{open_retrying, segment_frames};
 use foldlog::io::{testing, FaultPlan};
 use foldlog::{Durability, Error, GroupCommit, Options, Store};
+use foldlog_testkit::{open_retrying, segment_frames};
 
 fn options(mode: &str) -> Options {
     let durability = match mode {
@@ -386,7 +386,7 @@ fn enospc_while_preallocating_is_an_error_not_sigbus() {
 }
 
 fn segment_name(base: u64, seq: usize) -> String {
-    foldlog::fuzzing::segment_file_name(base, seq as u32)
+    foldlog_testkit::segment_file_name(base, seq as u32)
 }
 
 /// Appends one small event at a time; before each, arms a failpoint that fails mapping the segment the next

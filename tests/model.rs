@@ -203,7 +203,7 @@ fn last_segment(dir: &Path) -> (std::path::PathBuf, u64) {
     segs.sort();
     let last = segs.pop().unwrap();
     let name = last.file_name().unwrap().to_str().unwrap();
-    let base = foldlog::fuzzing::parse_segment_file_name(name).unwrap().base;
+    let base = foldlog_testkit::parse_segment_file_name(name).unwrap().base;
     (last, base)
 }
 

@@ -9,7 +9,7 @@
 //! hold exactly that, in order, with every field kept, open and verify clean, and the source must be
 //! byte-identical afterwards.
 
-use foldlog::fuzzing::{dir_fingerprint as tree, segment_files};
+use foldlog_testkit::{dir_fingerprint as tree, segment_files};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};

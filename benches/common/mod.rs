@@ -1,11 +1,12 @@
 //! Helpers shared by the criterion benches: Zipf stream popularity, payloads and filling a store, drawn from
-//! the test kit's seeded generator (`foldlog::fuzzing::Rng`, the one the tests and fuzzers use). Each bench builds its data once per group, in a temporary directory removed on drop.
+//! the test kit's seeded generator (`foldlog_testkit::Rng`, the one the tests and fuzzers use). Each bench
+//! builds its data once per group, in a temporary directory removed on drop.
 
 #![allow(dead_code)] // each bench uses a different subset
 
 use foldlog::{Durability, ExpectedVersion, NewEvent, Options, Store};
 
-use foldlog::fuzzing::Rng;
+use foldlog_testkit::Rng;
 
 /// Stream indexes drawn with Zipf (s = 1) popularity over `streams` streams, precomputed.
 pub fn zipf_sequence(len: usize, streams: usize, seed: u64) -> Vec<u32> {

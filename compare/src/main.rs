@@ -3,7 +3,7 @@
 //! foldlog, SQLite (rusqlite, bundled), redb, fjall and the raw `write()` + `fdatasync` baseline run the same
 //! scenarios on the same events, each with the setting that gives it the same durability promise. The
 //! workload, the scenarios, the raw baseline and the foldlog adapter are shared with `foldlog bench`
-//! (`crates/foldlog-cli/src/bench_cmd.rs`, included below); this file adds the three peers, repetitions and CSV output.
+//! (`crates/foldlog-bench`); this file adds the three peers, repetitions and CSV output.
 //!
 //! ```sh
 //! cargo run --release --manifest-path compare/Cargo.toml -- [--quick] [--csv out.csv]
@@ -15,14 +15,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)]
-#[path = "../../crates/foldlog-cli/src/bench_cmd.rs"]
-mod core;
-
 mod peers;
 mod report;
 
-use crate::core::{print_settings, print_table, run_engine, summarize, EngineSpec, Plan, Summary, Workload};
+use foldlog_bench::{
+    print_settings, print_table, run_engine, summarize, EngineSpec, Plan, Summary, Workload,
+};
 
 struct Args {
     quick: bool,
@@ -72,10 +70,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> core::BenchResult<()> {
+fn run() -> foldlog_bench::BenchResult<()> {
     let args = parse_args()?;
     let all_engines: [&EngineSpec; 5] =
-        [&core::FOLDLOG, &core::RAW, &peers::SQLITE, &peers::REDB, &peers::FJALL];
+        [&foldlog_bench::FOLDLOG, &foldlog_bench::RAW, &peers::SQLITE, &peers::REDB, &peers::FJALL];
     let engines: Vec<&EngineSpec> = match &args.engines {
         None => all_engines.to_vec(),
         Some(names) => names
@@ -157,7 +155,11 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn write_csv(path: &Path, meta: &[(String, String)], summaries: &[Summary]) -> core::BenchResult<()> {
+fn write_csv(
+    path: &Path,
+    meta: &[(String, String)],
+    summaries: &[Summary],
+) -> foldlog_bench::BenchResult<()> {
     let mut out = String::new();
     for (k, v) in meta {
         out += &format!("# {k}: {v}\n");
@@ -248,7 +250,7 @@ fn machine(scratch: &Path, plan: &Plan, reps: usize) -> Vec<(String, String)> {
                 "{} events, {} streams (Zipf s=1), 3 event types, {}-byte payloads (half random), {} run(s)",
                 plan.events,
                 plan.streams,
-                core::PAYLOAD_BYTES,
+                foldlog_bench::PAYLOAD_BYTES,
                 reps
             ),
         ),

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::core::{BenchResult, Engine, EngineSpec, Mode};
+use foldlog_bench::{BenchResult, Engine, EngineSpec, Mode};
 
 fn conflict(stream: &str, expected: u64, actual: u64) -> Box<dyn std::error::Error + Send + Sync> {
     format!("wrong expected version on {stream}: next is {actual}, caller expected {expected}").into()

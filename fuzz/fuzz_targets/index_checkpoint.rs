@@ -1,7 +1,7 @@
-//! Fuzz target `index_checkpoint`: the body is `foldlog::fuzzing::index_checkpoint`, shared with `tests/fuzz_replay.rs` (see its docs
+//! Fuzz target `index_checkpoint`: the body is `foldlog_testkit::index_checkpoint`, shared with `tests/fuzz_replay.rs` (see its docs
 //! for the input layout and what is checked).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| foldlog::fuzzing::index_checkpoint(data));
+fuzz_target!(|data: &[u8]| foldlog_testkit::index_checkpoint(data));

@@ -1,7 +1,7 @@
-//! Fuzz target `segment_open`: the body is `foldlog::fuzzing::segment_open`, shared with `tests/fuzz_replay.rs` (see its docs
+//! Fuzz target `segment_open`: the body is `foldlog_testkit::segment_open`, shared with `tests/fuzz_replay.rs` (see its docs
 //! for the input layout and what is checked).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| foldlog::fuzzing::segment_open(data));
+fuzz_target!(|data: &[u8]| foldlog_testkit::segment_open(data));

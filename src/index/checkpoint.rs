@@ -467,7 +467,7 @@ mod tests {
         assert!(back.memory_bytes() < ix.memory_bytes(), "only two chunks were loaded");
     }
 
-    /// The fuzzers' forger (`fuzzing::fix_checkpoint_crcs`) must keep up with this layout, or forged
+    /// The fuzzers' forger (`testing::fix_checkpoint_crcs`) must keep up with this layout, or forged
     /// checkpoints would only ever test the CRC checks.
     #[cfg(feature = "testing")]
     #[test]
@@ -481,7 +481,7 @@ mod tests {
         let n = bytes.len();
         bytes[n - 8] ^= 1; // the stream's last position: 4999 becomes 4998, out of order in its chunk
         assert!(open(&bytes).is_ok_and(|(ix, _)| contents(&ix).is_err()), "damage is caught");
-        crate::fuzzing::fix_checkpoint_crcs(&mut bytes);
+        crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         let err = forged.streams["s"].position(4999).unwrap_err();
         assert!(
@@ -490,11 +490,11 @@ mod tests {
             err.reason
         );
         bytes[n - 8..].copy_from_slice(&5001u64.to_le_bytes()); // in order, but past next_position
-        crate::fuzzing::fix_checkpoint_crcs(&mut bytes);
+        crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         assert!(forged.streams["s"].position(4999).is_err());
         bytes[n - 8..].copy_from_slice(&4999u64.to_le_bytes()); // the true value again: all of it loads
-        crate::fuzzing::fix_checkpoint_crcs(&mut bytes);
+        crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         assert_eq!(contents(&forged), contents(&ix));
         assert_eq!(forged.streams["s"].position(4095).unwrap(), Some(4095), "other chunks load");

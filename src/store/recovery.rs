@@ -433,15 +433,8 @@ pub(super) fn cut_torn_tail(
         .map_err(|e| Error::io("find written ranges", &path, e))?;
     let mut discarded_to = committed_end;
     for (from, to) in ranges {
-        let mut at = from.max(committed_end);
-        while at < to {
-            let chunk_end = ((at / 4096 + 1) * 4096).min(to);
-            if w.uncommitted(at, chunk_end).iter().any(|&b| b != 0) {
-                w.tail_mut(at, chunk_end).fill(0);
-                sys::after_map_write(&path, at, &vec![0u8; (chunk_end - at) as usize]);
-                discarded_to = chunk_end;
-            }
-            at = chunk_end;
+        if let Some(zeroed_to) = w.zero(from.max(committed_end), to) {
+            discarded_to = zeroed_to;
         }
     }
     if discarded_to == committed_end {

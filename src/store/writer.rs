@@ -288,11 +288,7 @@ impl Inner {
         // end, where a later frame boundary can land on them and recovery would take them for a bad frame.
         let (end, cap) = (w.end, w.map.map().len());
         debug_assert!(at <= cap);
-        for chunk in w.map.tail_mut(end, cap).chunks_mut(4096) {
-            if chunk.iter().any(|&b| b != 0) {
-                chunk.fill(0);
-            }
-        }
+        w.map.zero(end, cap);
         None
     }
 
@@ -306,13 +302,13 @@ impl Inner {
         plan: &[u64],
         out: &mut dyn FnMut(Appended),
     ) -> Result<()> {
-        sys::after_map_write(w.map.map().path(), start, w.map.uncommitted(start, end));
         // Index entries: walk the frames just written for their offsets and lengths.
         let mut offsets = std::mem::take(&mut w.offsets);
         offsets.clear();
+        let frames = w.map.commit_frames(start, end);
         let mut at = start;
         while at < end {
-            let bytes = w.map.uncommitted(at, end);
+            let bytes = &frames[(at - start) as usize..];
             let len = frame_len(u64::from(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])));
             offsets.push((at, len));
             at += len;

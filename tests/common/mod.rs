@@ -1,7 +1,7 @@
 //! Shared by the crash, fault and environment tests.
 //!
-//! The oracle itself lives in the library (`foldlog::fuzzing`, hidden from the docs) so the fuzz targets
-//! use the very same checks; it is re-exported here. In short, with `A` the events appended in order and
+//! The oracle itself lives in the test kit (`crates/foldlog-testkit`) so the fuzz targets use the very same
+//! checks; it is re-exported here. In short, with `A` the events appended in order and
 //! `K` the number acknowledged as durable:
 //!
 //! - [`check_store`]: the store returns exactly `A[..n]` for some `K ≤ n ≤ |A|`, `n` on a batch boundary;
@@ -17,7 +17,7 @@
 
 use std::process::{Command, Stdio};
 
-pub use foldlog::fuzzing::{check_dir, check_store, Model, Plan, Rng, ScratchDir, TestEvent, Verdict};
+pub use foldlog_testkit::{check_dir, check_store, Model, Plan, Rng, ScratchDir, TestEvent, Verdict};
 
 /// A number from the environment, or `default`.
 pub fn env_u64(name: &str, default: u64) -> u64 {
@@ -103,4 +103,4 @@ pub fn flip(path: &std::path::Path, offset: u64) {
     f.write_all_at(&[!b[0]], offset).expect("write the flipped byte");
 }
 
-pub use foldlog::fuzzing::segment_files;
+pub use foldlog_testkit::segment_files;

@@ -21,8 +21,6 @@ use serde::Serialize;
 
 // The raw baseline reads and writes with positioned Unix calls; the bench is a Unix-only command.
 #[cfg(unix)]
-mod bench_cmd;
-
 #[derive(Parser)]
 #[command(name = "foldlog", version, about = "An embedded event-sourcing storage engine")]
 struct Cli {
@@ -217,7 +215,7 @@ fn main() -> ExitCode {
         Command::Backup { src, dst, copy } => backup(&src, &dst, copy),
         #[cfg(unix)]
         Command::Bench { events, dir } => {
-            bench_cmd::run(events, dir.as_deref()).map(|()| ExitCode::SUCCESS).map_err(|e| e as _)
+            foldlog_bench::run(events, dir.as_deref()).map(|()| ExitCode::SUCCESS).map_err(|e| e as _)
         }
         #[cfg(not(unix))]
         Command::Bench { .. } => Err("foldlog bench runs on Unix only".into()),
@@ -335,7 +333,7 @@ fn demo_append(
     streams: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     // The bench's generator: the crate has one, and the demo needs no more than seeded bytes.
-    let mut rng = bench_cmd::Rng::new(0x9E37_79B9_7F4A_7C15);
+    let mut rng = foldlog_bench::Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut payload = [0u8; 100];
     let kinds = ["Deposited", "Withdrawn", "Renamed"];
     let pb = bar(events, "append");

@@ -2,7 +2,7 @@
 //! replaced, and every command behaves like a Unix tool (exit codes, closed pipes). Issue 10 parts 1 and 2;
 //! part 4 (salvage, export and import, backup) at the end.
 
-use foldlog::fuzzing::dir_fingerprint as tree;
+use foldlog_testkit::dir_fingerprint as tree;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -23,17 +23,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
-use rkyv::util::AlignedVec;
+use foldlog::rkyv::util::AlignedVec;
 
-use crate::format::{
-    ckpt, frame_crc, frame_len, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC,
+use foldlog::testing::{
+    self, frame_crc, frame_len, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC,
     FORMAT_VERSION, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
 };
-/// Segment file names, for tests that damage, rename or plant files by name.
-pub use crate::format::{parse_segment_file_name, segment_file_name, SegmentName};
-use crate::index::{encode_checkpoint, FrameAt, Index, SegIndex};
-use crate::record::{decode_frame, encode_event, Body, Envelope};
-use crate::{
+/// Segment file names, for tests that damage, rename or plant files by name; a checkpoint made by the store's
+/// encoder and the checkpoint forger (they need the crate's index, so they live in `foldlog::testing`).
+pub use foldlog::testing::{
+    checkpoint_for, fix_checkpoint_crcs, fix_checkpoint_header_crc, parse_segment_file_name,
+    segment_file_name, SegmentName,
+};
+use foldlog::{
     Batch, Durability, Error, EventRef, ExpectedVersion, NewEvent, Options, RecoveryReport, Store,
     StreamAppend,
 };
@@ -225,7 +227,7 @@ fn event_hash(event_type: &str, metadata: &[u8], schema: u32, id: Option<u128>, 
     let id = id.map_or([0u8; 17], |i| {
         let mut b = [1u8; 17];
         // The bytes the format stores the id as (big-endian), so a hash names the id as the log does.
-        b[1..].copy_from_slice(&crate::format::event_id_bytes(i));
+        b[1..].copy_from_slice(&testing::event_id_bytes(i));
         b
     });
     hash64(0x0F01_D106, &[event_type.as_bytes(), metadata, &schema.to_le_bytes(), &id, payload_head])
@@ -272,14 +274,10 @@ impl TestEvent {
 
     /// The event as the store's append API takes it.
     pub fn new_event(&self) -> NewEvent<'_> {
-        NewEvent {
-            event_type: &self.event_type,
-            payload: &self.payload,
-            metadata: &self.metadata,
-            event_id: self.event_id,
-            schema_version: self.schema_version,
-            timestamp_micros: None,
-        }
+        NewEvent::new(&self.event_type, &self.payload)
+            .metadata(&self.metadata)
+            .event_id(self.event_id)
+            .schema_version(self.schema_version)
     }
 
     /// Checks that `e` is exactly this event.
@@ -440,7 +438,7 @@ impl Model {
     }
 
     /// Appends `plan` to `store` and checks the result against the plan; on success the batch joins `A`.
-    pub fn append(&mut self, store: &Store, plan: &Plan) -> crate::Result<()> {
+    pub fn append(&mut self, store: &Store, plan: &Plan) -> foldlog::Result<()> {
         let news: Vec<Vec<NewEvent<'_>>> =
             plan.streams.iter().map(|s| s.events.iter().map(TestEvent::new_event).collect()).collect();
         let parts: Vec<StreamAppend<'_>> = plan
@@ -449,8 +447,8 @@ impl Model {
             .zip(&news)
             .map(|(s, ev)| StreamAppend::new(&s.stream, s.expected, ev))
             .collect();
-        let batch =
-            Batch { streams: &parts, consumer: plan.consumer.as_ref().map(|(n, p)| (n.as_str(), *p)) };
+        let mut batch = Batch::new(&parts);
+        batch.consumer = plan.consumer.as_ref().map(|(n, p)| (n.as_str(), *p));
         let out = store.append_batch(&batch)?;
         for (s, a) in plan.streams.iter().zip(&out) {
             let (Some(first), Some(last)) = (s.events.first(), s.events.last()) else { continue };
@@ -582,7 +580,7 @@ fn check_global_order(store: &Store, model: &Model) -> Result<usize, String> {
 fn check_stream(store: &Store, stream: &str, evs: &[&TestEvent]) -> Result<(), String> {
     let got: Vec<EventRef<'_>> = store
         .read_stream(stream, 0)
-        .collect::<crate::Result<_>>()
+        .collect::<foldlog::Result<_>>()
         .map_err(|e| format!("read_stream({stream}) failed: {e}"))?;
     if got.len() != evs.len() {
         return Err(format!("read_stream({stream}) returned {} events, expected {}", got.len(), evs.len()));
@@ -603,7 +601,7 @@ fn check_stream(store: &Store, stream: &str, evs: &[&TestEvent]) -> Result<(), S
     let back: Vec<u64> = store
         .read_stream_backward(stream, None)
         .map(|e| e.map(|e| e.position()))
-        .collect::<crate::Result<_>>()
+        .collect::<foldlog::Result<_>>()
         .map_err(|e| format!("read_stream_backward({stream}) failed: {e}"))?;
     if !back.iter().rev().eq(evs.iter().map(|e| &e.position)) {
         return Err(format!("read_stream_backward({stream}) disagrees with the forward read"));
@@ -623,7 +621,7 @@ fn held_consumers(store: &Store, model: &Model) -> BTreeMap<String, u64> {
 /// keeps a duplicate of the lock file's descriptor (and so the `flock`) until it `exec`s. That is how
 /// `flock` works (and why handles must not cross `fork()`), not a foldlog fault, so the oracle waits it out.
 #[expect(clippy::needless_pass_by_value, reason = "takes its options as `Store::open_with` does")]
-pub fn open_retrying(dir: &Path, options: Options) -> crate::Result<Store> {
+pub fn open_retrying(dir: &Path, options: Options) -> foldlog::Result<Store> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match Store::open_with(dir, options.clone()) {
@@ -664,7 +662,7 @@ pub enum Verdict {
 /// ([`check_store`]), a second open that must return the same, then a new append that must get position `n`
 /// and survive a further reopen. On success `model` becomes `A[..n]` plus that append, all durable.
 pub fn check_dir(dir: &Path, options: &Options, model: &mut Model, k: usize) -> Result<Verdict, String> {
-    let ro = Options { read_only: true, ..options.clone() };
+    let ro = options.clone().read_only(true);
     let n_ro = match open_retrying(dir, ro) {
         Ok(store) if read_error(&store).is_none() => {
             Some(check_store(&store, model, k).map_err(|e| format!("read-only open: {e}"))?)
@@ -752,7 +750,7 @@ pub fn check_structure(
         let got: Vec<(u64, u64)> = store
             .read_stream(s, 0)
             .map(|e| e.map(|e| (e.position(), e.stream_version())))
-            .collect::<crate::Result<_>>()
+            .collect::<foldlog::Result<_>>()
             .map_err(|e| format!("read_stream({s}): {e}"))?;
         if &got != evs {
             return Err(format!("read_stream({s}) disagrees with read_all"));
@@ -766,7 +764,7 @@ pub fn check_structure(
         let back: Vec<u64> = store
             .read_stream_backward(s, None)
             .map(|e| e.map(|e| e.position()))
-            .collect::<crate::Result<_>>()
+            .collect::<foldlog::Result<_>>()
             .map_err(|e| format!("read_stream_backward({s}): {e}"))?;
         if !back.iter().rev().eq(evs.iter().map(|e| &e.0)) {
             return Err(format!("read_stream_backward({s}) disagrees"));
@@ -791,12 +789,12 @@ pub fn segment_frames(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut at = SEGMENT_HEADER_LEN as usize;
     while let Some(rest) = buf.get(at..) {
-        match decode_frame(rest) {
-            Ok(f) => {
-                out.push((at, f.len as usize));
-                at += f.len as usize;
+        match testing::decoded_frame_len(rest) {
+            Some(len) => {
+                out.push((at, len as usize));
+                at += len as usize;
             }
-            Err(_) => break,
+            None => break,
         }
     }
     out
@@ -847,78 +845,6 @@ pub fn fix_segment_crcs(bytes: &mut [u8]) {
             LE::write_u32(&mut bytes[slot + 28..slot + 32], crc);
         }
     }
-}
-
-/// Recomputes a checkpoint's header CRC (after its header was edited).
-pub fn fix_checkpoint_header_crc(bytes: &mut [u8]) {
-    if bytes.len() >= CHECKPOINT_HEADER_LEN {
-        let crc = crc32fast::hash(&bytes[..ckpt::HEADER_CRC.start]);
-        LE::write_u32(&mut bytes[ckpt::HEADER_CRC], crc);
-    }
-}
-
-/// Recomputes every CRC of a checkpoint, as a forger would (docs/format.md, "Index checkpoint"): each list's
-/// CRC in the directory (for the lists that lie inside the file), the directory's CRC (its length clamped to
-/// the file), then the header's. Directory fields that do not parse are left alone.
-pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
-    // Each list is a table of per-chunk CRCs (chunks of 4,096 items) followed by the items; the directory
-    // holds the table's CRC.
-    const CHUNK: usize = 4096;
-    if bytes.len() < CHECKPOINT_HEADER_LEN {
-        return;
-    }
-    let dir_len =
-        (LE::read_u64(&bytes[ckpt::DIR_LEN]).min((bytes.len() - CHECKPOINT_HEADER_LEN) as u64)) as usize;
-    LE::write_u64(&mut bytes[ckpt::DIR_LEN], dir_len as u64);
-    let lists = CHECKPOINT_HEADER_LEN + dir_len;
-    // Walk the directory: (offset of a list's `events` field, bytes per item).
-    let mut at = CHECKPOINT_HEADER_LEN;
-    let end = lists;
-    let read = |bytes: &[u8], at: usize, n: usize| {
-        bytes.get(at..at + n).filter(|_| at + n <= end).map(<[u8]>::to_vec)
-    };
-    let mut entries = Vec::new();
-    'walk: for (section, item) in [(0, 4usize), (1, 8)] {
-        let Some(count) = read(bytes, at, 8).map(|b| LE::read_u64(&b)) else { break };
-        at += 8;
-        for _ in 0..count.min(1 << 16) {
-            if section == 1 {
-                let Some(n) = read(bytes, at, 4).map(|b| LE::read_u32(&b) as usize) else { break 'walk };
-                at += 4 + n;
-            } else {
-                // base (8), seq (4), end (8).
-                at += 20;
-            }
-            // Streams: first_version (8); then events (8), at (8), crc (4).
-            let field = if section == 1 { at + 8 } else { at };
-            if read(bytes, field, 20).is_none() {
-                break 'walk;
-            }
-            entries.push((field, item));
-            at = field + 20;
-        }
-    }
-    for (field, item) in entries {
-        let events = (LE::read_u64(&bytes[field..field + 8]) as usize).min(bytes.len());
-        let start = LE::read_u64(&bytes[field + 8..field + 16]) as usize;
-        let chunks = events.div_ceil(CHUNK);
-        let table = lists.saturating_add(start);
-        let items = table.saturating_add(chunks * 4);
-        if items.saturating_add(events.saturating_mul(item)) > bytes.len() {
-            continue;
-        }
-        for k in 0..chunks {
-            let from = items + k * CHUNK * item;
-            let to = items + ((k + 1) * CHUNK).min(events) * item;
-            let crc = crc32fast::hash(&bytes[from..to]);
-            LE::write_u32(&mut bytes[table + k * 4..table + k * 4 + 4], crc);
-        }
-        let crc = crc32fast::hash(&bytes[table..items]);
-        LE::write_u32(&mut bytes[field + 16..field + 20], crc);
-    }
-    let crc = crc32fast::hash(&bytes[CHECKPOINT_HEADER_LEN..lists]);
-    LE::write_u32(&mut bytes[ckpt::DIR_CRC], crc);
-    fix_checkpoint_header_crc(bytes);
 }
 
 fn header_fixup(bytes: &mut [u8], log_id: [u8; 16], base: u64, capacity: u64) {
@@ -977,39 +903,8 @@ pub fn frame_decode(data: &[u8]) {
     if flags & 1 != 0 {
         fix_frame_crc(&mut buf, 0);
     }
-    let Ok(frame) = decode_frame(&buf) else { return };
-    let len = frame.len as usize;
-    assert!(
-        len <= buf.len() && len.is_multiple_of(16) && len > FRAME_HEADER_LEN as usize,
-        "frame length {len}"
-    );
-    let body_len = frame_body_len(&buf, 0) as usize;
-    assert_eq!(frame_len(body_len as u64), frame.len);
-    let mut raw = [0u8; 16];
-    raw.copy_from_slice(&buf[..16]);
-    assert_eq!(
-        frame_crc(&buf[FRAME_LEN_AT..16 + body_len]),
-        FrameHeader::read(&raw).crc,
-        "accepted a bad CRC"
-    );
-    assert!(FrameHeader::well_formed(&raw));
-    match frame.body {
-        Body::Event(e) => {
-            let owned: Envelope = e.to_envelope();
-            assert_eq!(owned.position, e.position());
-            let _ = self_check(&e, None);
-            // What the decoder accepted must be encodable and decode back to the same envelope.
-            let mut out = AlignedVec::<16>::with_capacity(len + 4096);
-            out.resize(len.max(owned.payload.len() + owned.metadata.len() + owned.stream_id.len() + 4096), 0);
-            let n = encode_event(&owned, frame.commit, &mut out).expect("re-encode a decoded event") as usize;
-            match decode_frame(&out[..n]).expect("re-decode").body {
-                Body::Event(again) => assert_eq!(again.to_envelope(), owned, "round trip changed the event"),
-                Body::Consumer(..) => panic!("event came back as a consumer frame"),
-            }
-        }
-        Body::Consumer(c) => {
-            let _ = (c.name.len(), c.position, c.segment, c.offset);
-        }
+    if let Some(e) = testing::check_frame(&buf) {
+        let _ = self_check(&e, None);
     }
 }
 
@@ -1020,25 +915,23 @@ pub fn frame_decode(data: &[u8]) {
 const FUZZ_LOG_ID: [u8; 16] = *b"foldlog-fuzz-log";
 
 fn small_options(read_only: bool) -> Options {
-    Options {
-        segment_size_bytes: 4096,
-        durability: Durability::Never,
-        checkpoint_every_bytes: 0,
-        read_only,
-        create_if_missing: !read_only,
-        ..Options::default()
-    }
+    Options::default()
+        .segment_size_bytes(4096)
+        .durability(Durability::Never)
+        .checkpoint_every_bytes(0)
+        .read_only(read_only)
+        .create_if_missing(!read_only)
 }
 
 /// Opens `dir` read-only then writable, then writable again; checks every successful open's structure and
 /// that they agree. Returns the writable result.
 fn open_three_ways(dir: &Path, options: &Options, versions: bool) -> Option<Vec<(u64, String, u64)>> {
-    let ro = Options { read_only: true, create_if_missing: false, ..options.clone() };
+    let ro = options.clone().read_only(true).create_if_missing(false);
     let ro_events = Store::open_with(dir, ro)
         .ok()
         .filter(|s| read_error(s).is_none())
         .map(|s| check_structure(&s, false, versions).expect("read-only open"));
-    let rw = Options { read_only: false, ..options.clone() };
+    let rw = options.clone().read_only(false);
     let first = match Store::open_with(dir, rw.clone()) {
         Ok(s) if read_error(&s).is_none() => {
             let ev = check_structure(&s, false, versions).expect("writable open");
@@ -1319,7 +1212,7 @@ fn damage_frames(b: &mut Bytes<'_>, op: u8, t: DamagedFile, bytes: &mut [u8], da
             let to = if b.u8().is_multiple_of(2) { to } else { t.end.unwrap_or(to) };
             // Consumer frames carry no position, so a replayed one cannot be told from a new one: only a
             // forger or a misdirected write puts one there.
-            damage.hostile |= bytes[from + 8] != crate::format::KIND_EVENT;
+            damage.hostile |= bytes[from + 8] != testing::KIND_EVENT;
             if to + flen <= bytes.len() {
                 let src = bytes[from..from + flen].to_vec();
                 bytes[to..to + flen].copy_from_slice(&src);
@@ -1613,19 +1506,6 @@ pub fn sample_log(script: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
         }
     }
     (segs, ckpt)
-}
-
-/// A valid checkpoint, made by the store's own encoder, for log `log_id` whose one segment (base 0) holds
-/// events at chosen places: (stream, version, frame offset, frame length) for positions 0, 1, ... For tests
-/// of hostile files that need a checkpoint describing frames where no writer would put them.
-pub fn checkpoint_for(log_id: [u8; 16], events: &[(&str, u64, u64, u64)]) -> Vec<u8> {
-    let mut ix = Index::new(0);
-    ix.push_segment(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
-    for (p, &(stream, version, offset, len)) in events.iter().enumerate() {
-        let at = FrameAt { seg: 0, offset, len };
-        assert!(ix.add_event(at, stream, version, p as u64, None).is_ok(), "versions follow");
-    }
-    encode_checkpoint(&ix, log_id).expect("a fresh index is never stale")
 }
 
 /// The checkpoint of the fixed log `index_checkpoint` uses (for its seeds).

@@ -1,8 +1,7 @@
-//! `foldlog bench`: a short comparison of foldlog against the raw `write()` + `fdatasync` baseline, run on
-//! the user's machine, printed as a table.
-//!
-//! This file is also the core of the full comparison harness (`compare/`, which includes it with `#[path]`):
-//! the workload, the scenarios, the `Engine` trait, the raw baseline and the foldlog adapter live here once,
+//! The benchmark harness behind `foldlog bench` (a short comparison of foldlog against the raw `write()` +
+//! `fdatasync` baseline, run on the user's machine, printed as a table, see [`run`]) and the full comparison
+//! harness (`compare/`): the workload, the scenarios, the `Engine` trait, the raw baseline and the foldlog
+//! adapter live here once,
 //! so the short run and the full run measure exactly the same things. The harness adds SQLite, redb and
 //! fjall, repetitions and CSV output. Nothing here is timed as a test; the figures are only printed.
 
@@ -123,6 +122,11 @@ impl Workload {
     /// Number of events.
     pub fn len(&self) -> usize {
         self.events.len()
+    }
+
+    /// Whether the workload has no events.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
     }
 
     /// Event `i`: stream index, kind, payload.
