@@ -19,8 +19,6 @@ use foldlog::{Durability, Error, ExpectedVersion, GroupCommit, NewEvent, Options
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-// The raw baseline reads and writes with positioned Unix calls; the bench is a Unix-only command.
-#[cfg(unix)]
 #[derive(Parser)]
 #[command(name = "foldlog", version, about = "An embedded event-sourcing storage engine")]
 struct Cli {
