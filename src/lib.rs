@@ -91,6 +91,8 @@ mod subscription;
 pub mod testing;
 pub mod verify;
 
+#[cfg(feature = "serde")]
+pub use aggregate::Json;
 pub use aggregate::UnitOfWork;
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,

@@ -28,6 +28,8 @@ mod repository;
 mod snapshot;
 mod unit_of_work;
 
+#[cfg(feature = "serde")]
+pub use codec::Json;
 use codec::PAYLOAD_ALIGN;
 pub use codec::{
     access_payload, deserialize_payload, Codec, CodecError, Deserialized, DomainEvent, RkyvCheck, RkyvWrite,
