@@ -1,11 +1,24 @@
-//! The list of consumer positions, for tools that copy a whole store (`foldlog export`).
-//!
-//! NOTE: a method of `Store` kept in its own `impl` block outside store.rs while store.rs is being split into
-//! modules; it belongs with the store's other read methods (`consumer_position`).
+//! Named consumers beyond moving them with a batch: the list of their positions (for tools that copy a whole
+//! store, `foldlog export`) and an operator's reset.
 
-use crate::store::Store;
+use crate::error::Result;
+use crate::store::{Batch, Store};
 
 impl Store {
+    /// Moves consumer `name` to `position`, forward or back (a read model kept in this store, rebuilt from an
+    /// earlier point), or creates it there. Like every consumer position it is a frame in the log, so it is
+    /// durable as the store's durability mode says and replayed on open. Prefer moving a consumer with the
+    /// events it caused (`Batch::consumer`), which must advance; this is for operators and rebuilds.
+    ///
+    /// A reset backward also means that a retry of a batch written before the reset, recognised by its event
+    /// ids, may be reported as a duplicate rather than as the earlier success (a retry is recognised by its
+    /// consumer having reached the batch's position, which a reset undoes).
+    pub fn reset_consumer(&self, name: &str, position: u64) -> Result<()> {
+        let mut batch = Batch::new(&[]).consumer(name, position);
+        batch.reset_consumer = true;
+        self.append_batch(&batch).map(drop)
+    }
+
     /// Every named consumer with its recorded position, sorted by name.
     pub fn consumer_positions(&self) -> Vec<(String, u64)> {
         let ix = self.inner().read_index();

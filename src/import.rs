@@ -107,7 +107,7 @@ pub fn import<E: Display>(
             Record::Consumer { name, position } => {
                 flush(&store, &mut pending)?;
                 store
-                    .append_batch(&Batch { streams: &[], consumer: Some((&name, position)) })
+                    .append_batch(&Batch::new(&[]).consumer(&name, position))
                     .map_err(|e| refused(line, e))?;
                 report.consumer_records += 1;
             }
@@ -166,7 +166,7 @@ fn flush(store: &Store, pending: &mut Vec<(u64, OwnedEvent)>) -> Result<()> {
         first_version: first.stream_version,
         events: &events,
     };
-    let appended = store.append_batch(&Batch { streams: &[append], consumer: None });
+    let appended = store.append_batch(&Batch::new(&[append]));
     let appended = appended.map_err(|e| refused(*first_line, e))?;
     debug_assert!(appended.iter().all(|a| !a.deduplicated), "no id window, so no retry is recognised");
     pending.clear();

@@ -423,7 +423,7 @@ impl Copier<'_> {
                 }
             })
             .collect();
-        let appended = self.store.append_batch(&Batch { streams: &appends, consumer: None })?;
+        let appended = self.store.append_batch(&Batch::new(&appends))?;
         for (r, a) in runs.iter().zip(appended) {
             if a.deduplicated {
                 // A reused event id matched an earlier event: nothing was written. Should the source hold
@@ -462,7 +462,7 @@ impl Copier<'_> {
                 run.new_start + (old - run.old_start).min(run.len - 1)
             });
             if let Some(p) = new {
-                self.store.append_batch(&Batch { streams: &[], consumer: Some((name, p)) })?;
+                self.store.append_batch(&Batch::new(&[]).consumer(name, p))?;
             }
             self.report.consumers.push(ConsumerCarried {
                 name: name.clone(),

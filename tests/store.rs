@@ -829,3 +829,26 @@ fn a_clean_close_releases_the_unused_tail_and_the_next_writer_reserves_it_again(
     let store = Store::open_with(dir.path(), options.read_only(true)).unwrap();
     assert_eq!(store.read_all(0).count(), 101);
 }
+
+/// `reset_consumer` moves a consumer back (or forward, or creates it), durably; a batch still cannot move it
+/// back.
+#[test]
+fn a_consumer_can_be_reset_backward_by_name_and_the_reset_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let e = [NewEvent::new("E", b"x")];
+    let one = [foldlog::StreamAppend::new("s", ExpectedVersion::Any, &e)];
+    store.append_batch(&foldlog::Batch::new(&one).consumer("proj", 10)).unwrap();
+    assert!(matches!(
+        store.append_batch(&foldlog::Batch::new(&[]).consumer("proj", 3)),
+        Err(Error::ConsumerPositionNotAdvanced { current: 10, proposed: 3, .. })
+    ));
+    store.reset_consumer("proj", 3).unwrap();
+    store.reset_consumer("new", 0).unwrap();
+    assert_eq!((store.consumer_position("proj"), store.consumer_position("new")), (Some(3), Some(0)));
+    store.append_batch(&foldlog::Batch::new(&[]).consumer("proj", 4)).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!((store.consumer_position("proj"), store.consumer_position("new")), (Some(4), Some(0)));
+    assert_eq!(store.next_position(), 1, "consumer frames take no position");
+}

@@ -131,12 +131,14 @@ pub struct Batch<'a> {
     pub streams: &'a [StreamAppend<'a>],
     /// A named consumer's new position, committed with the events; must exceed its current one.
     pub consumer: Option<(&'a str, u64)>,
+    /// Set by [`crate::Store::reset_consumer`] only: the consumer may move to any position.
+    pub(crate) reset_consumer: bool,
 }
 
 impl<'a> Batch<'a> {
     /// The events of `streams`, and no consumer position.
     pub fn new(streams: &'a [StreamAppend<'a>]) -> Batch<'a> {
-        Batch { streams, consumer: None }
+        Batch { streams, consumer: None, reset_consumer: false }
     }
 
     /// Sets [`consumer`](field@Batch::consumer): consumer `name`'s new position, committed with the events.

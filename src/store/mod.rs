@@ -279,7 +279,7 @@ impl Store {
     ) -> Result<Appended> {
         let one = [StreamAppend::new(stream, expected, events)];
         let mut out = None;
-        self.inner.append_batch(&Batch { streams: &one, consumer: None }, &mut |a| out = Some(a))?;
+        self.inner.append_batch(&Batch::new(&one), &mut |a| out = Some(a))?;
         Ok(out.expect("one stream in, one result out"))
     }
 

@@ -144,7 +144,7 @@ impl Inner {
         if w.next_position.checked_add(events).is_none() {
             return Err(Error::InvalidArgument("the log has no global positions left".into()));
         }
-        if let Some((name, p)) = batch.consumer {
+        if let Some((name, p)) = batch.consumer.filter(|_| !batch.reset_consumer) {
             if let Some(current) = ix.consumer(name).filter(|&c| p <= c) {
                 return Err(Error::ConsumerPositionNotAdvanced { name: name.into(), current, proposed: p });
             }
