@@ -93,11 +93,11 @@ pub mod verify;
 
 #[cfg(feature = "serde")]
 pub use aggregate::Json;
-pub use aggregate::UnitOfWork;
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
 };
+pub use aggregate::{decode_event, UnitOfWork};
 pub use aggregate::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 pub use corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};

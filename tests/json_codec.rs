@@ -89,3 +89,26 @@ fn an_old_schema_is_upcast_and_a_damaged_payload_is_a_decode_error() {
         other => panic!("expected a decode error: {:?}", other.map(|r| r.version())),
     }
 }
+
+/// A projection decodes `Account` events from a subscription with the repository's own dispatch
+/// (`decode_event`): current ones through the codec, old ones through the upcaster.
+#[test]
+fn a_projection_decodes_current_and_old_events_with_the_repository_dispatch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let v1 = [NewEvent::new("Deposited", br#"{"Deposited":{"units":2}}"#).schema_version(1)];
+    let first = [StreamAppend::new("account-9", ExpectedVersion::NoStream, &v1).first_version(1)];
+    store.append_batch(&Batch::new(&first)).expect("append");
+    let accounts = Repository::<Account>::new(&store);
+    let mut a = accounts.get("9").expect("load");
+    a.record(AccountEvent::Deposited { cents: 5 });
+    accounts.save(&mut a).expect("save");
+    let mut scratch = foldlog::rkyv::util::AlignedVec::new();
+    let decoded: Vec<AccountEvent> = store
+        .subscribe(0)
+        .stream_prefix("account-")
+        .idle_timeout(std::time::Duration::from_millis(10))
+        .map(|e| foldlog::decode_event::<Account>(&e.expect("event"), &mut scratch).expect("decode"))
+        .collect();
+    assert_eq!(decoded, [AccountEvent::Deposited { cents: 200 }, AccountEvent::Deposited { cents: 5 }]);
+}

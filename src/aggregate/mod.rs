@@ -35,7 +35,7 @@ pub use codec::{
     access_payload, deserialize_payload, Codec, CodecError, Deserialized, DomainEvent, RkyvCheck, RkyvWrite,
     ZeroCopy,
 };
-pub use repository::{Repository, RepositoryError, Saved};
+pub use repository::{decode_event, Repository, RepositoryError, Saved};
 use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotRefusal};

@@ -230,25 +230,44 @@ pub(super) fn apply_stored<A: Aggregate>(
     scratch: &mut AlignedVec,
     info: &mut LoadInfo,
 ) -> Result<(), RepositoryError> {
-    scratch.clear();
     let stored = e.schema_version();
     let current = A::Event::SCHEMA_VERSION;
-    let view = match stored.cmp(&current) {
-        std::cmp::Ordering::Equal => A::Codec::decode(e.payload(), scratch),
-        std::cmp::Ordering::Less => {
-            info.events_upcast += 1;
-            A::Event::upcast(&e).and_then(|owned| A::Codec::from_owned(owned, scratch))
-        }
-        std::cmp::Ordering::Greater => Err(CodecError::new(format!(
-            "schema version {stored} is newer than this code's {current} (written by a newer build?)"
-        ))),
-    };
-    state.apply(view.map_err(|reason| decode_error(e, reason))?);
+    if stored < current {
+        info.events_upcast += 1;
+    }
+    let view = decode_event::<A>(&e, scratch).map_err(|reason| decode_error(e, reason))?;
+    state.apply(view);
     if stored == current && !scratch.is_empty() {
         info.events_copied += 1;
     }
     info.events_folded += 1;
     Ok(())
+}
+
+/// Decodes a stored event of aggregate `A` as the repository does on load: `A`'s codec for the current schema
+/// version (zero copy with [`ZeroCopy`] when the payload is aligned; `scratch` holds a copy otherwise), the
+/// event's upcaster for an older one, an error for a newer one. For projections and process managers that
+/// read `A`'s events from a subscription and must not re-implement the dispatch.
+///
+/// # Errors
+///
+/// The codec's or the upcaster's [`CodecError`], or a schema version newer than this code's.
+pub fn decode_event<'a, A: Aggregate>(
+    e: &EventRef<'a>,
+    scratch: &'a mut AlignedVec,
+) -> Result<EventView<'a, A>, CodecError> {
+    scratch.clear();
+    let stored = e.schema_version();
+    let current = A::Event::SCHEMA_VERSION;
+    match stored.cmp(&current) {
+        std::cmp::Ordering::Equal => A::Codec::decode(e.payload(), scratch),
+        std::cmp::Ordering::Less => {
+            A::Event::upcast(e).and_then(|owned| A::Codec::from_owned(owned, scratch))
+        }
+        std::cmp::Ordering::Greater => Err(CodecError::new(format!(
+            "schema version {stored} is newer than this code's {current} (written by a newer build?)"
+        ))),
+    }
 }
 
 /// Zero bytes of metadata that make the payload start 16-aligned inside the archived envelope (see
