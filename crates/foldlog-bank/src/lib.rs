@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use foldlog::rkyv::{Archive, Deserialize, Serialize};
 use foldlog::{
-    Aggregate, DomainEvent, Repository, RepositoryError, Root, Snapshot, SnapshotPolicy, Store, ZeroCopy,
+    decode_event, Aggregate, DomainEvent, Repository, RepositoryError, Root, Snapshot, SnapshotPolicy, Store,
+    ZeroCopy,
 };
 
 /// Amounts are in cents.
@@ -198,6 +199,7 @@ pub fn run(dir: &Path) -> StoryResult {
     time_travel(&accounts)?;
     concurrent_tellers(&accounts)?;
     long_lived_account(&store)?;
+    read_side(&store)?;
     store.close()?;
     Ok(())
 }
@@ -387,4 +389,76 @@ fn timed<T>(f: impl Fn() -> Result<T, RepositoryError>) -> StoryResult<(T, Durat
         best = Some(best.map_or(t, |b: Duration| b.min(t)));
     }
     Ok((out.expect("ran"), best.expect("ran")))
+}
+
+/// A read model of the whole bank, kept by following the log: money in and out per account, and the position
+/// up to which it counts every event (saved with the rows, in a real read model's database, so the two never
+/// disagree).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BankTotals {
+    /// Per account id: (money in, money out, fees), in cents.
+    pub accounts: std::collections::BTreeMap<String, (u64, u64, u64)>,
+    /// Every event below this position is counted.
+    pub position: u64,
+}
+
+impl BankTotals {
+    /// Counts what was committed since `position` (catch-up; a zero timeout: what is there now), decoding the
+    /// account events as the repository does.
+    ///
+    /// # Errors
+    ///
+    /// A damaged event, or one the account's codec cannot read.
+    pub fn catch_up(&mut self, store: &Store) -> StoryResult<u64> {
+        let mut sub = store.subscribe(self.position).stream_prefix(Account::NAME);
+        let mut scratch = foldlog::rkyv::util::AlignedVec::new();
+        let mut counted = 0;
+        while let Some(e) = sub.next_event(Duration::ZERO)? {
+            let id = e.stream_id().trim_start_matches(Account::NAME).trim_start_matches('-').to_owned();
+            let row = self.accounts.entry(id).or_default();
+            match decode_event::<Account>(&e, &mut scratch)? {
+                ArchivedAccountEvent::Opened { deposit: n, .. }
+                | ArchivedAccountEvent::Deposited { amount: n } => {
+                    row.0 += n.to_native();
+                }
+                ArchivedAccountEvent::Withdrawn { amount } => row.1 += amount.to_native(),
+                ArchivedAccountEvent::FeeCharged { amount, .. } => row.2 += amount.to_native(),
+                ArchivedAccountEvent::FeeRefunded { amount } => row.2 -= amount.to_native(),
+            }
+            counted += 1;
+        }
+        self.position = sub.position();
+        Ok(counted)
+    }
+}
+
+fn read_side(store: &Store) -> StoryResult {
+    println!("\n7. The read side: totals of every account, projected by following the log");
+    let mut totals = BankTotals::default();
+    let started = Instant::now();
+    let counted = totals.catch_up(store)?;
+    println!(
+        "   caught up: {counted} events in {:.1?}, up to position {}",
+        started.elapsed(),
+        totals.position
+    );
+    for (id, (money_in, money_out, fees)) in totals.accounts.iter().filter(|(id, _)| *id != "acme") {
+        println!(
+            "   {id:<6} in {:>9}  out {:>9}  fees {:>7}",
+            money(*money_in as i64),
+            money(*money_out as i64),
+            money(*fees as i64)
+        );
+    }
+    let accounts: Repository<'_, Account> = Repository::new(store);
+    let mut bob = accounts.get("bob")?;
+    bob.execute(|a| a.deposit(5_00))?;
+    accounts.save(&mut bob)?;
+    let counted = totals.catch_up(store)?;
+    let (money_in, _, _) = totals.accounts["bob"];
+    println!(
+        "   bob deposits 5.00; the projection reads only the new event ({counted}): bob in {}",
+        money(money_in as i64)
+    );
+    Ok(())
 }
