@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod bridge;
 mod codec;
 mod embedded;
 mod error;
