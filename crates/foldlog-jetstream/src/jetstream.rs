@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::header::{NATS_EXPECTED_LAST_SEQUENCE, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::PublishErrorKind;
@@ -61,6 +61,13 @@ pub struct JetStreamOptions {
     pub duplicate_window: Duration,
     /// How long one request waits for the server.
     pub timeout: Duration,
+    /// Also send `Nats-Expected-Last-Sequence` (the whole log's last sequence) with every append. Needed on
+    /// replicated streams with nats-server 2.9: its leader checks the per-subject expectation only against
+    /// messages already stored, so two appends in flight at once with the same expectation can both pass (the
+    /// three-node test caught two acknowledged events with one version). The whole-log check counts
+    /// messages in flight, so it holds; its cost is that an append to any other stream in between makes the
+    /// client re-read and try again. Default: on when `replicas > 1`.
+    pub whole_log_check: Option<bool>,
 }
 
 impl JetStreamOptions {
@@ -72,7 +79,15 @@ impl JetStreamOptions {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
             timeout: Duration::from_secs(5),
+            whole_log_check: None,
         }
+    }
+
+    /// Sets [`whole_log_check`](field@JetStreamOptions::whole_log_check): on, off, or `None` for the default.
+    #[must_use]
+    pub fn whole_log_check(mut self, on: impl Into<Option<bool>>) -> Self {
+        self.whole_log_check = on.into();
+        self
     }
 
     /// Sets [`log`](field@JetStreamOptions::log).
@@ -147,10 +162,17 @@ impl JetStreamStore {
             .build()
             .map_err(|e| Error::nats("start the client runtime", e))?;
         let (js, stream, positions) = rt.block_on(async {
+            // A comma-separated list: the client reconnects to another server of it when one dies.
+            let servers = opts
+                .url
+                .split(',')
+                .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| foldlog::Error::InvalidArgument(format!("server list {:?}: {e}", opts.url)))?;
             let client = async_nats::ConnectOptions::new()
                 .connection_timeout(opts.timeout)
                 .request_timeout(Some(opts.timeout))
-                .connect(opts.url.as_str())
+                .connect(servers)
                 .await
                 .map_err(|e| Error::nats("connect", e))?;
             let mut js = js::new(client);
@@ -193,6 +215,14 @@ impl JetStreamStore {
         &self.opts
     }
 
+    /// The name of the server that leads the log's stream in a cluster (`None` on a single server): the one
+    /// whose loss interrupts writes until the others elect another.
+    pub fn stream_leader(&self) -> Result<Option<String>> {
+        let mut stream = self.stream.clone();
+        let info = self.rt.block_on(stream.info()).map_err(|e| Error::nats("read the stream's state", e))?;
+        Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+    }
+
     fn subject(&self, stream: &str) -> String {
         format!("{}{}", self.prefix, subject::escape(stream))
     }
@@ -227,7 +257,10 @@ impl JetStreamStore {
         let subject = self.subject(stream);
         // The batch's identity for the server's de-duplication: its first event id (docs/jetstream.md).
         let msg_id = events.iter().find_map(|e| e.event_id).map(|id| format!("{id:032x}"));
+        let whole_log = self.opts.whole_log_check.unwrap_or(self.opts.replicas > 1);
         loop {
+            // Read before the subject's last message: a message landing in between fails one of the checks.
+            let log_last = if whole_log { Some(self.last_sequence().await?) } else { None };
             let last = self.last(&subject).await?;
             let last_seq = last.as_ref().map_or(0, |(s, _)| *s);
             let last_version = last.as_ref().map(|(_, b)| b.last_version());
@@ -254,6 +287,9 @@ impl JetStreamStore {
             // answers "duplicate" (then it is a retry of a stored batch) or refuses it.
             let expect = if passes { last_seq } else { NEVER_A_SEQUENCE };
             headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expect.to_string().as_str());
+            if let Some(log_last) = log_last.filter(|_| passes) {
+                headers.insert(NATS_EXPECTED_LAST_SEQUENCE, log_last.to_string().as_str());
+            }
             if let Some(id) = &msg_id {
                 headers.insert(NATS_MESSAGE_ID, id.as_str());
             }
@@ -276,8 +312,9 @@ impl JetStreamStore {
                     if !passes {
                         return Err(wrong(stream, expected, last_version));
                     }
-                    // Another writer appended between our read and our publish. `Any` and a still-existing
-                    // stream simply go again on the new last message; the rest is a real conflict.
+                    // Another writer appended between our read and our publish (to this stream, or to any with
+                    // the whole-log check). If the expectation still holds, go again on the new last message;
+                    // otherwise it is a real conflict.
                     let actual = self.last(&subject).await?.map(|(_, b)| b.last_version());
                     if !expected_matches(expected, actual) {
                         return Err(wrong(stream, expected, actual));
