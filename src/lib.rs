@@ -72,6 +72,8 @@ pub mod import;
 mod index;
 // Test hooks (failpoints and the persistence recorder in `io`, the few internals the test kit needs in
 // `testing`) exist only with the `testing` feature, which the test kit (`crates/foldlog-testkit`) turns on.
+#[cfg(feature = "tokio")]
+mod event_stream;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod io;
@@ -102,6 +104,8 @@ pub use aggregate::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 pub use corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
 pub use error::{Error, ExpectedVersion, Result};
+#[cfg(feature = "tokio")]
+pub use event_stream::EventStream;
 pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};
 pub use options::{Durability, GroupCommit, Options, Recovery};
 pub use read::{AllEvents, ReadAll, StreamEvents};
