@@ -61,6 +61,19 @@ fn bench_catch_up(c: &mut Criterion) {
     g.finish();
 }
 
+/// The time `run` takes on each of `iters` new, empty stores (made outside the clock).
+fn time_on_fresh_stores(iters: u64, mut run: impl FnMut(&Store)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_with(dir.path(), common::options(Durability::Never)).expect("open");
+        let start = Instant::now();
+        run(&store);
+        total += start.elapsed();
+    }
+    total
+}
+
 fn bench_live(c: &mut Criterion) {
     let payload = common::payload(PAYLOAD, 5);
     let mut g = c.benchmark_group("subscribe");
@@ -68,32 +81,18 @@ fn bench_live(c: &mut Criterion) {
     g.throughput(Throughput::Elements(LIVE_EVENTS));
     g.bench_function("writer_alone_200k", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let store = Store::open_with(dir.path(), common::options(Durability::Never)).expect("open");
-                let start = Instant::now();
-                append_batches(&store, LIVE_EVENTS, &payload);
-                total += start.elapsed();
-            }
-            total
+            time_on_fresh_stores(iters, |store| append_batches(store, LIVE_EVENTS, &payload))
         });
     });
     g.bench_function("live_200k_writer_to_subscriber", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let store = Store::open_with(dir.path(), common::options(Durability::Never)).expect("open");
-                let start = Instant::now();
+            time_on_fresh_stores(iters, |store| {
                 std::thread::scope(|s| {
-                    let subscriber = s.spawn(|| drain(&store, LIVE_EVENTS));
-                    append_batches(&store, LIVE_EVENTS, &payload);
+                    let subscriber = s.spawn(|| drain(store, LIVE_EVENTS));
+                    append_batches(store, LIVE_EVENTS, &payload);
                     black_box(subscriber.join().expect("subscriber"));
                 });
-                total += start.elapsed();
-            }
-            total
+            })
         });
     });
     g.finish();

@@ -118,18 +118,22 @@ fn live_child() {
     }
 }
 
-fn follow(dir: &Path, target: u64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let store = loop {
+/// A read-only handle on `dir`, waiting (until `deadline`) for the writer process to create the log.
+fn open_when_created(dir: &Path, deadline: Instant) -> Store {
+    loop {
         match Store::open_with(dir, reader_options()) {
-            Ok(s) => break s,
-            // The writer has not created the log yet.
+            Ok(s) => return s,
             Err(Error::InvalidDirectory { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1))
+                std::thread::sleep(Duration::from_millis(1));
             }
             Err(e) => panic!("reader open: {e}"),
         }
-    };
+    }
+}
+
+fn follow(dir: &Path, target: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let store = open_when_created(dir, deadline);
     let mut seen = check_new_events(&store, 0);
     let mut reopened_at = 0;
     while seen < target {
@@ -152,15 +156,7 @@ fn follow(dir: &Path, target: u64) {
 /// once, in order, with the right content, and the position moves past the skipped ones.
 fn subscribe(dir: &Path, target: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    let store = loop {
-        match Store::open_with(dir, reader_options()) {
-            Ok(s) => break s,
-            Err(Error::InvalidDirectory { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => panic!("reader open: {e}"),
-        }
-    };
+    let store = open_when_created(dir, deadline);
     let mut sub = store.subscribe(0).event_types(["B"]);
     let mut expect = EVENTS_PER_BATCH - 1;
     while sub.position() < target {
