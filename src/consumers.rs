@@ -19,6 +19,31 @@ impl Store {
         self.append_batch(&batch).map(drop)
     }
 
+    /// Forgets a named consumer: its position is gone from [`Store::consumer_position`] and
+    /// [`Store::consumer_positions`], and a later batch may start it again anywhere. Recorded in the log (a
+    /// consumer frame with the delete flag), so readers in other processes, backups and a reopen see it too.
+    /// Returns whether the consumer existed; nothing is written if not.
+    ///
+    /// ```
+    /// # fn main() -> foldlog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = foldlog::Store::open(dir.path())?;
+    /// store.reset_consumer("projector", 0)?;
+    /// assert!(store.delete_consumer("projector")?);
+    /// assert_eq!(store.consumer_position("projector"), None);
+    /// assert!(!store.delete_consumer("projector")?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete_consumer(&self, name: &str) -> Result<bool> {
+        if self.consumer_position(name).is_none() {
+            return Ok(false);
+        }
+        let mut batch = Batch::new(&[]).consumer(name, 0);
+        batch.delete_consumer = true;
+        self.append_batch(&batch).map(|_| true)
+    }
+
     /// Every named consumer with its recorded position, sorted by name.
     pub fn consumer_positions(&self) -> Vec<(String, u64)> {
         let ix = self.inner().read_index();

@@ -282,21 +282,21 @@ pub enum FrameFault {
     Checksum,
     /// Unknown kind or flags, or non-zero reserved bytes.
     Header,
-    /// The CRC matched but the body is not a valid archive.
-    Archive,
+    /// The CRC matched but the fields do not fit together (a length past the frame, bad UTF-8, a version or
+    /// position out of range).
+    Body,
+    /// The frame refers to a name definition (a stream id, type, tag or consumer name) at this offset that
+    /// is not one of the right sort earlier in the segment.
+    Name {
+        /// The offset it refers to.
+        offset: u64,
+    },
     /// An event frame carries the wrong global position.
     Position {
         /// The position it carries.
         found: u64,
         /// The position that belongs here (`None`: no position can follow).
         expected: Option<u64>,
-    },
-    /// A consumer frame says it was written elsewhere (a misdirected write).
-    Misdirected {
-        /// The segment number it names.
-        segment: u32,
-        /// The offset it names.
-        offset: u32,
     },
     /// An event does not continue its stream's versions.
     Version {
@@ -330,7 +330,8 @@ impl From<FrameProblem> for FrameFault {
             FrameProblem::Truncated => FrameFault::Truncated,
             FrameProblem::Checksum => FrameFault::Checksum,
             FrameProblem::Header => FrameFault::Header,
-            FrameProblem::Archive => FrameFault::Archive,
+            FrameProblem::Body => FrameFault::Body,
+            FrameProblem::Name(offset) => FrameFault::Name { offset },
         }
     }
 }
@@ -342,17 +343,16 @@ impl fmt::Display for FrameFault {
             FrameFault::Truncated => f.write_str("frame runs past the end of the segment"),
             FrameFault::Checksum => f.write_str("frame CRC mismatch"),
             FrameFault::Header => f.write_str("frame header has unknown kind, flags or reserved bytes"),
-            FrameFault::Archive => f.write_str("frame body is not a valid archive"),
+            FrameFault::Body => f.write_str("frame fields do not fit together"),
+            FrameFault::Name { offset } => {
+                write!(f, "frame refers to a name at offset {offset} that is not defined there")
+            }
             FrameFault::Position { found, expected: Some(e) } => {
                 write!(f, "event has position {found} where {e} belongs")
             }
             FrameFault::Position { found, expected: None } => {
                 write!(f, "event has position {found} where no position belongs")
             }
-            FrameFault::Misdirected { segment, offset } => write!(
-                f,
-                "consumer frame says it was written to segment {segment} at offset {offset} (a misdirected write)"
-            ),
             FrameFault::Version { stream, found, expected } => {
                 write!(f, "stream {stream:?} has version {found} where {expected} belongs")
             }

@@ -7,7 +7,7 @@
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 /// Version of the on-disk format written by this code; any byte layout change bumps it.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// First 8 bytes of every segment file: ASCII `FOLDSEG` and a zero byte.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FOLDSEG\0";
@@ -33,18 +33,84 @@ const SLOT_FLAGS_KNOWN: u32 = SLOT_FLAG_CLEAN | SLOT_FLAG_SEALED;
 /// Largest `seq` a valid durable slot may carry.
 pub const SLOT_SEQ_MAX: u64 = 1 << 62;
 
-/// Size of a frame header; the body starts right after it.
-pub const FRAME_HEADER_LEN: u64 = 16;
-/// [`FRAME_HEADER_LEN`] as a `usize`, for slices and arrays (one value, two types: asserted equal below).
-pub const FRAME_HEADER_USIZE: usize = 16;
-/// Every frame starts at a multiple of this, so every body is 16-aligned in the (page-aligned) map.
-pub const FRAME_ALIGN: u64 = 16;
-/// Frame kind: an event envelope that takes the next global position.
+/// Every frame starts at a multiple of this (and so does every payload), so a payload is 8-aligned in the
+/// (page-aligned) map: rkyv archives of types aligned to 8 or less are read in place.
+pub const FRAME_ALIGN: u64 = 8;
+/// Frame kind (low two bits of byte 8): an event, which takes the next global position.
 pub const KIND_EVENT: u8 = 1;
 /// Frame kind: a named consumer's position; takes no global position.
 pub const KIND_CONSUMER: u8 = 2;
-/// Frame flag: last frame of an atomic batch.
-pub const FLAG_COMMIT: u8 = 1;
+/// Frame kind: a name definition (a stream id, event type, tag or consumer name) that later frames of the
+/// same segment refer to by its offset.
+pub const KIND_NAME: u8 = 3;
+/// The bits of byte 8 that hold the kind.
+pub const KIND_MASK: u8 = 0b11;
+/// Frame flag: last frame of an atomic batch (events and consumer frames).
+pub const FLAG_COMMIT: u8 = 1 << 2;
+/// Event flag: a 16-byte event id follows the fixed fields.
+pub const FLAG_EVENT_ID: u8 = 1 << 3;
+/// Event flag: the extras word (tag count, metadata length) follows the event id.
+pub const FLAG_EXTRAS: u8 = 1 << 4;
+/// Consumer flag: the consumer is deleted (its position forgotten) rather than moved.
+pub const FLAG_DELETE: u8 = 1 << 3;
+/// Name definition: what the name is.
+pub const NAME_STREAM: u8 = 1;
+/// Name definition: an event type, with its schema version as the value.
+pub const NAME_TYPE: u8 = 2;
+/// Name definition: a tag.
+pub const NAME_TAG: u8 = 3;
+/// Name definition: a consumer's name.
+pub const NAME_CONSUMER: u8 = 4;
+/// Most tags one event carries.
+pub const TAGS_MAX: usize = 64;
+/// Smallest and largest event timestamp: a signed 56-bit count of microseconds (years 828 to 3112).
+pub const TIMESTAMP_MIN: i64 = -(1 << 55);
+/// See [`TIMESTAMP_MIN`].
+pub const TIMESTAMP_MAX: i64 = (1 << 55) - 1;
+
+/// The frame layouts (docs/format.md, "Frames"): every kind shares the first nine bytes; each range is
+/// chained after the one before, so no offset is written twice.
+pub mod frame {
+    use super::next;
+    use std::ops::Range;
+
+    /// u32 CRC32 of bytes 4..len, then the segment's number and the frame's offset (u32 each).
+    pub const CRC: Range<usize> = 0..4;
+    /// u32 length of the frame before padding; 0: nothing here (the end of the written region).
+    pub const LEN: Range<usize> = next(CRC, 4);
+    /// The kind (bits 0..2) and flags.
+    pub const HEAD: usize = LEN.end;
+    /// Event: i56 timestamp, microseconds since the Unix epoch. Name: what the name is (one byte), then zero.
+    pub const TIMESTAMP: Range<usize> = next(HEAD..HEAD + 1, 7);
+    /// Event: u32 offset of its stream's name definition. Consumer: of the consumer's name.
+    pub const STREAM: Range<usize> = next(TIMESTAMP, 4);
+    /// Event: u32 offset of its type's name definition. Consumer: zero.
+    pub const TYPE: Range<usize> = next(STREAM, 4);
+    /// Event: u32 stream version minus the stream definition's base version.
+    pub const VERSION_DELTA: Range<usize> = next(TYPE, 4);
+    /// Event: u32 global position minus the segment's base position.
+    pub const POSITION_DELTA: Range<usize> = next(VERSION_DELTA, 4);
+    /// Length of an event's fixed fields; the optional parts and the payload follow.
+    pub const EVENT_FIXED_LEN: usize = POSITION_DELTA.end;
+    /// Event, with `FLAG_EVENT_ID`: the u128 id (little-endian), right after the fixed fields.
+    pub const EVENT_ID_LEN: usize = 16;
+    /// Event, with `FLAG_EXTRAS`: u32 tag count then u32 metadata length, after the id.
+    pub const EXTRAS_LEN: usize = 8;
+    /// Consumer: u64 the position it has processed.
+    pub const CONSUMER_POSITION: Range<usize> = next(TYPE, 8);
+    /// Length of a consumer frame.
+    pub const CONSUMER_LEN: usize = CONSUMER_POSITION.end;
+    /// Name: what the name is (`NAME_*`), in the byte events use for their timestamp's lowest byte.
+    pub const NAME_WHAT: usize = TIMESTAMP.start;
+    /// Name: u64 value (a stream's base version; a type's schema version; 0 for tags and consumers).
+    pub const NAME_VALUE: Range<usize> = STREAM.start..TYPE.end;
+    /// Name: the UTF-8 bytes start here and run to the frame's length.
+    pub const NAME_BYTES: usize = 24;
+
+    const _: () = assert!(EVENT_FIXED_LEN == 32, "docs/format.md: an event's fixed fields are 32 bytes");
+    const _: () = assert!(CONSUMER_LEN == 32, "docs/format.md: a consumer frame is 32 bytes");
+    const _: () = assert!(NAME_VALUE.start == 16 && NAME_VALUE.end == NAME_BYTES);
+}
 
 /// First 8 bytes of the index checkpoint: ASCII `FOLDIDX` and a zero byte.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"FOLDIDX\0";
@@ -130,14 +196,14 @@ pub mod head {
 
     /// `FOLDHED\0`.
     pub const MAGIC: Range<usize> = 0..8;
-    /// u32 head record version ([`VERSION_1`]).
+    /// u32 head record version ([`RECORD_VERSION`]).
     pub const VERSION: Range<usize> = next(MAGIC, 4);
     /// Zero.
     pub const RESERVED: Range<usize> = next(VERSION, 4);
     /// The log id the head belongs to.
     pub const LOG_ID: Range<usize> = next(RESERVED, 16);
     /// u64, stored and loaded atomically: the active segment's number in the high 32 bits, the end of its
-    /// committed frames divided by 16 in the low 32 bits (see [`pack`]). Zero: nothing published.
+    /// committed frames divided by 8 in the low 32 bits (see [`pack`]). Zero: nothing published.
     pub const HEAD: Range<usize> = next(LOG_ID, 8);
     /// Zero.
     pub const RESERVED_2: Range<usize> = next(HEAD, 24);
@@ -146,15 +212,15 @@ pub mod head {
 
     /// The magic bytes.
     pub const MAGIC_BYTES: [u8; 8] = *b"FOLDHED\0";
-    /// The only head record version.
-    pub const VERSION_1: u32 = 1;
+    /// The head record's version: 2 since format 3 (the end is counted in units of 8 bytes, not 16).
+    pub const RECORD_VERSION: u32 = 2;
 
     const _: () = assert!(LEN == 64, "docs/format.md: the head record is 64 bytes");
     const _: () = assert!(HEAD.start.is_multiple_of(8), "the head word is loaded atomically: 8-byte aligned");
 
-    /// The head word for `end` (a frame boundary, so a multiple of 16, at most 4 GiB) in segment `seq`.
+    /// The head word for `end` (a frame boundary, so a multiple of 8, at most 4 GiB) in segment `seq`.
     pub const fn pack(seq: u32, end: u64) -> u64 {
-        ((seq as u64) << 32) | (end / 16)
+        ((seq as u64) << 32) | (end / 8)
     }
 
     /// The segment number and end offset in a head word; `None` for zero (nothing published yet).
@@ -162,14 +228,14 @@ pub mod head {
         if word == 0 {
             return None;
         }
-        Some(((word >> 32) as u32, (word & 0xFFFF_FFFF) * 16))
+        Some(((word >> 32) as u32, (word & 0xFFFF_FFFF) * 8))
     }
 
     /// The record's fixed bytes (everything before the head word) for a log.
     pub fn fixed(log_id: [u8; 16]) -> [u8; HEAD.start] {
         let mut b = [0u8; HEAD.start];
         b[MAGIC].copy_from_slice(&MAGIC_BYTES);
-        b[VERSION].copy_from_slice(&VERSION_1.to_le_bytes());
+        b[VERSION].copy_from_slice(&RECORD_VERSION.to_le_bytes());
         b[LOG_ID].copy_from_slice(&log_id);
         b
     }
@@ -193,11 +259,10 @@ pub const CHECKPOINT_FILE: &str = "index.ckpt";
 pub const LOCK_FILE: &str = "LOCK";
 
 const _: () = assert!(SEGMENT_HEADER_LEN == (SEGMENT_FIXED_LEN + 2 * SLOT_LEN) as u64);
-const _: () = assert!(FRAME_HEADER_LEN == FRAME_HEADER_USIZE as u64);
 const _: () = assert!(SEGMENT_HEADER_LEN == SEGMENT_HEADER_USIZE as u64);
 const _: () = assert!(SEGMENT_HEADER_FIELD as u64 == SEGMENT_HEADER_LEN);
 const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
-const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
+const _: () = assert!((frame::EVENT_FIXED_LEN as u64).is_multiple_of(FRAME_ALIGN));
 
 /// What a segment's file name says: its base position and its sequence number in the log.
 ///
@@ -228,31 +293,28 @@ pub fn parse_segment_file_name(name: &str) -> Option<SegmentName> {
     Some(SegmentName { base: base.parse().ok()?, seq: seq.parse().ok()? })
 }
 
-/// The 16 bytes an event id is stored as, in an event frame's envelope and in the index checkpoint
-/// (docs/format.md): big-endian, the one place the format is not little-endian.
+/// The 16 bytes an event id is stored as in the index checkpoint (docs/format.md): big-endian, the one place
+/// the format is not little-endian (event frames store it little-endian).
 #[expect(
     clippy::big_endian_bytes,
-    reason = "format 2 stores event ids big-endian: the archive keeps no u128 alignment, so the id is a byte \
-              array, and big-endian bytes sort as the ids do"
+    reason = "the checkpoint stores event ids big-endian, so that the bytes sort as the ids do"
 )]
 pub fn event_id_bytes(id: u128) -> [u8; 16] {
     id.to_be_bytes()
 }
 
 /// The event id stored as `bytes` (see [`event_id_bytes`]).
-#[expect(clippy::big_endian_bytes, reason = "format 2 stores event ids big-endian; see `event_id_bytes`")]
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "the checkpoint stores event ids big-endian; see `event_id_bytes`"
+)]
 pub fn event_id_from_bytes(bytes: [u8; 16]) -> u128 {
     u128::from_be_bytes(bytes)
 }
 
-/// Rounds a body length up to the frame alignment.
+/// Rounds a frame's length up to the frame alignment: where the next frame starts.
 pub fn padded(len: u64) -> u64 {
     len.div_ceil(FRAME_ALIGN) * FRAME_ALIGN
-}
-
-/// Total bytes a frame with a body of `body_len` bytes occupies, padding included.
-pub fn frame_len(body_len: u64) -> u64 {
-    FRAME_HEADER_LEN + padded(body_len)
 }
 
 /// The fixed part of a segment header.
@@ -385,56 +447,43 @@ impl DurableSlot {
     }
 }
 
-/// A decoded frame header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameHeader {
-    /// Body length in bytes (never 0 for a real frame).
-    pub body_len: u32,
-    /// CRC32 over header bytes 4..16 and the body.
-    pub crc: u32,
-    /// `KIND_*`.
-    pub kind: u8,
-    /// `FLAG_*` bits.
-    pub flags: u8,
+/// The CRC of a frame: over its bytes 4..len (`covered`), then the number of its segment and its offset
+/// there, so that a frame written to the wrong place (a misdirected write, a stale copy) fails its check.
+pub fn frame_crc(covered: &[u8], seq: u32, offset: u32) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(covered);
+    h.update(&seq.to_le_bytes());
+    h.update(&offset.to_le_bytes());
+    h.finalize()
 }
 
-impl FrameHeader {
-    /// Reads a header from 16 bytes; no checks beyond the length.
-    pub fn read(b: &[u8; FRAME_HEADER_USIZE]) -> FrameHeader {
-        FrameHeader { crc: LE::read_u32(&b[0..4]), body_len: LE::read_u32(&b[4..8]), kind: b[8], flags: b[9] }
-    }
-
-    /// Whether the reserved bytes are zero and kind and flags are known.
-    pub fn well_formed(raw: &[u8; FRAME_HEADER_USIZE]) -> bool {
-        matches!(raw[8], KIND_EVENT | KIND_CONSUMER)
-            && raw[9] & !FLAG_COMMIT == 0
-            && raw[10..16].iter().all(|&x| x == 0)
-    }
-
-    /// Writes the header of the frame at the start of `frame`, whose body (`body_len` bytes) is already in
-    /// place after it, and computes the CRC.
-    ///
-    /// # Panics
-    ///
-    /// If `frame` is shorter than the header and body.
-    pub fn write(frame: &mut [u8], kind: u8, flags: u8, body_len: u32) {
-        let end = FRAME_HEADER_USIZE + body_len as usize;
-        let frame = frame.get_mut(..end).expect("frame slice holds header and body");
-        let head: &mut [u8; FRAME_HEADER_USIZE] = frame.first_chunk_mut().expect("a header fits");
-        *head = [0; FRAME_HEADER_USIZE];
-        LE::write_u32(&mut head[4..8], body_len);
-        head[8] = kind;
-        head[9] = flags;
-        let crc = frame_crc(frame.get(4..).unwrap_or_default());
-        let crc_field: &mut [u8; 4] = frame.first_chunk_mut().expect("a header fits");
-        LE::write_u32(crc_field, crc);
-    }
+/// The `LEN` field of the frame at the start of `bytes`; `None` if its CRC and length fields do not fit.
+pub fn frame_len_field(bytes: &[u8]) -> Option<u32> {
+    let b: &[u8; 8] = bytes.first_chunk()?;
+    Some(LE::read_u32(&b[frame::LEN]))
 }
 
-/// The CRC of a frame: over header bytes 4..16 and the body, which are contiguous, so one pass covers the
-/// length field too. `covered` is `frame[4..16 + body_len]`.
-pub fn frame_crc(covered: &[u8]) -> u32 {
-    crc32fast::hash(covered)
+/// An i56 timestamp as stored in an event frame (7 bytes, little-endian); `None` outside
+/// [`TIMESTAMP_MIN`]..=[`TIMESTAMP_MAX`].
+pub fn timestamp_bytes(micros: i64) -> Option<[u8; 7]> {
+    if !(TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&micros) {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    LE::write_i64(&mut b, micros);
+    let mut out = [0u8; 7];
+    out.copy_from_slice(b.get(..7)?);
+    Some(out)
+}
+
+/// The timestamp stored as `bytes` (see [`timestamp_bytes`]), sign-extended.
+pub fn timestamp_from_bytes(bytes: [u8; 7]) -> i64 {
+    let mut b = [0u8; 8];
+    for (d, s) in b.iter_mut().zip(bytes) {
+        *d = s;
+    }
+    // Shift the 56 bits to the top and back, so the sign bit fills the highest byte.
+    (LE::read_i64(&b) << 8) >> 8
 }
 
 #[cfg(test)]
@@ -464,6 +513,16 @@ mod tests {
     #[test]
     fn crc_is_ieee() {
         assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn timestamps_round_trip_at_the_edges() {
+        for t in [0, 1, -1, TIMESTAMP_MIN, TIMESTAMP_MAX, 1_764_000_000_000_000, -30_000_000_000_000_000] {
+            assert_eq!(timestamp_from_bytes(timestamp_bytes(t).unwrap()), t, "{t}");
+        }
+        assert_eq!(timestamp_bytes(TIMESTAMP_MAX + 1), None);
+        assert_eq!(timestamp_bytes(TIMESTAMP_MIN - 1), None);
+        assert_eq!(timestamp_bytes(i64::MIN), None);
     }
 
     #[test]

@@ -149,15 +149,19 @@ fn flush(store: &Store, pending: &mut Vec<(u64, OwnedEvent)>) -> Result<()> {
             ));
         }
     }
+    let tags: Vec<Vec<&str>> =
+        pending.iter().map(|(_, e)| e.tags.iter().map(String::as_str).collect()).collect();
     let events: Vec<NewEvent<'_>> = pending
         .iter()
-        .map(|(_, e)| NewEvent {
+        .zip(&tags)
+        .map(|((_, e), tags)| NewEvent {
             event_type: &e.event_type,
             payload: &e.payload,
             metadata: &e.metadata,
             event_id: e.event_id,
             schema_version: e.schema_version,
             timestamp_micros: Some(e.timestamp_micros),
+            tags,
         })
         .collect();
     let append = StreamAppend {

@@ -37,8 +37,9 @@ use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::format::{head, SEGMENT_HEADER_LEN};
+use crate::format::{head, SegmentName, SEGMENT_HEADER_LEN};
 use crate::io as sys;
+use crate::record::SegView;
 
 /// A mapped segment file whose committed prefix may be borrowed by any number of readers.
 pub(crate) struct SegmentMap {
@@ -51,6 +52,8 @@ pub(crate) struct SegmentMap {
     writer_taken: AtomicBool,
     /// Mapped without write access: no `MapWriter`, and `final_bytes` may read past `committed`.
     read_only: bool,
+    /// The segment's number and base position, which its frames' CRCs and positions are relative to.
+    name: SegmentName,
     path: PathBuf,
     /// macOS: `msync` reaches the drive's cache only; a flush also needs `F_FULLFSYNC` on the file.
     #[cfg(target_vendor = "apple")]
@@ -68,28 +71,28 @@ impl std::fmt::Debug for SegmentMap {
 
 impl SegmentMap {
     /// Maps `file` (of exactly `len` bytes) read-only; everything is committed and nothing can be written.
-    pub fn read_only(file: &File, path: &Path, len: u64) -> io::Result<SegmentMap> {
+    pub fn read_only(file: &File, path: &Path, name: SegmentName, len: u64) -> io::Result<SegmentMap> {
         sys::before_map(path)?;
         let raw = MmapOptions::new().len(usize_len(len)?).map_raw_read_only(file)?;
-        Ok(SegmentMap::new(raw, path, len, len, true))
+        Ok(SegmentMap::new(raw, path, name, len, len, true))
     }
 
     /// Maps `file` (of exactly `len` bytes) read-only with nothing committed: the last segment of a
     /// read-only handle, which a writer in another process may still be appending to. The reader reveals
     /// frames as it indexes them.
-    pub fn following(file: &File, path: &Path, len: u64) -> io::Result<SegmentMap> {
+    pub fn following(file: &File, path: &Path, name: SegmentName, len: u64) -> io::Result<SegmentMap> {
         sys::before_map(path)?;
         let raw = MmapOptions::new().len(usize_len(len)?).map_raw_read_only(file)?;
-        Ok(SegmentMap::new(raw, path, len, SEGMENT_HEADER_LEN, true))
+        Ok(SegmentMap::new(raw, path, name, len, SEGMENT_HEADER_LEN, true))
     }
 
     /// Maps `file` (of exactly `len` bytes) for writing; only the header counts as committed until the writer
     /// publishes more.
-    pub fn writable(file: &File, path: &Path, len: u64) -> io::Result<SegmentMap> {
+    pub fn writable(file: &File, path: &Path, name: SegmentName, len: u64) -> io::Result<SegmentMap> {
         sys::before_map(path)?;
         let raw = MmapOptions::new().len(usize_len(len)?).map_raw(file)?;
         #[allow(unused_mut, reason = "only macOS keeps the file")]
-        let mut map = SegmentMap::new(raw, path, len, SEGMENT_HEADER_LEN, false);
+        let mut map = SegmentMap::new(raw, path, name, len, SEGMENT_HEADER_LEN, false);
         #[cfg(target_vendor = "apple")]
         {
             map.file = Some(file.try_clone()?);
@@ -97,9 +100,16 @@ impl SegmentMap {
         Ok(map)
     }
 
-    fn new(raw: MmapRaw, path: &Path, len: u64, committed: u64, read_only: bool) -> SegmentMap {
+    fn new(
+        raw: MmapRaw,
+        path: &Path,
+        name: SegmentName,
+        len: u64,
+        committed: u64,
+        read_only: bool,
+    ) -> SegmentMap {
         assert!(len >= SEGMENT_HEADER_LEN && raw.len() as u64 == len);
-        assert_eq!(raw.as_ptr() as usize % 16, 0, "map base must be aligned for rkyv");
+        assert_eq!(raw.as_ptr() as usize % 16, 0, "map base must be aligned for zero-copy payloads");
         SegmentMap {
             raw,
             len,
@@ -107,6 +117,7 @@ impl SegmentMap {
             verified: AtomicU64::new(SEGMENT_HEADER_LEN),
             writer_taken: AtomicBool::new(read_only),
             read_only,
+            name,
             path: path.to_path_buf(),
             #[cfg(target_vendor = "apple")]
             file: None,
@@ -138,6 +149,24 @@ impl SegmentMap {
     pub fn mark_verified(&self, from: u64, to: u64) {
         debug_assert!(from <= to && to <= self.committed());
         let _ = self.verified.compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// The segment's number and base position.
+    pub fn name(&self) -> SegmentName {
+        self.name
+    }
+
+    /// The committed frames, up to `end` at most (a sealed segment's end), for decoding. Frames below the
+    /// verified watermark skip their CRC unless `crc_every_read`.
+    pub fn view(&self, end: u64, crc_every_read: bool) -> SegView<'_> {
+        let bytes = self.committed_from(SEGMENT_HEADER_LEN).unwrap_or_default();
+        let bound = usize::try_from(end.saturating_sub(SEGMENT_HEADER_LEN)).unwrap_or(usize::MAX);
+        SegView {
+            bytes: bytes.get(..bound).unwrap_or(bytes),
+            seq: self.name.seq,
+            base: self.name.base,
+            checked_below: if crc_every_read { 0 } else { self.verified() },
+        }
     }
 
     /// The committed bytes `[start, committed)`, or `None` if `start` is outside the frame region.

@@ -8,7 +8,7 @@ use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::map::SegmentMap;
-use crate::record::{decode_checked_frame, decode_frame, Body, EventRef, Frame, FrameProblem};
+use crate::record::{decode_frame, Body, EventRef, Frame, FrameProblem};
 use crate::store::{Inner, Store};
 
 /// Filters and bounds for [`Store::read_all_with`]: [`ReadAll::default`] reads everything; a setter per
@@ -158,13 +158,11 @@ impl<'s> Iterator for AllEvents<'s> {
                 let kind = Corruption::PositionUnlocated { position: self.next };
                 return Some(Err(Error::corrupt("", 0, kind)));
             };
-            let bytes = map.committed_from(self.offset).unwrap_or(&[]);
-            let bytes = &bytes[..bytes.len().min(self.seg_end.saturating_sub(self.offset) as usize)];
-            let frame = match read_frame(self.inner, map, self.offset, bytes, true) {
+            let frame = match read_frame(self.inner, map, self.offset, self.seg_end, true) {
                 Ok(f) => f,
-                // The length field (frame bytes 4..8, after the CRC) is zero, or no header fits.
+                // The length field (frame bytes 4..8, after the CRC) is zero, or no frame fits.
                 Err(FrameProblem::Empty | FrameProblem::Truncated)
-                    if bytes.len() < 16 || bytes[4..8] == [0; 4] =>
+                    if at_end(map, self.offset, self.seg_end) =>
                 {
                     // End of this segment's frames: the next position starts the next segment.
                     self.seg += 1;
@@ -192,22 +190,28 @@ impl<'s> Iterator for AllEvents<'s> {
     }
 }
 
-/// Decodes the frame at `offset` of `map`: the CRC is skipped for frames this process already checked, unless
-/// the store checks on every read. A sequential reader (`extend`) records the frames it checks, so the next
-/// pass over them is cheaper; rkyv validation runs on every read either way.
+/// Whether `offset` is where the committed frames of `map` (bounded by `seg_end`) end: no room for a frame's
+/// length field, or a zero one.
+fn at_end(map: &SegmentMap, offset: u64, seg_end: u64) -> bool {
+    let bytes = map.committed_from(offset).unwrap_or(&[]);
+    let bytes = &bytes[..bytes.len().min(seg_end.saturating_sub(offset) as usize)];
+    crate::format::frame_len_field(bytes).is_none_or(|len| len == 0)
+}
+
+/// Decodes the frame at `offset` of `map` (whose frames end at `seg_end` if it is sealed): the CRC is skipped
+/// for frames this process already checked, unless the store checks on every read. A sequential reader
+/// (`extend`) records the frames it checks, so the next pass over them is cheaper; every bound, length and
+/// name reference is checked on every read either way.
 fn read_frame<'m>(
     inner: &Inner,
-    map: &SegmentMap,
+    map: &'m SegmentMap,
     offset: u64,
-    bytes: &'m [u8],
+    seg_end: u64,
     extend: bool,
 ) -> Result<Frame<'m>, FrameProblem> {
-    let verified = map.verified();
-    if offset < verified && !inner.crc_every_read() {
-        return decode_checked_frame(bytes);
-    }
-    let frame = decode_frame(bytes)?;
-    if extend && offset == verified {
+    let view = map.view(seg_end, inner.crc_every_read());
+    let frame = decode_frame(&view, offset)?;
+    if extend && offset == map.verified() {
         map.mark_verified(offset, offset + frame.len);
     }
     Ok(frame)
@@ -325,7 +329,6 @@ impl<'s> Iterator for StreamEvents<'s> {
         let (seg, off, version) = self.buf[self.buf_at];
         self.buf_at += 1;
         let map = self.inner.segment(seg as usize)?;
-        let bytes = map.committed_from(u64::from(off)).unwrap_or(&[]);
         let bad = |fault: FrameFault| {
             Some(Err(Error::corrupt(
                 map.path(),
@@ -333,7 +336,7 @@ impl<'s> Iterator for StreamEvents<'s> {
                 Corruption::Frame { fault, region: Region::Log },
             )))
         };
-        match read_frame(self.inner, map, u64::from(off), bytes, false) {
+        match read_frame(self.inner, map, u64::from(off), u64::MAX, false) {
             Ok(f) => match f.body {
                 // The index is checked against the frame it points at: same stream, the expected version.
                 Body::Event(e) if e.stream_id() == self.stream && e.stream_version() == version => {

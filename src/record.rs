@@ -1,115 +1,96 @@
-//! One frame: header, CRC and the rkyv-archived body. Pure functions, no I/O.
+//! One frame: its fields, its CRC and the name definitions it refers to. Pure functions, no I/O.
 //!
-//! Encoding writes into a caller's 16-aligned slice (the map's free tail); decoding checks bounds, CRC, kind,
-//! reserved bytes and rkyv validity before handing out a reference into the bytes it was given.
+//! Encoding writes into a caller's 8-aligned slice (the map's free tail); decoding checks bounds, CRC, kind,
+//! flags, reserved bytes, every length and every name reference before handing out references into the
+//! segment's bytes. The layouts are in `format::frame` and docs/format.md, "Frames".
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)]
 
-use rkyv::rancor::Failure;
-use rkyv::ser::writer::Buffer;
-use rkyv::{Archive, Deserialize, Serialize};
+use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::format::{
-    event_id_from_bytes, frame_crc, frame_len, FrameHeader, FLAG_COMMIT, FRAME_ALIGN, FRAME_HEADER_USIZE,
-    KIND_CONSUMER, KIND_EVENT,
+    frame, frame_crc, padded, timestamp_bytes, timestamp_from_bytes, FLAG_COMMIT, FLAG_DELETE, FLAG_EVENT_ID,
+    FLAG_EXTRAS, KIND_CONSUMER, KIND_EVENT, KIND_MASK, KIND_NAME, NAME_BYTES_MAX, NAME_CONSUMER, NAME_STREAM,
+    NAME_TAG, NAME_TYPE, SEGMENT_HEADER_LEN, STREAM_ID_BYTES_MAX, TAGS_MAX,
 };
 
-/// The archived envelope of one event: what a frame of kind 1 holds. See `docs/format.md`.
-///
-/// Not part of the public API: its fields are the on-disk layout (the event id as big-endian bytes because
-/// the archive keeps no `u128` alignment), which must be free to change with the format. Users see an event
-/// as an [`EventRef`], or an [`OwnedEvent`] copied out of one.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-pub struct Envelope {
-    /// Global position.
-    pub position: u64,
-    /// Version within the stream.
-    pub stream_version: u64,
-    /// Wall clock at append, microseconds since the Unix epoch.
-    pub timestamp_micros: i64,
-    /// Schema version of the event type, chosen by the application.
-    pub schema_version: u32,
-    /// Caller-chosen id (a big-endian `u128`) for idempotent retries.
-    pub event_id: Option<[u8; 16]>,
-    /// The stream the event belongs to.
-    pub stream_id: String,
-    /// The event's type name.
-    pub event_type: String,
-    /// Application metadata (correlation and causation ids, ...).
-    pub metadata: Vec<u8>,
-    /// The event's bytes.
-    pub payload: Vec<u8>,
+/// The bytes of one segment (from offset 0) and what a frame's CRC and fields are relative to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SegView<'a> {
+    /// The segment's bytes from file offset `SEGMENT_HEADER_LEN` (the header is the writer's and is never
+    /// borrowed), up to where its frames may be read.
+    pub bytes: &'a [u8],
+    /// The segment's sequence number (part of every frame's CRC).
+    pub seq: u32,
+    /// The segment's base position (an event stores its position relative to it).
+    pub base: u64,
+    /// Frames below this offset were checked (CRC included) by this process already: their CRC and their
+    /// name definitions' CRCs are not computed again. 0 checks everything.
+    pub checked_below: u64,
 }
-
-/// The body of a consumer-position frame (kind 2).
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-pub struct ConsumerBody {
-    /// The consumer's name.
-    pub name: String,
-    /// Last position it has processed.
-    pub position: u64,
-    /// Sequence number of the segment this frame was written to.
-    pub segment: u32,
-    /// File offset this frame was written at. With `segment`, it ties the frame to its place, so a frame
-    /// copied elsewhere (a misdirected write) is refused: a consumer frame carries no global position that
-    /// would betray it the way an event frame's does.
-    pub offset: u32,
-}
-
-/// Size of the archived envelope's root struct (docs/format.md).
-pub(crate) const ENVELOPE_ROOT_LEN: usize = 80;
-
-// The root struct's layout is part of the format (docs/format.md); this catches an accidental change.
-const _: () = assert!(std::mem::size_of::<ArchivedEnvelope>() == ENVELOPE_ROOT_LEN);
-const _: () = assert!(std::mem::align_of::<ArchivedEnvelope>() == 8);
-const _: () = assert!(std::mem::align_of::<ArchivedEnvelope>() as u64 <= FRAME_ALIGN);
 
 /// A zero-copy view of one stored event, borrowed from the log's map.
 #[derive(Clone, Copy)]
 pub struct EventRef<'a> {
-    archived: &'a ArchivedEnvelope,
+    position: u64,
+    stream_version: u64,
+    timestamp_micros: i64,
+    schema_version: u32,
+    event_id: Option<u128>,
+    stream_id: &'a str,
+    event_type: &'a str,
+    metadata: &'a [u8],
+    payload: &'a [u8],
+    tags: TagRefs<'a>,
+}
+
+/// Where an event's tags are: the segment's bytes and the u32 offsets of the tags' name definitions.
+#[derive(Clone, Copy)]
+struct TagRefs<'a> {
+    seg: &'a [u8],
+    refs: &'a [u8],
 }
 
 impl<'a> EventRef<'a> {
-    pub(crate) fn new(archived: &'a ArchivedEnvelope) -> EventRef<'a> {
-        EventRef { archived }
-    }
-
     /// Global position in the log (0-based, dense).
     pub fn position(&self) -> u64 {
-        self.archived.position.to_native()
+        self.position
     }
     /// Version within its stream.
     pub fn stream_version(&self) -> u64 {
-        self.archived.stream_version.to_native()
+        self.stream_version
     }
     /// Stream id.
     pub fn stream_id(&self) -> &'a str {
-        self.archived.stream_id.as_str()
+        self.stream_id
     }
     /// Event type name.
     pub fn event_type(&self) -> &'a str {
-        self.archived.event_type.as_str()
+        self.event_type
     }
     /// Schema version of the event type.
     pub fn schema_version(&self) -> u32 {
-        self.archived.schema_version.to_native()
+        self.schema_version
     }
     /// Append time, microseconds since the Unix epoch.
     pub fn timestamp_micros(&self) -> i64 {
-        self.archived.timestamp_micros.to_native()
+        self.timestamp_micros
     }
     /// The caller-chosen event id, if any.
     pub fn event_id(&self) -> Option<u128> {
-        self.archived.event_id.as_ref().copied().map(event_id_from_bytes)
+        self.event_id
     }
     /// Metadata bytes (may be empty).
     pub fn metadata(&self) -> &'a [u8] {
-        self.archived.metadata.as_slice()
+        self.metadata
     }
-    /// Payload bytes, straight from the map.
+    /// Payload bytes, straight from the map (8-aligned there).
     pub fn payload(&self) -> &'a [u8] {
-        self.archived.payload.as_slice()
+        self.payload
+    }
+    /// The event's tags, in the order they were appended.
+    pub fn tags(&self) -> Tags<'a> {
+        Tags { seg: self.tags.seg, refs: self.tags.refs }
     }
     /// Copies the event out of the map.
     pub fn to_owned(&self) -> OwnedEvent {
@@ -121,25 +102,44 @@ impl<'a> EventRef<'a> {
             schema_version: self.schema_version(),
             timestamp_micros: self.timestamp_micros(),
             event_id: self.event_id(),
+            tags: self.tags().map(str::to_owned).collect(),
             metadata: self.metadata().to_vec(),
             payload: self.payload().to_vec(),
         }
     }
-    /// Copies the event out of the map as the on-disk struct, to encode it again (the fuzz targets'
-    /// round trip).
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) fn to_envelope(self) -> Envelope {
-        Envelope {
-            position: self.position(),
-            stream_version: self.stream_version(),
-            timestamp_micros: self.timestamp_micros(),
-            schema_version: self.schema_version(),
-            event_id: self.archived.event_id.as_ref().copied(),
-            stream_id: self.stream_id().to_owned(),
-            event_type: self.event_type().to_owned(),
-            metadata: self.metadata().to_vec(),
-            payload: self.payload().to_vec(),
-        }
+}
+
+/// The tags of one event: an iterator of `&str` borrowed from the map, each checked when the event was
+/// decoded.
+#[derive(Clone)]
+pub struct Tags<'a> {
+    seg: &'a [u8],
+    /// The u32 offsets of the tags' name definitions, not yet iterated.
+    refs: &'a [u8],
+}
+
+impl<'a> Iterator for Tags<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let (r, rest) = self.refs.split_first_chunk::<4>()?;
+        self.refs = rest;
+        // Checked at decode (`check_tags`), so this finds the name; the CRC was checked then too.
+        let frame = bytes_at(self.seg, u64::from(u32::from_le_bytes(*r)))?;
+        name_fields(frame).ok().map(|n| n.name)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.refs.len() / 4;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Tags<'_> {}
+
+impl std::fmt::Debug for Tags<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
     }
 }
 
@@ -172,6 +172,8 @@ pub struct OwnedEvent {
     pub timestamp_micros: i64,
     /// The caller-chosen id for idempotent retries, if any. Default `None`.
     pub event_id: Option<u128>,
+    /// Tags (for queries across streams), in order. Default none.
+    pub tags: Vec<String>,
     /// Application metadata (correlation and causation ids, ...). Default empty.
     pub metadata: Vec<u8>,
     /// The event's bytes.
@@ -219,6 +221,13 @@ impl OwnedEvent {
         self
     }
 
+    /// Sets [`tags`](field@OwnedEvent::tags).
+    #[must_use]
+    pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Sets [`metadata`](field@OwnedEvent::metadata).
     #[must_use]
     pub fn metadata(mut self, metadata: impl Into<Vec<u8>>) -> Self {
@@ -246,6 +255,8 @@ pub(crate) enum Body<'a> {
     Event(EventRef<'a>),
     /// A consumer position (kind 2).
     Consumer(ConsumerRef<'a>),
+    /// A name definition (kind 3): read through the frames that refer to it.
+    Name,
 }
 
 /// A consumer-position frame's fields.
@@ -253,9 +264,8 @@ pub(crate) enum Body<'a> {
 pub(crate) struct ConsumerRef<'a> {
     pub name: &'a str,
     pub position: u64,
-    /// Where the frame says it was written: segment sequence number and file offset.
-    pub segment: u32,
-    pub offset: u32,
+    /// The consumer is deleted: its position is forgotten.
+    pub delete: bool,
 }
 
 /// A frame that passed every check.
@@ -263,114 +273,400 @@ pub(crate) struct ConsumerRef<'a> {
 pub(crate) struct Frame<'a> {
     pub body: Body<'a>,
     pub commit: bool,
-    /// Bytes the frame occupies, padding included.
+    /// Bytes the frame occupies, padding included: the next frame starts this far on.
     pub len: u64,
 }
 
 /// Why the bytes at a frame offset are not a valid frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum FrameProblem {
-    /// `body_len` is zero: nothing was written here.
+    /// `len` is zero: nothing was written here.
     Empty,
-    /// The header or body would run past the end of the bytes.
+    /// The frame would run past the end of the bytes.
     Truncated,
     /// The CRC does not match.
     Checksum,
-    /// Unknown kind, flags or non-zero reserved bytes.
+    /// Unknown kind or flags, non-zero reserved bytes, or a length too short for the kind.
     Header,
-    /// CRC matched but rkyv validation rejected the body.
-    Archive,
+    /// The CRC matched but the fields do not fit together (lengths past the frame, bad UTF-8, a version or
+    /// position out of range).
+    Body,
+    /// A name reference (at this offset) is not a valid definition of the right sort earlier in the
+    /// segment.
+    Name(u64),
 }
 
 impl std::fmt::Display for FrameProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FrameProblem::Empty => "no frame (zero length)",
-            FrameProblem::Truncated => "frame runs past the end of the segment",
-            FrameProblem::Checksum => "frame CRC mismatch",
-            FrameProblem::Header => "frame header has unknown kind, flags or reserved bytes",
-            FrameProblem::Archive => "frame body is not a valid archive",
-        })
+        match self {
+            FrameProblem::Empty => f.write_str("no frame (zero length)"),
+            FrameProblem::Truncated => f.write_str("frame runs past the end of the segment"),
+            FrameProblem::Checksum => f.write_str("frame CRC mismatch"),
+            FrameProblem::Header => f.write_str("frame header has unknown kind, flags or reserved bytes"),
+            FrameProblem::Body => f.write_str("frame fields do not fit together"),
+            FrameProblem::Name(at) => {
+                write!(f, "frame refers to a name at offset {at} that is not defined there")
+            }
+        }
     }
 }
 
-/// Decodes and fully validates the frame at the start of `bytes`: bounds, CRC, header fields and rkyv
-/// validity.
-///
-/// `bytes` must start at a 16-aligned address for the rkyv check to pass; the map guarantees it.
-pub(crate) fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameProblem> {
-    decode(bytes, true)
+/// The common part of every frame: where its bytes are and what its head byte says, after the CRC check.
+struct Raw<'a> {
+    /// The frame's bytes, `len` of them (padding excluded).
+    bytes: &'a [u8],
+    kind: u8,
+    flags: u8,
+    /// Padded length.
+    len: u64,
 }
 
-/// As [`decode_frame`] without the CRC, for a frame this process has already checked (it wrote it, recovery
-/// scanned it, or an earlier read checked it): bounds, header fields and the rkyv validation still run, so
-/// even a bookkeeping bug cannot turn bytes into undefined behaviour.
-pub(crate) fn decode_checked_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameProblem> {
-    decode(bytes, false)
+/// The bytes of a segment view (which starts at `SEGMENT_HEADER_LEN`) from file offset `offset` on.
+fn bytes_at(seg: &[u8], offset: u64) -> Option<&[u8]> {
+    let i = usize::try_from(offset.checked_sub(SEGMENT_HEADER_LEN)?).ok()?;
+    seg.get(i..)
 }
 
-fn decode(bytes: &[u8], crc: bool) -> Result<Frame<'_>, FrameProblem> {
-    let raw: &[u8; FRAME_HEADER_USIZE] = bytes.first_chunk().ok_or(FrameProblem::Truncated)?;
-    let header = FrameHeader::read(raw);
-    if header.body_len == 0 {
+/// Bounds, length and (unless the view says it was checked) CRC of the frame at `offset`.
+fn raw_frame<'a>(view: &SegView<'a>, offset: u64) -> Result<Raw<'a>, FrameProblem> {
+    let rest = bytes_at(view.bytes, offset).ok_or(FrameProblem::Truncated)?;
+    let prefix: &[u8; 8] = rest.first_chunk().ok_or(FrameProblem::Truncated)?;
+    let len = LE::read_u32(prefix.get(frame::LEN).ok_or(FrameProblem::Truncated)?);
+    if len == 0 {
         return Err(FrameProblem::Empty);
     }
-    let len = frame_len(u64::from(header.body_len));
-    if (bytes.len() as u64) < len {
-        return Err(FrameProblem::Truncated);
-    }
-    // Within `len`, which the bytes hold: the padding follows the body.
-    let body_end = FRAME_HEADER_USIZE + header.body_len as usize;
-    let covered = bytes.get(4..body_end).ok_or(FrameProblem::Truncated)?;
-    if crc && frame_crc(covered) != header.crc {
-        return Err(FrameProblem::Checksum);
-    }
-    if !FrameHeader::well_formed(raw) {
+    let len_usize = len as usize;
+    if len_usize <= frame::HEAD {
         return Err(FrameProblem::Header);
     }
-    let body = covered.get(FRAME_HEADER_USIZE - 4..).ok_or(FrameProblem::Truncated)?;
-    let body = if header.kind == KIND_EVENT {
-        Body::Event(EventRef::new(
-            rkyv::access::<ArchivedEnvelope, Failure>(body).map_err(|_| FrameProblem::Archive)?,
-        ))
-    } else {
-        let c = rkyv::access::<ArchivedConsumerBody, Failure>(body).map_err(|_| FrameProblem::Archive)?;
-        Body::Consumer(ConsumerRef {
-            name: c.name.as_str(),
-            position: c.position.to_native(),
-            segment: c.segment.to_native(),
-            offset: c.offset.to_native(),
-        })
+    let padded_len = padded(u64::from(len));
+    if (rest.len() as u64) < padded_len {
+        return Err(FrameProblem::Truncated);
+    }
+    let bytes = rest.get(..len_usize).ok_or(FrameProblem::Truncated)?;
+    if offset >= view.checked_below {
+        let covered = bytes.get(frame::LEN.start..).ok_or(FrameProblem::Truncated)?;
+        let at = u32::try_from(offset).map_err(|_| FrameProblem::Truncated)?;
+        if frame_crc(covered, view.seq, at)
+            != LE::read_u32(prefix.get(frame::CRC).ok_or(FrameProblem::Truncated)?)
+        {
+            return Err(FrameProblem::Checksum);
+        }
+    }
+    let head = *bytes.get(frame::HEAD).ok_or(FrameProblem::Truncated)?;
+    Ok(Raw { bytes, kind: head & KIND_MASK, flags: head & !KIND_MASK, len: padded_len })
+}
+
+/// Decodes and fully validates the frame at `offset` of a segment: bounds, CRC (unless below the view's
+/// `checked_below`), header fields, every length, and the name definitions it refers to.
+pub(crate) fn decode_frame<'a>(view: &SegView<'a>, offset: u64) -> Result<Frame<'a>, FrameProblem> {
+    let raw = raw_frame(view, offset)?;
+    let commit = raw.flags & FLAG_COMMIT != 0;
+    let body = match raw.kind {
+        KIND_EVENT => Body::Event(decode_event(view, offset, &raw)?),
+        KIND_CONSUMER => Body::Consumer(decode_consumer(view, offset, &raw)?),
+        KIND_NAME => {
+            if raw.flags != 0 {
+                return Err(FrameProblem::Header);
+            }
+            name_fields(raw.bytes)?;
+            Body::Name
+        }
+        _ => return Err(FrameProblem::Header),
     };
-    Ok(Frame { body, commit: header.flags & FLAG_COMMIT != 0, len })
+    Ok(Frame { body, commit, len: raw.len })
 }
 
-/// Writes one whole frame (header, body, zero padding) at the start of `dst`. Returns the frame's length, or
-/// `None` if it does not fit.
-pub(crate) fn encode_event(env: &Envelope, commit: bool, dst: &mut [u8]) -> Option<u64> {
-    encode(KIND_EVENT, commit, dst, |body| {
-        rkyv::api::high::to_bytes_in::<_, Failure>(env, Buffer::from(body)).ok().map(|b| b.len())
+/// The global position of an event frame read on its own (`frame` starts at the frame, which sits at `at` of
+/// a segment whose base is `base`), after its length, CRC and kind are checked; its names are not resolved.
+/// `None` if it is not a valid event frame.
+pub(crate) fn event_position(frame: &[u8], at: Place, base: u64) -> Option<u64> {
+    let len = u32_at(frame, frame::LEN).ok()? as usize;
+    let b = frame.get(..len).filter(|b| b.len() >= frame::EVENT_FIXED_LEN)?;
+    let crc = frame_crc(b.get(frame::LEN.start..)?, at.seq, u32::try_from(at.offset).ok()?);
+    let head = *b.get(frame::HEAD)?;
+    let ok = crc == u32_at(b, frame::CRC).ok()? && head & KIND_MASK == KIND_EVENT;
+    ok.then(|| base.checked_add(u64::from(u32_at(b, frame::POSITION_DELTA).ok()?)))?
+}
+
+fn u32_at(bytes: &[u8], at: std::ops::Range<usize>) -> Result<u32, FrameProblem> {
+    bytes.get(at).map(LE::read_u32).ok_or(FrameProblem::Truncated)
+}
+
+fn u64_at(bytes: &[u8], at: std::ops::Range<usize>) -> Result<u64, FrameProblem> {
+    bytes.get(at).map(LE::read_u64).ok_or(FrameProblem::Truncated)
+}
+
+fn decode_event<'a>(view: &SegView<'a>, offset: u64, raw: &Raw<'a>) -> Result<EventRef<'a>, FrameProblem> {
+    let b = raw.bytes;
+    if raw.flags & !(FLAG_COMMIT | FLAG_EVENT_ID | FLAG_EXTRAS) != 0 {
+        return Err(FrameProblem::Header);
+    }
+    if b.len() < frame::EVENT_FIXED_LEN {
+        return Err(FrameProblem::Header);
+    }
+    let stream = name_ref(view, offset, u32_at(b, frame::STREAM)?, NAME_STREAM)?;
+    let ty = name_ref(view, offset, u32_at(b, frame::TYPE)?, NAME_TYPE)?;
+    let stream_version =
+        stream.value.checked_add(u64::from(u32_at(b, frame::VERSION_DELTA)?)).ok_or(FrameProblem::Body)?;
+    let position =
+        view.base.checked_add(u64::from(u32_at(b, frame::POSITION_DELTA)?)).ok_or(FrameProblem::Body)?;
+    let ts: [u8; 7] =
+        b.get(frame::TIMESTAMP).and_then(|t| t.try_into().ok()).ok_or(FrameProblem::Truncated)?;
+    let schema_version = u32::try_from(ty.value).map_err(|_| FrameProblem::Body)?;
+    let mut at = frame::EVENT_FIXED_LEN;
+    let event_id = if raw.flags & FLAG_EVENT_ID != 0 {
+        let id = b.get(at..at + frame::EVENT_ID_LEN).ok_or(FrameProblem::Body)?;
+        at += frame::EVENT_ID_LEN;
+        Some(LE::read_u128(id))
+    } else {
+        None
+    };
+    let (mut tags, mut metadata): (&[u8], &[u8]) = (&[], &[]);
+    if raw.flags & FLAG_EXTRAS != 0 {
+        let count = u32_at(b, at..at + 4).map_err(|_| FrameProblem::Body)? as usize;
+        let meta_len = u32_at(b, at + 4..at + 8).map_err(|_| FrameProblem::Body)? as usize;
+        at += frame::EXTRAS_LEN;
+        if count > TAGS_MAX {
+            return Err(FrameProblem::Body);
+        }
+        tags = b.get(at..at + 4 * count).ok_or(FrameProblem::Body)?;
+        at = (at + 4 * count).next_multiple_of(8);
+        metadata =
+            b.get(at..at.checked_add(meta_len).ok_or(FrameProblem::Body)?).ok_or(FrameProblem::Body)?;
+        at = (at + meta_len).next_multiple_of(8);
+        check_tags(view, offset, tags)?;
+    }
+    let payload = b.get(at..).ok_or(FrameProblem::Body)?;
+    Ok(EventRef {
+        position,
+        stream_version,
+        timestamp_micros: timestamp_from_bytes(ts),
+        schema_version,
+        event_id,
+        stream_id: stream.name,
+        event_type: ty.name,
+        metadata,
+        payload,
+        tags: TagRefs { seg: view.bytes, refs: tags },
     })
 }
 
-/// Writes a consumer-position frame; see [`encode_event`].
-pub(crate) fn encode_consumer(c: &ConsumerBody, commit: bool, dst: &mut [u8]) -> Option<u64> {
-    encode(KIND_CONSUMER, commit, dst, |body| {
-        rkyv::api::high::to_bytes_in::<_, Failure>(c, Buffer::from(body)).ok().map(|b| b.len())
-    })
+fn check_tags(view: &SegView<'_>, offset: u64, refs: &[u8]) -> Result<(), FrameProblem> {
+    for r in refs.chunks_exact(4) {
+        name_ref(view, offset, LE::read_u32(r), NAME_TAG)?;
+    }
+    Ok(())
 }
 
-fn encode(
-    kind: u8,
+fn decode_consumer<'a>(
+    view: &SegView<'a>,
+    offset: u64,
+    raw: &Raw<'a>,
+) -> Result<ConsumerRef<'a>, FrameProblem> {
+    let b = raw.bytes;
+    if raw.flags & !(FLAG_COMMIT | FLAG_DELETE) != 0 || b.len() != frame::CONSUMER_LEN {
+        return Err(FrameProblem::Header);
+    }
+    let zero =
+        b.get(frame::TIMESTAMP).is_some_and(|z| z.iter().all(|&x| x == 0)) && u32_at(b, frame::TYPE)? == 0;
+    if !zero {
+        return Err(FrameProblem::Header);
+    }
+    let name = name_ref(view, offset, u32_at(b, frame::STREAM)?, NAME_CONSUMER)?;
+    let position = u64_at(b, frame::CONSUMER_POSITION)?;
+    Ok(ConsumerRef { name: name.name, position, delete: raw.flags & FLAG_DELETE != 0 })
+}
+
+/// A name definition's fields.
+struct NameFields<'a> {
+    what: u8,
+    value: u64,
+    name: &'a str,
+}
+
+/// The name definition referred to at `at` by the frame at `user`: a valid kind-3 frame of sort `what`,
+/// earlier in the same segment.
+fn name_ref<'a>(view: &SegView<'a>, user: u64, at: u32, what: u8) -> Result<NameFields<'a>, FrameProblem> {
+    let at64 = u64::from(at);
+    let misplaced = at64 < SEGMENT_HEADER_LEN || at64 >= user || !at64.is_multiple_of(8);
+    if misplaced {
+        return Err(FrameProblem::Name(at64));
+    }
+    let raw = raw_frame(view, at64).map_err(|_| FrameProblem::Name(at64))?;
+    if raw.kind != KIND_NAME || raw.flags != 0 {
+        return Err(FrameProblem::Name(at64));
+    }
+    let fields = name_fields(raw.bytes).map_err(|_| FrameProblem::Name(at64))?;
+    if fields.what != what {
+        return Err(FrameProblem::Name(at64));
+    }
+    Ok(fields)
+}
+
+/// The fields of the name frame at the start of `b` (its CRC is the caller's business).
+fn name_fields(b: &[u8]) -> Result<NameFields<'_>, FrameProblem> {
+    let len = u32_at(b, frame::LEN)? as usize;
+    let b = b.get(..len).ok_or(FrameProblem::Truncated)?;
+    let what = *b.get(frame::NAME_WHAT).ok_or(FrameProblem::Header)?;
+    let reserved = b.get(frame::NAME_WHAT + 1..frame::NAME_VALUE.start).ok_or(FrameProblem::Header)?;
+    if reserved.iter().any(|&x| x != 0) || b.get(frame::HEAD).map(|h| h & KIND_MASK) != Some(KIND_NAME) {
+        return Err(FrameProblem::Header);
+    }
+    let value = u64_at(b, frame::NAME_VALUE).map_err(|_| FrameProblem::Header)?;
+    let name = b.get(frame::NAME_BYTES..).ok_or(FrameProblem::Header)?;
+    let max = match what {
+        NAME_STREAM => STREAM_ID_BYTES_MAX,
+        NAME_TYPE | NAME_TAG | NAME_CONSUMER => NAME_BYTES_MAX,
+        _ => return Err(FrameProblem::Header),
+    };
+    let value_ok = match what {
+        NAME_STREAM => value <= crate::format::STREAM_VERSION_MAX,
+        NAME_TYPE => u32::try_from(value).is_ok(),
+        _ => value == 0,
+    };
+    if name.is_empty() || name.len() > max || !value_ok {
+        return Err(FrameProblem::Body);
+    }
+    let name = std::str::from_utf8(name).map_err(|_| FrameProblem::Body)?;
+    Ok(NameFields { what, value, name })
+}
+
+/// What an event frame holds, resolved by the writer: the offsets of its name definitions and its fields.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventFields<'e> {
+    pub stream_def: u32,
+    pub type_def: u32,
+    pub version_delta: u32,
+    pub position_delta: u32,
+    pub timestamp_micros: i64,
+    pub event_id: Option<u128>,
+    /// The offsets of the tags' name definitions, as u32s.
+    pub tag_defs: &'e [u32],
+    pub metadata: &'e [u8],
+    pub payload: &'e [u8],
+}
+
+impl<'e> EventFields<'e> {
+    /// The same fields with the tags' definitions at `tag_defs`.
+    pub(crate) fn with_tags<'t>(&self, tag_defs: &'t [u32]) -> EventFields<'t>
+    where
+        'e: 't,
+    {
+        EventFields { tag_defs, ..*self }
+    }
+
+    /// The frame's length before padding.
+    pub(crate) fn len(&self) -> usize {
+        let mut n = frame::EVENT_FIXED_LEN;
+        if self.event_id.is_some() {
+            n += frame::EVENT_ID_LEN;
+        }
+        if self.has_extras() {
+            n += frame::EXTRAS_LEN;
+            n = (n + 4 * self.tag_defs.len()).next_multiple_of(8);
+            n = (n + self.metadata.len()).next_multiple_of(8);
+        }
+        n + self.payload.len()
+    }
+
+    fn has_extras(&self) -> bool {
+        !self.tag_defs.is_empty() || !self.metadata.is_empty()
+    }
+}
+
+/// Where a frame is written: the segment's number and the frame's offset, both part of its CRC.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place {
+    pub seq: u32,
+    pub offset: u64,
+}
+
+/// Writes one event frame (fields, zero padding, CRC) at the start of `dst`. Returns its padded length, or
+/// `None` if it does not fit (or its timestamp is out of range: the batch was checked before).
+pub(crate) fn encode_event(e: &EventFields<'_>, commit: bool, at: Place, dst: &mut [u8]) -> Option<u64> {
+    let len = e.len();
+    let padded_len = usize::try_from(padded(len as u64)).ok()?;
+    let f = dst.get_mut(..padded_len)?;
+    f.fill(0);
+    let mut flags = KIND_EVENT;
+    if commit {
+        flags |= FLAG_COMMIT;
+    }
+    f.get_mut(frame::TIMESTAMP)?.copy_from_slice(&timestamp_bytes(e.timestamp_micros)?);
+    LE::write_u32(f.get_mut(frame::STREAM)?, e.stream_def);
+    LE::write_u32(f.get_mut(frame::TYPE)?, e.type_def);
+    LE::write_u32(f.get_mut(frame::VERSION_DELTA)?, e.version_delta);
+    LE::write_u32(f.get_mut(frame::POSITION_DELTA)?, e.position_delta);
+    let mut p = frame::EVENT_FIXED_LEN;
+    if let Some(id) = e.event_id {
+        flags |= FLAG_EVENT_ID;
+        LE::write_u128(f.get_mut(p..p + frame::EVENT_ID_LEN)?, id);
+        p += frame::EVENT_ID_LEN;
+    }
+    if e.has_extras() {
+        flags |= FLAG_EXTRAS;
+        LE::write_u32(f.get_mut(p..p + 4)?, u32::try_from(e.tag_defs.len()).ok()?);
+        LE::write_u32(f.get_mut(p + 4..p + 8)?, u32::try_from(e.metadata.len()).ok()?);
+        p += frame::EXTRAS_LEN;
+        for &t in e.tag_defs {
+            LE::write_u32(f.get_mut(p..p + 4)?, t);
+            p += 4;
+        }
+        p = p.next_multiple_of(8);
+        f.get_mut(p..p + e.metadata.len())?.copy_from_slice(e.metadata);
+        p = (p + e.metadata.len()).next_multiple_of(8);
+    }
+    f.get_mut(p..p + e.payload.len())?.copy_from_slice(e.payload);
+    *f.get_mut(frame::HEAD)? = flags;
+    seal(f, len, at)
+}
+
+/// Writes a consumer-position frame for the consumer whose name is defined at `name_def`.
+pub(crate) fn encode_consumer(
+    name_def: u32,
+    position: u64,
+    delete: bool,
     commit: bool,
+    at: Place,
     dst: &mut [u8],
-    body: impl FnOnce(&mut [u8]) -> Option<usize>,
 ) -> Option<u64> {
-    let body_len = body(dst.get_mut(FRAME_HEADER_USIZE..)?)?;
-    let len = frame_len(body_len as u64);
-    let body_len_field = u32::try_from(body_len).ok().filter(|&l| l > 0)?;
-    let frame = dst.get_mut(..usize::try_from(len).ok()?)?;
-    frame.get_mut(FRAME_HEADER_USIZE + body_len..)?.fill(0);
-    FrameHeader::write(frame, kind, if commit { FLAG_COMMIT } else { 0 }, body_len_field);
-    Some(len)
+    let f = dst.get_mut(..frame::CONSUMER_LEN)?;
+    f.fill(0);
+    let mut flags = KIND_CONSUMER;
+    if commit {
+        flags |= FLAG_COMMIT;
+    }
+    if delete {
+        flags |= FLAG_DELETE;
+    }
+    *f.get_mut(frame::HEAD)? = flags;
+    LE::write_u32(f.get_mut(frame::STREAM)?, name_def);
+    LE::write_u64(f.get_mut(frame::CONSUMER_POSITION)?, position);
+    seal(f, frame::CONSUMER_LEN, at)
+}
+
+/// Writes a name definition: `what` (`NAME_*`), its value and the name.
+pub(crate) fn encode_name(what: u8, value: u64, name: &str, at: Place, dst: &mut [u8]) -> Option<u64> {
+    let len = frame::NAME_BYTES + name.len();
+    let f = dst.get_mut(..usize::try_from(padded(len as u64)).ok()?)?;
+    f.fill(0);
+    *f.get_mut(frame::HEAD)? = KIND_NAME;
+    *f.get_mut(frame::NAME_WHAT)? = what;
+    LE::write_u64(f.get_mut(frame::NAME_VALUE)?, value);
+    f.get_mut(frame::NAME_BYTES..len)?.copy_from_slice(name.as_bytes());
+    seal(f, len, at)
+}
+
+/// The bytes a name definition of `name` occupies.
+pub(crate) fn name_frame_len(name: &str) -> u64 {
+    padded((frame::NAME_BYTES + name.len()) as u64)
+}
+
+/// Fills in the length and CRC of a frame whose other fields are in place; returns its padded length.
+fn seal(f: &mut [u8], len: usize, at: Place) -> Option<u64> {
+    LE::write_u32(f.get_mut(frame::LEN)?, u32::try_from(len).ok()?);
+    let crc = frame_crc(f.get(frame::LEN.start..len)?, at.seq, u32::try_from(at.offset).ok()?);
+    LE::write_u32(f.get_mut(frame::CRC)?, crc);
+    Some(padded(len as u64))
 }

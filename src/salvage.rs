@@ -286,7 +286,11 @@ pub fn salvage(
 
 impl Copier<'_> {
     fn batch(&mut self, batch: &FoundBatch<'_>) {
-        for &(name, position) in batch.consumers {
+        for &(name, position, delete) in batch.consumers {
+            if delete {
+                self.consumers.remove(name);
+                continue;
+            }
             self.consumers.insert(name.to_owned(), position);
         }
         if self.failed.is_some() {
@@ -353,15 +357,18 @@ impl Copier<'_> {
     /// Appends one source batch's kept events as one batch (runs of one stream each); falls back to smaller
     /// batches if the new store's segments are too small for it.
     fn append(&mut self, kept: &[EventRef<'_>]) -> Result<()> {
+        let tags: Vec<Vec<&str>> = kept.iter().map(|e| e.tags().collect()).collect();
         let news: Vec<NewEvent<'_>> = kept
             .iter()
-            .map(|e| NewEvent {
+            .zip(&tags)
+            .map(|(e, tags)| NewEvent {
                 event_type: e.event_type(),
                 payload: e.payload(),
                 metadata: e.metadata(),
                 event_id: e.event_id(),
                 schema_version: e.schema_version(),
                 timestamp_micros: Some(e.timestamp_micros()),
+                tags,
             })
             .collect();
         // Runs of consecutive events of one stream; a stream appears once per batch, so a second run of the

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::corruption::Corruption;
 use crate::error::{Error, Result};
 use crate::format::{
-    segment_file_name, DurableSlot, HeaderProblem, SegmentHeader, SegmentName, FORMAT_VERSION,
+    segment_file_name, DurableSlot, HeaderProblem, SegmentHeader, SegmentName, FORMAT_VERSION, FRAME_ALIGN,
     SEGMENT_HEADER_LEN,
 };
 use crate::io as sys;
@@ -68,7 +68,7 @@ impl Segment {
         }
         let publish = || -> std::io::Result<SegmentMap> {
             sys::sync_dir(dir)?;
-            SegmentMap::writable(&file, &path, capacity)
+            SegmentMap::writable(&file, &path, name, capacity)
         };
         let map = match publish() {
             Ok(map) => Arc::new(map),
@@ -114,13 +114,13 @@ impl Segment {
                 .map_err(|e| Error::io("re-extend short segment", path, e))?;
             header.capacity
         } else {
-            file_len / 16 * 16
+            file_len / FRAME_ALIGN * FRAME_ALIGN
         };
         let slot = DurableSlot::newest(&head);
         if let Some(s) = slot {
             if s.durable_end < SEGMENT_HEADER_LEN
                 || s.durable_end > header.capacity
-                || s.durable_end % 16 != 0
+                || s.durable_end % FRAME_ALIGN != 0
             {
                 return Err(Error::corrupt(path, s.file_offset(), Corruption::DurableSlotOutside));
             }
@@ -128,11 +128,11 @@ impl Segment {
         // A reader's last segment may still be appended to by a writer elsewhere: nothing in it is committed
         // until the reader indexes it (src/map.rs, invariant 5).
         let map = if writable {
-            SegmentMap::writable(&file, path, map_len)
+            SegmentMap::writable(&file, path, name, map_len)
         } else if last {
-            SegmentMap::following(&file, path, map_len)
+            SegmentMap::following(&file, path, name, map_len)
         } else {
-            SegmentMap::read_only(&file, path, map_len)
+            SegmentMap::read_only(&file, path, name, map_len)
         }
         .map_err(|e| Error::io("map", path, e))?;
         Ok(Segment { header, slot, file, map: Arc::new(map) })

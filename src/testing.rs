@@ -5,64 +5,116 @@
 //! public API and this module.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
-use rkyv::util::AlignedVec;
 
 pub use crate::format::{
-    ckpt, event_id_bytes, frame_crc, frame_len, parse_segment_file_name, segment_file_name, FrameHeader,
-    SegmentName, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION, FRAME_HEADER_LEN,
-    KIND_EVENT, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
+    ckpt, event_id_bytes, frame_crc, frame_len_field, padded, parse_segment_file_name, segment_file_name,
+    SegmentName, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION, FRAME_ALIGN,
+    KIND_EVENT, KIND_MASK, KIND_NAME, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
 };
+use crate::format::{frame, NAME_STREAM, NAME_TAG, NAME_TYPE};
 use crate::index::{encode_checkpoint, FrameAt, Index, SegIndex};
-use crate::record::{decode_frame, encode_event, Body, Envelope};
+use crate::record::{decode_frame, encode_event, encode_name, Body, EventFields, Place, SegView};
 use crate::EventRef;
 
-/// The length (padding included) of the valid frame at the start of `bytes`, which must start at a
-/// 16-aligned address; `None` if the bytes there are not a valid frame.
-pub fn decoded_frame_len(bytes: &[u8]) -> Option<u64> {
-    decode_frame(bytes).ok().map(|f| f.len)
+/// The number and base position a segment file's header names (read without checking its CRC).
+fn file_name_fields(file: &[u8]) -> (u32, u64) {
+    let seq = file.get(56..60).map_or(0, LE::read_u32);
+    let base = file.get(32..40).map_or(0, LE::read_u64);
+    (seq, base)
 }
 
-/// Decodes the frame at the start of `buf` (16-aligned) and, if the decoder accepts it, checks what it
-/// accepted: the frame lies inside `buf`, is a whole number of 16-byte units, its CRC and header are right,
-/// and an event survives a round trip through the encoder. Panics on a violation (the `frame_decode` fuzz
-/// target). Returns the event, if the frame is one, for the caller's own checks.
-pub fn check_frame(buf: &[u8]) -> Option<EventRef<'_>> {
-    const LEN_AT: usize = 4;
-    let frame = decode_frame(buf).ok()?;
-    let len = frame.len as usize;
-    assert!(
-        len <= buf.len() && len.is_multiple_of(16) && len > FRAME_HEADER_LEN as usize,
-        "frame length {len}"
-    );
-    let mut raw = [0u8; FRAME_HEADER_LEN as usize];
-    raw.copy_from_slice(&buf[..FRAME_HEADER_LEN as usize]);
-    let header = FrameHeader::read(&raw);
-    let body_len = header.body_len as usize;
-    assert_eq!(frame_len(body_len as u64), frame.len);
-    assert_eq!(
-        frame_crc(&buf[LEN_AT..FRAME_HEADER_LEN as usize + body_len]),
-        header.crc,
-        "accepted a bad CRC"
-    );
-    assert!(FrameHeader::well_formed(&raw));
-    match frame.body {
-        Body::Event(e) => {
-            let owned: Envelope = e.to_envelope();
-            assert_eq!(owned.position, e.position());
-            // What the decoder accepted must be encodable and decode back to the same envelope.
-            let mut out = AlignedVec::<16>::with_capacity(len + 4096);
-            out.resize(len.max(owned.payload.len() + owned.metadata.len() + owned.stream_id.len() + 4096), 0);
-            let n = encode_event(&owned, frame.commit, &mut out).expect("re-encode a decoded event") as usize;
-            match decode_frame(&out[..n]).expect("re-decode").body {
-                Body::Event(again) => assert_eq!(again.to_envelope(), owned, "round trip changed the event"),
-                Body::Consumer(..) => panic!("event came back as a consumer frame"),
-            }
-            Some(e)
+/// The valid frames of a segment file (`file` from offset 0, header included), as a walk accepts them from
+/// the first on (CRC, fields and name references checked): (offset, padded length) of each, up to the first
+/// that is not valid. Name definitions count as frames.
+pub fn segment_frames(file: &[u8]) -> Vec<(usize, usize)> {
+    let (seq, base) = file_name_fields(file);
+    let bytes = file.get(SEGMENT_HEADER_LEN as usize..).unwrap_or_default();
+    let view = SegView { bytes, seq, base, checked_below: 0 };
+    let mut out = Vec::new();
+    let mut at = SEGMENT_HEADER_LEN;
+    while let Ok(f) = decode_frame(&view, at) {
+        out.push((at as usize, f.len as usize));
+        at += f.len;
+    }
+    out
+}
+
+/// The kind (`KIND_*`) of the frame at `off` of a segment file, unchecked; 0 if out of bounds.
+pub fn frame_kind(file: &[u8], off: usize) -> u8 {
+    file.get(off + frame::HEAD).map_or(0, |h| h & KIND_MASK)
+}
+
+/// Recomputes the CRC of the frame at `off` of a segment file (header included, for the segment number the
+/// CRC covers), if its length field fits the file; true if it did.
+pub fn fix_frame_crc(file: &mut [u8], off: usize) -> bool {
+    let (seq, _) = file_name_fields(file);
+    let Some(len) = file.get(off..).and_then(frame_len_field) else { return false };
+    let end = off + len as usize;
+    let Ok(at) = u32::try_from(off) else { return false };
+    if len < 8 || end > file.len() {
+        return false;
+    }
+    let crc = frame_crc(&file[off + frame::LEN.start..end], seq, at);
+    LE::write_u32(&mut file[off..off + 4], crc);
+    true
+}
+
+/// Walks the frames of `buf`, taken as the bytes of segment number 0 (base position 0) after its header, and
+/// checks what the decoder accepts: each frame lies inside `buf`, is a whole number of 8-byte units and
+/// carries a matching CRC, and each event survives a round trip through the encoder (its names defined in a
+/// fresh segment, then the event). Panics on a violation (the `frame_decode` fuzz target); `each` sees every
+/// accepted event.
+pub fn check_frames(buf: &[u8], mut each: impl FnMut(&EventRef<'_>)) {
+    let view = SegView { bytes: buf, seq: 0, base: 0, checked_below: 0 };
+    let mut at = SEGMENT_HEADER_LEN;
+    while let Ok(f) = decode_frame(&view, at) {
+        let start = (at - SEGMENT_HEADER_LEN) as usize;
+        let len = f.len as usize;
+        assert!(start + len <= buf.len() && len.is_multiple_of(8) && len > 8, "frame length {len}");
+        let field = frame_len_field(&buf[start..]).expect("a length field") as usize;
+        let crc = frame_crc(&buf[start + 4..start + field], 0, at as u32);
+        assert_eq!(crc, LE::read_u32(&buf[start..start + 4]), "accepted a bad CRC");
+        if let Body::Event(e) = f.body {
+            round_trip(&e);
+            each(&e);
         }
-        Body::Consumer(c) => {
-            let _ = (c.name.len(), c.position, c.segment, c.offset);
-            None
-        }
+        at += f.len;
+    }
+}
+
+/// Encodes `e` again, with its own name definitions in a fresh segment, and checks it decodes to the same
+/// event.
+fn round_trip(e: &EventRef<'_>) {
+    let mut out = vec![0u8; 4096 + 2 * (e.payload().len() + e.metadata().len()) + 300 * (e.tags().len() + 2)];
+    let mut at = SEGMENT_HEADER_LEN;
+    let define = |out: &mut [u8], what: u8, value: u64, name: &str, at: &mut u64| -> u32 {
+        let place = Place { seq: 0, offset: *at };
+        let start = (*at - SEGMENT_HEADER_LEN) as usize;
+        let len = encode_name(what, value, name, place, &mut out[start..]).expect("a name fits");
+        let def = *at as u32;
+        *at += len;
+        def
+    };
+    let stream_def = define(&mut out, NAME_STREAM, e.stream_version(), e.stream_id(), &mut at);
+    let type_def = define(&mut out, NAME_TYPE, u64::from(e.schema_version()), e.event_type(), &mut at);
+    let tag_defs: Vec<u32> = e.tags().map(|t| define(&mut out, NAME_TAG, 0, t, &mut at)).collect();
+    let fields = EventFields {
+        stream_def,
+        type_def,
+        version_delta: 0,
+        position_delta: u32::try_from(e.position()).expect("a position relative to base 0"),
+        timestamp_micros: e.timestamp_micros(),
+        event_id: e.event_id(),
+        tag_defs: &tag_defs,
+        metadata: e.metadata(),
+        payload: e.payload(),
+    };
+    let start = (at - SEGMENT_HEADER_LEN) as usize;
+    let n = encode_event(&fields, true, Place { seq: 0, offset: at }, &mut out[start..]).expect("re-encode");
+    let view = SegView { bytes: &out[..start + n as usize], seq: 0, base: 0, checked_below: 0 };
+    match decode_frame(&view, at).expect("re-decode").body {
+        Body::Event(again) => assert_eq!(again.to_owned(), e.to_owned(), "round trip changed the event"),
+        _ => panic!("event came back as another kind of frame"),
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`verify_dir`] opens each segment file read-only, decodes its header and walks its frames front to back
 //! with the same checks a read makes (bounds, CRC, header fields, rkyv validation), consumer-position frames
 //! included, and checks that global positions run on without a gap or repeat from segment to segment. A damaged
-//! range is reported and the walk resynchronises at the next valid frame boundary (frames are 16-aligned), so
+//! range is reported and the walk resynchronises at the next valid frame boundary (frames are 8-aligned), so
 //! one report lists every damaged range, not only the first. Work is bounded (the resynchronising search has a
 //! budget per segment) and no byte pattern makes it panic.
 //!
@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::format::{
-    frame_len, parse_segment_file_name, DurableSlot, FrameHeader, HeaderProblem, SegmentHeader, FLAG_COMMIT,
-    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_USIZE, SEGMENT_HEADER_LEN, SEGMENT_HEADER_USIZE,
-    SLOT_FLAG_SEALED,
+    frame, frame_len_field, padded, parse_segment_file_name, DurableSlot, HeaderProblem, SegmentHeader,
+    SegmentName, FLAG_COMMIT, FORMAT_VERSION, FRAME_ALIGN, KIND_CONSUMER, KIND_EVENT, KIND_MASK,
+    SEGMENT_HEADER_LEN, SEGMENT_HEADER_USIZE, SLOT_FLAG_SEALED,
 };
 use crate::io as sys;
 use crate::map::SegmentMap;
-use crate::record::{decode_frame, Body, EventRef, Frame, FrameProblem};
+use crate::record::{decode_frame, Body, EventRef, Frame, FrameProblem, SegView};
 use crate::segment::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 
 /// What [`verify_dir`] found.
@@ -161,8 +161,8 @@ pub fn verify_dir(dir: impl AsRef<Path>) -> Result<VerifyReport> {
 pub(crate) struct FoundBatch<'a> {
     /// The events, in frame order.
     pub events: &'a [EventRef<'a>],
-    /// The consumer positions (name, position), in frame order; misdirected ones are left out.
-    pub consumers: &'a [(&'a str, u64)],
+    /// The consumer frames (name, position, deleted), in frame order.
+    pub consumers: &'a [(&'a str, u64, bool)],
 }
 
 /// A receiver of every whole batch the walk finds.
@@ -229,8 +229,11 @@ struct Walk<'s> {
     open_damage: Vec<(usize, u64)>,
     /// Sequence number the next segment must carry (0, 1, 2, …).
     next_seq: u32,
-    /// The current segment's number, which its consumer frames must name.
+    /// The current segment's number, which its frames' CRCs cover.
     seq: u32,
+    /// The current segment's base position (its header's; the expected position if the header is damaged),
+    /// which its events' positions count from.
+    base: u64,
 }
 
 /// How many bytes the resynchronising search may CRC per segment, as a multiple of the segment's length.
@@ -319,7 +322,7 @@ impl Walk<'_> {
             Some(s)
                 if s.durable_end >= SEGMENT_HEADER_LEN
                     && s.durable_end <= limit
-                    && s.durable_end.is_multiple_of(16) =>
+                    && s.durable_end.is_multiple_of(FRAME_ALIGN) =>
             {
                 s.durable_end
             }
@@ -372,6 +375,7 @@ impl Walk<'_> {
         match SegmentHeader::decode(&head) {
             Ok(h) => {
                 check.base_position = Some(h.base_position);
+                self.base = h.base_position;
                 limit = self.header(path, &h, file_len, limit, last);
             }
             Err(HeaderProblem::Version(found)) => {
@@ -391,6 +395,7 @@ impl Walk<'_> {
                 // Its number cannot be read: take it to be the expected one.
                 self.seq = self.next_seq;
                 self.next_seq = self.seq.saturating_add(1);
+                self.base = self.expected.unwrap_or(0);
                 self.note(path, 0, SEGMENT_HEADER_LEN, Corruption::SegmentHeaderDamaged);
             }
         }
@@ -405,7 +410,8 @@ impl Walk<'_> {
                 std::cmp::Ordering::Greater => limit,
             };
         }
-        let map = SegmentMap::read_only(&file, path, limit).map_err(|e| Error::io("map", path, e))?;
+        let name = SegmentName { base: self.base, seq: self.seq };
+        let map = SegmentMap::read_only(&file, path, name, limit).map_err(|e| Error::io("map", path, e))?;
         let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or_default();
         self.frames(path, bytes, last, durable_end, &mut check);
         self.report.segments.push(check);
@@ -414,18 +420,20 @@ impl Walk<'_> {
 
     /// Walks the frames of one segment; `bytes` starts at file offset 128.
     fn frames(&mut self, path: &Path, bytes: &[u8], last: bool, durable_end: u64, check: &mut SegmentCheck) {
-        let mut walk = FrameWalk::new(bytes, durable_end);
-        while let Some(frame) = walk.rest() {
-            match decode_frame(frame) {
+        // Every CRC is checked: a name definition in damage must not pass unchecked.
+        let view = SegView { bytes, seq: self.seq, base: self.base, checked_below: 0 };
+        let mut walk = FrameWalk::new(view, durable_end);
+        while walk.has_room() {
+            match decode_frame(&walk.view, walk.at) {
                 Ok(f) => self.valid_frame(path, &mut walk, &f, check),
                 Err(problem) if walk.at >= durable_end => {
                     // Past the durable point the first bad frame ends the written region: a torn tail in the
                     // last segment, never-written space in a sealed one (whose end is checked below).
-                    walk.stop(frame, problem);
+                    walk.stop(problem);
                     break;
                 }
                 Err(problem) => {
-                    if !self.damaged_frame(path, &mut walk, frame, problem) {
+                    if !self.damaged_frame(path, &mut walk, problem) {
                         break;
                     }
                 }
@@ -446,17 +454,13 @@ impl Walk<'_> {
         f: &Frame<'b>,
         check: &mut SegmentCheck,
     ) {
-        let at = walk.at;
         match f.body {
             Body::Event(e) => walk.batch.events.push(e),
-            Body::Consumer(c) if c.segment != self.seq || u64::from(c.offset) != at => {
-                let fault = FrameFault::Misdirected { segment: c.segment, offset: c.offset };
-                self.damage(path, at, f.len, Corruption::Frame { fault, region: Region::Log });
-            }
             Body::Consumer(c) => {
                 walk.batch.consumer_frames += 1;
-                walk.batch.consumers.push((c.name, c.position));
+                walk.batch.consumers.push((c.name, c.position, c.delete));
             }
+            Body::Name => {}
         }
         walk.batch.frames += 1;
         walk.at += f.len;
@@ -468,25 +472,18 @@ impl Walk<'_> {
 
     /// A bad frame below the durable point: damage up to the next valid frame (or the durable end). False if
     /// the walk cannot go on (no valid frame follows, or the search budget ran out).
-    fn damaged_frame(
-        &mut self,
-        path: &Path,
-        walk: &mut FrameWalk<'_>,
-        frame: &[u8],
-        problem: FrameProblem,
-    ) -> bool {
+    fn damaged_frame(&mut self, path: &Path, walk: &mut FrameWalk<'_>, problem: FrameProblem) -> bool {
         let (at, durable_end) = (walk.at, walk.durable_end);
-        let found = resync(walk.bytes, at + FRAME_ALIGN, durable_end, &mut walk.budget);
+        let found = resync(&walk.view, at + FRAME_ALIGN, durable_end, &mut walk.budget);
         let to = found.unwrap_or(durable_end);
         let what = Corruption::Frame { fault: problem.into(), region: Region::BelowDurable { durable_end } };
         // The frames of the damaged batch read so far are lost with it; so are the frames after the damage up
         // to the next COMMIT, unless the damaged frame provably ended its batch (its header is intact, flags
         // COMMIT, and its length leads exactly to where the walk resumes).
-        let ends_batch = frame.first_chunk().is_some_and(|raw| {
-            let h = FrameHeader::read(raw);
-            FrameHeader::well_formed(raw)
-                && h.flags & FLAG_COMMIT != 0
-                && at + frame_len(u64::from(h.body_len)) == to
+        let ends_batch = walk.prefix(at).is_some_and(|(len, head)| {
+            matches!(head & KIND_MASK, KIND_EVENT | KIND_CONSUMER)
+                && head & FLAG_COMMIT != 0
+                && at + padded(u64::from(len)) == to
         });
         walk.batch.clear();
         walk.batch.tainted = !ends_batch;
@@ -557,8 +554,8 @@ impl Walk<'_> {
 #[derive(Default)]
 struct PendingBatch<'b> {
     events: Vec<EventRef<'b>>,
-    /// Its consumer positions (name, position); misdirected ones are left out.
-    consumers: Vec<(&'b str, u64)>,
+    /// Its consumer frames: name, position, and whether the consumer is deleted.
+    consumers: Vec<(&'b str, u64, bool)>,
     /// Valid frames, and consumer frames among them.
     frames: u64,
     consumer_frames: u64,
@@ -579,7 +576,7 @@ impl PendingBatch<'_> {
 /// One segment's frames being walked: where the walk is, the batch being read and how the walk stopped.
 struct FrameWalk<'b> {
     /// The segment's bytes from file offset 128.
-    bytes: &'b [u8],
+    view: SegView<'b>,
     durable_end: u64,
     /// The file offset where `bytes` end.
     limit: u64,
@@ -596,10 +593,10 @@ struct FrameWalk<'b> {
 }
 
 impl<'b> FrameWalk<'b> {
-    fn new(bytes: &'b [u8], durable_end: u64) -> FrameWalk<'b> {
-        let limit = SEGMENT_HEADER_LEN + bytes.len() as u64;
+    fn new(view: SegView<'b>, durable_end: u64) -> FrameWalk<'b> {
+        let limit = SEGMENT_HEADER_LEN + view.bytes.len() as u64;
         FrameWalk {
-            bytes,
+            view,
             durable_end,
             limit,
             budget: RESYNC_BUDGET_FACTOR.saturating_mul(limit).saturating_add(1 << 20),
@@ -611,35 +608,38 @@ impl<'b> FrameWalk<'b> {
         }
     }
 
-    /// The bytes from the next frame on, if a frame header still fits.
-    fn rest(&self) -> Option<&'b [u8]> {
-        let bytes: &'b [u8] = self.bytes;
-        let from = usize::try_from(self.at - SEGMENT_HEADER_LEN).ok()?;
-        bytes.get(from..).filter(|b| b.len() >= FRAME_HEADER_USIZE)
+    /// Whether a frame's length field still fits at the next frame's offset.
+    fn has_room(&self) -> bool {
+        self.prefix(self.at).is_some()
+    }
+
+    /// The length field and head byte of the frame at `at` (unchecked), if they fit.
+    fn prefix(&self, at: u64) -> Option<(u32, u8)> {
+        let from = usize::try_from(at.checked_sub(SEGMENT_HEADER_LEN)?).ok()?;
+        let rest = self.view.bytes.get(from..)?;
+        Some((frame_len_field(rest)?, rest.get(frame::HEAD).copied().unwrap_or(0)))
     }
 
     /// Ends the walk at a bad frame past the durable point, keeping the length it claims.
-    fn stop(&mut self, frame: &[u8], problem: FrameProblem) {
-        let claimed =
-            frame.get(4..8).and_then(|l| l.try_into().ok()).map_or(0, |l| u64::from(u32::from_le_bytes(l)));
-        self.stopped_at = Some((problem, frame_len(claimed).min(self.limit - self.at)));
+    fn stop(&mut self, problem: FrameProblem) {
+        let claimed = self.prefix(self.at).map_or(0, |(len, _)| u64::from(len));
+        self.stopped_at = Some((problem, padded(claimed).min(self.limit - self.at)));
     }
 }
 
-/// The offset of the next valid frame in `[from, to)`, or `None`. Candidates are filtered by their header
-/// (non-zero length that fits, known kind and flags, zero reserved bytes) before their CRC is computed, and
-/// the CRC work is charged to `budget`; when it runs out the search stops.
-fn resync(bytes: &[u8], from: u64, to: u64, budget: &mut u64) -> Option<u64> {
-    let base = SEGMENT_HEADER_LEN;
+/// The offset of the next valid frame in `[from, to)`, or `None`. Candidates are filtered by their length
+/// (non-zero, fits) and kind before their CRC is computed, and the CRC work is charged to `budget`; when it
+/// runs out the search stops. An event whose names were defined in the damage is not valid: its stream or
+/// type cannot be known.
+fn resync(view: &SegView<'_>, from: u64, to: u64, budget: &mut u64) -> Option<u64> {
     let mut at = from;
     while at < to && *budget > 0 {
-        let rest = bytes.get(usize::try_from(at - base).ok()?..)?;
-        let raw = rest.first_chunk()?;
-        let header = FrameHeader::read(raw);
-        let len = frame_len(u64::from(header.body_len));
-        if header.body_len != 0 && len <= rest.len() as u64 && FrameHeader::well_formed(raw) {
+        let rest = view.bytes.get(usize::try_from(at - SEGMENT_HEADER_LEN).ok()?..)?;
+        let len = u64::from(frame_len_field(rest)?);
+        let kind = rest.get(frame::HEAD).map_or(0, |h| h & KIND_MASK);
+        if len > frame::HEAD as u64 && padded(len) <= rest.len() as u64 && kind != 0 {
             *budget = budget.saturating_sub(len);
-            if decode_frame(rest).is_ok() {
+            if decode_frame(view, at).is_ok() {
                 return Some(at);
             }
         }

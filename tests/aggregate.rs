@@ -201,9 +201,9 @@ fn loads_read_payloads_in_place_whatever_the_id_and_type_lengths() {
             let e = e.unwrap();
             let payload = e.payload();
             assert_eq!(
-                payload.as_ptr() as usize % 16,
+                payload.as_ptr() as usize % 8,
                 0,
-                "payload of {stream} v{} not 16-aligned",
+                "payload of {stream} v{} not 8-aligned",
                 e.stream_version()
             );
             scratch.clear();
@@ -220,10 +220,11 @@ fn loads_read_payloads_in_place_whatever_the_id_and_type_lengths() {
     }
 }
 
-/// Events appended by other means (any metadata length) may sit misaligned: they are copied, counted, and read
-/// correctly.
+/// Events appended by other means, with any metadata length, still have their payload 8-aligned in the map
+/// (format 3 pads after the metadata), so the rkyv codecs read them in place; an older schema version with no
+/// upcaster is refused by name.
 #[test]
-fn misaligned_payloads_are_copied_and_read_correctly() {
+fn payloads_stay_aligned_whatever_the_metadata_length() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let open_event =
@@ -251,7 +252,7 @@ fn misaligned_payloads_are_copied_and_read_correctly() {
         }
     }
     assert_eq!(open_event_schema_zero, 1);
-    assert!(misaligned >= 8, "expected most of the 16 payloads to be misaligned, got {misaligned}");
+    assert_eq!(misaligned, 0, "every payload starts 8-aligned whatever the metadata length");
     // The first event was written with schema version 0 (NewEvent::new's default): it is older than the
     // bank's version 1 and AccountEvent has no upcaster, so the load names it.
     let repo = Repository::<Account>::new(&store);
@@ -286,7 +287,7 @@ fn misaligned_payloads_are_copied_and_read_correctly() {
     let zed = Repository::<Account>::new(&store2).get_at("zed", 15).unwrap();
     assert_eq!(zed.balance, 7 + 15);
     assert_eq!(zed.load_info().events_copied, expected_copies);
-    assert!(expected_copies > 0);
+    assert_eq!(expected_copies, 0);
     // The owned path reads the same bytes to the same state.
     let owned = Repository::<OwnedAccount>::new(&store2).get_at("zed", 15).unwrap();
     assert_eq!(owned.balance, zed.balance);

@@ -32,7 +32,8 @@ fn append_three(store: &Store, i: u64) {
 
 /// Checks a backup against the source: same events at the same positions, exactly `durable` of them.
 fn check_backup(source: &Store, dst: &Path, durable: u64) {
-    assert!(foldlog::verify::verify_dir(dst).expect("verify").is_clean(), "{} verifies clean", dst.display());
+    let report = foldlog::verify::verify_dir(dst).expect("verify");
+    assert!(report.is_clean(), "{} verifies clean: {report:?}", dst.display());
     let copy = Store::open(dst).expect("the backup opens");
     assert_eq!(copy.next_position(), durable, "exactly the durable prefix");
     assert_eq!(durable % 3, 0, "never part of a batch");

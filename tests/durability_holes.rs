@@ -326,21 +326,36 @@ fn regression_5_a_version_past_the_limit_on_disk_is_corruption() {
     std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
     let seg = &segment_files(dir.path())[0];
     let (mut bytes, frames) = frames_of(seg);
-    let (off, _) = frames[0];
-    let body_len = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap()) as usize;
-    // The archived root (80 bytes) ends the body; the stream version is its second field.
-    let version_at = off + 16 + body_len - 80 + 8;
-    assert_eq!(u64::from_le_bytes(bytes[version_at..version_at + 8].try_into().unwrap()), max);
-    for forged in [max + 1, u64::MAX] {
-        bytes[version_at..version_at + 8].copy_from_slice(&forged.to_le_bytes());
-        assert!(fix_frame_crc(&mut bytes, off));
+    // Frames: the stream's name (its base version at bytes 16..24), the type's name, the event (its version
+    // as a u32 delta above the base at bytes 24..28).
+    let ((def, _), (event, _)) = (frames[0], frames[2]);
+    assert_eq!(u64::from_le_bytes(bytes[def + 16..def + 24].try_into().unwrap()), max);
+    for delta in [1u32, u32::MAX] {
+        bytes[event + 24..event + 28].copy_from_slice(&delta.to_le_bytes());
+        assert!(fix_frame_crc(&mut bytes, event));
         std::fs::write(seg, &bytes).unwrap();
         match Store::open_with(dir.path(), o.clone()) {
             Err(Error::Corrupt { kind, .. }) => assert!(
                 matches!(kind, Corruption::Frame { fault: FrameFault::VersionPastMax { .. }, .. }),
                 "{kind}"
             ),
-            other => panic!("version {forged}: {other:?}"),
+            other => panic!("delta {delta}: {other:?}"),
+        }
+    }
+    // A base version past the limit in the stream's definition: the definition itself is refused (the walk
+    // meets it before the event that refers to it).
+    bytes[event + 24..event + 28].copy_from_slice(&0u32.to_le_bytes());
+    assert!(fix_frame_crc(&mut bytes, event));
+    for forged in [max + 1, u64::MAX] {
+        bytes[def + 16..def + 24].copy_from_slice(&forged.to_le_bytes());
+        assert!(fix_frame_crc(&mut bytes, def));
+        std::fs::write(seg, &bytes).unwrap();
+        match Store::open_with(dir.path(), o.clone()) {
+            Err(Error::Corrupt { kind, offset, .. }) => assert!(
+                offset == def as u64 && matches!(kind, Corruption::Frame { fault: FrameFault::Body, .. }),
+                "{kind} at {offset}"
+            ),
+            other => panic!("base {forged}: {other:?}"),
         }
     }
 }
@@ -421,7 +436,8 @@ fn item_10_large_batches_still_find_duplicates() {
 }
 
 /// Item 10: a consumer frame copied over another frame (a misdirected write) was accepted, though
-/// docs/durability.md says misdirected writes are detected. Consumer frames now carry where they were written.
+/// docs/durability.md says misdirected writes are detected. Since format 3 every frame's CRC covers the
+/// segment number and offset it was written at, so the copy fails its check.
 #[test]
 fn regression_10_a_misdirected_consumer_frame_is_detected() {
     let dir = tempfile::tempdir().unwrap();
@@ -435,9 +451,11 @@ fn regression_10_a_misdirected_consumer_frame_is_detected() {
     let _ = std::fs::remove_file(dir.path().join("index.ckpt"));
     let seg = &segment_files(dir.path())[0];
     let (mut bytes, frames) = frames_of(seg);
-    let (a, len_a) = frames[1];
-    let (c, len_c) = frames[3];
+    // Frames: the stream's and the type's names, the event, the consumer's name, three consumer frames.
+    let (a, len_a) = frames[4];
+    let (c, len_c) = frames[6];
     assert_eq!(len_a, len_c, "consumer frames of one name have one length");
+    assert!([a, c].iter().all(|&f| bytes[f + 8] & 3 == 2), "two consumer frames");
     // The frame that set position 1 copied over the one that set 3: without the check, the consumer would
     // silently go back to 1.
     let copy = bytes[a..a + len_a].to_vec();
@@ -445,7 +463,7 @@ fn regression_10_a_misdirected_consumer_frame_is_detected() {
     std::fs::write(seg, &bytes).unwrap();
     match Store::open_with(dir.path(), o) {
         Err(Error::Corrupt { kind, .. }) => {
-            assert!(matches!(kind, Corruption::Frame { fault: FrameFault::Misdirected { .. }, .. }), "{kind}")
+            assert!(matches!(kind, Corruption::Frame { fault: FrameFault::Checksum, .. }), "{kind}")
         }
         other => panic!("{other:?}"),
     }
@@ -483,13 +501,10 @@ fn verify_reports_lost_segments_and_misdirected_consumer_frames() {
     store.close().unwrap();
     let seg = &segment_files(dir.path())[0];
     let (mut bytes, frames) = frames_of(seg);
-    let ((a, len), (c, _)) = (frames[1], frames[3]);
+    let ((a, len), (c, _)) = (frames[4], frames[6]);
     let copy = bytes[a..a + len].to_vec();
     bytes[c..c + len].copy_from_slice(&copy);
     std::fs::write(seg, &bytes).unwrap();
     let p = problems(dir.path());
-    assert!(
-        p.iter().any(|p| matches!(p, Corruption::Frame { fault: FrameFault::Misdirected { .. }, .. })),
-        "{p:?}"
-    );
+    assert!(p.iter().any(|p| matches!(p, Corruption::Frame { fault: FrameFault::Checksum, .. })), "{p:?}");
 }

@@ -9,8 +9,8 @@
 //! bytes.
 //!
 //! The stores:
-//! - `clean`: three segments of 4 KiB, events in three streams with metadata, ids and schema versions, a
-//!   consumer-only batch, a clean close (checkpoint and CLEAN slot);
+//! - `clean`: three segments of 4 KiB, events in three streams with metadata, ids, tags and schema versions,
+//!   a consumer made and deleted, a consumer-only batch, a clean close (checkpoint and CLEAN slot);
 //! - `torn-tail`: `clean` plus two batches appended without a sync, the second one's frame cut (its CRC does
 //!   not match);
 //! - `bad-crc-sealed`: `clean` with one byte of a sealed segment's first event changed and no checkpoint;
@@ -19,6 +19,9 @@
 //!
 //! Write them anew (only when the format version changes, on purpose, in the same commit):
 //! `FOLDLOG_WRITE_FIXTURES=1 cargo test --release --test fixtures write_fixtures`.
+//!
+//! The fixtures of earlier format versions stay committed (`tests/fixtures/v2/`): `older_formats_are_refused`
+//! proves this code refuses them by name instead of misreading them.
 
 #![allow(
     clippy::inconsistent_digit_grouping,
@@ -46,7 +49,7 @@ fn options() -> Options {
     Options::default().segment_size_bytes(4096).durability(Durability::Always).checkpoint_every_bytes(0)
 }
 
-/// One event of the script: stream, type, payload, metadata, id, schema version.
+/// One event of the script: stream, type, payload, metadata, id, schema version, tags.
 struct Planned {
     stream: String,
     event_type: &'static str,
@@ -54,6 +57,7 @@ struct Planned {
     metadata: Vec<u8>,
     id: Option<u128>,
     schema: u32,
+    tags: Vec<String>,
 }
 
 fn planned(i: u64) -> Planned {
@@ -65,30 +69,40 @@ fn planned(i: u64) -> Planned {
         metadata: if i.is_multiple_of(2) { format!("corr-{i}").into_bytes() } else { Vec::new() },
         id: (!i.is_multiple_of(5)).then_some(0xF00D_0000 + u128::from(i)),
         schema: (i % 3) as u32,
+        tags: match i % 4 {
+            1 => vec![format!("student:{}", i % 5), "course:7".to_owned()],
+            3 => vec![format!("student:{}", i % 5)],
+            _ => Vec::new(),
+        },
     }
 }
 
 fn append_planned(store: &Store, from: u64, to: u64) {
     for i in from..to {
         let p = planned(i);
+        let tags: Vec<&str> = p.tags.iter().map(String::as_str).collect();
         let e = [NewEvent::new(p.event_type, &p.payload)
             .metadata(&p.metadata)
             .event_id(p.id)
-            .schema_version(p.schema)];
+            .schema_version(p.schema)
+            .tags(&tags)];
         let first = u64::from(p.stream.ends_with("-2"));
         let s = [StreamAppend::new(&p.stream, ExpectedVersion::Any, &e).first_version(first)];
-        let consumer = (i % 7 == 6).then_some(("projector", i));
+        // Below 90: the clean store ends with a consumer-only batch at 1000, which the torn tail must not undercut.
+        let consumer = (i % 7 == 6 && i < 90).then_some(("projector", i));
         let mut batch = Batch::new(&s);
         batch.consumer = consumer;
         store.append_batch(&batch).expect("append");
     }
 }
 
-/// The clean store: 60 events over three 4 KiB segments, then a consumer-only batch.
+/// The clean store: 90 events over three 4 KiB segments, then a consumer-only batch.
 fn write_clean(dir: &Path) {
     let store = Store::open_with(dir, options()).unwrap();
-    append_planned(&store, 0, 60);
-    store.append_batch(&Batch::new(&[]).consumer("projector", 100)).unwrap();
+    append_planned(&store, 0, 90);
+    store.reset_consumer("reporter", 5).unwrap();
+    assert!(store.delete_consumer("reporter").unwrap());
+    store.append_batch(&Batch::new(&[]).consumer("projector", 1000)).unwrap();
     store.close().unwrap();
 }
 
@@ -99,7 +113,7 @@ fn write_kind(kind: &str, dir: &Path) {
         "torn-tail" => {
             write_clean(dir);
             let store = Store::open_with(dir, options().durability(Durability::Never)).unwrap();
-            append_planned(&store, 60, 62);
+            append_planned(&store, 90, 92);
             store.abandon();
             let last = segments(dir).pop().unwrap();
             let mut bytes = std::fs::read(&last).unwrap();
@@ -189,6 +203,7 @@ fn check_events(store: &Store, n: u64) {
         assert_eq!(e.metadata(), &p.metadata[..]);
         assert_eq!(e.event_id(), p.id);
         assert_eq!(e.schema_version(), p.schema);
+        assert_eq!(e.tags().collect::<Vec<_>>(), p.tags, "position {i}");
         assert!(
             e.timestamp_micros() > 1_700_000_000_000_000,
             "a timestamp from when the fixture was written"
@@ -203,14 +218,33 @@ fn check_events(store: &Store, n: u64) {
 }
 
 #[test]
+fn older_formats_are_refused() {
+    let v2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2");
+    for kind in KINDS {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_tree(&v2.join(kind), tmp.path());
+        for read_only in [true, false] {
+            match Store::open_with(tmp.path(), options().read_only(read_only)) {
+                Err(Error::UnsupportedVersion { found: 2, supported, .. }) => {
+                    assert_eq!(supported, FORMAT_VERSION)
+                }
+                other => panic!("{kind}, read-only {read_only}: {other:?}"),
+            }
+        }
+        let report = foldlog::verify::verify_dir(tmp.path());
+        assert!(matches!(report, Err(Error::UnsupportedVersion { found: 2, .. })), "{kind}: {report:?}");
+    }
+}
+
+#[test]
 fn fixtures_open_as_recorded() {
     let ro = |dir: &Path| Store::open_with(dir, options().read_only(true));
 
     let clean = copy_fixture("clean");
     let store = ro(clean.path()).unwrap();
-    check_events(&store, 60);
-    assert_eq!(store.consumer_position("projector"), Some(100));
-    assert_eq!(store.recovery_report().checkpoint, CheckpointUse::Used(60));
+    check_events(&store, 90);
+    assert_eq!(store.consumer_positions(), [("projector".to_owned(), 1000)], "reporter was deleted");
+    assert_eq!(store.recovery_report().checkpoint, CheckpointUse::Used(90));
     assert!(store.recovery_report().clean);
     assert_eq!(store.stats().segments, segments(clean.path()).len());
     assert!(segments(clean.path()).len() >= 3);
@@ -220,7 +254,7 @@ fn fixtures_open_as_recorded() {
     let torn = copy_fixture("torn-tail");
     let store = Store::open_with(torn.path(), options()).unwrap();
     // Two single-event batches were appended without a sync; the second one's frame is cut.
-    check_events(&store, 61);
+    check_events(&store, 91);
     assert!(store.recovery_report().torn_tail.is_some(), "the cut batch is a torn tail");
     drop(store);
 
@@ -261,19 +295,19 @@ fn masked(name: &str, mut bytes: Vec<u8>) -> Vec<u8> {
         bytes[48..56].fill(0);
         bytes[60..64].fill(0);
         // Walk by the length fields alone (a torn frame's CRC does not match, and it is masked all the same).
+        // docs/format.md, "Frames": length at 4..8, kind in the low bits of byte 8, an event's i56 timestamp
+        // at 9..16, frames at multiples of 8.
         let mut off = 128;
-        while off + 16 <= bytes.len() {
-            let body_len = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap()) as usize;
-            if body_len == 0 || off + 16 + body_len > bytes.len() {
+        while off + 8 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap()) as usize;
+            if len < 9 || off + len > bytes.len() {
                 break;
             }
-            if bytes[off + 8] == 1 && body_len >= 80 {
-                // The archived root ends the body; its timestamp is the third field.
-                let root = off + 16 + body_len - 80;
-                bytes[root + 16..root + 24].fill(0);
+            if bytes[off + 8] & 3 == 1 && len >= 32 {
+                bytes[off + 9..off + 16].fill(0);
             }
             bytes[off..off + 4].fill(0);
-            off += 16 + body_len.div_ceil(16) * 16;
+            off += len.div_ceil(8) * 8;
         }
     } else if name == "index.ckpt" {
         bytes[16..32].fill(0);

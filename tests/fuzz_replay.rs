@@ -151,25 +151,28 @@ fn generate_seeds() {
     let busy = sample_log(&Script::busy(40, 1).0);
     let wide = sample_log(&Script::busy(30, 2).0);
 
-    // frame_decode: flags (bit 0: recompute the CRC) + one frame.
+    // frame_decode: flags (bit 0: recompute every CRC along the walk) + the bytes of segment number 0 after its
+    // header (a segment of another number needs bit 0: its CRCs cover its own number).
     let mut fd = Vec::new();
     for (i, seg) in busy.0.iter().chain(&small.0).enumerate().take(6) {
-        for (j, (off, len)) in segment_frames(seg).into_iter().enumerate().step_by(5).take(3) {
-            let frame = &seg[off..off + len];
-            fd.push((format!("frame-{i}-{j}"), [&[0u8][..], frame].concat()));
-            let mut flipped = frame.to_vec();
-            let at = 16 + (j * 7) % (len - 16);
+        let frames = segment_frames(seg);
+        let flags = u8::from(i != 0 && i != busy.0.len());
+        for (j, upto) in [2usize, 5, 9, frames.len()].into_iter().enumerate() {
+            let Some(&(off, len)) = frames.get(upto.saturating_sub(1)) else { continue };
+            fd.push((format!("prefix-{i}-{j}"), [&[flags][..], &seg[128..off + len]].concat()));
+            let mut flipped = seg[128..off + len].to_vec();
+            let at = (j * 37 + 20) % flipped.len();
             flipped[at] ^= 0x20;
-            fd.push((format!("flipped-body-crc-fixed-{i}-{j}"), [&[1u8][..], &flipped].concat()));
+            fd.push((format!("flipped-crc-fixed-{i}-{j}"), [&[1u8][..], &flipped].concat()));
         }
     }
     let first = &busy.0[0];
-    let (off, len) = segment_frames(first)[0];
-    let frame = &first[off..off + len];
-    fd.push(("truncated".into(), [&[0u8][..], &frame[..len / 2]].concat()));
-    fd.push(("header-only".into(), [&[1u8][..], &frame[..16]].concat()));
+    let end = segment_frames(first).last().map_or(128, |(o, l)| o + l);
+    let region = &first[128..end];
+    fd.push(("truncated".into(), [&[0u8][..], &region[..region.len() / 2]].concat()));
+    fd.push(("names-only".into(), [&[0u8][..], &region[..64]].concat()));
     fd.push(("zeros".into(), vec![0u8; 64]));
-    let mut huge = frame.to_vec();
+    let mut huge = region.to_vec();
     huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
     fd.push(("huge-length".into(), [&[1u8][..], &huge].concat()));
     fd.push(("empty".into(), vec![1u8]));

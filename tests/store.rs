@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foldlog::{
-    Batch, CheckpointUse, Durability, Error, ExpectedVersion, NewEvent, Options, ReadAll, Recovery, Store,
-    StreamAppend,
+    Batch, CheckpointUse, Corruption, Durability, Error, ExpectedVersion, FrameFault, NewEvent, Options,
+    ReadAll, Recovery, Store, StreamAppend,
 };
 
 fn opts(segment: u64) -> Options {
@@ -214,7 +214,7 @@ fn bit_flips_in_the_tail_versus_in_history() {
     copy_dir(dir.path(), work.path());
     std::fs::remove_file(work.path().join("index.ckpt")).ok();
     let first = segment_files(work.path())[0].clone();
-    flip(&first, 128 + 40);
+    flip(&first, 128 + 20);
     match Store::open_with(work.path(), opts(8192)) {
         Err(Error::Corrupt { path, offset, .. }) => {
             assert_eq!(path, first);
@@ -264,11 +264,13 @@ fn corruption_is_an_error_on_read_never_an_event() {
     store.append("b", ExpectedVersion::Any, &[NewEvent::new("E", b"other")]).unwrap();
     store.close().unwrap();
     let seg = segment_files(dir.path())[0].clone();
-    flip(&seg, 128 + 16 + 2);
+    // The segment starts with the names of stream "a" and type "E" (32 bytes each), then the first event.
+    const FIRST_EVENT: u64 = 128 + 32 + 32;
+    flip(&seg, FIRST_EVENT + 24 + 2);
     let store = Store::open_with(dir.path(), opts(1 << 16)).unwrap();
     assert!(matches!(store.recovery_report().checkpoint, CheckpointUse::Used(11)));
     let first = store.read_all(0).next().unwrap();
-    assert!(matches!(first, Err(Error::Corrupt { offset: 128, .. })), "{first:?}");
+    assert!(matches!(first, Err(Error::Corrupt { offset: FIRST_EVENT, .. })), "{first:?}");
     assert!(store.read_stream("a", 0).next().unwrap().is_err());
     // Events after the damaged one are fine.
     assert_eq!(store.read_stream("b", 0).next().unwrap().unwrap().payload(), b"other");
@@ -282,9 +284,24 @@ fn corruption_is_an_error_on_read_never_an_event() {
         store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", format!("p{i}").as_bytes())]).unwrap();
     }
     assert_eq!(store.read_all(0).count(), 10);
-    flip(&segment_files(dir.path())[0], 128 + 16 + 2);
+    flip(&segment_files(dir.path())[0], FIRST_EVENT + 24 + 2);
     let first = store.read_all(0).next().unwrap();
-    assert!(matches!(first, Err(Error::Corrupt { offset: 128, .. })), "{first:?}");
+    assert!(matches!(first, Err(Error::Corrupt { offset: FIRST_EVENT, .. })), "{first:?}");
+    // A damaged name definition fails every event that refers to it, on every read.
+    flip(&segment_files(dir.path())[0], FIRST_EVENT + 24 + 2);
+    flip(&segment_files(dir.path())[0], 128 + 24);
+    let first = store.read_all(0).next().unwrap();
+    assert!(
+        matches!(
+            &first,
+            Err(Error::Corrupt {
+                offset: FIRST_EVENT,
+                kind: Corruption::Frame { fault: FrameFault::Name { offset: 128 }, .. },
+                ..
+            })
+        ),
+        "{first:?}"
+    );
     assert!(store.read_stream("a", 0).next().unwrap().is_err());
     store.abandon();
 }
@@ -339,12 +356,12 @@ fn a_future_format_version_is_refused() {
     Store::open_with(dir.path(), opts(8192)).unwrap().close().unwrap();
     let seg = segment_files(dir.path())[0].clone();
     let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[8] = 3;
+    bytes[8] = 4;
     let crc = crc32fast::hash(&bytes[0..60]);
     bytes[60..64].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&seg, bytes).unwrap();
     match Store::open(dir.path()) {
-        Err(Error::UnsupportedVersion { found: 3, supported: 2, .. }) => {}
+        Err(Error::UnsupportedVersion { found: 4, supported: 3, .. }) => {}
         other => panic!("{other:?}"),
     }
 }

@@ -30,7 +30,6 @@ mod unit_of_work;
 
 #[cfg(feature = "serde")]
 pub use codec::Json;
-use codec::PAYLOAD_ALIGN;
 pub use codec::{
     access_payload, deserialize_payload, Codec, CodecError, Deserialized, DomainEvent, RkyvCheck, RkyvWrite,
     ZeroCopy,

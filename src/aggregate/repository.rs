@@ -270,17 +270,6 @@ pub fn decode_event<'a, A: Aggregate>(
     }
 }
 
-/// Zero bytes of metadata that make the payload start 16-aligned inside the archived envelope (see
-/// docs/format.md, "Aggregate events"): rkyv writes the envelope's out-of-line bytes in field order (stream id
-/// and event type when longer than the 8 bytes kept inline, then metadata, then payload) from the 16-aligned
-/// start of the frame body.
-pub(super) fn alignment_padding(stream: &str, event_type: &str) -> usize {
-    let out_of_line = |s: &str| if s.len() > 8 { s.len() } else { 0 };
-    (PAYLOAD_ALIGN - (out_of_line(stream) + out_of_line(event_type)) % PAYLOAD_ALIGN) % PAYLOAD_ALIGN
-}
-
-pub(super) const ZEROS: [u8; PAYLOAD_ALIGN] = [0; PAYLOAD_ALIGN];
-
 impl<'s, A: Aggregate> Repository<'s, A> {
     /// A repository without snapshots: every load folds the whole history.
     pub fn new(store: &'s Store) -> Repository<'s, A> {
@@ -359,7 +348,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
             return Ok(Saved { versions: next..next, snapshot: None });
         }
         let stream = Self::stream_id(&root.id);
-        let events = pending_events(root, &stream);
+        let events = pending_events(root);
         let one = [StreamAppend::new(&stream, expected_version(root), &events).first_version(1)];
         let appended = match self.store.append_batch(&Batch::new(&one)) {
             Ok(mut a) => a.pop().expect("one stream in, one result out"),
@@ -388,16 +377,11 @@ pub(super) fn expected_version<A: Aggregate>(root: &Root<A>) -> ExpectedVersion 
     root.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
 }
 
-/// `root`'s pending events as the store takes them, with the metadata padding that keeps each payload
-/// aligned for zero-copy access (docs/format.md, "Events written by a Repository").
-pub(super) fn pending_events<'a, A: Aggregate>(root: &'a Root<A>, stream: &str) -> Vec<NewEvent<'a>> {
+/// `root`'s pending events as the store takes them (docs/format.md, "Events written by a Repository").
+pub(super) fn pending_events<A: Aggregate>(root: &Root<A>) -> Vec<NewEvent<'_>> {
     root.pending
         .iter()
-        .map(|p| {
-            NewEvent::new(p.event_type, &p.payload)
-                .metadata(&ZEROS[..alignment_padding(stream, p.event_type)])
-                .schema_version(p.schema_version)
-        })
+        .map(|p| NewEvent::new(p.event_type, &p.payload).schema_version(p.schema_version))
         .collect()
 }
 

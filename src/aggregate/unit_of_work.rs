@@ -32,7 +32,7 @@ impl<A: Aggregate> Staged for Part<'_, '_, A> {
     }
 
     fn events(&self) -> Vec<NewEvent<'_>> {
-        pending_events(self.root, &self.stream)
+        pending_events(self.root)
     }
 
     fn has_pending(&self) -> bool {

@@ -375,7 +375,7 @@ mod tests {
                 .unwrap();
             off += 64;
         }
-        ix.add_consumer(FrameAt { seg: 0, offset: off, len: 48 }, "proj", 7);
+        ix.add_consumer(FrameAt { seg: 0, offset: off, len: 32 }, "proj", 7, false);
         ix
     }
 
@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(back.next_position, 20);
         assert_eq!(back.consumers, ix.consumers);
         assert_eq!(back.ids, ix.ids);
-        assert_eq!(resume, Resume { segment_base: 0, offset: 128 + 20 * 64 + 48 });
+        assert_eq!(resume, Resume { segment_base: 0, offset: 128 + 20 * 64 + 32 });
         assert_eq!(back.locate(3).unwrap(), Some((0, 128 + 3 * 64)));
         // A checkpoint of a checkpoint-backed index is the same file.
         assert_eq!(encode_checkpoint(&back, [1; 16]).unwrap(), bytes);

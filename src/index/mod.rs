@@ -323,9 +323,12 @@ impl Index {
     }
 
     /// Adds a consumer-position frame.
-    pub fn add_consumer(&mut self, at: FrameAt, name: &str, position: u64) {
+    pub fn add_consumer(&mut self, at: FrameAt, name: &str, position: u64, delete: bool) {
         let FrameAt { seg, offset, len: frame_len } = at;
         match self.consumers.get_mut(name) {
+            _ if delete => {
+                self.consumers.remove(name);
+            }
             Some(p) => *p = position,
             None => {
                 self.consumers.insert(name.into(), position);

@@ -2,6 +2,7 @@
 //! before the writer sees it: names, version room, duplicates.
 
 use super::*;
+use crate::record::name_frame_len;
 
 /// One event to append: [`NewEvent::new`] with a type and payload, then a setter per optional field.
 ///
@@ -28,8 +29,13 @@ pub struct NewEvent<'a> {
     pub schema_version: u32,
     /// The event's timestamp (microseconds since the Unix epoch); `None` (the default) stamps it with the
     /// wall clock at append. For importers and salvage, which carry the original time over; the store does
-    /// not require timestamps to increase.
+    /// not require timestamps to increase. Within [`TIMESTAMP_MIN`]..=[`TIMESTAMP_MAX`] (a signed 56-bit
+    /// count of microseconds: the years 828 to 3112).
     pub timestamp_micros: Option<i64>,
+    /// Tags (each 1..=256 bytes of UTF-8, at most 64), for reading and guarding events across streams by
+    /// what they are about (`student:42`, `course:7`). Default none; stored once per segment, then as a
+    /// 4-byte reference per event.
+    pub tags: &'a [&'a str],
 }
 
 impl<'a> NewEvent<'a> {
@@ -63,6 +69,13 @@ impl<'a> NewEvent<'a> {
     #[must_use]
     pub fn timestamp_micros(mut self, micros: impl Into<Option<i64>>) -> Self {
         self.timestamp_micros = micros.into();
+        self
+    }
+
+    /// Sets [`tags`](field@NewEvent::tags).
+    #[must_use]
+    pub fn tags(mut self, tags: &'a [&'a str]) -> Self {
+        self.tags = tags;
         self
     }
 }
@@ -133,12 +146,14 @@ pub struct Batch<'a> {
     pub consumer: Option<(&'a str, u64)>,
     /// Set by [`crate::Store::reset_consumer`] only: the consumer may move to any position.
     pub(crate) reset_consumer: bool,
+    /// Set by [`crate::Store::delete_consumer`] only: the consumer is forgotten.
+    pub(crate) delete_consumer: bool,
 }
 
 impl<'a> Batch<'a> {
     /// The events of `streams`, and no consumer position.
     pub fn new(streams: &'a [StreamAppend<'a>]) -> Batch<'a> {
-        Batch { streams, consumer: None, reset_consumer: false }
+        Batch { streams, consumer: None, reset_consumer: false, delete_consumer: false }
     }
 
     /// Sets [`consumer`](field@Batch::consumer): consumer `name`'s new position, committed with the events.
@@ -168,19 +183,26 @@ pub(super) fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// An upper bound of the bytes a batch's frames take: per event the strings and bytes it carries plus the
-/// 80-byte archived root, at most 7 bytes of alignment before the root and the 16-byte header and padding
-/// (160 covers all of it with room to spare); per consumer frame its name plus 64.
+/// An upper bound of the bytes a batch's frames take: per event its frame with every optional part, and a
+/// definition of each name it uses (as if none were defined yet); per consumer frame its frame and a
+/// definition of its name.
 pub(super) fn batch_size_bound(batch: &Batch<'_>) -> u64 {
     let events: u64 = batch
         .streams
         .iter()
         .flat_map(|s| s.events.iter().map(move |e| (s, e)))
-        .map(|(s, e)| {
-            frame_len((s.stream.len() + e.event_type.len() + e.payload.len() + e.metadata.len() + 160) as u64)
-        })
+        .map(|(s, e)| event_bound(s.stream, e))
         .sum();
-    events + batch.consumer.map_or(0, |(name, _)| frame_len(name.len() as u64 + 64))
+    events + batch.consumer.map_or(0, |(name, _)| name_frame_len(name) + frame::CONSUMER_LEN as u64)
+}
+
+/// The most bytes one event can take: its frame, and a definition of its stream, type and every tag.
+fn event_bound(stream: &str, e: &NewEvent<'_>) -> u64 {
+    let names = name_frame_len(stream)
+        + name_frame_len(e.event_type)
+        + e.tags.iter().map(|t| name_frame_len(t)).sum::<u64>();
+    let fixed = frame::EVENT_FIXED_LEN + frame::EVENT_ID_LEN + frame::EXTRAS_LEN + 4 * e.tags.len() + 16;
+    names + padded((fixed + e.metadata.len() + e.payload.len()) as u64)
 }
 
 /// The first version of `s`'s events, checked so that its last event stays at or below
@@ -211,6 +233,7 @@ pub(super) fn validate_batch(batch: &Batch<'_>) -> Result<()> {
         }
         for e in s.events {
             check_name("event type", e.event_type, NAME_BYTES_MAX)?;
+            check_event(s.stream, e)?;
         }
     }
     if let Some((name, _)) = batch.consumer {
@@ -222,6 +245,26 @@ pub(super) fn validate_batch(batch: &Batch<'_>) -> Result<()> {
     let ids = batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));
     if let Some(id) = first_duplicate(ids) {
         return Err(Error::InvalidArgument(format!("event id {id:032x} appears twice in one batch")));
+    }
+    Ok(())
+}
+
+/// What the format bounds in one event beyond its names: its tags and its timestamp.
+fn check_event(stream: &str, e: &NewEvent<'_>) -> Result<()> {
+    if e.tags.len() > TAGS_MAX {
+        return Err(Error::InvalidArgument(format!(
+            "stream {stream:?}: an event of type {:?} has {} tags; at most {TAGS_MAX}",
+            e.event_type,
+            e.tags.len()
+        )));
+    }
+    for t in e.tags {
+        check_name("tag", t, NAME_BYTES_MAX)?;
+    }
+    if let Some(t) = e.timestamp_micros.filter(|t| !(TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(t)) {
+        return Err(Error::InvalidArgument(format!(
+            "stream {stream:?}: timestamp {t} µs is outside {TIMESTAMP_MIN}..={TIMESTAMP_MAX} (years 828 to 3112)"
+        )));
     }
     Ok(())
 }

@@ -41,7 +41,7 @@ pub(super) fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), Misfit
         let durable = seg.slot.map_or(SEGMENT_HEADER_LEN, |d| d.durable_end);
         if s.end > seg.header.capacity
             || s.end < SEGMENT_HEADER_LEN
-            || !s.end.is_multiple_of(16)
+            || !s.end.is_multiple_of(crate::format::FRAME_ALIGN)
             || (sealed && s.end > durable)
         {
             return Err(Misfit::Refused(CheckpointRefusal::NotFrameBoundary {
@@ -67,20 +67,17 @@ pub(super) fn checkpoint_fits(ix: &Index, segs: &[Segment]) -> Result<(), Misfit
 /// The position of the event frame at `off` of `seg`, read through the file (the last segment's map has
 /// published nothing yet); `None` if the bytes there are not a valid event frame.
 pub(super) fn read_event_frame(seg: &Segment, off: u64) -> std::io::Result<Option<u64>> {
-    let mut head = [0u8; 16];
+    let mut prefix = [0u8; 8];
     let path = seg.path();
-    sys::read_at(&seg.file, &path, off, &mut head)?;
-    let len = frame_len(u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])));
-    if off + len > seg.header.capacity {
+    sys::read_at(&seg.file, &path, off, &mut prefix)?;
+    let len = crate::format::frame_len_field(&prefix).map_or(0, u64::from);
+    if len == 0 || off + len > seg.header.capacity {
         return Ok(None);
     }
-    let mut frame = rkyv::util::AlignedVec::<16>::with_capacity(len as usize);
-    frame.resize(len as usize, 0);
+    let mut frame = vec![0u8; len as usize];
     sys::read_at(&seg.file, &path, off, &mut frame)?;
-    Ok(match decode_frame(&frame).map(|f| f.body) {
-        Ok(Body::Event(e)) => Some(e.position()),
-        Ok(Body::Consumer(_)) | Err(_) => None,
-    })
+    let at = FramePlace { seq: seg.header.seq, offset: off };
+    Ok(crate::record::event_position(&frame, at, seg.header.base_position))
 }
 
 /// The index checkpoint, if it fits the log: the index it holds and where the scan resumes. A checkpoint

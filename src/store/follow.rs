@@ -35,7 +35,8 @@ impl Inner {
             // A head behind this segment is a roll this reader saw in the listing before the writer
             // published it: nothing to read yet.
             if head.seq == seq && head.end > from {
-                self.follow_to(Place { slot, seq, from }, head.end)?;
+                let base = self.segments.get(slot).map_or(0, |m| m.name().base);
+                self.follow_to(Place { slot, seq, base, from }, head.end)?;
             }
             break;
         }
@@ -56,12 +57,14 @@ impl Inner {
             .segments
             .get(at.slot)
             .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot: at.slot }))?;
-        let bytes = map
-            .final_bytes(at.from, end.min(map.len()))
-            .ok_or_else(|| Error::corrupt(map.path(), at.from, Corruption::HeadOutside { end }))?;
+        let outside = || Error::corrupt(map.path(), at.from, Corruption::HeadOutside { end });
+        if at.from > end {
+            return Err(outside());
+        }
+        let bytes = map.final_bytes(SEGMENT_HEADER_LEN, end.min(map.len())).ok_or_else(outside)?;
         let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut scratch = RecoveryReport::default();
-        let scan = index_frames(bytes, at, &mut ix, &mut scratch);
+        let scan = index_frames(bytes, at, map.verified(), &mut ix, &mut scratch);
         // Revealed before the index lock is released: no reader finds a position whose bytes it cannot read.
         map.reveal(scan.committed_end);
         // The walk checked every CRC; reads need not again (extends only a prefix that ends at `from`).
@@ -88,7 +91,7 @@ impl Inner {
             let kind = Corruption::DurableEndBehind { durable_end: end, read: from };
             return Err(Error::corrupt(map.path(), end, kind));
         }
-        let reached = self.follow_to(Place { slot, seq, from }, end)?;
+        let reached = self.follow_to(Place { slot, seq, base: map.name().base, from }, end)?;
         if reached != end {
             let kind = Corruption::SealedEnd { batches_end: reached, durable_end: end };
             return Err(Error::corrupt(map.path(), reached, kind));

@@ -4,6 +4,7 @@
 mod append;
 mod checkpoint;
 mod follow;
+mod names;
 mod recovery;
 mod report;
 mod scan;
@@ -13,6 +14,7 @@ mod writer;
 use append::*;
 pub use append::{Appended, Batch, NewEvent, StreamAppend};
 use checkpoint::*;
+use names::*;
 use recovery::*;
 pub(crate) use recovery::{check_no_lost_log, is_version_1_segment_name};
 pub use report::{CheckpointUse, RecoveryReport, Stats};
@@ -30,16 +32,19 @@ use std::time::{Duration, Instant};
 use crate::corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 use crate::error::{Error, ExpectedVersion, Result};
 use crate::format::{
-    frame_len, parse_segment_file_name, segment_file_name, DurableSlot, SegmentName, CHECKPOINT_FILE,
+    frame, padded, parse_segment_file_name, segment_file_name, DurableSlot, SegmentName, CHECKPOINT_FILE,
     FORMAT_VERSION, LOCK_FILE, NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, SLOT_FLAG_SEALED,
-    STREAM_ID_BYTES_MAX, STREAM_VERSION_MAX,
+    STREAM_ID_BYTES_MAX, STREAM_VERSION_MAX, TAGS_MAX, TIMESTAMP_MAX, TIMESTAMP_MIN,
 };
 use crate::head::{Head, HeadPublisher, HeadWatcher};
 use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, Resume, SegIndex, Stale};
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 use crate::options::{Durability, Options, Recovery};
-use crate::record::{decode_frame, encode_consumer, encode_event, Body, ConsumerBody, Envelope, EventRef};
+use crate::record::{
+    decode_frame, encode_consumer, encode_event, encode_name, Body, EventFields, EventRef,
+    Place as FramePlace, SegView,
+};
 use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_TMP_SUFFIX};
 
 pub(crate) struct Inner {
@@ -138,10 +143,10 @@ impl Inner {
     /// Reads the event at `pos` through the index.
     pub(crate) fn event_at<'s>(&'s self, ix: &Index, pos: u64) -> Option<EventRef<'s>> {
         let (seg, off) = ix.locate(pos).ok()??;
-        let bytes = self.segments.get(seg)?.committed_from(off)?;
-        match decode_frame(bytes).ok()?.body {
-            Body::Event(e) => Some(e),
-            Body::Consumer(..) => None,
+        let map = self.segments.get(seg)?;
+        match decode_frame(&map.view(u64::MAX, true), off).ok()?.body {
+            Body::Event(e) if e.position() == pos => Some(e),
+            _ => None,
         }
     }
 

@@ -249,7 +249,7 @@ pub(super) fn create_log(dir: &Path, options: Options, lock: File, started: Inst
     let report =
         RecoveryReport { segments: 1, clean: true, elapsed: started.elapsed(), ..RecoveryReport::default() };
     let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
-    let writer = Writer::new(0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
+    let writer = Writer::new(0, 0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
     let lock_path = dir.join(LOCK_FILE);
     let head = HeadPublisher::start(&lock, &lock_path, log_id, Head { seq: 0, end: SEGMENT_HEADER_LEN })?;
     let parts = Recovered { log_id, segments, index, writer: Some(writer), report };
@@ -319,7 +319,12 @@ pub(super) fn recover_segments(
         }
         let slot_index = segments.push(Arc::clone(&seg.map))?;
         debug_assert_eq!(slot_index, i);
-        let at = Place { slot: slot_index, seq: seg.header.seq, from: index.segments()[i].end };
+        let at = Place {
+            slot: slot_index,
+            seq: seg.header.seq,
+            base: seg.header.base_position,
+            from: index.segments()[i].end,
+        };
         // Sealed segments fully covered by the checkpoint are trusted; the last covered one and the rest are read.
         if !last && covered && index.segments().get(i + 1).is_some() {
             // A reader mapped a segment that was last when it listed as a following map, with nothing
@@ -357,15 +362,17 @@ pub(super) fn recover_last(
         return Err(Error::corrupt(&path, 64, Corruption::SuccessorMissing { seq: u64::from(at.seq) + 1 }));
     }
     let mut map_writer = if options.read_only { None } else { seg.map.take_writer() };
+    let outside = || Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from });
+    if at.from > cap || at.from < SEGMENT_HEADER_LEN {
+        return Err(outside());
+    }
+    // The whole segment past its header: the walk starts at `at.from`, and name definitions before it are
+    // read where events refer to them.
     let bytes: &[u8] = match &map_writer {
-        Some(w) if at.from <= cap => w.uncommitted(at.from, cap),
-        Some(_) => return Err(Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from })),
-        None => seg
-            .map
-            .final_bytes(at.from, bound.min(cap).max(at.from))
-            .ok_or_else(|| Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from }))?,
+        Some(w) => w.uncommitted(SEGMENT_HEADER_LEN, cap),
+        None => seg.map.final_bytes(SEGMENT_HEADER_LEN, bound.min(cap).max(at.from)).ok_or_else(outside)?,
     };
-    let scan = index_frames(bytes, at, index, report);
+    let scan = index_frames(bytes, at, seg.map.verified(), index, report);
     let committed_end = scan.committed_end;
     if committed_end < durable && options.recovery == Recovery::Strict {
         let kind = match scan.reason {
@@ -401,7 +408,8 @@ pub(super) fn recover_last(
     // A CLEAN or SEALED slot must be replaced before the first new frame is stored (see `mark_dirty`).
     let replace_slot = clean_slot || sealed_slot;
     let next = index.next_position();
-    Ok(Some(Writer::new(at.slot, at.seq, w, committed_end, next, synced_end, slot_rec, replace_slot)))
+    let (slot, seq, base) = (at.slot, at.seq, at.base);
+    Ok(Some(Writer::new(slot, seq, base, w, committed_end, next, synced_end, slot_rec, replace_slot)))
 }
 
 /// The frames past the durable point were read from the page cache, but after a failed fsync the kernel may

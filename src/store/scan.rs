@@ -16,35 +16,45 @@ pub(super) struct Scan {
 /// A frame of a batch whose COMMIT frame has not been seen yet.
 pub(super) enum Pending<'a> {
     Event { off: u64, len: u64, event: EventRef<'a> },
-    Consumer { off: u64, len: u64, name: &'a str, position: u64 },
+    Consumer { off: u64, len: u64, name: &'a str, position: u64, delete: bool },
 }
 
 /// Where a walk over a segment's frames starts: the segment's slot in the table, its sequence number and
-/// the file offset of the first frame to read.
+/// base position, and the file offset of the first frame to read.
 #[derive(Clone, Copy)]
 pub(super) struct Place {
     pub(super) slot: usize,
     pub(super) seq: u32,
+    pub(super) base: u64,
     pub(super) from: u64,
 }
 
-/// Walks the frames in `bytes` (file offsets from `at.from`), adding each committed batch to the index as a
-/// whole. Stops at the first frame that is empty, invalid, out of position, out of stream order, or (a
-/// consumer frame) not where it says it was written. Bounded: every step advances by at least one 16-byte
-/// frame header.
-pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &mut RecoveryReport) -> Scan {
-    let Place { slot, seq, from } = at;
+/// Walks the frames of a segment (`bytes` from file offset `SEGMENT_HEADER_LEN`) from `at.from` on, adding
+/// each committed batch to the index as a whole. `verified` is the map's watermark: frames below it passed
+/// their CRC check in this process already. Stops at the first frame that is empty, invalid, out of
+/// position or out of stream order. Bounded: every step advances by at least one 8-byte frame.
+pub(super) fn index_frames(
+    bytes: &[u8],
+    at: Place,
+    verified: u64,
+    index: &mut Index,
+    report: &mut RecoveryReport,
+) -> Scan {
+    let Place { slot, seq, base, from } = at;
     let mut pending: Vec<Pending<'_>> = Vec::new();
     let mut committed_end = from;
-    let mut at = 0usize;
+    let mut off = from;
     loop {
-        let off = from + at as u64;
-        let stop = |reason: Option<FrameFault>| Scan { committed_end, stop: off, reason };
-        let rest = bytes.get(at..).unwrap_or(&[]);
-        if rest.is_empty() {
+        let here = off;
+        let stop = |reason: Option<FrameFault>| Scan { committed_end, stop: here, reason };
+        // A walk that starts where the checked frames end has checked every frame below `off`, so the name
+        // definitions there need no second CRC; one resumed from a checkpoint has not.
+        let checked_below = if verified >= from { off } else { verified };
+        let view = SegView { bytes, seq, base, checked_below };
+        if off - SEGMENT_HEADER_LEN >= bytes.len() as u64 {
             return stop(None);
         }
-        let frame = match decode_frame(rest) {
+        let frame = match decode_frame(&view, off) {
             Ok(f) => f,
             Err(crate::record::FrameProblem::Empty) => return stop(None),
             Err(p) => return stop(Some(p.into())),
@@ -60,13 +70,12 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
                 pending.push(Pending::Event { off, len: frame.len, event });
             }
             Body::Consumer(c) => {
-                if c.segment != seq || u64::from(c.offset) != off {
-                    return stop(Some(FrameFault::Misdirected { segment: c.segment, offset: c.offset }));
-                }
-                pending.push(Pending::Consumer { off, len: frame.len, name: c.name, position: c.position });
+                let (name, position, delete) = (c.name, c.position, c.delete);
+                pending.push(Pending::Consumer { off, len: frame.len, name, position, delete });
             }
+            Body::Name => {}
         }
-        at += frame.len as usize;
+        off += frame.len;
         if !frame.commit {
             continue;
         }
@@ -86,12 +95,12 @@ pub(super) fn index_frames(bytes: &[u8], at: Place, index: &mut Index, report: &
                     assert!(added.is_ok(), "versions were checked by versions_follow");
                     report.events_scanned += 1;
                 }
-                Pending::Consumer { off, len, name, position } => {
-                    index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position);
+                Pending::Consumer { off, len, name, position, delete } => {
+                    index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position, delete);
                 }
             }
         }
-        committed_end = from + at as u64;
+        committed_end = off;
     }
 }
 
@@ -134,11 +143,14 @@ pub(super) fn scan_sealed(
     let durable = seg.slot.ok_or_else(|| Error::corrupt(&path, 64, Corruption::NoDurableSlot))?.durable_end;
     // Final bytes: a sealed segment is never written again (a reader's segment that the writer rolled while
     // the reader opened was mapped as the last one, with nothing revealed yet).
+    if at.from > durable {
+        return Err(Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from }));
+    }
     let bytes = seg
         .map
-        .final_bytes(at.from, durable)
+        .final_bytes(SEGMENT_HEADER_LEN, durable)
         .ok_or_else(|| Error::corrupt(&path, at.from, Corruption::ResumeOutside { from: at.from }))?;
-    let scan = index_frames(bytes, at, index, report);
+    let scan = index_frames(bytes, at, seg.map.verified(), index, report);
     if let Some(fault) = scan.reason {
         // A sealed segment was synced in full before its successor was created: nothing in it may be torn.
         return Err(Error::corrupt(&path, scan.stop, Corruption::Frame { fault, region: Region::Sealed }));
@@ -195,8 +207,8 @@ impl Inner {
             let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
             let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
             fresh.push_segment(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
-            let at = Place { slot, seq, from: SEGMENT_HEADER_LEN };
-            let scan = index_frames(bytes, at, &mut fresh, &mut scratch);
+            let at = Place { slot, seq, base, from: SEGMENT_HEADER_LEN };
+            let scan = index_frames(bytes, at, map.verified(), &mut fresh, &mut scratch);
             if scan.reason.is_some() || scan.committed_end != end {
                 let kind = match scan.reason {
                     Some(fault) => Corruption::Frame { fault, region: Region::Rebuild },

@@ -8,6 +8,8 @@ pub(super) struct Writer {
     pub(super) seg: usize,
     /// The active segment's sequence number (its file name and header carry it).
     pub(super) seg_seq: u32,
+    /// The active segment's base position (events store their position relative to it).
+    pub(super) seg_base: u64,
     pub(super) map: MapWriter,
     /// Offset where the next frame goes; equals the map's committed end between appends.
     pub(super) end: u64,
@@ -20,7 +22,10 @@ pub(super) struct Writer {
     pub(super) pending_bytes: u64,
     pub(super) pending_since: Option<Instant>,
     pub(super) bytes_since_checkpoint: u64,
-    pub(super) scratch: Envelope,
+    /// The name definitions of the active segment that new frames may refer to.
+    pub(super) names: Names,
+    /// Reused per event: the offsets of its tags' definitions.
+    pub(super) tag_defs: Vec<u32>,
     /// Size of the last checkpoint written; spaces out the next one.
     pub(super) last_checkpoint_bytes: u64,
     /// Reused per append: first version of each stream of the batch.
@@ -35,6 +40,7 @@ impl Writer {
     pub(super) fn new(
         seg: usize,
         seg_seq: u32,
+        seg_base: u64,
         map: MapWriter,
         end: u64,
         next_position: u64,
@@ -45,6 +51,7 @@ impl Writer {
         Writer {
             seg,
             seg_seq,
+            seg_base,
             map,
             end,
             next_position,
@@ -55,7 +62,8 @@ impl Writer {
             pending_bytes: 0,
             pending_since: None,
             bytes_since_checkpoint: 0,
-            scratch: Envelope::default(),
+            names: Names::default(),
+            tag_defs: Vec::new(),
             last_checkpoint_bytes: 0,
             plan: Vec::new(),
             offsets: Vec::new(),
@@ -144,7 +152,7 @@ impl Inner {
         if w.next_position.checked_add(events).is_none() {
             return Err(Error::InvalidArgument("the log has no global positions left".into()));
         }
-        if let Some((name, p)) = batch.consumer.filter(|_| !batch.reset_consumer) {
+        if let Some((name, p)) = batch.consumer.filter(|_| !batch.reset_consumer && !batch.delete_consumer) {
             if let Some(current) = ix.consumer(name).filter(|&c| p <= c) {
                 return Err(Error::ConsumerPositionNotAdvanced { name: name.into(), current, proposed: p });
             }
@@ -223,8 +231,11 @@ impl Inner {
         Ok(Some(out))
     }
 
-    /// Encodes all frames of the batch past `w.end`. Returns the end offset, or `None` if the segment is full
-    /// (nothing is published; the partial bytes are zeroed so no stale frame is left behind).
+    /// Encodes all frames of the batch past `w.end`, each name the segment has not defined yet first (its
+    /// definition frame right before the frame that uses it), and records where each event and consumer
+    /// frame went in `w.offsets`. Returns the end offset, or `None` if the segment is full (nothing is
+    /// published; the partial bytes are zeroed so no stale frame is left behind, and the definitions made
+    /// for the batch forgotten).
     pub(super) fn encode_batch(
         &self,
         w: &mut Writer,
@@ -232,48 +243,58 @@ impl Inner {
         plan: &[u64],
     ) -> Result<Option<u64>> {
         sys::before_map_write(w.map.map().path()).map_err(|e| Error::io("write", w.map.map().path(), e))?;
-        let cap = w.map.map().len();
         let mut at = w.end;
         let total_events: usize = batch.streams.iter().map(|s| s.events.len()).sum();
         let frames = total_events + usize::from(batch.consumer.is_some());
         let mut done = 0usize;
         let now = now_micros();
         let mut position = w.next_position;
-        for (s, &first_version) in batch.streams.iter().zip(plan) {
+        w.offsets.clear();
+        for (s, &first) in batch.streams.iter().zip(plan) {
+            let Some(last) = (s.events.len() as u64).checked_sub(1).map(|n| first + n) else { continue };
+            let stream = match w.names.stream(s.stream, first, last) {
+                Some(d) => d,
+                None => match define(w, &mut at, Defined::Stream(s.stream, first)) {
+                    Some(offset) => StreamDef { offset, base: first },
+                    None => return Ok(self.abandon(w, at)),
+                },
+            };
             for (i, e) in s.events.iter().enumerate() {
                 done += 1;
-                let env = &mut w.scratch;
-                env.position = position;
-                env.stream_version = first_version + i as u64;
-                env.timestamp_micros = e.timestamp_micros.unwrap_or(now);
-                env.schema_version = e.schema_version;
-                env.event_id = e.event_id.map(crate::format::event_id_bytes);
-                env.stream_id.clear();
-                env.stream_id.push_str(s.stream);
-                env.event_type.clear();
-                env.event_type.push_str(e.event_type);
-                env.metadata.clear();
-                env.metadata.extend_from_slice(e.metadata);
-                env.payload.clear();
-                env.payload.extend_from_slice(e.payload);
-                let env = std::mem::take(&mut w.scratch);
-                let r = encode_event(&env, done == frames, w.map.tail_mut(at, cap));
-                w.scratch = env;
-                match r {
-                    Some(len) => at += len,
+                let Some(fields) = event_fields(w, &mut at, stream, e, (first + i as u64, position), now)
+                else {
+                    return Ok(self.abandon(w, at));
+                };
+                let place = FramePlace { seq: w.seg_seq, offset: at };
+                let cap = w.map.map().len();
+                match encode_event(
+                    &fields.with_tags(&w.tag_defs),
+                    done == frames,
+                    place,
+                    w.map.tail_mut(at, cap),
+                ) {
+                    Some(len) => {
+                        w.offsets.push((at, len));
+                        at += len;
+                    }
                     None => return Ok(self.abandon(w, at)),
                 }
                 position += 1;
             }
         }
         if let Some((name, p)) = batch.consumer {
-            // Offsets below the 4 GiB segment limit fit u32 (the index keeps them so too).
-            let offset = u32::try_from(at).map_err(|_| {
-                Error::corrupt(w.map.map().path(), at, Corruption::OffsetPastLimit { offset: at })
-            })?;
-            let body = ConsumerBody { name: name.to_owned(), position: p, segment: w.seg_seq, offset };
-            match encode_consumer(&body, true, w.map.tail_mut(at, cap)) {
-                Some(len) => at += len,
+            let def = match w.names.consumer(name) {
+                Some(d) => Some(d),
+                None => define(w, &mut at, Defined::Consumer(name)),
+            };
+            let place = FramePlace { seq: w.seg_seq, offset: at };
+            let cap = w.map.map().len();
+            let delete = batch.delete_consumer;
+            match def.and_then(|d| encode_consumer(d, p, delete, true, place, w.map.tail_mut(at, cap))) {
+                Some(len) => {
+                    w.offsets.push((at, len));
+                    at += len;
+                }
                 None => return Ok(self.abandon(w, at)),
             }
         }
@@ -289,6 +310,7 @@ impl Inner {
         let (end, cap) = (w.end, w.map.map().len());
         debug_assert!(at <= cap);
         w.map.zero(end, cap);
+        w.names.forget_from(end);
         None
     }
 
@@ -302,17 +324,9 @@ impl Inner {
         plan: &[u64],
         out: &mut dyn FnMut(Appended),
     ) -> Result<()> {
-        // Index entries: walk the frames just written for their offsets and lengths.
-        let mut offsets = std::mem::take(&mut w.offsets);
-        offsets.clear();
-        let frames = w.map.commit_frames(start, end);
-        let mut at = start;
-        while at < end {
-            let bytes = &frames[(at - start) as usize..];
-            let len = frame_len(u64::from(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])));
-            offsets.push((at, len));
-            at += len;
-        }
+        // Index entries: the encoder recorded where each event and consumer frame went.
+        let offsets = std::mem::take(&mut w.offsets);
+        w.map.commit_frames(start, end);
         w.end = end;
         w.pending_appends += 1;
         w.pending_bytes += end - start;
@@ -378,7 +392,7 @@ impl Inner {
         }
         if let Some((name, p)) = batch.consumer {
             let &(off, len) = frame.next().expect("consumer frame");
-            ix.add_consumer(FrameAt { seg: w.seg, offset: off, len }, name, p);
+            ix.add_consumer(FrameAt { seg: w.seg, offset: off, len }, name, p, batch.delete_consumer);
         }
         w.next_position = position;
         self.committed.store(position, Ordering::SeqCst);
@@ -495,7 +509,9 @@ impl Inner {
         }
         w.seg = slot_index;
         w.seg_seq = seq;
+        w.seg_base = w.next_position;
         w.map = map;
+        w.names.clear();
         w.end = SEGMENT_HEADER_LEN;
         w.synced_end = SEGMENT_HEADER_LEN;
         w.slot =
@@ -562,6 +578,54 @@ impl Inner {
         release_tail(w);
         Ok(())
     }
+}
+
+/// Writes the definition of a name at `*at` and moves `*at` past it; `None` if it does not fit.
+fn define(w: &mut Writer, at: &mut u64, what: Defined<'_>) -> Option<u32> {
+    let offset = u32::try_from(*at).ok()?;
+    let (sort, value, name) = what.parts();
+    let cap = w.map.map().len();
+    let place = FramePlace { seq: w.seg_seq, offset: *at };
+    let len = encode_name(sort, value, name, place, w.map.tail_mut(*at, cap))?;
+    *at += len;
+    w.names.defined(what, offset);
+    Some(offset)
+}
+
+/// The fields of one event frame, defining its type and tags first where the segment has not (the tags'
+/// offsets go to `w.tag_defs`). `version_position` is its stream version and global position. `None` if a
+/// definition does not fit or a delta does not fit its field.
+fn event_fields<'e>(
+    w: &mut Writer,
+    at: &mut u64,
+    stream: StreamDef,
+    e: &NewEvent<'e>,
+    (version, position): (u64, u64),
+    now: i64,
+) -> Option<EventFields<'e>> {
+    let type_def = match w.names.event_type(e.event_type, e.schema_version) {
+        Some(d) => d,
+        None => define(w, at, Defined::Type(e.event_type, e.schema_version))?,
+    };
+    w.tag_defs.clear();
+    for t in e.tags {
+        let d = match w.names.tag(t) {
+            Some(d) => d,
+            None => define(w, at, Defined::Tag(t))?,
+        };
+        w.tag_defs.push(d);
+    }
+    Some(EventFields {
+        stream_def: stream.offset,
+        type_def,
+        version_delta: u32::try_from(version - stream.base).ok()?,
+        position_delta: u32::try_from(position - w.seg_base).ok()?,
+        timestamp_micros: e.timestamp_micros.unwrap_or(now),
+        event_id: e.event_id,
+        tag_defs: &[],
+        metadata: e.metadata,
+        payload: e.payload,
+    })
 }
 
 /// After a clean close: the blocks preallocated past the last frame go back to the file system (the

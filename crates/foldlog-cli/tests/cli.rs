@@ -214,6 +214,9 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// (offset, kind) of every frame of a segment file, walked by the header lengths.
+/// (offset, kind) of every frame of a segment file (docs/format.md, "Frames": the length before padding at
+/// 4..8, the kind in the low two bits of byte 8; frames start at multiples of 8). Kind 1 is an event, 2 a
+/// consumer position, 3 a name definition.
 fn frames_of(seg: &[u8]) -> Vec<(usize, u8)> {
     let mut out = Vec::new();
     let mut at = 128;
@@ -222,10 +225,15 @@ fn frames_of(seg: &[u8]) -> Vec<(usize, u8)> {
         if len == 0 {
             break;
         }
-        out.push((at, seg[at + 8]));
-        at += 16 + len.div_ceil(16) * 16;
+        out.push((at, seg[at + 8] & 3));
+        at += len.div_ceil(8) * 8;
     }
     out
+}
+
+/// The event frames of a segment file.
+fn events_of(seg: &[u8]) -> Vec<(usize, u8)> {
+    frames_of(seg).into_iter().filter(|f| f.1 == 1).collect()
 }
 
 fn flip(path: &Path, offset: usize) {
@@ -332,7 +340,7 @@ fn verify_reports_every_damaged_range_of_a_sealed_segment() {
     assert!(segs.len() > 3, "several segments");
     assert!(foldlog::verify::verify_dir(dir.path()).expect("verify").is_clean(), "clean before the damage");
     let first = &segs[0];
-    let frames = frames_of(&std::fs::read(first).expect("read"));
+    let frames = events_of(&std::fs::read(first).expect("read"));
     assert!(frames.len() >= 6);
     // Two separate frames of the first (sealed) segment: the 2nd and the 5th event.
     flip(first, frames[1].0 + 40);
@@ -653,7 +661,7 @@ fn salvage_reports_the_loss_and_exits_1_and_0_when_nothing_was_lost() {
     assert!(text(&clean).contains("OK: every event"), "{}", text(&clean));
 
     let segs = segment_files(&src);
-    let frames = frames_of(&std::fs::read(&segs[1]).expect("read"));
+    let frames = events_of(&std::fs::read(&segs[1]).expect("read"));
     let (at, kind) = frames[2];
     assert_eq!(kind, 1);
     flip(&segs[1], at + 16 + 5);

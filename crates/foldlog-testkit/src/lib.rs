@@ -23,11 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
-use foldlog::rkyv::util::AlignedVec;
 
 use foldlog::testing::{
-    self, frame_crc, frame_len, FrameHeader, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC,
-    FORMAT_VERSION, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SLOT_LEN,
+    self, CHECKPOINT_FILE, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION, SEGMENT_HEADER_LEN,
+    SEGMENT_MAGIC, SLOT_LEN,
 };
 /// Segment file names, for tests that damage, rename or plant files by name; a checkpoint made by the store's
 /// encoder and the checkpoint forger (they need the crate's index, so they live in `foldlog::testing`).
@@ -777,59 +776,31 @@ pub fn check_structure(
 // Byte-level helpers: find frames, recompute CRCs (for damage that must get past the checksums)
 // ---------------------------------------------------------------------------------------------------------
 
-fn aligned(bytes: &[u8]) -> AlignedVec<16> {
-    let mut v = AlignedVec::<16>::with_capacity(bytes.len());
-    v.extend_from_slice(bytes);
-    v
-}
-
-/// The valid frames of a segment file's bytes, walking from the header: (offset, length with padding).
+/// The valid frames of a segment file's bytes (name definitions included), walking from the header:
+/// (offset, length with padding).
 pub fn segment_frames(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let buf = aligned(bytes);
-    let mut out = Vec::new();
-    let mut at = SEGMENT_HEADER_LEN as usize;
-    while let Some(rest) = buf.get(at..) {
-        match testing::decoded_frame_len(rest) {
-            Some(len) => {
-                out.push((at, len as usize));
-                at += len as usize;
-            }
-            None => break,
-        }
-    }
-    out
+    testing::segment_frames(bytes)
 }
 
-/// Offsets of the frame header's fields (docs/format.md, "Frame"): the CRC, then the body length it covers.
-const FRAME_CRC_AT: usize = 0;
+/// Offset of the frame length field (docs/format.md, "Frames"), right after the CRC.
 const FRAME_LEN_AT: usize = 4;
 
-/// The body length field of the frame at `off` (0 if the header does not fit).
-pub fn frame_body_len(bytes: &[u8], off: usize) -> u32 {
-    bytes.get(off..off + FRAME_HEADER_LEN as usize).map_or(0, |h| {
-        let mut raw = [0u8; FRAME_HEADER_LEN as usize];
-        raw.copy_from_slice(h);
-        FrameHeader::read(&raw).body_len
-    })
+/// The length field of the frame at `off` (0 if it does not fit).
+pub fn frame_len_at(bytes: &[u8], off: usize) -> u32 {
+    bytes.get(off..).and_then(testing::frame_len_field).unwrap_or(0)
 }
 
-/// Overwrites the body length field of the frame at `off` (the CRC is not updated).
-pub fn set_frame_body_len(bytes: &mut [u8], off: usize, body_len: u32) {
+/// Overwrites the length field of the frame at `off` (the CRC is not updated).
+pub fn set_frame_len(bytes: &mut [u8], off: usize, len: u32) {
     if let Some(f) = bytes.get_mut(off + FRAME_LEN_AT..off + FRAME_LEN_AT + 4) {
-        LE::write_u32(f, body_len);
+        LE::write_u32(f, len);
     }
 }
 
-/// Recomputes the CRC of the frame at `off` (if its length fits); true if it did.
+/// Recomputes the CRC of the frame at `off` of a segment file (its header names the segment number the CRC
+/// covers), if its length fits; true if it did.
 pub fn fix_frame_crc(bytes: &mut [u8], off: usize) -> bool {
-    let body_len = frame_body_len(bytes, off) as usize;
-    let end = off + FRAME_HEADER_LEN as usize + body_len;
-    if end > bytes.len() || off + FRAME_HEADER_LEN as usize > bytes.len() {
-        return false;
-    }
-    let crc = frame_crc(&bytes[off + FRAME_LEN_AT..end]);
-    LE::write_u32(&mut bytes[off + FRAME_CRC_AT..off + FRAME_CRC_AT + 4], crc);
-    true
+    testing::fix_frame_crc(bytes, off)
 }
 
 /// Recomputes the segment header CRC and both durable slots' CRCs (slots with `seq` 0 are left alone).
@@ -893,19 +864,24 @@ pub fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, Option<(usize, u64)>> {
 // Fuzz target: frame_decode
 // ---------------------------------------------------------------------------------------------------------
 
-/// Fuzz target `frame_decode`. Input: a flags byte (bit 0: recompute the frame CRC, so the fuzzer gets past
-/// it), then the bytes of one frame. A frame that decodes must lie inside the input, be a whole number of
-/// 16-byte units, carry a matching CRC, and its event must survive a round trip through the encoder.
+/// Fuzz target `frame_decode`. Input: a flags byte (bit 0: recompute every frame's CRC along the walk, so the
+/// fuzzer gets past them), then the bytes of segment number 0 after its header: name definitions, events and
+/// consumer frames. Every frame that decodes must lie inside the input, be a whole number of 8-byte units,
+/// carry a matching CRC, and each event must survive a round trip through the encoder.
 pub fn frame_decode(data: &[u8]) {
     let mut b = Bytes::new(data);
     let flags = b.u8();
-    let mut buf = aligned(b.rest());
+    let mut file = vec![0u8; SEGMENT_HEADER_LEN as usize];
+    file.extend_from_slice(b.rest());
     if flags & 1 != 0 {
-        fix_frame_crc(&mut buf, 0);
+        let mut at = SEGMENT_HEADER_LEN as usize;
+        while fix_frame_crc(&mut file, at) {
+            at += testing::padded(u64::from(frame_len_at(&file, at))).max(8) as usize;
+        }
     }
-    if let Some(e) = testing::check_frame(&buf) {
-        let _ = self_check(&e, None);
-    }
+    testing::check_frames(&file[SEGMENT_HEADER_LEN as usize..], |e| {
+        let _ = self_check(e, None);
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -964,12 +940,12 @@ pub fn segment_open(data: &[u8]) {
     }
     if flags & 2 != 0 {
         let mut at = SEGMENT_HEADER_LEN as usize;
-        while at + 16 <= file.len() {
-            let body_len = u64::from(frame_body_len(&file, at));
-            if body_len == 0 || !fix_frame_crc(&mut file, at) {
+        while at + 8 <= file.len() {
+            let len = u64::from(frame_len_at(&file, at));
+            if len == 0 || !fix_frame_crc(&mut file, at) {
                 break;
             }
-            at += frame_len(body_len) as usize;
+            at += testing::padded(len) as usize;
         }
     }
     if flags & 4 != 0 || flags & 1 != 0 {
@@ -1210,9 +1186,7 @@ fn damage_frames(b: &mut Bytes<'_>, op: u8, t: DamagedFile, bytes: &mut [u8], da
                 return false;
             };
             let to = if b.u8().is_multiple_of(2) { to } else { t.end.unwrap_or(to) };
-            // Consumer frames carry no position, so a replayed one cannot be told from a new one: only a
-            // forger or a misdirected write puts one there.
-            damage.hostile |= bytes[from + 8] != testing::KIND_EVENT;
+            // Every frame's CRC covers its segment and offset, so a frame copied elsewhere fails its check.
             if to + flen <= bytes.len() {
                 let src = bytes[from..from + flen].to_vec();
                 bytes[to..to + flen].copy_from_slice(&src);
@@ -1221,7 +1195,7 @@ fn damage_frames(b: &mut Bytes<'_>, op: u8, t: DamagedFile, bytes: &mut [u8], da
         }
         4 => {
             let Some((off, _)) = pick_frame(b.u8()) else { return false };
-            set_frame_body_len(bytes, off, b.u32());
+            set_frame_len(bytes, off, b.u32());
             damage.synced = true;
         }
         5 => {
