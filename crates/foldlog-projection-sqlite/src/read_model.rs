@@ -21,7 +21,9 @@ use crate::failure::{Doing, Failure};
 /// The name under which the position is saved in `projection_position`.
 pub(crate) const PROJECTION: &str = "balances";
 
+/// One transaction, so a process killed while it runs leaves both tables or neither.
 const SCHEMA: &str = "
+    BEGIN IMMEDIATE;
     CREATE TABLE IF NOT EXISTS balances (
         stream TEXT PRIMARY KEY,
         events INTEGER NOT NULL,
@@ -30,7 +32,8 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS projection_position (
         name TEXT PRIMARY KEY,
         position INTEGER NOT NULL
-    ) STRICT;";
+    ) STRICT;
+    COMMIT;";
 
 const SAVED: &str = "SELECT position FROM projection_position WHERE name = ?1";
 
