@@ -22,7 +22,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fold_log, projector, read_model, seed, Bank};
+use common::{assert_same, fold_log, projector, read_model, seed, Bank};
 use foldlog::{Repository, Store};
 use foldlog_bank::Account;
 use foldlog_testkit::Rng;
@@ -78,11 +78,8 @@ fn every_event_counted_once_across_kill_9() {
                 saved >= last_saved,
                 "cycle {cycle}: the saved position went back from {last_saved:?} to {saved:?}"
             );
-            assert_eq!(
-                balances,
-                fold_log(&store, saved),
-                "cycle {cycle} (killed after {delay:?}, saved {saved:?})"
-            );
+            let context = format!("cycle {cycle} (killed after {delay:?}, saved {saved:?})");
+            assert_same(&balances, &fold_log(&store, saved), &context);
             if !String::from_utf8_lossy(&out.stderr).contains("from position") {
                 kills.in_open += 1;
             } else if saved < head {
@@ -107,7 +104,7 @@ fn every_event_counted_once_across_kill_9() {
     let (balances, saved) = read_model(&db);
     assert_eq!(saved, Some(last), "the saved position is the last event's");
     let fold = fold_log(&store, Some(last));
-    assert_eq!(balances, fold, "the read model is the fold of the whole log");
+    assert_same(&balances, &fold, "the read model against the fold of the whole log");
     let repo: Repository<'_, Account> = Repository::new(&store);
     for root in &bank.accounts {
         let stream = Repository::<Account>::stream_id(root.id());

@@ -112,13 +112,17 @@ pub fn fold_log(store: &Store, upto: Option<u64>) -> Balances {
     fold
 }
 
-/// The read model in the database at `db` (read-only): the balances and the saved position. A projector
-/// killed before it made its tables has projected nothing.
+/// The read model in the database at `db`: the balances and the saved position. A projector killed before it
+/// made its tables has projected nothing.
+///
+/// NOTE: the connection may write, though this reads only: after a kill, the WAL index may need rebuilding,
+/// which a read-only connection refuses (`SQLITE_READONLY_RECOVERY`); SQLite rebuilds it from the WAL on
+/// open, as the next projector's connection would, and changes no row doing so.
 pub fn read_model(db: &Path) -> (Balances, Option<u64>) {
     if !db.exists() {
         return (Balances::new(), None);
     }
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
     let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE name IN ('balances', 'projection_position')",
@@ -143,4 +147,22 @@ pub fn read_model(db: &Path) -> (Balances, Option<u64>) {
         .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
         .unwrap();
     (balances, saved.map(|p| u64::try_from(p).unwrap()))
+}
+
+/// Asserts that the read model's balances are the fold's, naming the streams that differ (not all 300).
+#[track_caller]
+pub fn assert_same(read_model: &Balances, fold: &Balances, context: &str) {
+    let streams: std::collections::BTreeSet<&String> = read_model.keys().chain(fold.keys()).collect();
+    let differ: Vec<String> = streams
+        .into_iter()
+        .filter(|s| read_model.get(*s) != fold.get(*s))
+        .map(|s| format!("{s}: read model {:?}, log {:?}", read_model.get(s), fold.get(s)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{context}: {} of {} streams differ (events, balance):\n{}",
+        differ.len(),
+        fold.len(),
+        differ.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
 }
