@@ -13,7 +13,7 @@ use crate::read_model::{Delta, ReadModel};
 
 /// At most this many events go into one SQLite transaction; a batch also ends when the subscription has
 /// nothing more at once, so a live store's events are committed as soon as they come.
-pub(crate) const BATCH_EVENTS_MAX: usize = 256;
+const BATCH_EVENTS_MAX: usize = 256;
 
 /// How long the projector sleeps when it has caught up, before it looks at the writer's head again.
 ///

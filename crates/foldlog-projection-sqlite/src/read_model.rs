@@ -68,7 +68,8 @@ impl ReadModel {
         let conn = Connection::open(path).doing(at)?;
         conn.busy_timeout(BUSY_WAIT).doing(at)?;
         // WAL: a commit appends to the log and syncs it once; FULL: that sync happens at every commit, so a
-        // committed batch survives power loss too (exactly once needs only atomicity; this bounds the rework).
+        // committed batch survives power loss too and the read model never goes back to a state a reader may
+        // have seen (exactly once needs only the atomic commit).
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).doing(at)?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -102,7 +103,8 @@ impl ReadModel {
             return Err(Failure::read_model(
                 path,
                 format!(
-                    "the saved position moved from {} to {} under this projector: is another one running on it?",
+                    "the saved position moved from {} to {} under this projector: is another one running \
+                     on it?",
                     shown(self.saved),
                     shown(now)
                 ),

@@ -18,7 +18,8 @@ use rusqlite::{Connection, OpenFlags};
 /// Per account stream: (events, balance in cents).
 pub type Balances = BTreeMap<String, (i64, i64)>;
 
-/// The seed of a randomized test: `$FOLDLOG_SEED` if set, else `default`, printed so a failure can be replayed.
+/// The seed of a randomized test: `$FOLDLOG_SEED` if set, else `default`; printed, so a failure can be
+/// replayed.
 pub fn seed(default: u64) -> u64 {
     let seed = std::env::var("FOLDLOG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
     println!("seed {seed} (FOLDLOG_SEED={seed} replays it)");
