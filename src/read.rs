@@ -8,7 +8,9 @@ use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::map::SegmentMap;
-use crate::record::{decode_frame, Body, EventRef, Frame, FrameProblem};
+use crate::record::{
+    decode_frame, decode_frame_cached, Body, EventRef, Frame, FrameProblem, NameCache, SegView,
+};
 use crate::store::{Inner, Store};
 
 /// Filters and bounds for [`Store::read_all_with`]: [`ReadAll::default`] reads everything; a setter per
@@ -90,7 +92,18 @@ pub struct AllEvents<'s> {
     failed: bool,
     /// An error found while setting up, yielded first.
     error: Option<Error>,
+    /// The frame [`PREFETCH_AHEAD`] frames past the next one in the current segment, whose name definitions are
+    /// prefetched when the walk reaches it (`0`: start again from the next frame).
+    ahead: u64,
+    /// The current segment's frames, taken when the walk entered it (they hold every position below `end`).
+    view: Option<SegView<'s>>,
+    /// The names this walk resolved in the current segment (`None` when every read re-checks everything).
+    names: Option<Box<NameCache<'s>>>,
 }
+
+/// How many frames ahead of the decoder a sequential read prefetches name definitions: each is a random
+/// access into the segment (a cache miss a decode would otherwise wait for), and a few in flight hide it.
+const PREFETCH_AHEAD: usize = 8;
 
 impl Store {
     /// Every committed event from position `from` on, in global order, borrowed from the map.
@@ -123,6 +136,9 @@ impl Store {
             left: opts.limit.unwrap_or(u64::MAX),
             failed: false,
             error,
+            ahead: 0,
+            view: None,
+            names: (!inner.crc_every_read()).then(|| Box::new(NameCache::new())),
         }
     }
 
@@ -138,6 +154,21 @@ impl Store {
 }
 
 impl<'s> AllEvents<'s> {
+    /// Keeps the prefetcher [`PREFETCH_AHEAD`] frames ahead of `self.offset` in the segment `view`.
+    fn prefetch(&mut self, view: &SegView<'_>) {
+        let mut steps = 1;
+        if self.ahead <= self.offset {
+            self.ahead = self.offset;
+            steps = PREFETCH_AHEAD;
+        }
+        for _ in 0..steps {
+            match crate::record::prefetch_names(view, self.ahead) {
+                Some(next) => self.ahead = next,
+                None => break,
+            }
+        }
+    }
+
     fn fail(&mut self, path: &std::path::Path, offset: u64, fault: FrameFault) -> Result<EventRef<'s>> {
         self.failed = true;
         Err(Error::corrupt(path, offset, Corruption::Frame { fault, region: Region::Log }))
@@ -158,7 +189,18 @@ impl<'s> Iterator for AllEvents<'s> {
                 let kind = Corruption::PositionUnlocated { position: self.next };
                 return Some(Err(Error::corrupt("", 0, kind)));
             };
-            let frame = match read_frame(self.inner, map, self.offset, self.seg_end, true) {
+            // One view per segment: it holds every frame below `end`, and taking it per frame costs as much
+            // as a decode.
+            let view = *self.view.get_or_insert_with(|| map.view(self.seg_end, self.inner.crc_every_read()));
+            self.prefetch(&view);
+            let frame = decode_frame_cached(&view, self.offset, self.names.as_deref_mut());
+            if let Ok(f) = &frame {
+                // A sequential reader records the frames it checked, so the next pass over them is cheaper.
+                if self.offset == map.verified() {
+                    map.mark_verified(self.offset, self.offset + f.len);
+                }
+            }
+            let frame = match frame {
                 Ok(f) => f,
                 // The length field (frame bytes 4..8, after the CRC) is zero, or no frame fits.
                 Err(FrameProblem::Empty | FrameProblem::Truncated)
@@ -168,6 +210,11 @@ impl<'s> Iterator for AllEvents<'s> {
                     self.seg += 1;
                     self.offset = SEGMENT_HEADER_LEN;
                     self.seg_end = self.inner.sealed_end(self.seg);
+                    self.ahead = 0;
+                    self.view = None;
+                    if let Some(names) = self.names.as_deref_mut() {
+                        *names = NameCache::new();
+                    }
                     continue;
                 }
                 Err(p) => return Some(self.fail(map.path(), self.offset, p.into())),
@@ -198,23 +245,10 @@ fn at_end(map: &SegmentMap, offset: u64, seg_end: u64) -> bool {
     crate::format::frame_len_field(bytes).is_none_or(|len| len == 0)
 }
 
-/// Decodes the frame at `offset` of `map` (whose frames end at `seg_end` if it is sealed): the CRC is skipped
-/// for frames this process already checked, unless the store checks on every read. A sequential reader
-/// (`extend`) records the frames it checks, so the next pass over them is cheaper; every bound, length and
-/// name reference is checked on every read either way.
-fn read_frame<'m>(
-    inner: &Inner,
-    map: &'m SegmentMap,
-    offset: u64,
-    seg_end: u64,
-    extend: bool,
-) -> Result<Frame<'m>, FrameProblem> {
-    let view = map.view(seg_end, inner.crc_every_read());
-    let frame = decode_frame(&view, offset)?;
-    if extend && offset == map.verified() {
-        map.mark_verified(offset, offset + frame.len);
-    }
-    Ok(frame)
+/// Decodes the frame at `offset` of `map`: the CRC is skipped for frames this process already checked, unless
+/// the store checks on every read; every bound, length and name reference is checked on every read either way.
+fn read_frame<'m>(inner: &Inner, map: &'m SegmentMap, offset: u64) -> Result<Frame<'m>, FrameProblem> {
+    decode_frame(&map.view(u64::MAX, inner.crc_every_read()), offset)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -336,7 +370,7 @@ impl<'s> Iterator for StreamEvents<'s> {
                 Corruption::Frame { fault, region: Region::Log },
             )))
         };
-        match read_frame(self.inner, map, u64::from(off), u64::MAX, false) {
+        match read_frame(self.inner, map, u64::from(off)) {
             Ok(f) => match f.body {
                 // The index is checked against the frame it points at: same stream, the expected version.
                 Body::Event(e) if e.stream_id() == self.stream && e.stream_version() == version => {
