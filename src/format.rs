@@ -133,10 +133,10 @@ pub mod ckpt {
     pub const MAGIC: Range<usize> = 0..8;
     /// u32 format version.
     pub const VERSION: Range<usize> = next(MAGIC, 4);
-    /// Zero.
-    pub const RESERVED: Range<usize> = next(VERSION, 4);
+    /// u32 bytes per saved stream position: 4 when `NEXT_POSITION` ≤ 2^32, else 8.
+    pub const POSITION_WIDTH: Range<usize> = next(VERSION, 4);
     /// The log id the checkpoint belongs to.
-    pub const LOG_ID: Range<usize> = next(RESERVED, 16);
+    pub const LOG_ID: Range<usize> = next(POSITION_WIDTH, 16);
     /// u64: every event below it is in the checkpoint.
     pub const NEXT_POSITION: Range<usize> = next(LOG_ID, 8);
     /// u64: base position of the segment where the scan resumes.

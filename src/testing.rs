@@ -160,7 +160,11 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
         bytes.get(at..at + n).filter(|_| at + n <= end).map(<[u8]>::to_vec)
     };
     let mut entries = Vec::new();
-    'walk: for (section, item) in [(0, 4usize), (1, 8)] {
+    let width = match LE::read_u32(&bytes[ckpt::POSITION_WIDTH]) {
+        4 => 4usize,
+        _ => 8,
+    };
+    'walk: for (section, item) in [(0, 4usize), (1, width)] {
         let Some(count) = read(bytes, at, 8).map(|b| LE::read_u64(&b)) else { break };
         at += 8;
         for _ in 0..count.min(1 << 16) {

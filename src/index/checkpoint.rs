@@ -10,7 +10,7 @@ use std::sync::Arc;
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::saved_list::{put_list, Item, SavedList, Source};
-use super::{Index, Positions, SegIndex, Stale, StreamIndex};
+use super::{Index, Positions, SavedPositions, SegIndex, Stale, StreamIndex};
 use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -30,9 +30,10 @@ pub(crate) struct Resume {
 /// has not loaded yet, so it fails with [`Stale`] if one of those is damaged.
 pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u8>, Stale> {
     // Lists first (their offsets are needed by the directory), then the directory, then the header.
-    // A capacity hint: 12 bytes an event (docs/index.md).
-    let mut data =
-        Vec::with_capacity(usize::try_from(index.next_position).map_or(0, |n| n.saturating_mul(12)));
+    // A capacity hint: 8 bytes an event indexed (docs/index.md); the events, not the next position, which
+    // counts from the first segment's base.
+    let events: u64 = index.segments.iter().map(SegIndex::len).sum();
+    let mut data = Vec::with_capacity(usize::try_from(events).map_or(0, |n| n.saturating_mul(8)));
     let mut seg_entries = Vec::with_capacity(index.segments.len());
     for s in &index.segments {
         let (start, crc) = put_list(&mut data, &s.all_offsets()?);
@@ -42,8 +43,17 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     let mut streams: Vec<(&Box<str>, &StreamIndex)> = index.streams.iter().collect();
     streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut stream_entries = Vec::with_capacity(streams.len());
+    let width = position_width(index.next_position);
+    let mut narrow = Vec::new();
     for (id, s) in streams {
-        let (start, crc) = put_list(&mut data, &s.all_positions()?);
+        let positions = s.all_positions()?;
+        let (start, crc) = if width == NARROW {
+            narrow.clear();
+            narrow.extend(positions.iter().filter_map(|&p| u32::try_from(p).ok()));
+            put_list(&mut data, &narrow)
+        } else {
+            put_list(&mut data, &positions)
+        };
         stream_entries.push((id, s, start, crc));
     }
     let mut dir = Vec::with_capacity(64 + index.streams.len() * 64);
@@ -81,6 +91,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     let mut out = [0u8; CHECKPOINT_HEADER_LEN];
     out[ckpt::MAGIC].copy_from_slice(&CHECKPOINT_MAGIC);
     LE::write_u32(&mut out[ckpt::VERSION], FORMAT_VERSION);
+    LE::write_u32(&mut out[ckpt::POSITION_WIDTH], width);
     out[ckpt::LOG_ID].copy_from_slice(&log_id);
     LE::write_u64(&mut out[ckpt::NEXT_POSITION], index.next_position);
     LE::write_u64(&mut out[ckpt::RESUME_SEGMENT], last.map_or(0, |s| s.base));
@@ -90,6 +101,21 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     let crc = crc32fast::hash(&out[..ckpt::HEADER_CRC.start]);
     LE::write_u32(&mut out[ckpt::HEADER_CRC], crc);
     Ok([&out[..], &dir, &data].concat())
+}
+
+/// Stream positions saved as u32 (every position of the log is below 2^32).
+const NARROW: u32 = 4;
+/// Stream positions saved as u64.
+const WIDE: u32 = 8;
+
+/// The bytes per saved stream position for a log whose next position is `next`: 4 while every position
+/// fits, which halves the checkpoint's largest part.
+fn position_width(next: u64) -> u32 {
+    if next <= 1 << 32 {
+        NARROW
+    } else {
+        WIDE
+    }
 }
 
 pub(super) fn put_u64(w: &mut Vec<u8>, v: u64) {
@@ -178,7 +204,7 @@ fn decode_checkpoint_header(
     h: &[u8; CHECKPOINT_HEADER_LEN],
     dir: &[u8],
     log_id: [u8; 16],
-) -> std::result::Result<(u64, Resume), CheckpointRefusal> {
+) -> std::result::Result<(u64, Resume, u32), CheckpointRefusal> {
     if h[ckpt::MAGIC] != CHECKPOINT_MAGIC {
         return Err(CheckpointRefusal::BadMagic);
     }
@@ -192,6 +218,10 @@ fn decode_checkpoint_header(
         return Err(CheckpointRefusal::ForeignLog);
     }
     let next_position = LE::read_u64(&h[ckpt::NEXT_POSITION]);
+    let width = LE::read_u32(&h[ckpt::POSITION_WIDTH]);
+    if width != position_width(next_position) {
+        return Err(CheckpointRefusal::DirectoryMalformed);
+    }
     let resume = Resume {
         segment_base: LE::read_u64(&h[ckpt::RESUME_SEGMENT]),
         offset: LE::read_u64(&h[ckpt::RESUME_OFFSET]),
@@ -201,7 +231,7 @@ fn decode_checkpoint_header(
     {
         return Err(CheckpointRefusal::DirectoryChecksum);
     }
-    Ok((next_position, resume))
+    Ok((next_position, resume, width))
 }
 
 /// Decodes and checks a checkpoint's header and directory; lists are read later from `source`.
@@ -212,12 +242,12 @@ pub(crate) fn decode_checkpoint(
     log_id: [u8; 16],
     ids_capacity: usize,
 ) -> std::result::Result<(Index, Resume), CheckpointRefusal> {
-    let (next_position, resume) = decode_checkpoint_header(h, dir, log_id)?;
+    let (next_position, resume, width) = decode_checkpoint_header(h, dir, log_id)?;
     let lists = Lists { source, data_start: (CHECKPOINT_HEADER_LEN + dir.len()) as u64 };
     let mut r = Reader { b: dir };
     let mut index = Index::new(ids_capacity);
     decode_segment_entries(&mut r, &lists, &mut index)?;
-    decode_stream_entries(&mut r, &lists, next_position, &mut index)?;
+    decode_stream_entries(&mut r, &lists, (next_position, width), &mut index)?;
     decode_consumers_and_ids(&mut r, next_position, &mut index)?;
     if !r.b.is_empty() {
         return Err(CheckpointRefusal::TrailingBytes);
@@ -271,7 +301,7 @@ fn decode_segment_entries(
 fn decode_stream_entries(
     r: &mut Reader<'_>,
     lists: &Lists,
-    next_position: u64,
+    (next_position, width): (u64, u32),
     index: &mut Index,
 ) -> std::result::Result<(), CheckpointRefusal> {
     let bad = || CheckpointRefusal::DirectoryMalformed;
@@ -286,9 +316,14 @@ fn decode_stream_entries(
         if count == 0 || first_version.checked_add(count).is_none_or(|end| end > STREAM_VERSION_MAX + 1) {
             return Err(CheckpointRefusal::StreamLength { stream: id.to_owned() });
         }
+        let saved = if width == NARROW {
+            SavedPositions::Narrow(lists.saved(at, count, crc, next_position))
+        } else {
+            SavedPositions::Wide(lists.saved(at, count, crc, next_position))
+        };
         let entry = StreamIndex {
             first_version,
-            saved: Some(lists.saved(at, count, crc, next_position)),
+            saved: Some(saved),
             saved_count: count,
             positions: Positions::default(),
         };
@@ -401,6 +436,25 @@ mod tests {
         Ok(out)
     }
 
+    /// Stream positions are saved as u32 while every position fits (4 bytes an event less), as u64 past 2^32
+    /// events; a width that does not match the log is refused.
+    #[test]
+    fn positions_are_saved_narrow_while_they_fit() {
+        assert_eq!(position_width(0), NARROW);
+        assert_eq!(position_width(1 << 32), NARROW, "positions up to 2^32 - 1");
+        assert_eq!(position_width((1 << 32) + 1), WIDE);
+        let ix = sample();
+        let bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
+        assert_eq!(LE::read_u32(&bytes[ckpt::POSITION_WIDTH]), NARROW);
+        let (back, _) = open(&bytes).unwrap();
+        assert_eq!(contents(&back), contents(&ix));
+        let mut forged = bytes.clone();
+        LE::write_u32(&mut forged[ckpt::POSITION_WIDTH], WIDE);
+        let crc = crc32fast::hash(&forged[..ckpt::HEADER_CRC.start]);
+        LE::write_u32(&mut forged[ckpt::HEADER_CRC], crc);
+        assert!(matches!(open(&forged), Err(CheckpointRefusal::DirectoryMalformed)));
+    }
+
     #[test]
     fn checkpoint_round_trips() {
         let ix = sample();
@@ -479,7 +533,7 @@ mod tests {
         }
         let mut bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
         let n = bytes.len();
-        bytes[n - 8] ^= 1; // the stream's last position: 4999 becomes 4998, out of order in its chunk
+        bytes[n - 4] ^= 1; // the stream's last position (a u32): 4999 becomes 4998, out of order in its chunk
         assert!(open(&bytes).is_ok_and(|(ix, _)| contents(&ix).is_err()), "damage is caught");
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
@@ -489,11 +543,11 @@ mod tests {
             "CRCs pass, the order check fails: {}",
             err.reason
         );
-        bytes[n - 8..].copy_from_slice(&5001u64.to_le_bytes()); // in order, but past next_position
+        bytes[n - 4..].copy_from_slice(&5001u32.to_le_bytes()); // in order, but past next_position
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         assert!(forged.streams["s"].position(4999).is_err());
-        bytes[n - 8..].copy_from_slice(&4999u64.to_le_bytes()); // the true value again: all of it loads
+        bytes[n - 4..].copy_from_slice(&4999u32.to_le_bytes()); // the true value again: all of it loads
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         assert_eq!(contents(&forged), contents(&ix));

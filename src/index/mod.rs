@@ -108,7 +108,7 @@ impl SegIndex {
 #[derive(Debug)]
 pub(crate) struct StreamIndex {
     pub first_version: u64,
-    saved: Option<SavedList<u64>>,
+    saved: Option<SavedPositions>,
     saved_count: u64,
     positions: Positions,
 }
@@ -140,6 +140,37 @@ impl StreamIndex {
         }
         v.extend(self.positions.iter());
         Ok(v)
+    }
+}
+
+/// A stream's positions as a checkpoint saved them: 4 bytes each while every position of the log fits (below
+/// 2^32), else 8 (the checkpoint header says which, for the whole file).
+#[derive(Debug)]
+pub(crate) enum SavedPositions {
+    Narrow(SavedList<u32>),
+    Wide(SavedList<u64>),
+}
+
+impl SavedPositions {
+    fn get(&self, i: u64) -> Result<Option<u64>, Stale> {
+        match self {
+            SavedPositions::Narrow(l) => Ok(l.get(i)?.map(u64::from)),
+            SavedPositions::Wide(l) => l.get(i),
+        }
+    }
+
+    fn for_each(&self, mut f: impl FnMut(u64)) -> Result<(), Stale> {
+        match self {
+            SavedPositions::Narrow(l) => l.for_each(|p| f(u64::from(p))),
+            SavedPositions::Wide(l) => l.for_each(f),
+        }
+    }
+
+    fn loaded_bytes(&self) -> usize {
+        match self {
+            SavedPositions::Narrow(l) => l.loaded_bytes(),
+            SavedPositions::Wide(l) => l.loaded_bytes(),
+        }
     }
 }
 
@@ -352,7 +383,7 @@ impl Index {
             .map(|(k, s)| {
                 k.len()
                     + s.positions.memory_bytes()
-                    + loaded(s.saved.as_ref().map(SavedList::loaded_bytes))
+                    + loaded(s.saved.as_ref().map(SavedPositions::loaded_bytes))
                     + 80
             })
             .sum::<usize>()
