@@ -36,23 +36,23 @@ pub const SLOT_SEQ_MAX: u64 = 1 << 62;
 /// Every frame starts at a multiple of this (and so does every payload), so a payload is 8-aligned in the
 /// (page-aligned) map: rkyv archives of types aligned to 8 or less are read in place.
 pub const FRAME_ALIGN: u64 = 8;
-/// Frame kind (low two bits of byte 8): an event, which takes the next global position.
+/// Frame kind (low three bits of byte 8): an event, which takes the next global position.
 pub const KIND_EVENT: u8 = 1;
 /// Frame kind: a named consumer's position; takes no global position.
 pub const KIND_CONSUMER: u8 = 2;
 /// Frame kind: a name definition (a stream id, event type, tag or consumer name) that later frames of the
 /// same segment refer to by its offset.
 pub const KIND_NAME: u8 = 3;
-/// The bits of byte 8 that hold the kind.
-pub const KIND_MASK: u8 = 0b11;
+/// The bits of byte 8 that hold the kind (room for kinds 4 to 7, which this version refuses).
+pub const KIND_MASK: u8 = 0b111;
 /// Frame flag: last frame of an atomic batch (events and consumer frames).
-pub const FLAG_COMMIT: u8 = 1 << 2;
+pub const FLAG_COMMIT: u8 = 1 << 3;
 /// Event flag: a 16-byte event id follows the fixed fields.
-pub const FLAG_EVENT_ID: u8 = 1 << 3;
+pub const FLAG_EVENT_ID: u8 = 1 << 4;
 /// Event flag: the extras word (tag count, metadata length) follows the event id.
-pub const FLAG_EXTRAS: u8 = 1 << 4;
+pub const FLAG_EXTRAS: u8 = 1 << 5;
 /// Consumer flag: the consumer is deleted (its position forgotten) rather than moved.
-pub const FLAG_DELETE: u8 = 1 << 3;
+pub const FLAG_DELETE: u8 = 1 << 4;
 /// Name definition: what the name is.
 pub const NAME_STREAM: u8 = 1;
 /// Name definition: an event type, with its schema version as the value.
@@ -78,7 +78,7 @@ pub mod frame {
     pub const CRC: Range<usize> = 0..4;
     /// u32 length of the frame before padding; 0: nothing here (the end of the written region).
     pub const LEN: Range<usize> = next(CRC, 4);
-    /// The kind (bits 0..2) and flags.
+    /// The kind (bits 0..3) and flags.
     pub const HEAD: usize = LEN.end;
     /// Event: i56 timestamp, microseconds since the Unix epoch. Name: what the name is (one byte), then zero.
     pub const TIMESTAMP: Range<usize> = next(HEAD..HEAD + 1, 7);

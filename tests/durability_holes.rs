@@ -455,7 +455,7 @@ fn regression_10_a_misdirected_consumer_frame_is_detected() {
     let (a, len_a) = frames[4];
     let (c, len_c) = frames[6];
     assert_eq!(len_a, len_c, "consumer frames of one name have one length");
-    assert!([a, c].iter().all(|&f| bytes[f + 8] & 3 == 2), "two consumer frames");
+    assert!([a, c].iter().all(|&f| bytes[f + 8] & 7 == 2), "two consumer frames");
     // The frame that set position 1 copied over the one that set 3: without the check, the consumer would
     // silently go back to 1.
     let copy = bytes[a..a + len_a].to_vec();

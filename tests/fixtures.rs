@@ -303,7 +303,7 @@ fn masked(name: &str, mut bytes: Vec<u8>) -> Vec<u8> {
             if len < 9 || off + len > bytes.len() {
                 break;
             }
-            if bytes[off + 8] & 3 == 1 && len >= 32 {
+            if bytes[off + 8] & 7 == 1 && len >= 32 {
                 bytes[off + 9..off + 16].fill(0);
             }
             bytes[off..off + 4].fill(0);

@@ -105,14 +105,14 @@ fn build(dir: &Path) -> Vec<Ev> {
 fn frames_of(seg: &[u8]) -> Vec<(usize, u8, bool)> {
     let mut out = Vec::new();
     let mut at = 128;
-    // docs/format.md, "Frames": the length (before padding) at 4..8; byte 8 holds the kind (bits 0..2)
-    // and the COMMIT flag (bit 2); frames start at multiples of 8.
+    // docs/format.md, "Frames": the length (before padding) at 4..8; byte 8 holds the kind (bits 0..3)
+    // and the COMMIT flag (bit 3); frames start at multiples of 8.
     while at + 16 <= seg.len() {
         let len = u32::from_le_bytes(seg[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
         if len == 0 {
             break;
         }
-        out.push((at, seg[at + 8] & 3, seg[at + 8] & 4 != 0));
+        out.push((at, seg[at + 8] & 7, seg[at + 8] & 8 != 0));
         at += len.div_ceil(8) * 8;
     }
     out

@@ -215,7 +215,7 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 
 /// (offset, kind) of every frame of a segment file, walked by the header lengths.
 /// (offset, kind) of every frame of a segment file (docs/format.md, "Frames": the length before padding at
-/// 4..8, the kind in the low two bits of byte 8; frames start at multiples of 8). Kind 1 is an event, 2 a
+/// 4..8, the kind in the low three bits of byte 8; frames start at multiples of 8). Kind 1 is an event, 2 a
 /// consumer position, 3 a name definition.
 fn frames_of(seg: &[u8]) -> Vec<(usize, u8)> {
     let mut out = Vec::new();
@@ -225,7 +225,7 @@ fn frames_of(seg: &[u8]) -> Vec<(usize, u8)> {
         if len == 0 {
             break;
         }
-        out.push((at, seg[at + 8] & 3));
+        out.push((at, seg[at + 8] & 7));
         at += len.div_ceil(8) * 8;
     }
     out
