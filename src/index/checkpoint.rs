@@ -10,12 +10,12 @@ use std::sync::Arc;
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::saved_list::{put_list, Item, SavedList, Source};
-use super::{Index, Positions, SavedPositions, SegIndex, Stale, StreamIndex};
+use super::saved_streams::SavedStreams;
+use super::{Index, SegIndex, Stale, StreamIndex};
 use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, Result};
 use crate::format::{
     ckpt, event_id_bytes, event_id_from_bytes, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION,
-    STREAM_VERSION_MAX,
 };
 use crate::io as sys;
 
@@ -40,7 +40,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         seg_entries.push((s, start, crc));
     }
     // Sorted, so that the same index always gives the same bytes.
-    let mut streams: Vec<(&Box<str>, &StreamIndex)> = index.streams.iter().collect();
+    let mut streams: Vec<(&str, &StreamIndex)> = index.streams().collect();
     streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut stream_entries = Vec::with_capacity(streams.len());
     let width = position_width(index.next_position);
@@ -56,7 +56,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         };
         stream_entries.push((id, s, start, crc));
     }
-    let mut dir = Vec::with_capacity(64 + index.streams.len() * 64);
+    let mut dir = Vec::with_capacity(64 + index.stream_count() * 64);
     let w = &mut dir;
     put_u64(w, seg_entries.len() as u64);
     for &(s, start, crc) in &seg_entries {
@@ -104,7 +104,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
 }
 
 /// Stream positions saved as u32 (every position of the log is below 2^32).
-const NARROW: u32 = 4;
+pub(super) const NARROW: u32 = 4;
 /// Stream positions saved as u64.
 const WIDE: u32 = 8;
 
@@ -247,10 +247,13 @@ pub(crate) fn decode_checkpoint(
     let mut r = Reader { b: dir };
     let mut index = Index::new(ids_capacity);
     decode_segment_entries(&mut r, &lists, &mut index)?;
-    decode_stream_entries(&mut r, &lists, (next_position, width), &mut index)?;
+    let stream_events = decode_stream_entries(&mut r, &lists, (next_position, width), &mut index)?;
     decode_consumers_and_ids(&mut r, next_position, &mut index)?;
     if !r.b.is_empty() {
         return Err(CheckpointRefusal::TrailingBytes);
+    }
+    if stream_events != next_position {
+        return Err(CheckpointRefusal::StreamLengths);
     }
     check_shape(&index, next_position, resume)?;
     index.next_position = next_position;
@@ -258,14 +261,15 @@ pub(crate) fn decode_checkpoint(
 }
 
 /// Where a checkpoint's lists are: the file, and the offset its data section starts at.
-struct Lists {
+#[derive(Clone, Debug)]
+pub(super) struct Lists {
     source: Arc<Source>,
     data_start: u64,
 }
 
 impl Lists {
     /// The saved list of `count` items below `limit` at offset `at` of the data section.
-    fn saved<E: Item>(&self, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
+    pub(super) fn saved<E: Item>(&self, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
         SavedList::new(&self.source, self.data_start.saturating_add(at), count, crc, limit)
     }
 }
@@ -297,41 +301,20 @@ fn decode_segment_entries(
     Ok(())
 }
 
-/// The directory's stream entries: id, first version, event count, list offset and CRC.
+/// The directory's stream entries (id, first version, event count, list offset and CRC), checked and kept as
+/// bytes: a stream's index is made the first time it is needed. Returns their events in total.
 fn decode_stream_entries(
     r: &mut Reader<'_>,
     lists: &Lists,
     (next_position, width): (u64, u32),
     index: &mut Index,
-) -> std::result::Result<(), CheckpointRefusal> {
+) -> std::result::Result<u64, CheckpointRefusal> {
     let bad = || CheckpointRefusal::DirectoryMalformed;
-    let streams = r.count(32).ok_or_else(bad)?;
-    index.streams.reserve(streams);
-    for _ in 0..streams {
-        let id = r.str().ok_or_else(bad)?;
-        let (first, count, at, crc) = (r.u64(), r.u64(), r.u64(), r.u32());
-        let (Some(first_version), Some(count), Some(at), Some(crc)) = (first, count, at, crc) else {
-            return Err(bad());
-        };
-        if count == 0 || first_version.checked_add(count).is_none_or(|end| end > STREAM_VERSION_MAX + 1) {
-            return Err(CheckpointRefusal::StreamLength { stream: id.to_owned() });
-        }
-        let saved = if width == NARROW {
-            SavedPositions::Narrow(lists.saved(at, count, crc, next_position))
-        } else {
-            SavedPositions::Wide(lists.saved(at, count, crc, next_position))
-        };
-        let entry = StreamIndex {
-            first_version,
-            saved: Some(saved),
-            saved_count: count,
-            positions: Positions::default(),
-        };
-        if index.streams.insert(id.into(), entry).is_some() {
-            return Err(CheckpointRefusal::StreamListedTwice { stream: id.to_owned() });
-        }
-    }
-    Ok(())
+    let count = r.count(32).ok_or_else(bad)?;
+    let (saved, len, events) = SavedStreams::decode(r.b, count, lists.clone(), (next_position, width))?;
+    r.take(len).ok_or_else(bad)?;
+    index.saved_streams = Some(saved);
+    Ok(events)
 }
 
 /// The directory's consumer positions and remembered event ids.
@@ -376,10 +359,6 @@ fn check_shape(
     if expect != next_position {
         return Err(CheckpointRefusal::SegmentLengths);
     }
-    let events = index.streams.values().try_fold(0u64, |a, s| a.checked_add(s.len()));
-    if events != Some(next_position) {
-        return Err(CheckpointRefusal::StreamLengths);
-    }
     match index.segments.last() {
         Some(last) if last.base == resume.segment_base && last.end == resume.offset => Ok(()),
         None if next_position == 0 => Ok(()),
@@ -405,7 +384,7 @@ mod tests {
         let mut off = 128;
         for p in 0..20u64 {
             let stream = format!("s-{}", p % 3);
-            let v = ix.streams.get(stream.as_str()).map_or(5, |s| s.first_version + s.len());
+            let v = ix.stream(stream.as_str()).map_or(5, |s| s.first_version + s.len());
             ix.add_event(FrameAt { seg: 0, offset: off, len: 64 }, &stream, v, p, Some(u128::from(p) << 64))
                 .unwrap();
             off += 64;
@@ -425,7 +404,7 @@ mod tests {
     /// Every event's stream position and location, loading saved lists.
     fn contents(ix: &Index) -> std::result::Result<Vec<(String, u64, u64, u64)>, String> {
         let mut out = Vec::new();
-        for (id, s) in &ix.streams {
+        for (id, s) in ix.streams() {
             for i in 0..s.len() {
                 let p = s.position(i).map_err(|e| e.reason.to_string())?.ok_or("short")?;
                 let (_, off) = ix.locate(p).map_err(|e| e.reason.to_string())?.ok_or("unlocated")?;
@@ -453,6 +432,48 @@ mod tests {
         let crc = crc32fast::hash(&forged[..ckpt::HEADER_CRC.start]);
         LE::write_u32(&mut forged[ckpt::HEADER_CRC], crc);
         assert!(matches!(open(&forged), Err(CheckpointRefusal::DirectoryMalformed)));
+    }
+
+    /// Open keeps the saved streams as bytes; a stream is made when read and moves to the index's own map
+    /// when appended to; new streams join beside them, and a checkpoint of the mix opens the same.
+    #[test]
+    fn saved_streams_are_made_on_use_and_move_out_when_appended_to() {
+        let ix = sample();
+        let bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
+        let (mut back, resume) = open(&bytes).unwrap();
+        assert!(back.streams.is_empty(), "nothing made at open");
+        assert_eq!(back.stream_count(), 3);
+        let s1 = back.stream("s-1").unwrap();
+        let (first, next) = (s1.first_version, s1.last_version().unwrap() + 1);
+        assert_eq!(back.stream("nope").map(StreamIndex::len), None);
+        let at = |offset| FrameAt { seg: 0, offset, len: 64 };
+        back.add_event(at(resume.offset), "s-1", next, 20, None).unwrap();
+        back.add_event(at(resume.offset + 64), "new", 3, 21, None).unwrap();
+        assert!(back.add_event(at(resume.offset + 128), "s-2", 99, 22, None).is_err(), "a version gap");
+        assert_eq!(back.stream_count(), 4);
+        let mut names: Vec<&str> = back.streams().map(|(k, _)| k).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["new", "s-0", "s-1", "s-2"]);
+        assert_eq!(back.stream("s-1").unwrap().position(next - first).unwrap(), Some(20));
+        assert_eq!(back.check_expected("s-1", ExpectedVersion::Exact(next)).unwrap(), Some(next));
+        let again = encode_checkpoint(&back, [1; 16]).unwrap();
+        let (reopened, _) = open(&again).unwrap();
+        assert_eq!(contents(&reopened), contents(&back));
+    }
+
+    /// Stream entries must be sorted by id (lookups search them); a checkpoint with two swapped is refused.
+    #[test]
+    fn stream_entries_out_of_order_are_refused() {
+        let bytes = encode_checkpoint(&sample(), [1; 16]).unwrap();
+        // Entries of "s-0" and "s-1" have the same length: 4 + 3 + 28 bytes.
+        let at = |id: &[u8]| bytes.windows(id.len()).position(|w| w == id).unwrap() - 4;
+        let (a, b) = (at(b"s-0"), at(b"s-1"));
+        assert_eq!(b - a, 35);
+        let mut forged = bytes.clone();
+        forged[a..a + 35].copy_from_slice(&bytes[b..b + 35]);
+        forged[b..b + 35].copy_from_slice(&bytes[a..a + 35]);
+        crate::testing::fix_checkpoint_crcs(&mut forged);
+        assert!(matches!(open(&forged), Err(CheckpointRefusal::StreamListedTwice { .. })));
     }
 
     #[test]
@@ -512,7 +533,7 @@ mod tests {
         let n = bytes.len();
         bytes[n - 3] ^= 1;
         let (back, _) = open(&bytes).unwrap();
-        let s = &back.streams["long"];
+        let s = back.stream("long").unwrap();
         assert_eq!(s.position(0).unwrap(), Some(0));
         assert_eq!(s.position(8191).unwrap(), Some(8191));
         assert!(s.position(8192).is_err());
@@ -537,7 +558,7 @@ mod tests {
         assert!(open(&bytes).is_ok_and(|(ix, _)| contents(&ix).is_err()), "damage is caught");
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
-        let err = forged.streams["s"].position(4999).unwrap_err();
+        let err = forged.stream("s").unwrap().position(4999).unwrap_err();
         assert!(
             matches!(err.reason, CheckpointRefusal::ChunkOrder { .. }),
             "CRCs pass, the order check fails: {}",
@@ -546,12 +567,12 @@ mod tests {
         bytes[n - 4..].copy_from_slice(&5001u32.to_le_bytes()); // in order, but past next_position
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
-        assert!(forged.streams["s"].position(4999).is_err());
+        assert!(forged.stream("s").unwrap().position(4999).is_err());
         bytes[n - 4..].copy_from_slice(&4999u32.to_le_bytes()); // the true value again: all of it loads
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         assert_eq!(contents(&forged), contents(&ix));
-        assert_eq!(forged.streams["s"].position(4095).unwrap(), Some(4095), "other chunks load");
+        assert_eq!(forged.stream("s").unwrap().position(4095).unwrap(), Some(4095), "other chunks load");
     }
 
     #[test]

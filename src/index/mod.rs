@@ -12,10 +12,12 @@
 
 mod checkpoint;
 mod saved_list;
+mod saved_streams;
 
 pub(crate) use checkpoint::{encode_checkpoint, open_checkpoint, Resume};
 use saved_list::SavedList;
 pub(crate) use saved_list::Stale;
+use saved_streams::SavedStreams;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -114,6 +116,16 @@ pub(crate) struct StreamIndex {
 }
 
 impl StreamIndex {
+    /// A stream with no events yet, whose first event will have `first_version`.
+    fn empty(first_version: u64) -> StreamIndex {
+        StreamIndex { first_version, saved: None, saved_count: 0, positions: Positions::default() }
+    }
+
+    /// Bytes of RAM it holds (saved lists count once read).
+    fn memory_bytes(&self) -> usize {
+        self.positions.memory_bytes() + self.saved.as_ref().map_or(0, SavedPositions::loaded_bytes) + 80
+    }
+
     /// Events in the stream.
     pub fn len(&self) -> u64 {
         self.saved_count + self.positions.len() as u64
@@ -201,7 +213,10 @@ impl IdWindow {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     segments: Vec<SegIndex>,
+    /// Streams the checkpoint did not save (new since, or every stream without a checkpoint).
     streams: HashMap<Box<str>, StreamIndex>,
+    /// The streams the checkpoint saved, made on first use; a stream lives here or in `streams`, never both.
+    saved_streams: Option<SavedStreams>,
     consumers: HashMap<Box<str>, u64>,
     ids: IdWindow,
     next_position: u64,
@@ -259,17 +274,32 @@ impl Index {
 
     /// Stream `id`, if it has events.
     pub fn stream(&self, id: &str) -> Option<&StreamIndex> {
-        self.streams.get(id)
+        match self.streams.get(id) {
+            Some(s) => Some(s),
+            None => self.saved_streams.as_ref().and_then(|saved| saved.get(saved.find(id)?)),
+        }
     }
 
-    /// Every stream, in no particular order.
+    /// Stream `id` to append to, if it has events: a stream the checkpoint saved moves to `streams` first.
+    fn stream_mut(&mut self, id: &str) -> Option<&mut StreamIndex> {
+        if !self.streams.contains_key(id) {
+            let saved = self.saved_streams.as_mut()?;
+            let i = saved.find(id)?;
+            let (key, s) = saved.take(i)?;
+            self.streams.insert(key, s);
+        }
+        self.streams.get_mut(id)
+    }
+
+    /// Every stream, in no particular order (makes every saved stream's index).
     pub fn streams(&self) -> impl Iterator<Item = (&str, &StreamIndex)> {
-        self.streams.iter().map(|(id, s)| (&**id, s))
+        let saved = self.saved_streams.iter().flat_map(SavedStreams::iter);
+        self.streams.iter().map(|(id, s)| (&**id, s)).chain(saved)
     }
 
     /// How many streams have events.
     pub fn stream_count(&self) -> usize {
-        self.streams.len()
+        self.streams.len() + self.saved_streams.as_ref().map_or(0, SavedStreams::len)
     }
 
     /// Consumer `name`'s position, if it has one.
@@ -301,7 +331,7 @@ impl Index {
 
     /// Checks `expected` against the stream's state; returns the stream's last version.
     pub fn check_expected(&self, stream: &str, expected: ExpectedVersion) -> Result<Option<u64>> {
-        let actual = self.streams.get(stream).and_then(StreamIndex::last_version);
+        let actual = self.stream(stream).and_then(StreamIndex::last_version);
         let ok = match expected {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => actual.is_none(),
@@ -326,15 +356,10 @@ impl Index {
     ) -> Result<(), VersionGap> {
         let FrameAt { seg, offset, len: frame_len } = at;
         assert_eq!(position, self.next_position, "positions are dense");
-        let entry = match self.streams.get_mut(stream) {
-            Some(e) => e,
-            None => self.streams.entry(stream.into()).or_insert_with(|| StreamIndex {
-                first_version: version,
-                saved: None,
-                saved_count: 0,
-                positions: Positions::default(),
-            }),
-        };
+        if self.stream_mut(stream).is_none() {
+            self.streams.insert(stream.into(), StreamIndex::empty(version));
+        }
+        let entry = self.stream_mut(stream).expect("the stream was just found or added");
         if version != entry.first_version + entry.len() {
             if entry.len() == 0 {
                 self.streams.remove(stream);
@@ -377,17 +402,9 @@ impl Index {
             .iter()
             .map(|s| s.offsets.capacity() * 4 + loaded(s.saved.as_ref().map(SavedList::loaded_bytes)) + 64)
             .sum();
-        let streams: usize = self
-            .streams
-            .iter()
-            .map(|(k, s)| {
-                k.len()
-                    + s.positions.memory_bytes()
-                    + loaded(s.saved.as_ref().map(SavedPositions::loaded_bytes))
-                    + 80
-            })
-            .sum::<usize>()
-            + self.streams.capacity() * 8;
+        let streams: usize = self.streams.iter().map(|(k, s)| k.len() + s.memory_bytes()).sum::<usize>()
+            + self.streams.capacity() * 8
+            + self.saved_streams.as_ref().map_or(0, SavedStreams::memory_bytes);
         let ids = self.ids.map.capacity() * 32 + self.ids.order.capacity() * 16;
         (segs + streams + ids) as u64
     }
