@@ -321,6 +321,12 @@ pub enum FrameFault {
         /// The version the index expects there.
         version: u64,
     },
+    /// The tag and type indexes point at a frame that is not the event at this position, or one that does
+    /// not match the query they answered.
+    NotInQuery {
+        /// The position the indexes named.
+        position: u64,
+    },
 }
 
 impl From<FrameProblem> for FrameFault {
@@ -363,6 +369,9 @@ impl fmt::Display for FrameFault {
             ),
             FrameFault::NotIndexed { stream, version } => {
                 write!(f, "index points at a frame that is not version {version} of stream {stream:?}")
+            }
+            FrameFault::NotInQuery { position } => {
+                write!(f, "tag and type indexes point at a frame that is not a matching event at position {position}")
             }
         }
     }
@@ -445,6 +454,18 @@ pub enum CheckpointRefusal {
     SegmentLengths,
     /// Stream lengths do not add up to the position the checkpoint covers.
     StreamLengths,
+    /// An event type's or tag's list is empty or longer than the log.
+    LabelLength {
+        /// The type or tag.
+        name: String,
+    },
+    /// An event type or tag is listed twice (or out of order) in its section.
+    LabelListedTwice {
+        /// The type or tag.
+        name: String,
+    },
+    /// The event types' lists do not add up to the position the checkpoint covers (every event has one type).
+    TypeLengths,
     /// The resume point does not match the last segment entry.
     ResumePoint,
     /// A list runs past the end of the file.
@@ -511,6 +532,13 @@ impl fmt::Display for CheckpointRefusal {
                 f.write_str("segment lengths do not add up to next_position")
             }
             CheckpointRefusal::StreamLengths => f.write_str("stream lengths do not add up to next_position"),
+            CheckpointRefusal::LabelLength { name } => write!(f, "type or tag {name:?}: empty or too long"),
+            CheckpointRefusal::LabelListedTwice { name } => {
+                write!(f, "type or tag {name:?} listed twice or out of order")
+            }
+            CheckpointRefusal::TypeLengths => {
+                f.write_str("event type lengths do not add up to next_position")
+            }
             CheckpointRefusal::ResumePoint => f.write_str("resume point does not match the last segment"),
             CheckpointRefusal::ListPastEnd => f.write_str("list runs past the end of the checkpoint"),
             CheckpointRefusal::ListTooLong => f.write_str("list too long"),

@@ -97,6 +97,19 @@ pub enum Error {
         /// Bytes a segment has for frames.
         max: u64,
     },
+    /// A conditional append's [`AppendCondition`](crate::AppendCondition) failed: an event matching its query
+    /// was stored after its position. Nothing was written; read again, decide again.
+    #[error(
+        "append condition failed: event at position {position} (type {event_type:?} in stream {stream:?}) matches"
+    )]
+    AppendConditionFailed {
+        /// The first matching event's position.
+        position: u64,
+        /// Its stream.
+        stream: String,
+        /// Its type.
+        event_type: String,
+    },
     /// An argument is out of its documented range (empty stream id, name too long, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -81,6 +81,7 @@ pub mod io;
 mod io;
 mod map;
 mod options;
+mod query;
 mod read;
 mod record;
 pub mod salvage;
@@ -108,6 +109,7 @@ pub use error::{Error, ExpectedVersion, Result};
 pub use event_stream::EventStream;
 pub use format::{FORMAT_VERSION, STREAM_VERSION_MAX};
 pub use options::{Durability, GroupCommit, Options, Recovery};
+pub use query::{AppendCondition, Query, QueryEvents, QueryItem};
 pub use read::{AllEvents, ReadAll, StreamEvents};
 pub use record::{EventRef, OwnedEvent};
 /// The rkyv this crate is built with. Derive your events' archive traits through it

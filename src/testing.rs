@@ -119,14 +119,16 @@ fn round_trip(e: &EventRef<'_>) {
 }
 
 /// A valid checkpoint, made by the store's own encoder, for log `log_id` whose one segment (base 0) holds
-/// events at chosen places: (stream, version, frame offset, frame length) for positions 0, 1, ... For tests
-/// of hostile files that need a checkpoint describing frames where no writer would put them.
+/// events at chosen places: (stream, version, frame offset, frame length) for positions 0, 1, ..., each of
+/// type `forged` with no tags. For tests of hostile files that need a checkpoint describing frames where no
+/// writer would put them.
 pub fn checkpoint_for(log_id: [u8; 16], events: &[(&str, u64, u64, u64)]) -> Vec<u8> {
     let mut ix = Index::new(0);
     ix.push_segment(SegIndex::new(0, 0, SEGMENT_HEADER_LEN));
     for (p, &(stream, version, offset, len)) in events.iter().enumerate() {
         let at = FrameAt { seg: 0, offset, len };
         assert!(ix.add_event(at, stream, version, p as u64, None).is_ok(), "versions follow");
+        ix.add_labels(p as u64, "forged", []);
     }
     encode_checkpoint(&ix, log_id).expect("a fresh index is never stale")
 }
@@ -164,23 +166,31 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
         4 => 4usize,
         _ => 8,
     };
-    'walk: for (section, item) in [(0, 4usize), (1, width)] {
+    // Sections: 0 segments, 1 streams, 2 consumers, 3 event ids (no lists), 4 event types, 5 tags.
+    'walk: for section in 0..6 {
         let Some(count) = read(bytes, at, 8).map(|b| LE::read_u64(&b)) else { break };
         at += 8;
         for _ in 0..count.min(1 << 16) {
-            if section == 1 {
+            if section == 3 {
+                at += 24; // id (16), position (8)
+                continue;
+            }
+            if section == 0 {
+                at += 20; // base (8), seq (4), end (8)
+            } else {
                 let Some(n) = read(bytes, at, 4).map(|b| LE::read_u32(&b) as usize) else { break 'walk };
                 at += 4 + n;
-            } else {
-                // base (8), seq (4), end (8).
-                at += 20;
+            }
+            if section == 2 {
+                at += 8; // position
+                continue;
             }
             // Streams: first_version (8); then events (8), at (8), crc (4).
             let field = if section == 1 { at + 8 } else { at };
             if read(bytes, field, 20).is_none() {
                 break 'walk;
             }
-            entries.push((field, item));
+            entries.push((field, if section == 0 { 4 } else { width }));
             at = field + 20;
         }
     }

@@ -727,6 +727,10 @@ fn a_corrupt_or_stale_checkpoint_is_rebuilt_not_trusted() {
                 reference.iter().filter(|r| r.0 == format!("s{s}")).count()
             );
         }
+        // The type index's list (every event is an `E`) lies in the checkpoint beside the streams' lists.
+        let by_type = foldlog::Query::new([foldlog::QueryItem::new().types(["E"])]);
+        let typed: Vec<u64> = store.read(&by_type, None, None).map(|e| e.unwrap().position()).collect();
+        assert_eq!(typed, (0..400).collect::<Vec<u64>>());
         let rebuilt = match &store.recovery_report().checkpoint {
             CheckpointUse::Rebuilt(_) => Some(true),
             CheckpointUse::RebuiltAfterOpen(_) => Some(false),

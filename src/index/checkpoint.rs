@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
+use super::saved_labels::SavedLabels;
 use super::saved_list::{put_list, Item, SavedList, Source};
 use super::saved_streams::SavedStreams;
-use super::{Index, SegIndex, Stale, StreamIndex};
+use super::{Index, Labels, SegIndex, Stale, StreamIndex};
 use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -39,11 +40,15 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         let (start, crc) = put_list(&mut data, &s.all_offsets()?);
         seg_entries.push((s, start, crc));
     }
+    // The types' and tags' lists before the streams' (their order in the data section is free; the streams'
+    // last keeps the tests that damage the file's last list aimed at a stream).
+    let width = position_width(index.next_position);
+    let type_entries = put_label_lists(&mut data, &index.types, width)?;
+    let tag_entries = put_label_lists(&mut data, &index.tags, width)?;
     // Sorted, so that the same index always gives the same bytes.
     let mut streams: Vec<(&str, &StreamIndex)> = index.streams().collect();
     streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut stream_entries = Vec::with_capacity(streams.len());
-    let width = position_width(index.next_position);
     let mut narrow = Vec::new();
     for (id, s) in streams {
         let positions = s.all_positions()?;
@@ -87,6 +92,15 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
         w.extend_from_slice(&event_id_bytes(*id));
         put_u64(w, index.ids.map.get(id).copied().unwrap_or(0));
     }
+    for entries in [type_entries, tag_entries] {
+        put_u64(w, entries.len() as u64);
+        for (name, count, start, crc) in entries {
+            put_bytes(w, name.as_bytes());
+            put_u64(w, count);
+            put_u64(w, start);
+            put_u32(w, crc);
+        }
+    }
     let last = index.segments.last();
     let mut out = [0u8; CHECKPOINT_HEADER_LEN];
     out[ckpt::MAGIC].copy_from_slice(&CHECKPOINT_MAGIC);
@@ -101,6 +115,31 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     let crc = crc32fast::hash(&out[..ckpt::HEADER_CRC.start]);
     LE::write_u32(&mut out[ckpt::HEADER_CRC], crc);
     Ok([&out[..], &dir, &data].concat())
+}
+
+/// Writes the lists of `labels` (event types or tags) to `data`, sorted by name so that the same index always
+/// gives the same bytes; returns each one's directory entry: name, count, list offset and CRC.
+fn put_label_lists<'l>(
+    data: &mut Vec<u8>,
+    labels: &'l Labels,
+    width: u32,
+) -> Result<Vec<(&'l str, u64, u64, u32)>, Stale> {
+    let mut sorted: Vec<_> = labels.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut entries = Vec::with_capacity(sorted.len());
+    let mut narrow = Vec::new();
+    for (name, list) in sorted {
+        let positions = list.all()?;
+        let (start, crc) = if width == NARROW {
+            narrow.clear();
+            narrow.extend(positions.iter().filter_map(|&p| u32::try_from(p).ok()));
+            put_list(data, &narrow)
+        } else {
+            put_list(data, &positions)
+        };
+        entries.push((name, positions.len() as u64, start, crc));
+    }
+    Ok(entries)
 }
 
 /// Stream positions saved as u32 (every position of the log is below 2^32).
@@ -249,6 +288,11 @@ pub(crate) fn decode_checkpoint(
     decode_segment_entries(&mut r, &lists, &mut index)?;
     let stream_events = decode_stream_entries(&mut r, &lists, (next_position, width), &mut index)?;
     decode_consumers_and_ids(&mut r, next_position, &mut index)?;
+    let typed = decode_label_entries(&mut r, &lists, (next_position, width), &mut index.types)?;
+    decode_label_entries(&mut r, &lists, (next_position, width), &mut index.tags)?;
+    if typed != next_position {
+        return Err(CheckpointRefusal::TypeLengths);
+    }
     if !r.b.is_empty() {
         return Err(CheckpointRefusal::TrailingBytes);
     }
@@ -314,6 +358,22 @@ fn decode_stream_entries(
     let (saved, len, events) = SavedStreams::decode(r.b, count, lists.clone(), (next_position, width))?;
     r.take(len).ok_or_else(bad)?;
     index.saved_streams = Some(saved);
+    Ok(events)
+}
+
+/// A directory section of label entries (event types or tags: name, event count, list offset and CRC),
+/// checked and kept as bytes like the streams'. Returns their events in total.
+fn decode_label_entries(
+    r: &mut Reader<'_>,
+    lists: &Lists,
+    (next_position, width): (u64, u32),
+    labels: &mut Labels,
+) -> std::result::Result<u64, CheckpointRefusal> {
+    let bad = || CheckpointRefusal::DirectoryMalformed;
+    let count = r.count(4 + super::saved_labels::LABEL_ENTRY_FIXED).ok_or_else(bad)?;
+    let (saved, len, events) = SavedLabels::decode(r.b, count, lists.clone(), (next_position, width))?;
+    r.take(len).ok_or_else(bad)?;
+    labels.set_saved(saved);
     Ok(events)
 }
 
@@ -387,6 +447,12 @@ mod tests {
             let v = ix.stream(stream.as_str()).map_or(5, |s| s.first_version + s.len());
             ix.add_event(FrameAt { seg: 0, offset: off, len: 64 }, &stream, v, p, Some(u128::from(p) << 64))
                 .unwrap();
+            let tags = [format!("t-{}", p % 4), format!("u-{}", p % 5)];
+            ix.add_labels(
+                p,
+                if p.is_multiple_of(2) { "Even" } else { "Odd" },
+                tags.iter().map(String::as_str),
+            );
             off += 64;
         }
         ix.add_consumer(FrameAt { seg: 0, offset: off, len: 32 }, "proj", 7, false);
@@ -409,6 +475,12 @@ mod tests {
                 let p = s.position(i).map_err(|e| e.reason.to_string())?.ok_or("short")?;
                 let (_, off) = ix.locate(p).map_err(|e| e.reason.to_string())?.ok_or("unlocated")?;
                 out.push((id.to_string(), s.first_version + i, p, off));
+            }
+        }
+        for (kind, labels) in [("type", ix.types()), ("tag", ix.tags())] {
+            for (name, list) in labels.iter() {
+                let all = list.all().map_err(|e| e.reason.to_string())?;
+                out.extend(all.into_iter().zip(0..).map(|(p, i)| (format!("{kind} {name}"), i, p, 0)));
             }
         }
         out.sort();
@@ -448,7 +520,10 @@ mod tests {
         assert_eq!(back.stream("nope").map(StreamIndex::len), None);
         let at = |offset| FrameAt { seg: 0, offset, len: 64 };
         back.add_event(at(resume.offset), "s-1", next, 20, None).unwrap();
+        back.add_labels(20, "Even", ["t-0", "new-tag"]);
         back.add_event(at(resume.offset + 64), "new", 3, 21, None).unwrap();
+        back.add_labels(21, "New", []);
+        assert_eq!(back.tags().get("t-0").unwrap().all().unwrap(), [0, 4, 8, 12, 16, 20]);
         assert!(back.add_event(at(resume.offset + 128), "s-2", 99, 22, None).is_err(), "a version gap");
         assert_eq!(back.stream_count(), 4);
         let mut names: Vec<&str> = back.streams().map(|(k, _)| k).collect();
@@ -525,6 +600,7 @@ mod tests {
         ix.segments.push(SegIndex::new(0, 0, 128));
         for p in 0..10_000u64 {
             ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, "long", p, p, None).unwrap();
+            ix.add_labels(p, "T", []);
         }
         let mut bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
         let (back, _) = open(&bytes).unwrap();
@@ -551,6 +627,7 @@ mod tests {
         ix.segments.push(SegIndex::new(0, 0, 128));
         for p in 0..5000u64 {
             ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, "s", p, p, None).unwrap();
+            ix.add_labels(p, "T", []);
         }
         let mut bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
         let n = bytes.len();

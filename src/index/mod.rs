@@ -8,16 +8,20 @@
 //! kept the first time something needs it. So open costs the directory, not the index. A list that fails its
 //! check is reported as [`Stale`] and the store rebuilds the whole index from the log.
 //!
-//! Memory per event: 4 bytes (frame offset) + 8 bytes (stream position) + block slack; see docs/index.md.
+//! Memory per event: 4 bytes (frame offset) + 8 bytes (stream position) + block slack, and 4 bytes in its
+//! type's list and per tag (`tags.rs`); see docs/index.md.
 
 mod checkpoint;
+mod saved_labels;
 mod saved_list;
 mod saved_streams;
+mod tags;
 
 pub(crate) use checkpoint::{encode_checkpoint, open_checkpoint, Resume};
 use saved_list::SavedList;
 pub(crate) use saved_list::Stale;
 use saved_streams::SavedStreams;
+pub(crate) use tags::{Labels, Postings};
 
 use std::collections::{HashMap, VecDeque};
 
@@ -220,6 +224,9 @@ pub(crate) struct Index {
     consumers: HashMap<Box<str>, u64>,
     ids: IdWindow,
     next_position: u64,
+    /// Positions per event type and per tag (`tags.rs`).
+    types: Labels,
+    tags: Labels,
 }
 
 /// Where a frame sits: segment slot, file offset, length with padding.
@@ -378,6 +385,29 @@ impl Index {
         Ok(())
     }
 
+    /// Adds the event at `position` (just added with [`Index::add_event`]) to its type's and tags' lists.
+    pub fn add_labels<'t>(
+        &mut self,
+        position: u64,
+        event_type: &str,
+        tags: impl IntoIterator<Item = &'t str>,
+    ) {
+        self.types.add(event_type, position);
+        for tag in tags {
+            self.tags.add(tag, position);
+        }
+    }
+
+    /// Positions per event type.
+    pub fn types(&self) -> &Labels {
+        &self.types
+    }
+
+    /// Positions per tag.
+    pub fn tags(&self) -> &Labels {
+        &self.tags
+    }
+
     /// Adds a consumer-position frame.
     pub fn add_consumer(&mut self, at: FrameAt, name: &str, position: u64, delete: bool) {
         let FrameAt { seg, offset, len: frame_len } = at;
@@ -406,6 +436,7 @@ impl Index {
             + self.streams.capacity() * 8
             + self.saved_streams.as_ref().map_or(0, SavedStreams::memory_bytes);
         let ids = self.ids.map.capacity() * 32 + self.ids.order.capacity() * 16;
-        (segs + streams + ids) as u64
+        let labels = self.types.memory_bytes() + self.tags.memory_bytes();
+        (segs + streams + ids + labels) as u64
     }
 }

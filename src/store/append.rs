@@ -2,6 +2,7 @@
 //! before the writer sees it: names, version room, duplicates.
 
 use super::*;
+use crate::query::AppendCondition;
 use crate::record::name_frame_len;
 
 /// One event to append: [`NewEvent::new`] with a type and payload, then a setter per optional field.
@@ -144,6 +145,9 @@ pub struct Batch<'a> {
     pub streams: &'a [StreamAppend<'a>],
     /// A named consumer's new position, committed with the events; must exceed its current one.
     pub consumer: Option<(&'a str, u64)>,
+    /// A condition on the log (no event matching a query after a position), checked under the writer lock
+    /// with the expected versions: if it fails, nothing of the batch is written.
+    pub condition: Option<&'a AppendCondition>,
     /// Set by [`crate::Store::reset_consumer`] only: the consumer may move to any position.
     pub(crate) reset_consumer: bool,
     /// Set by [`crate::Store::delete_consumer`] only: the consumer is forgotten.
@@ -153,13 +157,21 @@ pub struct Batch<'a> {
 impl<'a> Batch<'a> {
     /// The events of `streams`, and no consumer position.
     pub fn new(streams: &'a [StreamAppend<'a>]) -> Batch<'a> {
-        Batch { streams, consumer: None, reset_consumer: false, delete_consumer: false }
+        Batch { streams, consumer: None, condition: None, reset_consumer: false, delete_consumer: false }
     }
 
     /// Sets [`consumer`](field@Batch::consumer): consumer `name`'s new position, committed with the events.
     #[must_use]
     pub fn consumer(mut self, name: &'a str, position: u64) -> Self {
         self.consumer = Some((name, position));
+        self
+    }
+
+    /// Sets [`condition`](field@Batch::condition): the batch is written only if no event matching its query
+    /// was stored after its position.
+    #[must_use]
+    pub fn condition(mut self, condition: &'a AppendCondition) -> Self {
+        self.condition = Some(condition);
         self
     }
 }

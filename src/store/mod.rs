@@ -3,6 +3,7 @@
 
 mod append;
 mod checkpoint;
+mod condition;
 mod follow;
 mod names;
 mod recovery;
@@ -435,6 +436,8 @@ impl Store {
             segments: segs,
             events: ix.next_position(),
             streams: ix.stream_count(),
+            event_types: ix.types().len(),
+            tags: ix.tags().len(),
             frame_bytes,
             file_bytes,
             index_memory_bytes: ix.memory_bytes(),

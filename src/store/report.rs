@@ -63,6 +63,10 @@ pub struct Stats {
     pub events: u64,
     /// Streams.
     pub streams: usize,
+    /// Distinct event types.
+    pub event_types: usize,
+    /// Distinct tags.
+    pub tags: usize,
     /// Bytes of frames written (headers, bodies, padding), over all segments.
     pub frame_bytes: u64,
     /// Bytes of segment files on disk (preallocated).

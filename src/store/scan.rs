@@ -93,6 +93,7 @@ pub(super) fn index_frames(
                         event.event_id(),
                     );
                     assert!(added.is_ok(), "versions were checked by versions_follow");
+                    index.add_labels(event.position(), event.event_type(), event.tags());
                     report.events_scanned += 1;
                 }
                 Pending::Consumer { off, len, name, position, delete } => {

@@ -157,6 +157,10 @@ impl Inner {
                 return Err(Error::ConsumerPositionNotAdvanced { name: name.into(), current, proposed: p });
             }
         }
+        drop(ix);
+        if let Some(condition) = batch.condition {
+            self.check_condition_locked(condition)?;
+        }
         Ok(None)
     }
 
@@ -385,6 +389,7 @@ impl Inner {
                 let added = ix.add_event(at, s.stream, v0 + i as u64, position, e.event_id).is_ok();
                 // Invariant: the versions were computed from the index under the writer lock.
                 assert!(added, "stream versions follow the index");
+                ix.add_labels(position, e.event_type, e.tags.iter().copied());
                 position += 1;
             }
             let n = s.events.len() as u64;
