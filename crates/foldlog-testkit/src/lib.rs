@@ -35,8 +35,8 @@ pub use foldlog::testing::{
     segment_file_name, SegmentName,
 };
 use foldlog::{
-    Batch, Durability, Error, EventRef, ExpectedVersion, NewEvent, Options, RecoveryReport, Store,
-    StreamAppend,
+    AppendCondition, Batch, Durability, Error, EventRef, ExpectedVersion, NewEvent, Options, Query,
+    QueryItem, RecoveryReport, Store, StreamAppend,
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -200,6 +200,9 @@ impl Drop for ScratchDir {
 
 const EVENT_MAGIC: &[u8; 4] = b"FLT1";
 const EVENT_TYPES: [&str; 4] = ["Opened", "Deposited", "Withdrawn", "AddressChanged"];
+/// The tags test events draw from (each event carries a subset, chosen by its hash), so the crash and fuzz
+/// tests cover the tag index, and the oracle checks reads by query ([`check_queries`]).
+pub const TEST_TAGS: [&str; 5] = ["red", "green", "blue", "course:1", "student:2"];
 
 /// One event as a test appends it; everything in it is a function of (run, stream, version, position).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,18 +221,27 @@ pub struct TestEvent {
     pub schema_version: u32,
     /// Event id (sometimes none).
     pub event_id: Option<u128>,
+    /// Tags, a subset of [`TEST_TAGS`] (often none).
+    pub tags: Vec<&'static str>,
     /// Payload: magic, run, position, version, stream, filler, then the hash of the whole event.
     pub payload: Vec<u8>,
 }
 
-fn event_hash(event_type: &str, metadata: &[u8], schema: u32, id: Option<u128>, payload_head: &[u8]) -> u64 {
+fn event_hash<'t>(
+    event_type: &str,
+    metadata: &[u8],
+    (schema, id): (u32, Option<u128>),
+    tags: impl Iterator<Item = &'t str>,
+    payload_head: &[u8],
+) -> u64 {
     let id = id.map_or([0u8; 17], |i| {
         let mut b = [1u8; 17];
         // The bytes the format stores the id as (big-endian), so a hash names the id as the log does.
         b[1..].copy_from_slice(&testing::event_id_bytes(i));
         b
     });
-    hash64(0x0F01_D106, &[event_type.as_bytes(), metadata, &schema.to_le_bytes(), &id, payload_head])
+    let tags: Vec<u8> = tags.flat_map(|t| t.bytes().chain([0])).collect();
+    hash64(0x0F01_D106, &[event_type.as_bytes(), metadata, &schema.to_le_bytes(), &id, &tags, payload_head])
 }
 
 impl TestEvent {
@@ -257,7 +269,12 @@ impl TestEvent {
         let at = payload.len();
         payload.resize(at + filler, 0);
         rng.fill(&mut payload[at..]);
-        let hash = event_hash(&event_type, &metadata, schema_version, event_id, &payload);
+        // Half the events carry no tag; the others a subset of the test tags.
+        let tag_bits = if (h >> 40).is_multiple_of(2) { 0 } else { (h >> 41) % 32 };
+        let tags: Vec<&'static str> =
+            TEST_TAGS.iter().enumerate().filter(|(i, _)| tag_bits & (1 << i) != 0).map(|(_, t)| *t).collect();
+        let hash =
+            event_hash(&event_type, &metadata, (schema_version, event_id), tags.iter().copied(), &payload);
         payload.extend_from_slice(&hash.to_le_bytes());
         TestEvent {
             stream: stream.to_owned(),
@@ -267,6 +284,7 @@ impl TestEvent {
             metadata,
             schema_version,
             event_id,
+            tags,
             payload,
         }
     }
@@ -277,6 +295,7 @@ impl TestEvent {
             .metadata(&self.metadata)
             .event_id(self.event_id)
             .schema_version(self.schema_version)
+            .tags(&self.tags)
     }
 
     /// Checks that `e` is exactly this event.
@@ -288,6 +307,7 @@ impl TestEvent {
             && e.metadata() == self.metadata.as_slice()
             && e.schema_version() == self.schema_version
             && e.event_id() == self.event_id
+            && e.tags().eq(self.tags.iter().copied())
             && e.payload() == self.payload.as_slice();
         if same {
             Ok(())
@@ -312,8 +332,9 @@ pub fn self_check(e: &EventRef<'_>, run: Option<u64>) -> Result<(), String> {
         return bad("no test header");
     }
     let (head, hash) = p.split_at(p.len() - 8);
-    if event_hash(e.event_type(), e.metadata(), e.schema_version(), e.event_id(), head) != LE::read_u64(hash)
-    {
+    let hash_of =
+        event_hash(e.event_type(), e.metadata(), (e.schema_version(), e.event_id()), e.tags(), head);
+    if hash_of != LE::read_u64(hash) {
         return bad("hash mismatch");
     }
     let stream_len = LE::read_u16(&p[28..30]) as usize;
@@ -537,6 +558,7 @@ pub fn check_store(store: &Store, model: &Model, k: usize) -> Result<usize, Stri
     for (stream, evs) in &by_stream {
         check_stream(store, stream, evs)?;
     }
+    check_queries(store, &a[..n])?;
     for e in &a[n..] {
         if !by_stream.contains_key(e.stream.as_str()) && store.stream_version(&e.stream).is_some() {
             return Err(format!("stream {} has a version but none of its events was recovered", e.stream));
@@ -604,6 +626,67 @@ fn check_stream(store: &Store, stream: &str, evs: &[&TestEvent]) -> Result<(), S
         .map_err(|e| format!("read_stream_backward({stream}) failed: {e}"))?;
     if !back.iter().rev().eq(evs.iter().map(|e| &e.position)) {
         return Err(format!("read_stream_backward({stream}) disagrees with the forward read"));
+    }
+    Ok(())
+}
+
+/// The queries the oracle asks: each tag, each type, a type with a tag, two tags together, and a query of two
+/// items.
+fn oracle_queries() -> Vec<Query> {
+    let mut queries: Vec<Query> =
+        TEST_TAGS.iter().map(|t| Query::new([QueryItem::new().tags([*t])])).collect();
+    queries.extend(EVENT_TYPES.iter().map(|t| Query::new([QueryItem::new().types([*t])])));
+    queries.push(Query::new([QueryItem::new().types(["Deposited"]).tags(["red"])]));
+    queries.push(Query::new([QueryItem::new().tags(["green", "course:1"])]));
+    queries.push(Query::new([
+        QueryItem::new().types(["Opened", "Withdrawn"]).tags(["blue"]),
+        QueryItem::new().tags(["student:2", "red"]),
+    ]));
+    queries
+}
+
+/// Checks reads by query against a fold of the events the store holds (`held`, in order): for each of
+/// [`oracle_queries`], from the start and from the middle, the positions read must be exactly those of the
+/// events matching it, and an append condition on the query must agree with them.
+pub fn check_queries(store: &Store, held: &[TestEvent]) -> Result<(), String> {
+    let matches = |q: &Query, e: &TestEvent| {
+        q.items.is_empty()
+            || q.items.iter().any(|i| {
+                (i.types.is_empty() || i.types.contains(&e.event_type))
+                    && i.tags.iter().all(|t| e.tags.contains(&t.as_str()))
+            })
+    };
+    let middle = (held.len() / 2) as u64;
+    for q in oracle_queries() {
+        for after in [None, Some(middle)] {
+            let from = after.map_or(0, |a| a + 1);
+            let expected: Vec<u64> =
+                held.iter().filter(|e| e.position >= from && matches(&q, e)).map(|e| e.position).collect();
+            let read = store.read(&q, after, None);
+            if read.head() != (held.len() as u64).checked_sub(1) {
+                return Err(format!(
+                    "read({q:?}).head() = {:?} with {} events held",
+                    read.head(),
+                    held.len()
+                ));
+            }
+            let got: Vec<u64> = read
+                .map(|e| e.map(|e| e.position()))
+                .collect::<foldlog::Result<_>>()
+                .map_err(|e| format!("read({q:?}, {after:?}) failed: {e}"))?;
+            if got != expected {
+                return Err(format!("read({q:?}, {after:?}) = {got:?}, a fold of the log says {expected:?}"));
+            }
+            // A batch of no events checks its condition and writes nothing (a read-only handle refuses).
+            let condition = AppendCondition::new(q.clone()).after(after);
+            match (store.append_batch(&Batch::default().condition(&condition)), expected.first()) {
+                (Err(Error::ReadOnly), _) | (Ok(_), None) => {}
+                (Err(Error::AppendConditionFailed { position, .. }), Some(&first)) if position == first => {}
+                (other, first) => {
+                    return Err(format!("condition {condition:?}: {other:?}, the first match is {first:?}"));
+                }
+            }
+        }
     }
     Ok(())
 }
