@@ -364,6 +364,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
         let before = root.version();
         root.version = versions.end.checked_sub(1);
         root.pending.clear();
+        root.context = None;
         let snapshot = match &self.snapshots {
             Some(s) if s.policy.due(before, root.version()) => Some(self.write_snapshot(s, root)),
             _ => None,
@@ -377,11 +378,22 @@ pub(super) fn expected_version<A: Aggregate>(root: &Root<A>) -> ExpectedVersion 
     root.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
 }
 
-/// `root`'s pending events as the store takes them (docs/format.md, "Events written by a Repository").
+/// `root`'s pending events as the store takes them (docs/format.md, "Events written by a Repository"): with
+/// the context's metadata and, if it has a command id, event ids taken from it.
 pub(super) fn pending_events<A: Aggregate>(root: &Root<A>) -> Vec<NewEvent<'_>> {
+    let (context, metadata) = match &root.context {
+        Some((c, bytes)) => (Some(c), bytes.as_slice()),
+        None => (None, &[][..]),
+    };
     root.pending
         .iter()
-        .map(|p| NewEvent::new(p.event_type, &p.payload).schema_version(p.schema_version))
+        .enumerate()
+        .map(|(i, p)| {
+            NewEvent::new(p.event_type, &p.payload)
+                .schema_version(p.schema_version)
+                .metadata(metadata)
+                .event_id(context.and_then(|c| c.event_id(i)))
+        })
         .collect()
 }
 
