@@ -152,8 +152,17 @@ impl<'s> Subscription<'s> {
 
     /// The next matching event, waiting for it at most `timeout`; `Ok(None)` on timeout or once stopped.
     /// Errors: a damaged frame ([`crate::Error::Corrupt`]), or a refresh's error on a read-only handle.
+    ///
+    /// With [`Duration::ZERO`] it never waits: it delivers what this handle has already indexed and, on a
+    /// read-only handle with nothing left of that, refreshes once ([`Store::refresh`]) and delivers what the
+    /// writer committed meanwhile. A caller that polls with a zero timeout thus needs no `refresh` of its own;
+    /// a positive timeout is cheaper still, since the wait itself polls the writer's head, quickly while
+    /// events come and less often through a silence ([`crate::FOLLOW_POLL`], [`crate::FOLLOW_POLL_MAX`]).
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<EventRef<'s>>> {
         let deadline = Instant::now() + timeout;
+        let inner = self.store.inner_arc();
+        // A read-only handle looks at the writer's head at least once, even when the deadline has passed.
+        let mut looked = !inner.is_read_only();
         loop {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(None);
@@ -165,11 +174,11 @@ impl<'s> Subscription<'s> {
                 self.batch = Some(self.store.read_all(self.next));
                 continue;
             }
-            if Instant::now() >= deadline {
+            if looked && Instant::now() >= deadline {
                 return Ok(None);
             }
-            let inner = self.store.inner_arc();
             inner.wait_until(self.next.saturating_add(1), deadline, Some(&self.stop))?;
+            looked = true;
         }
     }
 

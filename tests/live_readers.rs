@@ -272,3 +272,26 @@ fn a_subscription_in_another_process_delivers_each_matching_event_once_across_ro
     assert!(out.status.success(), "subscriber: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUBSCRIBED"));
 }
+
+/// A zero timeout on a read-only handle looks at the writer's head once: a caller that polls with
+/// `next_event(Duration::ZERO)` (the SQLite projector did, and called `refresh` itself first) sees what the
+/// writer committed meanwhile without a `refresh` of its own, and `wait_for` with a zero timeout does too. The
+/// writer runs in this process, through its own handle, as a writer in another process would.
+#[test]
+fn a_zero_timeout_on_a_read_only_handle_looks_at_the_writer_once() {
+    let dir = ScratchDir::new("live-zero");
+    let writer = Store::open_with(dir.path(), writer_options()).expect("writer");
+    let reader = Store::open_with(dir.path(), reader_options()).expect("reader beside the writer");
+    let mut sub = reader.subscribe(0);
+    assert!(sub.next_event(Duration::ZERO).expect("poll").is_none(), "nothing written yet");
+    append_batch(&writer, 0).expect("append");
+    assert_eq!(reader.next_position(), 0, "nothing has refreshed the reader yet");
+    let delivered: Vec<u64> =
+        std::iter::from_fn(|| sub.next_event(Duration::ZERO).expect("poll")).map(|e| e.position()).collect();
+    assert_eq!(delivered, [0, 1, 2], "one zero-timeout call refreshed, the others read what it indexed");
+    assert_eq!(reader.next_position(), EVENTS_PER_BATCH);
+    append_batch(&writer, 1).expect("append");
+    assert_eq!(reader.wait_for(Some(2), Duration::ZERO), Some(5), "wait_for looks once too");
+    let next = sub.next_event(Duration::ZERO).expect("poll").expect("the second batch");
+    assert_eq!(next.position(), 3);
+}

@@ -44,6 +44,7 @@ impl Inner {
         // A reader has no sync of its own to wait for: what it indexed is what it calls durable, as at open.
         self.durable.store(next, Ordering::Release);
         if self.committed.swap(next, Ordering::SeqCst) != next {
+            self.arrived();
             self.notify();
         }
         Ok(next)
