@@ -36,7 +36,7 @@ use crate::format::{
     FORMAT_VERSION, LOCK_FILE, NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, SLOT_FLAG_SEALED,
     STREAM_ID_BYTES_MAX, STREAM_VERSION_MAX, TAGS_MAX, TIMESTAMP_MAX, TIMESTAMP_MIN,
 };
-use crate::head::{Head, HeadPublisher, HeadWatcher};
+use crate::head::{Head, HeadPublisher, HeadWatcher, Published};
 use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, Resume, SegIndex, Stale};
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
@@ -77,6 +77,15 @@ pub(crate) struct Inner {
     /// Nanoseconds after `opened` at which a refresh last found new events; spaces a read-only handle's
     /// looks at the writer's head ([`Inner::follow_poll`]).
     arrived_nanos: AtomicU64,
+}
+
+/// Which watermark a wait is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// The next position: every event below it is committed and may be read.
+    Committed,
+    /// The durable position: every event below it is on stable storage.
+    Durable,
 }
 
 /// This handle's part in the head record.
@@ -160,47 +169,63 @@ impl Inner {
         }
     }
 
-    /// Blocks until the next position reaches `target`, `deadline` passes or `stop` is set; returns the next
-    /// position then. A writer's handle waits on its own publish; a read-only handle follows the writer's head
-    /// ([`Inner::follow_until`]) and returns a refresh's error.
+    /// Blocks until watermark `mark` reaches `target`, `deadline` passes or `stop` is set; returns the mark
+    /// then. A writer's handle waits on its own publish and syncs; a read-only handle follows the writer's
+    /// head ([`Inner::follow_until`]) and returns a refresh's error.
     pub(crate) fn wait_until(
         &self,
+        mark: Mark,
         target: u64,
         deadline: Instant,
         stop: Option<&AtomicBool>,
     ) -> Result<u64> {
         let stopped = || stop.is_some_and(|s| s.load(Ordering::Acquire));
         if self.options.read_only {
-            return self.follow_until(target, deadline, &stopped);
+            return self.follow_until(mark, target, deadline, &stopped);
         }
         let mut guard = self.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.waiters.fetch_add(1, Ordering::SeqCst);
-        let next = loop {
-            let next = self.committed.load(Ordering::SeqCst);
-            if next >= target || stopped() {
-                break next;
+        let reached = loop {
+            let reached = self.mark(mark).load(Ordering::SeqCst);
+            if reached >= target || stopped() {
+                break reached;
             }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break next };
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break reached };
             guard =
                 self.wake_cv.wait_timeout(guard, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         };
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         drop(guard);
-        Ok(next)
+        Ok(reached)
     }
 
     /// A read-only handle's wait: refresh, then pause [`Inner::follow_poll`] (cut short by a stop or by another
     /// thread's refresh that found events) and refresh again, until `target` or `deadline`. A deadline already
     /// passed still gets one refresh, so a zero timeout means "look once".
-    fn follow_until(&self, target: u64, deadline: Instant, stopped: &dyn Fn() -> bool) -> Result<u64> {
+    fn follow_until(
+        &self,
+        mark: Mark,
+        target: u64,
+        deadline: Instant,
+        stopped: &dyn Fn() -> bool,
+    ) -> Result<u64> {
         loop {
-            let next = self.refresh()?;
+            self.refresh()?;
+            let reached = self.mark(mark).load(Ordering::SeqCst);
             let now = Instant::now();
-            let left = deadline.checked_duration_since(now).filter(|_| next < target && !stopped());
-            let Some(left) = left else { return Ok(next) };
+            let left = deadline.checked_duration_since(now).filter(|_| reached < target && !stopped());
+            let Some(left) = left else { return Ok(reached) };
             self.sleep_until_woken(left.min(self.follow_poll(now)), || {
-                self.committed.load(Ordering::SeqCst) >= target || stopped()
+                self.mark(mark).load(Ordering::SeqCst) >= target || stopped()
             });
+        }
+    }
+
+    /// The watermark `mark` names.
+    fn mark(&self, mark: Mark) -> &AtomicU64 {
+        match mark {
+            Mark::Committed => &self.committed,
+            Mark::Durable => &self.durable,
         }
     }
 
@@ -408,7 +433,18 @@ impl Store {
         self.next_position().checked_sub(1)
     }
 
-    /// Events below this position survive power loss.
+    /// Events below this position survive power loss. A writer's handle moves it after every sync (with
+    /// [`Durability::Always`], before `append` returns).
+    ///
+    /// A read-only handle beside a live writer (or where it cannot tell whether one is live) takes the
+    /// position the writer publishes after every sync (docs/format.md, "The head record"), as far as this
+    /// handle has indexed: the smaller of the two, moved by [`Store::refresh`] and never backwards. So with
+    /// `Group` or `Never` it stays behind [`Store::next_position`] until the writer syncs, and a consumer that
+    /// must not act on events a machine crash could take back waits for it
+    /// ([`crate::Subscription::durable_only`]). A read-only handle opened with no writer live counts every
+    /// valid frame as durable, as it always has (with nobody writing, the files are what there is; frames a
+    /// crashed writer never synced count too). A writer built before the position was published leaves it at
+    /// 0: readers beside it call nothing durable.
     pub fn durable_position(&self) -> u64 {
         self.inner.durable.load(Ordering::Acquire)
     }
@@ -418,6 +454,8 @@ impl Store {
     /// next position; what it sees is always a prefix of the log ending at a batch boundary. A writer's handle
     /// is always current and returns at once. A read-only handle takes a shared lock on the directory only,
     /// so any number of them run beside the one writer; see docs/operations.md, "Reading a live store".
+    ///
+    /// A refresh also loads the durable position the writer published ([`Store::durable_position`]).
     ///
     /// `refresh` never waits. [`Store::wait_for`] and [`crate::Subscription::next_event`] call it for you: with
     /// a zero timeout they refresh once and return, with a longer one they keep refreshing as they wait.
@@ -459,7 +497,7 @@ impl Store {
     /// ```
     pub fn wait_for(&self, after: Option<u64>, timeout: Duration) -> Option<u64> {
         let target = after.map_or(1, |a| a.saturating_add(2));
-        let next = self.inner.wait_until(target, Instant::now() + timeout, None).ok()?;
+        let next = self.inner.wait_until(Mark::Committed, target, Instant::now() + timeout, None).ok()?;
         (next >= target).then(|| next - 1)
     }
 
@@ -543,6 +581,9 @@ fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
         .expect("spawn group-commit thread")
 }
 
+/// The shared state of a handle over what recovery built; a writer's handle publishes its durable position
+/// in the head record now (what open recovered: every event once cleanly closed, the newest durable slot's
+/// after a crash).
 fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, lock: Option<File>) -> Inner {
     let Recovered { log_id, segments, index, writer, report } = parts;
     let next = index.next_position();
@@ -553,6 +594,9 @@ fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, l
             w.slot.next_position.min(next)
         }
     });
+    if let HeadRole::Publisher(p) = &head {
+        p.publish_durable(durable);
+    }
     Inner {
         dir: dir.to_path_buf(),
         options,
