@@ -188,8 +188,9 @@ pub mod snap {
 }
 
 /// The head record at the start of `LOCK` (docs/format.md, "The head record"): where the running writer's
-/// committed log ends and how much of it is durable, for read-only handles in other processes. Runtime coordination, not recovery data: no
-/// open depends on it, and a missing or foreign record only makes readers fall back to the durable slots.
+/// committed log ends and how much of it is durable, for read-only handles in other processes. Runtime
+/// coordination, not recovery data: no open depends on it, and a missing or foreign record only makes readers
+/// fall back to the durable slots.
 pub mod head {
     use super::next;
     use std::ops::Range;

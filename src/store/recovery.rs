@@ -154,7 +154,7 @@ fn open_reader(dir: &Path, options: Options, started: Instant) -> Result<Inner> 
             Ok(parts) => {
                 let watcher = HeadWatcher::new(dir, parts.log_id);
                 // Beside a live writer (or where that cannot be told) only what it synced is durable, loaded
-                // after recovery read its head; with none, every valid frame counts, as a writer's open would.
+                // after recovery read its head; with none, every valid frame counts, as it always has.
                 let published = if writer_live == Some(false) { None } else { watcher.load() };
                 let inner = build_inner(dir, options, parts, HeadRole::Watcher(watcher), lock);
                 if let Some(p) = published {
