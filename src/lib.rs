@@ -116,5 +116,6 @@ pub use record::{EventRef, OwnedEvent};
 pub use rkyv;
 pub use store::{
     Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend, FOLLOW_POLL,
+    FOLLOW_POLL_MAX,
 };
 pub use subscription::{Stopper, Subscription};

@@ -152,8 +152,15 @@ fn open_reader(dir: &Path, options: Options, started: Instant) -> Result<Inner> 
                 }
             }
             Ok(parts) => {
-                let head = HeadRole::Watcher(HeadWatcher::new(dir, parts.log_id));
-                return Ok(build_inner(dir, options, parts, head, lock));
+                let watcher = HeadWatcher::new(dir, parts.log_id);
+                // Beside a live writer (or where that cannot be told) only what it synced is durable, loaded
+                // after recovery read its head; with none, every valid frame counts, as it always has.
+                let published = if writer_live == Some(false) { None } else { watcher.load() };
+                let inner = build_inner(dir, options, parts, HeadRole::Watcher(watcher), lock);
+                if let Some(p) = published {
+                    inner.durable.fetch_min(p.durable, Ordering::AcqRel);
+                }
+                return Ok(inner);
             }
             Err(e @ Error::Corrupt { .. }) => {
                 attempts += 1;
@@ -210,7 +217,9 @@ fn recover(
     let (index, resume) = load_checkpoint(dir, log_id, &opened, options, &mut report)?;
     let bound = match (role, opened.last()) {
         (Role::Reader { writer_live: Some(false) } | Role::Writer, _) | (_, None) => u64::MAX,
-        (Role::Reader { .. }, Some(last)) => tail_bound(HeadWatcher::new(dir, log_id).load(), last),
+        (Role::Reader { .. }, Some(last)) => {
+            tail_bound(HeadWatcher::new(dir, log_id).load().map(|p| p.head), last)
+        }
     };
     let segments = SegmentTable::new();
     let (index, writer) = recover_segments(options, opened, index, resume, &segments, &mut report, bound)?;

@@ -344,13 +344,21 @@ impl Inner {
             self.sync_frames(w)?;
         }
         w.map.publish_verified(end);
+        if always {
+            // Before the head: a reader in another process that loads the head, then this word, finds the
+            // batch durable in the same look.
+            let events: u64 = batch.streams.iter().map(|s| s.events.len() as u64).sum();
+            self.publish_durable(w.next_position + events);
+        }
         self.publish_head(Head { seq: w.seg_seq, end });
         self.index_batch(w, &offsets, batch, plan, out);
         w.offsets = offsets;
-        self.notify();
         if always {
-            self.durable.store(w.next_position, Ordering::Release);
-        } else if must_sync {
+            // SeqCst, as `committed`: a durable waiter registers, then loads it (see `notify`).
+            self.durable.store(w.next_position, Ordering::SeqCst);
+        }
+        self.notify();
+        if must_sync && !always {
             self.sync_locked(w)?;
         }
         // Each checkpoint rewrites the whole index, so the gap between two grows with it (at least four times
@@ -433,8 +441,17 @@ impl Inner {
             return Err(Error::Poisoned);
         }
         self.sync_frames(w)?;
-        self.durable.store(w.next_position, Ordering::Release);
+        self.set_durable(w.next_position);
         Ok(())
+    }
+
+    /// After a sync: moves the durable watermark, publishes it to readers in other processes and wakes the
+    /// threads that wait for it (durable-only subscriptions).
+    fn set_durable(&self, position: u64) {
+        // SeqCst, as `committed`: a durable waiter registers, then loads it (see `notify`).
+        self.durable.store(position, Ordering::SeqCst);
+        self.publish_durable(position);
+        self.notify();
     }
 
     /// Replaces a CLEAN (or, after an operator's `TruncateCorruption` open, SEALED) slot with a plain one and
@@ -526,6 +543,13 @@ impl Inner {
     pub(super) fn publish_head(&self, at: Head) {
         if let HeadRole::Publisher(p) = &self.head {
             p.publish(at);
+        }
+    }
+
+    /// Tells readers in other processes that every event below `position` is durable (a writer's handle only).
+    pub(super) fn publish_durable(&self, position: u64) {
+        if let HeadRole::Publisher(p) = &self.head {
+            p.publish_durable(position);
         }
     }
 
