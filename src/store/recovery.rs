@@ -250,7 +250,7 @@ pub(super) fn create_log(dir: &Path, options: Options, lock: File, started: Inst
     let log_id = random_log_id();
     let first = SegmentName { base: 0, seq: 0 };
     let (seg, map) = Segment::create(dir, log_id, first, options.segment_size_bytes)?;
-    drop(seg.file);
+    let direct = matches!(options.durability, Durability::Always);
     let segments = SegmentTable::new();
     segments.push(Arc::clone(&seg.map))?;
     let mut index = Index::new(options.event_ids_remembered);
@@ -258,7 +258,9 @@ pub(super) fn create_log(dir: &Path, options: Options, lock: File, started: Inst
     let report =
         RecoveryReport { segments: 1, clean: true, elapsed: started.elapsed(), ..RecoveryReport::default() };
     let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
-    let writer = Writer::new(0, 0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
+    let file = seg.file;
+    let writer =
+        Writer::new(0, 0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false, (file, direct));
     let lock_path = dir.join(LOCK_FILE);
     let head = HeadPublisher::start(&lock, &lock_path, log_id, Head { seq: 0, end: SEGMENT_HEADER_LEN })?;
     let parts = Recovered { log_id, segments, index, writer: Some(writer), report };
@@ -418,7 +420,9 @@ pub(super) fn recover_last(
     let replace_slot = clean_slot || sealed_slot;
     let next = index.next_position();
     let (slot, seq, base) = (at.slot, at.seq, at.base);
-    Ok(Some(Writer::new(slot, seq, base, w, committed_end, next, synced_end, slot_rec, replace_slot)))
+    let file = seg.file.try_clone().map_err(|e| Error::io("open segment", &path, e))?;
+    let io = (file, matches!(options.durability, Durability::Always));
+    Ok(Some(Writer::new(slot, seq, base, w, committed_end, next, synced_end, slot_rec, replace_slot, io)))
 }
 
 /// The frames past the durable point were read from the page cache, but after a failed fsync the kernel may
