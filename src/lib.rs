@@ -91,6 +91,7 @@ mod subscription;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+mod time;
 pub mod verify;
 
 #[cfg(feature = "serde")]

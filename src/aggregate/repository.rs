@@ -28,6 +28,18 @@ pub enum RepositoryError {
         /// Its last version.
         last: u64,
     },
+    /// `get_as_of` asked for a time before the aggregate's first event.
+    #[error(
+        "aggregate {id:?} did not exist yet at {micros} µs since the epoch (its first event is at {first})"
+    )]
+    NotYetAt {
+        /// The id.
+        id: String,
+        /// The time asked for, microseconds since the Unix epoch.
+        micros: i64,
+        /// Its first event's time.
+        first: i64,
+    },
     /// A new aggregate (made with [`Root::new`]) was saved under an id that is taken; nothing was written.
     #[error("aggregate {id:?} already exists (at version {version}); load it instead of creating it")]
     AlreadyExists {
@@ -295,6 +307,38 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     /// versions start at 1). A root loaded in the past cannot be saved: its version is not the stream's.
     pub fn get_at(&self, id: &str, version: u64) -> Result<Root<A>, RepositoryError> {
         self.load(id, Some(version))
+    }
+
+    /// Loads the aggregate as it was at a wall-clock time (microseconds since the Unix epoch): after its last
+    /// event appended at or before `micros` ("time travel by date"; found by binary search over its events'
+    /// timestamps, exact while they never decrease along the stream, as appends by one writer make them). A
+    /// root loaded in the past cannot be saved. [`RepositoryError::NotYetAt`] if the aggregate is younger.
+    pub fn get_as_of(&self, id: &str, micros: i64) -> Result<Root<A>, RepositoryError> {
+        let stream = Self::stream_id(id);
+        let Some(last) = self.store.stream_version(&stream) else {
+            return Err(RepositoryError::NotFound { id: id.to_owned(), stream });
+        };
+        let stamp = |v: u64| -> Result<(u64, i64), RepositoryError> {
+            let e = self.store.read_stream(&stream, v).next().transpose()?;
+            let e =
+                e.ok_or_else(|| RepositoryError::NotFound { id: id.to_owned(), stream: stream.clone() })?;
+            Ok((e.stream_version(), e.timestamp_micros()))
+        };
+        let (first, first_time) = stamp(0)?;
+        if first_time > micros {
+            return Err(RepositoryError::NotYetAt { id: id.to_owned(), micros, first: first_time });
+        }
+        // The last version whose event is at or before `micros`: `first` qualifies, `last + 1` does not.
+        let (mut lo, mut hi) = (first, last + 1);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if stamp(mid)?.1 <= micros {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.get_at(id, lo)
     }
 
     fn load(&self, id: &str, at: Option<u64>) -> Result<Root<A>, RepositoryError> {
