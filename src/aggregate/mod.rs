@@ -297,6 +297,45 @@ impl<A: Aggregate> Root<A> {
         self
     }
 
+    /// Folds a stream's history (oldest first, from any source: a store's stream, or another backend's events
+    /// viewed with [`OwnedEvent::as_event_ref`](crate::OwnedEvent::as_event_ref)) into the aggregate `id`, as
+    /// [`Repository::get`] does from the store. The building block of repositories over other backends, with
+    /// [`Root::pending_events`], [`Root::expected_version`] and [`Root::mark_saved`]. An empty history gives
+    /// a root that was never saved.
+    pub fn from_history<'e>(
+        id: impl Into<String>,
+        history: impl IntoIterator<Item = EventRef<'e>>,
+    ) -> Result<Root<A>, RepositoryError> {
+        let mut root = Root::new(id);
+        let mut scratch = AlignedVec::new();
+        for e in history {
+            repository::apply_stored(&mut root.state, e, &mut scratch, &mut root.info)?;
+            root.version = Some(e.stream_version());
+        }
+        Ok(root)
+    }
+
+    /// The pending events as an append takes them (with the context's metadata and event ids, see
+    /// [`Root::context`]), to be appended with [`Root::expected_version`] and first version
+    /// `version() + 1`; then call [`Root::mark_saved`] with the versions they got.
+    pub fn pending_events(&self) -> Vec<NewEvent<'_>> {
+        repository::pending_events(self)
+    }
+
+    /// The version the aggregate's stream must be at for its pending events: the one it was loaded at, or
+    /// [`ExpectedVersion::NoStream`] for a new aggregate.
+    pub fn expected_version(&self) -> ExpectedVersion {
+        repository::expected_version(self)
+    }
+
+    /// The pending events were appended at stream versions `versions`: they become the history, the version
+    /// moves on, the context is cleared. (A [`Repository`] does this itself, and writes snapshots.)
+    pub fn mark_saved(&mut self, versions: Range<u64>) {
+        self.version = versions.end.checked_sub(1);
+        self.pending.clear();
+        self.context = None;
+    }
+
     /// How the last load went (default for a root made with [`Root::new`]).
     pub fn load_info(&self) -> &LoadInfo {
         &self.info

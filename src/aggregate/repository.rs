@@ -406,9 +406,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     /// version moves on, and a snapshot is written if the policy asks for one.
     pub(super) fn saved(&self, root: &mut Root<A>, versions: Range<u64>) -> Saved {
         let before = root.version();
-        root.version = versions.end.checked_sub(1);
-        root.pending.clear();
-        root.context = None;
+        root.mark_saved(versions.clone());
         let snapshot = match &self.snapshots {
             Some(s) if s.policy.due(before, root.version()) => Some(self.write_snapshot(s, root)),
             _ => None,
