@@ -424,23 +424,21 @@ impl Inner {
         out: &mut dyn FnMut(Appended),
     ) {
         let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut frame = offsets.iter();
+        let mut frames = offsets;
         let mut position = w.next_position;
         for (s, &v0) in batch.streams.iter().zip(plan) {
-            let p0 = position;
-            for (i, e) in s.events.iter().enumerate() {
-                let &(off, len) = frame.next().expect("one frame per event");
-                let at = FrameAt { seg: w.seg, offset: off, len };
-                let added = ix.add_event(at, s.stream, v0 + i as u64, position, e.event_id).is_ok();
-                // Invariant: the versions were computed from the index under the writer lock.
-                assert!(added, "stream versions follow the index");
-                position += 1;
-            }
-            let n = s.events.len() as u64;
+            let (run, rest) = frames.split_at(s.events.len());
+            frames = rest;
+            let ids = s.events.iter().map(|e| e.event_id);
+            let added = ix.add_run(w.seg, s.stream, v0, run, ids).is_ok();
+            // Invariant: the versions were computed from the index under the writer lock.
+            assert!(added, "stream versions follow the index");
+            let (p0, n) = (position, s.events.len() as u64);
+            position += n;
             out(Appended { positions: p0..p0 + n, versions: v0..v0 + n, deduplicated: false });
         }
         if let Some((name, p)) = batch.consumer {
-            let &(off, len) = frame.next().expect("consumer frame");
+            let &(off, len) = frames.first().expect("consumer frame");
             ix.add_consumer(FrameAt { seg: w.seg, offset: off, len }, name, p, batch.delete_consumer);
         }
         w.next_position = position;
