@@ -3,11 +3,15 @@
 //! process (a read-only handle polling the writer's head; issues 10 and 13: p99 ≤ 1 ms). Not a criterion
 //! bench: the quantity is a latency distribution, between threads or processes, which criterion's timing
 //! loop cannot express. Run with `cargo bench --bench follow`; `FOLLOW_EVENTS` (default 5,000) and
-//! `FOLLOW_INTERVAL_US` (default 500) set the workload.
+//! `FOLLOW_INTERVAL_US` (default 500) set the workload, `FOLLOW_IDLE_SECS` (default 3) the idle run.
 //!
 //! The writer appends one event at a time, paced, with the wall-clock time just before its `append` in the
 //! payload; the subscriber (a thread, or this binary again as a child) records now − that time for each
 //! event. Both read `SystemTime` on one machine, so the clocks agree.
+//!
+//! The idle run measures what a caught-up subscriber on a read-only handle costs while nothing is written:
+//! a child process waits in `next_event` for `FOLLOW_IDLE_SECS` beside an idle writer and reports the CPU time
+//! (`getrusage`, user + system) it used meanwhile.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -31,6 +35,9 @@ fn main() {
     if let Ok(dir) = std::env::var("FOLLOW_READER_DIR") {
         return reader(&dir, env("FOLLOW_EVENTS", 5000));
     }
+    if let Ok(dir) = std::env::var("FOLLOW_IDLE_DIR") {
+        return idle_reader(&dir, Duration::from_secs(env("FOLLOW_IDLE_SECS", 3)));
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs benches as tests: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -39,6 +46,7 @@ fn main() {
     let interval = Duration::from_micros(env("FOLLOW_INTERVAL_US", 500));
     in_process(events, interval);
     other_process(events, interval);
+    idle();
 }
 
 /// Appends `events` events, one per call, `interval` apart, each stamped with the time just before it.
@@ -107,6 +115,48 @@ fn reader(dir: &str, events: u64) {
         lags.push(now_nanos().saturating_sub(stamp_of(&e)));
     }
     println!("{}", summary("subscription on a read-only handle in another process", lags));
+}
+
+/// A caught-up subscription on a read-only handle in a child process, beside a writer that appends nothing.
+fn idle() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(tmp.path(), writer_options()).expect("writer");
+    store.append("warmup", ExpectedVersion::Any, &[NewEvent::new("W", &0u64.to_le_bytes())]).expect("append");
+    let out = Command::new(std::env::current_exe().expect("this binary"))
+        .env("FOLLOW_IDLE_DIR", tmp.path())
+        .output()
+        .expect("run the idle reader");
+    assert!(out.status.success(), "the idle reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    drop(store);
+}
+
+fn idle_reader(dir: &str, wait: Duration) {
+    let store = Store::open_with(dir, Options::default().read_only(true).create_if_missing(false))
+        .expect("reader open");
+    let mut sub = store.subscribe(store.next_position());
+    let (cpu, started) = (cpu_time(), std::time::Instant::now());
+    assert!(sub.next_event(wait).expect("read").is_none(), "nothing is written");
+    let (cpu, wall) = (cpu_time() - cpu, started.elapsed());
+    println!(
+        "idle subscription on a read-only handle in another process: {:.1} ms of CPU in {:.1} s ({:.2} % of a \
+         core)",
+        cpu.as_secs_f64() * 1e3,
+        wall.as_secs_f64(),
+        cpu.as_secs_f64() / wall.as_secs_f64() * 100.0
+    );
+}
+
+/// User + system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` fills the struct it is given; `RUSAGE_SELF` is always valid.
+    let usage = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0, "getrusage");
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn summary(what: &str, mut lags: Vec<u64>) -> String {

@@ -188,8 +188,9 @@ pub mod snap {
 }
 
 /// The head record at the start of `LOCK` (docs/format.md, "The head record"): where the running writer's
-/// committed log ends, for read-only handles in other processes. Runtime coordination, not recovery data: no
-/// open depends on it, and a missing or foreign record only makes readers fall back to the durable slots.
+/// committed log ends and how much of it is durable, for read-only handles in other processes. Runtime
+/// coordination, not recovery data: no open depends on it, and a missing or foreign record only makes readers
+/// fall back to the durable slots.
 pub mod head {
     use super::next;
     use std::ops::Range;
@@ -205,8 +206,11 @@ pub mod head {
     /// u64, stored and loaded atomically: the active segment's number in the high 32 bits, the end of its
     /// committed frames divided by 8 in the low 32 bits (see [`pack`]). Zero: nothing published.
     pub const HEAD: Range<usize> = next(LOG_ID, 8);
+    /// u64, stored and loaded atomically: the global position below which every event is durable (synced by
+    /// the writer). Zero: nothing durable yet, or a writer that predates the field.
+    pub const DURABLE: Range<usize> = next(HEAD, 8);
     /// Zero.
-    pub const RESERVED_2: Range<usize> = next(HEAD, 24);
+    pub const RESERVED_2: Range<usize> = next(DURABLE, 16);
     /// Length of the record; `LOCK` is grown to it by the writer.
     pub const LEN: usize = RESERVED_2.end;
 
@@ -217,6 +221,7 @@ pub mod head {
 
     const _: () = assert!(LEN == 64, "docs/format.md: the head record is 64 bytes");
     const _: () = assert!(HEAD.start.is_multiple_of(8), "the head word is loaded atomically: 8-byte aligned");
+    const _: () = assert!(DURABLE.start == 40, "docs/format.md: the durable word is at 40 (8-byte aligned)");
 
     /// The head word for `end` (a frame boundary, so a multiple of 8, at most 4 GiB) in segment `seq`.
     pub const fn pack(seq: u32, end: u64) -> u64 {

@@ -15,6 +15,10 @@
 //! ([`writer_is_live`], an OFD lock query on Linux that takes nothing) and, if none is, reads every valid frame
 //! as a writer's recovery would.
 //!
+//! The writer also stores a second word there after every sync: the position below which every event is
+//! durable. A reader cannot learn that from the head (a `Group` or `Never` writer commits ahead of its syncs),
+//! and a projector that must not act on events a machine crash could take back waits for this word instead.
+//!
 //! The record is runtime coordination, never recovery data: no open depends on it. A record that is missing,
 //! short or of another log means no writer has published anything for this log; readers then fall back to
 //! reading every valid frame (a store nobody writes to), and look again on every refresh.
@@ -33,6 +37,15 @@ use crate::map::HeadMap;
 pub(crate) struct Head {
     pub seq: u32,
     pub end: u64,
+}
+
+/// What a reader loads from the record: the head, then the durable position (loaded after the head, so for a
+/// writer that stores the durable word before the head, as `Durability::Always` does, it covers the head).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub head: Head,
+    /// Every event below this global position is durable (0 from a writer that predates the word).
+    pub durable: u64,
 }
 
 /// The writer's side: the mapped record, stored to after every commit.
@@ -54,6 +67,7 @@ impl HeadPublisher {
         let fixed = head::fixed(log_id);
         if map.fixed() != fixed {
             map.store(0);
+            map.store_durable(0);
             map.set_fixed(&fixed);
         }
         let publisher = HeadPublisher { map };
@@ -64,6 +78,11 @@ impl HeadPublisher {
     /// Publishes a head: every frame below it in segment `seq` is committed and final.
     pub fn publish(&self, at: Head) {
         self.map.store(head::pack(at.seq, at.end));
+    }
+
+    /// Publishes a durable position: every event below it is on stable storage (a sync completed).
+    pub fn publish_durable(&self, position: u64) {
+        self.map.store_durable(position);
     }
 }
 
@@ -80,9 +99,9 @@ impl HeadWatcher {
         HeadWatcher { lock_path: dir.join(crate::format::LOCK_FILE), log_id, map: Mutex::new(None) }
     }
 
-    /// The head a writer of this log published, or `None` if none did (no record, a short one, or another
-    /// log's). Never an error: without a head, a reader reads what is valid.
-    pub fn load(&self) -> Option<Head> {
+    /// The head and durable position a writer of this log published, or `None` if none did (no record, a
+    /// short one, or another log's). Never an error: without a head, a reader reads what is valid.
+    pub fn load(&self) -> Option<Published> {
         let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.is_none() {
             *map = self.try_map();
@@ -93,7 +112,7 @@ impl HeadWatcher {
             return None;
         }
         let (seq, end) = head::unpack(m.load())?;
-        Some(Head { seq, end })
+        Some(Published { head: Head { seq, end }, durable: m.load_durable() })
     }
 
     fn try_map(&self) -> Option<HeadMap> {

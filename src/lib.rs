@@ -92,6 +92,7 @@ mod subscription;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+mod time;
 pub mod verify;
 
 #[cfg(feature = "serde")]
@@ -100,7 +101,7 @@ pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
 };
-pub use aggregate::{decode_event, UnitOfWork};
+pub use aggregate::{decode_event, EventContext, UnitOfWork};
 pub use aggregate::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 pub use corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
@@ -118,5 +119,6 @@ pub use record::{EventRef, OwnedEvent};
 pub use rkyv;
 pub use store::{
     Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend, FOLLOW_POLL,
+    FOLLOW_POLL_MAX,
 };
 pub use subscription::{Stopper, Subscription};

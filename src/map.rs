@@ -31,6 +31,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -338,7 +339,8 @@ impl MapWriter {
 }
 
 /// The head record at the start of `LOCK` (docs/format.md, "The head record"), mapped shared: the writer
-/// stores the head word after every commit, readers in other processes load it (invariant 5).
+/// stores the head word after every commit (invariant 5) and the durable word after every sync; readers in
+/// other processes load them. The durable word is only a number to readers: they never slice memory by it.
 pub(crate) struct HeadMap {
     raw: MmapRaw,
     writable: bool,
@@ -364,26 +366,39 @@ impl HeadMap {
         HeadMap { raw, writable }
     }
 
-    fn word(&self) -> &AtomicU64 {
-        // SAFETY: `head::HEAD` lies inside the mapping (`len >= head::LEN`, checked in `new`) and is 8-byte
-        // aligned (page-aligned base, offset a multiple of 8, asserted in format.rs). Every access to these
+    /// The atomic word at `at`: [`head::HEAD`] or [`head::DURABLE`].
+    fn word(&self, at: Range<usize>) -> &AtomicU64 {
+        assert!(at == head::HEAD || at == head::DURABLE, "only the record's two words are atomics");
+        // SAFETY: both words lie inside the mapping (`len >= head::LEN`, checked in `new`) and are 8-byte
+        // aligned (page-aligned base, offsets multiples of 8, asserted in format.rs). Every access to these
         // 8 bytes, in any process, is through this atomic; the reference borrows `self`, which keeps the
         // mapping alive.
         #[expect(clippy::cast_ptr_alignment, reason = "8-byte aligned: see the SAFETY paragraph above")]
         unsafe {
-            &*self.raw.as_ptr().add(head::HEAD.start).cast::<AtomicU64>()
+            &*self.raw.as_ptr().add(at.start).cast::<AtomicU64>()
         }
     }
 
     /// The head word (`Acquire`: the frames below it are visible once it is).
     pub fn load(&self) -> u64 {
-        self.word().load(Ordering::Acquire)
+        self.word(head::HEAD).load(Ordering::Acquire)
     }
 
     /// Publishes a head word (`Release`: after the frames below it). Writable maps only.
     pub fn store(&self, word: u64) {
         assert!(self.writable, "head stored through a read-only map");
-        self.word().store(word, Ordering::Release);
+        self.word(head::HEAD).store(word, Ordering::Release);
+    }
+
+    /// The durable word: a position below which every event is durable (`Acquire`, paired with the store).
+    pub fn load_durable(&self) -> u64 {
+        self.word(head::DURABLE).load(Ordering::Acquire)
+    }
+
+    /// Publishes the durable word (`Release`: after the sync that made it true). Writable maps only.
+    pub fn store_durable(&self, position: u64) {
+        assert!(self.writable, "durable position stored through a read-only map");
+        self.word(head::DURABLE).store(position, Ordering::Release);
     }
 
     /// A copy of the fixed bytes before the head word (magic, version, log id).

@@ -44,11 +44,12 @@ pub struct EventRef<'a> {
     tags: TagRefs<'a>,
 }
 
-/// Where an event's tags are: the segment's bytes and the u32 offsets of the tags' name definitions.
+/// Where an event's tags are: in a segment (its bytes and the u32 offsets of the tags' name definitions), or
+/// in an [`OwnedEvent`] viewed as an [`EventRef`].
 #[derive(Clone, Copy)]
-struct TagRefs<'a> {
-    seg: &'a [u8],
-    refs: &'a [u8],
+enum TagRefs<'a> {
+    Segment { seg: &'a [u8], refs: &'a [u8] },
+    Owned(&'a [String]),
 }
 
 impl<'a> EventRef<'a> {
@@ -90,7 +91,10 @@ impl<'a> EventRef<'a> {
     }
     /// The event's tags, in the order they were appended.
     pub fn tags(&self) -> Tags<'a> {
-        Tags { seg: self.tags.seg, refs: self.tags.refs }
+        match self.tags {
+            TagRefs::Segment { seg, refs } => Tags { seg, refs, owned: &[] },
+            TagRefs::Owned(owned) => Tags { seg: &[], refs: &[], owned },
+        }
     }
     /// Copies the event out of the map.
     pub fn to_owned(&self) -> OwnedEvent {
@@ -116,12 +120,18 @@ pub struct Tags<'a> {
     seg: &'a [u8],
     /// The u32 offsets of the tags' name definitions, not yet iterated.
     refs: &'a [u8],
+    /// The tags of an owned event, not yet iterated.
+    owned: &'a [String],
 }
 
 impl<'a> Iterator for Tags<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
+        if let Some((first, rest)) = self.owned.split_first() {
+            self.owned = rest;
+            return Some(first);
+        }
         let (r, rest) = self.refs.split_first_chunk::<4>()?;
         self.refs = rest;
         // Checked at decode (`check_tags`), so this finds the name; the CRC was checked then too.
@@ -130,7 +140,7 @@ impl<'a> Iterator for Tags<'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.refs.len() / 4;
+        let n = self.refs.len() / 4 + self.owned.len();
         (n, Some(n))
     }
 }
@@ -181,6 +191,34 @@ pub struct OwnedEvent {
 }
 
 impl OwnedEvent {
+    /// The event viewed as an [`EventRef`], borrowed from this value: what code written for events read from
+    /// a store (upcasters, `decode_event`, `Root::from_history`) takes, for events that came from elsewhere (an
+    /// export, another backend).
+    ///
+    /// ```
+    /// use foldlog::OwnedEvent;
+    ///
+    /// let owned = OwnedEvent::new(7, "account-1", 2, "Deposited", b"50".to_vec()).tags(["branch:9"]);
+    /// let view = owned.as_event_ref();
+    /// assert_eq!((view.position(), view.stream_id(), view.payload()), (7, "account-1", &b"50"[..]));
+    /// assert_eq!(view.tags().collect::<Vec<_>>(), ["branch:9"]);
+    /// assert_eq!(view.to_owned(), owned);
+    /// ```
+    pub fn as_event_ref(&self) -> EventRef<'_> {
+        EventRef {
+            position: self.position,
+            stream_version: self.stream_version,
+            timestamp_micros: self.timestamp_micros,
+            schema_version: self.schema_version,
+            event_id: self.event_id,
+            stream_id: &self.stream_id,
+            event_type: &self.event_type,
+            metadata: &self.metadata,
+            payload: &self.payload,
+            tags: TagRefs::Owned(&self.tags),
+        }
+    }
+
     /// The event at `position`, version `stream_version` of `stream_id`, with a type and payload; no
     /// metadata or id, schema version 0, timestamp 0.
     pub fn new(
@@ -483,7 +521,7 @@ fn decode_event<'a>(
         event_type: ty.name,
         metadata,
         payload,
-        tags: TagRefs { seg: view.bytes, refs: tags },
+        tags: TagRefs::Segment { seg: view.bytes, refs: tags },
     })
 }
 

@@ -12,9 +12,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::read::AllEvents;
+use crate::read::{AllEvents, ReadAll};
 use crate::record::EventRef;
-use crate::store::{Inner, Store};
+use crate::store::{Inner, Mark, Store};
 
 /// A caller's filter; events it rejects still move the position, so a consumer can save progress past them.
 type Predicate = Box<dyn Fn(&EventRef<'_>) -> bool + Send + Sync>;
@@ -67,6 +67,8 @@ pub struct Subscription<'s> {
     batch: Option<AllEvents<'s>>,
     filter: Filter,
     idle_timeout: Option<Duration>,
+    /// Delivers only events below the durable position.
+    durable_only: bool,
     stop: Arc<AtomicBool>,
 }
 
@@ -105,6 +107,7 @@ impl Store {
             batch: None,
             filter: Filter::default(),
             idle_timeout: None,
+            durable_only: false,
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -140,6 +143,38 @@ impl<'s> Subscription<'s> {
         self
     }
 
+    /// Delivers only durable events (`true`): each one once the writer has synced it
+    /// ([`Store::durable_position`] has passed it), never before; by default every committed event.
+    ///
+    /// For a consumer whose effects outlive a machine crash (a read model kept in another database, a message
+    /// sent) following a writer in [`crate::Durability::Group`] or [`crate::Durability::Never`] mode: a
+    /// committed event the writer had not synced yet is lost if the machine crashes, and its position goes to
+    /// a new event later, so a consumer that had acted on it would be ahead of the log. The price is latency:
+    /// an event waits for the writer's next sync. With [`crate::Durability::Always`] every committed event is
+    /// already durable. On a read-only handle beside a writer in another process the durable position is the
+    /// one that writer publishes after every sync (see [`Store::durable_position`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use foldlog::{Durability, ExpectedVersion, NewEvent, Options, Store};
+    ///
+    /// # fn main() -> foldlog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open_with(dir.path(), Options::default().durability(Durability::Never))?;
+    /// let mut durable = store.subscribe(0).durable_only(true);
+    /// store.append("order-7", ExpectedVersion::NoStream, &[NewEvent::new("Placed", b"42")])?;
+    /// assert!(durable.next_event(Duration::from_millis(10))?.is_none(), "committed, not yet synced");
+    /// store.sync()?;
+    /// assert_eq!(durable.next_event(Duration::from_secs(1))?.map(|e| e.position()), Some(0));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn durable_only(mut self, durable_only: bool) -> Self {
+        self.durable_only = durable_only;
+        self
+    }
+
     /// A handle that stops this subscription from another thread.
     pub fn stopper(&self) -> Stopper {
         Stopper { stop: Arc::clone(&self.stop), inner: Arc::downgrade(self.store.inner_arc()) }
@@ -152,8 +187,17 @@ impl<'s> Subscription<'s> {
 
     /// The next matching event, waiting for it at most `timeout`; `Ok(None)` on timeout or once stopped.
     /// Errors: a damaged frame ([`crate::Error::Corrupt`]), or a refresh's error on a read-only handle.
+    ///
+    /// With [`Duration::ZERO`] it never waits: it delivers what this handle has already indexed and, on a
+    /// read-only handle with nothing left of that, refreshes once ([`Store::refresh`]) and delivers what the
+    /// writer committed meanwhile. A caller that polls with a zero timeout thus needs no `refresh` of its own;
+    /// a positive timeout is cheaper still, since the wait itself polls the writer's head, quickly while
+    /// events come and less often through a silence ([`crate::FOLLOW_POLL`], [`crate::FOLLOW_POLL_MAX`]).
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<EventRef<'s>>> {
         let deadline = Instant::now() + timeout;
+        let inner = self.store.inner_arc();
+        // A read-only handle looks at the writer's head at least once, even when the deadline has passed.
+        let mut looked = !inner.is_read_only();
         loop {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(None);
@@ -161,15 +205,21 @@ impl<'s> Subscription<'s> {
             if let Some(event) = self.next_in_batch()? {
                 return Ok(Some(event));
             }
-            if self.store.next_position() > self.next {
-                self.batch = Some(self.store.read_all(self.next));
+            let (mark, end) = if self.durable_only {
+                (Mark::Durable, self.store.durable_position())
+            } else {
+                (Mark::Committed, self.store.next_position())
+            };
+            if end > self.next {
+                let upto = ReadAll::default().from(self.next).to_inclusive(end - 1);
+                self.batch = Some(self.store.read_all_with(upto));
                 continue;
             }
-            if Instant::now() >= deadline {
+            if looked && Instant::now() >= deadline {
                 return Ok(None);
             }
-            let inner = self.store.inner_arc();
-            inner.wait_until(self.next.saturating_add(1), deadline, Some(&self.stop))?;
+            inner.wait_until(mark, self.next.saturating_add(1), deadline, Some(&self.stop))?;
+            looked = true;
         }
     }
 
@@ -212,6 +262,7 @@ impl std::fmt::Debug for Subscription<'_> {
             .field("types", &self.filter.types)
             .field("stream_prefix", &self.filter.stream_prefix)
             .field("filtered", &self.filter.predicate.is_some())
+            .field("durable_only", &self.durable_only)
             .finish_non_exhaustive()
     }
 }

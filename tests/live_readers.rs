@@ -114,6 +114,7 @@ fn live_child() {
         }
         "read" => follow(dir, n),
         "subscribe" => subscribe(dir, n),
+        "durable" => subscribe_durable(dir, n),
         other => panic!("unknown role {other}"),
     }
 }
@@ -170,6 +171,27 @@ fn subscribe(dir: &Path, target: u64) {
     }
     assert_eq!(expect, target + EVENTS_PER_BATCH - 1, "and nothing after the last");
     emit("SUBSCRIBED");
+}
+
+/// A durable-only subscription on a read-only handle: first one wait while the writer (the test process) holds
+/// events it has not synced, reported as `FIRST none` or `FIRST <position>` with the handle's positions; then,
+/// once the test has synced, every event up to `target`, in order.
+fn subscribe_durable(dir: &Path, target: u64) {
+    let store = Store::open_with(dir, reader_options()).expect("reader open");
+    let mut sub = store.subscribe(0).durable_only(true);
+    let first = sub.next_event(Duration::from_millis(300)).expect("next event").map(|e| e.position());
+    let first = first.map_or_else(|| "none".to_owned(), |p| p.to_string());
+    emit(&format!("FIRST {first} next={} durable={}", store.next_position(), store.durable_position()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut expect = 0;
+    while expect < target {
+        assert!(Instant::now() < deadline, "durable subscription stuck at {expect}");
+        let Some(event) = sub.next_event(Duration::from_millis(200)).expect("next event") else { continue };
+        assert_eq!(event.position(), expect, "every durable event once, in order");
+        assert!(event.position() < store.durable_position(), "delivered only below the durable position");
+        expect += 1;
+    }
+    emit(&format!("DURABLE {expect}"));
 }
 
 fn child(role: &str, dir: &Path, count: u64) -> Child {
@@ -271,4 +293,132 @@ fn a_subscription_in_another_process_delivers_each_matching_event_once_across_ro
     let out = subscriber.wait_with_output().expect("subscriber");
     assert!(out.status.success(), "subscriber: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUBSCRIBED"));
+}
+
+/// A zero timeout on a read-only handle looks at the writer's head once: a caller that polls with
+/// `next_event(Duration::ZERO)` (the SQLite projector did, and called `refresh` itself first) sees what the
+/// writer committed meanwhile without a `refresh` of its own, and `wait_for` with a zero timeout does too. The
+/// writer runs in this process, through its own handle, as a writer in another process would.
+#[test]
+fn a_zero_timeout_on_a_read_only_handle_looks_at_the_writer_once() {
+    let dir = ScratchDir::new("live-zero");
+    let writer = Store::open_with(dir.path(), writer_options()).expect("writer");
+    let reader = Store::open_with(dir.path(), reader_options()).expect("reader beside the writer");
+    let mut sub = reader.subscribe(0);
+    assert!(sub.next_event(Duration::ZERO).expect("poll").is_none(), "nothing written yet");
+    append_batch(&writer, 0).expect("append");
+    assert_eq!(reader.next_position(), 0, "nothing has refreshed the reader yet");
+    let delivered: Vec<u64> =
+        std::iter::from_fn(|| sub.next_event(Duration::ZERO).expect("poll")).map(|e| e.position()).collect();
+    assert_eq!(delivered, [0, 1, 2], "one zero-timeout call refreshed, the others read what it indexed");
+    assert_eq!(reader.next_position(), EVENTS_PER_BATCH);
+    append_batch(&writer, 1).expect("append");
+    assert_eq!(reader.wait_for(Some(2), Duration::ZERO), Some(5), "wait_for looks once too");
+    let next = sub.next_event(Duration::ZERO).expect("poll").expect("the second batch");
+    assert_eq!(next.position(), 3);
+}
+
+/// Options for a writer that never syncs by itself: segments large enough that no roll (which syncs) comes
+/// in the way.
+fn unsynced_writer_options() -> Options {
+    writer_options().segment_size_bytes(1 << 20).checkpoint_every_bytes(0)
+}
+
+/// A read-only handle's durable position is the writer's, not what it indexed (regression: it used to be the
+/// latter, so a projector in another process could count events that a machine crash then takes back, with a
+/// writer in `Group` or `Never` mode). Beside a writer with `Durability::Never` the reader's durable position
+/// stays where the writer's last sync left it however far the reader indexes, moves when the writer syncs and
+/// the reader refreshes, and a durable-only subscription delivers exactly the synced events.
+#[test]
+fn a_readers_durable_position_is_what_the_writer_synced_not_what_it_indexed() {
+    let dir = ScratchDir::new("live-durable");
+    let writer = Store::open_with(dir.path(), unsynced_writer_options()).expect("writer");
+    append_batch(&writer, 0).expect("append");
+    let reader = Store::open_with(dir.path(), reader_options()).expect("reader beside the writer");
+    assert_eq!((reader.next_position(), reader.durable_position()), (3, 0), "indexed, but nothing synced");
+    writer.sync().expect("sync");
+    append_batch(&writer, 1).expect("append");
+    append_batch(&writer, 2).expect("append");
+    assert_eq!(reader.refresh().expect("refresh"), 9);
+    assert_eq!(reader.durable_position(), 3, "the writer synced the first batch only");
+    assert_eq!(reader.stats().durable_position, 3);
+    let mut durable = reader.subscribe(0).durable_only(true);
+    let mut all = reader.subscribe(0);
+    let positions = |sub: &mut foldlog::Subscription<'_>, wait: Duration| -> Vec<u64> {
+        std::iter::from_fn(|| sub.next_event(wait).expect("next event")).map(|e| e.position()).collect()
+    };
+    assert_eq!(positions(&mut durable, Duration::from_millis(20)), [0, 1, 2], "the synced events only");
+    assert_eq!(positions(&mut all, Duration::ZERO), (0..9).collect::<Vec<_>>(), "every committed event");
+    assert_eq!(durable.position(), 3);
+    writer.sync().expect("sync");
+    assert_eq!(reader.durable_position(), 3, "a reader learns of a sync when it looks");
+    assert_eq!(reader.refresh().expect("refresh"), 9);
+    assert_eq!(reader.durable_position(), 9, "after the sync and a refresh");
+    assert_eq!(positions(&mut durable, Duration::ZERO), (3..9).collect::<Vec<_>>());
+    // A wait for a durable event ends with the writer's sync, not with its append.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let mut durable = reader.subscribe(9).durable_only(true);
+            durable.next_event(Duration::from_secs(30)).expect("next event").map(|e| e.position())
+        });
+        append_batch(&writer, 3).expect("append");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "committed, not durable: still waiting");
+        writer.sync().expect("sync");
+        assert_eq!(waiter.join().expect("waiter"), Some(9));
+    });
+    // Closing syncs everything; a handle opened with no writer live calls every valid frame durable.
+    writer.close().expect("close");
+    assert_eq!(reader.refresh().expect("refresh"), 12);
+    assert_eq!(reader.durable_position(), 12);
+    let fresh = Store::open_with(dir.path(), reader_options()).expect("reader after the writer");
+    assert_eq!(fresh.durable_position(), 12);
+}
+
+/// In the writer's own process, a durable-only subscription waits on the writer's syncs: `Group` mode syncs
+/// after `appends_max` appends, and the subscription delivers a group's events only then.
+#[test]
+fn a_durable_only_subscription_on_the_writers_handle_delivers_each_group_at_its_sync() {
+    let dir = ScratchDir::new("live-durable-group");
+    let group = foldlog::GroupCommit::default().appends_max(2).delay_max(Duration::from_secs(3600));
+    let writer = Store::open_with(dir.path(), unsynced_writer_options().durability(Durability::Group(group)))
+        .expect("writer");
+    let mut durable = writer.subscribe(0).durable_only(true);
+    append_batch(&writer, 0).expect("append");
+    assert!(
+        durable.next_event(Duration::from_millis(20)).expect("next event").is_none(),
+        "one append of two"
+    );
+    let reader = Store::open_with(dir.path(), reader_options()).expect("reader beside the writer");
+    assert_eq!(reader.durable_position(), 0);
+    append_batch(&writer, 1).expect("append");
+    assert_eq!(writer.durable_position(), 6, "the second append completed the group");
+    let delivered: Vec<u64> =
+        std::iter::from_fn(|| durable.next_event(Duration::ZERO).expect("next event").map(|e| e.position()))
+            .collect();
+    assert_eq!(delivered, (0..6).collect::<Vec<_>>());
+    assert_eq!(reader.refresh().expect("refresh"), 6);
+    assert_eq!(reader.durable_position(), 6, "and readers elsewhere learn of it");
+}
+
+/// The same across processes: a durable-only subscriber in another process delivers nothing of what this
+/// writer (`Durability::Never`) committed but did not sync, then everything once it syncs.
+#[test]
+fn a_durable_only_subscriber_in_another_process_waits_for_the_writers_sync() {
+    let dir = ScratchDir::new("live-durable-process");
+    let writer = Store::open_with(dir.path(), unsynced_writer_options()).expect("writer");
+    for k in 0..10 {
+        append_batch(&writer, k).expect("append");
+    }
+    let total = 10 * EVENTS_PER_BATCH;
+    let mut subscriber = child("durable", dir.path(), total);
+    let mut lines = lines_of(&mut subscriber);
+    let Some(first) = lines.find(|l| l.starts_with("FIRST")) else {
+        panic!("the subscriber ended first: {}", outcome(subscriber).1)
+    };
+    assert_eq!(first, format!("FIRST none next={total} durable=0"), "nothing synced, nothing delivered");
+    writer.sync().expect("sync");
+    wait_for_line(&mut subscriber, &mut lines, |l| l == format!("DURABLE {total}"));
+    let (ok, how) = outcome(subscriber);
+    assert!(ok, "subscriber: {how}");
 }

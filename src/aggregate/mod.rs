@@ -24,6 +24,7 @@
 //! writes and the snapshot files.
 
 mod codec;
+mod context;
 mod repository;
 mod snapshot;
 mod unit_of_work;
@@ -34,6 +35,7 @@ pub use codec::{
     access_payload, deserialize_payload, Codec, CodecError, Deserialized, DomainEvent, RkyvCheck, RkyvWrite,
     ZeroCopy,
 };
+pub use context::EventContext;
 pub use repository::{decode_event, Repository, RepositoryError, Saved};
 use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
@@ -191,6 +193,8 @@ pub struct Root<A: Aggregate> {
     version: Option<u64>,
     pending: Vec<Pending>,
     info: LoadInfo,
+    /// What the pending events are saved with, and its metadata bytes.
+    context: Option<(EventContext, Vec<u8>)>,
 }
 
 impl<A: Aggregate + fmt::Debug> fmt::Debug for Root<A> {
@@ -221,6 +225,7 @@ impl<A: Aggregate> Root<A> {
             version: None,
             pending: Vec::new(),
             info: LoadInfo::default(),
+            context: None,
         }
     }
 
@@ -248,6 +253,87 @@ impl<A: Aggregate> Root<A> {
     /// Type names of the events recorded since the last load or save, oldest first.
     pub fn pending_event_types(&self) -> Vec<&'static str> {
         self.pending.iter().map(|p| p.event_type).collect()
+    }
+
+    /// Sets what the pending events (and any recorded before the next save) are saved with: correlation and
+    /// causation ids, application metadata, and a command id for idempotent retries ([`EventContext`]).
+    /// Cleared by a successful save.
+    ///
+    /// ```
+    /// # use foldlog::rkyv::{Archive, Deserialize, Serialize};
+    /// # use foldlog::{Aggregate, DomainEvent, Repository, Root, Store, ZeroCopy};
+    /// # #[derive(Archive, Serialize, Deserialize)]
+    /// # #[rkyv(crate = foldlog::rkyv)]
+    /// # struct Noted;
+    /// # impl DomainEvent for Noted {
+    /// #     const SCHEMA_VERSION: u32 = 1;
+    /// #     fn event_type(&self) -> &'static str { "Noted" }
+    /// # }
+    /// # #[derive(Default)] struct Note { n: u32 }
+    /// # impl Aggregate for Note {
+    /// #     const NAME: &'static str = "note";
+    /// #     type Event = Noted;
+    /// #     type Codec = ZeroCopy;
+    /// #     fn apply(&mut self, _: &ArchivedNoted) { self.n += 1 }
+    /// # }
+    /// use foldlog::EventContext;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let repo = Repository::<Note>::new(&store);
+    /// let mut note = Root::<Note>::new("n1");
+    /// note.record(Noted);
+    /// note.context(EventContext::new().correlation_id(42).command_id(0x5eed));
+    /// repo.save(&mut note)?;
+    /// let stored = store.read_stream("note-n1", 0).next().unwrap()?;
+    /// assert_eq!(EventContext::of(&stored).and_then(|c| c.correlation_id), Some(42));
+    /// assert_eq!(stored.event_id(), Some(0x5eed));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn context(&mut self, context: EventContext) -> &mut Self {
+        let bytes = context.encode();
+        self.context = Some((context, bytes));
+        self
+    }
+
+    /// Folds a stream's history (oldest first, from any source: a store's stream, or another backend's events
+    /// viewed with [`OwnedEvent::as_event_ref`](crate::OwnedEvent::as_event_ref)) into the aggregate `id`, as
+    /// [`Repository::get`] does from the store. The building block of repositories over other backends, with
+    /// [`Root::pending_events`], [`Root::expected_version`] and [`Root::mark_saved`]. An empty history gives
+    /// a root that was never saved.
+    pub fn from_history<'e>(
+        id: impl Into<String>,
+        history: impl IntoIterator<Item = EventRef<'e>>,
+    ) -> Result<Root<A>, RepositoryError> {
+        let mut root = Root::new(id);
+        let mut scratch = AlignedVec::new();
+        for e in history {
+            repository::apply_stored(&mut root.state, e, &mut scratch, &mut root.info)?;
+            root.version = Some(e.stream_version());
+        }
+        Ok(root)
+    }
+
+    /// The pending events as an append takes them (with the context's metadata and event ids, see
+    /// [`Root::context`]), to be appended with [`Root::expected_version`] and first version
+    /// `version() + 1`; then call [`Root::mark_saved`] with the versions they got.
+    pub fn pending_events(&self) -> Vec<NewEvent<'_>> {
+        repository::pending_events(self)
+    }
+
+    /// The version the aggregate's stream must be at for its pending events: the one it was loaded at, or
+    /// [`ExpectedVersion::NoStream`] for a new aggregate.
+    pub fn expected_version(&self) -> ExpectedVersion {
+        repository::expected_version(self)
+    }
+
+    /// The pending events were appended at stream versions `versions`: they become the history, the version
+    /// moves on, the context is cleared. (A [`Repository`] does this itself, and writes snapshots.)
+    pub fn mark_saved(&mut self, versions: Range<u64>) {
+        self.version = versions.end.checked_sub(1);
+        self.pending.clear();
+        self.context = None;
     }
 
     /// How the last load went (default for a root made with [`Root::new`]).

@@ -28,6 +28,18 @@ pub enum RepositoryError {
         /// Its last version.
         last: u64,
     },
+    /// `get_as_of` asked for a time before the aggregate's first event.
+    #[error(
+        "aggregate {id:?} did not exist yet at {micros} µs since the epoch (its first event is at {first})"
+    )]
+    NotYetAt {
+        /// The id.
+        id: String,
+        /// The time asked for, microseconds since the Unix epoch.
+        micros: i64,
+        /// Its first event's time.
+        first: i64,
+    },
     /// A new aggregate (made with [`Root::new`]) was saved under an id that is taken; nothing was written.
     #[error("aggregate {id:?} already exists (at version {version}); load it instead of creating it")]
     AlreadyExists {
@@ -297,6 +309,38 @@ impl<'s, A: Aggregate> Repository<'s, A> {
         self.load(id, Some(version))
     }
 
+    /// Loads the aggregate as it was at a wall-clock time (microseconds since the Unix epoch): after its last
+    /// event appended at or before `micros` ("time travel by date"; found by binary search over its events'
+    /// timestamps, exact while they never decrease along the stream, as appends by one writer make them). A
+    /// root loaded in the past cannot be saved. [`RepositoryError::NotYetAt`] if the aggregate is younger.
+    pub fn get_as_of(&self, id: &str, micros: i64) -> Result<Root<A>, RepositoryError> {
+        let stream = Self::stream_id(id);
+        let Some(last) = self.store.stream_version(&stream) else {
+            return Err(RepositoryError::NotFound { id: id.to_owned(), stream });
+        };
+        let stamp = |v: u64| -> Result<(u64, i64), RepositoryError> {
+            let e = self.store.read_stream(&stream, v).next().transpose()?;
+            let e =
+                e.ok_or_else(|| RepositoryError::NotFound { id: id.to_owned(), stream: stream.clone() })?;
+            Ok((e.stream_version(), e.timestamp_micros()))
+        };
+        let (first, first_time) = stamp(0)?;
+        if first_time > micros {
+            return Err(RepositoryError::NotYetAt { id: id.to_owned(), micros, first: first_time });
+        }
+        // The last version whose event is at or before `micros`: `first` qualifies, `last + 1` does not.
+        let (mut lo, mut hi) = (first, last + 1);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if stamp(mid)?.1 <= micros {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.get_at(id, lo)
+    }
+
     fn load(&self, id: &str, at: Option<u64>) -> Result<Root<A>, RepositoryError> {
         let stream = Self::stream_id(id);
         let Some(last) = self.store.stream_version(&stream) else {
@@ -362,8 +406,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     /// version moves on, and a snapshot is written if the policy asks for one.
     pub(super) fn saved(&self, root: &mut Root<A>, versions: Range<u64>) -> Saved {
         let before = root.version();
-        root.version = versions.end.checked_sub(1);
-        root.pending.clear();
+        root.mark_saved(versions.clone());
         let snapshot = match &self.snapshots {
             Some(s) if s.policy.due(before, root.version()) => Some(self.write_snapshot(s, root)),
             _ => None,
@@ -377,11 +420,22 @@ pub(super) fn expected_version<A: Aggregate>(root: &Root<A>) -> ExpectedVersion 
     root.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
 }
 
-/// `root`'s pending events as the store takes them (docs/format.md, "Events written by a Repository").
+/// `root`'s pending events as the store takes them (docs/format.md, "Events written by a Repository"): with
+/// the context's metadata and, if it has a command id, event ids taken from it.
 pub(super) fn pending_events<A: Aggregate>(root: &Root<A>) -> Vec<NewEvent<'_>> {
+    let (context, metadata) = match &root.context {
+        Some((c, bytes)) => (Some(c), bytes.as_slice()),
+        None => (None, &[][..]),
+    };
     root.pending
         .iter()
-        .map(|p| NewEvent::new(p.event_type, &p.payload).schema_version(p.schema_version))
+        .enumerate()
+        .map(|(i, p)| {
+            NewEvent::new(p.event_type, &p.payload)
+                .schema_version(p.schema_version)
+                .metadata(metadata)
+                .event_id(context.and_then(|c| c.event_id(i)))
+        })
         .collect()
 }
 

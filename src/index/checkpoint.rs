@@ -538,6 +538,7 @@ mod tests {
 
     /// Stream entries must be sorted by id (lookups search them); a checkpoint with two swapped is refused.
     #[test]
+    #[cfg(feature = "testing")]
     fn stream_entries_out_of_order_are_refused() {
         let bytes = encode_checkpoint(&sample(), [1; 16]).unwrap();
         // Entries of "s-0" and "s-1" have the same length: 4 + 3 + 28 bytes.

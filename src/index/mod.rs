@@ -385,7 +385,8 @@ impl Index {
         Ok(())
     }
 
-    /// Adds the event at `position` (just added with [`Index::add_event`]) to its type's and tags' lists.
+    /// Adds the event at `position` (just added with [`Index::add_event`] or [`Index::add_run`]) to its type's
+    /// and tags' lists.
     pub fn add_labels<'t>(
         &mut self,
         position: u64,
@@ -406,6 +407,46 @@ impl Index {
     /// Positions per tag.
     pub fn tags(&self) -> &Labels {
         &self.tags
+    }
+
+    /// Adds `frames.len()` consecutive events of `stream` (one stream's part of a batch, as its writer just
+    /// stored them: frame offset and length each) from version `first_version`, at positions from
+    /// [`Index::next_position`] on, with their ids. One stream lookup for the run, where [`Index::add_event`]
+    /// pays one per event.
+    pub fn add_run(
+        &mut self,
+        seg: usize,
+        stream: &str,
+        first_version: u64,
+        frames: &[(u64, u64)],
+        ids: impl Iterator<Item = Option<u128>>,
+    ) -> Result<(), VersionGap> {
+        let Some(&(last_offset, last_len)) = frames.last() else { return Ok(()) };
+        let p0 = self.next_position;
+        if self.stream_mut(stream).is_none() {
+            self.streams.insert(stream.into(), StreamIndex::empty(first_version));
+        }
+        let entry = self.stream_mut(stream).expect("the stream was just found or added");
+        if first_version != entry.first_version + entry.len() {
+            if entry.len() == 0 {
+                self.streams.remove(stream);
+            }
+            return Err(VersionGap);
+        }
+        let n = frames.len() as u64;
+        (p0..p0 + n).for_each(|p| entry.positions.push(p));
+        let s = &mut self.segments[seg];
+        debug_assert_eq!(s.base + s.len(), p0);
+        s.offsets
+            .extend(frames.iter().map(|&(off, _)| u32::try_from(off).expect("segment offsets fit in u32")));
+        s.end = last_offset + last_len;
+        for (p, id) in (p0..).zip(ids) {
+            if let Some(id) = id {
+                self.ids.insert(id, p);
+            }
+        }
+        self.next_position += n;
+        Ok(())
     }
 
     /// Adds a consumer-position frame.

@@ -16,7 +16,9 @@ impl Inner {
         if guard.is_some() {
             return Ok(self.committed.load(Ordering::Acquire));
         }
-        let Some(head) = watcher.load() else { return Ok(self.committed.load(Ordering::Acquire)) };
+        let Some(Published { head, durable }) = watcher.load() else {
+            return Ok(self.committed.load(Ordering::Acquire));
+        };
         loop {
             let (slot, seq, from) = {
                 let ix = self.read_index();
@@ -41,9 +43,13 @@ impl Inner {
             break;
         }
         let next = self.read_index().next_position();
-        // A reader has no sync of its own to wait for: what it indexed is what it calls durable, as at open.
-        self.durable.store(next, Ordering::Release);
-        if self.committed.swap(next, Ordering::SeqCst) != next {
+        // Durable is what the writer has synced, as far as this handle indexed it. Never backwards: a handle
+        // opened with no writer live counted every valid frame as durable, and the next writer's word may name
+        // less until it syncs.
+        let durable = durable.min(next);
+        let moved = self.durable.fetch_max(durable, Ordering::SeqCst) < durable;
+        if self.committed.swap(next, Ordering::SeqCst) != next || moved {
+            self.arrived();
             self.notify();
         }
         Ok(next)

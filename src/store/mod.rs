@@ -37,7 +37,7 @@ use crate::format::{
     FORMAT_VERSION, LOCK_FILE, NAME_BYTES_MAX, SEGMENT_HEADER_LEN, SLOT_FLAG_CLEAN, SLOT_FLAG_SEALED,
     STREAM_ID_BYTES_MAX, STREAM_VERSION_MAX, TAGS_MAX, TIMESTAMP_MAX, TIMESTAMP_MIN,
 };
-use crate::head::{Head, HeadPublisher, HeadWatcher};
+use crate::head::{Head, HeadPublisher, HeadWatcher, Published};
 use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, Resume, SegIndex, Stale};
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
@@ -73,6 +73,20 @@ pub(crate) struct Inner {
     _lock: Option<File>,
     /// The head record in `LOCK`: published to by the writer, watched by a reader (src/head.rs).
     head: HeadRole,
+    /// When the handle was opened: the origin of `arrived_nanos`.
+    opened: Instant,
+    /// Nanoseconds after `opened` at which a refresh last found new events; spaces a read-only handle's
+    /// looks at the writer's head ([`Inner::follow_poll`]).
+    arrived_nanos: AtomicU64,
+}
+
+/// Which watermark a wait is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// The next position: every event below it is committed and may be read.
+    Committed,
+    /// The durable position: every event below it is on stable storage.
+    Durable,
 }
 
 /// This handle's part in the head record.
@@ -91,6 +105,11 @@ impl Inner {
             return Err(Error::Poisoned);
         }
         Ok(self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Whether this is a read-only handle (which follows a writer's head rather than being woken by it).
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.options.read_only
     }
 
     pub(crate) fn segment(&self, i: usize) -> Option<&SegmentMap> {
@@ -151,40 +170,92 @@ impl Inner {
         }
     }
 
-    /// Blocks until the next position reaches `target`, `deadline` passes or `stop` is set; returns the next
-    /// position then. A writer's handle waits on its own publish; a read-only handle polls the writer's head
-    /// every [`FOLLOW_POLL`], refreshing (and returns a refresh's error).
+    /// Blocks until watermark `mark` reaches `target`, `deadline` passes or `stop` is set; returns the mark
+    /// then. A writer's handle waits on its own publish and syncs; a read-only handle follows the writer's
+    /// head ([`Inner::follow_until`]) and returns a refresh's error.
     pub(crate) fn wait_until(
         &self,
+        mark: Mark,
         target: u64,
         deadline: Instant,
         stop: Option<&AtomicBool>,
     ) -> Result<u64> {
         let stopped = || stop.is_some_and(|s| s.load(Ordering::Acquire));
         if self.options.read_only {
-            loop {
-                let next = self.refresh()?;
-                let left = deadline.checked_duration_since(Instant::now());
-                if next >= target || stopped() || left.is_none() {
-                    return Ok(next);
-                }
-                std::thread::sleep(left.unwrap_or_default().min(FOLLOW_POLL));
-            }
+            return self.follow_until(mark, target, deadline, &stopped);
         }
         let mut guard = self.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.waiters.fetch_add(1, Ordering::SeqCst);
-        let next = loop {
-            let next = self.committed.load(Ordering::SeqCst);
-            if next >= target || stopped() {
-                break next;
+        let reached = loop {
+            let reached = self.mark(mark).load(Ordering::SeqCst);
+            if reached >= target || stopped() {
+                break reached;
             }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break next };
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break reached };
             guard =
                 self.wake_cv.wait_timeout(guard, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         };
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         drop(guard);
-        Ok(next)
+        Ok(reached)
+    }
+
+    /// A read-only handle's wait: refresh, then pause [`Inner::follow_poll`] (cut short by a stop or by another
+    /// thread's refresh that found events) and refresh again, until `target` or `deadline`. A deadline already
+    /// passed still gets one refresh, so a zero timeout means "look once".
+    fn follow_until(
+        &self,
+        mark: Mark,
+        target: u64,
+        deadline: Instant,
+        stopped: &dyn Fn() -> bool,
+    ) -> Result<u64> {
+        loop {
+            self.refresh()?;
+            let reached = self.mark(mark).load(Ordering::SeqCst);
+            let now = Instant::now();
+            let left = deadline.checked_duration_since(now).filter(|_| reached < target && !stopped());
+            let Some(left) = left else { return Ok(reached) };
+            self.sleep_until_woken(left.min(self.follow_poll(now)), || {
+                self.mark(mark).load(Ordering::SeqCst) >= target || stopped()
+            });
+        }
+    }
+
+    /// The watermark `mark` names.
+    fn mark(&self, mark: Mark) -> &AtomicU64 {
+        match mark {
+            Mark::Committed => &self.committed,
+            Mark::Durable => &self.durable,
+        }
+    }
+
+    /// Waits on the condvar for at most `poll` unless `done` already holds: a read-only handle's pause between
+    /// two looks at the writer's head, cut short by a stop or by another thread's refresh that found events.
+    fn sleep_until_woken(&self, poll: Duration, done: impl Fn() -> bool) {
+        let guard = self.wake.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        // Checked under the lock, after registering: a wake that comes after this check finds us waiting.
+        if !done() {
+            drop(self.wake_cv.wait_timeout(guard, poll).unwrap_or_else(std::sync::PoisonError::into_inner));
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// How long a read-only handle waits before it looks at the writer's head again: [`FOLLOW_POLL`] while
+    /// events keep coming, then an eighth of the time since this handle last saw one, up to
+    /// [`FOLLOW_POLL_MAX`]. So the pause grows geometrically (by 1/8 per look) through a silence, an event
+    /// waits at most about an eighth of the silence before it, and the first event seen resets it.
+    fn follow_poll(&self, now: Instant) -> Duration {
+        let last = Duration::from_nanos(self.arrived_nanos.load(Ordering::Relaxed));
+        let quiet = now.saturating_duration_since(self.opened + last);
+        (quiet / FOLLOW_QUIET_SHARE).clamp(FOLLOW_POLL, FOLLOW_POLL_MAX)
+    }
+
+    /// Notes that this handle just saw new events (a refresh that moved a watermark).
+    fn arrived(&self) {
+        let since = self.opened.elapsed().as_nanos();
+        self.arrived_nanos.store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Wakes every waiter at once, whether or not anything was published (a subscription being stopped).
@@ -203,9 +274,25 @@ impl Inner {
     }
 }
 
-/// How often a read-only handle's [`Store::wait_for`] looks at the writer's head: a load of one word in a
-/// mapped page, so polling this often costs little, and a follower sees a commit well within a millisecond.
+/// How often a read-only handle's [`Store::wait_for`] (and a subscription's wait) looks at the writer's head
+/// while events keep coming: a load of one word in a mapped page and a wake-up, so a follower sees a commit
+/// well within a millisecond. After a silence it looks less often, up to every [`FOLLOW_POLL_MAX`].
 pub const FOLLOW_POLL: Duration = Duration::from_micros(100);
+
+/// The longest a read-only handle waits between two looks at the writer's head, reached after a silence of
+/// eight times as long (16 ms): the first event after a longer silence may wait up to this long.
+//
+// NOTE: each look costs a timed wake-up and a refresh, some 20 µs of CPU on the development VM (nearly all of
+// it the wake-up): looking every 100 µs kept an idle follower at about a tenth of a core, every 2 ms costs
+// about 1 % (benches/follow.rs, the idle run); 2 ms is also the pause the SQLite projector had chosen for
+// itself when caught up. The latency target (p99 ≤ 1 ms across processes) is for a log that is being written:
+// events less than 0.8 ms apart keep the pause at `FOLLOW_POLL`.
+pub const FOLLOW_POLL_MAX: Duration = Duration::from_millis(2);
+
+/// While the log is quiet, a read-only handle waits this fraction (one over it) of the time since it last saw
+/// an event: an event waits at most about an eighth of the silence before it, and the pause grows by an
+/// eighth per look, from [`FOLLOW_POLL`] to [`FOLLOW_POLL_MAX`] within about 25 looks.
+const FOLLOW_QUIET_SHARE: u32 = 8;
 
 /// An open foldlog directory. `Send + Sync`: share it with `Arc`; appends are serialized internally and
 /// readers never block the writer.
@@ -347,7 +434,18 @@ impl Store {
         self.next_position().checked_sub(1)
     }
 
-    /// Events below this position survive power loss.
+    /// Events below this position survive power loss. A writer's handle moves it after every sync (with
+    /// [`Durability::Always`], before `append` returns).
+    ///
+    /// A read-only handle beside a live writer (or where it cannot tell whether one is live) takes the
+    /// position the writer publishes after every sync (docs/format.md, "The head record"), as far as this
+    /// handle has indexed: the smaller of the two, moved by [`Store::refresh`] and never backwards. So with
+    /// `Group` or `Never` it stays behind [`Store::next_position`] until the writer syncs, and a consumer that
+    /// must not act on events a machine crash could take back waits for it
+    /// ([`crate::Subscription::durable_only`]). A read-only handle opened with no writer live counts every
+    /// valid frame as durable, as it always has (with nobody writing, the files are what there is; frames a
+    /// crashed writer never synced count too). A writer built before the position was published leaves it at
+    /// 0: readers beside it call nothing durable.
     pub fn durable_position(&self) -> u64 {
         self.inner.durable.load(Ordering::Acquire)
     }
@@ -358,6 +456,11 @@ impl Store {
     /// is always current and returns at once. A read-only handle takes a shared lock on the directory only,
     /// so any number of them run beside the one writer; see docs/operations.md, "Reading a live store".
     ///
+    /// A refresh also loads the durable position the writer published ([`Store::durable_position`]).
+    ///
+    /// `refresh` never waits. [`Store::wait_for`] and [`crate::Subscription::next_event`] call it for you: with
+    /// a zero timeout they refresh once and return, with a longer one they keep refreshing as they wait.
+    ///
     /// Errors: [`Error::Corrupt`] if bytes the writer published fail their checks.
     pub fn refresh(&self) -> Result<u64> {
         self.inner.refresh()
@@ -365,8 +468,10 @@ impl Store {
 
     /// Blocks until a position beyond `after` (any position if `None`) is committed, or `timeout` passes.
     /// Returns the head then, or `None` on timeout. A writer's handle wakes on its own publish, with no
-    /// polling; a read-only handle polls the writer's head every [`FOLLOW_POLL`] (refreshing as it goes;
-    /// an error ends the wait early with `None`, and [`Store::refresh`] reports it).
+    /// polling. A read-only handle refreshes (so a zero timeout looks once), then polls the writer's head,
+    /// refreshing as it goes: every [`FOLLOW_POLL`] while events keep coming, less often through a silence
+    /// (an eighth of it, at most every [`FOLLOW_POLL_MAX`]). An error ends the wait early with `None`, and
+    /// [`Store::refresh`] reports it.
     ///
     /// A follower in another thread of the same process:
     ///
@@ -393,7 +498,7 @@ impl Store {
     /// ```
     pub fn wait_for(&self, after: Option<u64>, timeout: Duration) -> Option<u64> {
         let target = after.map_or(1, |a| a.saturating_add(2));
-        let next = self.inner.wait_until(target, Instant::now() + timeout, None).ok()?;
+        let next = self.inner.wait_until(Mark::Committed, target, Instant::now() + timeout, None).ok()?;
         (next >= target).then(|| next - 1)
     }
 
@@ -479,6 +584,9 @@ fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
         .expect("spawn group-commit thread")
 }
 
+/// The shared state of a handle over what recovery built; a writer's handle publishes its durable position
+/// in the head record now (what open recovered: every event once cleanly closed, the newest durable slot's
+/// after a crash).
 fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, lock: Option<File>) -> Inner {
     let Recovered { log_id, segments, index, writer, report } = parts;
     let next = index.next_position();
@@ -489,6 +597,9 @@ fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, l
             w.slot.next_position.min(next)
         }
     });
+    if let HeadRole::Publisher(p) = &head {
+        p.publish_durable(durable);
+    }
     Inner {
         dir: dir.to_path_buf(),
         options,
@@ -507,5 +618,7 @@ fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, l
         abandoned: AtomicBool::new(false),
         _lock: lock,
         head,
+        opened: Instant::now(),
+        arrived_nanos: AtomicU64::new(0),
     }
 }

@@ -152,8 +152,15 @@ fn open_reader(dir: &Path, options: Options, started: Instant) -> Result<Inner> 
                 }
             }
             Ok(parts) => {
-                let head = HeadRole::Watcher(HeadWatcher::new(dir, parts.log_id));
-                return Ok(build_inner(dir, options, parts, head, lock));
+                let watcher = HeadWatcher::new(dir, parts.log_id);
+                // Beside a live writer (or where that cannot be told) only what it synced is durable, loaded
+                // after recovery read its head; with none, every valid frame counts, as it always has.
+                let published = if writer_live == Some(false) { None } else { watcher.load() };
+                let inner = build_inner(dir, options, parts, HeadRole::Watcher(watcher), lock);
+                if let Some(p) = published {
+                    inner.durable.fetch_min(p.durable, Ordering::AcqRel);
+                }
+                return Ok(inner);
             }
             Err(e @ Error::Corrupt { .. }) => {
                 attempts += 1;
@@ -210,7 +217,9 @@ fn recover(
     let (index, resume) = load_checkpoint(dir, log_id, &opened, options, &mut report)?;
     let bound = match (role, opened.last()) {
         (Role::Reader { writer_live: Some(false) } | Role::Writer, _) | (_, None) => u64::MAX,
-        (Role::Reader { .. }, Some(last)) => tail_bound(HeadWatcher::new(dir, log_id).load(), last),
+        (Role::Reader { .. }, Some(last)) => {
+            tail_bound(HeadWatcher::new(dir, log_id).load().map(|p| p.head), last)
+        }
     };
     let segments = SegmentTable::new();
     let (index, writer) = recover_segments(options, opened, index, resume, &segments, &mut report, bound)?;
@@ -241,7 +250,7 @@ pub(super) fn create_log(dir: &Path, options: Options, lock: File, started: Inst
     let log_id = random_log_id();
     let first = SegmentName { base: 0, seq: 0 };
     let (seg, map) = Segment::create(dir, log_id, first, options.segment_size_bytes)?;
-    drop(seg.file);
+    let direct = matches!(options.durability, Durability::Always);
     let segments = SegmentTable::new();
     segments.push(Arc::clone(&seg.map))?;
     let mut index = Index::new(options.event_ids_remembered);
@@ -249,7 +258,9 @@ pub(super) fn create_log(dir: &Path, options: Options, lock: File, started: Inst
     let report =
         RecoveryReport { segments: 1, clean: true, elapsed: started.elapsed(), ..RecoveryReport::default() };
     let slot = DurableSlot { seq: 0, durable_end: SEGMENT_HEADER_LEN, next_position: 0, flags: 0 };
-    let writer = Writer::new(0, 0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false);
+    let file = seg.file;
+    let writer =
+        Writer::new(0, 0, 0, map, SEGMENT_HEADER_LEN, 0, SEGMENT_HEADER_LEN, slot, false, (file, direct));
     let lock_path = dir.join(LOCK_FILE);
     let head = HeadPublisher::start(&lock, &lock_path, log_id, Head { seq: 0, end: SEGMENT_HEADER_LEN })?;
     let parts = Recovered { log_id, segments, index, writer: Some(writer), report };
@@ -409,7 +420,9 @@ pub(super) fn recover_last(
     let replace_slot = clean_slot || sealed_slot;
     let next = index.next_position();
     let (slot, seq, base) = (at.slot, at.seq, at.base);
-    Ok(Some(Writer::new(slot, seq, base, w, committed_end, next, synced_end, slot_rec, replace_slot)))
+    let file = seg.file.try_clone().map_err(|e| Error::io("open segment", &path, e))?;
+    let io = (file, matches!(options.durability, Durability::Always));
+    Ok(Some(Writer::new(slot, seq, base, w, committed_end, next, synced_end, slot_rec, replace_slot, io)))
 }
 
 /// The frames past the durable point were read from the page cache, but after a failed fsync the kernel may

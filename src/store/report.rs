@@ -73,6 +73,6 @@ pub struct Stats {
     pub file_bytes: u64,
     /// RAM used by the index's per-event and per-stream structures.
     pub index_memory_bytes: u64,
-    /// Position below which events are durable.
+    /// Position below which events are durable ([`crate::Store::durable_position`]).
     pub durable_position: u64,
 }

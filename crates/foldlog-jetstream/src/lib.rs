@@ -22,6 +22,7 @@ mod codec;
 mod embedded;
 mod error;
 mod jetstream;
+mod repository;
 pub mod subject;
 #[doc(hidden)]
 pub mod testing;
@@ -32,6 +33,7 @@ use foldlog::{Batch, ExpectedVersion, NewEvent, OwnedEvent, ReadAll};
 
 pub use error::{Error, Result};
 pub use jetstream::{JetStreamOptions, JetStreamStore, EVENTS_PER_MESSAGE_MAX, POSITION_INDEX_BITS};
+pub use repository::{AggregateError, BackendRepository};
 
 /// What one stream's append produced, on either backend.
 ///

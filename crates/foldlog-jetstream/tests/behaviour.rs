@@ -270,6 +270,58 @@ fn racing_writers(b: &dyn Backend) {
     assert_eq!(payloads.len(), 40, "each success exactly once");
 }
 
+/// The aggregate layer on the backend: create, load, command, save, conflict, a retried save, time travel by
+/// version, and the same state as folding the events by hand.
+#[allow(
+    clippy::inconsistent_digit_grouping,
+    reason = "amounts in cents are written euros_cents: 100_00 is 100.00"
+)]
+fn aggregates(b: &dyn Backend) {
+    use foldlog::{EventContext, RepositoryError, Root};
+    use foldlog_bank::{Account, BankError};
+    use foldlog_jetstream::{AggregateError, BackendRepository};
+
+    let accounts = BackendRepository::<Account>::new(b);
+    let mut alice = Root::<Account>::new("alice");
+    alice.execute(|a| a.open("Alice", 100_00)).unwrap();
+    alice.context(EventContext::new().correlation_id(7));
+    assert_eq!(accounts.save(&mut alice).unwrap(), 1..2);
+    let mut again = Root::<Account>::new("alice");
+    again.execute(|a| a.open("Alice", 1)).unwrap();
+    assert!(matches!(
+        accounts.save(&mut again),
+        Err(AggregateError::Repository(RepositoryError::AlreadyExists { version: 1, .. }))
+    ));
+
+    let mut one = accounts.get("alice").unwrap();
+    let mut two = accounts.get("alice").unwrap();
+    one.execute(|a| a.deposit(50_00)).unwrap();
+    one.context(EventContext::new().command_id(0xD0));
+    let mut retry = accounts.get("alice").unwrap();
+    retry.execute(|a| a.deposit(50_00)).unwrap();
+    retry.context(EventContext::new().command_id(0xD0));
+    assert_eq!(accounts.save(&mut one).unwrap(), 2..3);
+    assert_eq!(accounts.save(&mut retry).unwrap(), 2..3, "a retried save is the first one");
+    two.execute(|a| a.withdraw(10_00)).unwrap();
+    assert!(matches!(
+        accounts.save(&mut two),
+        Err(AggregateError::Repository(RepositoryError::Conflict { loaded: 1, actual: 2, .. }))
+    ));
+    assert!(matches!(two.execute(|a| a.withdraw(1_000_00)), Err(BankError::Overdraft { .. })));
+
+    let now = accounts.get("alice").unwrap();
+    assert_eq!((now.version(), now.balance), (2, 150_00));
+    assert_eq!(accounts.get_at("alice", 1).unwrap().balance, 100_00);
+    assert!(matches!(
+        accounts.get_at("alice", 3),
+        Err(AggregateError::Repository(RepositoryError::NoSuchVersion { last: 2, .. }))
+    ));
+    assert!(matches!(accounts.get("bob"), Err(AggregateError::Repository(RepositoryError::NotFound { .. }))));
+    let stored = b.read_stream("account-alice", 0, None).unwrap();
+    assert_eq!(EventContext::decode(&stored[0].metadata).unwrap().correlation_id, Some(7));
+    assert_eq!(stored[1].event_id, Some(0xD0));
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -308,6 +360,7 @@ on_both_backends!(
     odd_stream_ids,
     multi_stream_batch_is_atomic_or_refused,
     racing_writers,
+    aggregates,
 );
 
 /// The one line an application changes: a directory or a `nats://` URL.

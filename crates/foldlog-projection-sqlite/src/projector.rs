@@ -17,9 +17,11 @@ const BATCH_EVENTS_MAX: usize = 256;
 
 /// How long the projector sleeps when it has caught up, before it looks at the writer's head again.
 ///
-/// NOTE: not `next_event(timeout)`'s own wait, which on a read-only handle polls the head every
-/// `foldlog::FOLLOW_POLL` (0.1 ms): that cost about 9 % of a core here while idle, and a read model does not
-/// need a tenth of a millisecond's latency. This wait costs at most this much latency per batch.
+/// NOTE: not `next_event(timeout)`'s own wait, which on a read-only handle polled the head every
+/// `foldlog::FOLLOW_POLL` (0.1 ms) when this was written: that cost about 9 % of a core here while idle, and a
+/// read model does not need a tenth of a millisecond's latency. (That wait now backs off to
+/// `foldlog::FOLLOW_POLL_MAX`, 2 ms, when the log is quiet.) This wait costs at most this much latency per
+/// batch.
 const IDLE_POLL: Duration = Duration::from_millis(2);
 
 /// Projects the store in `store_dir` into the database at `db_path`, from the event after the saved

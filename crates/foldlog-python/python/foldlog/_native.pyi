@@ -153,7 +153,8 @@ class Store:
     def next_position(self) -> int:
         """The position the next event will get (the number of events)."""
     def durable_position(self) -> int:
-        """Events below this position survive power loss."""
+        """Events below this position survive power loss. On a read-only handle beside a live writer: what
+        that writer has synced, as far as this handle has read (``refresh()`` moves it)."""
     def stream_version(self, stream: str) -> int | None:
         """Last version of ``stream``, ``None`` if it has no events."""
     def streams(self) -> list[str]:
