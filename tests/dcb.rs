@@ -21,6 +21,7 @@ use foldlog::{
     AppendCondition, Batch, Durability, Error, ExpectedVersion, NewEvent, Options, Query, QueryItem, Store,
     StreamAppend,
 };
+use foldlog_testkit::open_retrying;
 
 /// The positions of the events of `store` that match `q`, by a fold of the whole log (no index).
 fn fold(store: &Store, q: &Query, after: Option<u64>) -> Vec<u64> {
@@ -81,26 +82,26 @@ fn query_reads_agree_with_a_fold_after_reopen_checkpoint_and_rebuild() {
     let options = Options::default().segment_size_bytes(64 << 10);
     let tags: Vec<String> = (0..12).map(|i| format!("tag:{i}")).collect();
     let mut rng = Rng::new(seed(17));
-    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    let store = open_retrying(dir.path(), options.clone()).unwrap();
     append_random(&store, &mut rng, 3000, &tags);
     check_all(&store, &tags, "live");
     let stats = store.stats();
     assert_eq!((stats.event_types, stats.tags), (3, 12));
     store.close().unwrap();
 
-    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    let store = open_retrying(dir.path(), options.clone()).unwrap();
     assert!(matches!(store.recovery_report().checkpoint, foldlog::CheckpointUse::Used(3000)));
     check_all(&store, &tags, "from the checkpoint");
     append_random(&store, &mut rng, 500, &tags);
     check_all(&store, &tags, "saved and new parts");
     store.close().unwrap();
 
-    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    let store = open_retrying(dir.path(), options.clone()).unwrap();
     check_all(&store, &tags, "a checkpoint of a checkpoint-backed index");
     store.close().unwrap();
 
     std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
-    let store = Store::open_with(dir.path(), options.clone().read_only(true)).unwrap();
+    let store = open_retrying(dir.path(), options.clone().read_only(true)).unwrap();
     check_all(&store, &tags, "rebuilt from the log");
     // Limits and `after` past the head.
     let q = Query::new([QueryItem::new().tags([tags[0].as_str()])]);
@@ -116,7 +117,7 @@ fn query_reads_agree_with_a_fold_after_reopen_checkpoint_and_rebuild() {
 #[test]
 fn a_refused_condition_names_the_event_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open_retrying(dir.path(), Options::default()).unwrap();
     let define = [NewEvent::new("CourseDefined", b"cap=1").tags(&["course:7"])];
     store.append("courses", ExpectedVersion::NoStream, &define).unwrap();
     let other = [NewEvent::new("StudentEnrolled", b"").tags(&["course:8", "student:1"])];
@@ -152,7 +153,7 @@ fn a_refused_condition_names_the_event_and_writes_nothing() {
 #[test]
 fn a_condition_combines_with_expected_versions_and_consumer_positions() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open_retrying(dir.path(), Options::default()).unwrap();
     let tagged = [NewEvent::new("Booked", b"").tags(&["room:1"])];
     store.append("booking-1", ExpectedVersion::NoStream, &tagged).unwrap();
     let room = Query::new([QueryItem::new().tags(["room:1"])]);
@@ -271,7 +272,7 @@ fn concurrent_enrolments_never_exceed_the_capacity() {
     let mut refusals_total = 0u64;
     for round in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let store = Arc::new(open_retrying(dir.path(), Options::default()).unwrap());
         let barrier = Arc::new(Barrier::new(THREADS));
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -300,7 +301,7 @@ fn concurrent_enrolments_never_exceed_the_capacity() {
         assert_eq!(total, 3 * CAPACITY, "round {round}: every course filled up exactly");
         let store = Arc::into_inner(store).unwrap();
         store.close().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = open_retrying(dir.path(), Options::default()).unwrap();
         assert_eq!(check_rule(&store, CAPACITY), Ok(3 * CAPACITY), "round {round}, reopened");
     }
     eprintln!("dcb race: {rounds} rounds, {refusals_total} refused conditions retried");
