@@ -289,11 +289,14 @@ impl Index {
 
     /// Stream `id` to append to, if it has events: a stream the checkpoint saved moves to `streams` first.
     fn stream_mut(&mut self, id: &str) -> Option<&mut StreamIndex> {
-        if !self.streams.contains_key(id) {
-            let saved = self.saved_streams.as_mut()?;
-            let i = saved.find(id)?;
-            let (key, s) = saved.take(i)?;
-            self.streams.insert(key, s);
+        // Without saved streams (no checkpoint, or all moved out) the map is the only place: one lookup.
+        let saved = self.saved_streams.as_mut().filter(|s| s.len() > 0);
+        if let Some(saved) = saved {
+            if !self.streams.contains_key(id) {
+                let i = saved.find(id)?;
+                let (key, s) = saved.take(i)?;
+                self.streams.insert(key, s);
+            }
         }
         self.streams.get_mut(id)
     }
@@ -426,7 +429,8 @@ impl Index {
         if self.stream_mut(stream).is_none() {
             self.streams.insert(stream.into(), StreamIndex::empty(first_version));
         }
-        let entry = self.stream_mut(stream).expect("the stream was just found or added");
+        // `stream_mut` moved a saved stream into the map: one lookup finds it now.
+        let entry = self.streams.get_mut(stream).expect("the stream was just found or added");
         if first_version != entry.first_version + entry.len() {
             if entry.len() == 0 {
                 self.streams.remove(stream);
