@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
-use super::saved_labels::SavedLabels;
 use super::saved_list::{put_list, Item, SavedList, Source};
-use super::saved_streams::SavedStreams;
-use super::{Index, Labels, SegIndex, Stale, StreamIndex};
+use super::saved_table::{entry_min, SavedTable};
+use super::{Index, Labels, Postings, SegIndex, Stale, StreamIndex};
 use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -354,8 +353,8 @@ fn decode_stream_entries(
     index: &mut Index,
 ) -> std::result::Result<u64, CheckpointRefusal> {
     let bad = || CheckpointRefusal::DirectoryMalformed;
-    let count = r.count(32).ok_or_else(bad)?;
-    let (saved, len, events) = SavedStreams::decode(r.b, count, lists.clone(), (next_position, width))?;
+    let count = r.count(entry_min::<StreamIndex>()).ok_or_else(bad)?;
+    let (saved, len, events) = SavedTable::decode(r.b, count, lists.clone(), (next_position, width))?;
     r.take(len).ok_or_else(bad)?;
     index.saved_streams = Some(saved);
     Ok(events)
@@ -370,8 +369,8 @@ fn decode_label_entries(
     labels: &mut Labels,
 ) -> std::result::Result<u64, CheckpointRefusal> {
     let bad = || CheckpointRefusal::DirectoryMalformed;
-    let count = r.count(4 + super::saved_labels::LABEL_ENTRY_FIXED).ok_or_else(bad)?;
-    let (saved, len, events) = SavedLabels::decode(r.b, count, lists.clone(), (next_position, width))?;
+    let count = r.count(entry_min::<Postings>()).ok_or_else(bad)?;
+    let (saved, len, events) = SavedTable::decode(r.b, count, lists.clone(), (next_position, width))?;
     r.take(len).ok_or_else(bad)?;
     labels.set_saved(saved);
     Ok(events)

@@ -12,15 +12,16 @@
 //! type's list and per tag (`tags.rs`); see docs/index.md.
 
 mod checkpoint;
-mod saved_labels;
 mod saved_list;
-mod saved_streams;
+mod saved_table;
 mod tags;
 
 pub(crate) use checkpoint::{encode_checkpoint, open_checkpoint, Resume};
 use saved_list::SavedList;
 pub(crate) use saved_list::Stale;
-use saved_streams::SavedStreams;
+use saved_table::SavedTable;
+/// The streams a checkpoint saved.
+type SavedStreams = SavedTable<StreamIndex>;
 pub(crate) use tags::{Labels, Postings};
 
 use std::collections::{HashMap, VecDeque};

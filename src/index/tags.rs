@@ -6,11 +6,14 @@
 //! whose last one grows like a `Vec` (4, 8, 16, 32, 64 entries), so a tag with one event costs 16 bytes of
 //! list, not a 256-byte block; plus per tag or type its name and about 100 bytes of map entry (docs/index.md).
 //! A checkpoint saves the lists; its entries stay as sorted bytes until a name is first used
-//! (`saved_labels.rs`), as the streams' do.
+//! (`saved_table.rs`), as the streams' do.
 
 use std::collections::HashMap;
 
-use super::saved_labels::SavedLabels;
+use super::saved_table::SavedTable;
+
+/// The tags or event types a checkpoint saved.
+pub(super) type SavedLabels = SavedTable<Postings>;
 use super::{SavedPositions, Stale};
 
 /// Entries per full block.
