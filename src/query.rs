@@ -8,9 +8,9 @@
 
 use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
-use crate::format::SEGMENT_HEADER_LEN;
 use crate::index::{Index, Postings, Stale};
-use crate::record::{decode_frame, decode_frame_cached, Body, EventRef, NameCache};
+use crate::read::{prefetch_frames, SegmentNames};
+use crate::record::{Body, EventRef};
 use crate::store::{Inner, Store};
 
 /// One item of a [`Query`]: the events whose type is one of [`types`](field@QueryItem::types) (any type if
@@ -242,8 +242,7 @@ pub struct QueryEvents<'s> {
     buf: Vec<(usize, u64, u64)>,
     buf_at: usize,
     failed: bool,
-    /// Names resolved so far and their segment (from the second event on; not with `crc_every_read`).
-    names: Option<(usize, Box<NameCache<'s>>)>,
+    names: SegmentNames<'s>,
 }
 
 impl QueryEvents<'_> {
@@ -271,15 +270,7 @@ impl QueryEvents<'_> {
             Ok(out)
         })?;
         self.from = found.last().map_or(self.end, |&(_, _, p)| p + 1);
-        // Matching frames are scattered over the log: ask for all of them at once, so the misses overlap.
-        for &(seg, off, _) in &found {
-            let bytes = self.inner.segment(seg).and_then(|m| m.committed_from(SEGMENT_HEADER_LEN));
-            let at = off.checked_sub(SEGMENT_HEADER_LEN).and_then(|a| usize::try_from(a).ok());
-            if let (Some(bytes), Some(at)) = (bytes, at) {
-                crate::map::prefetch(bytes, at);
-                crate::map::prefetch(bytes, at + 64);
-            }
-        }
+        prefetch_frames(self.inner, found.iter().map(|&(seg, off, _)| (seg, off)));
         self.buf = found;
         self.buf_at = 0;
         Ok(())
@@ -309,16 +300,8 @@ impl<'s> Iterator for QueryEvents<'s> {
         self.buf_at += 1;
         self.left -= 1;
         let map = self.inner.segment(seg)?;
-        let frame = if self.buf_at > 1 && !self.inner.crc_every_read() {
-            // From the second event on, names are resolved once per segment.
-            let names = match &mut self.names {
-                Some((s, cache)) if *s == seg => cache,
-                slot => &mut slot.insert((seg, Box::new(NameCache::new()))).1,
-            };
-            decode_frame_cached(&map.view(u64::MAX, false), off, Some(names))
-        } else {
-            decode_frame(&map.view(u64::MAX, self.inner.crc_every_read()), off)
-        };
+        // From the second event of a chunk on, names are resolved once per segment.
+        let frame = self.names.decode(self.inner, (seg, map), off, self.buf_at > 1);
         let fault = match frame {
             Ok(f) => match f.body {
                 // The index is checked against the frame it points at: the position, and the query itself.
@@ -369,7 +352,7 @@ impl Store {
             buf: Vec::new(),
             buf_at: 0,
             failed: false,
-            names: None,
+            names: SegmentNames::default(),
         }
     }
 }

@@ -251,6 +251,46 @@ fn read_frame<'m>(inner: &Inner, map: &'m SegmentMap, offset: u64) -> Result<Fra
     decode_frame(&map.view(u64::MAX, inner.crc_every_read()), offset)
 }
 
+/// Asks for the frames at `locations` (segment slot, offset) at once. A read through the index reaches frames
+/// scattered over the log; overlapping their cache misses, instead of waiting for one after another, is most of
+/// what such a read costs (issue 12, item 5).
+pub(crate) fn prefetch_frames(inner: &Inner, locations: impl Iterator<Item = (usize, u64)>) {
+    for (seg, off) in locations {
+        let bytes = inner.segment(seg).and_then(|m| m.committed_from(SEGMENT_HEADER_LEN));
+        let at = off.checked_sub(SEGMENT_HEADER_LEN).and_then(|a| usize::try_from(a).ok());
+        if let (Some(bytes), Some(at)) = (bytes, at) {
+            crate::map::prefetch(bytes, at);
+            crate::map::prefetch(bytes, at + 64);
+        }
+    }
+}
+
+/// The names a read through the index resolved in one segment: made on demand (a read of one event has no
+/// use for it), replaced when the read moves to another segment.
+#[derive(Default)]
+pub(crate) struct SegmentNames<'s>(Option<(usize, Box<NameCache<'s>>)>);
+
+impl<'s> SegmentNames<'s> {
+    /// Decodes the frame at `off` of segment `seg` (mapped as `map`): through the cache when `cached`, unless
+    /// the store re-checks every read, else from scratch.
+    pub(crate) fn decode(
+        &mut self,
+        inner: &Inner,
+        (seg, map): (usize, &'s SegmentMap),
+        off: u64,
+        cached: bool,
+    ) -> Result<Frame<'s>, FrameProblem> {
+        if !cached || inner.crc_every_read() {
+            return read_frame(inner, map, off);
+        }
+        let names = match &mut self.0 {
+            Some((s, cache)) if *s == seg => cache,
+            slot => &mut slot.insert((seg, Box::new(NameCache::new()))).1,
+        };
+        decode_frame_cached(&map.view(u64::MAX, false), off, Some(names))
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Direction {
     Forward(u64),
@@ -274,9 +314,7 @@ pub struct StreamEvents<'s> {
     buf_len: usize,
     buf_at: usize,
     failed: bool,
-    /// The names resolved so far and the segment they belong to (made on the second event: a read of one
-    /// event has no use for it; `None` when every read re-checks everything).
-    names: Option<(u32, Box<NameCache<'s>>)>,
+    names: SegmentNames<'s>,
 }
 
 impl<'s> StreamEvents<'s> {
@@ -310,7 +348,7 @@ impl<'s> StreamEvents<'s> {
             buf_len: 0,
             buf_at: 0,
             failed: false,
-            names: None,
+            names: SegmentNames::default(),
         }
     }
 
@@ -339,16 +377,10 @@ impl<'s> StreamEvents<'s> {
         }
         self.buf_len = n;
         self.buf_at = 0;
-        // The frames of a stream are scattered over the log: ask for all of this chunk's at once, so their
-        // cache misses overlap instead of following one another (issue 12, item 5).
-        for &(seg, off, _) in &self.buf[..n] {
-            let bytes = self.inner.segment(seg as usize).and_then(|m| m.committed_from(SEGMENT_HEADER_LEN));
-            let at = u64::from(off).checked_sub(SEGMENT_HEADER_LEN).and_then(|a| usize::try_from(a).ok());
-            if let (Some(bytes), Some(at)) = (bytes, at) {
-                crate::map::prefetch(bytes, at);
-                crate::map::prefetch(bytes, at + 64);
-            }
-        }
+        prefetch_frames(
+            self.inner,
+            self.buf[..n].iter().map(|&(seg, off, _)| (seg as usize, u64::from(off))),
+        );
         self.cursor = if self.forward { hi } else { lo };
         Ok(())
     }
@@ -384,17 +416,8 @@ impl<'s> Iterator for StreamEvents<'s> {
                 Corruption::Frame { fault, region: Region::Log },
             )))
         };
-        let frame = if self.buf_at > 1 && !self.inner.crc_every_read() {
-            // From the second event on, names are resolved once per segment.
-            let view = map.view(u64::MAX, false);
-            let names = match &mut self.names {
-                Some((s, cache)) if *s == seg => cache,
-                slot => &mut slot.insert((seg, Box::new(NameCache::new()))).1,
-            };
-            decode_frame_cached(&view, u64::from(off), Some(names))
-        } else {
-            read_frame(self.inner, map, u64::from(off))
-        };
+        // From the second event of a chunk on, names are resolved once per segment.
+        let frame = self.names.decode(self.inner, (seg as usize, map), u64::from(off), self.buf_at > 1);
         match frame {
             Ok(f) => match f.body {
                 // The index is checked against the frame it points at: same stream, the expected version.
