@@ -9,7 +9,7 @@
 use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::index::{Index, Postings, Stale};
-use crate::read::{prefetch_frames, SegmentNames};
+use crate::read::{prefetch_frame_names, prefetch_frames, SegmentNames};
 use crate::record::{Body, EventRef};
 use crate::store::{Inner, Store};
 
@@ -136,12 +136,49 @@ impl AppendCondition {
     }
 }
 
+/// A walk through one list: where the last seek ended, so the next one gallops from there.
+struct Cursor<'ix> {
+    list: &'ix Postings,
+    /// The index the last seek found; every entry below it is below `bound`.
+    at: u64,
+    /// The bound of the last seek.
+    bound: u64,
+    /// What the last seek found (the entry at `at`); `None` before the first seek and past the end.
+    found: Option<u64>,
+}
+
+impl<'ix> Cursor<'ix> {
+    fn new(list: &'ix Postings) -> Cursor<'ix> {
+        Cursor { list, at: 0, bound: 0, found: None }
+    }
+
+    /// The first position at or after `p`.
+    fn seek(&mut self, p: u64) -> Result<Option<u64>, Stale> {
+        if p < self.bound {
+            // A bound below the last one: the hint no longer holds.
+            self.at = 0;
+            self.found = None;
+        }
+        // The join seeks each list again at the bound another list moved it to: where that is at most the
+        // entry this list last found, the answer is still that entry.
+        if let Some(f) = self.found.filter(|&f| f >= p) {
+            self.bound = p;
+            return Ok(Some(f));
+        }
+        self.bound = p;
+        let (at, found) = self.list.seek_from(p, self.at)?;
+        self.at = at;
+        self.found = found;
+        Ok(found)
+    }
+}
+
 /// One item's lists, looked up once per use of the index.
 struct ItemLists<'ix> {
     /// The tags' lists, shortest first (the most selective leads the join).
-    tags: Vec<&'ix Postings>,
+    tags: Vec<Cursor<'ix>>,
     /// The types' lists (their union is what matches); empty with `any_type`.
-    types: Vec<&'ix Postings>,
+    types: Vec<Cursor<'ix>>,
     any_type: bool,
 }
 
@@ -158,7 +195,12 @@ impl<'ix> Matcher<'ix> {
             tags.sort_by_key(|l| l.len());
             let types: Vec<&Postings> = item.types.iter().filter_map(|t| ix.types().get(t)).collect();
             let any_type = item.types.is_empty();
-            (any_type || !types.is_empty()).then_some(ItemLists { tags, types, any_type })
+            let cursors = |lists: Vec<&'ix Postings>| lists.into_iter().map(Cursor::new).collect();
+            (any_type || !types.is_empty()).then(|| ItemLists {
+                tags: cursors(tags),
+                types: cursors(types),
+                any_type,
+            })
         };
         let items = if query.items.is_empty() {
             vec![Some(ItemLists { tags: Vec::new(), types: Vec::new(), any_type: true })]
@@ -168,10 +210,10 @@ impl<'ix> Matcher<'ix> {
         Matcher { items }
     }
 
-    /// The first matching position in `from..end`.
-    pub(crate) fn next(&self, from: u64, end: u64) -> Result<Option<u64>, Stale> {
+    /// The first matching position in `from..end`. Fastest when called with ascending `from`.
+    pub(crate) fn next(&mut self, from: u64, end: u64) -> Result<Option<u64>, Stale> {
         let mut best: Option<u64> = None;
-        for item in self.items.iter().flatten() {
+        for item in self.items.iter_mut().flatten() {
             let bound = best.unwrap_or(end);
             if let Some(p) = item_next(item, from, bound)? {
                 best = Some(p);
@@ -182,14 +224,14 @@ impl<'ix> Matcher<'ix> {
 }
 
 /// The first position in `from..end` that every list of `item` holds (a leapfrog join).
-fn item_next(item: &ItemLists<'_>, from: u64, end: u64) -> Result<Option<u64>, Stale> {
+fn item_next(item: &mut ItemLists<'_>, from: u64, end: u64) -> Result<Option<u64>, Stale> {
     let mut x = from;
     loop {
         if x >= end {
             return Ok(None);
         }
         let mut moved = false;
-        for list in &item.tags {
+        for list in &mut item.tags {
             match list.seek(x)? {
                 None => return Ok(None),
                 Some(y) if y > x => {
@@ -201,7 +243,7 @@ fn item_next(item: &ItemLists<'_>, from: u64, end: u64) -> Result<Option<u64>, S
         }
         if !item.any_type {
             let mut first: Option<u64> = None;
-            for list in &item.types {
+            for list in &mut item.types {
                 if let Some(y) = list.seek(x)? {
                     first = Some(first.map_or(y, |f| f.min(y)));
                 }
@@ -228,6 +270,12 @@ pub(crate) fn first_match(ix: &Index, query: &Query, from: u64, end: u64) -> Res
 
 /// Positions copied out of the index per lock acquisition.
 const CHUNK: usize = 64;
+
+/// How many events ahead of the decoder a read through the index prefetches frames, and their name
+/// definitions (once the frame is there): a few misses in flight at once, not a chunk's worth that the
+/// memory system would drop.
+const FRAMES_AHEAD: usize = 8;
+const NAMES_AHEAD: usize = 4;
 
 /// The events matching a query, oldest first; see [`Store::read`]. Touches only the frames that match.
 pub struct QueryEvents<'s> {
@@ -257,9 +305,12 @@ impl QueryEvents<'_> {
     fn refill(&mut self) -> Result<()> {
         let (from, end, want) = (self.from, self.end, self.left.min(CHUNK as u64) as usize);
         let query = &self.query;
-        let found = self.inner.with_index(|ix| {
-            let matcher = Matcher::new(ix, query);
-            let mut out = Vec::with_capacity(want);
+        // The buffer is reused: a read through the index is often short, and an allocation per chunk shows.
+        let out = &mut self.buf;
+        out.clear();
+        self.buf_at = 0;
+        self.inner.with_index(|ix| {
+            let mut matcher = Matcher::new(ix, query);
             let mut at = from;
             while out.len() < want {
                 let Some(p) = matcher.next(at, end)? else { break };
@@ -267,12 +318,10 @@ impl QueryEvents<'_> {
                 out.push((seg, off, p));
                 at = p + 1;
             }
-            Ok(out)
+            Ok(())
         })?;
-        self.from = found.last().map_or(self.end, |&(_, _, p)| p + 1);
-        prefetch_frames(self.inner, found.iter().map(|&(seg, off, _)| (seg, off)));
-        self.buf = found;
-        self.buf_at = 0;
+        self.from = self.buf.last().map_or(self.end, |&(_, _, p)| p + 1);
+        prefetch_frames(self.inner, self.buf.iter().take(FRAMES_AHEAD).map(|&(seg, off, _)| (seg, off)));
         Ok(())
     }
 }
@@ -297,11 +346,19 @@ impl<'s> Iterator for QueryEvents<'s> {
             }
         }
         let (seg, off, position) = self.buf[self.buf_at];
+        // The frames of the chunk were asked for when it was copied; by now the one a few places ahead has
+        // arrived, so its name definitions (a second, dependent miss each) can be asked for too.
+        if let Some(&(ahead_seg, ahead_off, _)) = self.buf.get(self.buf_at + FRAMES_AHEAD) {
+            prefetch_frames(self.inner, std::iter::once((ahead_seg, ahead_off)));
+        }
+        if let Some(&(ahead_seg, ahead_off, _)) = self.buf.get(self.buf_at + NAMES_AHEAD) {
+            prefetch_frame_names(self.inner, ahead_seg, ahead_off);
+        }
         self.buf_at += 1;
         self.left -= 1;
         let map = self.inner.segment(seg)?;
         // From the second event of a chunk on, names are resolved once per segment.
-        let frame = self.names.decode(self.inner, (seg, map), off, self.buf_at > 1);
+        let frame = self.names.decode(self.inner, map, off, self.buf_at > 1);
         let fault = match frame {
             Ok(f) => match f.body {
                 // The index is checked against the frame it points at: the position, and the query itself.
@@ -343,11 +400,22 @@ impl Store {
     /// ```
     pub fn read(&self, query: &Query, after: Option<u64>, limit: Option<u64>) -> QueryEvents<'_> {
         let from = after.map_or(0, |a| a.saturating_add(1));
+        self.read_between(query, from, self.next_position(), limit)
+    }
+
+    /// The events matching `query` in positions `from..end` (`end` at most the head), at most `limit`.
+    pub(crate) fn read_between(
+        &self,
+        query: &Query,
+        from: u64,
+        end: u64,
+        limit: Option<u64>,
+    ) -> QueryEvents<'_> {
         QueryEvents {
             inner: self.inner(),
             query: query.clone(),
             from,
-            end: self.next_position(),
+            end: end.min(self.next_position()),
             left: limit.unwrap_or(u64::MAX),
             buf: Vec::new(),
             buf_at: 0,
@@ -356,6 +424,23 @@ impl Store {
         }
     }
 }
+
+/// Whether reading the events of `types` in `from..end` through the type index beats scanning the range:
+/// a read through the index costs a scattered frame per match, a scan a sequential frame per position, so
+/// the index wins while at most one position in [`SCAN_DENSITY`] matches.
+pub(crate) fn sparse_types(ix: &Index, types: &[String], from: u64, end: u64) -> bool {
+    let count = |t: &String| -> Option<u64> {
+        let Some(list) = ix.types().get(t) else { return Some(0) };
+        let (start, _) = list.seek_from(from, 0).ok()?;
+        let (stop, _) = list.seek_from(end, start).ok()?;
+        Some(stop - start)
+    };
+    let matches: Option<u64> = types.iter().map(count).sum();
+    matches.is_some_and(|m| m.saturating_mul(SCAN_DENSITY) <= end.saturating_sub(from))
+}
+
+/// Above one match in this many positions, a filtered read scans instead of using the type index.
+const SCAN_DENSITY: u64 = 4;
 
 #[cfg(test)]
 mod tests {
@@ -376,7 +461,7 @@ mod tests {
     }
 
     fn all(ix: &Index, q: &Query, from: u64) -> Vec<u64> {
-        let m = Matcher::new(ix, q);
+        let mut m = Matcher::new(ix, q);
         let mut out = Vec::new();
         let mut at = from;
         while let Some(p) = m.next(at, ix.next_position()).unwrap() {

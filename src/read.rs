@@ -8,8 +8,10 @@ use crate::corruption::{Corruption, FrameFault, Region};
 use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::map::SegmentMap;
+use crate::query::{sparse_types, Query, QueryEvents, QueryItem};
 use crate::record::{
     decode_frame, decode_frame_cached, Body, EventRef, Frame, FrameProblem, NameCache, SegView,
+    NAME_CACHE_SLOTS,
 };
 use crate::store::{Inner, Store};
 
@@ -41,7 +43,8 @@ pub struct ReadAll {
     pub from: u64,
     /// Last position to read, inclusive (`None`: up to the head when the iterator was made).
     pub to_inclusive: Option<u64>,
-    /// Only events of this type (applied while scanning; skipped events cost a frame check each).
+    /// Only events of this type. Where the type is rare in the range read, the read goes through the type
+    /// index and touches only its events; elsewhere it scans, and a skipped event costs a frame check.
     pub event_type: Option<String>,
     /// At most this many (matching) events.
     pub limit: Option<u64>,
@@ -79,6 +82,8 @@ impl ReadAll {
 
 /// Iterator over the global log; see [`Store::read_all`].
 pub struct AllEvents<'s> {
+    /// A filtered read that goes through the type index instead of the walk below (a rare type).
+    indexed: Option<Box<QueryEvents<'s>>>,
     inner: &'s Inner,
     seg: usize,
     offset: u64,
@@ -98,7 +103,7 @@ pub struct AllEvents<'s> {
     /// The current segment's frames, taken when the walk entered it (they hold every position below `end`).
     view: Option<SegView<'s>>,
     /// The names this walk resolved in the current segment (`None` when every read re-checks everything).
-    names: Option<Box<NameCache<'s>>>,
+    names: Option<NameCache<'s>>,
 }
 
 /// How many frames ahead of the decoder a sequential read prefetches name definitions: each is a random
@@ -124,8 +129,20 @@ impl Store {
         } else {
             (None, None)
         };
+        // A type filter over a range where the type is rare reads through the type index instead.
+        let indexed = match &opts.event_type {
+            Some(t)
+                if start.is_some()
+                    && sparse_types(&inner.read_index(), std::slice::from_ref(t), opts.from, end) =>
+            {
+                let query = Query::new([QueryItem::new().types([t.as_str()])]);
+                Some(Box::new(self.read_between(&query, opts.from, end, opts.limit)))
+            }
+            _ => None,
+        };
         let (seg, offset) = start.unwrap_or((usize::MAX, 0));
         AllEvents {
+            indexed,
             inner,
             seg,
             offset,
@@ -138,7 +155,7 @@ impl Store {
             error,
             ahead: 0,
             view: None,
-            names: (!inner.crc_every_read()).then(|| Box::new(NameCache::new())),
+            names: (!inner.crc_every_read()).then(|| NameCache::new(NAME_CACHE_SLOTS)),
         }
     }
 
@@ -179,6 +196,9 @@ impl<'s> Iterator for AllEvents<'s> {
     type Item = Result<EventRef<'s>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(indexed) = self.indexed.as_mut() {
+            return indexed.next();
+        }
         if let Some(e) = self.error.take() {
             self.failed = true;
             return Some(Err(e));
@@ -193,7 +213,7 @@ impl<'s> Iterator for AllEvents<'s> {
             // as a decode.
             let view = *self.view.get_or_insert_with(|| map.view(self.seg_end, self.inner.crc_every_read()));
             self.prefetch(&view);
-            let frame = decode_frame_cached(&view, self.offset, self.names.as_deref_mut());
+            let frame = decode_frame_cached(&view, self.offset, self.names.as_mut());
             if let Ok(f) = &frame {
                 // A sequential reader records the frames it checked, so the next pass over them is cheaper.
                 if self.offset == map.verified() {
@@ -212,9 +232,6 @@ impl<'s> Iterator for AllEvents<'s> {
                     self.seg_end = self.inner.sealed_end(self.seg);
                     self.ahead = 0;
                     self.view = None;
-                    if let Some(names) = self.names.as_deref_mut() {
-                        *names = NameCache::new();
-                    }
                     continue;
                 }
                 Err(p) => return Some(self.fail(map.path(), self.offset, p.into())),
@@ -265,28 +282,36 @@ pub(crate) fn prefetch_frames(inner: &Inner, locations: impl Iterator<Item = (us
     }
 }
 
-/// The names a read through the index resolved in one segment: made on demand (a read of one event has no
-/// use for it), replaced when the read moves to another segment.
+/// Asks for the name definitions the event frame at `off` of segment `seg` refers to (its header read
+/// unchecked: a hint, never trusted).
+pub(crate) fn prefetch_frame_names(inner: &Inner, seg: usize, off: u64) {
+    if let Some(map) = inner.segment(seg) {
+        crate::record::prefetch_names(&map.view(u64::MAX, false), off);
+    }
+}
+
+/// The names a read through the index resolved: made on demand (a read of one event has no use for it), and
+/// small, since such a read is short and made often.
 #[derive(Default)]
-pub(crate) struct SegmentNames<'s>(Option<(usize, Box<NameCache<'s>>)>);
+pub(crate) struct SegmentNames<'s>(Option<NameCache<'s>>);
+
+/// Slots of a read through the index's [`NameCache`].
+const INDEXED_NAME_SLOTS: usize = 64;
 
 impl<'s> SegmentNames<'s> {
-    /// Decodes the frame at `off` of segment `seg` (mapped as `map`): through the cache when `cached`, unless
-    /// the store re-checks every read, else from scratch.
+    /// Decodes the frame at `off` of segment `map`: through the cache when `cached`, unless the store
+    /// re-checks every read, else from scratch.
     pub(crate) fn decode(
         &mut self,
         inner: &Inner,
-        (seg, map): (usize, &'s SegmentMap),
+        map: &'s SegmentMap,
         off: u64,
         cached: bool,
     ) -> Result<Frame<'s>, FrameProblem> {
         if !cached || inner.crc_every_read() {
             return read_frame(inner, map, off);
         }
-        let names = match &mut self.0 {
-            Some((s, cache)) if *s == seg => cache,
-            slot => &mut slot.insert((seg, Box::new(NameCache::new()))).1,
-        };
+        let names = self.0.get_or_insert_with(|| NameCache::new(INDEXED_NAME_SLOTS));
         decode_frame_cached(&map.view(u64::MAX, false), off, Some(names))
     }
 }
@@ -417,7 +442,7 @@ impl<'s> Iterator for StreamEvents<'s> {
             )))
         };
         // From the second event of a chunk on, names are resolved once per segment.
-        let frame = self.names.decode(self.inner, (seg as usize, map), u64::from(off), self.buf_at > 1);
+        let frame = self.names.decode(self.inner, map, u64::from(off), self.buf_at > 1);
         match frame {
             Ok(f) => match f.body {
                 // The index is checked against the frame it points at: same stream, the expected version.

@@ -134,9 +134,11 @@ impl<'a> Iterator for Tags<'a> {
         }
         let (r, rest) = self.refs.split_first_chunk::<4>()?;
         self.refs = rest;
-        // Checked at decode (`check_tags`), so this finds the name; the CRC was checked then too.
+        // Every field of the definition was checked at decode (and its CRC with it), so only the name is
+        // taken again; still through checked slicing and UTF-8, never trusted blindly.
         let frame = bytes_at(self.seg, u64::from(u32::from_le_bytes(*r)))?;
-        name_fields(frame).ok().map(|n| n.name)
+        let len = u32_at(frame, frame::LEN).ok()? as usize;
+        std::str::from_utf8(frame.get(frame::NAME_BYTES..len)?).ok()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -442,12 +444,25 @@ pub(crate) fn event_position(frame: &[u8], at: Place, base: u64) -> Option<u64> 
 pub(crate) fn prefetch_names(view: &SegView<'_>, offset: u64) -> Option<u64> {
     let b = bytes_at(view.bytes, offset)?;
     let len = u32_at(b, frame::LEN).ok().filter(|&l| l > 0)?;
-    if b.get(frame::HEAD).is_some_and(|h| h & KIND_MASK == KIND_EVENT) {
-        for field in [frame::STREAM, frame::TYPE] {
-            let def = u64::from(u32_at(b, field).ok()?);
-            if let Some(at) = def.checked_sub(SEGMENT_HEADER_LEN).and_then(|d| usize::try_from(d).ok()) {
+    let head = b.get(frame::HEAD).copied().unwrap_or(0);
+    if head & KIND_MASK == KIND_EVENT {
+        let prefetch = |def: u32| {
+            let at = u64::from(def).checked_sub(SEGMENT_HEADER_LEN).and_then(|d| usize::try_from(d).ok());
+            if let Some(at) = at {
                 crate::map::prefetch(view.bytes, at);
             }
+        };
+        for field in [frame::STREAM, frame::TYPE] {
+            prefetch(u32_at(b, field).ok()?);
+        }
+        if head & FLAG_EXTRAS != 0 {
+            let mut at = frame::EVENT_FIXED_LEN;
+            if head & FLAG_EVENT_ID != 0 {
+                at += frame::EVENT_ID_LEN;
+            }
+            let count = (u32_at(b, at..at + 4).ok()? as usize).min(TAGS_MAX);
+            let refs = b.get(at + frame::EXTRAS_LEN..).unwrap_or(&[]);
+            refs.chunks_exact(4).take(count).for_each(|r| prefetch(LE::read_u32(r)));
         }
     }
     offset.checked_add(padded(u64::from(len)))
@@ -508,7 +523,9 @@ fn decode_event<'a>(
         metadata =
             b.get(at..at.checked_add(meta_len).ok_or(FrameProblem::Body)?).ok_or(FrameProblem::Body)?;
         at = (at + meta_len).next_multiple_of(8);
-        check_tags(view, offset, tags)?;
+        for r in tags.chunks_exact(4) {
+            resolve(LE::read_u32(r), NAME_TAG)?;
+        }
     }
     let payload = b.get(at..).ok_or(FrameProblem::Body)?;
     Ok(EventRef {
@@ -523,13 +540,6 @@ fn decode_event<'a>(
         payload,
         tags: TagRefs::Segment { seg: view.bytes, refs: tags },
     })
-}
-
-fn check_tags(view: &SegView<'_>, offset: u64, refs: &[u8]) -> Result<(), FrameProblem> {
-    for r in refs.chunks_exact(4) {
-        name_ref(view, offset, LE::read_u32(r), NAME_TAG)?;
-    }
-    Ok(())
 }
 
 fn decode_consumer<'a>(
@@ -551,22 +561,23 @@ fn decode_consumer<'a>(
     Ok(ConsumerRef { name: name.name, position, delete: raw.flags & FLAG_DELETE != 0 })
 }
 
-/// The name definitions of one segment a sequential reader resolved already, by offset (direct-mapped): a
-/// reference found here skips the definition's checks, which passed when it was first resolved. The bytes of
-/// a committed frame never change, so this is exact; a reader that re-checks every read
-/// (`crc_every_read`) does not use it.
+/// The name definitions a reader resolved already, by segment and offset (direct-mapped): a reference found
+/// here skips the definition's checks, which passed when it was first resolved. The bytes of a committed frame
+/// never change, so this is exact; a reader that re-checks every read (`crc_every_read`) does not use it.
+/// Entries name their segment, so one cache serves a read that crosses segments without being cleared.
 pub(crate) struct NameCache<'a> {
-    slots: [(u32, NameFields<'a>); NAME_CACHE_SLOTS],
+    slots: Vec<(u64, NameFields<'a>)>,
 }
 
-/// Slots of a [`NameCache`]: enough for the event types of a log and its busiest streams. (1,024 slots made
-/// replay three times slower on this machine, 64 and 256 the same; not understood yet.)
-const NAME_CACHE_SLOTS: usize = 256;
+/// Slots of a sequential reader's [`NameCache`]: enough for the event types of a log and its busiest streams.
+/// (1,024 slots made replay three times slower on this machine, 64 and 256 the same; not understood yet.)
+pub(crate) const NAME_CACHE_SLOTS: usize = 256;
 
 impl<'a> NameCache<'a> {
-    /// An empty cache (for a new segment).
-    pub(crate) fn new() -> NameCache<'a> {
-        NameCache { slots: [(0, NameFields { what: 0, value: 0, name: "" }); NAME_CACHE_SLOTS] }
+    /// An empty cache of `slots` entries (a power of two).
+    pub(crate) fn new(slots: usize) -> NameCache<'a> {
+        debug_assert!(slots.is_power_of_two());
+        NameCache { slots: vec![(0, NameFields { what: 0, value: 0, name: "" }); slots] }
     }
 
     fn resolve(
@@ -576,17 +587,22 @@ impl<'a> NameCache<'a> {
         at: u32,
         what: u8,
     ) -> Result<NameFields<'a>, FrameProblem> {
-        let slot = (at as usize / 8) % NAME_CACHE_SLOTS;
-        if let Some(&(key, fields)) = self.slots.get(slot) {
-            // Offsets below 128 are never definitions, so 0 is an empty slot; the definition must still come
-            // before the frame that uses it.
-            if key == at && fields.what == what && u64::from(at) < user {
+        let slot = (at as usize / 8) & (self.slots.len() - 1);
+        let key = u64::from(view.seq) << 32 | u64::from(at);
+        if let Some(&(k, fields)) = self.slots.get(slot) {
+            // Offsets below 128 are never definitions, so a zero offset is an empty slot; the definition must
+            // still come before the frame that uses it.
+            if k == key && fields.what == what && u64::from(at) < user {
                 return Ok(fields);
             }
         }
         let fields = name_ref(view, user, at, what)?;
         if let Some(s) = self.slots.get_mut(slot) {
-            *s = (at, fields);
+            // A tag never evicts a stream or a type: tags are often one event's own (a student, an order),
+            // and letting each push out the few names every event uses turns a replay's hits into misses.
+            if what != NAME_TAG || s.1.what == NAME_TAG || s.0 == 0 {
+                *s = (key, fields);
+            }
         }
         Ok(fields)
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::query::{sparse_types, Query, QueryEvents, QueryItem};
 use crate::read::{AllEvents, ReadAll};
 use crate::record::EventRef;
 use crate::store::{Inner, Mark, Store};
@@ -24,6 +25,7 @@ type Predicate = Box<dyn Fn(&EventRef<'_>) -> bool + Send + Sync>;
 struct Filter {
     types: Vec<String>,
     stream_prefix: Option<String>,
+    query: Option<Query>,
     predicate: Option<Predicate>,
 }
 
@@ -31,8 +33,28 @@ impl Filter {
     fn matches(&self, e: EventRef<'_>) -> bool {
         (self.types.is_empty() || self.types.iter().any(|t| t == e.event_type()))
             && self.stream_prefix.as_deref().is_none_or(|p| e.stream_id().starts_with(p))
+            && self.query.as_ref().is_none_or(|q| q.matches(&e))
             && self.predicate.as_ref().is_none_or(|keep| keep(&e))
     }
+
+    /// The query whose index read yields every event this filter can deliver in `from..end` (and maybe
+    /// more; the filter still checks each), if reading through the index beats scanning the range: always
+    /// for a query, for a type set where those types are rare.
+    fn indexed(&self, store: &Store, from: u64, end: u64) -> Option<Query> {
+        if let Some(q) = &self.query {
+            return Some(q.clone());
+        }
+        let sparse = || sparse_types(&store.inner().read_index(), &self.types, from, end);
+        (!self.types.is_empty() && sparse()).then(|| Query::new([QueryItem::new().types(self.types.clone())]))
+    }
+}
+
+/// The events a subscription reads up to the watermark it saw: a walk of the log, or a read through the
+/// tag and type indexes that touches only what can match.
+enum Batch<'s> {
+    All(AllEvents<'s>),
+    /// Every position below the second field is covered once the read is exhausted.
+    Indexed(QueryEvents<'s>, u64),
 }
 
 /// A live cursor over the global log; see [`Store::subscribe`].
@@ -64,7 +86,7 @@ pub struct Subscription<'s> {
     /// Every position below this one was delivered or skipped.
     next: u64,
     /// Reads up to the watermark seen when it was made.
-    batch: Option<AllEvents<'s>>,
+    batch: Option<Batch<'s>>,
     filter: Filter,
     idle_timeout: Option<Duration>,
     /// Delivers only events below the durable position.
@@ -118,6 +140,33 @@ impl<'s> Subscription<'s> {
     #[must_use]
     pub fn event_types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Self {
         self.filter.types.extend(types.into_iter().map(Into::into));
+        self
+    }
+
+    /// Only events that match `query` (tags and types, as [`Store::read`] selects them): the subscription by
+    /// query of dynamic consistency boundaries. It reads through the tag and type indexes, so events that
+    /// do not match cost nothing, and its [`Subscription::position`] moves past them all the same.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use foldlog::{ExpectedVersion::Any, NewEvent, Query, QueryItem, Store};
+    ///
+    /// # fn main() -> foldlog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path())?;
+    /// let course = Query::new([QueryItem::new().tags(["course:7"])]);
+    /// let mut enrolments = store.subscribe(0).query(course);
+    /// store.append("courses", Any, &[NewEvent::new("StudentEnrolled", b"s1").tags(&["course:8"])])?;
+    /// store.append("courses", Any, &[NewEvent::new("StudentEnrolled", b"s2").tags(&["course:7"])])?;
+    /// let e = enrolments.next_event(Duration::from_secs(1))?.expect("the matching event");
+    /// assert_eq!((e.position(), e.payload()), (1, &b"s2"[..]));
+    /// assert_eq!(enrolments.position(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn query(mut self, query: Query) -> Self {
+        self.filter.query = Some(query);
         self
     }
 
@@ -211,8 +260,12 @@ impl<'s> Subscription<'s> {
                 (Mark::Committed, self.store.next_position())
             };
             if end > self.next {
-                let upto = ReadAll::default().from(self.next).to_inclusive(end - 1);
-                self.batch = Some(self.store.read_all_with(upto));
+                self.batch = Some(if let Some(query) = self.filter.indexed(self.store, self.next, end) {
+                    Batch::Indexed(self.store.read_between(&query, self.next, end, None), end)
+                } else {
+                    let upto = ReadAll::default().from(self.next).to_inclusive(end - 1);
+                    Batch::All(self.store.read_all_with(upto))
+                });
                 continue;
             }
             if looked && Instant::now() >= deadline {
@@ -225,13 +278,22 @@ impl<'s> Subscription<'s> {
 
     /// The next matching event of the current batch, moving the position past everything examined.
     fn next_in_batch(&mut self) -> Result<Option<EventRef<'s>>> {
-        let Some(batch) = self.batch.as_mut() else { return Ok(None) };
-        for event in batch.by_ref() {
+        let (events, covered): (&mut dyn Iterator<Item = Result<EventRef<'s>>>, Option<u64>) =
+            match self.batch.as_mut() {
+                None => return Ok(None),
+                Some(Batch::All(all)) => (all, None),
+                Some(Batch::Indexed(read, end)) => (read, Some(*end)),
+            };
+        for event in events {
             let event = event?;
             self.next = event.position() + 1;
             if self.filter.matches(event) {
                 return Ok(Some(event));
             }
+        }
+        // A walk moved past every position it examined; an index read skipped what cannot match.
+        if let Some(end) = covered {
+            self.next = self.next.max(end);
         }
         self.batch = None;
         Ok(None)
@@ -261,6 +323,7 @@ impl std::fmt::Debug for Subscription<'_> {
             .field("position", &self.next)
             .field("types", &self.filter.types)
             .field("stream_prefix", &self.filter.stream_prefix)
+            .field("query", &self.filter.query)
             .field("filtered", &self.filter.predicate.is_some())
             .field("durable_only", &self.durable_only)
             .finish_non_exhaustive()

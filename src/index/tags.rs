@@ -94,16 +94,47 @@ impl Postings {
     }
 
     /// The first position at or after `p`, if any (a binary search; saved chunks are read as needed).
+    #[cfg(test)]
     pub fn seek(&self, p: u64) -> Result<Option<u64>, Stale> {
-        let (mut lo, mut hi) = (0u64, self.len());
+        Ok(self.seek_from(p, 0)?.1)
+    }
+
+    /// The index and value of the first position at or after `p`, searching from index `hint` on, which
+    /// the caller knows holds no answer below it (every position before `hint` is below `p`).
+    ///
+    /// A walk through a list seeks ascending bounds, and the answer is usually at or just past the last one:
+    /// galloping from the hint finds it in one or two reads where a binary search of the whole list takes
+    /// `log2(len)`, each a trip through the saved chunks.
+    pub fn seek_from(&self, p: u64, hint: u64) -> Result<(u64, Option<u64>), Stale> {
+        let len = self.len();
+        let (mut lo, mut hi, mut step) = (hint.min(len), hint.min(len), 1u64);
+        // The entry at `hi` (none at `len`), once read.
+        let mut at_hi = None;
+        // Gallop: find `hi` with get(hi) >= p (or the end), everything below `lo` being below `p`.
+        while hi < len {
+            match self.get(hi)? {
+                Some(q) if q < p => {
+                    lo = hi + 1;
+                    hi = hi.saturating_add(step).min(len);
+                    step = step.saturating_mul(2);
+                }
+                found => {
+                    at_hi = found;
+                    break;
+                }
+            }
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.get(mid)? {
                 Some(q) if q < p => lo = mid + 1,
-                _ => hi = mid,
+                found => {
+                    hi = mid;
+                    at_hi = found;
+                }
             }
         }
-        self.get(lo)
+        Ok((hi, at_hi))
     }
 
     /// Adds `p`, past every position added so far; an event that names a tag twice is added once (the
@@ -217,6 +248,14 @@ mod tests {
         assert_eq!(p.seek(597).unwrap(), Some(597));
         assert_eq!(p.seek(598).unwrap(), Some(1 << 33));
         assert_eq!(p.seek((1 << 33) + 1).unwrap(), None);
+        // From a hint: the same answers wherever the hint is, as long as nothing before it is an answer.
+        for bound in [0, 1, 100, 102, 103, 400, 597, 598, 1 << 33, (1 << 33) + 1] {
+            let (at, found) = p.seek_from(bound, 0).unwrap();
+            assert_eq!(found, p.seek(bound).unwrap());
+            for hint in 0..=at {
+                assert_eq!(p.seek_from(bound, hint).unwrap(), (at, found), "bound {bound} hint {hint}");
+            }
+        }
         let all = p.all().unwrap();
         assert_eq!(all.len(), 201);
         assert!(all.is_sorted());
