@@ -38,8 +38,10 @@ pub struct Event {
 #[pymethods]
 impl Event {
     fn __repr__(&self, py: Python<'_>) -> String {
+        let tags = self.tags.bind(py);
+        let tags = if tags.is_empty() { String::new() } else { format!(", tags={tags}") };
         format!(
-            "Event(position={}, stream={:?}, version={}, event_type={:?}, payload=<{} bytes>)",
+            "Event(position={}, stream={:?}, version={}, event_type={:?}, payload=<{} bytes>{tags})",
             self.position,
             self.stream.bind(py).to_string(),
             self.version,

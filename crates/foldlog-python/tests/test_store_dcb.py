@@ -50,6 +50,8 @@ def test_tags_round_trip_through_every_read(store: Store) -> None:
     ]
     assert store.read_stream("enrolments")[1].metadata == b"m"
     assert store.read_stream("other")[0].tags == ()
+    assert repr(defined).endswith("payload=<1 bytes>, tags=('course:7',))")
+    assert "tags" not in repr(store.read_stream("other")[0])
     assert [e.tags for e in store.read_all(types="CourseDefined")] == [("course:7",)]
     with store.subscribe(from_position=4) as sub:
         assert next(sub).tags == ()
