@@ -13,6 +13,7 @@ import_exception!(foldlog.errors, ClosedError);
 import_exception!(foldlog.errors, WrongExpectedVersionError);
 import_exception!(foldlog.errors, ConsumerPositionError);
 import_exception!(foldlog.errors, DuplicateEventIdError);
+import_exception!(foldlog.errors, AppendConditionError);
 import_exception!(foldlog.errors, CorruptError);
 import_exception!(foldlog.errors, InvalidDirectoryError);
 import_exception!(foldlog.errors, UnsupportedVersionError);
@@ -44,6 +45,9 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         }
         Error::DuplicateEventId { id, position } => {
             Ok(DuplicateEventIdError::new_err((message, id, position)))
+        }
+        Error::AppendConditionFailed { position, stream, event_type } => {
+            Ok(AppendConditionError::new_err((message, position, stream, event_type)))
         }
         Error::Corrupt { path, offset, kind } => {
             // Python gets the kind as its description; the Rust enum has no Python counterpart (yet).

@@ -1,5 +1,6 @@
 //! Events across the boundary: what Python passes in (tuples of `str` and `bytes`, borrowed without a copy)
-//! and what it gets back (`Event` objects whose `payload` is a new `bytes`, copied once out of the map).
+//! and what it gets back (`Event` objects whose `payload` is a new `bytes`, copied once out of the map, and
+//! whose `tags` are a tuple of `str`).
 
 use std::collections::HashMap;
 
@@ -30,13 +31,17 @@ pub struct Event {
     timestamp_micros: i64,
     /// The caller-chosen 128-bit id, if any.
     event_id: Option<u128>,
+    /// The event's tags, in the order they were appended (a tuple of `str`, empty if none).
+    tags: Py<PyTuple>,
 }
 
 #[pymethods]
 impl Event {
     fn __repr__(&self, py: Python<'_>) -> String {
+        let tags = self.tags.bind(py);
+        let tags = if tags.is_empty() { String::new() } else { format!(", tags={tags}") };
         format!(
-            "Event(position={}, stream={:?}, version={}, event_type={:?}, payload=<{} bytes>)",
+            "Event(position={}, stream={:?}, version={}, event_type={:?}, payload=<{} bytes>{tags})",
             self.position,
             self.stream.bind(py).to_string(),
             self.version,
@@ -48,7 +53,7 @@ impl Event {
 
 /// The fields of an event borrowed from the store's map: plain references, so a list of them can be made
 /// with the GIL released and turned into `Event`s after.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct RawEvent<'s> {
     position: u64,
     stream: &'s str,
@@ -59,6 +64,8 @@ pub(crate) struct RawEvent<'s> {
     schema_version: u32,
     timestamp_micros: i64,
     event_id: Option<u128>,
+    /// Empty (no allocation) for an event without tags.
+    tags: Vec<&'s str>,
 }
 
 impl<'s> RawEvent<'s> {
@@ -73,6 +80,7 @@ impl<'s> RawEvent<'s> {
             schema_version: e.schema_version(),
             timestamp_micros: e.timestamp_micros(),
             event_id: e.event_id(),
+            tags: e.tags().collect(),
         }
     }
 
@@ -85,8 +93,9 @@ impl<'s> RawEvent<'s> {
     }
 }
 
-/// Makes `Event` objects from raw events. Stream ids and type names repeat (one stream per `read_stream`, a
-/// few types per log), so each distinct string becomes one Python `str`, shared by the events of a call.
+/// Makes `Event` objects from raw events. Stream ids, type names and tags repeat (one stream per
+/// `read_stream`, a few types per log, a tag per entity), so each distinct string becomes one Python `str`,
+/// shared by the events of a call.
 pub(crate) struct Converter<'s> {
     strings: HashMap<&'s str, Py<PyString>>,
 }
@@ -101,6 +110,12 @@ impl<'s> Converter<'s> {
     }
 
     pub(crate) fn event(&mut self, py: Python<'_>, raw: &RawEvent<'s>) -> PyResult<Py<Event>> {
+        let tags = if raw.tags.is_empty() {
+            PyTuple::empty(py).unbind()
+        } else {
+            let tags: Vec<_> = raw.tags.iter().map(|t| self.string(py, t)).collect();
+            PyTuple::new(py, tags)?.unbind()
+        };
         let event = Event {
             position: raw.position,
             stream: self.string(py, raw.stream),
@@ -111,6 +126,7 @@ impl<'s> Converter<'s> {
             schema_version: raw.schema_version,
             timestamp_micros: raw.timestamp_micros,
             event_id: raw.event_id,
+            tags,
         };
         Py::new(py, event)
     }
@@ -172,39 +188,47 @@ impl Appended {
     }
 }
 
-/// An event to append, as Python gave it: `(event_type, payload)` or `(event_type, payload, metadata)`.
-/// The `str` and `bytes` are borrowed, not copied (a `bytearray` is copied, since it could change).
+/// An event to append, as Python gave it: `(event_type, payload)`, `(event_type, payload, metadata)` or
+/// `(event_type, payload, metadata, tags)` (metadata may then be `None`). The `str` and `bytes` are borrowed,
+/// not copied (a `bytearray` is copied, since it could change).
 pub(crate) struct EventIn {
     event_type: PyBackedStr,
     payload: PyBackedBytes,
     metadata: Option<PyBackedBytes>,
+    tags: Vec<PyBackedStr>,
 }
 
 impl EventIn {
     pub(crate) fn extract(obj: &Bound<'_, PyAny>) -> PyResult<EventIn> {
         let bad = || {
             PyTypeError::new_err(
-                "an event is a tuple (event_type: str, payload: bytes) or (event_type, payload, metadata: bytes)",
+                "an event is a tuple (event_type: str, payload: bytes[, metadata: bytes | None[, tags: list[str]]])",
             )
         };
         let t = obj.cast::<PyTuple>().map_err(|_| bad())?;
-        let (event_type, payload, metadata) = match t.len() {
-            2 => (t.get_item(0)?, t.get_item(1)?, None),
-            3 => (t.get_item(0)?, t.get_item(1)?, Some(t.get_item(2)?)),
-            _ => return Err(bad()),
-        };
+        if !(2..=4).contains(&t.len()) {
+            return Err(bad());
+        }
+        let metadata = if t.len() > 2 { Some(t.get_item(2)?).filter(|m| !m.is_none()) } else { None };
         Ok(EventIn {
-            event_type: event_type.extract()?,
-            payload: payload.extract()?,
+            event_type: t.get_item(0)?.extract()?,
+            payload: t.get_item(1)?.extract()?,
             metadata: match metadata {
                 Some(m) => Some(m.extract()?),
                 None => None,
             },
+            tags: if t.len() > 3 { strings_arg(&t.get_item(3)?, "tags")? } else { Vec::new() },
         })
     }
 
-    pub(crate) fn new_event(&self) -> NewEvent<'_> {
-        let e = NewEvent::new(&self.event_type, &self.payload);
+    /// The tags as the engine takes them (borrowed from this event).
+    pub(crate) fn tag_refs(&self) -> Vec<&str> {
+        self.tags.iter().map(|t| &**t).collect()
+    }
+
+    /// The engine's view of this event; `tags` is what `tag_refs` returned.
+    pub(crate) fn new_event<'a>(&'a self, tags: &'a [&'a str]) -> NewEvent<'a> {
+        let e = NewEvent::new(&self.event_type, &self.payload).tags(tags);
         match &self.metadata {
             Some(m) => e.metadata(m),
             None => e,
@@ -217,6 +241,29 @@ pub(crate) fn events_in(events: &Bound<'_, PyAny>) -> PyResult<Vec<EventIn>> {
     let mut out = Vec::with_capacity(events.len().unwrap_or(0));
     for e in events.try_iter()? {
         out.push(EventIn::extract(&e?)?);
+    }
+    Ok(out)
+}
+
+/// Each event's tags as the engine takes them: made once per call, borrowed by the `NewEvent`s.
+pub(crate) fn tag_refs(events: &[EventIn]) -> Vec<Vec<&str>> {
+    events.iter().map(EventIn::tag_refs).collect()
+}
+
+/// The engine's events for `events`, whose tags are in `tags` (from [`tag_refs`]).
+pub(crate) fn new_events<'a>(events: &'a [EventIn], tags: &'a [Vec<&'a str>]) -> Vec<NewEvent<'a>> {
+    events.iter().zip(tags).map(|(e, t)| e.new_event(t)).collect()
+}
+
+/// A list of `str` given as any iterable of `str` except a lone `str` (whose characters would otherwise
+/// each count as one), borrowed without a copy.
+pub(crate) fn strings_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<PyBackedStr>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!("{what} is a list of str, not a str")));
+    }
+    let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
+    for s in obj.try_iter()? {
+        out.push(s?.extract().map_err(|_| PyTypeError::new_err(format!("each of {what} is a str")))?);
     }
     Ok(out)
 }

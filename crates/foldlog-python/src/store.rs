@@ -5,15 +5,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use foldlog::{Batch, Durability, EventRef, ExpectedVersion, Options, ReadAll, StreamAppend};
+use foldlog::{
+    AppendCondition, Batch, Durability, EventRef, ExpectedVersion, Options, Query, QueryItem, ReadAll,
+    StreamAppend,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::{self, to_py};
-use crate::event::{events_in, Appended, Converter, EventIn, RawEvent};
-use crate::subscription::Subscription;
+use crate::event::{events_in, new_events, strings_arg, tag_refs, Appended, Converter, EventIn, RawEvent};
+use crate::subscription::{Filter, Subscription};
 
 /// How long one blocking wait lasts before it looks whether the store was closed or a signal arrived
 /// (Ctrl-C); a commit ends it at once.
@@ -69,6 +72,54 @@ pub(crate) fn read_all<'s>(
         }
     }
     Ok((out, next))
+}
+
+/// Reads up to `limit` events matching `query` from position `from` on, up to the head when the read is
+/// made. Returns them and that head (`None` for an empty log): the read covers every position up to it,
+/// unless the limit cut it short.
+pub(crate) fn read_query<'s>(
+    store: &'s foldlog::Store,
+    query: &Query,
+    from: u64,
+    limit: Option<u64>,
+) -> foldlog::Result<(Vec<RawEvent<'s>>, Option<u64>)> {
+    let read = store.read(query, from.checked_sub(1), limit);
+    let head = read.head();
+    let events = read.map(|e| e.map(|e| RawEvent::of(&e))).collect::<foldlog::Result<Vec<_>>>()?;
+    Ok((events, head))
+}
+
+/// A query as Python gives it: `None` or an iterable of items (an empty one matches every event, as
+/// does `None`). An item is a tuple `(types, tags)` or any object with `types` and `tags` attributes (such
+/// as `eventsourcing`'s `DCBQueryItem`), each a list of `str`; an item matches the events whose type is one
+/// of its types (any, if none) and that carry all of its tags.
+pub(crate) fn query_arg(query: Option<&Bound<'_, PyAny>>) -> PyResult<Query> {
+    let Some(query) = query.filter(|q| !q.is_none()) else { return Ok(Query::all()) };
+    let bad = || {
+        PyTypeError::new_err(
+            "a query is a list of items, each a tuple (types: list[str], tags: list[str]) or an object \
+             with `types` and `tags` attributes",
+        )
+    };
+    let mut items = Vec::new();
+    for item in query.try_iter().map_err(|_| bad())? {
+        let item = item?;
+        let (types, tags) = match item.cast::<PyTuple>() {
+            Ok(t) if t.len() == 2 => (t.get_item(0)?, t.get_item(1)?),
+            Ok(_) => return Err(bad()),
+            Err(_) => (item.getattr("types").map_err(|_| bad())?, item.getattr("tags").map_err(|_| bad())?),
+        };
+        let types = strings_arg(&types, "a query item's types")?;
+        let tags = strings_arg(&tags, "a query item's tags")?;
+        items.push(QueryItem::new().types(types.iter().map(|t| &**t)).tags(tags.iter().map(|t| &**t)));
+    }
+    Ok(Query::new(items))
+}
+
+/// An append condition as Python gives it: the query of the events that must not exist, and the position
+/// after which they count (`None`: anywhere in the log).
+fn condition_arg(query: Option<&Bound<'_, PyAny>>, after: Option<u64>) -> PyResult<AppendCondition> {
+    Ok(AppendCondition::new(query_arg(query)?).after(after))
 }
 
 /// Converts raw events into a Python list of `Event`s.
@@ -208,27 +259,52 @@ impl Store {
     ) -> PyResult<Appended> {
         let expected = expected.map(expected_arg).transpose()?.unwrap_or(ExpectedVersion::Any);
         let events = events_in(events)?;
-        let news: Vec<_> = events.iter().map(EventIn::new_event).collect();
+        let tags = tag_refs(&events);
+        let news = new_events(&events, &tags);
         let one = [StreamAppend::new(&stream, expected, &news).first_version(first_version)];
         let store = self.store()?;
         let mut done = py.detach(|| store.append_batch(&Batch::new(&one))).map_err(|e| to_py(py, e))?;
         Ok(done.remove(0).into())
     }
 
-    /// Appends several streams' events, and optionally a consumer's new position, atomically.
-    #[pyo3(signature = (streams, consumer = None))]
+    /// Appends `events` to `stream` (whatever its version) if no event matching `query` was stored after
+    /// position `after` (anywhere, if `None`); otherwise writes nothing and raises `AppendConditionError`
+    /// naming the first such event.
+    #[pyo3(signature = (stream, events, query, after = None))]
+    fn append_if(
+        &self,
+        py: Python<'_>,
+        stream: PyBackedStr,
+        events: &Bound<'_, PyAny>,
+        query: Option<&Bound<'_, PyAny>>,
+        after: Option<u64>,
+    ) -> PyResult<Appended> {
+        let condition = condition_arg(query, after)?;
+        let events = events_in(events)?;
+        let tags = tag_refs(&events);
+        let news = new_events(&events, &tags);
+        let store = self.store()?;
+        let done = py.detach(|| store.append_if(&stream, &news, &condition)).map_err(|e| to_py(py, e))?;
+        Ok(done.into())
+    }
+
+    /// Appends several streams' events, and optionally a consumer's new position, atomically; with a
+    /// `condition` `(query, after)`, only if no event matching the query was stored after `after`.
+    #[pyo3(signature = (streams, consumer = None, *, condition = None))]
     fn append_batch(
         &self,
         py: Python<'_>,
         streams: &Bound<'_, PyAny>,
         consumer: Option<(PyBackedStr, u64)>,
+        condition: Option<(Bound<'_, PyAny>, Option<u64>)>,
     ) -> PyResult<Vec<Appended>> {
+        let condition = condition.map(|(query, after)| condition_arg(Some(&query), after)).transpose()?;
         let mut parts = Vec::new();
         for s in streams.try_iter()? {
             parts.push(StreamIn::extract(&s?)?);
         }
-        let news: Vec<Vec<_>> =
-            parts.iter().map(|p| p.events.iter().map(EventIn::new_event).collect()).collect();
+        let tags: Vec<_> = parts.iter().map(|p| tag_refs(&p.events)).collect();
+        let news: Vec<Vec<_>> = parts.iter().zip(&tags).map(|(p, t)| new_events(&p.events, t)).collect();
         let appends: Vec<_> = parts
             .iter()
             .zip(&news)
@@ -237,6 +313,9 @@ impl Store {
         let mut batch = Batch::new(&appends);
         if let Some((name, position)) = &consumer {
             batch = batch.consumer(name, *position);
+        }
+        if let Some(condition) = &condition {
+            batch = batch.condition(condition);
         }
         let store = self.store()?;
         let done = py.detach(|| store.append_batch(&batch)).map_err(|e| to_py(py, e))?;
@@ -295,17 +374,44 @@ impl Store {
         to_list(py, &raws)
     }
 
+    /// The events matching `query` after position `after` (from the first if `None`), oldest first, at most
+    /// `limit` of them, and the head when the read was made: `(events, head)`.
+    #[pyo3(signature = (query = None, after = None, *, limit = None))]
+    fn read_query<'py>(
+        &self,
+        py: Python<'py>,
+        query: Option<&Bound<'_, PyAny>>,
+        after: Option<u64>,
+        limit: Option<u64>,
+    ) -> PyResult<(Bound<'py, PyList>, Option<u64>)> {
+        let query = query_arg(query)?;
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        let store = self.store()?;
+        let (raws, head) = py.detach(|| read_query(&store, &query, from, limit)).map_err(|e| to_py(py, e))?;
+        Ok((to_list(py, &raws)?, head))
+    }
+
     /// A blocking iterator over the log from `from_position`: every event committed, then each new one as
-    /// it is committed, until `stop()` (from any thread) or the store's close.
-    #[pyo3(signature = (from_position = 0, *, types = None, batch_size = 512))]
+    /// it is committed, until `stop()` (from any thread) or the store's close. Only the events of `types`,
+    /// or only those matching `query` (not both), if given.
+    #[pyo3(signature = (from_position = 0, *, types = None, query = None, batch_size = 512))]
     fn subscribe(
         &self,
         from_position: u64,
         types: Option<&Bound<'_, PyAny>>,
+        query: Option<&Bound<'_, PyAny>>,
         batch_size: u64,
     ) -> PyResult<Subscription> {
         self.store()?;
-        Subscription::new(Arc::clone(&self.shared), from_position, types_arg(types)?, batch_size.max(1))
+        let types = types_arg(types)?;
+        let filter = match query.filter(|q| !q.is_none()) {
+            None => Filter::Types(types),
+            Some(_) if types.is_some() => {
+                return Err(PyValueError::new_err("subscribe takes types or a query, not both"))
+            }
+            Some(q) => Filter::Query(query_arg(Some(q))?),
+        };
+        Subscription::new(Arc::clone(&self.shared), from_position, filter, batch_size.max(1))
     }
 
     /// Blocks until a position beyond `after` (any if `None`) is committed, or `timeout` seconds pass.

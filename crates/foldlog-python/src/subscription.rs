@@ -4,6 +4,9 @@
 //! caught up it waits for a commit (the engine's `wait_for`, woken by the writer's publish) in slices of
 //! `WAIT_SLICE`, looking between slices whether `stop()` was called from another thread, the store was
 //! closed, or a signal (Ctrl-C) arrived.
+//!
+//! A subscription by query reads with the engine's query read (`Store::read`, through the tag and type
+//! indexes) instead of the log scan: the same loop, only the chunk read differs.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,15 +16,48 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use foldlog::Query;
+
 use crate::errors::to_py;
-use crate::event::{Converter, Event};
-use crate::store::{read_all, Shared, WAIT_SLICE};
+use crate::event::{Converter, Event, RawEvent};
+use crate::store::{read_all, read_query, Shared, WAIT_SLICE};
+
+/// Which events a subscription returns.
+pub(crate) enum Filter {
+    /// Those of these types (all if `None`): a scan of the log.
+    Types(Option<Vec<String>>),
+    /// Those matching a query: reads through the tag and type indexes.
+    Query(Query),
+}
+
+impl Filter {
+    /// Up to `limit` events from position `from` on, and the position to look from next.
+    fn read<'s>(
+        &self,
+        store: &'s foldlog::Store,
+        from: u64,
+        limit: u64,
+    ) -> foldlog::Result<(Vec<RawEvent<'s>>, u64)> {
+        match self {
+            Filter::Types(types) => read_all(store, from, None, types.as_deref(), Some(limit)),
+            Filter::Query(query) => {
+                let (events, head) = read_query(store, query, from, Some(limit))?;
+                // A full chunk covered the log only up to its last event; a short one, up to the head.
+                let next = match events.last() {
+                    Some(last) if events.len() as u64 == limit => last.position() + 1,
+                    _ => head.map_or(0, |h| h + 1).max(from),
+                };
+                Ok((events, next))
+            }
+        }
+    }
+}
 
 /// A blocking iterator over a store's log; see `Store.subscribe`.
 #[pyclass(frozen, module = "foldlog")]
 pub struct Subscription {
     shared: Arc<Shared>,
-    types: Option<Vec<String>>,
+    filter: Filter,
     batch_size: u64,
     /// The next position to look at.
     cursor: AtomicU64,
@@ -36,12 +72,12 @@ impl Subscription {
     pub(crate) fn new(
         shared: Arc<Shared>,
         from_position: u64,
-        types: Option<Vec<String>>,
+        filter: Filter,
         batch_size: u64,
     ) -> PyResult<Subscription> {
         Ok(Subscription {
             shared,
-            types,
+            filter,
             batch_size,
             cursor: AtomicU64::new(from_position),
             resume: AtomicU64::new(from_position),
@@ -80,9 +116,8 @@ impl Subscription {
             }
             let Ok(store) = self.shared.get() else { return Ok(None) };
             let from = self.cursor.load(Ordering::Acquire);
-            let (raws, next) = py
-                .detach(|| read_all(&store, from, None, self.types.as_deref(), Some(self.batch_size)))
-                .map_err(|e| to_py(py, e))?;
+            let (raws, next) =
+                py.detach(|| self.filter.read(&store, from, self.batch_size)).map_err(|e| to_py(py, e))?;
             self.cursor.store(next, Ordering::Release);
             if raws.is_empty() {
                 self.resume.store(next, Ordering::Release);

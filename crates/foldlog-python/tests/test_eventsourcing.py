@@ -2,8 +2,11 @@
 
 Each class below subclasses one of the library's test cases and provides only what that case asks a
 backend for: a fresh recorder (``create_recorder``), a factory environment (``env``), the expected classes,
-a view class, or the environment variables of an application. No test method is overridden; the one added
-method, ``test_insert_subscribe``, is how the library lets a backend opt in to its subscription test.
+a view class, or the environment variables of an application. No test method is overridden. The added
+methods are how the library lets a backend run a test: ``test_insert_subscribe`` opts in to its
+subscription test, and the DCB recorder case, whose tests are helpers (``_test_append_read``,
+``_test_append_subscribe``) taking a recorder, gets one test method per helper, each calling it on a new
+recorder.
 
 Every test gets a new temporary directory as ``FOLDLOG_PATH``, so every store starts empty, as the cases
 expect (notification ids from 1).
@@ -18,16 +21,19 @@ from typing import Any, ClassVar
 from unittest import TestCase
 
 import foldlog
+from eventsourcing.dcb import tests as dcb_cases
+from eventsourcing.dcb.msgpack import MessagePackMapper
 from eventsourcing.persistence import Tracking
 from eventsourcing.tests import application as app_cases
 from eventsourcing.tests import persistence as cases
 from eventsourcing.tests import projection as projection_cases
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, get_topic
 
 from eventsourcing_foldlog import (
     Factory,
     FoldlogAggregateRecorder,
     FoldlogApplicationRecorder,
+    FoldlogDCBRecorder,
     FoldlogProcessRecorder,
     FoldlogSnapshotRecorder,
     FoldlogTrackingRecorder,
@@ -222,3 +228,29 @@ class TestAggregateEventCountersProjection(
 
 class TestEventSourcedProjection(ProjectionEnvironment, projection_cases.EventSourcedProjectionTestCase):
     pass
+
+
+class TestDCBRecorder(TemporaryStores, dcb_cases.DCBRecorderTestCase):
+    def create_recorder(self) -> FoldlogDCBRecorder:
+        recorder = self.factory.dcb_recorder()
+        assert isinstance(recorder, FoldlogDCBRecorder)
+        return recorder
+
+    def test_append_read(self) -> None:
+        self._test_append_read(self.create_recorder())
+
+    def test_append_subscribe(self) -> None:
+        self._test_append_subscribe(self.create_recorder())
+
+
+class TestTaggedDecisionCountersProjection(
+    ProjectionEnvironment, projection_cases.TaggedDecisionCountersProjectionTestCase
+):
+    """A ``DCBApplication`` and the view of its projection, both found by ``PERSISTENCE_MODULE`` in the same
+    module; the application's decisions are encoded by the library's MessagePack mapper."""
+
+    view_class = FoldlogEventCounters
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.env["MAPPER_TOPIC"] = get_topic(MessagePackMapper)

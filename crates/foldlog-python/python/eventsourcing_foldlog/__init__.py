@@ -1,10 +1,12 @@
 """foldlog as a persistence module for the ``eventsourcing`` library.
 
 Select it with ``PERSISTENCE_MODULE=eventsourcing_foldlog`` and ``FOLDLOG_PATH=<directory>`` (see
-``Factory`` for the other settings). This module exposes exactly one infrastructure factory, as the
-library's module lookup requires; the recorders are in ``eventsourcing_foldlog.recorders``.
+``Factory`` for the other settings), for an ``Application`` or a ``DCBApplication``. This module exposes
+exactly one infrastructure factory, as the library's module lookup requires; the recorders are in
+``eventsourcing_foldlog.recorders`` and, for DCB, ``eventsourcing_foldlog.dcb``.
 """
 
+from eventsourcing_foldlog.dcb import FoldlogDCBRecorder, FoldlogDCBSubscription
 from eventsourcing_foldlog.factory import Factory
 from eventsourcing_foldlog.recorders import (
     FoldlogAggregateRecorder,
@@ -19,6 +21,8 @@ __all__ = [
     "Factory",
     "FoldlogAggregateRecorder",
     "FoldlogApplicationRecorder",
+    "FoldlogDCBRecorder",
+    "FoldlogDCBSubscription",
     "FoldlogProcessRecorder",
     "FoldlogSnapshotRecorder",
     "FoldlogSubscription",

@@ -1,4 +1,5 @@
-"""``Factory``: the ``InfrastructureFactory`` that ``PERSISTENCE_MODULE=eventsourcing_foldlog`` selects."""
+"""``Factory``: the infrastructure factory that ``PERSISTENCE_MODULE=eventsourcing_foldlog`` selects, for
+``Application`` (an ``InfrastructureFactory``) and ``DCBApplication`` (a ``DCBInfrastructureFactory``) alike."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eventsourcing.dcb.persistence import DCBInfrastructureFactory
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -18,6 +20,7 @@ from eventsourcing.utils import resolve_topic, strtobool
 from foldlog import FoldlogError
 
 from eventsourcing_foldlog import handles
+from eventsourcing_foldlog.dcb import FoldlogDCBRecorder
 from eventsourcing_foldlog.recorders import (
     FoldlogAggregateRecorder,
     FoldlogApplicationRecorder,
@@ -34,15 +37,22 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-class Factory(InfrastructureFactory[FoldlogTrackingRecorder]):
+class Factory(InfrastructureFactory[FoldlogTrackingRecorder], DCBInfrastructureFactory[FoldlogTrackingRecorder]):
     """Recorders on foldlog stores under ``FOLDLOG_PATH``.
+
+    One class for both kinds of application: the library finds a module's factory by scanning it for
+    subclasses of the factory base it wants (``InfrastructureFactory`` for ``Application``,
+    ``DCBInfrastructureFactory`` for ``DCBApplication``) and requires exactly one, so one class that is both
+    lets the same ``PERSISTENCE_MODULE=eventsourcing_foldlog`` serve either, and a projection of a
+    ``DCBApplication`` (whose view comes from an ``InfrastructureFactory``) too.
 
     Settings (each may carry the application's name as a prefix, ``BANKACCOUNTS_FOLDLOG_PATH``, which wins
     over the plain key):
 
     - ``FOLDLOG_PATH`` (required): a directory holding one folder per application, named after it
       (``<path>/BankAccounts``), with a store per kind of record: ``events`` (the application sequence and
-      process tracking), ``snapshots``, ``tracking`` (stand-alone tracking recorders and views).
+      process tracking), ``snapshots``, ``tracking`` (stand-alone tracking recorders and views), ``dcb``
+      (a ``DCBApplication``'s tagged events).
     - ``FOLDLOG_DURABILITY``: ``always`` (synced before an insert returns), ``group`` (the default: synced
       within 10 ms or 1,000 inserts; a crash of the process loses nothing, a power loss at most that
       window) or ``never`` (the OS writes back; only a clean close syncs).
@@ -62,6 +72,7 @@ class Factory(InfrastructureFactory[FoldlogTrackingRecorder]):
     application_recorder_class = FoldlogApplicationRecorder
     tracking_recorder_class = FoldlogTrackingRecorder
     process_recorder_class = FoldlogProcessRecorder
+    dcb_recorder_class = FoldlogDCBRecorder
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
@@ -130,6 +141,10 @@ class Factory(InfrastructureFactory[FoldlogTrackingRecorder]):
         cls = resolve_topic(topic) if topic else self.process_recorder_class
         assert issubclass(cls, FoldlogProcessRecorder)
         return cls(self._store("events"))
+
+    def dcb_recorder(self) -> FoldlogDCBRecorder:
+        """The tagged events of a ``DCBApplication``, in a store of their own (``dcb``)."""
+        return self.dcb_recorder_class(self._store("dcb"))
 
     def close(self) -> None:
         """Releases this factory's stores (the last user of a store closes it)."""

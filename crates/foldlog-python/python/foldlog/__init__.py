@@ -18,6 +18,7 @@ from typing import Literal
 
 from foldlog._native import FORMAT_VERSION, STREAM_VERSION_MAX, Appended, Event, Store, Subscription
 from foldlog.errors import (
+    AppendConditionError,
     ClosedError,
     ConflictError,
     ConsumerPositionError,
@@ -48,6 +49,7 @@ __all__ = [
     "NO_STREAM",
     "STREAM_EXISTS",
     "STREAM_VERSION_MAX",
+    "AppendConditionError",
     "Appended",
     "ClosedError",
     "ConflictError",

@@ -4,7 +4,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, final
+from typing import Literal, Protocol, final
 
 from typing_extensions import Self, TypeAlias
 
@@ -13,8 +13,11 @@ STREAM_VERSION_MAX: int
 
 Durability: TypeAlias = Literal["always", "group", "never"]
 Expected: TypeAlias = int | Literal["any", "no_stream", "exists"]
-NewEvent: TypeAlias = tuple[str, bytes] | tuple[str, bytes, bytes]
-"""``(event_type, payload)`` or ``(event_type, payload, metadata)``; ``bytearray`` is accepted (copied)."""
+NewEvent: TypeAlias = (
+    tuple[str, bytes] | tuple[str, bytes, bytes] | tuple[str, bytes, bytes | None, Sequence[str]]
+)
+"""``(event_type, payload)``, ``(event_type, payload, metadata)`` or ``(event_type, payload, metadata, tags)``
+(metadata may then be ``None``; at most 64 tags of 1 to 256 bytes); ``bytearray`` is accepted (copied)."""
 StreamAppend: TypeAlias = (
     tuple[str, Sequence[NewEvent]]
     | tuple[str, Sequence[NewEvent], Expected]
@@ -23,6 +26,19 @@ StreamAppend: TypeAlias = (
 """``(stream, events[, expected[, first_version]])``, one stream's part of ``Store.append_batch``."""
 Types: TypeAlias = str | Iterable[str] | None
 
+class _QueryItemLike(Protocol):
+    """Any object with ``types`` and ``tags`` (such as ``eventsourcing``'s ``DCBQueryItem``)."""
+
+    @property
+    def types(self) -> Iterable[str]: ...
+    @property
+    def tags(self) -> Iterable[str]: ...
+
+QueryItem: TypeAlias = tuple[Iterable[str], Iterable[str]] | _QueryItemLike
+"""``(types, tags)``: the events whose type is one of ``types`` (any type if empty) and that carry every one of
+``tags``. Neither may be a lone ``str``."""
+Query: TypeAlias = Iterable[QueryItem] | None
+"""The events matching any of the items; ``None`` or no items: every event."""
 @final
 class Event:
     """One stored event (read-only)."""
@@ -54,6 +70,9 @@ class Event:
     @property
     def event_id(self) -> int | None:
         """The caller-chosen 128-bit id, if any."""
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The event's tags, in the order they were appended (empty if none)."""
 
 @final
 class Appended:
@@ -119,12 +138,22 @@ class Store:
     ) -> Appended:
         """Appends ``events`` to ``stream`` if its last version matches ``expected`` (default ``"any"``); a new
         stream starts at ``first_version``. ``WrongExpectedVersionError`` (nothing written) otherwise."""
+    def append_if(self, stream: str, events: Sequence[NewEvent], query: Query, after: int | None = None) -> Appended:
+        """Appends ``events`` to ``stream`` (whatever its version) if no event matching ``query`` was stored
+        after position ``after`` (anywhere, if ``None``), checked under the writer lock; otherwise writes
+        nothing and raises ``AppendConditionError`` naming the first such event. The usual ``after`` is the
+        head of the ``read_query`` the decision was made on."""
     def append_batch(
-        self, streams: Iterable[StreamAppend], consumer: tuple[str, int] | None = None
+        self,
+        streams: Iterable[StreamAppend],
+        consumer: tuple[str, int] | None = None,
+        *,
+        condition: tuple[Query, int | None] | None = None,
     ) -> list[Appended]:
         """Appends several streams' events, each with its own check, and optionally a consumer's new
         position (which must exceed its recorded one), atomically: all of it, also across a crash, or none.
-        ``append_batch([], consumer=(name, position))`` records a position alone."""
+        ``append_batch([], consumer=(name, position))`` records a position alone. ``condition=(query, after)``
+        adds the check of ``append_if``."""
     def read_stream(
         self,
         stream: str,
@@ -142,9 +171,19 @@ class Store:
         """Events of the whole log in commit order from ``from_position`` to ``to_position`` (inclusive),
         only those of ``types`` if given (one name or several), at most ``limit`` matches. Page through a long
         log with ``from_position=last.position + 1``."""
-    def subscribe(self, from_position: int = 0, *, types: Types = None, batch_size: int = 512) -> Subscription:
+    def read_query(
+        self, query: Query = None, after: int | None = None, *, limit: int | None = None
+    ) -> tuple[list[Event], int | None]:
+        """``(events, head)``: the events matching ``query`` after position ``after`` (from the first if
+        ``None``), oldest first, at most ``limit``, read through the tag and type indexes; and the log's last
+        position when the read was made (``None`` if empty). The read covers every position up to ``head``,
+        unless ``limit`` cut it short: it then covers up to its last event."""
+    def subscribe(
+        self, from_position: int = 0, *, types: Types = None, query: Query = None, batch_size: int = 512
+    ) -> Subscription:
         """Every event from ``from_position``, then each new one as it is committed, until ``stop()`` or
-        ``close()``; reads ``batch_size`` events at a time."""
+        ``close()``; only those of ``types``, or only those matching ``query`` (not both), if given; reads
+        ``batch_size`` events at a time."""
     def wait_for(self, after: int | None = None, timeout: float | None = None) -> int | None:
         """Blocks until a position beyond ``after`` (any if ``None``) is committed, or ``timeout`` seconds
         pass (forever if ``None``). Returns the head then, ``None`` on timeout."""

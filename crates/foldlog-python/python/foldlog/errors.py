@@ -53,6 +53,19 @@ class DuplicateEventIdError(ConflictError):
         self.position = position
 
 
+class AppendConditionError(ConflictError):
+    """An event matching a conditional append's query was stored after the position the condition named."""
+
+    def __init__(self, message: str, position: int, stream: str, event_type: str) -> None:
+        super().__init__(message)
+        self.position = position
+        """The first matching event's position."""
+        self.stream = stream
+        """Its stream."""
+        self.event_type = event_type
+        """Its type."""
+
+
 class CorruptError(FoldlogError):
     """Bytes on disk that must be valid are not (run ``foldlog verify``)."""
 
@@ -124,6 +137,7 @@ class StorageError(FoldlogError, OSError):
 
 
 __all__ = [
+    "AppendConditionError",
     "ClosedError",
     "ConflictError",
     "ConsumerPositionError",
