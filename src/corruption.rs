@@ -510,7 +510,7 @@ impl fmt::Display for CheckpointRefusal {
             CheckpointRefusal::Short => f.write_str("shorter than its header"),
             CheckpointRefusal::BadMagic => f.write_str("bad magic"),
             CheckpointRefusal::HeaderChecksum => f.write_str("header CRC mismatch"),
-            CheckpointRefusal::Version { found } => write!(f, "format version {found}"),
+            CheckpointRefusal::Version { found } => write!(f, "checkpoint version {found}"),
             CheckpointRefusal::ForeignLog => f.write_str("belongs to another log"),
             CheckpointRefusal::DirectoryPastEnd => f.write_str("directory runs past the end of the file"),
             CheckpointRefusal::DirectoryChecksum => f.write_str("directory CRC mismatch"),

@@ -6,8 +6,15 @@
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
-/// Version of the on-disk format written by this code; any byte layout change bumps it.
+/// Version of the on-disk format written by this code; any byte layout change of the log (segments and their
+/// frames) or of a snapshot bumps it.
 pub const FORMAT_VERSION: u32 = 3;
+
+/// Version of the index checkpoint's layout. The checkpoint is derived data, so it has its own: a change to
+/// it alone bumps this, and a checkpoint of another version is refused and the index rebuilt from the log,
+/// which stays readable. 4: saved lists as varint differences (format 3's checkpoints had fixed-width items
+/// and carried 3 here).
+pub const CHECKPOINT_VERSION: u32 = 4;
 
 /// First 8 bytes of every segment file: ASCII `FOLDSEG` and a zero byte.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FOLDSEG\0";
@@ -131,7 +138,7 @@ pub mod ckpt {
 
     /// `FOLDIDX\0`.
     pub const MAGIC: Range<usize> = 0..8;
-    /// u32 format version.
+    /// u32 checkpoint version (`CHECKPOINT_VERSION`).
     pub const VERSION: Range<usize> = next(MAGIC, 4);
     /// u32 bytes per saved stream position: 4 when `NEXT_POSITION` ≤ 2^32, else 8.
     pub const POSITION_WIDTH: Range<usize> = next(VERSION, 4);

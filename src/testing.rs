@@ -145,9 +145,10 @@ pub fn fix_checkpoint_header_crc(bytes: &mut [u8]) {
 /// CRC in the directory (for the lists that lie inside the file), the directory's CRC (its length clamped to
 /// the file), then the header's. Directory fields that do not parse are left alone.
 pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
-    // Each list is a table of per-chunk CRCs (chunks of 4,096 items) followed by the items; the directory
-    // holds the table's CRC.
+    // Each list is a table of per-chunk entries (chunks of 4,096 items: the chunk's CRC u32, where its bytes
+    // end u64) followed by the chunks; the directory holds the table's CRC.
     const CHUNK: usize = 4096;
+    const ENTRY: usize = 12;
     if bytes.len() < CHECKPOINT_HEADER_LEN {
         return;
     }
@@ -155,17 +156,13 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
         (LE::read_u64(&bytes[ckpt::DIR_LEN]).min((bytes.len() - CHECKPOINT_HEADER_LEN) as u64)) as usize;
     LE::write_u64(&mut bytes[ckpt::DIR_LEN], dir_len as u64);
     let lists = CHECKPOINT_HEADER_LEN + dir_len;
-    // Walk the directory: (offset of a list's `events` field, bytes per item).
+    // Walk the directory: the offset of each list's `events` field.
     let mut at = CHECKPOINT_HEADER_LEN;
     let end = lists;
     let read = |bytes: &[u8], at: usize, n: usize| {
         bytes.get(at..at + n).filter(|_| at + n <= end).map(<[u8]>::to_vec)
     };
     let mut entries = Vec::new();
-    let width = match LE::read_u32(&bytes[ckpt::POSITION_WIDTH]) {
-        4 => 4usize,
-        _ => 8,
-    };
     // Sections: 0 segments, 1 streams, 2 consumers, 3 event ids (no lists), 4 event types, 5 tags.
     'walk: for section in 0..6 {
         let Some(count) = read(bytes, at, 8).map(|b| LE::read_u64(&b)) else { break };
@@ -190,26 +187,30 @@ pub fn fix_checkpoint_crcs(bytes: &mut [u8]) {
             if read(bytes, field, 20).is_none() {
                 break 'walk;
             }
-            entries.push((field, if section == 0 { 4 } else { width }));
+            entries.push(field);
             at = field + 20;
         }
     }
-    for (field, item) in entries {
+    for field in entries {
         let events = (LE::read_u64(&bytes[field..field + 8]) as usize).min(bytes.len());
         let start = LE::read_u64(&bytes[field + 8..field + 16]) as usize;
         let chunks = events.div_ceil(CHUNK);
         let table = lists.saturating_add(start);
-        let items = table.saturating_add(chunks * 4);
-        if items.saturating_add(events.saturating_mul(item)) > bytes.len() {
+        let body = table.saturating_add(chunks * ENTRY);
+        if body > bytes.len() {
             continue;
         }
+        let mut from = body;
         for k in 0..chunks {
-            let from = items + k * CHUNK * item;
-            let to = items + ((k + 1) * CHUNK).min(events) * item;
-            let crc = crc32fast::hash(&bytes[from..to]);
-            LE::write_u32(&mut bytes[table + k * 4..table + k * 4 + 4], crc);
+            let entry = table + k * ENTRY;
+            let end = body.saturating_add(LE::read_u64(&bytes[entry + 4..entry + 12]) as usize);
+            if end >= from && end <= bytes.len() {
+                let crc = crc32fast::hash(&bytes[from..end]);
+                LE::write_u32(&mut bytes[entry..entry + 4], crc);
+            }
+            from = end;
         }
-        let crc = crc32fast::hash(&bytes[table..items]);
+        let crc = crc32fast::hash(&bytes[table..body]);
         LE::write_u32(&mut bytes[field + 16..field + 20], crc);
     }
     let crc = crc32fast::hash(&bytes[CHECKPOINT_HEADER_LEN..lists]);

@@ -703,13 +703,20 @@ fn a_corrupt_or_stale_checkpoint_is_rebuilt_not_trusted() {
     };
     let ckpt = dir.path().join("index.ckpt");
     let good = std::fs::read(&ckpt).unwrap();
-    for damage in 0..4 {
+    for damage in 0..5 {
         let mut bad = good.clone();
         match damage {
             0 => bad[good.len() / 2] ^= 1,
             1 => bad.truncate(good.len() - 3),
             2 => bad = b"not a checkpoint at all".to_vec(),
-            _ => bad[20] ^= 0xff,
+            3 => bad[20] ^= 0xff,
+            _ => {
+                // A checkpoint of format 3's layout (fixed-width lists), with a valid header CRC: refused by
+                // its version, not misread, and the index rebuilt from the log (docs/format.md).
+                bad[8..12].copy_from_slice(&3u32.to_le_bytes());
+                let crc = crc32fast::hash(&bad[..76]);
+                bad[76..80].copy_from_slice(&crc.to_le_bytes());
+            }
         }
         std::fs::write(&ckpt, &bad).unwrap();
         let store = Store::open_with(dir.path(), opts(4096)).unwrap();
@@ -738,6 +745,13 @@ fn a_corrupt_or_stale_checkpoint_is_rebuilt_not_trusted() {
         };
         assert_eq!(rebuilt, Some(at_open), "damage {damage} went unnoticed, or was found at the wrong time");
         assert_eq!(at_open, damage >= 2, "damage {damage}: list damage (flip, cut tail) is found when read");
+        if damage == 4 {
+            let refusal = &store.recovery_report().checkpoint;
+            assert!(
+                matches!(refusal, CheckpointUse::Rebuilt(foldlog::CheckpointRefusal::Version { found: 3 })),
+                "{refusal:?}"
+            );
+        }
         store.close().unwrap();
     }
     // Stale: a checkpoint from earlier plus more log after it is used and the rest scanned.

@@ -15,7 +15,7 @@ use super::{Index, Labels, Postings, SegIndex, Stale, StreamIndex};
 use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, Result};
 use crate::format::{
-    ckpt, event_id_bytes, event_id_from_bytes, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, FORMAT_VERSION,
+    ckpt, event_id_bytes, event_id_from_bytes, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, CHECKPOINT_VERSION,
 };
 use crate::io as sys;
 
@@ -103,7 +103,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     let last = index.segments.last();
     let mut out = [0u8; CHECKPOINT_HEADER_LEN];
     out[ckpt::MAGIC].copy_from_slice(&CHECKPOINT_MAGIC);
-    LE::write_u32(&mut out[ckpt::VERSION], FORMAT_VERSION);
+    LE::write_u32(&mut out[ckpt::VERSION], CHECKPOINT_VERSION);
     LE::write_u32(&mut out[ckpt::POSITION_WIDTH], width);
     out[ckpt::LOG_ID].copy_from_slice(&log_id);
     LE::write_u64(&mut out[ckpt::NEXT_POSITION], index.next_position);
@@ -249,7 +249,7 @@ fn decode_checkpoint_header(
     if crc32fast::hash(&h[..ckpt::HEADER_CRC.start]) != LE::read_u32(&h[ckpt::HEADER_CRC]) {
         return Err(CheckpointRefusal::HeaderChecksum);
     }
-    if LE::read_u32(&h[ckpt::VERSION]) != FORMAT_VERSION {
+    if LE::read_u32(&h[ckpt::VERSION]) != CHECKPOINT_VERSION {
         return Err(CheckpointRefusal::Version { found: LE::read_u32(&h[ckpt::VERSION]) });
     }
     if h[ckpt::LOG_ID] != log_id {
@@ -592,6 +592,23 @@ mod tests {
         }
     }
 
+    /// A saved list is each chunk's first item, then varint differences: it reads back exactly, at every
+    /// length and gap (1 to past a u32), and costs about a byte an item where positions are close.
+    #[test]
+    fn saved_lists_round_trip_as_varint_differences() {
+        use super::super::saved_list::tests_support::{decode_all, encode};
+        for (len, gap) in
+            [(1u64, 1u64), (2, 1), (4095, 3), (4096, 1), (4097, 200), (9000, 130_000), (10, 1 << 40)]
+        {
+            let items: Vec<u64> = (0..len).map(|i| 7 + i * gap).collect();
+            let (bytes, back) = (encode(&items), decode_all::<u64>(&items));
+            assert_eq!(back, items, "len {len} gap {gap}");
+            if gap == 1 {
+                assert!(bytes <= len as usize + 20 * len.div_ceil(4096) as usize, "{bytes} bytes for {len}");
+            }
+        }
+    }
+
     /// Lists longer than a chunk load chunk by chunk: damage in one chunk spoils only reads that need it,
     /// and each is reported, never returned.
     #[test]
@@ -605,7 +622,7 @@ mod tests {
         let mut bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
         let (back, _) = open(&bytes).unwrap();
         assert_eq!(contents(&back), contents(&ix));
-        // Damage the last item of the stream list (its third chunk).
+        // Damage the stream list's third chunk (its last bytes are varint differences).
         let n = bytes.len();
         bytes[n - 3] ^= 1;
         let (back, _) = open(&bytes).unwrap();
@@ -631,7 +648,9 @@ mod tests {
         }
         let mut bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
         let n = bytes.len();
-        bytes[n - 4] ^= 1; // the stream's last position (a u32): 4999 becomes 4998, out of order in its chunk
+        // The stream's list is written last; its last byte is the varint difference (1) of its last position.
+        assert_eq!(bytes[n - 1], 1);
+        bytes[n - 1] = 0; // 4999 becomes 4998: no longer above the one before
         assert!(open(&bytes).is_ok_and(|(ix, _)| contents(&ix).is_err()), "damage is caught");
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
@@ -641,11 +660,11 @@ mod tests {
             "CRCs pass, the order check fails: {}",
             err.reason
         );
-        bytes[n - 4..].copy_from_slice(&5001u32.to_le_bytes()); // in order, but past next_position
+        bytes[n - 1] = 3; // 5001: in order, but past next_position
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         assert!(forged.stream("s").unwrap().position(4999).is_err());
-        bytes[n - 4..].copy_from_slice(&4999u32.to_le_bytes()); // the true value again: all of it loads
+        bytes[n - 1] = 1; // the true value again: all of it loads
         crate::testing::fix_checkpoint_crcs(&mut bytes);
         let (forged, _) = open(&bytes).unwrap();
         assert_eq!(contents(&forged), contents(&ix));

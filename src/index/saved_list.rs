@@ -39,6 +39,8 @@ pub(crate) trait Item: Copy + Ord + Into<u64> {
     const LEN: usize;
     fn read(b: &[u8]) -> Self;
     fn put(self, out: &mut Vec<u8>);
+    /// The item of this value, if it fits.
+    fn from_u64(v: u64) -> Option<Self>;
 }
 
 impl Item for u32 {
@@ -48,6 +50,9 @@ impl Item for u32 {
     }
     fn put(self, out: &mut Vec<u8>) {
         put_u32(out, self);
+    }
+    fn from_u64(v: u64) -> Option<u32> {
+        u32::try_from(v).ok()
     }
 }
 
@@ -59,12 +64,75 @@ impl Item for u64 {
     fn put(self, out: &mut Vec<u8>) {
         put_u64(out, self);
     }
+    fn from_u64(v: u64) -> Option<u64> {
+        Some(v)
+    }
+}
+
+/// Bytes per chunk-table entry: the chunk's CRC32 (u32), then where its bytes end (u64, counted from the end
+/// of the table).
+const TABLE_ENTRY: usize = 12;
+
+/// The most bytes a chunk can take: its first item, then a varint of at most 10 bytes per other item.
+fn chunk_bytes_max<E: Item>(items: u64) -> u64 {
+    E::LEN as u64 + items.saturating_sub(1) * 10
+}
+
+/// Appends `v` as an LEB128 varint (7 bits a byte, low bits first, the high bit set on every byte but the
+/// last).
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        // The low 7 bits, which always fit a byte.
+        let low = (v & 0x7f).to_le_bytes()[0];
+        v >>= 7;
+        if v == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+/// The varint at `*at` of `b`, moving `*at` past it; `None` if it runs past `b`, is longer than a u64 needs,
+/// or is not in its shortest form (so every value has one encoding).
+fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && byte > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            return (i == 0 || byte != 0).then_some(v);
+        }
+    }
+    None
+}
+
+/// Decodes one chunk's bytes into its `len` items: the first as `E::LEN` little-endian bytes, each next one
+/// as a varint of its difference from the one before (at least 1: items strictly increase), the last below
+/// `limit`, and no byte left over. `None` if anything is off.
+fn decode_chunk<E: Item>(b: &[u8], len: u64, limit: u64) -> Option<Vec<E>> {
+    let first = b.get(..E::LEN).map(E::read)?;
+    let mut items = Vec::with_capacity(usize::try_from(len).ok()?);
+    items.push(first);
+    let (mut prev, mut at) = (first.into(), E::LEN);
+    for _ in 1..len {
+        let delta = get_varint(b, &mut at).filter(|&d| d >= 1)?;
+        prev = prev.checked_add(delta)?;
+        items.push(E::from_u64(prev)?);
+    }
+    (at == b.len() && prev < limit).then_some(items)
 }
 
 type Loaded<T> = OnceLock<std::result::Result<T, CheckpointRefusal>>;
 
 /// A list of `count` strictly increasing items below `limit`, saved in a checkpoint at file offset `at` as a
-/// table of per-chunk CRCs (whose own CRC is `crc`) followed by the items; each chunk is read and checked the
+/// table of per-chunk entries (CRC and end; the table's own CRC is `crc`) followed by the chunks, each its
+/// first item then varint differences (docs/format.md, "Index checkpoint"); each chunk is read and checked the
 /// first time an item in it is needed.
 #[derive(Debug)]
 pub(crate) struct SavedList<E> {
@@ -73,7 +141,8 @@ pub(crate) struct SavedList<E> {
     count: u64,
     crc: u32,
     limit: u64,
-    table: Loaded<Vec<u32>>,
+    /// Per chunk: its CRC and where its bytes end (counted from the end of the table).
+    table: Loaded<Vec<(u32, u64)>>,
     chunks: OnceLock<Box<[Loaded<Vec<E>>]>>,
 }
 
@@ -112,35 +181,33 @@ impl<E: Item> SavedList<E> {
     fn chunk(&self, k: u64) -> Result<&[E], Stale> {
         let stale = |reason: &CheckpointRefusal| Stale { reason: reason.clone() };
         let n = self.chunk_count();
+        let table_len = n * TABLE_ENTRY as u64;
         let table = self.table.get_or_init(|| {
-            let b = self.read(self.at, n * 4)?;
+            let b = self.read(self.at, table_len)?;
             if crc32fast::hash(&b) != self.crc {
                 return Err(CheckpointRefusal::ChunkTableChecksum { at: self.at });
             }
-            Ok(b.chunks_exact(4).map(LE::read_u32).collect())
+            let entry = |e: &[u8]| (LE::read_u32(e), e.get(4..).map_or(0, LE::read_u64));
+            Ok(b.chunks_exact(TABLE_ENTRY).map(entry).collect())
         });
         let table = table.as_ref().map_err(stale)?;
         let slots = self.chunks.get_or_init(|| (0..n).map(|_| OnceLock::new()).collect());
-        // `k` is below `n` (callers ask only for items below `count`); a slot or CRC missing is refused, not
+        // `k` is below `n` (callers ask only for items below `count`); a slot or entry missing is refused, not
         // indexed.
-        let slot = usize::try_from(k).ok().and_then(|k| slots.get(k).zip(table.get(k)));
-        let (slot, &chunk_crc) = slot.ok_or(Stale { reason: CheckpointRefusal::ListPastEnd })?;
+        let past_end = || Stale { reason: CheckpointRefusal::ListPastEnd };
+        let k_usize = usize::try_from(k).map_err(|_| past_end())?;
+        let (slot, &(chunk_crc, end)) = slots.get(k_usize).zip(table.get(k_usize)).ok_or_else(past_end)?;
+        let start = k_usize.checked_sub(1).and_then(|j| table.get(j)).map_or(0, |&(_, e)| e);
         let loaded = slot.get_or_init(|| {
             let first = k * SAVED_CHUNK as u64;
             let len = (SAVED_CHUNK as u64).min(self.count - first);
-            let at = self.at + n * 4 + first * E::LEN as u64;
-            let b = self.read(at, len * E::LEN as u64)?;
+            let at = self.at + table_len + start;
+            let bytes = end.checked_sub(start).filter(|&b| b <= chunk_bytes_max::<E>(len));
+            let b = self.read(at, bytes.ok_or(CheckpointRefusal::ChunkOrder { at })?)?;
             if crc32fast::hash(&b) != chunk_crc {
                 return Err(CheckpointRefusal::ChunkChecksum { at });
             }
-            let items: Vec<E> = b.chunks_exact(E::LEN).map(E::read).collect();
-            let ordered =
-                items.is_sorted_by(|a, b| a < b) && items.last().is_none_or(|&v| v.into() < self.limit);
-            if ordered {
-                Ok(items)
-            } else {
-                Err(CheckpointRefusal::ChunkOrder { at })
-            }
+            decode_chunk(&b, len, self.limit).ok_or(CheckpointRefusal::ChunkOrder { at })
         });
         loaded.as_deref().map_err(stale)
     }
@@ -162,22 +229,85 @@ impl<E: Item> SavedList<E> {
     }
 }
 
-/// Writes a list as a saved list (chunk CRC table, then the items) at the end of `data`; returns its offset
-/// within `data` and the table's CRC.
+/// Writes a list of strictly increasing items as a saved list (chunk table, then the chunks: each its first
+/// item, then varint differences) at the end of `data`; returns its offset within `data` and the table's CRC.
 pub(super) fn put_list<E: Item>(data: &mut Vec<u8>, items: &[E]) -> (u64, u32) {
     let start = data.len() as u64;
-    let mut table = Vec::with_capacity(items.len().div_ceil(SAVED_CHUNK) * 4);
-    let mut body = Vec::with_capacity(items.len() * E::LEN);
+    let mut table = Vec::with_capacity(items.len().div_ceil(SAVED_CHUNK) * TABLE_ENTRY);
+    let mut body = Vec::with_capacity(items.len() * 2);
     let mut chunk_bytes = Vec::with_capacity(SAVED_CHUNK * E::LEN);
     for chunk in items.chunks(SAVED_CHUNK) {
         chunk_bytes.clear();
-        for &e in chunk {
-            e.put(&mut chunk_bytes);
+        if let Some((&first, rest)) = chunk.split_first() {
+            first.put(&mut chunk_bytes);
+            let mut prev: u64 = first.into();
+            for &e in rest {
+                let e: u64 = e.into();
+                // Strictly increasing by construction; a list that were not would save a zero difference,
+                // which the reader refuses (and rebuilds), never a wrapped one.
+                put_varint(&mut chunk_bytes, e.saturating_sub(prev));
+                prev = e;
+            }
         }
         put_u32(&mut table, crc32fast::hash(&chunk_bytes));
         body.extend_from_slice(&chunk_bytes);
+        put_u64(&mut table, body.len() as u64);
     }
     data.extend_from_slice(&table);
     data.extend_from_slice(&body);
     (start, crc32fast::hash(&table))
+}
+
+/// Round trips of whole lists through the checkpoint encoding, for the checkpoint's tests.
+#[cfg(test)]
+pub(super) mod tests_support {
+    use super::{put_list, Item, SavedList, Source};
+    use std::sync::Arc;
+
+    /// Bytes `put_list` writes for `items`.
+    pub fn encode<E: Item>(items: &[E]) -> usize {
+        let mut data = Vec::new();
+        put_list(&mut data, items);
+        data.len()
+    }
+
+    /// `items` written by `put_list` to a file and read back through a `SavedList`.
+    pub fn decode_all<E: Item>(items: &[E]) -> Vec<E> {
+        let mut data = vec![0u8; 3]; // not at offset 0, as in a checkpoint
+        let (at, crc) = put_list(&mut data, items);
+        let file = tempfile::tempfile().expect("temp file");
+        std::io::Write::write_all(&mut &file, &data).expect("write");
+        let source = Arc::new(Source { file, path: "test".into(), len: data.len() as u64 });
+        let limit = items.last().map_or(0, |&e| e.into()) + 1;
+        let list = SavedList::<E>::new(&source, at, items.len() as u64, crc, limit);
+        let mut out = Vec::new();
+        list.for_each(|e| out.push(e)).expect("reads back");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{get_varint, put_varint};
+
+    /// Varints read back what was written, and only their shortest form is accepted.
+    #[test]
+    fn varints_round_trip_and_refuse_what_is_not_canonical() {
+        for v in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            let mut at = 0;
+            assert_eq!(get_varint(&b, &mut at), Some(v));
+            assert_eq!(at, b.len());
+        }
+        let refused: [&[u8]; 4] = [
+            &[0x80, 0x00],
+            &[0x81],
+            &[0xff; 11],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+        ];
+        for b in refused {
+            assert_eq!(get_varint(b, &mut 0), None, "{b:?}");
+        }
+    }
 }
