@@ -17,14 +17,15 @@ mod saved_table;
 mod tags;
 
 pub(crate) use checkpoint::{encode_checkpoint, open_checkpoint, Resume};
-use saved_list::SavedList;
 pub(crate) use saved_list::Stale;
+use saved_list::{SavedList, Source};
 use saved_table::SavedTable;
 /// The streams a checkpoint saved.
 type SavedStreams = SavedTable<StreamIndex>;
 pub(crate) use tags::{Labels, Postings};
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::error::{Error, ExpectedVersion, Result};
 
@@ -228,6 +229,8 @@ pub(crate) struct Index {
     /// Positions per event type and per tag (`tags.rs`).
     types: Labels,
     tags: Labels,
+    /// The checkpoint the saved parts are read from, if the index was opened from one.
+    source: Option<Arc<Source>>,
 }
 
 /// Where a frame sits: segment slot, file offset, length with padding.

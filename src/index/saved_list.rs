@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -24,9 +24,43 @@ pub(crate) struct Stale {
 /// rename, never this file's bytes, so lists read later still come from the checkpoint the directory named.
 #[derive(Debug)]
 pub(crate) struct Source {
-    pub(super) file: File,
-    pub(super) path: PathBuf,
-    pub(super) len: u64,
+    file: File,
+    path: PathBuf,
+    len: u64,
+    /// The whole file, while a new checkpoint is encoded (`Source::hold`): that reads every saved list back,
+    /// and one read of the file costs less than the system call per chunk it replaces (20,500 of them in a
+    /// close at 1 M events over 10,000 streams, 50 ms of a 65 ms close).
+    whole: Mutex<Option<Arc<[u8]>>>,
+}
+
+impl Source {
+    /// The checkpoint `file` at `path`, `len` bytes long.
+    pub(super) fn new(file: File, path: PathBuf, len: u64) -> Source {
+        Source { file, path, len, whole: Mutex::new(None) }
+    }
+
+    /// Keeps the whole file in memory until the guard is dropped, so that lists read meanwhile are sliced
+    /// from it; `None` if it cannot be read at once (lists are then read chunk by chunk, as always).
+    pub(super) fn hold(self: &Arc<Source>) -> Option<Held> {
+        let mut buf = vec![0u8; usize::try_from(self.len).ok()?];
+        sys::read_at(&self.file, &self.path, 0, &mut buf).ok()?;
+        *self.whole_slot() = Some(buf.into());
+        Some(Held(Arc::clone(self)))
+    }
+
+    fn whole_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<[u8]>>> {
+        // Only ever holds a finished buffer or none: a poisoned lock still guards a valid value.
+        self.whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The file held in memory by [`Source::hold`], until dropped.
+pub(super) struct Held(Arc<Source>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        *self.0.whole_slot() = None;
+    }
 }
 
 /// Items per chunk of a saved list: a chunk is read and checked as a unit, so a first read of a long stream
@@ -162,6 +196,12 @@ impl<E: Item> SavedList<E> {
         if at.checked_add(len).is_none_or(|e| e > self.source.len) {
             return Err(CheckpointRefusal::ListPastEnd);
         }
+        let whole = self.source.whole_slot().clone();
+        if let Some(whole) = whole {
+            let range = usize::try_from(at).ok().zip(usize::try_from(at + len).ok());
+            let bytes = range.and_then(|(from, to)| whole.get(from..to));
+            return bytes.map(<[u8]>::to_vec).ok_or(CheckpointRefusal::ListPastEnd);
+        }
         let mut buf = vec![0u8; usize::try_from(len).map_err(|_| CheckpointRefusal::ListTooLong)?];
         sys::read_at(&self.source.file, &self.source.path, at, &mut buf)
             .map_err(|e| CheckpointRefusal::ListUnreadable(e.to_string()))?;
@@ -277,7 +317,7 @@ pub(super) mod tests_support {
         let (at, crc) = put_list(&mut data, items);
         let file = tempfile::tempfile().expect("temp file");
         std::io::Write::write_all(&mut &file, &data).expect("write");
-        let source = Arc::new(Source { file, path: "test".into(), len: data.len() as u64 });
+        let source = Arc::new(Source::new(file, "test".into(), data.len() as u64));
         let limit = items.last().map_or(0, |&e| e.into()) + 1;
         let list = SavedList::<E>::new(&source, at, items.len() as u64, crc, limit);
         let mut out = Vec::new();
