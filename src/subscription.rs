@@ -233,6 +233,8 @@ impl<'s> Subscription<'s> {
                 return Ok(Some(event));
             }
         }
+        // Past the hidden events (truncated or deleted streams) the read skipped too.
+        self.next = self.next.max(batch.examined());
         self.batch = None;
         Ok(None)
     }

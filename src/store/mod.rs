@@ -4,6 +4,7 @@
 mod append;
 mod checkpoint;
 mod condition;
+mod control;
 mod follow;
 mod names;
 mod recovery;
@@ -13,8 +14,9 @@ mod segment_table;
 mod writer;
 
 use append::*;
-pub use append::{Appended, Batch, NewEvent, StreamAppend};
+pub use append::{Appended, Batch, Control, NewEvent, StreamAppend, StreamControl};
 use checkpoint::*;
+pub use control::StreamState;
 use names::*;
 use recovery::*;
 pub(crate) use recovery::{check_no_lost_log, is_version_1_segment_name};
@@ -43,7 +45,7 @@ use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 use crate::options::{Durability, Options, Recovery};
 use crate::record::{
-    decode_frame, encode_consumer, encode_event, encode_name, Body, EventFields, EventRef,
+    decode_frame, encode_consumer, encode_control, encode_event, encode_name, Body, EventFields, EventRef,
     Place as FramePlace, SegView,
 };
 use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_TMP_SUFFIX};
