@@ -49,6 +49,9 @@ pub struct ReadAll {
     pub event_type: Option<String>,
     /// At most this many (matching) events.
     pub limit: Option<u64>,
+    /// Also the events a truncation or deletion hides ([`Store::truncate_before`], [`Store::delete_stream`]):
+    /// for tools that copy or check every stored frame (export, verify). Default `false`.
+    pub include_hidden: bool,
 }
 
 impl ReadAll {
@@ -77,6 +80,13 @@ impl ReadAll {
     #[must_use]
     pub fn limit(mut self, events: impl Into<Option<u64>>) -> Self {
         self.limit = events.into();
+        self
+    }
+
+    /// Sets [`include_hidden`](field@ReadAll::include_hidden).
+    #[must_use]
+    pub fn include_hidden(mut self, include: bool) -> Self {
+        self.include_hidden = include;
         self
     }
 }
@@ -120,7 +130,8 @@ impl Store {
 
     /// The global log with a stop position, an event-type filter and a limit. Events of truncated or deleted
     /// streams that are hidden ([`Store::truncate_before`], [`Store::delete_stream`]) are skipped (they count
-    /// toward no limit); the positions of the others are as they were.
+    /// toward no limit) unless [`ReadAll::include_hidden`] asks for them; the positions of the others are as
+    /// they were.
     pub fn read_all_with(&self, opts: ReadAll) -> AllEvents<'_> {
         let inner = self.inner();
         let head_end = self.next_position();
@@ -148,7 +159,7 @@ impl Store {
             ahead: 0,
             view: None,
             names: (!inner.crc_every_read()).then(|| Box::new(NameCache::new())),
-            controls: inner.read_index().controls(),
+            controls: if opts.include_hidden { None } else { inner.read_index().controls() },
         }
     }
 

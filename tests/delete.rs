@@ -64,6 +64,9 @@ fn assert_hidden(store: &Store) {
     let limited: Vec<u64> =
         store.read_all_with(ReadAll::default().limit(3)).map(|e| e.unwrap().position()).collect();
     assert_eq!(limited, [3, 4, 8], "hidden events count toward no limit");
+    let every: Vec<u64> =
+        store.read_all_with(ReadAll::default().include_hidden(true)).map(|e| e.unwrap().position()).collect();
+    assert_eq!(every, (0..10).collect::<Vec<_>>(), "tools that copy every frame ask for the hidden ones");
     let by_tag = Query::new([QueryItem::new().tags(["t"])]);
     let read: Vec<u64> = store.read(&by_tag, None, Some(2)).map(|e| e.unwrap().position()).collect();
     assert_eq!(read, [3, 4]);
