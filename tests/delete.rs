@@ -243,6 +243,20 @@ fn retried_appends_are_still_recognised_after_a_truncation() {
     store.delete_stream("a", ExpectedVersion::Exact(1)).unwrap();
     let again = store.append("a", ExpectedVersion::NoStream, &events).unwrap();
     assert!(again.deduplicated, "the events were appended, before the deletion");
+    // A retried batch with a control is the original only if the control is in force too.
+    let three = [NewEvent::new("Tick", b"3").event_id(3)];
+    let parts = [StreamAppend::new("c", ExpectedVersion::NoStream, &three)];
+    ticks(&store, "d", 2);
+    let truncate = [StreamControl::truncate_before("d", ExpectedVersion::Exact(1), 1)];
+    let batch = Batch::new(&parts).controls(&truncate);
+    let first = store.append_batch(&batch).unwrap();
+    let again = store.append_batch(&batch).unwrap();
+    assert!(again[0].deduplicated);
+    assert_eq!(again[0].positions, first[0].positions);
+    let further = [StreamControl::truncate_before("d", ExpectedVersion::Any, 2)];
+    let other = store.append_batch(&Batch::new(&parts).controls(&further));
+    assert!(matches!(other, Err(Error::DuplicateEventId { id: 3, .. })), "{other:?}");
+    assert_eq!(store.stream_state("d").unwrap().first_visible, 1, "nothing of it was written");
 }
 
 #[test]

@@ -508,19 +508,21 @@ impl Store {
         &self.inner
     }
 
-    /// Last version of `stream`, `None` if it has no events.
+    /// Last version of `stream`, `None` if it has no events. Hidden events count: a truncated or deleted
+    /// stream keeps its last version ([`Store::stream_state`] says what is hidden).
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
         self.inner.read_index().stream(stream).and_then(super::index::StreamIndex::last_version)
     }
 
-    /// All stream ids, sorted.
+    /// All stream ids, sorted: every stream with events, truncated and deleted ones included
+    /// ([`Store::stream_state`]).
     pub fn streams(&self) -> Vec<String> {
         let mut v: Vec<String> = self.inner.read_index().streams().map(|(k, _)| k.to_owned()).collect();
         v.sort_unstable();
         v
     }
 
-    /// Stream ids with their event counts, sorted by id.
+    /// Stream ids with their event counts (hidden events included), sorted by id.
     pub fn stream_counts(&self) -> Vec<(String, u64)> {
         let ix = self.inner.read_index();
         let mut v: Vec<(String, u64)> = ix.streams().map(|(k, s)| (k.to_owned(), s.len())).collect();

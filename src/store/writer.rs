@@ -224,8 +224,8 @@ impl Inner {
 
     /// Idempotent retries. If no event id of the batch is known, `None`: append normally. If every event has
     /// an id, all are known, each stream's stored events match (stream, type, payload, metadata, in
-    /// consecutive positions) and the batch's consumer (if any) is at or past the position the batch sets,
-    /// the original result. Anything in between is a `DuplicateEventId` error.
+    /// consecutive positions), the batch's consumer (if any) is at or past the position the batch sets and its
+    /// stream controls (if any) are in force, the original result. Anything in between is a `DuplicateEventId` error.
     pub(super) fn find_retry(&self, ix: &Index, batch: &Batch<'_>) -> Result<Option<Vec<Appended>>> {
         let mut events = batch.streams.iter().flat_map(|s| s.events.iter());
         let Some((id, position)) =
@@ -263,6 +263,17 @@ impl Inner {
             let n = s.events.len() as u64;
             let (Some(p1), Some(v1)) = (p0.checked_add(n), v0.checked_add(n)) else { return conflict };
             out.push(Appended { positions: p0..p1, versions: v0..v1, deduplicated: true });
+        }
+        // The original batch truncated or deleted its streams with its events: their state shows it.
+        for c in batch.controls {
+            let state = ix.control(c.stream).unwrap_or_default();
+            let done = match c.control {
+                crate::Control::TruncateBefore(v) => state.truncate_before >= v,
+                crate::Control::Delete => state.deleted,
+            };
+            if !done {
+                return conflict;
+            }
         }
         Ok(Some(out))
     }
