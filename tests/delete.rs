@@ -398,6 +398,8 @@ mod repository {
                 "{r:?}"
             );
         }
+        let as_of = with.get_as_of("alice", 0);
+        assert!(matches!(as_of, Err(RepositoryError::Truncated { .. })), "not NotYetAt: {as_of:?}");
         // A truncation past the snapshot leaves nothing to stand in for the hidden events.
         store.truncate_before("account-alice", ExpectedVersion::Exact(6), 6).unwrap();
         assert!(matches!(with.get("alice"), Err(RepositoryError::Truncated { first_visible: 6, .. })));

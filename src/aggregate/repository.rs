@@ -339,7 +339,8 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     /// root loaded in the past cannot be saved. [`RepositoryError::NotYetAt`] if the aggregate is younger.
     pub fn get_as_of(&self, id: &str, micros: i64) -> Result<Root<A>, RepositoryError> {
         let stream = Self::stream_id(id);
-        let last = self.visible_state(id, &stream)?.last_version;
+        let state = self.visible_state(id, &stream)?;
+        let last = state.last_version;
         let stamp = |v: u64| -> Result<(u64, i64), RepositoryError> {
             let e = self.store.read_stream(&stream, v).next().transpose()?;
             let e =
@@ -347,6 +348,11 @@ impl<'s, A: Aggregate> Repository<'s, A> {
             Ok((e.stream_version(), e.timestamp_micros()))
         };
         let (first, first_time) = stamp(0)?;
+        if first_time > micros && state.first_visible > state.first_version {
+            // Before the first visible event: the aggregate may well have existed, in its hidden events.
+            let first_visible = state.first_visible;
+            return Err(RepositoryError::Truncated { id: id.to_owned(), stream, first_visible });
+        }
         if first_time > micros {
             return Err(RepositoryError::NotYetAt { id: id.to_owned(), micros, first: first_time });
         }
