@@ -89,6 +89,19 @@ pub enum Error {
         /// The stream's last version (`None`: the stream does not exist).
         actual: Option<u64>,
     },
+    /// The stream was deleted ([`Store::delete_stream`](crate::Store::delete_stream)): nothing may be
+    /// appended to it, nor may it be truncated or deleted again. Nothing was written.
+    #[error("stream {stream:?} is deleted; its id cannot be used again")]
+    StreamDeleted {
+        /// The stream.
+        stream: String,
+    },
+    /// A truncation or deletion named a stream that has no events. Nothing was written.
+    #[error("stream {stream:?} has no events to truncate or delete")]
+    StreamNotFound {
+        /// The stream.
+        stream: String,
+    },
     /// A batch is larger than a segment can hold; raise `Options::segment_size_bytes` or split the batch.
     #[error("batch of {len} bytes does not fit in a segment ({max} bytes available)")]
     TooLarge {

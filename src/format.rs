@@ -12,8 +12,8 @@ pub const FORMAT_VERSION: u32 = 3;
 
 /// Version of the index checkpoint's layout. The checkpoint is derived data, so it has its own: a change to
 /// it alone bumps this, and a checkpoint of another version is refused and the index rebuilt from the log,
-/// which stays readable. 4: saved lists as varint differences (format 3's checkpoints had fixed-width items
-/// and carried 3 here).
+/// which stays readable. 4: saved lists as varint differences, and the stream-control section (format 3's
+/// first checkpoints had fixed-width items and no such section, and carried 3 here).
 pub const CHECKPOINT_VERSION: u32 = 4;
 
 /// First 8 bytes of every segment file: ASCII `FOLDSEG` and a zero byte.
@@ -50,7 +50,10 @@ pub const KIND_CONSUMER: u8 = 2;
 /// Frame kind: a name definition (a stream id, event type, tag or consumer name) that later frames of the
 /// same segment refer to by its offset.
 pub const KIND_NAME: u8 = 3;
-/// The bits of byte 8 that hold the kind (room for kinds 4 to 7, which this version refuses).
+/// Frame kind: a stream control (a truncation point, and maybe the stream's deletion); takes no global
+/// position.
+pub const KIND_CONTROL: u8 = 4;
+/// The bits of byte 8 that hold the kind (room for kinds 5 to 7, which this version refuses).
 pub const KIND_MASK: u8 = 0b111;
 /// Frame flag: last frame of an atomic batch (events and consumer frames).
 pub const FLAG_COMMIT: u8 = 1 << 3;
@@ -60,6 +63,8 @@ pub const FLAG_EVENT_ID: u8 = 1 << 4;
 pub const FLAG_EXTRAS: u8 = 1 << 5;
 /// Consumer flag: the consumer is deleted (its position forgotten) rather than moved.
 pub const FLAG_DELETE: u8 = 1 << 4;
+/// Stream-control flag: the stream is deleted (no event may be appended to it again).
+pub const FLAG_STREAM_DELETED: u8 = 1 << 4;
 /// Name definition: what the name is.
 pub const NAME_STREAM: u8 = 1;
 /// Name definition: an event type, with its schema version as the value.
@@ -89,9 +94,9 @@ pub mod frame {
     pub const HEAD: usize = LEN.end;
     /// Event: i56 timestamp, microseconds since the Unix epoch. Name: what the name is (one byte), then zero.
     pub const TIMESTAMP: Range<usize> = next(HEAD..HEAD + 1, 7);
-    /// Event: u32 offset of its stream's name definition. Consumer: of the consumer's name.
+    /// Event and stream control: u32 offset of its stream's name definition. Consumer: of the consumer's name.
     pub const STREAM: Range<usize> = next(TIMESTAMP, 4);
-    /// Event: u32 offset of its type's name definition. Consumer: zero.
+    /// Event: u32 offset of its type's name definition. Consumer and stream control: zero.
     pub const TYPE: Range<usize> = next(STREAM, 4);
     /// Event: u32 stream version minus the stream definition's base version.
     pub const VERSION_DELTA: Range<usize> = next(TYPE, 4);
@@ -107,6 +112,10 @@ pub mod frame {
     pub const CONSUMER_POSITION: Range<usize> = next(TYPE, 8);
     /// Length of a consumer frame.
     pub const CONSUMER_LEN: usize = CONSUMER_POSITION.end;
+    /// Stream control: u64 the truncation point; the stream's events below this version are hidden.
+    pub const CONTROL_TRUNCATE_BEFORE: Range<usize> = next(TYPE, 8);
+    /// Length of a stream-control frame.
+    pub const CONTROL_LEN: usize = CONTROL_TRUNCATE_BEFORE.end;
     /// Name: what the name is (`NAME_*`), in the byte events use for their timestamp's lowest byte.
     pub const NAME_WHAT: usize = TIMESTAMP.start;
     /// Name: u64 value (a stream's base version; a type's schema version; 0 for tags and consumers).
@@ -116,6 +125,7 @@ pub mod frame {
 
     const _: () = assert!(EVENT_FIXED_LEN == 32, "docs/format.md: an event's fixed fields are 32 bytes");
     const _: () = assert!(CONSUMER_LEN == 32, "docs/format.md: a consumer frame is 32 bytes");
+    const _: () = assert!(CONTROL_LEN == 32, "docs/format.md: a stream-control frame is 32 bytes");
     const _: () = assert!(NAME_VALUE.start == 16 && NAME_VALUE.end == NAME_BYTES);
 }
 

@@ -4,7 +4,7 @@
 //! The rules: events come in global order with positions 0, 1, 2, … exactly (the engine assigns positions
 //! densely, and keeping them is the point); each stream's versions follow each other without a gap, its
 //! first event starting it at any version; a consumer position applies where it appears (consumer positions
-//! only advance). Anything else is refused with the record's line number, and nothing is left behind: the
+//! only advance), and so does a stream's truncation or deletion. Anything else is refused with the record's line number, and nothing is left behind: the
 //! store is built in a temporary directory next to `dst` and renamed into place only when every record was
 //! appended and synced. Parsing (JSON Lines in the CLI) is the caller's: this module needs no serde.
 
@@ -30,6 +30,16 @@ pub enum Record {
         /// The last position it processed.
         position: u64,
     },
+    /// A stream's truncation or deletion, applied where it appears (to the events imported before it):
+    /// [`Store::truncate_before`] at `truncate_before`, or with `deleted`, [`Store::delete_stream`].
+    StreamControl {
+        /// The stream; it must have events by then.
+        stream: String,
+        /// Its events below this version are hidden.
+        truncate_before: u64,
+        /// The stream is deleted.
+        deleted: bool,
+    },
 }
 
 /// What [`import()`] built.
@@ -42,6 +52,8 @@ pub struct ImportReport {
     pub events: u64,
     /// Consumer-position records applied.
     pub consumer_records: u64,
+    /// Stream truncations and deletions applied.
+    pub stream_controls: u64,
 }
 
 /// Events of one stream waiting to be appended as one batch.
@@ -110,6 +122,16 @@ pub fn import<E: Display>(
                     .append_batch(&Batch::new(&[]).consumer(&name, position))
                     .map_err(|e| refused(line, e))?;
                 report.consumer_records += 1;
+            }
+            Record::StreamControl { stream, truncate_before, deleted } => {
+                flush(&store, &mut pending)?;
+                let applied = if deleted {
+                    store.delete_stream(&stream, ExpectedVersion::Any)
+                } else {
+                    store.truncate_before(&stream, ExpectedVersion::Any, truncate_before)
+                };
+                applied.map_err(|e| refused(line, e))?;
+                report.stream_controls += 1;
             }
         }
     }

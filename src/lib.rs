@@ -118,7 +118,7 @@ pub use record::{EventRef, OwnedEvent};
 /// write and the archives foldlog checks always come from one rkyv version; see [`Aggregate`].
 pub use rkyv;
 pub use store::{
-    Appended, Batch, CheckpointUse, NewEvent, RecoveryReport, Stats, Store, StreamAppend, FOLLOW_POLL,
-    FOLLOW_POLL_MAX,
+    Appended, Batch, CheckpointUse, Control, NewEvent, RecoveryReport, Stats, Store, StreamAppend,
+    StreamControl, StreamState, FOLLOW_POLL, FOLLOW_POLL_MAX,
 };
 pub use subscription::{Stopper, Subscription};

@@ -291,6 +291,8 @@ pub struct QueryEvents<'s> {
     buf_at: usize,
     failed: bool,
     names: SegmentNames<'s>,
+    /// Truncated and deleted streams when the read was made: their hidden events are skipped.
+    controls: Option<std::sync::Arc<crate::index::Controls>>,
 }
 
 impl QueryEvents<'_> {
@@ -330,6 +332,23 @@ impl<'s> Iterator for QueryEvents<'s> {
     type Item = Result<EventRef<'s>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_match()? {
+                // A hidden event (truncated or deleted stream) matches no query and counts toward no limit.
+                Ok(e)
+                    if self.controls.as_ref().is_some_and(|c| c.hides(e.stream_id(), e.stream_version())) =>
+                {
+                    self.left += 1;
+                }
+                item => return Some(item),
+            }
+        }
+    }
+}
+
+impl<'s> QueryEvents<'s> {
+    /// The next event the query's lists lead to, hidden or not.
+    fn next_match(&mut self) -> Option<Result<EventRef<'s>>> {
         if self.failed || self.left == 0 {
             return None;
         }
@@ -421,6 +440,7 @@ impl Store {
             buf_at: 0,
             failed: false,
             names: SegmentNames::default(),
+            controls: self.inner().read_index().controls(),
         }
     }
 }

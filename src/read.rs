@@ -15,6 +15,10 @@ use crate::record::{
 };
 use crate::store::{Inner, Store};
 
+use std::sync::Arc;
+
+use crate::index::Controls;
+
 /// Filters and bounds for [`Store::read_all_with`]: [`ReadAll::default`] reads everything; a setter per
 /// bound narrows it.
 ///
@@ -48,6 +52,9 @@ pub struct ReadAll {
     pub event_type: Option<String>,
     /// At most this many (matching) events.
     pub limit: Option<u64>,
+    /// Also the events a truncation or deletion hides ([`Store::truncate_before`], [`Store::delete_stream`]):
+    /// for tools that copy or check every stored frame (export, verify). Default `false`.
+    pub include_hidden: bool,
 }
 
 impl ReadAll {
@@ -78,6 +85,13 @@ impl ReadAll {
         self.limit = events.into();
         self
     }
+
+    /// Sets [`include_hidden`](field@ReadAll::include_hidden).
+    #[must_use]
+    pub fn include_hidden(mut self, include: bool) -> Self {
+        self.include_hidden = include;
+        self
+    }
 }
 
 /// Iterator over the global log; see [`Store::read_all`].
@@ -104,6 +118,9 @@ pub struct AllEvents<'s> {
     view: Option<SegView<'s>>,
     /// The names this walk resolved in the current segment (`None` when every read re-checks everything).
     names: Option<NameCache<'s>>,
+    /// The truncated and deleted streams when the walk was made, whose hidden events it skips (`None`: no
+    /// stream has any).
+    controls: Option<Arc<Controls>>,
 }
 
 /// How many frames ahead of the decoder a sequential read prefetches name definitions: each is a random
@@ -116,7 +133,10 @@ impl Store {
         self.read_all_with(ReadAll::default().from(from))
     }
 
-    /// The global log with a stop position, an event-type filter and a limit.
+    /// The global log with a stop position, an event-type filter and a limit. Events of truncated or deleted
+    /// streams that are hidden ([`Store::truncate_before`], [`Store::delete_stream`]) are skipped (they count
+    /// toward no limit) unless [`ReadAll::include_hidden`] asks for them; the positions of the others are as
+    /// they were.
     pub fn read_all_with(&self, opts: ReadAll) -> AllEvents<'_> {
         let inner = self.inner();
         let head_end = self.next_position();
@@ -131,8 +151,10 @@ impl Store {
         };
         // A type filter over a range where the type is rare reads through the type index instead.
         let indexed = match &opts.event_type {
+            // Tools that read hidden events too (`include_hidden`) scan.
             Some(t)
                 if start.is_some()
+                    && !opts.include_hidden
                     && sparse_types(&inner.read_index(), std::slice::from_ref(t), opts.from, end) =>
             {
                 let query = Query::new([QueryItem::new().types([t.as_str()])]);
@@ -156,17 +178,26 @@ impl Store {
             ahead: 0,
             view: None,
             names: (!inner.crc_every_read()).then(|| NameCache::new(NAME_CACHE_SLOTS)),
+            controls: if opts.include_hidden { None } else { inner.read_index().controls() },
         }
     }
 
-    /// Events of `stream` from version `from_version` on, oldest first.
+    /// Events of `stream` from version `from_version` on, oldest first. Versions below the stream's
+    /// truncation point ([`Store::truncate_before`]) are not returned; a deleted stream returns nothing.
     pub fn read_stream(&self, stream: &str, from_version: u64) -> StreamEvents<'_> {
-        StreamEvents::new(self.inner(), stream, Direction::Forward(from_version))
+        StreamEvents::new(self.inner(), stream, Direction::Forward(from_version), false)
     }
 
-    /// Events of `stream` from version `from_version` (`None`: the last) back to the first, newest first.
+    /// As [`Store::read_stream`], hidden (truncated or deleted) versions included: for checks that name a
+    /// stored event, such as a snapshot's, which must still find it after a truncation hid it.
+    pub(crate) fn read_stream_with_hidden(&self, stream: &str, from_version: u64) -> StreamEvents<'_> {
+        StreamEvents::new(self.inner(), stream, Direction::Forward(from_version), true)
+    }
+
+    /// Events of `stream` from version `from_version` (`None`: the last) back to the first, newest first,
+    /// stopping at the stream's truncation point ([`Store::truncate_before`]); a deleted stream returns nothing.
     pub fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> StreamEvents<'_> {
-        StreamEvents::new(self.inner(), stream, Direction::Backward(from_version))
+        StreamEvents::new(self.inner(), stream, Direction::Backward(from_version), false)
     }
 }
 
@@ -184,6 +215,11 @@ impl<'s> AllEvents<'s> {
                 None => break,
             }
         }
+    }
+
+    /// The position up to which the walk has examined the log (delivered, filtered out or hidden).
+    pub(crate) fn examined(&self) -> u64 {
+        self.next
     }
 
     fn fail(&mut self, path: &std::path::Path, offset: u64, fault: FrameFault) -> Result<EventRef<'s>> {
@@ -245,6 +281,9 @@ impl<'s> Iterator for AllEvents<'s> {
             }
             self.next += 1;
             if self.event_type.as_deref().is_some_and(|t| t != event.event_type()) {
+                continue;
+            }
+            if self.controls.as_ref().is_some_and(|c| c.hides(event.stream_id(), event.stream_version())) {
                 continue;
             }
             self.left -= 1;
@@ -331,7 +370,8 @@ pub struct StreamEvents<'s> {
     stream: String,
     /// Next list index to fetch (forward: ascending; backward: the one below is next).
     cursor: u64,
-    /// Exclusive bound of the list index (forward) — fixed when the iterator is made, for a stable snapshot.
+    /// Exclusive bound of the list index (forward), or its inclusive floor (backward: the first visible
+    /// event) — fixed when the iterator is made, for a stable snapshot.
     bound: u64,
     forward: bool,
     /// (segment slot, frame offset, stream version) of the events to read next.
@@ -343,23 +383,26 @@ pub struct StreamEvents<'s> {
 }
 
 impl<'s> StreamEvents<'s> {
-    fn new(inner: &'s Inner, stream: &str, dir: Direction) -> StreamEvents<'s> {
+    fn new(inner: &'s Inner, stream: &str, dir: Direction, with_hidden: bool) -> StreamEvents<'s> {
         let ix = inner.read_index();
+        // The list index of the first visible event: the versions below the truncation point are hidden.
+        let before = if with_hidden { 0 } else { ix.control(stream).map_or(0, |c| c.truncate_before) };
         let (cursor, bound, forward) = match (ix.stream(stream), dir) {
             (None, _) => (0, 0, true),
             (Some(s), Direction::Forward(v)) => {
                 let len = s.len();
-                (v.saturating_sub(s.first_version).min(len), len, true)
+                (v.max(before).saturating_sub(s.first_version).min(len), len, true)
             }
             (Some(s), Direction::Backward(v)) => {
                 let len = s.len();
+                let floor = before.saturating_sub(s.first_version).min(len);
                 let top = match v {
                     None => len,
                     Some(v) if v < s.first_version => 0,
                     // Saturating: `Some(u64::MAX)` means "from the newest", not an overflow.
                     Some(v) => (v - s.first_version).saturating_add(1).min(len),
                 };
-                (top, 0, false)
+                (top.max(floor), floor, false)
             }
         };
         drop(ix);
@@ -382,7 +425,7 @@ impl<'s> StreamEvents<'s> {
         let (lo, hi) = if self.forward {
             (self.cursor, (self.cursor + CHUNK as u64).min(self.bound))
         } else {
-            (self.cursor.saturating_sub(CHUNK as u64), self.cursor)
+            (self.cursor.saturating_sub(CHUNK as u64).max(self.bound), self.cursor)
         };
         let mut buf = [(0u32, 0u32, 0u64); CHUNK];
         let n = self.inner.with_index(|ix| {
@@ -419,7 +462,7 @@ impl<'s> Iterator for StreamEvents<'s> {
             return None;
         }
         if self.buf_at == self.buf_len {
-            let more = if self.forward { self.cursor < self.bound } else { self.cursor > 0 };
+            let more = if self.forward { self.cursor < self.bound } else { self.cursor > self.bound };
             if !more {
                 return None;
             }

@@ -10,8 +10,9 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::format::{
     frame, frame_crc, padded, timestamp_bytes, timestamp_from_bytes, FLAG_COMMIT, FLAG_DELETE, FLAG_EVENT_ID,
-    FLAG_EXTRAS, KIND_CONSUMER, KIND_EVENT, KIND_MASK, KIND_NAME, NAME_BYTES_MAX, NAME_CONSUMER, NAME_STREAM,
-    NAME_TAG, NAME_TYPE, SEGMENT_HEADER_LEN, STREAM_ID_BYTES_MAX, TAGS_MAX,
+    FLAG_EXTRAS, FLAG_STREAM_DELETED, KIND_CONSUMER, KIND_CONTROL, KIND_EVENT, KIND_MASK, KIND_NAME,
+    NAME_BYTES_MAX, NAME_CONSUMER, NAME_STREAM, NAME_TAG, NAME_TYPE, SEGMENT_HEADER_LEN, STREAM_ID_BYTES_MAX,
+    TAGS_MAX,
 };
 
 /// The bytes of one segment (from offset 0) and what a frame's CRC and fields are relative to.
@@ -297,6 +298,18 @@ pub(crate) enum Body<'a> {
     Consumer(ConsumerRef<'a>),
     /// A name definition (kind 3): read through the frames that refer to it.
     Name,
+    /// A stream control (kind 4): a truncation point, maybe with the stream's deletion.
+    Control(ControlRef<'a>),
+}
+
+/// A stream-control frame's fields.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ControlRef<'a> {
+    pub stream: &'a str,
+    /// The stream's events below this version are hidden from every read.
+    pub truncate_before: u64,
+    /// The stream is deleted: nothing may be appended to it again.
+    pub deleted: bool,
 }
 
 /// A consumer-position frame's fields.
@@ -415,6 +428,7 @@ pub(crate) fn decode_frame_cached<'a>(
     let body = match raw.kind {
         KIND_EVENT => Body::Event(decode_event(view, offset, &raw, cache)?),
         KIND_CONSUMER => Body::Consumer(decode_consumer(view, offset, &raw)?),
+        KIND_CONTROL => Body::Control(decode_control(view, offset, &raw)?),
         KIND_NAME => {
             if raw.flags != 0 {
                 return Err(FrameProblem::Header);
@@ -559,6 +573,29 @@ fn decode_consumer<'a>(
     let name = name_ref(view, offset, u32_at(b, frame::STREAM)?, NAME_CONSUMER)?;
     let position = u64_at(b, frame::CONSUMER_POSITION)?;
     Ok(ConsumerRef { name: name.name, position, delete: raw.flags & FLAG_DELETE != 0 })
+}
+
+fn decode_control<'a>(
+    view: &SegView<'a>,
+    offset: u64,
+    raw: &Raw<'a>,
+) -> Result<ControlRef<'a>, FrameProblem> {
+    let b = raw.bytes;
+    if raw.flags & !(FLAG_COMMIT | FLAG_STREAM_DELETED) != 0 || b.len() != frame::CONTROL_LEN {
+        return Err(FrameProblem::Header);
+    }
+    let zero =
+        b.get(frame::TIMESTAMP).is_some_and(|z| z.iter().all(|&x| x == 0)) && u32_at(b, frame::TYPE)? == 0;
+    if !zero {
+        return Err(FrameProblem::Header);
+    }
+    let stream = name_ref(view, offset, u32_at(b, frame::STREAM)?, NAME_STREAM)?;
+    let truncate_before = u64_at(b, frame::CONTROL_TRUNCATE_BEFORE)?;
+    // A version past the largest one plus one hides nothing a stream can hold: not written by foldlog.
+    if truncate_before > crate::format::STREAM_VERSION_MAX + 1 {
+        return Err(FrameProblem::Body);
+    }
+    Ok(ControlRef { stream: stream.name, truncate_before, deleted: raw.flags & FLAG_STREAM_DELETED != 0 })
 }
 
 /// The name definitions a reader resolved already, by segment and offset (direct-mapped): a reference found
@@ -777,6 +814,31 @@ pub(crate) fn encode_consumer(
     seal(f, frame::CONSUMER_LEN, at)
 }
 
+/// Writes a stream-control frame for the stream whose id is defined at `stream_def`: its events below
+/// `truncate_before` are hidden, and with `deleted` the stream takes no more events.
+pub(crate) fn encode_control(
+    stream_def: u32,
+    truncate_before: u64,
+    deleted: bool,
+    commit: bool,
+    at: Place,
+    dst: &mut [u8],
+) -> Option<u64> {
+    let f = dst.get_mut(..frame::CONTROL_LEN)?;
+    f.fill(0);
+    let mut flags = KIND_CONTROL;
+    if commit {
+        flags |= FLAG_COMMIT;
+    }
+    if deleted {
+        flags |= FLAG_STREAM_DELETED;
+    }
+    *f.get_mut(frame::HEAD)? = flags;
+    LE::write_u32(f.get_mut(frame::STREAM)?, stream_def);
+    LE::write_u64(f.get_mut(frame::CONTROL_TRUNCATE_BEFORE)?, truncate_before);
+    seal(f, frame::CONTROL_LEN, at)
+}
+
 /// Writes a name definition: `what` (`NAME_*`), its value and the name.
 pub(crate) fn encode_name(what: u8, value: u64, name: &str, at: Place, dst: &mut [u8]) -> Option<u64> {
     let len = frame::NAME_BYTES + name.len();
@@ -800,4 +862,79 @@ fn seal(f: &mut [u8], len: usize, at: Place) -> Option<u64> {
     let crc = frame_crc(f.get(frame::LEN.start..len)?, at.seq, u32::try_from(at.offset).ok()?);
     LE::write_u32(f.get_mut(frame::CRC)?, crc);
     Some(padded(len as u64))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests index and convert what they just built"
+)]
+mod tests {
+    use super::*;
+    use crate::format::STREAM_VERSION_MAX;
+
+    /// A segment's frame bytes (from offset 128): a definition of stream `s-1`, then a stream control.
+    fn control_segment(truncate_before: u64, deleted: bool) -> (Vec<u8>, u64) {
+        let mut out = vec![0u8; 256];
+        let def = encode_name(NAME_STREAM, 0, "s-1", Place { seq: 3, offset: 128 }, &mut out).unwrap();
+        let at = 128 + def;
+        let place = Place { seq: 3, offset: at };
+        let n = encode_control(128, truncate_before, deleted, true, place, &mut out[def as usize..]).unwrap();
+        assert_eq!(n, frame::CONTROL_LEN as u64);
+        out.truncate((def + n) as usize);
+        (out, at)
+    }
+
+    fn decode(bytes: &[u8], at: u64) -> Result<Frame<'_>, FrameProblem> {
+        decode_frame(&SegView { bytes, seq: 3, base: 0, checked_below: 0 }, at)
+    }
+
+    #[test]
+    fn stream_controls_round_trip() {
+        for (before, deleted) in [(0, false), (7, false), (12, true), (STREAM_VERSION_MAX + 1, true)] {
+            let (bytes, at) = control_segment(before, deleted);
+            let f = decode(&bytes, at).unwrap();
+            assert!(f.commit);
+            let Body::Control(c) = f.body else { panic!("not a control: {:?}", f.body) };
+            assert_eq!((c.stream, c.truncate_before, c.deleted), ("s-1", before, deleted));
+        }
+    }
+
+    #[test]
+    fn a_changed_byte_of_a_stream_control_is_refused() {
+        let (bytes, at) = control_segment(5, true);
+        for i in (at - 128) as usize..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0x04;
+            assert!(decode(&flipped, at).is_err(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn stream_controls_with_unknown_bits_or_values_are_refused_even_with_a_matching_crc() {
+        let (bytes, at) = control_segment(5, false);
+        let start = (at - 128) as usize;
+        let resealed = |edit: &dyn Fn(&mut [u8])| {
+            let mut b = bytes.clone();
+            edit(&mut b[start..]);
+            let crc = frame_crc(&b[start + 4..start + frame::CONTROL_LEN], 3, at as u32);
+            LE::write_u32(&mut b[start..start + 4], crc);
+            decode(&b, at).map(|_| ())
+        };
+        assert_eq!(resealed(&|_| {}), Ok(()));
+        assert_eq!(resealed(&|f| f[frame::HEAD] |= 1 << 5), Err(FrameProblem::Header), "an unknown flag");
+        assert_eq!(resealed(&|f| f[10] = 1), Err(FrameProblem::Header), "a reserved byte");
+        assert_eq!(resealed(&|f| f[20] = 1), Err(FrameProblem::Header), "the reserved word");
+        let past = STREAM_VERSION_MAX + 2;
+        let r = resealed(&|f| LE::write_u64(&mut f[frame::CONTROL_TRUNCATE_BEFORE], past));
+        assert_eq!(r, Err(FrameProblem::Body), "a truncation point no stream can reach");
+        let r = resealed(&|f| LE::write_u32(&mut f[frame::STREAM], 136));
+        assert_eq!(r, Err(FrameProblem::Name(136)), "a stream reference that is no definition");
+        assert_eq!(
+            resealed(&|f| f[frame::HEAD] = (f[frame::HEAD] & !KIND_MASK) | 5),
+            Err(FrameProblem::Header)
+        );
+    }
 }

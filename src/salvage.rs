@@ -25,6 +25,11 @@
 //! - **Consumer positions**: the latest intact position of each name is carried over, mapped to the new
 //!   position of the last copied event at or before it (the consumer had processed that far). A consumer
 //!   whose position is before every copied event is dropped and listed.
+//! - **Stream truncations and deletions** are carried over: each stream's latest intact control (its
+//!   truncation point, and whether it was deleted) is applied to the new store once every batch is copied,
+//!   so the same events are hidden there (a truncation point past a cut stream's last kept version + 1 is
+//!   lowered to it). A control whose stream kept no event is dropped. [`SalvageReport::stream_controls`]
+//!   counts the controls applied.
 //! - **Derived data is not copied.** The index checkpoint is not read (the new store builds its own) and
 //!   snapshots are skipped (they name positions that may have moved; aggregates rebuild them on load);
 //!   [`SalvageReport::snapshots_skipped`] says when there were some.
@@ -139,6 +144,8 @@ pub struct SalvageReport {
     pub streams_starting_late: Vec<(String, u64)>,
     /// Consumer positions, by name.
     pub consumers: Vec<ConsumerCarried>,
+    /// Stream truncations and deletions applied to the new store (one per stream).
+    pub stream_controls: u64,
     /// Every damaged range the walk found (as `foldlog verify` reports it).
     pub damage: Vec<Damage>,
     /// The torn tail of the last segment, if any: never promised durable, so not counted as lost.
@@ -206,6 +213,8 @@ struct Copier<'a> {
     streams: HashMap<String, StreamState>,
     /// Latest consumer position per name, in log order.
     consumers: HashMap<String, u64>,
+    /// Per stream, its controls merged: the highest truncation point, and whether it was deleted.
+    controls: HashMap<String, (u64, bool)>,
     /// The last source position copied.
     last_old: Option<u64>,
     /// Events kept so far: fewer than the next position means some earlier position was not copied.
@@ -267,6 +276,7 @@ pub fn salvage(
         report: SalvageReport { src: src.to_path_buf(), dst: dst.to_path_buf(), ..SalvageReport::default() },
         streams: HashMap::new(),
         consumers: HashMap::new(),
+        controls: HashMap::new(),
         last_old: None,
         kept: 0,
         failed: None,
@@ -276,6 +286,7 @@ pub fn salvage(
         return Err(e);
     }
     copier.consumers()?;
+    copier.controls()?;
     let mut report = copier.finish(walked);
     report.snapshots_skipped = src.join(crate::aggregate::SNAPSHOT_DIR).is_dir();
     store.close()?;
@@ -292,6 +303,10 @@ impl Copier<'_> {
                 continue;
             }
             self.consumers.insert(name.to_owned(), position);
+        }
+        for &(stream, before, deleted) in batch.controls {
+            let c = self.controls.entry(stream.to_owned()).or_default();
+            *c = (c.0.max(before), c.1 || deleted);
         }
         if self.failed.is_some() {
             return;
@@ -456,6 +471,22 @@ impl Copier<'_> {
             }
         }
         self.report.mapping.push(PositionRun { old_start: old, new_start: new, len: 1 });
+    }
+
+    /// The streams' merged controls, each written as its own batch, in stream order.
+    fn controls(&mut self) -> Result<()> {
+        let mut streams: Vec<(&String, &(u64, bool))> = self.controls.iter().collect();
+        streams.sort_unstable();
+        for (stream, &(before, deleted)) in streams {
+            let Some(last) = self.store.stream_version(stream) else { continue };
+            if deleted {
+                self.store.delete_stream(stream, ExpectedVersion::Any)?;
+            } else {
+                self.store.truncate_before(stream, ExpectedVersion::Any, before.min(last + 1))?;
+            }
+            self.report.stream_controls += 1;
+        }
+        Ok(())
     }
 
     /// The latest consumer positions, mapped, each written as its own (consumer-only) batch.

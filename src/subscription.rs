@@ -278,12 +278,11 @@ impl<'s> Subscription<'s> {
 
     /// The next matching event of the current batch, moving the position past everything examined.
     fn next_in_batch(&mut self) -> Result<Option<EventRef<'s>>> {
-        let (events, covered): (&mut dyn Iterator<Item = Result<EventRef<'s>>>, Option<u64>) =
-            match self.batch.as_mut() {
-                None => return Ok(None),
-                Some(Batch::All(all)) => (all, None),
-                Some(Batch::Indexed(read, end)) => (read, Some(*end)),
-            };
+        let events: &mut dyn Iterator<Item = Result<EventRef<'s>>> = match self.batch.as_mut() {
+            None => return Ok(None),
+            Some(Batch::All(all)) => all,
+            Some(Batch::Indexed(read, _)) => read,
+        };
         for event in events {
             let event = event?;
             self.next = event.position() + 1;
@@ -291,10 +290,14 @@ impl<'s> Subscription<'s> {
                 return Ok(Some(event));
             }
         }
-        // A walk moved past every position it examined; an index read skipped what cannot match.
-        if let Some(end) = covered {
-            self.next = self.next.max(end);
-        }
+        // Past what the read skipped: hidden events (truncated or deleted streams) for a walk, and what
+        // cannot match for a read through the indexes.
+        let covered = match &self.batch {
+            Some(Batch::All(all)) => all.examined(),
+            Some(Batch::Indexed(_, end)) => *end,
+            None => self.next,
+        };
+        self.next = self.next.max(covered);
         self.batch = None;
         Ok(None)
     }

@@ -13,7 +13,9 @@ pub use crate::format::{
 };
 use crate::format::{frame, NAME_STREAM, NAME_TAG, NAME_TYPE};
 use crate::index::{encode_checkpoint, FrameAt, Index, SegIndex};
-use crate::record::{decode_frame, encode_event, encode_name, Body, EventFields, Place, SegView};
+use crate::record::{
+    decode_frame, encode_control, encode_event, encode_name, Body, ControlRef, EventFields, Place, SegView,
+};
 use crate::EventRef;
 
 /// The number and base position a segment file's header names (read without checking its CRC).
@@ -61,8 +63,8 @@ pub fn fix_frame_crc(file: &mut [u8], off: usize) -> bool {
 
 /// Walks the frames of `buf`, taken as the bytes of segment number 0 (base position 0) after its header, and
 /// checks what the decoder accepts: each frame lies inside `buf`, is a whole number of 8-byte units and
-/// carries a matching CRC, and each event survives a round trip through the encoder (its names defined in a
-/// fresh segment, then the event). Panics on a violation (the `frame_decode` fuzz target); `each` sees every
+/// carries a matching CRC, and each event and stream control survives a round trip through the encoder (its
+/// names defined in a fresh segment, then the frame). Panics on a violation (the `frame_decode` fuzz target); `each` sees every
 /// accepted event.
 pub fn check_frames(buf: &[u8], mut each: impl FnMut(&EventRef<'_>)) {
     let view = SegView { bytes: buf, seq: 0, base: 0, checked_below: 0 };
@@ -74,9 +76,13 @@ pub fn check_frames(buf: &[u8], mut each: impl FnMut(&EventRef<'_>)) {
         let field = frame_len_field(&buf[start..]).expect("a length field") as usize;
         let crc = frame_crc(&buf[start + 4..start + field], 0, at as u32);
         assert_eq!(crc, LE::read_u32(&buf[start..start + 4]), "accepted a bad CRC");
-        if let Body::Event(e) = f.body {
-            round_trip(&e);
-            each(&e);
+        match f.body {
+            Body::Event(e) => {
+                round_trip(&e);
+                each(&e);
+            }
+            Body::Control(c) => round_trip_control(&c),
+            Body::Consumer(_) | Body::Name => {}
         }
         at += f.len;
     }
@@ -115,6 +121,33 @@ fn round_trip(e: &EventRef<'_>) {
     match decode_frame(&view, at).expect("re-decode").body {
         Body::Event(again) => assert_eq!(again.to_owned(), e.to_owned(), "round trip changed the event"),
         _ => panic!("event came back as another kind of frame"),
+    }
+}
+
+/// Encodes the stream control `c` again after a fresh definition of its stream, and checks it decodes the same.
+fn round_trip_control(c: &ControlRef<'_>) {
+    let mut out = vec![0u8; 2048];
+    let def = encode_name(NAME_STREAM, 0, c.stream, Place { seq: 0, offset: SEGMENT_HEADER_LEN }, &mut out)
+        .expect("a stream id fits");
+    let at = SEGMENT_HEADER_LEN + def;
+    let start = def as usize;
+    let place = Place { seq: 0, offset: at };
+    let n = encode_control(
+        SEGMENT_HEADER_LEN as u32,
+        c.truncate_before,
+        c.deleted,
+        true,
+        place,
+        &mut out[start..],
+    )
+    .expect("re-encode");
+    let view = SegView { bytes: &out[..start + n as usize], seq: 0, base: 0, checked_below: 0 };
+    match decode_frame(&view, at).expect("re-decode").body {
+        Body::Control(again) => {
+            let fields = |c: &ControlRef<'_>| (c.stream.to_owned(), c.truncate_before, c.deleted);
+            assert_eq!(fields(&again), fields(c), "round trip changed the stream control");
+        }
+        _ => panic!("stream control came back as another kind of frame"),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct VerifyReport {
     pub events: u64,
     /// Valid consumer-position frames seen.
     pub consumer_frames: u64,
+    /// Valid stream-control frames (truncations and deletions) seen.
+    pub control_frames: u64,
     /// One past the last valid event's position (the first segment's base if there is none).
     pub next_position: u64,
 }
@@ -163,6 +165,8 @@ pub(crate) struct FoundBatch<'a> {
     pub events: &'a [EventRef<'a>],
     /// The consumer frames (name, position, deleted), in frame order.
     pub consumers: &'a [(&'a str, u64, bool)],
+    /// The stream-control frames (stream, truncation point, deleted), in frame order.
+    pub controls: &'a [(&'a str, u64, bool)],
 }
 
 /// A receiver of every whole batch the walk finds.
@@ -460,6 +464,10 @@ impl Walk<'_> {
                 walk.batch.consumer_frames += 1;
                 walk.batch.consumers.push((c.name, c.position, c.delete));
             }
+            Body::Control(c) => {
+                walk.batch.control_frames += 1;
+                walk.batch.controls.push((c.stream, c.truncate_before, c.deleted));
+            }
             Body::Name => {}
         }
         walk.batch.frames += 1;
@@ -527,10 +535,15 @@ impl Walk<'_> {
     fn batch(&mut self, path: &Path, end: u64, batch: &mut PendingBatch<'_>, check: &mut SegmentCheck) {
         let whole = !std::mem::take(&mut batch.tainted);
         if let Some(sink) = self.sink.as_mut().filter(|_| whole && !self.foreign) {
-            sink(&FoundBatch { events: &batch.events, consumers: &batch.consumers });
+            sink(&FoundBatch {
+                events: &batch.events,
+                consumers: &batch.consumers,
+                controls: &batch.controls,
+            });
         }
         check.frames += batch.frames;
         self.report.consumer_frames += batch.consumer_frames;
+        self.report.control_frames += batch.control_frames;
         let events = std::mem::take(&mut batch.events);
         batch.clear();
         for position in events.iter().map(EventRef::position) {
@@ -556,9 +569,12 @@ struct PendingBatch<'b> {
     events: Vec<EventRef<'b>>,
     /// Its consumer frames: name, position, and whether the consumer is deleted.
     consumers: Vec<(&'b str, u64, bool)>,
-    /// Valid frames, and consumer frames among them.
+    /// Its stream-control frames: stream, truncation point, and whether the stream is deleted.
+    controls: Vec<(&'b str, u64, bool)>,
+    /// Valid frames, and consumer and stream-control frames among them.
     frames: u64,
     consumer_frames: u64,
+    control_frames: u64,
     /// The batch lost a frame to damage: it is counted as verify always did, but not handed to the sink, so a
     /// salvaged copy never holds part of an atomic batch.
     tainted: bool,
@@ -569,7 +585,8 @@ impl PendingBatch<'_> {
     fn clear(&mut self) {
         self.events.clear();
         self.consumers.clear();
-        (self.frames, self.consumer_frames) = (0, 0);
+        self.controls.clear();
+        (self.frames, self.consumer_frames, self.control_frames) = (0, 0, 0);
     }
 }
 

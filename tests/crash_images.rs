@@ -1,6 +1,7 @@
 //! T2: crash-image enumeration on real files (power loss: F2, F3, F4, F10, F11).
 //!
-//! A scripted workload (≥ 200 appends of 1–3 streams × 1–3 events, consumer positions, syncs, checkpoints,
+//! A scripted workload (≥ 200 appends of 1–3 streams × 1–3 events, consumer positions, stream truncations
+//! and a deletion (alone or in a batch with events), syncs, checkpoints,
 //! a clean close and reopen; 12 KiB segments of three pages, so it rolls over often and pages reach the disk in any order) runs on a real directory while
 //! `foldlog::io::testing::record` logs every persistence event at the I/O boundary: bytes written (through
 //! `pwrite` or the map), preallocations, file syncs, creates, renames, removes, directory syncs. A second
@@ -182,7 +183,14 @@ fn record(
                 consumer += 1 + rng.below(3);
                 ("projector".to_owned(), consumer)
             });
-            let plan = model.plan(&counts, c);
+            let mut plan = model.plan(&counts, c);
+            // Some batches truncate a stream, alone or with their events; one deletes `cart-x` (issue 14).
+            if rng.chance(1, 8) {
+                let stream = common::STREAMS[rng.below(common::STREAMS.len() as u64) as usize];
+                let next = model.next_version(stream).unwrap_or(0);
+                let version = (stream != "cart-x" || rng.chance(3, 4)).then(|| rng.below(next + 1));
+                model.add_control(&mut plan, stream, version);
+            }
             model.append(s, &plan).expect("append while recording");
             done += 1;
         } else if roll < 92 {
@@ -569,14 +577,17 @@ fn describe(e: &PersistEvent) -> String {
 
 fn summarize(rec: &Recording) -> String {
     let count = |f: &dyn Fn(&PersistEvent) -> bool| rec.events.iter().filter(|e| f(e)).count();
+    let deletes = rec.model.controls.iter().filter(|c| c.3).count();
     format!(
-        "{} persistence events ({} writes, {} file syncs, {} dir syncs, {} segments created, {} checkpoints renamed)",
+        "{} persistence events ({} writes, {} file syncs, {} dir syncs, {} segments created, {} checkpoints renamed); \
+         {} stream truncations and {deletes} deletions",
         rec.events.len(),
         count(&|e| matches!(e, PersistEvent::Write(..))),
         count(&|e| matches!(e, PersistEvent::SyncFile(_))),
         count(&|e| matches!(e, PersistEvent::SyncDir(_))),
         count(&|e| matches!(e, PersistEvent::Rename(_, to) if to.extension().is_some_and(|x| x == "seg"))),
         count(&|e| matches!(e, PersistEvent::Rename(_, to) if to.extension().is_some_and(|x| x == "ckpt"))),
+        rec.model.controls.len() - deletes,
     )
 }
 

@@ -3,8 +3,9 @@
 //! The test binary re-executes itself as a child (`FOLDLOG_KILL_DIR` selects the role; only the test
 //! `kill_child` runs, by name with `--exact`). The child opens the store (tiny 4–8 KiB segments, frequent
 //! checkpoints, so rolls and checkpoints happen every few batches), then appends random multi-event,
-//! multi-stream batches (some with a consumer position) forever, and tells its parent over the stdout pipe
-//! what it is about to append (`B`), what each append returned (`A`) and the durable position (`D`).
+//! multi-stream batches (some with a consumer position, some truncating another stream) forever, and tells
+//! its parent over the stdout pipe what it is about to append (`B`), what each append returned (`A`) and the
+//! durable position (`D`).
 //!
 //! The parent SIGKILLs it after a random delay — two cycles in five aim the kill at `open()` itself,
 //! using the measured open time — then checks the directory with the oracle, K = the last returned position:
@@ -32,8 +33,9 @@ use common::{
 use common::{TestEvent, Verdict};
 use foldlog::{
     Batch, Durability, Error, ExpectedVersion, GroupCommit, NewEvent, Options, Store, StreamAppend,
+    StreamControl,
 };
-use foldlog_testkit::{open_retrying, PlannedStream};
+use foldlog_testkit::{open_retrying, PlannedControl, PlannedStream};
 
 /// A directory is started afresh once it holds this many events, so open and oracle times stay flat.
 const GENERATION_EVENTS: usize = 20_000;
@@ -99,12 +101,25 @@ fn kill_child() {
             consumer += 1 + rng.below(5);
             line.push_str(&format!(" @{consumer}"));
         }
+        // One batch in ten also truncates a stream it does not append to (issue 14): `!stream:version`.
+        let mut truncation = None;
+        if rng.chance(1, 10) {
+            let stream = common::STREAMS[rng.below(common::STREAMS.len() as u64) as usize];
+            if let Some(last) =
+                store.stream_version(stream).filter(|_| !counts.iter().any(|(s, _)| s == stream))
+            {
+                let version = rng.below(last + 2);
+                line.push_str(&format!(" !{stream}:{version}"));
+                truncation =
+                    Some([StreamControl::truncate_before(stream, ExpectedVersion::Exact(last), version)]);
+            }
+        }
         emit(&line);
         let news: Vec<Vec<NewEvent<'_>>> =
             parts.iter().map(|(_, _, evs)| evs.iter().map(TestEvent::new_event).collect()).collect();
         let streams: Vec<StreamAppend<'_>> =
             parts.iter().zip(&news).map(|((s, exp, _), n)| StreamAppend::new(s, *exp, n)).collect();
-        let mut batch = Batch::new(&streams);
+        let mut batch = Batch::new(&streams).controls(truncation.as_ref().map_or(&[][..], |t| &t[..]));
         batch.consumer = with_consumer.then_some(("projector", consumer));
         match store.append_batch(&batch) {
             Ok(_) => {}
@@ -172,6 +187,16 @@ fn plan_from_line(model: &Model, line: &str) -> Result<Plan, String> {
     for w in words {
         if let Some(c) = w.strip_prefix('@') {
             plan.consumer = Some(("projector".to_owned(), c.parse().map_err(|_| "bad consumer")?));
+            continue;
+        }
+        if let Some(t) = w.strip_prefix('!') {
+            let (stream, version) = t.split_once(':').ok_or("bad truncation")?;
+            let version: u64 = version.parse().map_err(|_| "bad truncation version")?;
+            plan.controls.push(PlannedControl {
+                stream: stream.to_owned(),
+                expected: ExpectedVersion::Any,
+                truncate_before: Some(version),
+            });
             continue;
         }
         let mut f = w.split(':');

@@ -15,7 +15,9 @@
 //!   not match);
 //! - `bad-crc-sealed`: `clean` with one byte of a sealed segment's first event changed and no checkpoint;
 //! - `stale-checkpoint`: a checkpoint taken after the first 20 events, and 30 more events after it;
-//! - `snapshot`: a bank account saved through a repository with a snapshot every 5 events.
+//! - `snapshot`: a bank account saved through a repository with a snapshot every 5 events;
+//! - `controls` (added to format 3 with the stream-control frame, issue 14): events in three streams, one
+//!   truncated, one deleted in a batch that also appends, a clean close.
 //!
 //! Write them anew (only when the format version changes, on purpose, in the same commit):
 //! `FOLDLOG_WRITE_FIXTURES=1 cargo test --release --test fixtures write_fixtures`.
@@ -35,11 +37,14 @@ use std::path::{Path, PathBuf};
 use demo_bank::Account;
 use foldlog::{
     Batch, CheckpointUse, Durability, Error, ExpectedVersion, NewEvent, Options, Recovery, Repository, Root,
-    SnapshotPolicy, Store, StreamAppend, FORMAT_VERSION,
+    SnapshotPolicy, Store, StreamAppend, StreamControl, FORMAT_VERSION,
 };
 use foldlog_testkit::{parse_segment_file_name, segment_files as segments, segment_frames};
 
 const KINDS: [&str; 5] = ["clean", "torn-tail", "bad-crc-sealed", "stale-checkpoint", "snapshot"];
+/// The stores of this format: [`KINDS`] (which format 2 had too) and the one with stream-control frames.
+const KINDS_NOW: [&str; 6] =
+    ["clean", "torn-tail", "bad-crc-sealed", "stale-checkpoint", "snapshot", "controls"];
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("v{FORMAT_VERSION}"))
@@ -106,6 +111,23 @@ fn write_clean(dir: &Path) {
     store.close().unwrap();
 }
 
+/// The store with stream controls: 39 scripted events, `account-1` truncated before version 4, then
+/// `account-2` deleted in a batch that appends the 40th event (to `account-1`), a clean close.
+fn write_controls(dir: &Path) {
+    let store = Store::open_with(dir, options()).unwrap();
+    append_planned(&store, 0, 39);
+    store.truncate_before("account-1", ExpectedVersion::Exact(12), 4).unwrap();
+    let p = planned(39);
+    let e = [NewEvent::new(p.event_type, &p.payload)
+        .metadata(&p.metadata)
+        .event_id(p.id)
+        .schema_version(p.schema)];
+    let s = [StreamAppend::new(&p.stream, ExpectedVersion::Exact(12), &e)];
+    let delete = [StreamControl::delete("account-2", ExpectedVersion::Exact(13))];
+    store.append_batch(&Batch::new(&s).controls(&delete)).unwrap();
+    store.close().unwrap();
+}
+
 fn write_kind(kind: &str, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     match kind {
@@ -149,6 +171,7 @@ fn write_kind(kind: &str, dir: &Path) {
             }
             store.close().unwrap();
         }
+        "controls" => write_controls(dir),
         other => panic!("unknown fixture {other}"),
     }
     let _ = std::fs::remove_file(dir.join("LOCK"));
@@ -159,7 +182,7 @@ fn write_fixtures() {
     if std::env::var_os("FOLDLOG_WRITE_FIXTURES").is_none() {
         return;
     }
-    for kind in KINDS {
+    for kind in KINDS_NOW {
         let dir = fixtures_dir().join(kind);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).unwrap();
@@ -285,6 +308,42 @@ fn fixtures_open_as_recorded() {
     assert_eq!(alice.load_info().events_folded, 2);
     let full = Repository::<Account>::new(&store).get("alice").unwrap();
     assert_eq!(alice.state(), full.state());
+    drop(store);
+
+    let controls = copy_fixture("controls");
+    check_controls(&ro(controls.path()).unwrap(), CheckpointUse::Used(40));
+    std::fs::remove_file(controls.path().join("index.ckpt")).unwrap();
+    check_controls(&ro(controls.path()).unwrap(), CheckpointUse::Missing);
+    let report = foldlog::verify::verify_dir(controls.path()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((report.events, report.control_frames), (40, 2));
+}
+
+/// The `controls` store: the scripted events, less `account-1` below version 4 and all of `account-2`.
+fn check_controls(store: &Store, checkpoint: CheckpointUse) {
+    assert_eq!(store.recovery_report().checkpoint, checkpoint);
+    let hidden = |i: u64| {
+        let p = planned(i);
+        (p.stream == "account-1" && i / 3 < 4) || p.stream == "account-2"
+    };
+    let expected: Vec<u64> = (0..40).filter(|&i| !hidden(i)).collect();
+    let got: Vec<u64> = store.read_all(0).map(|e| e.unwrap().position()).collect();
+    assert_eq!(got, expected);
+    let a1: Vec<u64> = store.read_stream("account-1", 0).map(|e| e.unwrap().stream_version()).collect();
+    assert_eq!(a1, (4..14).collect::<Vec<_>>());
+    assert_eq!(store.read_stream("account-2", 0).count(), 0);
+    let a2 = store.stream_state("account-2").unwrap();
+    assert_eq!((a2.first_version, a2.last_version, a2.first_visible, a2.deleted), (1, 13, 14, true));
+    assert_eq!(store.stream_version("a-stream-id-longer-than-eight-bytes"), Some(12));
+    // Each visible event as the script wrote it.
+    for e in store.read_all(0) {
+        let e = e.unwrap();
+        let p = planned(e.position());
+        assert_eq!(
+            (e.stream_id(), e.event_type(), e.payload()),
+            (p.stream.as_str(), p.event_type, &p.payload[..])
+        );
+    }
 }
 
 /// Masks what is random or clock-dependent in a file, by kind: segment headers (log id, creation time, header
@@ -347,7 +406,7 @@ fn masked_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn fixtures_match_what_this_code_writes() {
-    for kind in KINDS {
+    for kind in KINDS_NOW {
         let fresh = tempfile::tempdir().unwrap();
         write_kind(kind, fresh.path());
         let want = masked_tree(&fixtures_dir().join(kind));

@@ -97,6 +97,17 @@ impl Script {
         }
         self
     }
+    /// A truncation of stream `s<stream>` before `version` (`Some`), or a deletion of one (`None`): the
+    /// parser's op bytes 195, 203, ..., 251, where `op >> 3` picks the stream and its lowest bit the kind, so
+    /// not every stream has both; the first op of the kind for `stream`, else of the kind at all.
+    fn control(mut self, stream: u8, version: Option<u8>) -> Script {
+        let delete = u8::from(version.is_none());
+        let ops = (0..=255u8).filter(|op| op % 8 == 3 && op >> 6 == 3 && (op >> 3) & 1 == delete);
+        let op = ops.clone().find(|op| (op >> 3) % 5 == stream).or(ops.min()).expect("a control op byte");
+        self.0.push(op);
+        self.0.extend(version);
+        self
+    }
     fn sync(mut self) -> Script {
         self.0.push(5);
         self
@@ -119,7 +130,9 @@ impl Script {
             let consumer = rng.chance(1, 5).then(|| rng.below(9) as u8);
             s = match i % 13 {
                 5 => s.sync(),
+                7 => s.control(rng.below(5) as u8, Some(rng.below(8) as u8)),
                 9 => s.checkpoint(),
+                11 if i % 26 == 24 => s.control(rng.below(5) as u8, None),
                 12 => s.reopen(),
                 _ => s.append(streams, rng.below(5) as u8, &counts, consumer),
             };

@@ -4,7 +4,9 @@
 //! Operations: appends with every expected-version kind and chosen first versions, multi-stream batches,
 //! consumer positions, retries with event ids, filtered and stopped global reads, stream reads forward and
 //! backward, clean reopen with and without the index checkpoint (and with another segment size), and
-//! crash-reopen with a torn tail (bytes past the durable point zeroed). Segments are tiny (4–16 KiB) so rolls
+//! crash-reopen with a torn tail (bytes past the durable point zeroed); stream truncations and deletions with
+//! every expected-version kind, after which every read must hide what they hide and appends to a deleted
+//! stream are refused (issue 14). Segments are tiny (4–16 KiB) so rolls
 //! and checkpoints happen all the time. Versions reach the numeric edge: first versions near
 //! `STREAM_VERSION_MAX` and `u64::MAX`, and backward reads from `u64::MAX` (issue 9, items 5 and 6).
 //! `PROPTEST_CASES` raises the case count (CI runs 1,000).
@@ -33,15 +35,51 @@ enum Expect {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { stream: usize, expect: Expect, events: Vec<(usize, u16)>, first_version: u64, ids: bool },
-    Multi { a: usize, b: usize, right: bool, consumer: Option<(usize, u8)> },
-    Consumer { name: usize, advance: u8 },
+    Append {
+        stream: usize,
+        expect: Expect,
+        events: Vec<(usize, u16)>,
+        first_version: u64,
+        ids: bool,
+    },
+    Multi {
+        a: usize,
+        b: usize,
+        right: bool,
+        consumer: Option<(usize, u8)>,
+    },
+    Consumer {
+        name: usize,
+        advance: u8,
+    },
     Retry,
-    ReadAll { from: u16, to: Option<u16>, ty: Option<usize>, limit: Option<u8> },
-    ReadStream { stream: usize, from: u8, backward: bool, limit: Option<u8> },
-    Reopen { drop_checkpoint: bool, bigger: bool },
-    CrashReopen { cut: u16 },
+    ReadAll {
+        from: u16,
+        to: Option<u16>,
+        ty: Option<usize>,
+        limit: Option<u8>,
+    },
+    ReadStream {
+        stream: usize,
+        from: u8,
+        backward: bool,
+        limit: Option<u8>,
+    },
+    Reopen {
+        drop_checkpoint: bool,
+        bigger: bool,
+    },
+    CrashReopen {
+        cut: u16,
+    },
     Sync,
+    /// Truncate (before a version near the stream's last, `near` picks it) or delete a stream.
+    Control {
+        stream: usize,
+        expect: Expect,
+        near: u8,
+        delete: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -71,6 +109,17 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), any::<bool>()).prop_map(|(drop_checkpoint, bigger)| Op::Reopen { drop_checkpoint, bigger }),
         1 => (0u16..2000).prop_map(|cut| Op::CrashReopen { cut }),
         1 => Just(Op::Sync),
+        1 => (0..STREAMS.len(), expect_again(), 0u8..8, prop::bool::weighted(0.2))
+            .prop_map(|(stream, expect, near, delete)| Op::Control { stream, expect, near, delete }),
+    ]
+}
+
+fn expect_again() -> impl Strategy<Value = Expect> {
+    prop_oneof![
+        2 => Just(Expect::Any),
+        1 => Just(Expect::NoStream),
+        1 => Just(Expect::StreamExists),
+        3 => (-1i8..=1).prop_map(Expect::Exact),
     ]
 }
 
@@ -91,10 +140,21 @@ struct ConsumerWrite {
     with_events: bool,
 }
 
+/// One stream control written: (stream, merged truncation point, deleted, events in the log at the write).
+#[derive(Clone, Debug)]
+struct ControlWrite {
+    stream: &'static str,
+    before: u64,
+    deleted: bool,
+    count_after: u64,
+}
+
 #[derive(Default)]
 struct Model {
     events: Vec<Ev>,
     consumers: HashMap<String, Vec<ConsumerWrite>>,
+    /// Stream controls in log order.
+    controls: Vec<ControlWrite>,
     next_id: u128,
     last_id_batch: Option<(usize, Vec<Ev>)>,
 }
@@ -105,6 +165,23 @@ impl Model {
     }
     fn consumer(&self, name: &str) -> Option<u64> {
         self.consumers.get(name).and_then(|w| w.last()).map(|w| w.position)
+    }
+    /// The stream's truncation point and deletion, merged from the first `k` control writes.
+    fn control_upto(&self, stream: &str, k: usize) -> (u64, bool) {
+        self.controls
+            .iter()
+            .take(k)
+            .filter(|c| c.stream == stream)
+            .fold((0, false), |(b, d), c| (b.max(c.before), d || c.deleted))
+    }
+    fn control(&self, stream: &str) -> (u64, bool) {
+        self.control_upto(stream, self.controls.len())
+    }
+    fn deleted(&self, stream: &str) -> bool {
+        self.control(stream).1
+    }
+    fn hidden(&self, e: &Ev) -> bool {
+        e.version < self.control(&e.stream).0
     }
     fn check(&self, expect: &ExpectedVersion, stream: &str) -> bool {
         let actual = self.last_version(stream);
@@ -156,10 +233,11 @@ fn compare(store: &Store, m: &Model) {
             }
         })
         .collect();
-    assert_eq!(got, m.events);
+    let visible: Vec<Ev> = m.events.iter().filter(|e| !m.hidden(e)).cloned().collect();
+    assert_eq!(got, visible);
     assert_eq!(store.next_position(), m.events.len() as u64);
     for s in STREAMS {
-        let want: Vec<&Ev> = m.events.iter().filter(|e| e.stream == s).collect();
+        let want: Vec<&Ev> = m.events.iter().filter(|e| e.stream == s && !m.hidden(e)).collect();
         let fwd: Vec<u64> = store.read_stream(s, 0).map(|e| e.unwrap().stream_version()).collect();
         assert_eq!(fwd, want.iter().map(|e| e.version).collect::<Vec<_>>(), "stream {s}");
         assert!(fwd.windows(2).all(|w| w[1] == w[0] + 1), "contiguous versions in {s}");
@@ -167,6 +245,12 @@ fn compare(store: &Store, m: &Model) {
             store.read_stream_backward(s, None).map(|e| e.unwrap().stream_version()).collect();
         assert_eq!(back, fwd.iter().rev().copied().collect::<Vec<_>>());
         assert_eq!(store.stream_version(s), m.last_version(s));
+        let (before, deleted) = m.control(s);
+        let state = store.stream_state(s);
+        assert_eq!(state.map(|st| st.deleted), m.last_version(s).map(|_| deleted), "stream {s} deleted");
+        if let (Some(st), Some(first)) = (state, m.events.iter().find(|e| e.stream == s)) {
+            assert_eq!(st.first_visible, before.max(first.version), "stream {s} first visible");
+        }
     }
     for c in CONSUMERS {
         assert_eq!(store.consumer_position(c), m.consumer(c), "consumer {c}");
@@ -244,6 +328,9 @@ fn run(ops: Vec<Op>) {
                         matches!(r, Err(Error::InvalidArgument(_))),
                         "first version {first_version}: {r:?}"
                     );
+                } else if m.deleted(s) {
+                    // Refused before the expected version is looked at (fresh ids: never a retry).
+                    assert!(matches!(r, Err(Error::StreamDeleted { .. })), "{r:?}");
                 } else if m.check(&expected, s) && !fits {
                     assert!(matches!(r, Err(Error::InvalidArgument(_))), "past the version limit: {r:?}");
                     assert_eq!(store.next_position(), m.events.len() as u64, "nothing written");
@@ -297,7 +384,7 @@ fn run(ops: Vec<Op>) {
                 let r = store.append_batch(&batch);
                 let consumer_ok = consumer.is_none_or(|(c, p)| m.consumer(c).is_none_or(|cur| p > cur));
                 let fits = ev_a.version <= STREAM_VERSION_MAX && ev_b.version <= STREAM_VERSION_MAX;
-                if right && consumer_ok && fits {
+                if right && consumer_ok && fits && !m.deleted(sa) && !m.deleted(sb) {
                     r.unwrap();
                     m.events.push(ev_a);
                     m.events.push(ev_b);
@@ -338,7 +425,9 @@ fn run(ops: Vec<Op>) {
                 let fits = next
                     .and_then(|v| v.checked_add(evs.len() as u64 - 1))
                     .is_some_and(|l| l <= STREAM_VERSION_MAX);
-                if known == 0 && !fits {
+                if known == 0 && m.deleted(STREAMS[stream]) {
+                    assert!(matches!(r, Err(Error::StreamDeleted { .. })), "{r:?}");
+                } else if known == 0 && !fits {
                     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
                 } else if known == evs.len() {
                     let r = r.unwrap();
@@ -365,6 +454,7 @@ fn run(ops: Vec<Op>) {
                 let got: Vec<u64> = store.read_all_with(opts).map(|e| e.unwrap().position()).collect();
                 let want: Vec<u64> = (0..m.events.len() as u64)
                     .filter(|&p| p >= u64::from(from) && to.is_none_or(|t| p <= u64::from(t)))
+                    .filter(|&p| !m.hidden(&m.events[p as usize]))
                     .filter(|&p| ty.is_none_or(|t| m.events[p as usize].ty == TYPES[t]))
                     .take(limit.map_or(usize::MAX, usize::from))
                     .collect();
@@ -379,7 +469,7 @@ fn run(ops: Vec<Op>) {
                     (v, _) => u64::from(v),
                 };
                 let mut want: Vec<u64> =
-                    m.events.iter().filter(|e| e.stream == s).map(|e| e.version).collect();
+                    m.events.iter().filter(|e| e.stream == s && !m.hidden(e)).map(|e| e.version).collect();
                 let it = if backward {
                     want.retain(|&v| v <= from);
                     want.reverse();
@@ -443,6 +533,21 @@ fn run(ops: Vec<Op>) {
                     };
                     writes.truncate(kept);
                 }
+                // Controls before a recovered event must survive; of the later ones, a prefix (the log is one).
+                let must = m.controls.iter().filter(|c| c.count_after < n).count();
+                let may = m.controls.iter().filter(|c| c.count_after <= n).count();
+                let shown = |k: usize| {
+                    STREAMS.iter().all(|s| {
+                        let (before, deleted) = m.control_upto(s, k);
+                        let first = m.events.iter().find(|e| e.stream == *s).map(|e| e.version);
+                        let state = store.stream_state(s).map(|st| (st.first_visible, st.deleted));
+                        state == first.map(|f| (before.max(f), deleted))
+                    })
+                };
+                let kept = (must..=may)
+                    .find(|&k| shown(k))
+                    .expect("the recovered controls are a prefix of the written");
+                m.controls.truncate(kept);
                 if let Some((_, evs)) = &m.last_id_batch {
                     if evs.iter().any(|e| !m.events.iter().any(|x| x.id == e.id)) {
                         m.last_id_batch = None;
@@ -457,6 +562,41 @@ fn run(ops: Vec<Op>) {
             Op::Sync => {
                 store.sync().unwrap();
                 assert_eq!(store.durable_position(), m.events.len() as u64);
+            }
+            Op::Control { stream, expect, near, delete } => {
+                let s = STREAMS[stream];
+                let last = m.last_version(s);
+                let expected = to_expected(&expect, last);
+                // A point around the stream's end: below it, at last + 1, or past it (refused).
+                let v = last.map_or(u64::from(near), |l| l.saturating_sub(4).saturating_add(u64::from(near)));
+                let r = if delete {
+                    store.delete_stream(s, expected)
+                } else {
+                    store.truncate_before(s, expected, v)
+                };
+                let (before, deleted) = m.control(s);
+                if !m.check(&expected, s) {
+                    assert!(matches!(r, Err(Error::WrongExpectedVersion { .. })), "{r:?}");
+                } else if let Some(last) = last.filter(|_| !deleted) {
+                    let end = last + 1;
+                    if !delete && v > end {
+                        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+                    } else {
+                        r.unwrap();
+                        let point = if delete { end } else { v };
+                        m.controls.push(ControlWrite {
+                            stream: s,
+                            before: point.max(before),
+                            deleted: delete,
+                            count_after: m.events.len() as u64,
+                        });
+                    }
+                } else if last.is_none() {
+                    assert!(matches!(r, Err(Error::StreamNotFound { .. })), "{r:?}");
+                } else {
+                    assert!(matches!(r, Err(Error::StreamDeleted { .. })), "{r:?}");
+                }
+                compare(&store, &m);
             }
         }
     }

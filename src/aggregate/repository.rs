@@ -62,6 +62,30 @@ pub enum RepositoryError {
         /// Its version in the store now.
         actual: u64,
     },
+    /// The aggregate's stream was deleted ([`Store::delete_stream`]): it cannot be loaded, and saving to it
+    /// fails with [`Error::StreamDeleted`].
+    #[error("aggregate {id:?} was deleted (stream {stream:?})")]
+    Deleted {
+        /// The id.
+        id: String,
+        /// Its stream.
+        stream: String,
+    },
+    /// The load needs events that were truncated ([`Store::truncate_before`]) and no snapshot at or after
+    /// version `first_visible − 1` could stand in for them: take snapshots before truncating, or load with
+    /// a repository that has them.
+    #[error(
+        "aggregate {id:?}: stream {stream:?} is truncated before version {first_visible} and no usable \
+         snapshot covers the versions below it"
+    )]
+    Truncated {
+        /// The id.
+        id: String,
+        /// Its stream.
+        stream: String,
+        /// The stream's first visible version.
+        first_visible: u64,
+    },
     /// A stored event could not be read by the aggregate's codec or upcaster.
     #[error(
         "cannot read event v{version} ({event_type:?}, schema v{schema_version}) of {stream:?}: {reason}"
@@ -315,9 +339,8 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     /// root loaded in the past cannot be saved. [`RepositoryError::NotYetAt`] if the aggregate is younger.
     pub fn get_as_of(&self, id: &str, micros: i64) -> Result<Root<A>, RepositoryError> {
         let stream = Self::stream_id(id);
-        let Some(last) = self.store.stream_version(&stream) else {
-            return Err(RepositoryError::NotFound { id: id.to_owned(), stream });
-        };
+        let state = self.visible_state(id, &stream)?;
+        let last = state.last_version;
         let stamp = |v: u64| -> Result<(u64, i64), RepositoryError> {
             let e = self.store.read_stream(&stream, v).next().transpose()?;
             let e =
@@ -325,6 +348,11 @@ impl<'s, A: Aggregate> Repository<'s, A> {
             Ok((e.stream_version(), e.timestamp_micros()))
         };
         let (first, first_time) = stamp(0)?;
+        if first_time > micros && state.first_visible > state.first_version {
+            // Before the first visible event: the aggregate may well have existed, in its hidden events.
+            let first_visible = state.first_visible;
+            return Err(RepositoryError::Truncated { id: id.to_owned(), stream, first_visible });
+        }
         if first_time > micros {
             return Err(RepositoryError::NotYetAt { id: id.to_owned(), micros, first: first_time });
         }
@@ -341,11 +369,21 @@ impl<'s, A: Aggregate> Repository<'s, A> {
         self.get_at(id, lo)
     }
 
+    /// The stream's state, refused if the stream has no events or was deleted.
+    fn visible_state(&self, id: &str, stream: &str) -> Result<crate::StreamState, RepositoryError> {
+        match self.store.stream_state(stream) {
+            None => Err(RepositoryError::NotFound { id: id.to_owned(), stream: stream.to_owned() }),
+            Some(s) if s.deleted => {
+                Err(RepositoryError::Deleted { id: id.to_owned(), stream: stream.to_owned() })
+            }
+            Some(s) => Ok(s),
+        }
+    }
+
     fn load(&self, id: &str, at: Option<u64>) -> Result<Root<A>, RepositoryError> {
         let stream = Self::stream_id(id);
-        let Some(last) = self.store.stream_version(&stream) else {
-            return Err(RepositoryError::NotFound { id: id.to_owned(), stream });
-        };
+        let state = self.visible_state(id, &stream)?;
+        let last = state.last_version;
         let wanted = at.unwrap_or(last);
         if wanted > last {
             return Err(RepositoryError::NoSuchVersion { id: id.to_owned(), version: wanted, last });
@@ -358,6 +396,11 @@ impl<'s, A: Aggregate> Repository<'s, A> {
                 root.version = Some(version);
                 from = version + 1;
             }
+        }
+        // The events from `from` (or the stream's first) through `wanted` must all be visible.
+        if from.max(state.first_version) < state.first_visible && from <= wanted {
+            let first_visible = state.first_visible;
+            return Err(RepositoryError::Truncated { id: id.to_owned(), stream, first_visible });
         }
         let folded = fold(&mut root.state, self.store, &stream, from, wanted, &mut root.info, |_, _| {})?;
         root.version = folded.or(root.version);
@@ -373,9 +416,12 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     /// version folded.
     pub fn history(&self, id: &str, each: impl FnMut(&EventRef<'_>, &A)) -> Result<Root<A>, RepositoryError> {
         let stream = Self::stream_id(id);
-        let Some(last) = self.store.stream_version(&stream) else {
-            return Err(RepositoryError::NotFound { id: id.to_owned(), stream });
-        };
+        let state = self.visible_state(id, &stream)?;
+        if state.first_version < state.first_visible {
+            let first_visible = state.first_visible;
+            return Err(RepositoryError::Truncated { id: id.to_owned(), stream, first_visible });
+        }
+        let last = state.last_version;
         let mut root = Root::new(id);
         root.version = fold(&mut root.state, self.store, &stream, 0, last, &mut root.info, each)?;
         Ok(root)
@@ -548,7 +594,7 @@ impl<A: Aggregate> Repository<'_, A> {
         // a sync, a restored backup) is noticed on load and the snapshot ignored.
         let last = self
             .store
-            .read_stream(&stream, version)
+            .read_stream_with_hidden(&stream, version)
             .next()
             .transpose()?
             .filter(|e| e.stream_version() == version)
@@ -601,9 +647,10 @@ impl<A: Aggregate> Repository<'_, A> {
                 current: s.state_version,
             });
         }
+        // The event may be hidden by a truncation: the snapshot is what stands in for it.
         let event = self
             .store
-            .read_stream(stream, version)
+            .read_stream_with_hidden(stream, version)
             .next()
             .transpose()
             .map_err(|e| SnapshotRefusal::LogUnreadable(e.to_string()))?;

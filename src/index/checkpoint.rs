@@ -16,6 +16,7 @@ use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, Result};
 use crate::format::{
     ckpt, event_id_bytes, event_id_from_bytes, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, CHECKPOINT_VERSION,
+    STREAM_VERSION_MAX,
 };
 use crate::io as sys;
 
@@ -102,6 +103,14 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
             put_u32(w, crc);
         }
     }
+    let mut controls: Vec<_> = index.controls.iter().collect();
+    controls.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    put_u64(w, controls.len() as u64);
+    for (id, c) in controls {
+        put_bytes(w, id.as_bytes());
+        put_u64(w, c.truncate_before);
+        put_u32(w, u32::from(c.deleted) * CONTROL_DELETED);
+    }
     let last = index.segments.last();
     let mut out = [0u8; CHECKPOINT_HEADER_LEN];
     out[ckpt::MAGIC].copy_from_slice(&CHECKPOINT_MAGIC);
@@ -142,6 +151,9 @@ fn put_label_lists<'l>(
     }
     Ok(entries)
 }
+
+/// A stream-control entry's flag: the stream is deleted.
+const CONTROL_DELETED: u32 = 1;
 
 /// Stream positions saved as u32 (every position of the log is below 2^32).
 pub(super) const NARROW: u32 = 4;
@@ -291,6 +303,7 @@ pub(crate) fn decode_checkpoint(
     decode_consumers_and_ids(&mut r, next_position, &mut index)?;
     let typed = decode_label_entries(&mut r, &lists, (next_position, width), &mut index.types)?;
     decode_label_entries(&mut r, &lists, (next_position, width), &mut index.tags)?;
+    decode_controls(&mut r, &mut index)?;
     if typed != next_position {
         return Err(CheckpointRefusal::TypeLengths);
     }
@@ -398,6 +411,24 @@ fn decode_consumers_and_ids(
             return Err(CheckpointRefusal::EventIdPastEnd);
         }
         index.ids.insert(id, p);
+    }
+    Ok(())
+}
+
+/// The directory's stream controls: per truncated or deleted stream, in strictly increasing order of the id's
+/// bytes, its truncation point and flags.
+fn decode_controls(r: &mut Reader<'_>, index: &mut Index) -> std::result::Result<(), CheckpointRefusal> {
+    let bad = || CheckpointRefusal::DirectoryMalformed;
+    let mut previous: Option<&str> = None;
+    for _ in 0..r.count(16).ok_or_else(bad)? {
+        let id = r.str().filter(|id| !id.is_empty()).ok_or_else(bad)?;
+        let (before, flags) = (r.u64().ok_or_else(bad)?, r.u32().ok_or_else(bad)?);
+        let ordered = previous.is_none_or(|p| p.as_bytes() < id.as_bytes());
+        if !ordered || flags & !CONTROL_DELETED != 0 || before > STREAM_VERSION_MAX + 1 {
+            return Err(bad());
+        }
+        previous = Some(id);
+        index.set_control(id, before, flags & CONTROL_DELETED != 0);
     }
     Ok(())
 }
@@ -573,10 +604,77 @@ mod tests {
         assert!(open_checkpoint(path, [2; 16], 10).unwrap().unwrap().is_err());
     }
 
+    /// The sample with stream `s-1` truncated before version 7, then `s-2` deleted, and a control for
+    /// `s-0` that a later one lowers in vain.
+    fn with_controls() -> Index {
+        let mut ix = sample();
+        let mut off = ix.segments[0].end;
+        for (stream, before, deleted) in
+            [("s-1", 7, false), ("s-2", 12, true), ("s-0", 9, false), ("s-0", 6, false)]
+        {
+            ix.add_control(FrameAt { seg: 0, offset: off, len: 32 }, stream, before, deleted);
+            off += 32;
+        }
+        ix
+    }
+
+    fn controls(ix: &Index) -> Vec<(String, u64, bool)> {
+        let mut v: Vec<_> =
+            ix.controls.iter().map(|(s, c)| (s.to_owned(), c.truncate_before, c.deleted)).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn stream_controls_round_trip_and_only_move_forward() {
+        let ix = with_controls();
+        let want = [("s-0".to_owned(), 9, false), ("s-1".to_owned(), 7, false), ("s-2".to_owned(), 12, true)];
+        assert_eq!(controls(&ix), want);
+        let bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
+        assert_eq!(LE::read_u32(&bytes[ckpt::VERSION]), CHECKPOINT_VERSION);
+        let (back, resume) = open(&bytes).unwrap();
+        assert_eq!(controls(&back), want);
+        assert_eq!(resume.offset, ix.segments[0].end);
+        assert!(back.controls().is_some_and(|c| c.hides("s-1", 6) && !c.hides("s-1", 7)));
+        assert_eq!(encode_checkpoint(&back, [1; 16]).unwrap(), bytes);
+        // A checkpoint of another layout version (the one before stream controls, 3) is refused.
+        let mut old = bytes.clone();
+        LE::write_u32(&mut old[ckpt::VERSION], 3);
+        let crc = crc32fast::hash(&old[..ckpt::HEADER_CRC.start]);
+        LE::write_u32(&mut old[ckpt::HEADER_CRC], crc);
+        assert!(matches!(open(&old), Err(CheckpointRefusal::Version { found: 3 })));
+    }
+
+    #[test]
+    #[cfg(feature = "testing")]
+    fn stream_control_entries_out_of_order_or_with_unknown_flags_are_refused() {
+        let bytes = encode_checkpoint(&with_controls(), [1; 16]).unwrap();
+        // The control entries are the directory's last: "s-0", "s-1", "s-2", 4 + 3 + 12 bytes each.
+        let dir_end = CHECKPOINT_HEADER_LEN + LE::read_u64(&bytes[ckpt::DIR_LEN]) as usize;
+        let (a, b) = (dir_end - 3 * 19, dir_end - 2 * 19);
+        assert_eq!(&bytes[a + 4..a + 7], b"s-0");
+        let mut swapped = bytes.clone();
+        swapped[a..a + 19].copy_from_slice(&bytes[b..b + 19]);
+        swapped[b..b + 19].copy_from_slice(&bytes[a..a + 19]);
+        crate::testing::fix_checkpoint_crcs(&mut swapped);
+        assert!(matches!(open(&swapped), Err(CheckpointRefusal::DirectoryMalformed)));
+        let mut flagged = bytes.clone();
+        flagged[a + 15] |= 2;
+        crate::testing::fix_checkpoint_crcs(&mut flagged);
+        assert!(matches!(open(&flagged), Err(CheckpointRefusal::DirectoryMalformed)));
+        let mut past = bytes.clone();
+        LE::write_u64(&mut past[a + 7..a + 15], crate::format::STREAM_VERSION_MAX + 2);
+        crate::testing::fix_checkpoint_crcs(&mut past);
+        assert!(matches!(open(&past), Err(CheckpointRefusal::DirectoryMalformed)));
+        let mut intact = bytes.clone();
+        crate::testing::fix_checkpoint_crcs(&mut intact);
+        assert!(open(&intact).is_ok(), "the forger itself keeps a valid checkpoint valid");
+    }
+
     /// A flipped byte anywhere is refused: at open (header, directory) or when the list is first read.
     #[test]
     fn every_single_byte_flip_is_refused() {
-        let bytes = encode_checkpoint(&sample(), [1; 16]).unwrap();
+        let bytes = encode_checkpoint(&with_controls(), [1; 16]).unwrap();
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
@@ -620,7 +718,8 @@ mod tests {
         ix.segments.push(SegIndex::new(0, 0, 128));
         for p in 0..20_000u64 {
             let stream = format!("s-{}", p % 97);
-            ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, &stream, p / 97, p, None).unwrap();
+            ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, &stream, p / 97, p, None)
+                .unwrap();
             ix.add_labels(p, if p % 3 == 0 { "A" } else { "B" }, [format!("t-{}", p % 11).as_str()]);
         }
         let bytes = encode_checkpoint(&ix, [1; 16]).unwrap();

@@ -215,6 +215,38 @@ impl IdWindow {
     }
 }
 
+/// What a stream's control frames said, merged: the truncation point only moves up, and a deletion is final.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StreamControl {
+    /// The stream's events below this version are hidden from every read (0: none).
+    pub truncate_before: u64,
+    /// The stream is deleted: appends to it are refused.
+    pub deleted: bool,
+}
+
+/// The streams with a control frame, by id. Shared with readers as an `Arc` taken once per read (copied on
+/// write, which only a control frame does), so a walk over the log asks "is this event hidden?" without a
+/// lock; a log without controls hands out none, and its readers skip the question.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Controls(HashMap<Box<str>, StreamControl>);
+
+impl Controls {
+    /// Whether version `version` of `stream` is hidden (truncated or deleted).
+    pub fn hides(&self, stream: &str, version: u64) -> bool {
+        self.0.get(stream).is_some_and(|c| version < c.truncate_before)
+    }
+
+    /// Stream `stream`'s control, if it has one.
+    pub fn get(&self, stream: &str) -> Option<StreamControl> {
+        self.0.get(stream).copied()
+    }
+
+    /// Every controlled stream, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, StreamControl)> {
+        self.0.iter().map(|(k, &c)| (&**k, c))
+    }
+}
+
 /// The whole index.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
@@ -231,6 +263,8 @@ pub(crate) struct Index {
     tags: Labels,
     /// The checkpoint the saved parts are read from, if the index was opened from one.
     source: Option<Arc<Source>>,
+    /// Truncated and deleted streams.
+    controls: Arc<Controls>,
 }
 
 /// Where a frame sits: segment slot, file offset, length with padding.
@@ -472,6 +506,34 @@ impl Index {
         self.segments[seg].end = offset + frame_len;
     }
 
+    /// Applies a stream-control frame: the truncation point moves up to `truncate_before` (never down) and
+    /// `deleted` marks the stream deleted for good.
+    pub fn add_control(&mut self, at: FrameAt, stream: &str, truncate_before: u64, deleted: bool) {
+        self.set_control(stream, truncate_before, deleted);
+        self.segments[at.seg].end = at.offset + at.len;
+    }
+
+    /// Merges a control into the stream's (from a frame or a checkpoint).
+    fn set_control(&mut self, stream: &str, truncate_before: u64, deleted: bool) {
+        let controls = Arc::make_mut(&mut self.controls);
+        let c = match controls.0.get_mut(stream) {
+            Some(c) => c,
+            None => controls.0.entry(stream.into()).or_default(),
+        };
+        c.truncate_before = c.truncate_before.max(truncate_before);
+        c.deleted |= deleted;
+    }
+
+    /// Stream `stream`'s control, if it was ever truncated or deleted.
+    pub fn control(&self, stream: &str) -> Option<StreamControl> {
+        self.controls.get(stream)
+    }
+
+    /// The controls for a reader to check events against; `None` while no stream has one.
+    pub fn controls(&self) -> Option<Arc<Controls>> {
+        (!self.controls.0.is_empty()).then(|| Arc::clone(&self.controls))
+    }
+
     /// Bytes of RAM the index's per-event and per-stream structures use (capacity, not length; saved lists
     /// count once read).
     pub fn memory_bytes(&self) -> u64 {
@@ -486,6 +548,8 @@ impl Index {
             + self.saved_streams.as_ref().map_or(0, SavedStreams::memory_bytes);
         let ids = self.ids.map.capacity() * 32 + self.ids.order.capacity() * 16;
         let labels = self.types.memory_bytes() + self.tags.memory_bytes();
-        (segs + streams + ids + labels) as u64
+        // Per controlled stream: its id, the control, and the map's slot.
+        let controls: usize = self.controls.0.keys().map(|k| k.len() + 48).sum();
+        (segs + streams + ids + labels + controls) as u64
     }
 }

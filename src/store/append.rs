@@ -148,6 +148,9 @@ pub struct Batch<'a> {
     /// A condition on the log (no event matching a query after a position), checked under the writer lock
     /// with the expected versions: if it fails, nothing of the batch is written.
     pub condition: Option<&'a AppendCondition>,
+    /// Streams to truncate or delete, committed with the events (after them in the log); a stream appears
+    /// at most once in the batch, here or in [`streams`](field@Batch::streams).
+    pub controls: &'a [StreamControl<'a>],
     /// Set by [`crate::Store::reset_consumer`] only: the consumer may move to any position.
     pub(crate) reset_consumer: bool,
     /// Set by [`crate::Store::delete_consumer`] only: the consumer is forgotten.
@@ -157,7 +160,21 @@ pub struct Batch<'a> {
 impl<'a> Batch<'a> {
     /// The events of `streams`, and no consumer position.
     pub fn new(streams: &'a [StreamAppend<'a>]) -> Batch<'a> {
-        Batch { streams, consumer: None, condition: None, reset_consumer: false, delete_consumer: false }
+        Batch {
+            streams,
+            consumer: None,
+            condition: None,
+            controls: &[],
+            reset_consumer: false,
+            delete_consumer: false,
+        }
+    }
+
+    /// Sets [`controls`](field@Batch::controls): streams truncated or deleted together with the events.
+    #[must_use]
+    pub fn controls(mut self, controls: &'a [StreamControl<'a>]) -> Self {
+        self.controls = controls;
+        self
     }
 
     /// Sets [`consumer`](field@Batch::consumer): consumer `name`'s new position, committed with the events.
@@ -173,6 +190,63 @@ impl<'a> Batch<'a> {
     pub fn condition(mut self, condition: &'a AppendCondition) -> Self {
         self.condition = Some(condition);
         self
+    }
+}
+
+/// What a [`StreamControl`] does to its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Control {
+    /// Hides the stream's events below this version from every read (see
+    /// [`Store::truncate_before`](crate::Store::truncate_before)); at most the stream's last version + 1.
+    TruncateBefore(u64),
+    /// Hides all of the stream's events and refuses appends to it from now on (see
+    /// [`Store::delete_stream`](crate::Store::delete_stream)).
+    Delete,
+}
+
+/// A truncation or deletion of one stream within a [`Batch`], with its optimistic-concurrency check, made
+/// with [`StreamControl::truncate_before`] or [`StreamControl::delete`]:
+///
+/// ```
+/// use foldlog::{Batch, ExpectedVersion, NewEvent, Store, StreamAppend, StreamControl};
+///
+/// # fn main() -> foldlog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// store.append("cart-1", ExpectedVersion::NoStream, &[NewEvent::new("Added", b"pen")])?;
+/// // The order goes into its own stream and the cart is deleted, atomically.
+/// let placed = [NewEvent::new("Placed", b"pen")];
+/// let order = [StreamAppend::new("order-1", ExpectedVersion::NoStream, &placed)];
+/// let delete = [StreamControl::delete("cart-1", ExpectedVersion::Exact(0))];
+/// store.append_batch(&Batch::new(&order).controls(&delete))?;
+/// assert_eq!(store.read_stream("cart-1", 0).count(), 0);
+/// assert!(store.stream_state("cart-1").is_some_and(|s| s.deleted));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Non-exhaustive: made with its constructors.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct StreamControl<'a> {
+    /// The stream id; it must have events.
+    pub stream: &'a str,
+    /// The optimistic-concurrency check, against the stream's last version (hidden events count).
+    pub expected: ExpectedVersion,
+    /// What to do.
+    pub control: Control,
+}
+
+impl<'a> StreamControl<'a> {
+    /// Hide `stream`'s events below version `version`.
+    pub fn truncate_before(stream: &'a str, expected: ExpectedVersion, version: u64) -> StreamControl<'a> {
+        StreamControl { stream, expected, control: Control::TruncateBefore(version) }
+    }
+
+    /// Delete `stream`: hide its events and refuse appends to it.
+    pub fn delete(stream: &'a str, expected: ExpectedVersion) -> StreamControl<'a> {
+        StreamControl { stream, expected, control: Control::Delete }
     }
 }
 
@@ -205,7 +279,11 @@ pub(super) fn batch_size_bound(batch: &Batch<'_>) -> u64 {
         .flat_map(|s| s.events.iter().map(move |e| (s, e)))
         .map(|(s, e)| event_bound(s.stream, e))
         .sum();
-    events + batch.consumer.map_or(0, |(name, _)| name_frame_len(name) + frame::CONSUMER_LEN as u64)
+    let controls: u64 =
+        batch.controls.iter().map(|c| name_frame_len(c.stream) + frame::CONTROL_LEN as u64).sum();
+    events
+        + controls
+        + batch.consumer.map_or(0, |(name, _)| name_frame_len(name) + frame::CONSUMER_LEN as u64)
 }
 
 /// The most bytes one event can take: its frame, and a definition of its stream, type and every tag.
@@ -251,7 +329,11 @@ pub(super) fn validate_batch(batch: &Batch<'_>) -> Result<()> {
     if let Some((name, _)) = batch.consumer {
         check_name("consumer name", name, NAME_BYTES_MAX)?;
     }
-    if let Some(stream) = first_duplicate(batch.streams.iter().map(|s| s.stream)) {
+    for c in batch.controls {
+        check_name("stream id", c.stream, STREAM_ID_BYTES_MAX)?;
+    }
+    let named = batch.streams.iter().map(|s| s.stream).chain(batch.controls.iter().map(|c| c.stream));
+    if let Some(stream) = first_duplicate(named) {
         return Err(Error::InvalidArgument(format!("stream {stream:?} appears twice in one batch")));
     }
     let ids = batch.streams.iter().flat_map(|s| s.events.iter().filter_map(|e| e.event_id));

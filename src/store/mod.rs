@@ -4,6 +4,7 @@
 mod append;
 mod checkpoint;
 mod condition;
+mod control;
 mod follow;
 mod names;
 mod recovery;
@@ -13,8 +14,9 @@ mod segment_table;
 mod writer;
 
 use append::*;
-pub use append::{Appended, Batch, NewEvent, StreamAppend};
+pub use append::{Appended, Batch, Control, NewEvent, StreamAppend, StreamControl};
 use checkpoint::*;
+pub use control::StreamState;
 use names::*;
 use recovery::*;
 pub(crate) use recovery::{check_no_lost_log, is_version_1_segment_name};
@@ -43,7 +45,7 @@ use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 use crate::options::{Durability, Options, Recovery};
 use crate::record::{
-    decode_frame, encode_consumer, encode_event, encode_name, Body, EventFields, EventRef,
+    decode_frame, encode_consumer, encode_control, encode_event, encode_name, Body, EventFields, EventRef,
     Place as FramePlace, SegView,
 };
 use crate::segment::{now_micros, Segment, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_TMP_SUFFIX};
@@ -506,19 +508,21 @@ impl Store {
         &self.inner
     }
 
-    /// Last version of `stream`, `None` if it has no events.
+    /// Last version of `stream`, `None` if it has no events. Hidden events count: a truncated or deleted
+    /// stream keeps its last version ([`Store::stream_state`] says what is hidden).
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
         self.inner.read_index().stream(stream).and_then(super::index::StreamIndex::last_version)
     }
 
-    /// All stream ids, sorted.
+    /// All stream ids, sorted: every stream with events, truncated and deleted ones included
+    /// ([`Store::stream_state`]).
     pub fn streams(&self) -> Vec<String> {
         let mut v: Vec<String> = self.inner.read_index().streams().map(|(k, _)| k.to_owned()).collect();
         v.sort_unstable();
         v
     }
 
-    /// Stream ids with their event counts, sorted by id.
+    /// Stream ids with their event counts (hidden events included), sorted by id.
     pub fn stream_counts(&self) -> Vec<(String, u64)> {
         let ix = self.inner.read_index();
         let mut v: Vec<(String, u64)> = ix.streams().map(|(k, s)| (k.to_owned(), s.len())).collect();

@@ -30,6 +30,11 @@ impl Names {
         (d.base <= first && u32::try_from(last - d.base).is_ok()).then_some(d)
     }
 
+    /// The stream's definition, whatever its base version (a stream-control frame names the stream only).
+    pub(super) fn any_stream(&self, stream: &str) -> Option<u32> {
+        self.streams.get(stream).map(|d| d.offset)
+    }
+
     /// The type's definition with this schema version.
     pub(super) fn event_type(&self, name: &str, schema: u32) -> Option<u32> {
         self.types.get(name)?.iter().find(|&&(s, _)| s == schema).map(|&(_, at)| at)

@@ -17,6 +17,7 @@ pub(super) struct Scan {
 pub(super) enum Pending<'a> {
     Event { off: u64, len: u64, event: EventRef<'a> },
     Consumer { off: u64, len: u64, name: &'a str, position: u64, delete: bool },
+    Control { off: u64, len: u64, stream: &'a str, before: u64, deleted: bool },
 }
 
 /// Where a walk over a segment's frames starts: the segment's slot in the table, its sequence number and
@@ -73,6 +74,10 @@ pub(super) fn index_frames(
                 let (name, position, delete) = (c.name, c.position, c.delete);
                 pending.push(Pending::Consumer { off, len: frame.len, name, position, delete });
             }
+            Body::Control(c) => {
+                let (stream, before, deleted) = (c.stream, c.truncate_before, c.deleted);
+                pending.push(Pending::Control { off, len: frame.len, stream, before, deleted });
+            }
             Body::Name => {}
         }
         off += frame.len;
@@ -98,6 +103,9 @@ pub(super) fn index_frames(
                 }
                 Pending::Consumer { off, len, name, position, delete } => {
                     index.add_consumer(FrameAt { seg: slot, offset: off, len }, name, position, delete);
+                }
+                Pending::Control { off, len, stream, before, deleted } => {
+                    index.add_control(FrameAt { seg: slot, offset: off, len }, stream, before, deleted);
                 }
             }
         }

@@ -125,7 +125,8 @@ impl Inner {
             done.into_iter().for_each(out);
             return Ok(());
         }
-        if batch.consumer.is_none() && batch.streams.iter().all(|s| s.events.is_empty()) {
+        let nothing = batch.streams.iter().all(|s| s.events.is_empty()) && batch.controls.is_empty();
+        if batch.consumer.is_none() && nothing {
             // Only checks, nothing to write.
             for &v in plan.iter() {
                 out(Appended {
@@ -167,6 +168,10 @@ impl Inner {
             return Ok(Some(done));
         }
         for s in batch.streams {
+            // A deleted stream's id is never used again, whatever the expected version says.
+            if ix.control(s.stream).is_some_and(|c| c.deleted) {
+                return Err(Error::StreamDeleted { stream: s.stream.to_owned() });
+            }
             let actual = ix.check_expected(s.stream, s.expected)?;
             let first = match actual {
                 Some(v) => v.checked_add(1),
@@ -174,6 +179,7 @@ impl Inner {
             };
             plan.push(check_version_room(s, first)?);
         }
+        self.check_controls(&ix, batch, plan)?;
         let events: u64 = batch.streams.iter().map(|s| s.events.len() as u64).sum();
         if w.next_position.checked_add(events).is_none() {
             return Err(Error::InvalidArgument("the log has no global positions left".into()));
@@ -218,8 +224,8 @@ impl Inner {
 
     /// Idempotent retries. If no event id of the batch is known, `None`: append normally. If every event has
     /// an id, all are known, each stream's stored events match (stream, type, payload, metadata, in
-    /// consecutive positions) and the batch's consumer (if any) is at or past the position the batch sets,
-    /// the original result. Anything in between is a `DuplicateEventId` error.
+    /// consecutive positions), the batch's consumer (if any) is at or past the position the batch sets and its
+    /// stream controls (if any) are in force, the original result. Anything in between is a `DuplicateEventId` error.
     pub(super) fn find_retry(&self, ix: &Index, batch: &Batch<'_>) -> Result<Option<Vec<Appended>>> {
         let mut events = batch.streams.iter().flat_map(|s| s.events.iter());
         let Some((id, position)) =
@@ -258,6 +264,17 @@ impl Inner {
             let (Some(p1), Some(v1)) = (p0.checked_add(n), v0.checked_add(n)) else { return conflict };
             out.push(Appended { positions: p0..p1, versions: v0..v1, deduplicated: true });
         }
+        // The original batch truncated or deleted its streams with its events: their state shows it.
+        for c in batch.controls {
+            let state = ix.control(c.stream).unwrap_or_default();
+            let done = match c.control {
+                crate::Control::TruncateBefore(v) => state.truncate_before >= v,
+                crate::Control::Delete => state.deleted,
+            };
+            if !done {
+                return conflict;
+            }
+        }
         Ok(Some(out))
     }
 
@@ -280,7 +297,7 @@ impl Inner {
         }
         let mut at = w.end;
         let total_events: usize = batch.streams.iter().map(|s| s.events.len()).sum();
-        let frames = total_events + usize::from(batch.consumer.is_some());
+        let frames = total_events + batch.controls.len() + usize::from(batch.consumer.is_some());
         let mut done = 0usize;
         let now = now_micros();
         let mut position = w.next_position;
@@ -310,6 +327,24 @@ impl Inner {
                     None => return Ok(self.abandon(w, at)),
                 }
                 position += 1;
+            }
+        }
+        let befores = plan.get(batch.streams.len()..).unwrap_or_default();
+        for (c, &before) in batch.controls.iter().zip(befores) {
+            done += 1;
+            let def = match w.names.any_stream(c.stream) {
+                Some(d) => Some(d),
+                None => define(w, &mut at, Defined::Stream(c.stream, before.min(STREAM_VERSION_MAX))),
+            };
+            let place = FramePlace { seq: w.seg_seq, offset: at };
+            let deleted = matches!(c.control, crate::Control::Delete);
+            let dst = tail(&mut w.map, &mut w.buf, (w.end, at, w.direct));
+            match def.and_then(|d| encode_control(d, before, deleted, done == frames, place, dst)) {
+                Some(len) => {
+                    w.offsets.push((at, len));
+                    at += len;
+                }
+                None => return Ok(self.abandon(w, at)),
             }
         }
         if let Some((name, p)) = batch.consumer {
@@ -443,6 +478,13 @@ impl Inner {
             }
             position += n;
             out(Appended { positions: p0..p0 + n, versions: v0..v0 + n, deduplicated: false });
+        }
+        let befores = plan.get(batch.streams.len()..).unwrap_or_default();
+        for (c, &before) in batch.controls.iter().zip(befores) {
+            let (&(off, len), rest) = frames.split_first().expect("a frame per control");
+            frames = rest;
+            let deleted = matches!(c.control, crate::Control::Delete);
+            ix.add_control(FrameAt { seg: w.seg, offset: off, len }, c.stream, before, deleted);
         }
         if let Some((name, p)) = batch.consumer {
             let &(off, len) = frames.first().expect("consumer frame");

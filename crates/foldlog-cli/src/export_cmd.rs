@@ -9,6 +9,9 @@
 //!   `--text` UTF-8 text when they are valid UTF-8 (the field name says which).
 //! - `{"kind":"consumer","name":…,"position":…}` after the events, one per consumer (its latest position),
 //!   sorted by name.
+//! - `{"kind":"stream_control","stream":…,"truncate_before":…,"deleted":…}` after the consumers, one per
+//!   truncated or deleted stream, sorted by stream. The events they hide are exported all the same (every
+//!   position, so that an import keeps them); the import hides them again.
 
 use std::io::{self, BufRead, Write};
 use std::path::Path;
@@ -17,7 +20,7 @@ use std::process::ExitCode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use foldlog::import::{import, Record};
-use foldlog::{Options, OwnedEvent, Store};
+use foldlog::{Options, OwnedEvent, ReadAll, Store};
 use serde::{Deserialize, Serialize};
 
 /// The layout version written in the header line.
@@ -29,6 +32,15 @@ enum Line {
     Header(Header),
     Event(Event),
     Consumer(Consumer),
+    StreamControl(StreamControl),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamControl {
+    stream: String,
+    truncate_before: u64,
+    deleted: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -93,7 +105,7 @@ pub fn export(dir: &Path, text: bool) -> Result<ExitCode, Box<dyn std::error::Er
         Ok(())
     };
     line(&Line::Header(Header { format: EXPORT_FORMAT }), &mut out)?;
-    for e in store.read_all(0) {
+    for e in store.read_all_with(ReadAll::default().include_hidden(true)) {
         let e = e?;
         let (metadata_base64, metadata_text) = encode_bytes(e.metadata(), text);
         let (payload_base64, payload_text) = encode_bytes(e.payload(), text);
@@ -115,6 +127,14 @@ pub fn export(dir: &Path, text: bool) -> Result<ExitCode, Box<dyn std::error::Er
     for (name, position) in store.consumer_positions() {
         line(&Line::Consumer(Consumer { name, position }), &mut out)?;
     }
+    for stream in store.streams() {
+        let Some(state) = store.stream_state(&stream) else { continue };
+        if state.deleted || state.first_visible > state.first_version {
+            let control =
+                StreamControl { stream, truncate_before: state.first_visible, deleted: state.deleted };
+            line(&Line::StreamControl(control), &mut out)?;
+        }
+    }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -131,6 +151,11 @@ fn parse(line: &str) -> Result<Option<Record>, String> {
             Err(format!("export format {} is not supported (this build reads {EXPORT_FORMAT})", h.format))
         }
         Line::Consumer(c) => Ok(Some(Record::Consumer { name: c.name, position: c.position })),
+        Line::StreamControl(c) => Ok(Some(Record::StreamControl {
+            stream: c.stream,
+            truncate_before: c.truncate_before,
+            deleted: c.deleted,
+        })),
         Line::Event(e) => {
             let event_id = match e.event_id {
                 None => None,
@@ -171,9 +196,10 @@ pub fn import_stdin(dir: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> 
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "imported {} events and {} consumer positions into {}",
+        "imported {} events, {} consumer positions and {} stream truncations or deletions into {}",
         report.events,
         report.consumer_records,
+        report.stream_controls,
         dir.display()
     )?;
     Ok(ExitCode::SUCCESS)

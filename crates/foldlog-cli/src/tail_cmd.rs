@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use foldlog::{EventRef, Store};
+use foldlog::{EventRef, ReadAll, Store};
 
 use crate::{read_only, write_event, Bytes, CliResult};
 
@@ -51,7 +51,8 @@ pub(crate) fn tail(
     loop {
         let end = store.next_position();
         if next < end {
-            for e in store.read_all(next).take(usize::try_from(end - next).unwrap_or(usize::MAX)) {
+            // Bounded by position, not by count: hidden events (truncated or deleted streams) are skipped.
+            for e in store.read_all_with(ReadAll::default().from(next).to_inclusive(end - 1)) {
                 let e = e?;
                 if filter.matches(&e) {
                     write_event(&mut out, &e, bytes)?;
@@ -73,7 +74,7 @@ pub(crate) fn tail(
 /// The position to start from so that the last `lines` matching events are printed first.
 fn backlog_start(store: &Store, filter: &Filter, lines: u64) -> foldlog::Result<u64> {
     let end = store.next_position();
-    if lines == 0 {
+    if lines == 0 || end == 0 {
         return Ok(end);
     }
     if filter.is_everything() {
@@ -82,7 +83,7 @@ fn backlog_start(store: &Store, filter: &Filter, lines: u64) -> foldlog::Result<
     // Filtered: one pass over the log, remembering the last `lines` matches.
     let keep = usize::try_from(lines).unwrap_or(usize::MAX);
     let mut last: VecDeque<u64> = VecDeque::new();
-    for e in store.read_all(0).take(usize::try_from(end).unwrap_or(usize::MAX)) {
+    for e in store.read_all_with(ReadAll::default().to_inclusive(end - 1)) {
         let e = e?;
         if filter.matches(&e) {
             if last.len() == keep {

@@ -601,6 +601,48 @@ fn export_import_export_is_byte_identical() {
     assert_eq!(b.consumer_position("proj-b"), a.consumer_position("proj-b"));
 }
 
+/// Issue 14: a store with a truncated and a deleted stream verifies clean, and an export carries every event
+/// (the hidden ones too, at their positions) and the controls, so the import hides the same events.
+#[test]
+fn truncated_and_deleted_streams_verify_and_survive_export_and_import() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let store = Store::open(&src).expect("create");
+    for (stream, n) in [("a", 5), ("b", 3), ("a", 2)] {
+        let events: Vec<NewEvent<'_>> = (0..n).map(|_| NewEvent::new("Tick", b"t")).collect();
+        store.append(stream, ExpectedVersion::Any, &events).expect("append");
+    }
+    store.truncate_before("a", ExpectedVersion::Exact(6), 3).expect("truncate");
+    store.delete_stream("b", ExpectedVersion::Exact(2)).expect("delete");
+    store.close().expect("close");
+    let verify = foldlog(tmp.path(), &["verify", "src"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    let first = foldlog(tmp.path(), &["export", "src"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let exported = String::from_utf8(first.stdout.clone()).expect("UTF-8");
+    assert_eq!(
+        exported.lines().filter(|l| l.contains("\"kind\":\"event\"")).count(),
+        10,
+        "hidden events too"
+    );
+    let controls: Vec<&str> = exported.lines().filter(|l| l.contains("stream_control")).collect();
+    assert_eq!(
+        controls,
+        [
+            r#"{"kind":"stream_control","stream":"a","truncate_before":3,"deleted":false}"#,
+            r#"{"kind":"stream_control","stream":"b","truncate_before":3,"deleted":true}"#
+        ]
+    );
+    let imported = foldlog_with_input(tmp.path(), &["import", "copy"], &first.stdout);
+    assert_eq!(imported.status.code(), Some(0), "{}", text(&imported));
+    let second = foldlog(tmp.path(), &["export", "copy"]);
+    assert!(first.stdout == second.stdout, "export -> import -> export differs");
+    let copy = Store::open_with(tmp.path().join("copy"), Options::default().read_only(true)).expect("open");
+    let positions: Vec<u64> = copy.read_all(0).map(|e| e.expect("read").position()).collect();
+    assert_eq!(positions, [3, 4, 8, 9]);
+    assert!(copy.stream_state("b").expect("b").deleted);
+}
+
 #[test]
 fn import_refuses_bad_input_by_line_and_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -36,7 +36,7 @@ pub use foldlog::testing::{
 };
 use foldlog::{
     AppendCondition, Batch, Durability, Error, EventRef, ExpectedVersion, NewEvent, Options, Query,
-    QueryItem, RecoveryReport, Store, StreamAppend,
+    QueryItem, RecoveryReport, Store, StreamAppend, StreamControl, StreamState,
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -365,6 +365,17 @@ pub struct PlannedStream {
     pub events: Vec<TestEvent>,
 }
 
+/// A stream truncation or deletion in a planned batch.
+#[derive(Clone, Debug)]
+pub struct PlannedControl {
+    /// The stream (it has events and is not deleted).
+    pub stream: String,
+    /// The check passed to the store (`Exact(last)`).
+    pub expected: ExpectedVersion,
+    /// `Some(v)`: truncate before `v`; `None`: delete the stream.
+    pub truncate_before: Option<u64>,
+}
+
 /// A batch planned against the model: what the store must do with it if the append succeeds.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
@@ -372,6 +383,8 @@ pub struct Plan {
     pub streams: Vec<PlannedStream>,
     /// A consumer position committed with the events.
     pub consumer: Option<(String, u64)>,
+    /// Stream truncations and deletions committed with the events.
+    pub controls: Vec<PlannedControl>,
 }
 
 impl Plan {
@@ -401,7 +414,13 @@ pub struct Model {
     pub boundaries: Vec<usize>,
     /// (index of the batch in `boundaries`, consumer, position) for batches carrying a consumer.
     pub consumers: Vec<(usize, String, u64)>,
+    /// (index of the batch in `boundaries`, stream, truncation point, deleted) for each stream control: a
+    /// deletion's truncation point is the stream's last version + 1 at the time.
+    pub controls: Vec<(usize, String, u64, bool)>,
 }
+
+/// Per stream, its controls merged: (truncation point, deleted).
+pub type ControlState = BTreeMap<String, (u64, bool)>;
 
 impl Model {
     /// An empty model for run `run`.
@@ -414,11 +433,44 @@ impl Model {
         self.events.iter().rev().find(|e| e.stream == stream).map(|e| e.version + 1)
     }
 
-    /// Plans a batch of `counts` events per stream, continuing the model.
+    /// The streams' controls after the first `batches` batches.
+    pub fn control_state(&self, batches: usize) -> ControlState {
+        let mut out = ControlState::new();
+        for (_, stream, before, deleted) in self.controls.iter().filter(|c| c.0 < batches) {
+            let c = out.entry(stream.clone()).or_default();
+            *c = (c.0.max(*before), c.1 || *deleted);
+        }
+        out
+    }
+
+    /// Whether `stream` is deleted in `A`.
+    pub fn is_deleted(&self, stream: &str) -> bool {
+        self.controls.iter().any(|c| c.1 == stream && c.3)
+    }
+
+    /// Adds a truncation of `stream` before `version` (clamped to its last version + 1), or with `None` its
+    /// deletion, to `plan`, if the stream has events, is not deleted and is not appended to by the plan.
+    /// Returns whether it did.
+    pub fn add_control(&self, plan: &mut Plan, stream: &str, version: Option<u64>) -> bool {
+        let taken = plan.streams.iter().any(|s| s.stream == stream)
+            || plan.controls.iter().any(|c| c.stream == stream);
+        let Some(next) = self.next_version(stream).filter(|_| !taken && !self.is_deleted(stream)) else {
+            return false;
+        };
+        plan.controls.push(PlannedControl {
+            stream: stream.to_owned(),
+            expected: ExpectedVersion::Exact(next - 1),
+            truncate_before: version.map(|v| v.min(next)),
+        });
+        true
+    }
+
+    /// Plans a batch of `counts` events per stream, continuing the model. Deleted streams are left out (the
+    /// store refuses appends to them).
     pub fn plan(&self, counts: &[(String, usize)], consumer: Option<(String, u64)>) -> Plan {
         let mut position = self.events.len() as u64;
         let mut streams = Vec::new();
-        for (stream, n) in counts {
+        for (stream, n) in counts.iter().filter(|(s, _)| !self.is_deleted(s)) {
             let next = self.next_version(stream);
             let expected = next.map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(v - 1));
             let v0 = next.unwrap_or(0);
@@ -431,15 +483,21 @@ impl Model {
                 .collect();
             streams.push(PlannedStream { stream: stream.clone(), expected, events });
         }
-        Plan { streams, consumer }
+        Plan { streams, consumer, controls: Vec::new() }
     }
 
     /// Adds a batch to `A` (appended, or attempted: the caller decides which it needs).
     pub fn push(&mut self, plan: &Plan) {
         self.events.extend(plan.events().cloned());
         self.boundaries.push(self.events.len());
+        let batch = self.boundaries.len() - 1;
         if let Some((name, p)) = &plan.consumer {
-            self.consumers.push((self.boundaries.len() - 1, name.clone(), *p));
+            self.consumers.push((batch, name.clone(), *p));
+        }
+        for c in &plan.controls {
+            let next = self.next_version(&c.stream).unwrap_or(0);
+            let before = c.truncate_before.unwrap_or(next);
+            self.controls.push((batch, c.stream.clone(), before, c.truncate_before.is_none()));
         }
     }
 
@@ -455,6 +513,7 @@ impl Model {
             self.boundaries.push(n);
         }
         self.consumers.retain(|c| c.0 < kept);
+        self.controls.retain(|c| c.0 < kept);
     }
 
     /// Appends `plan` to `store` and checks the result against the plan; on success the batch joins `A`.
@@ -467,7 +526,15 @@ impl Model {
             .zip(&news)
             .map(|(s, ev)| StreamAppend::new(&s.stream, s.expected, ev))
             .collect();
-        let mut batch = Batch::new(&parts);
+        let controls: Vec<StreamControl<'_>> = plan
+            .controls
+            .iter()
+            .map(|c| match c.truncate_before {
+                Some(v) => StreamControl::truncate_before(&c.stream, c.expected, v),
+                None => StreamControl::delete(&c.stream, c.expected),
+            })
+            .collect();
+        let mut batch = Batch::new(&parts).controls(&controls);
         batch.consumer = plan.consumer.as_ref().map(|(n, p)| (n.as_str(), *p));
         let out = store.append_batch(&batch)?;
         for (s, a) in plan.streams.iter().zip(&out) {
@@ -494,6 +561,12 @@ impl Model {
 
     /// As [`Model::consumer_candidates`], each with its number of batches.
     fn consumer_prefixes(&self, n: usize) -> Vec<(usize, BTreeMap<String, u64>)> {
+        self.prefixes(n).into_iter().map(|(j, m, _)| (j, m)).collect()
+    }
+
+    /// The prefixes of batches a log holding exactly the first `n` events may be: each with its number of
+    /// batches, its consumers' positions and its streams' controls.
+    fn prefixes(&self, n: usize) -> Vec<(usize, BTreeMap<String, u64>, ControlState)> {
         let upto = |batches: usize| {
             let mut out = BTreeMap::new();
             for (i, name, p) in &self.consumers {
@@ -506,7 +579,7 @@ impl Model {
         // A prefix of `j` batches holds `boundaries[j - 1]` events (none for `j = 0`).
         let first = self.boundaries.iter().take_while(|&&b| b < n).count() + usize::from(n > 0);
         let last = self.boundaries.iter().take_while(|&&b| b <= n).count();
-        (first..=last).map(|j| (j, upto(j))).collect()
+        (first..=last).map(|j| (j, upto(j), self.control_state(j))).collect()
     }
 
     /// Cuts `A` to what `store` holds: its first `n` events and, of the batches without events that follow
@@ -514,9 +587,14 @@ impl Model {
     pub fn settle(&mut self, n: usize, store: &Store) {
         self.truncate(n);
         let found = held_consumers(store, self);
-        if let Some(&(j, _)) = self.consumer_prefixes(n).iter().rev().find(|(_, m)| *m == found) {
+        let prefixes = self.prefixes(n);
+        let fits = |(_, m, c): &&(usize, BTreeMap<String, u64>, ControlState)| {
+            *m == found && held_controls(store, self, n, c)
+        };
+        if let Some(&(j, _, _)) = prefixes.iter().rev().find(fits) {
             self.boundaries.truncate(j);
             self.consumers.retain(|c| c.0 < j);
+            self.controls.retain(|c| c.0 < j);
         }
     }
 
@@ -526,6 +604,7 @@ impl Model {
             let kept = self.boundaries.len();
             self.events.truncate(self.boundaries.last().copied().unwrap_or(0));
             self.consumers.retain(|c| c.0 < kept);
+            self.controls.retain(|c| c.0 < kept);
         }
     }
 }
@@ -536,16 +615,34 @@ impl Model {
 
 /// Checks an open store against `A` (`model`) and `K` (`k`): the store holds exactly `A[..n]` with
 /// `K ≤ n ≤ |A|`, `n` on a batch boundary, every event authentic, stream reads (forward and backward),
-/// versions and consumer positions consistent with it. Returns `n`.
+/// versions, consumer positions and stream controls (truncations, deletions) consistent with one prefix of
+/// the batches, and the events those controls hide absent from every read. Returns `n`.
 pub fn check_store(store: &Store, model: &Model, k: usize) -> Result<usize, String> {
     let a = &model.events;
-    let n = check_global_order(store, model)?;
+    let n = usize::try_from(store.next_position()).unwrap_or(usize::MAX);
+    if n > a.len() {
+        return Err(format!("next_position {n}, but only {} events were ever appended", a.len()));
+    }
     if n < k {
         return Err(format!("lost acknowledged events: recovered {n}, acknowledged {k} (|A| = {})", a.len()));
     }
     if n > 0 && !model.boundaries.contains(&n) {
         return Err(format!("recovered {n} events: not a batch boundary, a batch was cut in half"));
     }
+    // The batches without events after the `n`-th event may or may not be there: their consumer positions
+    // and stream controls must both come from one prefix of them.
+    let found = held_consumers(store, model);
+    let prefixes = model.prefixes(n);
+    let Some((_, _, controls)) =
+        prefixes.iter().find(|(_, m, c)| *m == found && held_controls(store, model, n, c))
+    else {
+        let states: Vec<_> =
+            model.control_state(usize::MAX).keys().map(|s| (s.clone(), store.stream_state(s))).collect();
+        return Err(format!(
+            "consumers at {found:?} and stream states {states:?} match no prefix of the batches: {prefixes:?}"
+        ));
+    };
+    check_global_order(store, model, n, controls)?;
     let mut by_stream: BTreeMap<&str, Vec<&TestEvent>> = BTreeMap::new();
     for e in &a[..n] {
         by_stream.entry(e.stream.as_str()).or_default().push(e);
@@ -556,57 +653,78 @@ pub fn check_store(store: &Store, model: &Model, k: usize) -> Result<usize, Stri
         return Err(format!("streams() = {listed:?}, expected {expected_streams:?}"));
     }
     for (stream, evs) in &by_stream {
-        check_stream(store, stream, evs)?;
+        check_stream(store, stream, evs, controls)?;
     }
-    check_queries(store, &a[..n])?;
+    check_queries_hiding(store, &a[..n], |e| hidden(controls, e))?;
     for e in &a[n..] {
         if !by_stream.contains_key(e.stream.as_str()) && store.stream_version(&e.stream).is_some() {
             return Err(format!("stream {} has a version but none of its events was recovered", e.stream));
         }
     }
-    let candidates = model.consumer_candidates(n);
-    let found = held_consumers(store, model);
-    if !candidates.contains(&found) {
-        return Err(format!("consumers at {found:?}, expected one of {candidates:?}"));
-    }
     Ok(n)
 }
 
-/// Reads the store in global order: every event must be the model's at its position and authentic, and
-/// `next_position` must agree. Returns how many events it holds.
-fn check_global_order(store: &Store, model: &Model) -> Result<usize, String> {
-    let a = &model.events;
-    let mut n = 0usize;
+/// Whether `controls` hide event `e` (its version is below its stream's truncation point).
+fn hidden(controls: &ControlState, e: &TestEvent) -> bool {
+    controls.get(&e.stream).is_some_and(|&(before, _)| e.version < before)
+}
+
+/// Whether `store` shows, for every stream of `A[..n]`, the first visible version and deletion `controls`
+/// give it.
+fn held_controls(store: &Store, model: &Model, n: usize, controls: &ControlState) -> bool {
+    let mut first: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in model.events.iter().take(n) {
+        first.entry(e.stream.as_str()).or_insert(e.version);
+    }
+    first.iter().all(|(&stream, &f)| {
+        let want = controls.get(stream).map_or((f, false), |&(before, deleted)| (before.max(f), deleted));
+        store.stream_state(stream).is_some_and(|s| (s.first_visible, s.deleted) == want)
+    })
+}
+
+/// Reads the store in global order: it must return exactly the events of `A[..n]` that `controls` do not
+/// hide, each the model's at its position and authentic.
+fn check_global_order(store: &Store, model: &Model, n: usize, controls: &ControlState) -> Result<(), String> {
+    let mut expected = model.events.iter().take(n).filter(|e| !hidden(controls, e));
     for item in store.read_all(0) {
-        let e = item.map_err(|e| format!("read_all failed at position {n}: {e}"))?;
-        let Some(expect) = a.get(n) else {
+        let e = item.map_err(|e| format!("read_all failed: {e}"))?;
+        let Some(expect) = expected.next() else {
             return Err(format!(
-                "event at position {} was never appended (|A| = {}): {e:?}",
-                e.position(),
-                a.len()
+                "read_all returned position {} past every visible event: {e:?}",
+                e.position()
             ));
         };
         self_check(&e, Some(model.run))?;
         expect.check(&e)?;
-        n += 1;
     }
-    if store.next_position() != n as u64 {
-        return Err(format!("next_position {} but read_all returned {n} events", store.next_position()));
+    if let Some(missing) = expected.next() {
+        return Err(format!("read_all ended before position {}, which is not hidden", missing.position));
     }
-    Ok(n)
+    Ok(())
 }
 
-/// Checks one stream against the model's events of it: forward read, contiguous versions, its version,
-/// backward read.
-fn check_stream(store: &Store, stream: &str, evs: &[&TestEvent]) -> Result<(), String> {
+/// Checks one stream against the model's events of it (`evs`, hidden ones included): forward read of the
+/// visible ones, contiguous versions, its last version, backward read.
+fn check_stream(
+    store: &Store,
+    stream: &str,
+    evs: &[&TestEvent],
+    controls: &ControlState,
+) -> Result<(), String> {
+    let visible: Vec<&TestEvent> = evs.iter().copied().filter(|e| !hidden(controls, e)).collect();
     let got: Vec<EventRef<'_>> = store
         .read_stream(stream, 0)
         .collect::<foldlog::Result<_>>()
         .map_err(|e| format!("read_stream({stream}) failed: {e}"))?;
-    if got.len() != evs.len() {
-        return Err(format!("read_stream({stream}) returned {} events, expected {}", got.len(), evs.len()));
+    if got.len() != visible.len() {
+        return Err(format!(
+            "read_stream({stream}) returned {} events, expected {} ({} hidden)",
+            got.len(),
+            visible.len(),
+            evs.len() - visible.len()
+        ));
     }
-    for (g, e) in got.iter().zip(evs) {
+    for (g, e) in got.iter().zip(&visible) {
         e.check(g).map_err(|why| format!("read_stream({stream}): {why}"))?;
     }
     if evs.windows(2).any(|w| w[1].version != w[0].version + 1) {
@@ -624,7 +742,7 @@ fn check_stream(store: &Store, stream: &str, evs: &[&TestEvent]) -> Result<(), S
         .map(|e| e.map(|e| e.position()))
         .collect::<foldlog::Result<_>>()
         .map_err(|e| format!("read_stream_backward({stream}) failed: {e}"))?;
-    if !back.iter().rev().eq(evs.iter().map(|e| &e.position)) {
+    if !back.iter().rev().eq(visible.iter().map(|e| &e.position)) {
         return Err(format!("read_stream_backward({stream}) disagrees with the forward read"));
     }
     Ok(())
@@ -649,6 +767,17 @@ fn oracle_queries() -> Vec<Query> {
 /// [`oracle_queries`], from the start and from the middle, the positions read must be exactly those of the
 /// events matching it, and an append condition on the query must agree with them.
 pub fn check_queries(store: &Store, held: &[TestEvent]) -> Result<(), String> {
+    check_queries_hiding(store, held, |_| false)
+}
+
+/// As [`check_queries`], where `held` holds every event the store holds and `hidden` says which of them a
+/// truncation or deletion hides: reads skip those, append conditions still see them (a condition looks at
+/// every event stored after its position).
+pub fn check_queries_hiding(
+    store: &Store,
+    held: &[TestEvent],
+    hidden: impl Fn(&TestEvent) -> bool,
+) -> Result<(), String> {
     let matches = |q: &Query, e: &TestEvent| {
         q.items.is_empty()
             || q.items.iter().any(|i| {
@@ -660,8 +789,13 @@ pub fn check_queries(store: &Store, held: &[TestEvent]) -> Result<(), String> {
     for q in oracle_queries() {
         for after in [None, Some(middle)] {
             let from = after.map_or(0, |a| a + 1);
-            let expected: Vec<u64> =
+            let all: Vec<u64> =
                 held.iter().filter(|e| e.position >= from && matches(&q, e)).map(|e| e.position).collect();
+            let expected: Vec<u64> = held
+                .iter()
+                .filter(|e| e.position >= from && matches(&q, e) && !hidden(e))
+                .map(|e| e.position)
+                .collect();
             let read = store.read(&q, after, None);
             if read.head() != (held.len() as u64).checked_sub(1) {
                 return Err(format!(
@@ -679,7 +813,7 @@ pub fn check_queries(store: &Store, held: &[TestEvent]) -> Result<(), String> {
             }
             // A batch of no events checks its condition and writes nothing (a read-only handle refuses).
             let condition = AppendCondition::new(q.clone()).after(after);
-            match (store.append_batch(&Batch::default().condition(&condition)), expected.first()) {
+            match (store.append_batch(&Batch::default().condition(&condition)), all.first()) {
                 (Err(Error::ReadOnly), _) | (Ok(_), None) => {}
                 (Err(Error::AppendConditionFailed { position, .. }), Some(&first)) if position == first => {}
                 (other, first) => {
@@ -780,7 +914,12 @@ pub fn check_dir(dir: &Path, options: &Options, model: &mut Model, k: usize) -> 
     if again != n {
         return Err(format!("second open recovered {again} events, the first {n}"));
     }
-    let stream = model.events.last().map_or_else(|| "after-recovery".to_owned(), |e| e.stream.clone());
+    let stream = model
+        .events
+        .last()
+        .map(|e| e.stream.clone())
+        .filter(|s| !model.is_deleted(s))
+        .unwrap_or_else(|| "after-recovery".to_owned());
     let plan = model.plan(&[(stream, 1)], None);
     model.append(&store, &plan).map_err(|e| format!("append after recovery failed: {e}"))?;
     store.close().map_err(|e| format!("close after the append failed: {e}"))?;
@@ -807,25 +946,39 @@ pub fn check_structure(
     authentic: bool,
     versions: bool,
 ) -> Result<Vec<(u64, String, u64)>, String> {
-    let mut all = Vec::new();
+    let mut all: Vec<(u64, String, u64)> = Vec::new();
     for item in store.read_all(0) {
         let e = item.map_err(|e| format!("read_all failed after {} events: {e}", all.len()))?;
-        if e.position() != all.len() as u64 {
-            return Err(format!("position {} where {} belongs", e.position(), all.len()));
+        if all.last().is_some_and(|l| e.position() <= l.0) {
+            return Err(format!("position {} after {}", e.position(), all.len()));
+        }
+        let state = store.stream_state(e.stream_id()).ok_or("an event of a stream without a state")?;
+        if e.stream_version() < state.first_visible {
+            return Err(format!("read_all returned a hidden event at position {}", e.position()));
         }
         if authentic && e.payload().starts_with(EVENT_MAGIC) {
             self_check(&e, None)?;
         }
         all.push((e.position(), e.stream_id().to_owned(), e.stream_version()));
     }
-    if store.next_position() != all.len() as u64 {
-        return Err("next_position disagrees with read_all".into());
+    // Positions increase and every one not returned is hidden by its stream's truncation or deletion: the
+    // returned ones plus the hidden ones are every position.
+    let streams = store.streams();
+    let states: Vec<StreamState> = streams.iter().filter_map(|s| store.stream_state(s)).collect();
+    let hidden: u64 =
+        states.iter().map(|s| s.first_visible.min(s.last_version + 1).saturating_sub(s.first_version)).sum();
+    if store.next_position() != all.len() as u64 + hidden {
+        return Err(format!("next_position disagrees with read_all ({} events, {hidden} hidden)", all.len()));
     }
     let mut by_stream: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
     for (p, s, v) in &all {
         by_stream.entry(s).or_default().push((*p, *v));
     }
-    if store.streams() != by_stream.keys().copied().collect::<Vec<_>>() {
+    let all_hidden = streams.iter().zip(&states).filter(|(_, st)| st.first_visible > st.last_version);
+    let mut expected_streams: Vec<&str> = by_stream.keys().copied().collect();
+    expected_streams.extend(all_hidden.map(|(s, _)| s.as_str()));
+    expected_streams.sort_unstable();
+    if streams != expected_streams {
         return Err("streams() disagrees with read_all".into());
     }
     for (s, evs) in &by_stream {
@@ -840,7 +993,8 @@ pub fn check_structure(
         if versions && evs.windows(2).any(|w| w[1].1 != w[0].1 + 1) {
             return Err(format!("stream {s} versions are not contiguous"));
         }
-        if versions && store.stream_version(s) != evs.last().map(|e| e.1) {
+        let last_visible = store.stream_state(s).is_some_and(|st| st.first_visible <= st.last_version);
+        if versions && last_visible && store.stream_version(s) != evs.last().map(|e| e.1) {
             return Err(format!("stream_version({s}) is wrong"));
         }
         let back: Vec<u64> = store
@@ -1056,6 +1210,15 @@ fn run_workload(dir: &Path, b: &mut Bytes<'_>, run: u64) -> Model {
         let op = b.u8();
         let s = store.as_ref().expect("store open");
         match op % 8 {
+            // op 195, 203, ..., 251: a stream truncated (or, for odd op >> 3, deleted) instead (issue 14).
+            3 if op >> 6 == 3 => {
+                let stream = format!("s{}", usize::from(op >> 3) % 5);
+                let version = (op >> 3 & 1 == 0).then(|| u64::from(b.u8() % 8));
+                let mut plan = Plan::default();
+                if model.add_control(&mut plan, &stream, version) {
+                    model.append(s, &plan).expect("workload truncate or delete");
+                }
+            }
             0..=4 => {
                 // op 228, 236, 244, 252: a consumer position alone, no events (issue 9, item 1).
                 let consumer_only = op % 8 == 4 && op >> 5 == 7;
@@ -1366,7 +1529,9 @@ fn template() -> &'static Template {
     T.get_or_init(|| {
         let dir = ScratchDir::new("ckpt-template");
         let script = [
-            30u8, 0, 1, 2, 9, 3, 2, 17, 1, 1, 4, 7, 0, 33, 2, 1, 3, 5, 8, 0, 2, 4, 9, 6, 1, 0, 3, 2, 1, 4, 2,
+            30u8, 0, 1, 2, 9, 3, 2, 17, 1, 1, 4, 7, 0, 33, 2, 1, 3, 5, 8, 0, 2, 4, 9, 6, 1, 0, 3, 2, 1, 4,
+            // Stream `s1` truncated before version 2, so the checkpoint has a stream-control entry.
+            211, 2, 2,
         ];
         let mut b = Bytes::new(&script);
         let model = run_workload(dir.path(), &mut b, 0xC4EC);
@@ -1395,6 +1560,7 @@ fn template() -> &'static Template {
             }
         }
         assert!(!checkpoint.is_empty(), "template has a checkpoint");
+        assert!(!model.controls.is_empty(), "template truncates a stream");
         let store = Store::open_with(dir.path(), small_options(true)).expect("open template");
         let events = check_structure(&store, true, true).expect("template structure");
         let streams: BTreeSet<String> = events.iter().map(|e| e.1.clone()).collect();
@@ -1494,13 +1660,18 @@ fn input_checkpoint(t: &Template, flags: u8, b: &mut Bytes<'_>) -> Vec<u8> {
     ckpt
 }
 
-/// Reads the whole log in global order and every stream of the template; panics on a wrong event. False if a
-/// read failed.
+/// Reads the whole log in global order and every stream of the template; panics on a wrong event (each one
+/// returned must be the model's at its position, in increasing positions; events a truncation hides are left
+/// out, and a forged checkpoint may hide others: derived state). False if a read failed.
 fn reads_match(t: &Template, store: &Store) -> bool {
     let mut ok = true;
-    for (i, item) in store.read_all(0).enumerate() {
+    let mut last = None;
+    for item in store.read_all(0) {
         if let Ok(e) = item {
-            t.model.events[i].check(&e).expect("read_all returned a wrong event");
+            assert!(last < Some(e.position()), "read_all went back to position {}", e.position());
+            last = Some(e.position());
+            let expect = t.model.events.get(e.position() as usize).expect("read_all returned an extra event");
+            expect.check(&e).expect("read_all returned a wrong event");
         } else {
             ok = false;
             break;
@@ -1510,6 +1681,7 @@ fn reads_match(t: &Template, store: &Store) -> bool {
         let mut expect = t.model.events.iter().filter(|x| &x.stream == s);
         for item in store.read_stream(s, 0) {
             if let Ok(e) = item {
+                let mut expect = expect.by_ref().skip_while(|x| x.version < e.stream_version());
                 expect.next().expect("read_stream returned an extra event").check(&e).expect("read_stream");
             } else {
                 ok = false;
