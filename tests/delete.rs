@@ -79,6 +79,17 @@ fn assert_hidden(store: &Store) {
     }
     assert_eq!(delivered, [3, 4, 8, 9]);
     assert_eq!(sub.position(), 10, "the subscription moved past the hidden tail");
+    // Through the indexes too: a subscription by query, and a type-filtered read or subscription where the
+    // type is rare (a `Rare` event is appended at the end of `sample`).
+    let mut by_query = store.subscribe(0).query(by_tag.clone());
+    let mut delivered = Vec::new();
+    while let Some(e) = by_query.next_event(Duration::ZERO).unwrap() {
+        delivered.push(e.position());
+    }
+    assert_eq!((delivered, by_query.position()), (vec![3, 4, 8, 9], 10));
+    let ticks: Vec<u64> =
+        store.read_all_with(ReadAll::default().event_type("Tick")).map(|e| e.unwrap().position()).collect();
+    assert_eq!(ticks, [3, 4, 8, 9]);
     assert_eq!((store.stream_version("a"), store.stream_version("b")), (Some(6), Some(2)));
     let a = store.stream_state("a").unwrap();
     assert_eq!((a.first_version, a.first_visible, a.last_version, a.deleted), (0, 3, 6, false));
