@@ -70,10 +70,14 @@ impl Plan {
     pub fn describe(&self, reps: usize) -> String {
         format!(
             "DCB course enrolment: {} courses of {CAPACITY} seats defined untimed, {} students, {} commands \
-             (course and student uniform) in the group-commit runs, {:.1?} per sync-every-command run, a student \
+             (course and student uniform) in the group-commit runs, {} s per sync-every-command run, a student \
              in at most {STUDENT_COURSES_MAX} courses; query of 3 items (course's definition, course's \
              enrolments, student's enrolments); {} run(s)",
-            self.courses, self.students, self.commands, self.always_for, reps
+            self.courses,
+            self.students,
+            self.commands,
+            self.always_for.as_secs_f64(),
+            reps
         )
     }
 }
