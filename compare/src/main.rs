@@ -225,21 +225,6 @@ fn run_dcb(args: &Args) -> foldlog_bench::BenchResult<()> {
     let names: Vec<&str> = engines.iter().map(|e| e.name).collect();
     println!("\n{}\n{:.0?} in all\n", plan.describe(reps), started.elapsed());
     print_table(&summaries, &names);
-    let median = |e: &str, s: &str| {
-        summaries
-            .iter()
-            .find(|x| x.measure.engine == e && x.measure.scenario == s && x.measure.metric == "throughput")
-            .map(|x| x.median)
-    };
-    for (mode, dcb, plain) in
-        [("sync each", "dcb_always", "dcb_plain_always"), ("group commit", "dcb_group", "dcb_plain_group")]
-    {
-        for e in &names {
-            if let (Some(d), Some(p)) = (median(e, dcb), median(e, plain)) {
-                println!("{e} {mode}: DCB commands ÷ plain appends = {:.2}", d / p);
-            }
-        }
-    }
     for f in &failed {
         println!("FAILED: {f}");
     }
