@@ -9,6 +9,9 @@
 #   scripts/bench.sh --quick      one short run (under a minute); writes into target/bench-quick/ instead,
 #                                 so the committed figures are not replaced by a quick run's
 #   scripts/bench.sh --criterion  also run the criterion suite briefly first (a few minutes more)
+#   scripts/bench.sh --dcb        the DCB comparison instead (foldlog and SQLite, read-decide-append commands;
+#                                 about 5 minutes, with --quick about 20 s): writes docs/benchmarks-dcb.csv
+#                                 (with --quick target/bench-quick/) and rewrites only the document's dcb section
 #
 # Any other argument is passed to the harness (e.g. --events 300000, --engines foldlog,raw,sqlite).
 set -euo pipefail
@@ -16,11 +19,13 @@ cd "$(dirname "$0")/.."
 
 quick=()
 criterion=0
+dcb=0
 harness_args=()
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=(--quick) ;;
         --criterion) criterion=1 ;;
+        --dcb) dcb=1 ;;
         *) harness_args+=("$arg") ;;
     esac
 done
@@ -36,6 +41,15 @@ else
     csv=docs/benchmarks.csv
     doc=docs/benchmarks.md
     plots=docs/plots
+fi
+
+if [[ $dcb -eq 1 ]]; then
+    dcb_csv="${csv%benchmarks.csv}benchmarks-dcb.csv"
+    cargo run --release --manifest-path compare/Cargo.toml -- --dcb "${quick[@]}" --csv "$dcb_csv" \
+        "${harness_args[@]}"
+    cargo run --release --quiet --manifest-path compare/Cargo.toml -- report --dcb-csv "$dcb_csv" --doc "$doc"
+    echo "table: $doc (dcb section)"
+    exit 0
 fi
 
 if [[ $criterion -eq 1 ]]; then

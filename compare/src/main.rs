@@ -9,17 +9,21 @@
 //! cargo run --release --manifest-path compare/Cargo.toml -- [--quick] [--csv out.csv]
 //! ```
 //!
+//! `--dcb` runs the dynamic-consistency-boundary comparison instead (foldlog and SQLite only, `dcb.rs`):
+//! read-decide-append commands, each synced and with group commit, beside plain appends of the same events.
+//!
 //! `report` as the first argument turns such a CSV (and criterion's results) into docs/benchmarks.md's
 //! tables and docs/plots/*.svg instead; see `report/mod.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod dcb;
 mod peers;
 mod report;
 
 use foldlog_bench::{
-    print_settings, print_table, run_engine, summarize, EngineSpec, Plan, Summary, Workload,
+    print_settings, print_table, run_engine, summarize, EngineSpec, Mode, Plan, Summary, Workload,
 };
 
 struct Args {
@@ -29,14 +33,26 @@ struct Args {
     reps: Option<usize>,
     engines: Option<Vec<String>>,
     dir: Option<PathBuf>,
+    dcb: bool,
+    commands: Option<usize>,
 }
 
 const USAGE: &str = "usage: foldlog-compare [--quick] [--csv FILE] [--events N] [--reps N] \
-[--engines foldlog,raw,sqlite,redb,fjall] [--dir PARENT]\n       foldlog-compare report --csv FILE \
+[--engines foldlog,raw,sqlite,redb,fjall] [--dir PARENT]\n       foldlog-compare --dcb [--quick] [--csv FILE] \
+[--commands N] [--reps N] [--engines foldlog,sqlite] [--dir PARENT]\n       foldlog-compare report --csv FILE \
 [--criterion DIR] [--doc FILE] [--plots DIR]";
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { quick: false, csv: None, events: None, reps: None, engines: None, dir: None };
+    let mut a = Args {
+        quick: false,
+        csv: None,
+        events: None,
+        reps: None,
+        engines: None,
+        dir: None,
+        dcb: false,
+        commands: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
@@ -47,6 +63,8 @@ fn parse_args() -> Result<Args, String> {
             "--reps" => a.reps = Some(value()?.parse().map_err(|e| format!("--reps: {e}"))?),
             "--engines" => a.engines = Some(value()?.split(',').map(str::to_owned).collect()),
             "--dir" => a.dir = Some(value()?.into()),
+            "--dcb" => a.dcb = true,
+            "--commands" => a.commands = Some(value()?.parse().map_err(|e| format!("--commands: {e}"))?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -72,6 +90,9 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> foldlog_bench::BenchResult<()> {
     let args = parse_args()?;
+    if args.dcb {
+        return run_dcb(&args);
+    }
     let all_engines: [&EngineSpec; 5] =
         [&foldlog_bench::FOLDLOG, &foldlog_bench::RAW, &peers::SQLITE, &peers::REDB, &peers::FJALL];
     let engines: Vec<&EngineSpec> = match &args.engines {
@@ -91,7 +112,14 @@ fn run() -> foldlog_bench::BenchResult<()> {
     let scratch = tempfile::Builder::new()
         .prefix("foldlog-compare-")
         .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
-    let meta = machine(scratch.path(), &plan, reps);
+    let workload = format!(
+        "{} events, {} streams (Zipf s=1), 3 event types, {}-byte payloads (half random), {} run(s)",
+        plan.events,
+        plan.streams,
+        foldlog_bench::PAYLOAD_BYTES,
+        reps
+    );
+    let meta = machine(scratch.path(), workload);
     for (k, v) in &meta {
         eprintln!("{k}: {v}");
     }
@@ -128,6 +156,75 @@ fn run() -> foldlog_bench::BenchResult<()> {
     );
     print_table(&summaries, &names);
     print_settings(&summaries, &names);
+    for f in &failed {
+        println!("FAILED: {f}");
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, &meta, &summaries)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `--dcb`: the DCB commands on foldlog and SQLite, in both modes, with the plain appends beside them.
+fn run_dcb(args: &Args) -> foldlog_bench::BenchResult<()> {
+    let all_engines = [&dcb::FOLDLOG, &dcb::SQLITE];
+    let engines: Vec<&dcb::DcbSpec> = match &args.engines {
+        None => all_engines.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                all_engines.iter().copied().find(|e| e.name == n).ok_or(format!(
+                    "no DCB engine {n} (foldlog and sqlite only: redb and fjall have no tag index to query)"
+                ))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if args.events.is_some() {
+        return Err("--dcb counts commands: use --commands".into());
+    }
+    let plan = dcb::Plan::new(
+        args.commands.unwrap_or(if args.quick { 50_000 } else { 200_000 }),
+        Duration::from_millis(if args.quick { 500 } else { 3000 }),
+    );
+    let reps = args.reps.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let scratch = tempfile::Builder::new()
+        .prefix("foldlog-compare-dcb-")
+        .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    let meta = machine(scratch.path(), plan.describe(reps));
+    for (k, v) in &meta {
+        eprintln!("{k}: {v}");
+    }
+    let started = Instant::now();
+    let w = dcb::Workload::new(&plan, 42);
+    let mut all = Vec::new();
+    let mut failed = Vec::new();
+    for rep in 0..reps {
+        // Engines interleaved, and their order and the DCB/plain order flipped every other run, so a slow
+        // spell of the shared machine does not always hit the same one.
+        let mut order = engines.clone();
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for mode in [Mode::Always, Mode::Group(foldlog_bench::GROUP_EVENTS)] {
+            for spec in &order {
+                eprintln!("[{:>6.1?} run {}/{reps}] {}: dcb {mode:?}", started.elapsed(), rep + 1, spec.name);
+                let mut got = Vec::new();
+                match dcb::run_engine(spec, mode, &w, &plan, scratch.path(), rep % 2 == 1, &mut got) {
+                    Ok(()) => all.extend(got),
+                    Err(e) => {
+                        eprintln!("{} failed: {e}", spec.name);
+                        failed.push(format!("{} {mode:?} (run {}): {e}", spec.name, rep + 1));
+                    }
+                }
+                clear(scratch.path());
+            }
+        }
+    }
+    let summaries = summarize(&all);
+    let names: Vec<&str> = engines.iter().map(|e| e.name).collect();
+    println!("\n{}\n{:.0?} in all\n", plan.describe(reps), started.elapsed());
+    print_table(&summaries, &names);
     for f in &failed {
         println!("FAILED: {f}");
     }
@@ -186,7 +283,7 @@ fn write_csv(
 }
 
 /// The facts a reader needs to judge the figures: machine, kernel, file system, versions, the command.
-fn machine(scratch: &Path, plan: &Plan, reps: usize) -> Vec<(String, String)> {
+fn machine(scratch: &Path, workload: String) -> Vec<(String, String)> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
         .lines()
@@ -244,16 +341,7 @@ fn machine(scratch: &Path, plan: &Plan, reps: usize) -> Vec<(String, String)> {
                 version("fjall")
             ),
         ),
-        (
-            "workload".into(),
-            format!(
-                "{} events, {} streams (Zipf s=1), 3 event types, {}-byte payloads (half random), {} run(s)",
-                plan.events,
-                plan.streams,
-                foldlog_bench::PAYLOAD_BYTES,
-                reps
-            ),
-        ),
+        ("workload".into(), workload),
         ("command".into(), format!("cargo run --release --manifest-path compare/Cargo.toml -- {command}")),
     ]
 }

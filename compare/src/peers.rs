@@ -14,14 +14,18 @@ fn conflict(stream: &str, expected: u64, actual: u64) -> Box<dyn std::error::Err
     format!("wrong expected version on {stream}: next is {actual}, caller expected {expected}").into()
 }
 
-/// Counts append calls and says which one must be durable.
-struct Cadence {
-    mode: Mode,
+/// Counts append calls and says which one must be durable (shared with the DCB peer in `dcb.rs`).
+pub(crate) struct Cadence {
+    pub(crate) mode: Mode,
     calls: u32,
 }
 
 impl Cadence {
-    fn next_is_durable(&mut self) -> bool {
+    pub(crate) fn new(mode: Mode) -> Cadence {
+        Cadence { mode, calls: 0 }
+    }
+
+    pub(crate) fn next_is_durable(&mut self) -> bool {
         self.calls += 1;
         match self.mode {
             Mode::NoSync => false,
@@ -85,7 +89,7 @@ impl Sqlite {
                 UNIQUE (stream, version)
             );",
         )?;
-        Ok(Box::new(Sqlite { conn, cadence: Cadence { mode, calls: 0 } }))
+        Ok(Box::new(Sqlite { conn, cadence: Cadence::new(mode) }))
     }
 }
 
@@ -200,7 +204,7 @@ impl Redb {
             let last = t.last()?.map_or(0, |(k, _)| k.value() + 1);
             last
         };
-        Ok(Box::new(Redb { db, cadence: Cadence { mode, calls: 0 }, next_position, buf: Vec::new() }))
+        Ok(Box::new(Redb { db, cadence: Cadence::new(mode), next_position, buf: Vec::new() }))
     }
 }
 
@@ -319,7 +323,7 @@ impl Fjall {
             db,
             events,
             by_stream,
-            cadence: Cadence { mode, calls: 0 },
+            cadence: Cadence::new(mode),
             next_position,
             buf: Vec::new(),
         }))

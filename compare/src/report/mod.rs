@@ -7,6 +7,10 @@
 //! machine, comparison and criterion; everything outside the markers is left as written. Without criterion
 //! results the criterion section keeps its text and the criterion plots are left out.
 //!
+//! The DCB comparison (`--dcb`) writes a CSV of its own; `--dcb-csv` turns it into the `dcb` section. Either
+//! CSV may be given alone: `--dcb-csv` alone rewrites the `dcb` section only (no plots), so a DCB run does not
+//! need the long comparison run, and `--csv` alone leaves the `dcb` section as it was.
+//!
 //! ```sh
 //! cargo run --release --manifest-path compare/Cargo.toml -- report --csv docs/benchmarks.csv \
 //!     --criterion target/criterion --doc docs/benchmarks.md --plots docs/plots
@@ -26,23 +30,27 @@ pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + S
 /// The engines in the order every table and plot lists them: foldlog, its physical limit, then the peers.
 pub const ENGINES: [&str; 5] = ["foldlog", "raw", "sqlite", "redb", "fjall"];
 
-const USAGE: &str = "usage: foldlog-compare report --csv FILE [--criterion DIR] [--doc FILE] [--plots DIR]";
+const USAGE: &str =
+    "usage: foldlog-compare report [--csv FILE] [--dcb-csv FILE] [--criterion DIR] [--doc FILE] \
+[--plots DIR] (at least one CSV)";
 
 struct Args {
-    csv: PathBuf,
+    csv: Option<PathBuf>,
+    dcb_csv: Option<PathBuf>,
     criterion: Option<PathBuf>,
     doc: PathBuf,
     plots: PathBuf,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
-    let (mut csv, mut criterion) = (None, None);
+    let (mut csv, mut dcb_csv, mut criterion) = (None, None, None);
     let (mut doc, mut plots) = (PathBuf::from("docs/benchmarks.md"), PathBuf::from("docs/plots"));
     while let Some(arg) = it.next() {
         let mut value =
             || it.next().map(PathBuf::from).ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
         match arg.as_str() {
             "--csv" => csv = Some(value()?),
+            "--dcb-csv" => dcb_csv = Some(value()?),
             "--criterion" => criterion = Some(value()?),
             "--doc" => doc = value()?,
             "--plots" => plots = value()?,
@@ -50,31 +58,42 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
             other => return Err(format!("unknown argument {other}\n{USAGE}").into()),
         }
     }
-    let csv = csv.ok_or_else(|| format!("--csv is required\n{USAGE}"))?;
-    Ok(Args { csv, criterion, doc, plots })
+    if csv.is_none() && dcb_csv.is_none() {
+        return Err(format!("--csv or --dcb-csv is required\n{USAGE}").into());
+    }
+    Ok(Args { csv, dcb_csv, criterion, doc, plots })
 }
 
 /// Runs the report with the arguments that follow `report` on the command line.
 pub fn run(args: impl Iterator<Item = String>) -> Result<()> {
     let a = parse_args(args)?;
-    let (meta, rows) = input::read_csv(&a.csv)?;
-    let res = Results::new(rows);
-    let crit = input::read_criterion(a.criterion.as_deref());
     let mut doc = match std::fs::read_to_string(&a.doc) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => markdown::TEMPLATE.to_owned(),
         Err(e) => return Err(format!("{}: {e}", a.doc.display()).into()),
     };
-    let made = plots::make_plots(&res, &crit, &a.plots)?;
-    let rel = relative_path(&a.plots, a.doc.parent().unwrap_or(Path::new("")))?;
-    doc = markdown::replace_section(&doc, "plots", &markdown::plots_section(&made, &rel))?;
-    doc = markdown::replace_section(&doc, "machine", &markdown::machine_section(&meta))?;
-    doc = markdown::replace_section(&doc, "comparison", &markdown::comparison_section(&meta, &res))?;
-    if !crit.is_empty() {
-        doc = markdown::replace_section(&doc, "criterion", &markdown::criterion_section(&crit))?;
+    if let Some(csv) = &a.csv {
+        let (meta, rows) = input::read_csv(csv)?;
+        let res = Results::new(rows);
+        let crit = input::read_criterion(a.criterion.as_deref());
+        let made = plots::make_plots(&res, &crit, &a.plots)?;
+        let rel = relative_path(&a.plots, a.doc.parent().unwrap_or(Path::new("")))?;
+        doc = markdown::replace_section(&doc, "plots", &markdown::plots_section(&made, &rel))?;
+        doc = markdown::replace_section(&doc, "machine", &markdown::machine_section(&meta))?;
+        doc = markdown::replace_section(&doc, "comparison", &markdown::comparison_section(&meta, &res))?;
+        if !crit.is_empty() {
+            doc = markdown::replace_section(&doc, "criterion", &markdown::criterion_section(&crit))?;
+        }
+    }
+    if let Some(csv) = &a.dcb_csv {
+        let (meta, rows) = input::read_csv(csv)?;
+        doc = markdown::replace_section(&doc, "dcb", &markdown::dcb_section(&meta, &Results::new(rows)))?;
     }
     std::fs::write(&a.doc, doc).map_err(|e| format!("{}: {e}", a.doc.display()))?;
-    println!("wrote {} and {}/*.svg", a.doc.display(), a.plots.display());
+    match a.csv {
+        Some(_) => println!("wrote {} and {}/*.svg", a.doc.display(), a.plots.display()),
+        None => println!("wrote {}", a.doc.display()),
+    }
     Ok(())
 }
 
