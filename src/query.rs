@@ -145,19 +145,20 @@ struct Cursor<'ix> {
     bound: u64,
     /// What the last seek found (the entry at `at`); `None` before the first seek and past the end.
     found: Option<u64>,
+    /// Whether a seek was made since the start (or since a bound below the last one).
+    walking: bool,
 }
 
 impl<'ix> Cursor<'ix> {
     fn new(list: &'ix Postings) -> Cursor<'ix> {
-        Cursor { list, at: 0, bound: 0, found: None }
+        Cursor { list, at: 0, bound: 0, found: None, walking: false }
     }
 
     /// The first position at or after `p`.
     fn seek(&mut self, p: u64) -> Result<Option<u64>, Stale> {
         if p < self.bound {
             // A bound below the last one: the hint no longer holds.
-            self.at = 0;
-            self.found = None;
+            (self.at, self.found, self.walking) = (0, None, false);
         }
         // The join seeks each list again at the bound another list moved it to: where that is at most the
         // entry this list last found, the answer is still that entry.
@@ -166,8 +167,8 @@ impl<'ix> Cursor<'ix> {
             return Ok(Some(f));
         }
         self.bound = p;
-        let (at, found) = self.list.seek_from(p, self.at)?;
-        self.at = at;
+        let (at, found) = self.list.seek_from(p, self.walking.then_some(self.at))?;
+        (self.at, self.walking) = (at, true);
         self.found = found;
         Ok(found)
     }
@@ -332,6 +333,9 @@ impl<'s> Iterator for QueryEvents<'s> {
     type Item = Result<EventRef<'s>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.controls.is_none() {
+            return self.next_match();
+        }
         loop {
             match self.next_match()? {
                 // A hidden event (truncated or deleted stream) matches no query and counts toward no limit.
@@ -348,6 +352,7 @@ impl<'s> Iterator for QueryEvents<'s> {
 
 impl<'s> QueryEvents<'s> {
     /// The next event the query's lists lead to, hidden or not.
+    #[inline]
     fn next_match(&mut self) -> Option<Result<EventRef<'s>>> {
         if self.failed || self.left == 0 {
             return None;
@@ -451,8 +456,8 @@ impl Store {
 pub(crate) fn sparse_types(ix: &Index, types: &[String], from: u64, end: u64) -> bool {
     let count = |t: &String| -> Option<u64> {
         let Some(list) = ix.types().get(t) else { return Some(0) };
-        let (start, _) = list.seek_from(from, 0).ok()?;
-        let (stop, _) = list.seek_from(end, start).ok()?;
+        let (start, _) = list.seek_from(from, None).ok()?;
+        let (stop, _) = list.seek_from(end, Some(start)).ok()?;
         Some(stop - start)
     };
     let matches: Option<u64> = types.iter().map(count).sum();

@@ -96,20 +96,30 @@ impl Postings {
     /// The first position at or after `p`, if any (a binary search; saved chunks are read as needed).
     #[cfg(test)]
     pub fn seek(&self, p: u64) -> Result<Option<u64>, Stale> {
-        Ok(self.seek_from(p, 0)?.1)
+        Ok(self.seek_from(p, None)?.1)
     }
 
     /// The index and value of the first position at or after `p`, searching from index `hint` on, which
-    /// the caller knows holds no answer below it (every position before `hint` is below `p`).
+    /// the caller knows holds no answer below it (every position before `hint` is below `p`); `None`: no
+    /// walk to continue.
     ///
     /// A walk through a list seeks ascending bounds, and the answer is usually at or just past the last one:
     /// galloping from the hint finds it in one or two reads where a binary search of the whole list takes
-    /// `log2(len)`, each a trip through the saved chunks.
-    pub fn seek_from(&self, p: u64, hint: u64) -> Result<(u64, Option<u64>), Stale> {
+    /// `log2(len)`, each a trip through the saved chunks. Without a hint, the first entry is tried (a read
+    /// from the start), then the list is binary searched: galloping from the start to a bound near the end,
+    /// as an append condition's check seeks, would take twice the reads.
+    pub fn seek_from(&self, p: u64, hint: Option<u64>) -> Result<(u64, Option<u64>), Stale> {
         let len = self.len();
-        let (mut lo, mut hi, mut step) = (hint.min(len), hint.min(len), 1u64);
+        let start = hint.unwrap_or(0).min(len);
+        let (mut lo, mut hi, mut step) = (start, start, 1u64);
         // The entry at `hi` (none at `len`), once read.
         let mut at_hi = None;
+        if hint.is_none() {
+            match self.get(0)? {
+                Some(q) if q < p => (lo, hi) = (1, len),
+                first => return Ok((0, first)),
+            }
+        }
         // Gallop: find `hi` with get(hi) >= p (or the end), everything below `lo` being below `p`.
         while hi < len {
             match self.get(hi)? {
@@ -250,10 +260,10 @@ mod tests {
         assert_eq!(p.seek((1 << 33) + 1).unwrap(), None);
         // From a hint: the same answers wherever the hint is, as long as nothing before it is an answer.
         for bound in [0, 1, 100, 102, 103, 400, 597, 598, 1 << 33, (1 << 33) + 1] {
-            let (at, found) = p.seek_from(bound, 0).unwrap();
+            let (at, found) = p.seek_from(bound, None).unwrap();
             assert_eq!(found, p.seek(bound).unwrap());
             for hint in 0..=at {
-                assert_eq!(p.seek_from(bound, hint).unwrap(), (at, found), "bound {bound} hint {hint}");
+                assert_eq!(p.seek_from(bound, Some(hint)).unwrap(), (at, found), "bound {bound} hint {hint}");
             }
         }
         let all = p.all().unwrap();
