@@ -54,6 +54,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete a stream: every event of it is hidden from every read, and appends to it are refused from
+    /// now on (written to the log, so followers and backups see it). Refused while another process writes
+    /// the store: stop it first, or delete through it (`Store::delete_stream`).
+    DeleteStream {
+        /// Data directory.
+        dir: PathBuf,
+        /// The stream.
+        stream: String,
+        /// The stream's last version as you last saw it (a number), or `any`, or `exists`: a stream that
+        /// moved on since is refused, and nothing is written.
+        #[arg(long)]
+        expected: ExpectedArg,
+    },
+    /// Truncate a stream: its events below a version are hidden from every read (written to the log).
+    /// Refused while another process writes the store, as `delete-stream` is.
+    Truncate {
+        /// Data directory.
+        dir: PathBuf,
+        /// The stream.
+        stream: String,
+        /// The first version that stays visible.
+        #[arg(long)]
+        before: u64,
+        /// The stream's last version as you last saw it (a number), or `any`, or `exists`.
+        #[arg(long)]
+        expected: ExpectedArg,
+    },
     /// Print segments, events, streams, bytes, first and last position (read-only).
     Stat {
         /// Data directory.
@@ -156,6 +183,25 @@ enum Command {
     },
 }
 
+/// An expected version on the command line: a stream's last version, `any` or `exists`.
+#[derive(Clone, Copy, Debug)]
+struct ExpectedArg(ExpectedVersion);
+
+impl std::str::FromStr for ExpectedArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ExpectedArg, String> {
+        match s {
+            "any" => Ok(ExpectedArg(ExpectedVersion::Any)),
+            "exists" => Ok(ExpectedArg(ExpectedVersion::StreamExists)),
+            n => n
+                .parse()
+                .map(|v| ExpectedArg(ExpectedVersion::Exact(v)))
+                .map_err(|_| format!("{n:?} is not a version, `any` or `exists`")),
+        }
+    }
+}
+
 /// How `dump` shows payload and metadata bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Bytes {
@@ -189,6 +235,8 @@ fn main() -> ExitCode {
         Command::Import { dir } => ("import", Some(dir.clone())),
         Command::Backup { src, .. } => ("backup", Some(src.clone())),
         Command::Bench { dir, .. } => ("bench", dir.clone()),
+        Command::DeleteStream { dir, .. } => ("delete-stream", Some(dir.clone())),
+        Command::Truncate { dir, .. } => ("truncate", Some(dir.clone())),
     };
     let r = match cli.command {
         Command::Demo { dir, replace, events, streams } => {
@@ -211,6 +259,10 @@ fn main() -> ExitCode {
         Command::Export { dir, text } => export_cmd::export(&dir, text),
         Command::Import { dir } => export_cmd::import_stdin(&dir),
         Command::Backup { src, dst, copy } => backup(&src, &dst, copy),
+        Command::DeleteStream { dir, stream, expected } => control(&dir, &stream, expected.0, None),
+        Command::Truncate { dir, stream, before, expected } => {
+            control(&dir, &stream, expected.0, Some(before))
+        }
         #[cfg(unix)]
         Command::Bench { events, dir } => {
             foldlog_bench::run(events, dir.as_deref()).map(|()| ExitCode::SUCCESS).map_err(|e| e as _)
@@ -711,6 +763,31 @@ struct StatJson {
 struct StreamCount {
     stream: String,
     events: u64,
+    /// Versions below this one are hidden (truncated); absent when nothing is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visible_from: Option<u64>,
+    /// Deleted: every event hidden, appends refused.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+}
+
+impl StreamCount {
+    fn of(store: &Store, stream: String, events: u64) -> StreamCount {
+        let state = store.stream_state(&stream);
+        let hidden = state.filter(|s| s.first_visible > s.first_version && !s.deleted);
+        let deleted = state.is_some_and(|s| s.deleted);
+        StreamCount { visible_from: hidden.map(|s| s.first_visible), deleted, stream, events }
+    }
+
+    /// The line `stat --streams` prints.
+    fn line(&self) -> String {
+        let (n, id) = (self.events, &self.stream);
+        match (self.deleted, self.visible_from) {
+            (true, _) => format!("{n:>10}  {id}  (deleted)"),
+            (false, Some(v)) => format!("{n:>10}  {id}  (truncated: visible from version {v})"),
+            (false, None) => format!("{n:>10}  {id}"),
+        }
+    }
 }
 
 fn stat(dir: &Path, list_streams: bool, json: bool) -> CliResult {
@@ -737,7 +814,7 @@ fn stat(dir: &Path, list_streams: bool, json: bool) -> CliResult {
                 store
                     .stream_counts()
                     .into_iter()
-                    .map(|(stream, events)| StreamCount { stream, events })
+                    .map(|(stream, events)| StreamCount::of(&store, stream, events))
                     .collect()
             }),
         };
@@ -766,7 +843,7 @@ fn stat(dir: &Path, list_streams: bool, json: bool) -> CliResult {
     writeln!(out, "checkpoint:       {checkpoint}")?;
     if list_streams {
         for (id, n) in store.stream_counts() {
-            writeln!(out, "{n:>10}  {id}")?;
+            writeln!(out, "{}", StreamCount::of(&store, id, n).line())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1063,6 +1140,37 @@ fn print_salvage_moves(out: &mut impl Write, r: &foldlog::salvage::SalvageReport
         }
     }
     Ok(())
+}
+
+/// `delete-stream` (`before` is `None`) and `truncate`: opens the store for writing (refused, with
+/// `Error::Locked`, while another process writes it), writes the control, and closes, which syncs it.
+fn control(dir: &Path, stream: &str, expected: ExpectedVersion, before: Option<u64>) -> CliResult {
+    let store =
+        Store::open_with(dir, Options::default().create_if_missing(false).durability(Durability::Always))?;
+    match before {
+        None => store.delete_stream(stream, expected)?,
+        Some(version) => store.truncate_before(stream, expected, version)?,
+    }
+    let state = store.stream_state(stream).ok_or("the stream vanished")?;
+    store.close()?;
+    let mut out = io::stdout().lock();
+    match before {
+        None => writeln!(out, "deleted stream {} (last version {})", quoted(stream), state.last_version)?,
+        Some(_) if state.first_visible > state.last_version => writeln!(
+            out,
+            "truncated stream {}: no version stays visible; appends go on at version {}",
+            quoted(stream),
+            state.last_version + 1
+        )?,
+        Some(_) => writeln!(
+            out,
+            "truncated stream {}: versions {} ..= {} stay visible",
+            quoted(stream),
+            state.first_visible,
+            state.last_version
+        )?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn backup(src: &Path, dst: &Path, copy: bool) -> CliResult {

@@ -862,3 +862,48 @@ fn bench_removes_only_its_own_scratch_directory() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("append"), "bench printed its table");
     assert_eq!(tree(parent.path()), before, "bench left or removed something beside its scratch");
 }
+
+/// `delete-stream` and `truncate` as an operator runs them: each writes its control and says what stays,
+/// a wrong expected version or a bad argument changes nothing (exit 2), `stat --streams` shows the state,
+/// and a store another process has open for writing is refused, untouched.
+#[test]
+fn delete_stream_and_truncate_from_the_command_line() {
+    let dir = store_with(200, Options::default());
+    let run = |args: &[&str]| run_in(dir.path(), args);
+    // s-1 holds versions 0..=3 (200 events over 50 streams).
+    let out = run(&["truncate", "DIR", "s-1", "--before", "2", "--expected", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("versions 2 ..= 3 stay visible"), "{}", text(&out));
+    let out = run(&["delete-stream", "DIR", "s-2", "--expected", "1"]);
+    assert_eq!(out.status.code(), Some(2), "a stale expected version is refused: {}", text(&out));
+    let out = run(&["delete-stream", "DIR", "s-2", "--expected", "seven"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not a version"), "{}", text(&out));
+    let out = run(&["delete-stream", "DIR", "s-2", "--expected", "exists"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("deleted stream \"s-2\" (last version 3)"), "{}", text(&out));
+    let out = run(&["delete-stream", "DIR", "s-2", "--expected", "any"]);
+    assert_eq!(out.status.code(), Some(2), "a second delete is refused: {}", text(&out));
+    let out = run(&["stat", "DIR", "--streams"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let listing = text(&out);
+    assert!(listing.contains("s-2  (deleted)"), "{listing}");
+    assert!(listing.contains("s-1  (truncated: visible from version 2)"), "{listing}");
+    assert!(listing.lines().any(|l| l.trim_end().ends_with(" s-3")), "{listing}");
+
+    // Another process writes the store (this one, holding its lock): refused, and nothing is written.
+    let writer = Store::open(dir.path()).expect("open");
+    let before = writer.next_position();
+    let out = run(&["truncate", "DIR", "s-3", "--before", "1", "--expected", "any"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).to_lowercase().contains("lock"), "{}", text(&out));
+    assert_eq!(writer.stream_state("s-3").map(|s| s.first_visible), Some(0));
+    writer.close().expect("close");
+
+    let store = Store::open_with(dir.path(), Options::default().read_only(true)).expect("open");
+    assert_eq!(store.next_position(), before);
+    let s1: Vec<u64> = store.read_stream("s-1", 0).map(|e| e.expect("read").stream_version()).collect();
+    assert_eq!(s1, [2, 3]);
+    assert_eq!(store.read_stream("s-2", 0).count(), 0);
+    assert!(store.stream_state("s-2").expect("s-2").deleted);
+}
