@@ -28,6 +28,7 @@ mod context;
 mod repository;
 mod snapshot;
 mod unit_of_work;
+mod upcast;
 
 #[cfg(feature = "serde")]
 pub use codec::Json;
@@ -41,6 +42,7 @@ use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 pub use unit_of_work::UnitOfWork;
+pub use upcast::Upcaster;
 
 use std::fmt;
 use std::marker::PhantomData;
