@@ -95,6 +95,8 @@ pub mod testing;
 mod time;
 pub mod verify;
 
+#[cfg(feature = "tokio")]
+pub use aggregate::AsyncRepository;
 #[cfg(feature = "serde")]
 pub use aggregate::Json;
 pub use aggregate::{

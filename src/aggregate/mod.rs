@@ -23,6 +23,8 @@
 //! docs/guide.md walks through all of it with the bank example; docs/format.md specifies what the repository
 //! writes and the snapshot files.
 
+#[cfg(feature = "tokio")]
+mod async_repository;
 mod codec;
 mod context;
 mod repository;
@@ -30,6 +32,8 @@ mod snapshot;
 mod unit_of_work;
 mod upcast;
 
+#[cfg(feature = "tokio")]
+pub use async_repository::AsyncRepository;
 #[cfg(feature = "serde")]
 pub use codec::Json;
 pub use codec::{
