@@ -95,13 +95,15 @@ pub mod testing;
 mod time;
 pub mod verify;
 
+#[cfg(feature = "tokio")]
+pub use aggregate::AsyncRepository;
 #[cfg(feature = "serde")]
 pub use aggregate::Json;
 pub use aggregate::{
     access_payload, deserialize_payload, Aggregate, Codec, CodecError, Decision, Deserialized, DomainEvent,
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
 };
-pub use aggregate::{decode_event, EventContext, UnitOfWork};
+pub use aggregate::{decode_event, EventContext, UnitOfWork, Upcaster};
 pub use aggregate::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 pub use corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};

@@ -150,7 +150,8 @@ pub trait DomainEvent: Sized + 'static {
 
     /// Turns a stored event with `stored.schema_version() < SCHEMA_VERSION` into the current form. Called
     /// on read only; the log keeps the old bytes. The default refuses, so an old event is a clear
-    /// [`RepositoryError::Decode`] rather than a misread. [`deserialize_payload`] reads an old rkyv form.
+    /// [`RepositoryError::Decode`] rather than a misread. [`deserialize_payload`] reads an old rkyv form; with
+    /// more than one old version, an [`Upcaster`] composes one step per version and runs them in order.
     fn upcast(stored: &EventRef<'_>) -> Result<Self, CodecError> {
         Err(CodecError::new(format!(
             "schema version {} of {:?} is older than the current {} and no upcaster is defined",

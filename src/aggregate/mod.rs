@@ -23,12 +23,17 @@
 //! docs/guide.md walks through all of it with the bank example; docs/format.md specifies what the repository
 //! writes and the snapshot files.
 
+#[cfg(feature = "tokio")]
+mod async_repository;
 mod codec;
 mod context;
 mod repository;
 mod snapshot;
 mod unit_of_work;
+mod upcast;
 
+#[cfg(feature = "tokio")]
+pub use async_repository::AsyncRepository;
 #[cfg(feature = "serde")]
 pub use codec::Json;
 pub use codec::{
@@ -41,6 +46,7 @@ use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 pub use unit_of_work::UnitOfWork;
+pub use upcast::Upcaster;
 
 use std::fmt;
 use std::marker::PhantomData;

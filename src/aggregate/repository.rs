@@ -307,6 +307,19 @@ pub fn decode_event<'a, A: Aggregate>(
 }
 
 impl<'s, A: Aggregate> Repository<'s, A> {
+    /// A repository over `store` with these snapshot settings (for wrappers that keep the settings and lend
+    /// the store, such as the async repository).
+    #[cfg(feature = "tokio")]
+    pub(super) fn from_parts(store: &'s Store, snapshots: Option<SnapshotSupport<A>>) -> Repository<'s, A> {
+        Repository { store, snapshots, _aggregate: PhantomData }
+    }
+
+    /// The snapshot settings, to rebuild the repository over another borrow of the store.
+    #[cfg(feature = "tokio")]
+    pub(super) fn snapshot_support(&self) -> Option<SnapshotSupport<A>> {
+        self.snapshots
+    }
+
     /// A repository without snapshots: every load folds the whole history.
     pub fn new(store: &'s Store) -> Repository<'s, A> {
         Repository { store, snapshots: None, _aggregate: PhantomData }

@@ -13,7 +13,8 @@
 //!
 //! - `schema_version = N` (default 1) becomes `DomainEvent::SCHEMA_VERSION`.
 //! - `upcast = path` makes `DomainEvent::upcast` call `path(&EventRef) -> Result<Self, CodecError>`; without it
-//!   the trait's default refuses old events.
+//!   the trait's default refuses old events. For a chain of versions, `path` can call `foldlog::Upcaster::upcast`
+//!   on a chain built once in a `static`.
 //! - `rename = "..."` on a variant stores another type name for it (the name is part of the log: renaming a
 //!   variant in code must not rename its stored events).
 //!

@@ -54,7 +54,12 @@ pub(crate) fn run(store_dir: &Path, db_path: &Path, until: Option<u64>) -> Resul
     if until.is_some_and(|u| from > u) {
         return Ok(());
     }
-    let mut sub = store.subscribe(from);
+    // Only events the writer has synced: the read model outlives a machine crash (SQLite syncs every commit),
+    // and an event the writer had committed but not synced may be lost in one, its position reused by another
+    // event, leaving rows that count an event the log no longer has. With a writer in `Durability::Always`
+    // every committed event is synced and this waits for nothing; in `Group` mode an event waits for the
+    // writer's next sync (at most its `delay_max`).
+    let mut sub = store.subscribe(from).durable_only(true);
     let mut batch = Batch::default();
     loop {
         store.refresh().doing(|| reading(store_dir, sub.position()))?;
