@@ -177,7 +177,7 @@ impl Store {
             error,
             ahead: 0,
             view: None,
-            names: (!inner.crc_every_read()).then(|| NameCache::new(NAME_CACHE_SLOTS)),
+            names: (!inner.crc_every_read()).then(|| NameCache::new(NAME_CACHE_SLOTS, false)),
             controls: if opts.include_hidden { None } else { inner.read_index().controls() },
         }
     }
@@ -350,7 +350,7 @@ impl<'s> SegmentNames<'s> {
         if !cached || inner.crc_every_read() {
             return read_frame(inner, map, off);
         }
-        let names = self.0.get_or_insert_with(|| NameCache::new(INDEXED_NAME_SLOTS));
+        let names = self.0.get_or_insert_with(|| NameCache::new(INDEXED_NAME_SLOTS, true));
         decode_frame_cached(&map.view(u64::MAX, false), off, Some(names))
     }
 }
