@@ -278,12 +278,15 @@ impl<'s> Subscription<'s> {
 
     /// The next matching event of the current batch, moving the position past everything examined.
     fn next_in_batch(&mut self) -> Result<Option<EventRef<'s>>> {
-        let events: &mut dyn Iterator<Item = Result<EventRef<'s>>> = match self.batch.as_mut() {
-            None => return Ok(None),
-            Some(Batch::All(all)) => all,
-            Some(Batch::Indexed(read, _)) => read,
-        };
-        for event in events {
+        loop {
+            // Matched per event rather than through a `dyn Iterator`, which kept the walk's `next` from being
+            // inlined into this loop (catch-up delivery measured about a quarter slower that way).
+            let event = match self.batch.as_mut() {
+                None => return Ok(None),
+                Some(Batch::All(all)) => all.next(),
+                Some(Batch::Indexed(read, _)) => read.next(),
+            };
+            let Some(event) = event else { break };
             let event = event?;
             self.next = event.position() + 1;
             if self.filter.matches(event) {
