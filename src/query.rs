@@ -102,6 +102,12 @@ impl Query {
     pub fn matches(&self, event: &EventRef<'_>) -> bool {
         self.items.is_empty() || self.items.iter().any(|i| i.matches(event))
     }
+
+    /// Whether `event` carries every tag of some item (whatever its type): what a loose join's candidate
+    /// must, else the tag index led somewhere wrong.
+    fn matches_tags(&self, event: &EventRef<'_>) -> bool {
+        self.items.iter().any(|i| !i.tags.is_empty() && i.tags.iter().all(|t| event.tags().any(|e| e == t)))
+    }
 }
 
 /// The condition of a conditional append ([`crate::Batch::condition`], [`Store::append_if`]): fail if an
@@ -189,19 +195,27 @@ pub(crate) struct Matcher<'ix> {
 }
 
 impl<'ix> Matcher<'ix> {
-    pub(crate) fn new(ix: &'ix Index, query: &Query) -> Matcher<'ix> {
+    /// The matcher of `query` in `ix`. With `loose`, an item whose tags are much rarer than its types is
+    /// joined on its tags alone: its candidates may have another type, which the caller checks on the frame
+    /// (a read decodes each candidate anyway, and a seek in a long type list per candidate costs more).
+    pub(crate) fn new(ix: &'ix Index, query: &Query, loose: bool) -> Matcher<'ix> {
         let resolve = |item: &QueryItem| {
             let tags: Option<Vec<&Postings>> = item.tags.iter().map(|t| ix.tags().get(t)).collect();
             let mut tags = tags?;
             tags.sort_by_key(|l| l.len());
-            let types: Vec<&Postings> = item.types.iter().filter_map(|t| ix.types().get(t)).collect();
-            let any_type = item.types.is_empty();
+            let mut types: Vec<&Postings> = item.types.iter().filter_map(|t| ix.types().get(t)).collect();
+            if !item.types.is_empty() && types.is_empty() {
+                // Types asked for, none of them in the log: the item matches nothing.
+                return None;
+            }
+            let of_types: u64 = types.iter().map(|l| l.len()).sum();
+            let rare_tags = tags.first().is_some_and(|t| t.len().saturating_mul(LOOSE_RATIO) <= of_types);
+            if loose && rare_tags {
+                types.clear();
+            }
+            let any_type = types.is_empty();
             let cursors = |lists: Vec<&'ix Postings>| lists.into_iter().map(Cursor::new).collect();
-            (any_type || !types.is_empty()).then(|| ItemLists {
-                tags: cursors(tags),
-                types: cursors(types),
-                any_type,
-            })
+            Some(ItemLists { tags: cursors(tags), types: cursors(types), any_type })
         };
         let items = if query.items.is_empty() {
             vec![Some(ItemLists { tags: Vec::new(), types: Vec::new(), any_type: true })]
@@ -266,11 +280,15 @@ fn item_next(item: &mut ItemLists<'_>, from: u64, end: u64) -> Result<Option<u64
 
 /// The first position in `from..end` of `ix` that matches `query`.
 pub(crate) fn first_match(ix: &Index, query: &Query, from: u64, end: u64) -> Result<Option<u64>, Stale> {
-    Matcher::new(ix, query).next(from, end)
+    Matcher::new(ix, query, false).next(from, end)
 }
 
 /// Positions copied out of the index per lock acquisition.
 const CHUNK: usize = 64;
+
+/// A loose matcher joins an item on its tags alone when its shortest tag list is at most this many times
+/// shorter than its types' lists together.
+const LOOSE_RATIO: u64 = 8;
 
 /// How many events ahead of the decoder a read through the index prefetches frames, and their name
 /// definitions (once the frame is there): a few misses in flight at once, not a chunk's worth that the
@@ -313,7 +331,7 @@ impl QueryEvents<'_> {
         out.clear();
         self.buf_at = 0;
         self.inner.with_index(|ix| {
-            let mut matcher = Matcher::new(ix, query);
+            let mut matcher = Matcher::new(ix, query, true);
             let mut at = from;
             while out.len() < want {
                 let Some(p) = matcher.next(at, end)? else { break };
@@ -333,27 +351,28 @@ impl<'s> Iterator for QueryEvents<'s> {
     type Item = Result<EventRef<'s>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.controls.is_none() {
-            return self.next_match();
-        }
         loop {
             match self.next_match()? {
-                // A hidden event (truncated or deleted stream) matches no query and counts toward no limit.
-                Ok(e)
+                // A candidate of a loose join whose type the query does not take, or a hidden event (truncated
+                // or deleted stream): it matches nothing and counts toward no limit.
+                Ok(None) => self.left += 1,
+                Ok(Some(e))
                     if self.controls.as_ref().is_some_and(|c| c.hides(e.stream_id(), e.stream_version())) =>
                 {
                     self.left += 1;
                 }
-                item => return Some(item),
+                Ok(Some(e)) => return Some(Ok(e)),
+                Err(e) => return Some(Err(e)),
             }
         }
     }
 }
 
 impl<'s> QueryEvents<'s> {
-    /// The next event the query's lists lead to, hidden or not.
+    /// The next event the query's lists lead to, hidden or not; `Ok(None)` for a candidate of a loose join
+    /// whose type does not match.
     #[inline]
-    fn next_match(&mut self) -> Option<Result<EventRef<'s>>> {
+    fn next_match(&mut self) -> Option<Result<Option<EventRef<'s>>>> {
         if self.failed || self.left == 0 {
             return None;
         }
@@ -386,7 +405,13 @@ impl<'s> QueryEvents<'s> {
         let fault = match frame {
             Ok(f) => match f.body {
                 // The index is checked against the frame it points at: the position, and the query itself.
-                Body::Event(e) if e.position() == position && self.query.matches(&e) => return Some(Ok(e)),
+                Body::Event(e) if e.position() == position && self.query.matches(&e) => {
+                    return Some(Ok(Some(e)))
+                }
+                // A loose join checks types here; its tags must still be the event's.
+                Body::Event(e) if e.position() == position && self.query.matches_tags(&e) => {
+                    return Some(Ok(None))
+                }
                 _ => FrameFault::NotInQuery { position },
             },
             Err(p) => p.into(),
@@ -486,7 +511,7 @@ mod tests {
     }
 
     fn all(ix: &Index, q: &Query, from: u64) -> Vec<u64> {
-        let mut m = Matcher::new(ix, q);
+        let mut m = Matcher::new(ix, q, false);
         let mut out = Vec::new();
         let mut at = from;
         while let Some(p) = m.next(at, ix.next_position()).unwrap() {

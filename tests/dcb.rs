@@ -216,6 +216,45 @@ fn a_query_subscription_wakes_for_a_matching_commit() {
     assert_eq!(sub.position(), 2);
 }
 
+/// A read whose item pairs a rare tag with a common type joins on the tag alone and checks the type on each
+/// frame (a loose join): the events of other types that carry the tag are skipped, count toward no limit, and
+/// the result is what a fold selects; live and from a checkpoint.
+#[test]
+fn a_rare_tag_carried_by_several_types_reads_only_the_types_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_retrying(dir.path(), Options::default()).unwrap();
+    for i in 0..2000u32 {
+        let ty = if i % 10 == 0 { "Other" } else { "Common" };
+        // Every 50th event carries the rare tag, whatever its type (Common, Other or Third in turn).
+        let rare = i % 50 == 0;
+        let ty = if rare { ["Common", "Other", "Third"][(i / 50 % 3) as usize] } else { ty };
+        let tags: &[&str] = if rare { &["rare", "x"] } else { &["x"] };
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new(ty, b"e").tags(tags)]).unwrap();
+    }
+    let queries = [
+        Query::new([QueryItem::new().types(["Common"]).tags(["rare"])]),
+        Query::new([QueryItem::new().types(["Common", "Third"]).tags(["rare"])]),
+        Query::new([
+            QueryItem::new().types(["Third"]).tags(["rare", "x"]),
+            QueryItem::new().types(["Other"]),
+        ]),
+    ];
+    let check = |store: &Store, what: &str| {
+        for q in &queries {
+            for after in [None, Some(700)] {
+                assert_eq!(read(store, q, after), fold(store, q, after), "{what}: {q:?} after {after:?}");
+            }
+            let all = fold(store, q, None);
+            let first3: Vec<u64> = store.read(q, None, Some(3)).map(|e| e.unwrap().position()).collect();
+            assert_eq!(first3, all[..3], "{what}: skipped candidates take no place in the limit");
+        }
+    };
+    check(&store, "live");
+    store.close().unwrap();
+    let store = open_retrying(dir.path(), Options::default()).unwrap();
+    check(&store, "from a checkpoint");
+}
+
 /// A refused conditional append names the first matching event after the position and writes nothing; the
 /// same append on the newer position succeeds.
 #[test]
