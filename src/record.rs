@@ -561,18 +561,9 @@ fn decode_consumer<'a>(
     offset: u64,
     raw: &Raw<'a>,
 ) -> Result<ConsumerRef<'a>, FrameProblem> {
-    let b = raw.bytes;
-    if raw.flags & !(FLAG_COMMIT | FLAG_DELETE) != 0 || b.len() != frame::CONSUMER_LEN {
-        return Err(FrameProblem::Header);
-    }
-    let zero =
-        b.get(frame::TIMESTAMP).is_some_and(|z| z.iter().all(|&x| x == 0)) && u32_at(b, frame::TYPE)? == 0;
-    if !zero {
-        return Err(FrameProblem::Header);
-    }
-    let name = name_ref(view, offset, u32_at(b, frame::STREAM)?, NAME_CONSUMER)?;
-    let position = u64_at(b, frame::CONSUMER_POSITION)?;
-    Ok(ConsumerRef { name: name.name, position, delete: raw.flags & FLAG_DELETE != 0 })
+    let shape = (FLAG_DELETE, frame::CONSUMER_LEN, frame::CONSUMER_POSITION);
+    let (name, position, delete) = decode_named(view, offset, raw, shape, NAME_CONSUMER)?;
+    Ok(ConsumerRef { name: name.name, position, delete })
 }
 
 fn decode_control<'a>(
@@ -580,8 +571,27 @@ fn decode_control<'a>(
     offset: u64,
     raw: &Raw<'a>,
 ) -> Result<ControlRef<'a>, FrameProblem> {
+    let shape = (FLAG_STREAM_DELETED, frame::CONTROL_LEN, frame::CONTROL_TRUNCATE_BEFORE);
+    let (stream, truncate_before, deleted) = decode_named(view, offset, raw, shape, NAME_STREAM)?;
+    // A version past the largest one plus one hides nothing a stream can hold: not written by foldlog.
+    if truncate_before > crate::format::STREAM_VERSION_MAX + 1 {
+        return Err(FrameProblem::Body);
+    }
+    Ok(ControlRef { stream: stream.name, truncate_before, deleted })
+}
+
+/// Checks a frame of the shape `encode_named` writes: no flag but `COMMIT` and `flag`, exactly `len` bytes,
+/// zero where an event has its timestamp and type, and a name definition of sort `what`; returns the name, the
+/// u64 at `value_at`, and whether `flag` is set.
+fn decode_named<'a>(
+    view: &SegView<'a>,
+    offset: u64,
+    raw: &Raw<'a>,
+    (flag, len, value_at): (u8, usize, std::ops::Range<usize>),
+    what: u8,
+) -> Result<(NameFields<'a>, u64, bool), FrameProblem> {
     let b = raw.bytes;
-    if raw.flags & !(FLAG_COMMIT | FLAG_STREAM_DELETED) != 0 || b.len() != frame::CONTROL_LEN {
+    if raw.flags & !(FLAG_COMMIT | flag) != 0 || b.len() != len {
         return Err(FrameProblem::Header);
     }
     let zero =
@@ -589,13 +599,8 @@ fn decode_control<'a>(
     if !zero {
         return Err(FrameProblem::Header);
     }
-    let stream = name_ref(view, offset, u32_at(b, frame::STREAM)?, NAME_STREAM)?;
-    let truncate_before = u64_at(b, frame::CONTROL_TRUNCATE_BEFORE)?;
-    // A version past the largest one plus one hides nothing a stream can hold: not written by foldlog.
-    if truncate_before > crate::format::STREAM_VERSION_MAX + 1 {
-        return Err(FrameProblem::Body);
-    }
-    Ok(ControlRef { stream: stream.name, truncate_before, deleted: raw.flags & FLAG_STREAM_DELETED != 0 })
+    let name = name_ref(view, offset, u32_at(b, frame::STREAM)?, what)?;
+    Ok((name, u64_at(b, value_at)?, raw.flags & flag != 0))
 }
 
 /// The name definitions a reader resolved already, by segment and offset (direct-mapped): a reference found
@@ -803,19 +808,8 @@ pub(crate) fn encode_consumer(
     at: Place,
     dst: &mut [u8],
 ) -> Option<u64> {
-    let f = dst.get_mut(..frame::CONSUMER_LEN)?;
-    f.fill(0);
-    let mut flags = KIND_CONSUMER;
-    if commit {
-        flags |= FLAG_COMMIT;
-    }
-    if delete {
-        flags |= FLAG_DELETE;
-    }
-    *f.get_mut(frame::HEAD)? = flags;
-    LE::write_u32(f.get_mut(frame::STREAM)?, name_def);
-    LE::write_u64(f.get_mut(frame::CONSUMER_POSITION)?, position);
-    seal(f, frame::CONSUMER_LEN, at)
+    let head = KIND_CONSUMER | if delete { FLAG_DELETE } else { 0 };
+    encode_named(head, commit, (name_def, frame::CONSUMER_POSITION, position), frame::CONSUMER_LEN, at, dst)
 }
 
 /// Writes a stream-control frame for the stream whose id is defined at `stream_def`: its events below
@@ -828,19 +822,27 @@ pub(crate) fn encode_control(
     at: Place,
     dst: &mut [u8],
 ) -> Option<u64> {
-    let f = dst.get_mut(..frame::CONTROL_LEN)?;
+    let head = KIND_CONTROL | if deleted { FLAG_STREAM_DELETED } else { 0 };
+    let named = (stream_def, frame::CONTROL_TRUNCATE_BEFORE, truncate_before);
+    encode_named(head, commit, named, frame::CONTROL_LEN, at, dst)
+}
+
+/// Writes a frame of the shape consumer and stream-control frames share: `len` bytes, zero but for the head
+/// byte, a name definition's offset where an event has its stream's, and one u64 at `value_at`.
+fn encode_named(
+    head: u8,
+    commit: bool,
+    (name_def, value_at, value): (u32, std::ops::Range<usize>, u64),
+    len: usize,
+    at: Place,
+    dst: &mut [u8],
+) -> Option<u64> {
+    let f = dst.get_mut(..len)?;
     f.fill(0);
-    let mut flags = KIND_CONTROL;
-    if commit {
-        flags |= FLAG_COMMIT;
-    }
-    if deleted {
-        flags |= FLAG_STREAM_DELETED;
-    }
-    *f.get_mut(frame::HEAD)? = flags;
-    LE::write_u32(f.get_mut(frame::STREAM)?, stream_def);
-    LE::write_u64(f.get_mut(frame::CONTROL_TRUNCATE_BEFORE)?, truncate_before);
-    seal(f, frame::CONTROL_LEN, at)
+    *f.get_mut(frame::HEAD)? = head | if commit { FLAG_COMMIT } else { 0 };
+    LE::write_u32(f.get_mut(frame::STREAM)?, name_def);
+    LE::write_u64(f.get_mut(value_at)?, value);
+    seal(f, len, at)
 }
 
 /// Writes a name definition: `what` (`NAME_*`), its value and the name.
