@@ -479,10 +479,7 @@ const SQL_CONFLICT: &str = "
 
 impl SqliteDcb {
     fn open(dir: &Path, mode: Mode) -> BenchResult<Box<dyn DcbEngine>> {
-        std::fs::create_dir_all(dir)?;
-        let conn = rusqlite::Connection::open(dir.join("events.db"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", if mode == Mode::Always { "FULL" } else { "NORMAL" })?;
+        let conn = crate::peers::open_sqlite(dir, mode)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                 position INTEGER PRIMARY KEY,

@@ -58,6 +58,17 @@ fn decode_lens(v: &[u8]) -> BenchResult<(usize, usize, usize)> {
 // ---------------------------------------------------------------------------------------------------------
 
 /// SQLite through rusqlite (bundled), WAL mode, one transaction per append call.
+/// A SQLite database in `dir` (made if missing) with the settings every SQLite row shares: WAL, and
+/// `synchronous=FULL` when every commit must be durable, `NORMAL` otherwise (a group's last commit switches
+/// to `FULL` itself, see `Cadence`).
+pub(crate) fn open_sqlite(dir: &Path, mode: Mode) -> BenchResult<rusqlite::Connection> {
+    std::fs::create_dir_all(dir)?;
+    let conn = rusqlite::Connection::open(dir.join("events.db"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if mode == Mode::Always { "FULL" } else { "NORMAL" })?;
+    Ok(conn)
+}
+
 pub struct Sqlite {
     conn: rusqlite::Connection,
     cadence: Cadence,
@@ -75,10 +86,7 @@ impl Sqlite {
     }
 
     fn open(dir: &Path, mode: Mode) -> BenchResult<Box<dyn Engine>> {
-        std::fs::create_dir_all(dir)?;
-        let conn = rusqlite::Connection::open(dir.join("events.db"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", if mode == Mode::Always { "FULL" } else { "NORMAL" })?;
+        let conn = open_sqlite(dir, mode)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                 pos INTEGER PRIMARY KEY,
