@@ -93,8 +93,10 @@ fn backups_of_a_live_store_hold_exactly_its_durable_prefix() {
     }
     // The source keeps writing into its active segment and rolling; the backups do not change.
     let before: Vec<_> = taken.iter().map(|(d, _)| tree(d)).collect();
+    // Numbered after the writer's last batch: a consumer position only moves forward, and a fast machine
+    // writes more than ten thousand batches in the loop above.
     for i in 0..200 {
-        append_three(&store, 10_000 + i);
+        append_three(&store, batches + i);
     }
     store.sync().expect("sync");
     for ((dst, report), before) in taken.iter().zip(before) {
