@@ -160,6 +160,14 @@ pub enum Corruption {
     },
     /// The writer moved past the last segment number there is.
     SegmentNumbersExhausted,
+    /// An event of the retention rules' stream (`$foldlog/retention`, docs/format.md "System streams") is not
+    /// a rule this build reads: its frame is sound, its payload is not.
+    RetentionRule {
+        /// The rule event's version in that stream.
+        version: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Corruption {
@@ -264,6 +272,9 @@ impl Corruption {
             Corruption::PositionUnlocated { position } => write!(f, "no segment holds position {position}"),
             Corruption::OffsetPastLimit { offset } => write!(f, "offset {offset} past 4 GiB"),
             Corruption::SegmentNumbersExhausted => f.write_str("segment numbers exhausted"),
+            Corruption::RetentionRule { version, reason } => {
+                write!(f, "retention rule at version {version} of $foldlog/retention: {reason}")
+            }
             // Only `fmt` calls this, for the variants it does not write itself.
             other => fmt::Debug::fmt(other, f),
         }

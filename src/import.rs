@@ -171,6 +171,14 @@ fn flush(store: &Store, pending: &mut Vec<(u64, OwnedEvent)>) -> Result<()> {
             ));
         }
     }
+    // foldlog's own streams come over only as what this build writes there (an export carries them).
+    let system = stream.starts_with(crate::SYSTEM_PREFIX);
+    if system {
+        for (line, e) in pending.iter() {
+            crate::retention::check_system_event(stream, &e.event_type, &e.payload)
+                .map_err(|why| refused(*line, format!("stream {stream:?}: {why}")))?;
+        }
+    }
     let tags: Vec<Vec<&str>> =
         pending.iter().map(|(_, e)| e.tags.iter().map(String::as_str).collect()).collect();
     let events: Vec<NewEvent<'_>> = pending
@@ -192,7 +200,9 @@ fn flush(store: &Store, pending: &mut Vec<(u64, OwnedEvent)>) -> Result<()> {
         first_version: first.stream_version,
         events: &events,
     };
-    let appended = store.append_batch(&Batch::new(&[append]));
+    let appends = [append];
+    let batch = if system { Batch::new(&appends).system() } else { Batch::new(&appends) };
+    let appended = store.append_batch(&batch);
     let appended = appended.map_err(|e| refused(*first_line, e))?;
     debug_assert!(appended.iter().all(|a| !a.deduplicated), "no id window, so no retry is recognised");
     pending.clear();

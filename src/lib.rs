@@ -84,6 +84,7 @@ mod options;
 mod query;
 mod read;
 mod record;
+mod retention;
 pub mod salvage;
 mod segment;
 mod staging;
@@ -115,6 +116,7 @@ pub use options::{Durability, GroupCommit, Options, Recovery};
 pub use query::{AppendCondition, Query, QueryEvents, QueryItem};
 pub use read::{AllEvents, ReadAll, StreamEvents};
 pub use record::{EventRef, OwnedEvent};
+pub use retention::{Retention, RetentionTarget, RETENTION_STREAM, SYSTEM_PREFIX};
 /// The rkyv this crate is built with. Derive your events' archive traits through it
 /// (`#[derive(foldlog::rkyv::Archive, ...)]` with `#[rkyv(crate = foldlog::rkyv)]`), so that the payloads you
 /// write and the archives foldlog checks always come from one rkyv version; see [`Aggregate`].

@@ -310,8 +310,11 @@ pub struct QueryEvents<'s> {
     buf_at: usize,
     failed: bool,
     names: SegmentNames<'s>,
-    /// Truncated and deleted streams when the read was made: their hidden events are skipped.
-    controls: Option<std::sync::Arc<crate::index::Controls>>,
+    /// What the read skips (truncated, deleted and retained-away events, system streams), fixed when it was
+    /// made; `None` when nothing is hidden.
+    hider: Option<crate::retention::Hider>,
+    /// An error found while setting up (reading the retention rules), yielded first.
+    error: Option<Error>,
 }
 
 impl QueryEvents<'_> {
@@ -351,13 +354,21 @@ impl<'s> Iterator for QueryEvents<'s> {
     type Item = Result<EventRef<'s>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.error.take() {
+            self.failed = true;
+            return Some(Err(e));
+        }
+        let inner = self.inner;
         loop {
             match self.next_match()? {
                 // A candidate of a loose join whose type the query does not take, or a hidden event (truncated
                 // or deleted stream): it matches nothing and counts toward no limit.
                 Ok(None) => self.left += 1,
                 Ok(Some(e))
-                    if self.controls.as_ref().is_some_and(|c| c.hides(e.stream_id(), e.stream_version())) =>
+                    if self
+                        .hider
+                        .as_mut()
+                        .is_some_and(|h| h.hides(inner, e.stream_id(), e.stream_version())) =>
                 {
                     self.left += 1;
                 }
@@ -460,6 +471,10 @@ impl Store {
         end: u64,
         limit: Option<u64>,
     ) -> QueryEvents<'_> {
+        let (hider, error) = match crate::retention::Hider::new(self.inner()) {
+            Ok(h) => (h, None),
+            Err(e) => (None, Some(e)),
+        };
         QueryEvents {
             inner: self.inner(),
             query: query.clone(),
@@ -470,7 +485,8 @@ impl Store {
             buf_at: 0,
             failed: false,
             names: SegmentNames::default(),
-            controls: self.inner().read_index().controls(),
+            hider,
+            error,
         }
     }
 }

@@ -15,9 +15,7 @@ use crate::record::{
 };
 use crate::store::{Inner, Store};
 
-use std::sync::Arc;
-
-use crate::index::Controls;
+use crate::retention::Hider;
 
 /// Filters and bounds for [`Store::read_all_with`]: [`ReadAll::default`] reads everything; a setter per
 /// bound narrows it.
@@ -118,9 +116,9 @@ pub struct AllEvents<'s> {
     view: Option<SegView<'s>>,
     /// The names this walk resolved in the current segment (`None` when every read re-checks everything).
     names: Option<NameCache<'s>>,
-    /// The truncated and deleted streams when the walk was made, whose hidden events it skips (`None`: no
-    /// stream has any).
-    controls: Option<Arc<Controls>>,
+    /// What the walk skips: truncated, deleted and retained-away events, and system streams (`None`:
+    /// nothing is hidden, or the caller asked for hidden events too).
+    hider: Option<Hider>,
 }
 
 /// How many frames ahead of the decoder a sequential read prefetches name definitions: each is a random
@@ -163,6 +161,14 @@ impl Store {
             _ => None,
         };
         let (seg, offset) = start.unwrap_or((usize::MAX, 0));
+        let (hider, error) = match (opts.include_hidden, error) {
+            (true, error) => (None, error),
+            (false, Some(e)) => (None, Some(e)),
+            (false, None) => match Hider::new(inner) {
+                Ok(h) => (h, None),
+                Err(e) => (None, Some(e)),
+            },
+        };
         AllEvents {
             indexed,
             inner,
@@ -178,7 +184,7 @@ impl Store {
             ahead: 0,
             view: None,
             names: (!inner.crc_every_read()).then(|| NameCache::new(NAME_CACHE_SLOTS, false)),
-            controls: if opts.include_hidden { None } else { inner.read_index().controls() },
+            hider,
         }
     }
 
@@ -199,6 +205,16 @@ impl Store {
     pub fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> StreamEvents<'_> {
         StreamEvents::new(self.inner(), stream, Direction::Backward(from_version), false)
     }
+}
+
+/// Events of `stream` from `from_version` on, hidden ones included: for foldlog's own reads of its system
+/// streams, which no retention rule or control applies to.
+pub(crate) fn stream_events_with_hidden<'s>(
+    inner: &'s Inner,
+    stream: &str,
+    from_version: u64,
+) -> StreamEvents<'s> {
+    StreamEvents::new(inner, stream, Direction::Forward(from_version), true)
 }
 
 impl<'s> AllEvents<'s> {
@@ -283,7 +299,9 @@ impl<'s> Iterator for AllEvents<'s> {
             if self.event_type.as_deref().is_some_and(|t| t != event.event_type()) {
                 continue;
             }
-            if self.controls.as_ref().is_some_and(|c| c.hides(event.stream_id(), event.stream_version())) {
+            let inner = self.inner;
+            if self.hider.as_mut().is_some_and(|h| h.hides(inner, event.stream_id(), event.stream_version()))
+            {
                 continue;
             }
             self.left -= 1;
@@ -379,14 +397,26 @@ pub struct StreamEvents<'s> {
     buf_len: usize,
     buf_at: usize,
     failed: bool,
+    /// An error found while setting up (reading the retention rules), yielded first.
+    error: Option<Error>,
     names: SegmentNames<'s>,
 }
 
 impl<'s> StreamEvents<'s> {
     fn new(inner: &'s Inner, stream: &str, dir: Direction, with_hidden: bool) -> StreamEvents<'s> {
+        // Read before the index lock: reading them may take it.
+        let (rules, error) = if with_hidden {
+            (None, None)
+        } else {
+            match inner.retention_rules() {
+                Ok(r) => (r, None),
+                Err(e) => (None, Some(e)),
+            }
+        };
         let ix = inner.read_index();
-        // The list index of the first visible event: the versions below the truncation point are hidden.
-        let before = if with_hidden { 0 } else { ix.control(stream).map_or(0, |c| c.truncate_before) };
+        // The list index of the first visible event: the versions below the truncation point, and those its
+        // retention rule hides, are not read.
+        let before = if with_hidden { 0 } else { inner.first_visible(&ix, rules.as_deref(), stream) };
         let (cursor, bound, forward) = match (ix.stream(stream), dir) {
             (None, _) => (0, 0, true),
             (Some(s), Direction::Forward(v)) => {
@@ -416,6 +446,7 @@ impl<'s> StreamEvents<'s> {
             buf_len: 0,
             buf_at: 0,
             failed: false,
+            error,
             names: SegmentNames::default(),
         }
     }
@@ -460,6 +491,10 @@ impl<'s> Iterator for StreamEvents<'s> {
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
+        }
+        if let Some(e) = self.error.take() {
+            self.failed = true;
+            return Some(Err(e));
         }
         if self.buf_at == self.buf_len {
             let more = if self.forward { self.cursor < self.bound } else { self.cursor > self.bound };

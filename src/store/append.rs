@@ -155,6 +155,9 @@ pub struct Batch<'a> {
     pub(crate) reset_consumer: bool,
     /// Set by [`crate::Store::delete_consumer`] only: the consumer is forgotten.
     pub(crate) delete_consumer: bool,
+    /// Set by foldlog's own writes to its system streams ([`crate::SYSTEM_PREFIX`]), which every other
+    /// batch is refused.
+    pub(crate) system: bool,
 }
 
 impl<'a> Batch<'a> {
@@ -167,7 +170,15 @@ impl<'a> Batch<'a> {
             controls: &[],
             reset_consumer: false,
             delete_consumer: false,
+            system: false,
         }
+    }
+
+    /// Marks the batch as foldlog's own write to a system stream (retention rules, an import).
+    #[must_use]
+    pub(crate) fn system(mut self) -> Self {
+        self.system = true;
+        self
     }
 
     /// Sets [`controls`](field@Batch::controls): streams truncated or deleted together with the events.

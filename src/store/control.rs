@@ -15,8 +15,9 @@ pub struct StreamState {
     pub first_version: u64,
     /// Version of the stream's last event, hidden or not: what an expected version is checked against.
     pub last_version: u64,
-    /// The first version a read returns: events below it were truncated (or deleted) and are hidden from
-    /// every read. The stream's first version when nothing is hidden.
+    /// The first version a read returns: events below it were truncated (or deleted), or its retention rule
+    /// hides them ([`Store::set_retention`]), and every read skips them. The stream's first version when
+    /// nothing is hidden.
     pub first_visible: u64,
     /// The stream was deleted: every event is hidden and appends are refused ([`Error::StreamDeleted`]).
     pub deleted: bool,
@@ -85,7 +86,11 @@ impl Store {
 
     /// The state of `stream`: its last version, the first version a read returns, and whether it was
     /// deleted; `None` if it has no events.
+    ///
+    /// The first visible version counts the stream's retention rule ([`Store::set_retention`]) too; if the
+    /// rules cannot be read (a damaged rule event, which reads report), it counts the truncation alone.
     pub fn stream_state(&self, stream: &str) -> Option<StreamState> {
+        let rules = self.inner.retention_rules().ok().flatten();
         let ix = self.inner.read_index();
         let s = ix.stream(stream)?;
         let last_version = s.last_version()?;
@@ -93,7 +98,7 @@ impl Store {
         Some(StreamState {
             first_version: s.first_version,
             last_version,
-            first_visible: s.first_version.max(control.truncate_before),
+            first_visible: s.first_version.max(self.inner.first_visible(&ix, rules.as_deref(), stream)),
             deleted: control.deleted,
         })
     }

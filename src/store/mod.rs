@@ -80,6 +80,8 @@ pub(crate) struct Inner {
     /// Nanoseconds after `opened` at which a refresh last found new events; spaces a read-only handle's
     /// looks at the writer's head ([`Inner::follow_poll`]).
     arrived_nanos: AtomicU64,
+    /// The retention rules as last read from their stream (src/retention.rs).
+    pub(crate) retention: RwLock<crate::retention::RuleCache>,
 }
 
 /// Which watermark a wait is for.
@@ -112,6 +114,11 @@ impl Inner {
     /// Whether this is a read-only handle (which follows a writer's head rather than being woken by it).
     pub(crate) fn is_read_only(&self) -> bool {
         self.options.read_only
+    }
+
+    /// The data directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub(crate) fn segment(&self, i: usize) -> Option<&SegmentMap> {
@@ -624,5 +631,6 @@ fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, l
         head,
         opened: Instant::now(),
         arrived_nanos: AtomicU64::new(0),
+        retention: RwLock::default(),
     }
 }

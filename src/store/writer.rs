@@ -167,6 +167,15 @@ impl Inner {
         if let Some(done) = self.find_retry(&ix, batch)? {
             return Ok(Some(done));
         }
+        if !batch.system {
+            let ids = batch.streams.iter().map(|s| s.stream).chain(batch.controls.iter().map(|c| c.stream));
+            if let Some(id) = ids.into_iter().find(|id| id.starts_with(crate::SYSTEM_PREFIX)) {
+                return Err(Error::InvalidArgument(format!(
+                    "stream {id:?}: ids starting with {:?} are foldlog's own",
+                    crate::SYSTEM_PREFIX
+                )));
+            }
+        }
         for s in batch.streams {
             // A deleted stream's id is never used again, whatever the expected version says.
             if ix.control(s.stream).is_some_and(|c| c.deleted) {
