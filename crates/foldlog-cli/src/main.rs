@@ -6,6 +6,7 @@
 use foldlog_bank as demo_bank;
 use foldlog_bank::demo_dir;
 mod export_cmd;
+mod retention_cmd;
 mod tail_cmd;
 
 use std::io::{self, Write};
@@ -80,6 +81,29 @@ enum Command {
         /// The stream's last version as you last saw it (a number), or `any`, or `exists`.
         #[arg(long)]
         expected: ExpectedArg,
+    },
+    /// List the retention rules, or set one for a stream or a stream-id prefix: reads show only the last
+    /// `--max-count` events and those younger than `--max-age` (nothing is removed; `--clear` brings them
+    /// back). Setting is written to the log and refused while another process writes the store, as
+    /// `delete-stream` is (set it through that process: `Store::set_retention`); listing is read-only.
+    Retention {
+        /// Data directory.
+        dir: PathBuf,
+        /// The rule is for this stream.
+        #[arg(long, conflicts_with = "prefix")]
+        stream: Option<String>,
+        /// The rule is for every stream whose id starts with this (a stream's own rule beats it).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Keep at most this many of each stream's last events.
+        #[arg(long)]
+        max_count: Option<u64>,
+        /// Keep the events appended at most this long ago: a whole number and s, m, h, d or w (`30d`).
+        #[arg(long)]
+        max_age: Option<retention_cmd::Age>,
+        /// Remove the target's rule.
+        #[arg(long, conflicts_with_all = ["max_count", "max_age"])]
+        clear: bool,
     },
     /// Print segments, events, streams, bytes, first and last position (read-only).
     Stat {
@@ -237,6 +261,7 @@ fn main() -> ExitCode {
         Command::Bench { dir, .. } => ("bench", dir.clone()),
         Command::DeleteStream { dir, .. } => ("delete-stream", Some(dir.clone())),
         Command::Truncate { dir, .. } => ("truncate", Some(dir.clone())),
+        Command::Retention { dir, .. } => ("retention", Some(dir.clone())),
     };
     let r = match cli.command {
         Command::Demo { dir, replace, events, streams } => {
@@ -262,6 +287,10 @@ fn main() -> ExitCode {
         Command::DeleteStream { dir, stream, expected } => control(&dir, &stream, expected.0, None),
         Command::Truncate { dir, stream, before, expected } => {
             control(&dir, &stream, expected.0, Some(before))
+        }
+        Command::Retention { dir, stream, prefix, max_count, max_age, clear } => {
+            retention_change(stream, prefix, max_count, max_age, clear)
+                .and_then(|change| retention_cmd::retention(&dir, change))
         }
         #[cfg(unix)]
         Command::Bench { events, dir } => {
@@ -784,7 +813,7 @@ impl StreamCount {
         let (n, id) = (self.events, &self.stream);
         match (self.deleted, self.visible_from) {
             (true, _) => format!("{n:>10}  {id}  (deleted)"),
-            (false, Some(v)) => format!("{n:>10}  {id}  (truncated: visible from version {v})"),
+            (false, Some(v)) => format!("{n:>10}  {id}  (visible from version {v})"),
             (false, None) => format!("{n:>10}  {id}"),
         }
     }
@@ -841,6 +870,9 @@ fn stat(dir: &Path, list_streams: bool, json: bool) -> CliResult {
     )?;
     writeln!(out, "index RAM:        {} bytes", s.index_memory_bytes)?;
     writeln!(out, "checkpoint:       {checkpoint}")?;
+    for (target, rule) in store.retention_rules()? {
+        writeln!(out, "retention:        {}", retention_cmd::line(&target, rule))?;
+    }
     if list_streams {
         for (id, n) in store.stream_counts() {
             writeln!(out, "{}", StreamCount::of(&store, id, n).line())?;
@@ -1140,6 +1172,35 @@ fn print_salvage_moves(out: &mut impl Write, r: &foldlog::salvage::SalvageReport
         }
     }
     Ok(())
+}
+
+/// The change `retention`'s flags ask for: `None` to list. A target needs limits or `--clear`, and limits
+/// need a target.
+fn retention_change(
+    stream: Option<String>,
+    prefix: Option<String>,
+    max_count: Option<u64>,
+    max_age: Option<retention_cmd::Age>,
+    clear: bool,
+) -> Result<Option<retention_cmd::Change>, Box<dyn std::error::Error>> {
+    let target = match (stream, prefix) {
+        (Some(s), _) => Some(foldlog::RetentionTarget::Stream(s)),
+        (None, Some(p)) => Some(foldlog::RetentionTarget::Prefix(p)),
+        (None, None) => None,
+    };
+    let mut rule = foldlog::Retention::default();
+    rule.max_count = max_count;
+    rule.max_age = max_age.map(|a| a.0);
+    match target {
+        None if clear || !rule.is_unlimited() => {
+            Err("name the rule's target: --stream ID or --prefix P".into())
+        }
+        None => Ok(None),
+        Some(_) if !clear && rule.is_unlimited() => {
+            Err("give --max-count, --max-age or both, or --clear to remove the rule".into())
+        }
+        Some(target) => Ok(Some(retention_cmd::Change { target, rule })),
+    }
 }
 
 /// `delete-stream` (`before` is `None`) and `truncate`: opens the store for writing (refused, with

@@ -888,7 +888,7 @@ fn delete_stream_and_truncate_from_the_command_line() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let listing = text(&out);
     assert!(listing.contains("s-2  (deleted)"), "{listing}");
-    assert!(listing.contains("s-1  (truncated: visible from version 2)"), "{listing}");
+    assert!(listing.contains("s-1  (visible from version 2)"), "{listing}");
     assert!(listing.lines().any(|l| l.trim_end().ends_with(" s-3")), "{listing}");
 
     // Another process writes the store (this one, holding its lock): refused, and nothing is written.
@@ -906,4 +906,70 @@ fn delete_stream_and_truncate_from_the_command_line() {
     assert_eq!(s1, [2, 3]);
     assert_eq!(store.read_stream("s-2", 0).count(), 0);
     assert!(store.stream_state("s-2").expect("s-2").deleted);
+}
+
+/// `retention` as an operator runs it: a rule set from the command line hides what it should from `dump` and
+/// `stat`, reaches an export and the store imported from it, is cleared again, and refuses bad arguments and a
+/// store another process writes (status 2, nothing written).
+#[test]
+fn retention_rules_from_the_command_line() {
+    let dir = store_with(200, Options::default());
+    let run = |args: &[&str]| run_in(dir.path(), args);
+    // s-N holds versions 0..=3 (200 events over 50 streams).
+    let out = run(&["retention", "DIR"]);
+    assert_eq!((out.status.code(), text(&out).trim()), (Some(0), "no retention rules"));
+    let out = run(&["retention", "DIR", "--prefix", "s-1", "--max-count", "2", "--max-age", "30d"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(text(&out).trim(), r#"prefix "s-1": max count 2, max age 30d"#);
+    let out = run(&["retention", "DIR", "--stream", "s-12", "--max-count", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dumped = |stream: &str| -> usize {
+        let out = run(&["dump", "DIR", "--stream", stream]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        text(&out).lines().count()
+    };
+    assert_eq!((dumped("s-1"), dumped("s-12"), dumped("s-2")), (2, 1, 4));
+    let out = run(&["stat", "DIR", "--streams"]);
+    let listing = text(&out);
+    assert!(listing.contains(r#"retention:        stream "s-12": max count 1"#), "{listing}");
+    assert!(listing.contains("s-1  (visible from version 2)"), "{listing}");
+    assert!(listing.contains("s-12  (visible from version 3)"), "{listing}");
+
+    // An export carries the rules' stream, and the imported store hides the same events.
+    let exported = foldlog(dir.path(), &["export", "."]);
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    let copy = tempfile::tempdir().expect("tempdir");
+    let imported = foldlog_with_input(copy.path(), &["import", "c"], &exported.stdout);
+    assert_eq!(imported.status.code(), Some(0), "{}", text(&imported));
+    let c = Store::open_with(copy.path().join("c"), Options::default().read_only(true)).expect("open");
+    assert_eq!(c.read_stream("s-1", 0).count(), 2);
+    assert_eq!(c.retention_rules().expect("rules").len(), 2);
+    drop(c);
+
+    for bad in [
+        &["retention", "DIR", "--max-count", "2"][..],
+        &["retention", "DIR", "--stream", "s-1"],
+        &["retention", "DIR", "--stream", "s-1", "--max-age", "30x"],
+        &["retention", "DIR", "--prefix", "$foldlog/", "--max-count", "1"],
+        &["retention", "DIR", "--stream", "s-1", "--max-count", "1", "--clear"],
+    ] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+    }
+    // Another process writes the store: refused, and nothing is written.
+    let writer = Store::open(dir.path()).expect("open");
+    let before = writer.next_position();
+    let out = run(&["retention", "DIR", "--prefix", "s-", "--clear"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).to_lowercase().contains("lock"), "{}", text(&out));
+    let listed = run(&["retention", "DIR"]);
+    assert_eq!(listed.status.code(), Some(0), "listing works beside a writer: {}", text(&listed));
+    assert_eq!(text(&listed).lines().count(), 2, "{}", text(&listed));
+    assert_eq!(writer.next_position(), before);
+    writer.close().expect("close");
+
+    let out = run(&["retention", "DIR", "--prefix", "s-1", "--clear"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(text(&out).trim(), r#"stream "s-12": max count 1"#);
+    assert_eq!(dumped("s-1"), 4, "cleared: nothing was removed");
 }
