@@ -364,6 +364,17 @@ pub fn jetstream_section(meta: &Meta, res: &Results) -> String {
         }
     }
     lines.push(String::new());
+    if lines.iter().any(|l| l.contains(" ÷ ")) {
+        lines.push(
+            "The rows with ÷ divide a JetStream engine's time by the embedded store's: above 1, JetStream takes that \
+             many times longer; below 1, less (the embedded store's sync is in its time, JetStream's page cache is \
+             not)."
+                .to_owned(),
+        );
+        lines.push(String::new());
+    }
+    lines.push("Settings:".to_owned());
+    lines.push(String::new());
     for e in &res.engines {
         if let Some(r) = JETSTREAM_COLUMNS.iter().find_map(|(s, m, _)| res.get(e, s, m)) {
             lines.push(format!("- {}: {}.", jetstream_engine(e), r.setting));
