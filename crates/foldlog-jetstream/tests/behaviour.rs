@@ -517,6 +517,10 @@ fn snapshots(b: &dyn Backend) {
     assert_eq!(loaded.load_info().snapshot_version, None);
     assert!(loaded.load_info().snapshots_rejected.is_empty());
     assert_eq!((loaded.state(), counted.take()), (full.state(), 7));
+    // An older snapshot written after a newer one (a slow writer) does not stay: the newer one is kept.
+    assert_eq!(accounts.snapshot(&full).unwrap(), 7);
+    let kept: Vec<u64> = b.snapshots(&stream, u64::MAX).unwrap().map(|(v, _)| v).collect();
+    assert_eq!(kept, [50]);
     // Pending events are not in the log yet: no snapshot of them.
     let mut pending = accounts.get("alice").unwrap();
     pending.execute(|a| a.deposit(1)).unwrap();
@@ -589,6 +593,48 @@ fn embedded_snapshots_are_the_librarys_files() {
     assert_eq!(library.snapshot(&alice).unwrap(), 3);
     let loaded = ours.get("alice").unwrap();
     assert_eq!((loaded.load_info().snapshot_version, loaded.balance), (Some(3), 112));
+}
+
+/// A snapshot message that is not a snapshot (damaged, or written by something else) is refused under the
+/// version its header names, and the history folded, as a damaged snapshot file is on the embedded store.
+#[test]
+fn jetstream_refuses_a_damaged_snapshot_message() {
+    use foldlog::{Root, SnapshotPolicy, SnapshotRefusal};
+    use foldlog_bank::Account;
+    use foldlog_jetstream::BackendRepository;
+
+    let server = NatsServer::single();
+    let store = JetStreamStore::connect(JetStreamOptions::new(server.url())).unwrap();
+    let accounts = BackendRepository::<Account>::with_snapshots(&store, SnapshotPolicy::every(2));
+    let mut alice = Root::<Account>::new("alice");
+    alice.execute(|a| a.open("Alice", 100)).unwrap();
+    alice.execute(|a| a.deposit(5)).unwrap();
+    assert!(matches!(accounts.save(&mut alice).unwrap().snapshot, Some(Ok(2))));
+    assert_eq!(accounts.get("alice").unwrap().load_info().snapshot_version, Some(2));
+    // Another client overwrites it with bytes that are not a snapshot file.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Foldlog-Snapshot-Version", "2");
+        let js = async_nats::jetstream::new(client);
+        let ack = js
+            .publish_with_headers("foldlog.default.snap.account-alice", headers, "not a snapshot".into())
+            .await
+            .unwrap();
+        ack.await.unwrap();
+    });
+    let loaded = accounts.get("alice").unwrap();
+    assert_eq!(loaded.load_info().snapshot_version, None);
+    assert!(
+        matches!(
+            loaded.load_info().snapshots_rejected.as_slice(),
+            [(2, SnapshotRefusal::TooShort { len: 14 })]
+        ),
+        "{:?}",
+        loaded.load_info().snapshots_rejected
+    );
+    assert_eq!((loaded.version(), loaded.balance), (2, 105));
 }
 
 /// The one line an application changes: a directory or a `nats://` URL.
