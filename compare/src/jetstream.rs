@@ -69,7 +69,10 @@ pub fn server_version() -> String {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map_or_else(|| "nats-server not installed".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .map_or_else(
+            || "nats-server not installed".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
 }
 
 /// The durability each engine promises when an append returns, for the CSV's `setting` column.
@@ -78,7 +81,7 @@ fn setting(engine: &str) -> &'static str {
         "foldlog-always" => "fdatasync before `append` returns",
         "foldlog-never" => "no sync; the OS writes back",
         "jetstream-r1" => "file storage, acknowledged once one server stored it (in its page cache; the server syncs every 2 minutes by default)",
-        _ => "3 nodes, acknowledged once a quorum of 2 stored it (in their page caches)",
+        _ => "acknowledged once a quorum of 2 of the 3 nodes stored it (in their page caches)",
     }
 }
 
