@@ -126,7 +126,8 @@ impl<'b, A: Aggregate> BackendRepository<'b, A> {
         };
         let (start, events) = match found {
             Some((state, version, after)) => (Some((state, version)), after),
-            // Versions of a repository's streams start at 1: at most `wanted` events up to it.
+            // Up to `wanted`, with room for a version 0 (a stream not written by a repository may start there;
+            // a repository's starts at 1, so one event more than folded may be read).
             None => (None, self.backend.read_stream(&stream, 0, Some(wanted.saturating_add(1)))?),
         };
         let history: Vec<_> = events.iter().take_while(|e| e.stream_version <= wanted).collect();
