@@ -12,6 +12,11 @@
 #   scripts/bench.sh --dcb        the DCB comparison instead (foldlog and SQLite, read-decide-append commands;
 #                                 about 5 minutes, with --quick about 20 s): writes docs/benchmarks-dcb.csv
 #                                 (with --quick target/bench-quick/) and rewrites only the document's dcb section
+#   scripts/bench.sh --jetstream  the JetStream comparison instead (the Backend trait on embedded foldlog and on
+#                                 nats-server at replicas 1 and 3, on loopback; about a minute, with --quick
+#                                 about 20 s; the JetStream rows are skipped with the reason printed when
+#                                 nats-server is missing): writes docs/benchmarks-jetstream.csv (with --quick
+#                                 target/bench-quick/) and rewrites only the document's jetstream section
 #
 # Any other argument is passed to the harness (e.g. --events 300000, --engines foldlog,raw,sqlite).
 set -euo pipefail
@@ -20,12 +25,14 @@ cd "$(dirname "$0")/.."
 quick=()
 criterion=0
 dcb=0
+jetstream=0
 harness_args=()
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=(--quick) ;;
         --criterion) criterion=1 ;;
         --dcb) dcb=1 ;;
+        --jetstream) jetstream=1 ;;
         *) harness_args+=("$arg") ;;
     esac
 done
@@ -49,6 +56,16 @@ if [[ $dcb -eq 1 ]]; then
         "${harness_args[@]}"
     cargo run --release --quiet --manifest-path compare/Cargo.toml -- report --dcb-csv "$dcb_csv" --doc "$doc"
     echo "table: $doc (dcb section)"
+    exit 0
+fi
+
+if [[ $jetstream -eq 1 ]]; then
+    js_csv="${csv%benchmarks.csv}benchmarks-jetstream.csv"
+    cargo run --release --manifest-path compare/Cargo.toml -- --jetstream "${quick[@]}" --csv "$js_csv" \
+        "${harness_args[@]}"
+    cargo run --release --quiet --manifest-path compare/Cargo.toml -- report --jetstream-csv "$js_csv" \
+        --doc "$doc"
+    echo "table: $doc (jetstream section)"
     exit 0
 fi
 

@@ -105,7 +105,7 @@ pub use aggregate::{
     EventView, LoadInfo, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root, Saved, ZeroCopy,
 };
 pub use aggregate::{decode_event, EventContext, UnitOfWork, Upcaster};
-pub use aggregate::{Snapshot, SnapshotPolicy, SnapshotRefusal};
+pub use aggregate::{Snapshot, SnapshotData, SnapshotFiles, SnapshotPolicy, SnapshotRefusal};
 pub use corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
 pub use error::{Error, ExpectedVersion, Result};

@@ -12,6 +12,9 @@
 //! `--dcb` runs the dynamic-consistency-boundary comparison instead (foldlog and SQLite only, `dcb.rs`):
 //! read-decide-append commands, each synced and with group commit, beside plain appends of the same events.
 //!
+//! `--jetstream` runs the distributed comparison instead (`jetstream.rs`): the same calls through
+//! `foldlog_jetstream::Backend` on the embedded store and on nats-server at replicas 1 and 3, on loopback.
+//!
 //! `report` as the first argument turns such a CSV (and criterion's results) into docs/benchmarks.md's
 //! tables and docs/plots/*.svg instead; see `report/mod.rs`.
 
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod dcb;
+mod jetstream;
 mod peers;
 mod report;
 
@@ -34,13 +38,16 @@ struct Args {
     engines: Option<Vec<String>>,
     dir: Option<PathBuf>,
     dcb: bool,
+    jetstream: bool,
     commands: Option<usize>,
 }
 
 const USAGE: &str = "usage: foldlog-compare [--quick] [--csv FILE] [--events N] [--reps N] \
 [--engines foldlog,raw,sqlite,redb,fjall] [--dir PARENT]\n       foldlog-compare --dcb [--quick] [--csv FILE] \
-[--commands N] [--reps N] [--engines foldlog,sqlite] [--dir PARENT]\n       foldlog-compare report --csv FILE \
-[--criterion DIR] [--doc FILE] [--plots DIR]";
+[--commands N] [--reps N] [--engines foldlog,sqlite] [--dir PARENT]\n       foldlog-compare --jetstream [--quick] \
+[--csv FILE] [--reps N] [--engines foldlog-always,foldlog-never,jetstream-r1,jetstream-r3] [--dir PARENT]\n       \
+foldlog-compare report [--csv FILE] [--dcb-csv FILE] [--jetstream-csv FILE] [--criterion DIR] [--doc FILE] \
+[--plots DIR]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -51,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         engines: None,
         dir: None,
         dcb: false,
+        jetstream: false,
         commands: None,
     };
     let mut it = std::env::args().skip(1);
@@ -64,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
             "--engines" => a.engines = Some(value()?.split(',').map(str::to_owned).collect()),
             "--dir" => a.dir = Some(value()?.into()),
             "--dcb" => a.dcb = true,
+            "--jetstream" => a.jetstream = true,
             "--commands" => a.commands = Some(value()?.parse().map_err(|e| format!("--commands: {e}"))?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -90,8 +99,14 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> foldlog_bench::BenchResult<()> {
     let args = parse_args()?;
+    if args.dcb && args.jetstream {
+        return Err("--dcb and --jetstream are separate runs".into());
+    }
     if args.dcb {
         return run_dcb(&args);
+    }
+    if args.jetstream {
+        return run_jetstream(&args);
     }
     let all_engines: [&EngineSpec; 5] =
         [&foldlog_bench::FOLDLOG, &foldlog_bench::RAW, &peers::SQLITE, &peers::REDB, &peers::FJALL];
@@ -235,6 +250,83 @@ fn run_dcb(args: &Args) -> foldlog_bench::BenchResult<()> {
     Ok(())
 }
 
+/// `--jetstream`: the `Backend` calls on the embedded store and on nats-server, replicas 1 and 3.
+fn run_jetstream(args: &Args) -> foldlog_bench::BenchResult<()> {
+    let mut engines: Vec<&'static str> = match &args.engines {
+        None => jetstream::ENGINES.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                jetstream::ENGINES.iter().copied().find(|e| e == n).ok_or(format!("no JetStream engine {n}"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if args.events.is_some() || args.commands.is_some() {
+        return Err(
+            "--jetstream has a fixed plan (the same figures every run): no --events or --commands".into()
+        );
+    }
+    let plan = jetstream::Plan { appends: 2000, batches: 100 };
+    let reps = args.reps.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let scratch = tempfile::Builder::new()
+        .prefix("foldlog-compare-js-")
+        .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    let mut meta = machine(scratch.path(), plan.describe(reps));
+    // The peers of this run are not the comparison's: name the client and the server instead.
+    if let Some((_, engines)) = meta.iter_mut().find(|(k, _)| k == "engines") {
+        *engines = format!(
+            "foldlog {}, foldlog-jetstream over async-nats {}, {}",
+            lock_version("foldlog"),
+            lock_version("async-nats"),
+            jetstream::server_version()
+        );
+    }
+    if let Some(why) = jetstream::skipped() {
+        let dropped: Vec<&str> = engines.iter().copied().filter(|e| e.starts_with("jetstream")).collect();
+        if !dropped.is_empty() {
+            println!("skipping {}: {why}", dropped.join(", "));
+            meta.push(("skipped".into(), format!("{}: {why}", dropped.join(", "))));
+        }
+        engines.retain(|e| !e.starts_with("jetstream"));
+    }
+    for (k, v) in &meta {
+        eprintln!("{k}: {v}");
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut failed = Vec::new();
+    for rep in 0..reps {
+        // Engines interleaved, and their order flipped every other run, so a slow spell of the shared machine
+        // does not always hit the same one.
+        let mut order = engines.clone();
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for engine in order {
+            eprintln!("[{:>6.1?} run {}/{reps}] {engine}", started.elapsed(), rep + 1);
+            let mut got = Vec::new();
+            match jetstream::run_engine(engine, &plan, scratch.path(), &mut got) {
+                Ok(()) => all.extend(got),
+                Err(e) => {
+                    eprintln!("{engine} failed: {e}");
+                    failed.push(format!("{engine} (run {}): {e}", rep + 1));
+                }
+            }
+            clear(scratch.path());
+        }
+    }
+    let summaries = summarize(&all);
+    println!("\n{:.0?} in all\n\n{}", started.elapsed(), report::jetstream_text(&meta, &summaries));
+    for f in &failed {
+        println!("FAILED: {f}");
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, &meta, &summaries)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 /// Removes whatever a failed engine left behind.
 fn clear(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -302,12 +394,7 @@ fn machine(scratch: &Path, workload: String) -> Vec<(String, String)> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let lock = include_str!("../Cargo.lock");
-    let version = |name: &str| {
-        let tag = format!("name = \"{name}\"\nversion = \"");
-        lock.find(&tag)
-            .map_or("?".to_owned(), |i| lock[i + tag.len()..].split('"').next().unwrap_or("?").to_owned())
-    };
+    let version = lock_version;
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     // The foldlog commit measured (best effort: the harness may run outside a git checkout).
     let commit = std::process::Command::new("git")
@@ -344,6 +431,14 @@ fn machine(scratch: &Path, workload: String) -> Vec<(String, String)> {
         ("workload".into(), workload),
         ("command".into(), format!("cargo run --release --manifest-path compare/Cargo.toml -- {command}")),
     ]
+}
+
+/// A package's version in this harness's Cargo.lock (the first, should it hold several).
+fn lock_version(name: &str) -> String {
+    let lock = include_str!("../Cargo.lock");
+    let tag = format!("name = \"{name}\"\nversion = \"");
+    lock.find(&tag)
+        .map_or("?".to_owned(), |i| lock[i + tag.len()..].split('"').next().unwrap_or("?").to_owned())
 }
 
 fn fs_type(dir: &Path) -> String {

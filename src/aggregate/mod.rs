@@ -44,7 +44,7 @@ pub use context::EventContext;
 pub use repository::{decode_event, Repository, RepositoryError, Saved};
 use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
-pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotRefusal};
+pub use snapshot::{Snapshot, SnapshotData, SnapshotFiles, SnapshotPolicy, SnapshotRefusal};
 pub use unit_of_work::UnitOfWork;
 pub use upcast::Upcaster;
 
@@ -312,7 +312,25 @@ impl<A: Aggregate> Root<A> {
         id: impl Into<String>,
         history: impl IntoIterator<Item = EventRef<'e>>,
     ) -> Result<Root<A>, RepositoryError> {
+        Root::from_snapshot(id, None, LoadInfo::default(), history)
+    }
+
+    /// [`Root::from_history`] from a snapshot: `snapshot` is the state right after a stream version (`None`:
+    /// the empty shell) and `history` the stored events after that version, oldest first. `info` is what the
+    /// caller's search for a snapshot found (the version used, the ones refused); the fold adds its counts,
+    /// and [`Root::load_info`] returns it. For repositories over other backends that keep snapshots.
+    pub fn from_snapshot<'e>(
+        id: impl Into<String>,
+        snapshot: Option<(A, u64)>,
+        info: LoadInfo,
+        history: impl IntoIterator<Item = EventRef<'e>>,
+    ) -> Result<Root<A>, RepositoryError> {
         let mut root = Root::new(id);
+        root.info = info;
+        if let Some((state, version)) = snapshot {
+            root.state = state;
+            root.version = Some(version);
+        }
         let mut scratch = AlignedVec::new();
         for e in history {
             repository::apply_stored(&mut root.state, e, &mut scratch, &mut root.info)?;

@@ -62,8 +62,9 @@ impl SnapshotPolicy {
     }
 
     /// True if a save that moved the stream from version `before` to `after` crossed a multiple of
-    /// `every_events`.
-    pub(crate) fn due(&self, before: u64, after: u64) -> bool {
+    /// `every_events`. Public for repositories over other backends (`foldlog-jetstream`), so that they write
+    /// snapshots at the same versions as [`crate::Repository`].
+    pub fn due(&self, before: u64, after: u64) -> bool {
         self.every_events > 0 && after / self.every_events > before / self.every_events
     }
 }
@@ -294,6 +295,115 @@ pub(crate) fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotFile, Snapsho
     let mut state = AlignedVec::with_capacity(state_bytes.len());
     state.extend_from_slice(state_bytes);
     Ok(SnapshotFile { meta, state })
+}
+
+/// A snapshot as a store keeps it: the state's archived bytes and the event it was taken after. The building
+/// block of snapshots for repositories over other backends (`foldlog-jetstream`): [`SnapshotData::encode`]
+/// gives the bytes of a snapshot file (docs/format.md, "Snapshot file": checksummed, the stream id inside),
+/// [`SnapshotData::decode`] checks them, and [`SnapshotFiles`] keeps them where [`crate::Repository`] does.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SnapshotData {
+    /// Stream version of the last event folded into the state.
+    pub stream_version: u64,
+    /// Global position of that event: with the timestamp, how a load recognises that the log still holds
+    /// the event the snapshot was taken at.
+    pub position: u64,
+    /// That event's append timestamp (microseconds since the Unix epoch).
+    pub timestamp_micros: i64,
+    /// [`Snapshot::STATE_VERSION`] of the code that wrote it.
+    pub state_version: u32,
+    /// The archived state, aligned as rkyv reads it.
+    pub state: AlignedVec,
+}
+
+impl SnapshotData {
+    /// A snapshot of `state` (archived bytes) taken right after the event at `stream_version`, which has
+    /// `position` and `timestamp_micros`, by code whose state layout is `state_version`.
+    pub fn new(
+        stream_version: u64,
+        position: u64,
+        timestamp_micros: i64,
+        state_version: u32,
+        state: AlignedVec,
+    ) -> SnapshotData {
+        SnapshotData { stream_version, position, timestamp_micros, state_version, state }
+    }
+
+    /// The bytes of `stream`'s snapshot file holding this snapshot.
+    pub fn encode(&self, stream: &str) -> Vec<u8> {
+        encode(stream, &self.meta(), &self.state)
+    }
+
+    /// Checks the bytes of a snapshot file (CRC, magic, format version, lengths, that it is `stream`'s) and
+    /// returns the snapshot; never panics on any input.
+    ///
+    /// # Errors
+    ///
+    /// Why the bytes are not a usable snapshot of `stream`.
+    pub fn decode(bytes: &[u8], stream: &str) -> Result<SnapshotData, SnapshotRefusal> {
+        decode(bytes, stream).map(SnapshotData::from)
+    }
+
+    fn meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            stream_version: self.stream_version,
+            position: self.position,
+            timestamp_micros: self.timestamp_micros,
+            state_version: self.state_version,
+        }
+    }
+}
+
+impl From<SnapshotFile> for SnapshotData {
+    fn from(f: SnapshotFile) -> SnapshotData {
+        let m = f.meta;
+        SnapshotData::new(m.stream_version, m.position, m.timestamp_micros, m.state_version, f.state)
+    }
+}
+
+/// A store's snapshot files (`<store dir>/snapshots/`), the ones [`crate::Repository::with_snapshots`] writes
+/// and loads from, for repositories that reach the store another way (`foldlog-jetstream`'s
+/// `BackendRepository`): what one writes, the other reads. Only files: whether a snapshot still matches the
+/// log, and whether its state decodes, is the caller's check.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotFiles<'s> {
+    store: &'s crate::Store,
+}
+
+impl<'s> SnapshotFiles<'s> {
+    /// The snapshot files of `store`.
+    pub fn new(store: &'s crate::Store) -> SnapshotFiles<'s> {
+        SnapshotFiles { store }
+    }
+
+    /// Versions of `stream`'s snapshots, newest first (unchecked: [`SnapshotFiles::read`] may refuse one).
+    ///
+    /// # Errors
+    ///
+    /// The snapshot directory exists but cannot be listed.
+    pub fn versions(&self, stream: &str) -> Result<Vec<u64>> {
+        list(self.store.dir(), stream)
+    }
+
+    /// Reads and checks `stream`'s snapshot at `version`.
+    ///
+    /// # Errors
+    ///
+    /// Why it cannot be used: unreadable, damaged, another stream's, or named for another version.
+    pub fn read(&self, stream: &str, version: u64) -> Result<SnapshotData, SnapshotRefusal> {
+        read(self.store.dir(), stream, version).map(SnapshotData::from)
+    }
+
+    /// Writes `stream`'s snapshot atomically, then deletes all but the newest `keep` (at least 1), as a
+    /// [`crate::Repository`] does.
+    ///
+    /// # Errors
+    ///
+    /// The file could not be written or an old one removed.
+    pub fn write(&self, stream: &str, snapshot: &SnapshotData, keep: usize) -> Result<()> {
+        write(self.store.dir(), stream, &snapshot.meta(), &snapshot.state, keep)
+    }
 }
 
 /// Versions of `stream`'s snapshots on disk, newest first. No directory means none.

@@ -1,4 +1,4 @@
-//! The generated sections of docs/benchmarks.md: plots, machine, comparison, dcb and criterion.
+//! The generated sections of docs/benchmarks.md: plots, machine, comparison, dcb, jetstream and criterion.
 
 use std::collections::BTreeMap;
 
@@ -48,6 +48,11 @@ pub const TEMPLATE: &str = "# foldlog benchmarks
 
 <!-- BEGIN generated: dcb -->
 <!-- END generated: dcb -->
+
+## JetStream: the cost of going distributed
+
+<!-- BEGIN generated: jetstream -->
+<!-- END generated: jetstream -->
 
 ## Criterion
 
@@ -278,6 +283,106 @@ pub fn dcb_section(meta: &Meta, res: &Results) -> String {
     lines.join("\n")
 }
 
+/// The JetStream comparison's columns: scenario, metric, heading.
+const JETSTREAM_COLUMNS: [(&str, &str, &str); 4] = [
+    ("js_append_one", "per_event", "append, 1 event per call (exact expected version)"),
+    ("js_append_batched", "per_event", "append, 100 per call, per event"),
+    ("js_read_stream", "per_read", "read a 20-event stream"),
+    ("js_replay", "per_event", "replay, per event"),
+];
+
+/// What each engine of the JetStream comparison is, for the table's first column.
+fn jetstream_engine(engine: &str) -> &str {
+    match engine {
+        "foldlog-always" => "embedded, Durability::Always",
+        "foldlog-never" => "embedded, Durability::Never",
+        "jetstream-r1" => "JetStream, replicas 1",
+        "jetstream-r3" => "JetStream, replicas 3 (3 nodes)",
+        other => other,
+    }
+}
+
+/// The JetStream comparison (`--jetstream`, its own CSV): one row per engine, times per call or event, then
+/// each JetStream engine as a multiple of the embedded store with the same calls.
+pub fn jetstream_section(meta: &Meta, res: &Results) -> String {
+    let get = |k: &str| meta.get(k).map_or("?", String::as_str);
+    let mut lines = vec![
+        format!(
+            "Measured on {} at {} ({}; {}; {}). Reproduce: `{}` (or `scripts/bench.sh --jetstream`).",
+            get("date"),
+            get("foldlog commit"),
+            get("cpu"),
+            get("filesystem"),
+            get("engines"),
+            get("command")
+        ),
+        String::new(),
+        format!("Workload: {}. Medians over the runs, [min–max] when there were several.", get("workload")),
+        String::new(),
+    ];
+    if let Some(why) = meta.get("skipped") {
+        lines.push(format!("Not measured in this run: {why}."));
+        lines.push(String::new());
+    }
+    let head: Vec<&str> = std::iter::once("backend").chain(JETSTREAM_COLUMNS.iter().map(|c| c.2)).collect();
+    lines.push(format!("| {} |", head.join(" | ")));
+    lines.push(format!("|{}", "---|".repeat(head.len())));
+    let micros = |v: f64| fmt_ns(v * 1e3);
+    for e in &res.engines {
+        let mut cells = vec![jetstream_engine(e).to_owned()];
+        cells.extend(JETSTREAM_COLUMNS.iter().map(
+            |(scenario, metric, _)| match res.get(e, scenario, metric) {
+                None => "–".to_owned(),
+                Some(r) if r.runs > 1 => {
+                    format!("{} [{}–{}]", micros(r.median), micros(r.min), micros(r.max))
+                }
+                Some(r) => micros(r.median),
+            },
+        ));
+        lines.push(format!("| {} |", cells.join(" | ")));
+    }
+    for base in ["foldlog-always", "foldlog-never"] {
+        for e in res.engines.iter().filter(|e| e.starts_with("jetstream")) {
+            let ratios: Vec<String> = JETSTREAM_COLUMNS
+                .iter()
+                .map(|(scenario, metric, _)| {
+                    let (j, b) = (res.get(e, scenario, metric), res.get(base, scenario, metric));
+                    match (j, b) {
+                        (Some(j), Some(b)) if b.median > 0.0 => format!("{} ×", fmt(j.median / b.median)),
+                        _ => "–".to_owned(),
+                    }
+                })
+                .collect();
+            if ratios.iter().any(|r| r != "–") {
+                lines.push(format!(
+                    "| {} ÷ {} | {} |",
+                    jetstream_engine(e),
+                    jetstream_engine(base),
+                    ratios.join(" | ")
+                ));
+            }
+        }
+    }
+    lines.push(String::new());
+    if lines.iter().any(|l| l.contains(" ÷ ")) {
+        lines.push(
+            "The rows with ÷ divide a JetStream engine's time by the embedded store's: above 1, JetStream takes that \
+             many times longer; below 1, less (the embedded store's sync is in its time, JetStream's page cache is \
+             not)."
+                .to_owned(),
+        );
+        lines.push(String::new());
+    }
+    lines.push("Settings:".to_owned());
+    lines.push(String::new());
+    for e in &res.engines {
+        if let Some(r) = JETSTREAM_COLUMNS.iter().find_map(|(s, m, _)| res.get(e, s, m)) {
+            lines.push(format!("- {}: {}.", jetstream_engine(e), r.setting));
+        }
+    }
+    lines.join("\n")
+}
+
 /// A median, with the min–max range when there was more than one run.
 fn cell(r: Option<&Row>) -> String {
     match r {
@@ -415,6 +520,44 @@ mod tests {
         let got = replace_section(doc, "x", "new\n\n").unwrap();
         assert_eq!(got, "intro\n<!-- BEGIN generated: x -->\nnew\n<!-- END generated: x -->\nprose\n");
         assert!(replace_section(doc, "y", "new").is_err(), "missing markers are an error");
+    }
+
+    #[test]
+    fn the_jetstream_section_has_a_row_per_engine_and_the_multiples() {
+        let row = |engine: &str, scenario: &str, metric: &str, median: f64| Row {
+            engine: engine.into(),
+            scenario: scenario.into(),
+            metric: metric.into(),
+            unit: "µs".into(),
+            higher_is_better: false,
+            median,
+            min: median,
+            max: median,
+            runs: 1,
+            setting: format!("{engine} setting"),
+        };
+        let res = Results::with_engines(
+            vec![
+                row("foldlog-always", "js_append_one", "per_event", 100.0),
+                row("foldlog-always", "js_read_stream", "per_read", 5.0),
+                row("jetstream-r1", "js_append_one", "per_event", 300.0),
+                row("jetstream-r1", "js_read_stream", "per_read", 3000.0),
+            ],
+            &crate::jetstream::ENGINES,
+        );
+        let mut meta = Meta::new();
+        meta.insert("skipped".into(), "jetstream-r3: no server".into());
+        let text = jetstream_section(&meta, &res);
+        assert!(text.contains("| embedded, Durability::Always | 100.00 µs | – | 5.00 µs | – |"), "{text}");
+        assert!(text.contains("| JetStream, replicas 1 | 300.00 µs | – | 3.00 ms | – |"), "{text}");
+        assert!(
+            text.contains(
+                "| JetStream, replicas 1 ÷ embedded, Durability::Always | 3.00 × | – | 600 × | – |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Not measured in this run: jetstream-r3: no server."), "{text}");
+        assert!(!text.contains("Durability::Never |"), "engines without figures are left out: {text}");
     }
 
     #[test]

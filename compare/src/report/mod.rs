@@ -9,7 +9,8 @@
 //!
 //! The DCB comparison (`--dcb`) writes a CSV of its own; `--dcb-csv` turns it into the `dcb` section. Either
 //! CSV may be given alone: `--dcb-csv` alone rewrites the `dcb` section only (no plots), so a DCB run does not
-//! need the long comparison run, and `--csv` alone leaves the `dcb` section as it was.
+//! need the long comparison run, and `--csv` alone leaves the `dcb` section as it was. The JetStream comparison
+//! (`--jetstream`) likewise: `--jetstream-csv` rewrites the `jetstream` section only.
 //!
 //! ```sh
 //! cargo run --release --manifest-path compare/Cargo.toml -- report --csv docs/benchmarks.csv \
@@ -31,19 +32,20 @@ pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + S
 pub const ENGINES: [&str; 5] = ["foldlog", "raw", "sqlite", "redb", "fjall"];
 
 const USAGE: &str =
-    "usage: foldlog-compare report [--csv FILE] [--dcb-csv FILE] [--criterion DIR] [--doc FILE] \
-[--plots DIR] (at least one CSV)";
+    "usage: foldlog-compare report [--csv FILE] [--dcb-csv FILE] [--jetstream-csv FILE] [--criterion DIR] \
+[--doc FILE] [--plots DIR] (at least one CSV)";
 
 struct Args {
     csv: Option<PathBuf>,
     dcb_csv: Option<PathBuf>,
+    jetstream_csv: Option<PathBuf>,
     criterion: Option<PathBuf>,
     doc: PathBuf,
     plots: PathBuf,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
-    let (mut csv, mut dcb_csv, mut criterion) = (None, None, None);
+    let (mut csv, mut dcb_csv, mut jetstream_csv, mut criterion) = (None, None, None, None);
     let (mut doc, mut plots) = (PathBuf::from("docs/benchmarks.md"), PathBuf::from("docs/plots"));
     while let Some(arg) = it.next() {
         let mut value =
@@ -51,6 +53,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
         match arg.as_str() {
             "--csv" => csv = Some(value()?),
             "--dcb-csv" => dcb_csv = Some(value()?),
+            "--jetstream-csv" => jetstream_csv = Some(value()?),
             "--criterion" => criterion = Some(value()?),
             "--doc" => doc = value()?,
             "--plots" => plots = value()?,
@@ -58,10 +61,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
             other => return Err(format!("unknown argument {other}\n{USAGE}").into()),
         }
     }
-    if csv.is_none() && dcb_csv.is_none() {
-        return Err(format!("--csv or --dcb-csv is required\n{USAGE}").into());
+    if csv.is_none() && dcb_csv.is_none() && jetstream_csv.is_none() {
+        return Err(format!("--csv, --dcb-csv or --jetstream-csv is required\n{USAGE}").into());
     }
-    Ok(Args { csv, dcb_csv, criterion, doc, plots })
+    Ok(Args { csv, dcb_csv, jetstream_csv, criterion, doc, plots })
 }
 
 /// Runs the report with the arguments that follow `report` on the command line.
@@ -89,12 +92,39 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<()> {
         let (meta, rows) = input::read_csv(csv)?;
         doc = markdown::replace_section(&doc, "dcb", &markdown::dcb_section(&meta, &Results::new(rows)))?;
     }
+    if let Some(csv) = &a.jetstream_csv {
+        let (meta, rows) = input::read_csv(csv)?;
+        let res = Results::with_engines(rows, &crate::jetstream::ENGINES);
+        doc = markdown::replace_section(&doc, "jetstream", &markdown::jetstream_section(&meta, &res))?;
+    }
     std::fs::write(&a.doc, doc).map_err(|e| format!("{}: {e}", a.doc.display()))?;
     match a.csv {
         Some(_) => println!("wrote {} and {}/*.svg", a.doc.display(), a.plots.display()),
         None => println!("wrote {}", a.doc.display()),
     }
     Ok(())
+}
+
+/// The `jetstream` section for a run's figures as they are, before any CSV: what `--jetstream` prints, so the
+/// terminal shows the table the document will.
+pub fn jetstream_text(meta: &[(String, String)], summaries: &[foldlog_bench::Summary]) -> String {
+    let meta: input::Meta = meta.iter().cloned().collect();
+    let rows = summaries
+        .iter()
+        .map(|s| Row {
+            engine: s.measure.engine.to_owned(),
+            scenario: s.measure.scenario.to_owned(),
+            metric: s.measure.metric.to_owned(),
+            unit: s.measure.unit.to_owned(),
+            higher_is_better: s.measure.higher_is_better,
+            median: s.median,
+            min: s.min,
+            max: s.max,
+            runs: s.runs as u64,
+            setting: s.measure.setting.clone(),
+        })
+        .collect();
+    markdown::jetstream_section(&meta, &Results::with_engines(rows, &crate::jetstream::ENGINES))
 }
 
 /// The rows of one comparison run, and the engines that appear in them.
@@ -105,7 +135,12 @@ pub struct Results {
 
 impl Results {
     fn new(rows: Vec<Row>) -> Self {
-        let engines = ENGINES.into_iter().filter(|e| rows.iter().any(|r| r.engine == *e)).collect();
+        Results::with_engines(rows, &ENGINES)
+    }
+
+    /// The rows of a run whose engines are `order` (the JetStream comparison has engines of its own).
+    fn with_engines(rows: Vec<Row>, order: &[&'static str]) -> Self {
+        let engines = order.iter().copied().filter(|e| rows.iter().any(|r| r.engine == *e)).collect();
         Results { rows, engines }
     }
 

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use foldlog::{Batch, ExpectedVersion, NewEvent, OwnedEvent, ReadAll, Store, Subscription};
+use foldlog::{
+    Batch, ExpectedVersion, NewEvent, OwnedEvent, ReadAll, SnapshotData, SnapshotFiles, SnapshotRefusal,
+    Store, Subscription,
+};
 
-use crate::{Appended, Backend, EventSubscription, Result};
+use crate::{Appended, Backend, EventSubscription, FoundSnapshot, Result};
 
 fn owned<'a>(
     events: impl Iterator<Item = foldlog::Result<foldlog::EventRef<'a>>>,
@@ -57,6 +60,26 @@ impl Backend for Store {
     fn save_consumer_position(&self, name: &str, position: u64) -> Result<()> {
         Store::append_batch(self, &Batch::default().consumer(name, position))?;
         Ok(())
+    }
+
+    fn snapshots(&self, stream: &str, at_most: u64) -> Result<Box<dyn Iterator<Item = FoundSnapshot> + '_>> {
+        // The library's snapshot files, so `foldlog::Repository::with_snapshots` on the same store reads what
+        // a `BackendRepository` wrote and the other way round. An unlisted directory is a refusal, as there.
+        let files = SnapshotFiles::new(self);
+        let versions = match files.versions(stream) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Box::new(std::iter::once((0, Err(SnapshotRefusal::Unlisted(e.to_string()))))))
+            }
+        };
+        let stream = stream.to_owned();
+        Ok(Box::new(
+            versions.into_iter().filter(move |&v| v <= at_most).map(move |v| (v, files.read(&stream, v))),
+        ))
+    }
+
+    fn write_snapshot(&self, stream: &str, snapshot: &SnapshotData, keep: usize) -> Result<()> {
+        Ok(SnapshotFiles::new(self).write(stream, snapshot, keep)?)
     }
 
     fn subscribe(&self, from: u64) -> Result<Box<dyn EventSubscription + '_>> {

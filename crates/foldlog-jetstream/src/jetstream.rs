@@ -14,12 +14,15 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
 use async_nats::jetstream::{self as js, Context};
 use async_nats::HeaderMap;
-use foldlog::{Batch, ExpectedVersion, NewEvent, OwnedEvent, ReadAll};
+use foldlog::{Batch, ExpectedVersion, NewEvent, OwnedEvent, ReadAll, SnapshotData, SnapshotRefusal};
 use futures_util::StreamExt;
 use tokio::runtime::Runtime;
 
 use crate::codec::{self, StoredBatch};
-use crate::{expected_matches, subject, Appended, Backend, Error, EventSubscription, Result};
+use crate::{
+    expected_matches, subject, Appended, Backend, Error, EventSubscription, FoundSnapshot, Result,
+    SnapshotFound,
+};
 
 /// Low bits of a global position that hold the event's index within its message; the bits above hold the
 /// message's JetStream stream sequence. A batch is one message (so it stays atomic), and the embedded store
@@ -52,9 +55,10 @@ pub struct JetStreamOptions {
     /// Server URLs, comma-separated (`nats://127.0.0.1:4222,nats://127.0.0.1:4223`).
     pub url: String,
     /// The log's name (`[A-Za-z0-9_-]+`): stream `FOLDLOG_<log>`, subjects `foldlog.<log>.s.<stream>`,
-    /// consumer positions in stream `FOLDLOG_<log>_POSITIONS` (subjects `foldlog.<log>.c.<consumer>`).
+    /// consumer positions in stream `FOLDLOG_<log>_POSITIONS` (subjects `foldlog.<log>.c.<consumer>`),
+    /// aggregate snapshots in stream `FOLDLOG_<log>_SNAPSHOTS` (subjects `foldlog.<log>.snap.<stream>`).
     pub log: String,
-    /// Replicas of both streams when this call creates them (1, or 3 in a cluster).
+    /// Replicas of the log's streams when this call creates them (1, or 3 in a cluster).
     pub replicas: usize,
     /// How long the server remembers message ids, so a retried batch is recognised (2 minutes, as the
     /// server's default); a retry later than this is appended again or refused by its version check.
@@ -132,6 +136,10 @@ pub struct JetStreamStore {
     positions: stream::Stream,
     /// `foldlog.<log>.c.`: a consumer's subject is this plus its escaped name.
     positions_prefix: String,
+    /// Aggregate snapshots, one subject per foldlog stream, the last message kept.
+    snapshots: stream::Stream,
+    /// `foldlog.<log>.snap.`: a stream's snapshot subject is this plus its escaped id.
+    snapshots_prefix: String,
     /// `foldlog.<log>.s.`: a foldlog stream's subject is this plus its escaped id.
     prefix: String,
     opts: JetStreamOptions,
@@ -161,7 +169,7 @@ impl JetStreamStore {
             .enable_all()
             .build()
             .map_err(|e| Error::nats("start the client runtime", e))?;
-        let (js, stream, positions) = rt.block_on(async {
+        let (js, stream, positions, snapshots) = rt.block_on(async {
             // A comma-separated list: the client reconnects to another server of it when one dies.
             let servers = opts
                 .url
@@ -203,11 +211,36 @@ impl JetStreamStore {
                 })
                 .await
                 .map_err(|e| Error::nats("create the consumer-position stream", e))?;
-            Ok::<_, Error>((js, stream, positions))
+            // Snapshots: a stream of their own (not the log's: they are derived data, replaced, never replayed),
+            // one subject per foldlog stream, only the last message kept, so the newest snapshot is one
+            // `last_by_subj` lookup. Not a key-value bucket, for the reason above (docs/jetstream.md).
+            let snapshots = js
+                .get_or_create_stream(stream::Config {
+                    name: format!("FOLDLOG_{}_SNAPSHOTS", opts.log),
+                    subjects: vec![format!("foldlog.{}.snap.>", opts.log)],
+                    max_messages_per_subject: 1,
+                    num_replicas: opts.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::nats("create the snapshot stream", e))?;
+            Ok::<_, Error>((js, stream, positions, snapshots))
         })?;
         let prefix = format!("foldlog.{}.s.", opts.log);
         let positions_prefix = format!("foldlog.{}.c.", opts.log);
-        Ok(JetStreamStore { rt, js, stream, positions, prefix, positions_prefix, opts })
+        let snapshots_prefix = format!("foldlog.{}.snap.", opts.log);
+        Ok(JetStreamStore {
+            rt,
+            js,
+            stream,
+            positions,
+            prefix,
+            positions_prefix,
+            snapshots,
+            snapshots_prefix,
+            opts,
+        })
     }
 
     /// The options it was opened with.
@@ -464,6 +497,67 @@ impl JetStreamStore {
     }
 }
 
+/// The header that names a snapshot message's stream version, readable when the body is not (a damaged
+/// snapshot is reported under its version, as a damaged file is under its name).
+const SNAPSHOT_VERSION_HEADER: &str = "Foldlog-Snapshot-Version";
+
+impl JetStreamStore {
+    fn snapshot_subject(&self, stream: &str) -> String {
+        format!("{}{}", self.snapshots_prefix, subject::escape(stream))
+    }
+
+    /// The stream's stored snapshot: its message's sequence, its version (from the header) and the snapshot
+    /// or why it cannot be used.
+    async fn last_snapshot(&self, stream: &str) -> Result<Option<(u64, u64, SnapshotFound)>> {
+        let m = match self.snapshots.get_last_raw_message_by_subject(&self.snapshot_subject(stream)).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => return Err(Error::nats("read a snapshot", e)),
+        };
+        let header = m.headers.get(SNAPSHOT_VERSION_HEADER).and_then(|v| v.as_str().parse::<u64>().ok());
+        let found = SnapshotData::decode(&m.payload, stream).and_then(|snap| match header {
+            Some(v) if v == snap.stream_version => Ok(snap),
+            Some(v) => Err(SnapshotRefusal::NameMismatch { name: v, header: snap.stream_version }),
+            None => Ok(snap),
+        });
+        let version = match (&found, header) {
+            (Ok(snap), _) => snap.stream_version,
+            (Err(_), Some(v)) => v,
+            (Err(_), None) => 0,
+        };
+        Ok(Some((m.sequence, version, found)))
+    }
+
+    /// Replaces the stream's snapshot unless a newer usable one is stored (one at the same version is
+    /// replaced: the same event, so the same state, or a refused one): compare-and-set on the subject's last
+    /// sequence, so two writers cannot put an older snapshot over a newer one. The embedded store's files end
+    /// the same way: an older snapshot than the `keep` newest is pruned as soon as it is written.
+    async fn put_snapshot(&self, stream: &str, snapshot: &SnapshotData) -> Result<()> {
+        let subject = self.snapshot_subject(stream);
+        let body = bytes::Bytes::from(snapshot.encode(stream));
+        loop {
+            let current = self.last_snapshot(stream).await?;
+            if current.as_ref().is_some_and(|(_, v, found)| found.is_ok() && *v > snapshot.stream_version) {
+                return Ok(());
+            }
+            let mut headers = HeaderMap::new();
+            headers
+                .insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, current.map_or(0, |c| c.0).to_string().as_str());
+            headers.insert(SNAPSHOT_VERSION_HEADER, snapshot.stream_version.to_string().as_str());
+            let sent = self
+                .js
+                .publish_with_headers(subject.clone(), headers, body.clone())
+                .await
+                .map_err(|e| Error::nats("write a snapshot", e))?;
+            match sent.await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+                Err(e) => return Err(Error::nats("write a snapshot", e)),
+            }
+        }
+    }
+}
+
 fn decoded(body: &[u8], seq: u64) -> Result<StoredBatch> {
     codec::decode(body, seq).map_err(|reason| Error::Decode { sequence: seq, reason })
 }
@@ -593,6 +687,17 @@ impl Backend for JetStreamStore {
 
     fn save_consumer_position(&self, name: &str, position: u64) -> Result<()> {
         self.rt.block_on(self.save_position(name, position))
+    }
+
+    fn snapshots(&self, stream: &str, at_most: u64) -> Result<Box<dyn Iterator<Item = FoundSnapshot> + '_>> {
+        // One kept per stream: the newest, or nothing if it is newer than asked for.
+        let found = self.rt.block_on(self.last_snapshot(stream))?;
+        Ok(Box::new(found.into_iter().filter(move |(_, v, _)| *v <= at_most).map(|(_, v, found)| (v, found))))
+    }
+
+    fn write_snapshot(&self, stream: &str, snapshot: &SnapshotData, _keep: usize) -> Result<()> {
+        check_name("stream id", stream, 1024)?;
+        self.rt.block_on(self.put_snapshot(stream, snapshot))
     }
 
     fn subscribe(&self, from: u64) -> Result<Box<dyn EventSubscription + '_>> {

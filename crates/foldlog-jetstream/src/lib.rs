@@ -29,11 +29,17 @@ pub mod testing;
 
 use std::time::Duration;
 
-use foldlog::{Batch, ExpectedVersion, NewEvent, OwnedEvent, ReadAll};
+use foldlog::{Batch, ExpectedVersion, NewEvent, OwnedEvent, ReadAll, SnapshotData, SnapshotRefusal};
 
 pub use error::{Error, Result};
 pub use jetstream::{JetStreamOptions, JetStreamStore, EVENTS_PER_MESSAGE_MAX, POSITION_INDEX_BITS};
-pub use repository::{AggregateError, BackendRepository};
+pub use repository::{AggregateError, BackendRepository, Saved};
+
+/// A stored snapshot as [`Backend::snapshots`] finds it, or why it cannot be used.
+pub type SnapshotFound = std::result::Result<SnapshotData, SnapshotRefusal>;
+
+/// One of [`Backend::snapshots`]: the snapshot's stream version and what was found there.
+pub type FoundSnapshot = (u64, SnapshotFound);
 
 /// What one stream's append produced, on either backend.
 ///
@@ -116,6 +122,17 @@ pub trait Backend: Send + Sync {
     /// Saves consumer `name`'s position; it must advance
     /// ([`foldlog::Error::ConsumerPositionNotAdvanced`] otherwise).
     fn save_consumer_position(&self, name: &str, position: u64) -> Result<()>;
+
+    /// The aggregate snapshots stored for `stream` at or below version `at_most`, newest first, each read when
+    /// the iterator reaches it (a caller that accepts the first reads no other). Checked as far as storage
+    /// goes (checksum, format, that it is `stream`'s): whether one still matches the log and decodes is the
+    /// caller's check ([`BackendRepository`] makes it). The embedded store keeps them in its snapshot files
+    /// (`foldlog::SnapshotFiles`, shared with `foldlog::Repository`); JetStream the newest one per stream.
+    fn snapshots(&self, stream: &str, at_most: u64) -> Result<Box<dyn Iterator<Item = FoundSnapshot> + '_>>;
+
+    /// Stores a snapshot of `stream` and keeps its newest `keep` (at least 1). JetStream keeps one per stream
+    /// whatever `keep` says; on both backends a snapshot older than the ones kept does not stay.
+    fn write_snapshot(&self, stream: &str, snapshot: &SnapshotData, keep: usize) -> Result<()>;
 
     /// Every committed event from position `from` on, exactly once and in order: the log first, then live.
     fn subscribe(&self, from: u64) -> Result<Box<dyn EventSubscription + '_>>;

@@ -5,11 +5,12 @@
 //! Positions are compared only as the trait promises (increasing in commit order, a read from a position
 //! starts there), never as numbers: the embedded store's are dense, JetStream's come from sequences.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use foldlog::{Batch, Error as StoreError, ExpectedVersion, NewEvent, OwnedEvent, ReadAll, StreamAppend};
 use foldlog_jetstream::testing::{nats_server_missing, NatsServer};
-use foldlog_jetstream::{Backend, Error, JetStreamOptions, JetStreamStore};
+use foldlog_jetstream::{Backend, Error, EventSubscription, FoundSnapshot, JetStreamOptions, JetStreamStore};
 
 fn wrong_version(r: Result<impl std::fmt::Debug, Error>) -> Option<u64> {
     match r {
@@ -285,7 +286,7 @@ fn aggregates(b: &dyn Backend) {
     let mut alice = Root::<Account>::new("alice");
     alice.execute(|a| a.open("Alice", 100_00)).unwrap();
     alice.context(EventContext::new().correlation_id(7));
-    assert_eq!(accounts.save(&mut alice).unwrap(), 1..2);
+    assert_eq!(accounts.save(&mut alice).unwrap().versions, 1..2);
     let mut again = Root::<Account>::new("alice");
     again.execute(|a| a.open("Alice", 1)).unwrap();
     assert!(matches!(
@@ -300,8 +301,8 @@ fn aggregates(b: &dyn Backend) {
     let mut retry = accounts.get("alice").unwrap();
     retry.execute(|a| a.deposit(50_00)).unwrap();
     retry.context(EventContext::new().command_id(0xD0));
-    assert_eq!(accounts.save(&mut one).unwrap(), 2..3);
-    assert_eq!(accounts.save(&mut retry).unwrap(), 2..3, "a retried save is the first one");
+    assert_eq!(accounts.save(&mut one).unwrap().versions, 2..3);
+    assert_eq!(accounts.save(&mut retry).unwrap().versions, 2..3, "a retried save is the first one");
     two.execute(|a| a.withdraw(10_00)).unwrap();
     assert!(matches!(
         accounts.save(&mut two),
@@ -320,6 +321,210 @@ fn aggregates(b: &dyn Backend) {
     let stored = b.read_stream("account-alice", 0, None).unwrap();
     assert_eq!(EventContext::decode(&stored[0].metadata).unwrap().correlation_id, Some(7));
     assert_eq!(stored[1].event_id, Some(0xD0));
+}
+
+/// A backend that counts the events its reads return, so a test sees what a load read, not only what it
+/// folded (a load that read the whole stream and skipped the events below the snapshot would fold as few).
+struct Counting<'b> {
+    inner: &'b dyn Backend,
+    read: AtomicU64,
+}
+
+impl<'b> Counting<'b> {
+    fn new(inner: &'b dyn Backend) -> Counting<'b> {
+        Counting { inner, read: AtomicU64::new(0) }
+    }
+
+    /// Events read since the last call.
+    fn take(&self) -> u64 {
+        self.read.swap(0, Ordering::Relaxed)
+    }
+
+    fn counted(
+        &self,
+        events: foldlog_jetstream::Result<Vec<OwnedEvent>>,
+    ) -> foldlog_jetstream::Result<Vec<OwnedEvent>> {
+        if let Ok(e) = &events {
+            self.read.fetch_add(e.len() as u64, Ordering::Relaxed);
+        }
+        events
+    }
+}
+
+impl Backend for Counting<'_> {
+    fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent<'_>],
+    ) -> foldlog_jetstream::Result<foldlog_jetstream::Appended> {
+        self.inner.append(stream, expected, events)
+    }
+    fn append_batch(&self, batch: &Batch<'_>) -> foldlog_jetstream::Result<Vec<foldlog_jetstream::Appended>> {
+        self.inner.append_batch(batch)
+    }
+    fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: Option<u64>,
+    ) -> foldlog_jetstream::Result<Vec<OwnedEvent>> {
+        self.counted(self.inner.read_stream(stream, from, limit))
+    }
+    fn read_stream_backward(
+        &self,
+        stream: &str,
+        from: Option<u64>,
+        limit: Option<u64>,
+    ) -> foldlog_jetstream::Result<Vec<OwnedEvent>> {
+        self.counted(self.inner.read_stream_backward(stream, from, limit))
+    }
+    fn read_all(&self, opts: &ReadAll) -> foldlog_jetstream::Result<Vec<OwnedEvent>> {
+        self.counted(self.inner.read_all(opts))
+    }
+    fn stream_version(&self, stream: &str) -> foldlog_jetstream::Result<Option<u64>> {
+        self.inner.stream_version(stream)
+    }
+    fn next_position(&self) -> foldlog_jetstream::Result<u64> {
+        self.inner.next_position()
+    }
+    fn consumer_position(&self, name: &str) -> foldlog_jetstream::Result<Option<u64>> {
+        self.inner.consumer_position(name)
+    }
+    fn save_consumer_position(&self, name: &str, position: u64) -> foldlog_jetstream::Result<()> {
+        self.inner.save_consumer_position(name, position)
+    }
+    fn snapshots(
+        &self,
+        stream: &str,
+        at_most: u64,
+    ) -> foldlog_jetstream::Result<Box<dyn Iterator<Item = FoundSnapshot> + '_>> {
+        self.inner.snapshots(stream, at_most)
+    }
+    fn write_snapshot(
+        &self,
+        stream: &str,
+        snapshot: &foldlog::SnapshotData,
+        keep: usize,
+    ) -> foldlog_jetstream::Result<()> {
+        self.inner.write_snapshot(stream, snapshot, keep)
+    }
+    fn subscribe(&self, from: u64) -> foldlog_jetstream::Result<Box<dyn EventSubscription + '_>> {
+        self.inner.subscribe(from)
+    }
+}
+
+/// Snapshots through `BackendRepository`, as `foldlog::Repository` takes them: written when a save crosses
+/// the policy's multiple, a load starts from one and reads only from its event on, `get_at` below it folds
+/// from the start, and a snapshot that does not fit (another state version, a state that does not decode, an
+/// event the log does not hold, a version past the stream) is not used and the history is folded.
+#[allow(
+    clippy::inconsistent_digit_grouping,
+    reason = "amounts in cents are written euros_cents: 100_00 is 100.00"
+)]
+fn snapshots(b: &dyn Backend) {
+    use foldlog::rkyv::{rancor, util::AlignedVec};
+    use foldlog::{Root, SnapshotData, SnapshotPolicy, SnapshotRefusal};
+    use foldlog_bank::Account;
+    use foldlog_jetstream::BackendRepository;
+
+    let counted = Counting::new(b);
+    // keep(1): JetStream keeps one snapshot per aggregate, so the embedded store is asked for the same.
+    let accounts = BackendRepository::<Account>::with_snapshots(&counted, SnapshotPolicy::every(5).keep(1));
+    let plain = BackendRepository::<Account>::new(b);
+    let mut alice = Root::<Account>::new("alice");
+    alice.execute(|a| a.open("Alice", 100_00)).unwrap();
+    let mut written = Vec::new();
+    assert!(accounts.save(&mut alice).unwrap().snapshot.is_none());
+    for i in 1..=6u64 {
+        let mut a = accounts.get("alice").unwrap();
+        a.execute(|a| a.deposit(i * 1_00)).unwrap();
+        let saved = accounts.save(&mut a).unwrap();
+        if let Some(snapshot) = saved.snapshot {
+            written.push((saved.versions.end - 1, snapshot.unwrap()));
+        }
+    }
+    assert_eq!(written, [(5, 5)], "one snapshot, by the save that reached version 5");
+    let full = plain.get("alice").unwrap();
+    assert_eq!((full.version(), full.balance, full.load_info().snapshot_version), (7, 121_00, None));
+
+    counted.take();
+    let alice = accounts.get("alice").unwrap();
+    assert_eq!(alice.state(), full.state());
+    assert_eq!(
+        (alice.version(), alice.load_info().snapshot_version, alice.load_info().events_folded),
+        (7, Some(5), 2)
+    );
+    assert_eq!(
+        counted.take(),
+        3,
+        "the snapshot's own event (checked against it) and the two after it, not 7"
+    );
+    let at5 = accounts.get_at("alice", 5).unwrap();
+    assert_eq!((at5.load_info().snapshot_version, at5.load_info().events_folded), (Some(5), 0));
+    assert_eq!(at5.state(), plain.get_at("alice", 5).unwrap().state());
+    counted.take();
+    let at3 = accounts.get_at("alice", 3).unwrap();
+    assert_eq!(
+        (at3.version(), at3.load_info().snapshot_version, at3.load_info().events_folded),
+        (3, None, 3)
+    );
+    assert_eq!(at3.state(), plain.get_at("alice", 3).unwrap().state());
+    // Read with room for a version 0 (streams may start there; a repository's start at 1): one event more
+    // than folded, and far from the 7 of the stream.
+    assert_eq!(counted.take(), 4, "below the snapshot: the history up to version 3, and version 4");
+
+    // Snapshots that do not fit, each at version 7 (replacing the one at 5), then one past the stream.
+    let stream = BackendRepository::<Account>::stream_id("alice");
+    let seventh = b.read_stream(&stream, 7, None).unwrap().remove(0);
+    let good_state = foldlog::rkyv::to_bytes::<rancor::Error>(alice.state()).unwrap();
+    let mut garbage = AlignedVec::<16>::new();
+    garbage.extend_from_slice(&[0xff; 5]);
+    let at = |version, position, state_version, state: &AlignedVec| {
+        SnapshotData::new(version, position, seventh.timestamp_micros, state_version, state.clone())
+    };
+    type Refused = fn(&SnapshotRefusal) -> bool;
+    let bad: [(SnapshotData, Refused); 3] = [
+        (at(7, seventh.position, 2, &good_state), |r| {
+            matches!(r, SnapshotRefusal::StateVersion { found: 2, current: 1 })
+        }),
+        (at(7, seventh.position, 1, &garbage), |r| matches!(r, SnapshotRefusal::State(_))),
+        (at(7, seventh.position + 1, 1, &good_state), |r| *r == SnapshotRefusal::NotTheLogsEvent),
+    ];
+    for (snapshot, expected) in bad {
+        b.write_snapshot(&stream, &snapshot, 1).unwrap();
+        counted.take();
+        let loaded = accounts.get("alice").unwrap();
+        let info = loaded.load_info();
+        assert_eq!((info.snapshot_version, info.events_folded), (None, 7), "{snapshot:?} was refused");
+        assert!(
+            matches!(info.snapshots_rejected.as_slice(), [(7, why)] if expected(why)),
+            "{:?}",
+            info.snapshots_rejected
+        );
+        assert_eq!(loaded.state(), full.state());
+        assert!(counted.take() >= 7, "the whole history was read");
+    }
+    // A good one at 7 again: the load reads its event alone and folds nothing.
+    assert_eq!(accounts.snapshot(&full).unwrap(), 7);
+    let loaded = accounts.get("alice").unwrap();
+    assert_eq!((loaded.load_info().snapshot_version, loaded.load_info().events_folded), (Some(7), 0));
+    assert_eq!(loaded.state(), full.state());
+    // Past the stream (a log restored to an older state, say): not used, not even looked at.
+    b.write_snapshot(&stream, &at(50, seventh.position, 1, &good_state), 1).unwrap();
+    counted.take();
+    let loaded = accounts.get("alice").unwrap();
+    assert_eq!(loaded.load_info().snapshot_version, None);
+    assert!(loaded.load_info().snapshots_rejected.is_empty());
+    assert_eq!((loaded.state(), counted.take()), (full.state(), 7));
+    // An older snapshot written after a newer one (a slow writer) does not stay: the newer one is kept.
+    assert_eq!(accounts.snapshot(&full).unwrap(), 7);
+    let kept: Vec<u64> = b.snapshots(&stream, u64::MAX).unwrap().map(|(v, _)| v).collect();
+    assert_eq!(kept, [50]);
+    // Pending events are not in the log yet: no snapshot of them.
+    let mut pending = accounts.get("alice").unwrap();
+    pending.execute(|a| a.deposit(1)).unwrap();
+    assert!(matches!(accounts.snapshot(&pending), Err(Error::Store(StoreError::InvalidArgument(_)))));
 }
 
 macro_rules! on_both_backends {
@@ -361,7 +566,76 @@ on_both_backends!(
     multi_stream_batch_is_atomic_or_refused,
     racing_writers,
     aggregates,
+    snapshots,
 );
+
+/// On the embedded store a `BackendRepository`'s snapshots are the library's snapshot files: the embedded
+/// `Repository` loads from one the backend repository wrote, and the other way round.
+#[test]
+fn embedded_snapshots_are_the_librarys_files() {
+    use foldlog::{Repository, Root, SnapshotPolicy};
+    use foldlog_bank::Account;
+    use foldlog_jetstream::BackendRepository;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = foldlog::Store::open(dir.path()).unwrap();
+    let ours = BackendRepository::<Account>::with_snapshots(&store, SnapshotPolicy::every(2));
+    let library = Repository::<Account>::with_snapshots(&store, SnapshotPolicy::every(2));
+    let mut alice = Root::<Account>::new("alice");
+    alice.execute(|a| a.open("Alice", 100)).unwrap();
+    alice.execute(|a| a.deposit(5)).unwrap();
+    assert!(matches!(ours.save(&mut alice).unwrap().snapshot, Some(Ok(2))));
+    assert_eq!(library.snapshot_versions("alice").unwrap(), [2]);
+    assert_eq!(library.get("alice").unwrap().load_info().snapshot_version, Some(2));
+    let mut alice = library.get("alice").unwrap();
+    alice.execute(|a| a.deposit(7)).unwrap();
+    library.save(&mut alice).unwrap();
+    assert_eq!(library.snapshot(&alice).unwrap(), 3);
+    let loaded = ours.get("alice").unwrap();
+    assert_eq!((loaded.load_info().snapshot_version, loaded.balance), (Some(3), 112));
+}
+
+/// A snapshot message that is not a snapshot (damaged, or written by something else) is refused under the
+/// version its header names, and the history folded, as a damaged snapshot file is on the embedded store.
+#[test]
+fn jetstream_refuses_a_damaged_snapshot_message() {
+    use foldlog::{Root, SnapshotPolicy, SnapshotRefusal};
+    use foldlog_bank::Account;
+    use foldlog_jetstream::BackendRepository;
+
+    let server = NatsServer::single();
+    let store = JetStreamStore::connect(JetStreamOptions::new(server.url())).unwrap();
+    let accounts = BackendRepository::<Account>::with_snapshots(&store, SnapshotPolicy::every(2));
+    let mut alice = Root::<Account>::new("alice");
+    alice.execute(|a| a.open("Alice", 100)).unwrap();
+    alice.execute(|a| a.deposit(5)).unwrap();
+    assert!(matches!(accounts.save(&mut alice).unwrap().snapshot, Some(Ok(2))));
+    assert_eq!(accounts.get("alice").unwrap().load_info().snapshot_version, Some(2));
+    // Another client overwrites it with bytes that are not a snapshot file.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Foldlog-Snapshot-Version", "2");
+        let js = async_nats::jetstream::new(client);
+        let ack = js
+            .publish_with_headers("foldlog.default.snap.account-alice", headers, "not a snapshot".into())
+            .await
+            .unwrap();
+        ack.await.unwrap();
+    });
+    let loaded = accounts.get("alice").unwrap();
+    assert_eq!(loaded.load_info().snapshot_version, None);
+    assert!(
+        matches!(
+            loaded.load_info().snapshots_rejected.as_slice(),
+            [(2, SnapshotRefusal::TooShort { len: 14 })]
+        ),
+        "{:?}",
+        loaded.load_info().snapshots_rejected
+    );
+    assert_eq!((loaded.version(), loaded.balance), (2, 105));
+}
 
 /// The one line an application changes: a directory or a `nats://` URL.
 #[test]
