@@ -160,6 +160,12 @@ pub enum Corruption {
     },
     /// The writer moved past the last segment number there is.
     SegmentNumbersExhausted,
+    /// The key file (`KEYS`, feature `encryption`) fails its checks: `what` says which (its header, or a key
+    /// record in the middle of the file, which no crash leaves behind: appends tear only the last record).
+    KeyFile {
+        /// What is wrong.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for Corruption {
@@ -264,6 +270,7 @@ impl Corruption {
             Corruption::PositionUnlocated { position } => write!(f, "no segment holds position {position}"),
             Corruption::OffsetPastLimit { offset } => write!(f, "offset {offset} past 4 GiB"),
             Corruption::SegmentNumbersExhausted => f.write_str("segment numbers exhausted"),
+            Corruption::KeyFile { what } => write!(f, "key file: {what}"),
             // Only `fmt` calls this, for the variants it does not write itself.
             other => fmt::Debug::fmt(other, f),
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::aggregate as snapshot;
 use crate::error::{Error, Result};
-use crate::format::{parse_segment_file_name, CHECKPOINT_FILE, LOCK_FILE};
+use crate::format::{parse_segment_file_name, CHECKPOINT_FILE, KEY_FILE, LOCK_FILE};
 use crate::io as sys;
 use crate::options::Options;
 use crate::segment::SEGMENT_TMP_SUFFIX;
@@ -24,7 +24,7 @@ enum Kind {
     Segment,
     /// The lock file.
     Lock,
-    /// The index checkpoint, or a file foldlog writes and removes on its own (temp files).
+    /// The index checkpoint, the key file, or a file foldlog writes and removes on its own (temp files).
     File,
     /// The `snapshots/` directory.
     Snapshots,
@@ -55,7 +55,11 @@ fn classify(name: &OsStr, kind: FileType) -> Kind {
         name.strip_suffix(SEGMENT_TMP_SUFFIX).is_some_and(|n| parse_segment_file_name(n).is_some());
     if name == LOCK_FILE {
         Kind::Lock
-    } else if name == CHECKPOINT_FILE || segment_temp || atomic_temp_target(name) == Some(CHECKPOINT_FILE) {
+    } else if name == CHECKPOINT_FILE
+        || name == KEY_FILE
+        || segment_temp
+        || atomic_temp_target(name).is_some_and(|t| t == CHECKPOINT_FILE || t == KEY_FILE)
+    {
         Kind::File
     } else {
         Kind::Foreign
@@ -77,8 +81,8 @@ fn list(dir: &Path) -> Result<Vec<(std::ffi::OsString, FileType)>> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DirectoryContents {
-    /// Entries foldlog writes in a store directory: segment files, `LOCK`, the index checkpoint, temp files of
-    /// its own, and `snapshots/` with the directories and files it holds, each of the right shape.
+    /// Entries foldlog writes in a store directory: segment files, `LOCK`, the index checkpoint, the key file
+    /// (`KEYS`), temp files of its own, and `snapshots/` with the directories and files it holds, each of the right shape.
     pub store_entries: Vec<PathBuf>,
     /// Everything else, at any depth (inside `snapshots/` too): entries foldlog did not create.
     pub foreign: Vec<PathBuf>,
@@ -307,7 +311,7 @@ impl StoreLock {
     }
 
     /// Removes the store's files, and only those: the files [`inspect_directory`] recognises as foldlog's
-    /// (segments, the index checkpoint, temp files, snapshot files and the snapshot directories they
+    /// (segments, the index checkpoint, the key file, temp files, snapshot files and the snapshot directories they
     /// emptied); everything else is left where it is and listed in [`Removal::kept`]. `LOCK` stays too: it is
     /// held, and removing a lock file others may be opening would break the lock. Nothing is ever removed
     /// recursively. The directory is synced at the end; a crash part-way leaves a subset of the store's files
@@ -356,5 +360,6 @@ mod tests {
         assert_eq!(atomic_temp_target("index.ckpt.tmp-12-"), None);
         assert_eq!(atomic_temp_target("index.ckpt.tmp-x-1"), None);
         assert_eq!(atomic_temp_target("index.ckpt"), None);
+        assert_eq!(atomic_temp_target("KEYS.tmp-7-3"), Some("KEYS"));
     }
 }

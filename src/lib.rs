@@ -64,6 +64,8 @@ mod aggregate;
 pub mod backup;
 mod consumers;
 mod corruption;
+#[cfg(feature = "encryption")]
+mod crypto;
 mod directory;
 mod error;
 mod format;
@@ -106,6 +108,8 @@ pub use aggregate::{
 pub use aggregate::{decode_event, EventContext, UnitOfWork, Upcaster};
 pub use aggregate::{Snapshot, SnapshotPolicy, SnapshotRefusal};
 pub use corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
+#[cfg(feature = "encryption")]
+pub use crypto::{Vault, VaultEvents};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
 pub use error::{Error, ExpectedVersion, Result};
 #[cfg(feature = "tokio")]
