@@ -278,17 +278,17 @@ fn aggregates_load_and_save_through_the_vault() {
     let accounts = Repository::<Account>::with_vault(&vault);
     assert!(accounts.is_encrypted());
     let mut alice = Root::<Account>::new("alice");
-    alice.execute(|a| a.open("SECRET-OWNER-Alice", 100_00)).unwrap();
-    alice.execute(|a| a.deposit(5_00)).unwrap();
+    alice.execute(|a| a.open("SECRET-OWNER-Alice", 10_000)).unwrap();
+    alice.execute(|a| a.deposit(500)).unwrap();
     accounts.save(&mut alice).expect("save");
     let mut alice = accounts.get("alice").expect("load");
-    assert_eq!((alice.owner.as_str(), alice.balance, alice.version()), ("SECRET-OWNER-Alice", 105_00, 2));
-    alice.execute(|a| a.withdraw(1_00)).unwrap();
+    assert_eq!((alice.owner.as_str(), alice.balance, alice.version()), ("SECRET-OWNER-Alice", 10_500, 2));
+    alice.execute(|a| a.withdraw(100)).unwrap();
     accounts.save(&mut alice).expect("save again");
     let mut seen = 0;
     let history = accounts.history("alice", |_, _| seen += 1).expect("history");
-    assert_eq!((history.balance, seen), (104_00, 3));
-    assert_eq!(accounts.get_at("alice", 1).unwrap().balance, 100_00);
+    assert_eq!((history.balance, seen), (10_400, 3));
+    assert_eq!(accounts.get_at("alice", 1).unwrap().balance, 10_000);
     // A unit of work would write the events in the clear: refused, nothing written.
     let mut again = accounts.get("alice").unwrap();
     again.execute(|a| a.deposit(1)).unwrap();

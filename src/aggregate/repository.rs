@@ -243,6 +243,10 @@ pub(super) struct Sealing<'s> {
 
 impl Sealing<'_> {
     /// Whether events are encrypted.
+    #[cfg_attr(
+        not(feature = "encryption"),
+        expect(clippy::unused_self, reason = "always false without the feature")
+    )]
     pub(super) fn is_on(self) -> bool {
         #[cfg(feature = "encryption")]
         return self.vault.is_some();
