@@ -332,12 +332,7 @@ impl<'s> Vault<'s> {
         let mut record = encode_record(stream, Some(&key));
         key.zeroize();
         if keys.file.is_none() {
-            let dir = self.store.dir();
-            sys::write_file_atomically(dir, KEY_FILE, &encode_header())
-                .map_err(|e| Error::io("create key file", &self.path, e))?;
-            let file = sys::open(&self.path, true).map_err(|e| Error::io("open key file", &self.path, e))?;
-            keys.file = Some(file);
-            keys.end = HEADER_LEN as u64;
+            self.open_or_create_file(keys)?;
         }
         let file = keys.file.as_ref().ok_or(Error::ReadOnly)?;
         let written = sys::write_at(file, &self.path, keys.end, &record)
@@ -352,6 +347,28 @@ impl<'s> Vault<'s> {
         Ok(())
     }
 
+    /// Gives `keys` a handle on the key file: the file as it is (after a forget whose reopening failed), or a
+    /// new one with only its header if there is none and the table is empty. A key file that vanished while
+    /// the table holds keys is not recreated: that would make every existing key unreadable for good.
+    fn open_or_create_file(&self, keys: &mut Keys) -> Result<()> {
+        match sys::open(&self.path, true) {
+            Ok(file) => {
+                keys.file = Some(file);
+                return Ok(());
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound || !keys.order.is_empty() => {
+                return Err(Error::io("open key file", &self.path, e));
+            }
+            Err(_) => {}
+        }
+        sys::write_file_atomically(self.store.dir(), KEY_FILE, &encode_header())
+            .map_err(|e| Error::io("create key file", &self.path, e))?;
+        let file = sys::open(&self.path, true).map_err(|e| Error::io("open key file", &self.path, e))?;
+        keys.file = Some(file);
+        keys.end = HEADER_LEN as u64;
+        Ok(())
+    }
+
     /// Destroys `stream`'s key: its events stay in the log (positions, versions, types, timestamps, tags), but
     /// their payloads and metadata can never be decrypted again, by this store or by any backup taken from now
     /// on, and nothing more may be appended to the stream. Reads of it through the vault fail with
@@ -361,7 +378,8 @@ impl<'s> Vault<'s> {
     /// The key file is rewritten without the key (the stream's record stays, marked forgotten), synced and
     /// renamed over the old one, the directory synced; then the old file's bytes are overwritten with zeros
     /// and synced. A crash before the rename leaves the stream as it was; after it, forgotten. Forgetting a
-    /// forgotten stream does nothing.
+    /// forgotten stream does nothing. A [`VaultEvents`] iterator made before the forget holds its own copy of
+    /// the key and may finish its read; nothing made after it can decrypt the stream.
     ///
     /// Errors: [`Error::ReadOnly`]; [`Error::StreamNotFound`] for a stream with no events;
     /// [`Error::InvalidArgument`] for a plain (never encrypted) stream; [`Error::Io`]. An error from the last
@@ -384,6 +402,8 @@ impl<'s> Vault<'s> {
         }
         let mut bytes = encode_file(&keys, Some(stream));
         let replaced = sys::write_file_atomically(self.store.dir(), KEY_FILE, &bytes);
+        let new_len = bytes.len() as u64;
+        // NOTE: zeroizing a `Vec` also empties it, so its length is taken first.
         bytes.zeroize();
         if let Err(e) = replaced {
             // The rename may have happened (a failed directory sync): the file says which.
@@ -393,10 +413,10 @@ impl<'s> Vault<'s> {
             return Err(Error::io("replace key file", &self.path, e));
         }
         let old = keys.file.take();
-        let new_len = bytes.len() as u64;
-        keys.entries.insert(stream.to_owned(), Entry::Forgotten);
-        keys.file = Some(sys::open(&self.path, true).map_err(|e| Error::io("open key file", &self.path, e))?);
         keys.end = new_len;
+        keys.entries.insert(stream.to_owned(), Entry::Forgotten);
+        // Should this fail, the next new key opens the file again (`open_or_create_file`).
+        keys.file = Some(sys::open(&self.path, true).map_err(|e| Error::io("open key file", &self.path, e))?);
         drop(keys);
         crate::aggregate::delete_snapshots(self.store.dir(), stream)?;
         match old {

@@ -310,6 +310,15 @@ fn aggregates_load_and_save_through_the_vault() {
     bob.record(AccountEvent::Opened { owner: "Bob".into(), deposit: 1 });
     accounts.save(&mut bob).expect("other aggregates go on");
     assert_eq!(accounts.get("bob").unwrap().balance, 1);
+    drop(vault);
+    store.close().expect("close");
+
+    // A key created after a forget lands after the rewritten file's records: all of it reopens.
+    let store = Store::open(dir.path()).expect("reopen");
+    let vault = Vault::open(&store).expect("the key file opens after a forget and a new key");
+    let accounts = Repository::<Account>::with_vault(&vault);
+    assert_eq!(accounts.get("bob").unwrap().balance, 1);
+    assert!(vault.is_forgotten("account-alice").unwrap());
 }
 
 #[test]
