@@ -144,7 +144,7 @@ pub enum Error {
         /// The position offered.
         proposed: u64,
     },
-    /// The stream's key was destroyed ([`Vault::forget_stream`](crate::Vault::forget_stream), feature
+    /// The stream's key was destroyed (`Vault::forget_stream`, feature
     /// `encryption`): its events are still in the log (positions, versions, types, timestamps), but their
     /// payloads and metadata can never be read again, and nothing more may be appended to it. Read the events'
     /// outline with [`Store::read_stream`](crate::Store::read_stream).
@@ -155,7 +155,7 @@ pub enum Error {
     },
     /// An encrypted event failed to decrypt with its stream's key (feature `encryption`): its bytes were
     /// damaged or altered, moved from another stream or type, or written to an encrypted stream without the
-    /// [`Vault`](crate::Vault). Nothing of its content was returned.
+    /// `Vault`. Nothing of its content was returned.
     #[error("cannot decrypt event v{version} (position {position}) of stream {stream:?}: {reason}")]
     Undecryptable {
         /// The stream.

@@ -28,7 +28,8 @@
 //!
 //! The layers, bottom up: `format` (the bytes), `record` (one frame), `map` and `io` (the only modules that
 //! touch the OS), `segment` (one file), `index` (streams → positions), `store` (the log: writer, durability,
-//! recovery), `read` (iterators). See ARCHITECTURE.md and docs/format.md.
+//! recovery), `read` (iterators); above them, `crypto` (feature `encryption`: `Vault`, encrypted streams and
+//! erasure by forgetting their keys). See ARCHITECTURE.md and docs/format.md.
 
 // The lint wall: pedantic, with a short allow list, each entry argued. `unsafe` is denied here and allowed only
 // in `map.rs` and `io.rs`, each block with a SAFETY comment. The decode paths (`record`, `format`,

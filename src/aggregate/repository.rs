@@ -412,7 +412,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
         Repository { store: vault.store(), snapshots: None, sealing, _aggregate: PhantomData }
     }
 
-    /// Whether this repository encrypts its aggregates' streams ([`Repository::with_vault`]).
+    /// Whether this repository encrypts its aggregates' streams (`Repository::with_vault`, feature `encryption`).
     pub fn is_encrypted(&self) -> bool {
         self.sealing.is_on()
     }
