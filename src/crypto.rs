@@ -840,6 +840,9 @@ fn stamp(path: &Path) -> Result<Option<Stamp>> {
 /// blocks it frees do not keep the forgotten key on file systems that write in place (ext4, xfs; not on
 /// copy-on-write ones, SECURITY.md).
 fn scrub(old: &File, path: &Path) -> Result<()> {
+    // The file has no name any more: errors, failpoints and the persistence recorder must not take these
+    // writes for writes to the new `KEYS`.
+    let path = &path.with_file_name(format!("{KEY_FILE} (replaced, no longer named)"));
     let len = old.metadata().map_err(|e| Error::io("stat replaced key file", path, e))?.len();
     let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
     sys::write_at(old, path, 0, &zeros)

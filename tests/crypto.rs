@@ -10,12 +10,17 @@
 
 use std::path::{Path, PathBuf};
 
-use foldlog::io::{testing, FaultPlan};
+use std::collections::BTreeMap;
+
+use foldlog::io::{testing, FaultPlan, PersistEvent};
 use foldlog::{
     inspect_directory, Error, ExpectedVersion, NewEvent, Options, Repository, RepositoryError, Root, Store,
     StoreLock, UnitOfWork, Vault,
 };
 use foldlog_bank::{Account, AccountEvent};
+
+/// Files of a directory image: name and bytes.
+type Files = Vec<(String, Vec<u8>)>;
 
 /// Every regular file under `dir`, at any depth.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -447,4 +452,145 @@ fn failed_calls_while_creating_or_forgetting_a_key_leave_the_old_or_the_new_stat
     let vault = Vault::open(&store).expect("vault");
     assert!(!temp.exists(), "the stale temp file is removed");
     assert_eq!(vault.read_stream("patient-1", 0).count(), 1);
+}
+
+/// Power loss at every point of a forget, on images of the key file built from what the forget recorded at the
+/// I/O boundary: for each prefix of its persistence events, the names and bytes as of the last syncs (`lost`),
+/// as written (`kept`), and the synced bytes with a random half of the written 512-byte sectors (`torn`).
+/// Every image opens; the stream is as it was or forgotten (forgotten once the forget returned); the other
+/// stream reads; and once forgotten, no file of the image holds the key (the writer's vault removed a temp
+/// file the crash left).
+#[test]
+fn power_loss_at_every_point_of_a_forget_leaves_the_old_or_the_new_key_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        let vault = Vault::open(&store).expect("vault");
+        fill(&vault, "patient-1", 2);
+        fill(&vault, "patient-2", 2);
+        drop(vault);
+        store.close().expect("close");
+    }
+    let key = key_of(dir.path(), "patient-1");
+    let base: Files = files(dir.path())
+        .into_iter()
+        .map(|p| (p.file_name().unwrap().to_str().unwrap().to_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    let events = {
+        let store = Store::open(dir.path()).expect("open");
+        let vault = Vault::open(&store).expect("vault");
+        testing::record(dir.path());
+        vault.forget_stream("patient-1").expect("forget");
+        testing::take_recording(dir.path())
+    };
+    assert!(events.iter().any(|e| matches!(e, PersistEvent::Rename(..))), "{events:?}");
+
+    /// One file: its bytes as of its last sync, and as written.
+    #[derive(Clone, Default)]
+    struct Inode {
+        durable: Vec<u8>,
+        current: Vec<u8>,
+    }
+    let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut coin = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed & 1 == 1
+    };
+    let mut outcomes = [0usize; 2];
+    for crash in 0..=events.len() {
+        let mut inodes: Vec<Inode> = Vec::new();
+        let mut current: BTreeMap<String, usize> = BTreeMap::new();
+        for (n, bytes) in base.iter().filter(|(n, _)| n.starts_with("KEYS")) {
+            inodes.push(Inode { durable: bytes.clone(), current: bytes.clone() });
+            current.insert(n.clone(), inodes.len() - 1);
+        }
+        let mut durable_names = current.clone();
+        for e in &events[..crash] {
+            match e {
+                PersistEvent::Create(p) => {
+                    inodes.push(Inode::default());
+                    current.insert(name(p), inodes.len() - 1);
+                }
+                PersistEvent::Write(p, at, bytes) => {
+                    // A write to a file no name reaches (the replaced key file being zeroed) changes no image.
+                    if let Some(&i) = current.get(&name(p)) {
+                        let f = &mut inodes[i].current;
+                        let end = *at as usize + bytes.len();
+                        if f.len() < end {
+                            f.resize(end, 0);
+                        }
+                        f[*at as usize..end].copy_from_slice(bytes);
+                    }
+                }
+                PersistEvent::SyncFile(p) => {
+                    if let Some(&i) = current.get(&name(p)) {
+                        inodes[i].durable = inodes[i].current.clone();
+                    }
+                }
+                PersistEvent::Rename(from, to) => {
+                    if let Some(i) = current.remove(&name(from)) {
+                        current.insert(name(to), i);
+                    }
+                }
+                PersistEvent::Remove(p) => {
+                    current.remove(&name(p));
+                }
+                PersistEvent::SyncDir(_) => durable_names = current.clone(),
+                PersistEvent::Allocate(..) => {}
+            }
+        }
+        let torn = |ino: &Inode, coin: &mut dyn FnMut() -> bool| {
+            let mut out = ino.durable.clone();
+            out.resize(ino.current.len(), 0);
+            for (sector, new) in ino.current.chunks(512).enumerate() {
+                let at = sector * 512;
+                if ino.durable.get(at..at + new.len()) != Some(new) && coin() {
+                    out[at..at + new.len()].copy_from_slice(new);
+                }
+            }
+            out
+        };
+        let images: Vec<(&str, Files)> = vec![
+            ("lost", durable_names.iter().map(|(n, &i)| (n.clone(), inodes[i].durable.clone())).collect()),
+            ("kept", current.iter().map(|(n, &i)| (n.clone(), inodes[i].current.clone())).collect()),
+            ("torn", current.iter().map(|(n, &i)| (n.clone(), torn(&inodes[i], &mut coin))).collect()),
+        ];
+        for (variant, keys_files) in images {
+            let image = tempfile::tempdir().expect("tempdir");
+            for (n, bytes) in base.iter().filter(|(n, _)| !n.starts_with("KEYS")).chain(&keys_files) {
+                std::fs::write(image.path().join(n), bytes).unwrap();
+            }
+            let at = format!("crash point {crash}/{}, {variant}", events.len());
+            let store = Store::open(image.path()).unwrap_or_else(|e| panic!("{at}: {e}"));
+            let vault =
+                Vault::open(&store).unwrap_or_else(|e| panic!("{at}: the key file does not open: {e}"));
+            let first = vault.read_stream("patient-1", 0).next().expect("an item");
+            let forgotten = match first {
+                Ok(e) => {
+                    assert_eq!(e.payload, secret(0), "{at}");
+                    false
+                }
+                Err(Error::StreamForgotten { .. }) => true,
+                Err(e) => panic!("{at}: {e}"),
+            };
+            if crash == events.len() {
+                assert!(forgotten, "{at}: the forget returned");
+            }
+            outcomes[usize::from(forgotten)] += 1;
+            assert_eq!(vault.read_stream("patient-2", 0).filter(Result::is_ok).count(), 2, "{at}");
+            if forgotten {
+                assert!(files_containing(image.path(), &key).is_empty(), "{at}: a copy of the key survived");
+            }
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "both states were reached: {outcomes:?}");
+    eprintln!(
+        "forget crash images: {} as before, {} forgotten, over {} events",
+        outcomes[0],
+        outcomes[1],
+        events.len()
+    );
 }
