@@ -160,8 +160,8 @@ impl Store {
     }
 }
 
-/// Copies the store's key file into the backup as it is now, if there is one.
-fn copy_key_file(src_dir: &Path, dst_dir: &Path) -> Result<()> {
+/// Copies the store's key file into the backup as it is now, if there is one (salvage copies it the same way).
+pub(crate) fn copy_key_file(src_dir: &Path, dst_dir: &Path) -> Result<()> {
     let from = src_dir.join(KEY_FILE);
     let bytes = match sys::read_file(&from) {
         Ok(b) => b,

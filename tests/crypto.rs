@@ -206,6 +206,16 @@ fn a_backup_before_the_forget_reads_the_stream_and_one_after_holds_no_key() {
     drop(store);
     foldlog::backup::backup(&live, tmp.path().join("after-ro"), &Default::default()).expect("backup");
 
+    // A salvaged copy keeps the keys too (positions may move there; ciphertexts do not bind them).
+    let report = foldlog::salvage::salvage(&live, tmp.path().join("salvaged"), &Default::default()).unwrap();
+    assert!(report.is_complete());
+    let salvaged = Store::open(tmp.path().join("salvaged")).expect("open salvaged");
+    let vault = Vault::open(&salvaged).expect("vault");
+    assert_eq!(vault.read_stream("patient-2", 0).filter(Result::is_ok).count(), 2, "salvage kept the keys");
+    assert!(vault.is_forgotten("patient-1").unwrap());
+    drop(vault);
+    drop(salvaged);
+
     let before = Store::open(tmp.path().join("before")).expect("open backup");
     let vault = Vault::open(&before).expect("vault");
     let read: Vec<_> = vault.read_stream("patient-1", 0).collect::<foldlog::Result<_>>().unwrap();
