@@ -604,3 +604,49 @@ fn power_loss_at_every_point_of_a_forget_leaves_the_old_or_the_new_key_file() {
         events.len()
     );
 }
+
+/// Appends from several threads through one vault while another thread forgets one of their streams: no
+/// deadlock, every append either lands readable or is refused as forgotten, and afterwards the forgotten
+/// stream reads as forgotten while the others read every event their threads appended.
+#[test]
+fn appends_from_threads_and_a_concurrent_forget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let vault = Vault::open(&store).expect("vault");
+    let counts: Vec<u64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..3)
+            .map(|t| {
+                let vault = &vault;
+                s.spawn(move || {
+                    let stream = format!("patient-{t}");
+                    let mut appended = 0;
+                    for i in 0..200 {
+                        let payload = secret(i);
+                        match vault.append(&stream, ExpectedVersion::Any, &[NewEvent::new("Noted", &payload)])
+                        {
+                            Ok(_) => appended += 1,
+                            Err(Error::StreamForgotten { .. }) => break,
+                            Err(e) => panic!("{stream}: {e}"),
+                        }
+                    }
+                    appended
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            while !vault.is_encrypted("patient-0").unwrap() {
+                std::thread::yield_now();
+            }
+            vault.forget_stream("patient-0").expect("forget");
+        });
+        workers.into_iter().map(|w| w.join().expect("worker")).collect()
+    });
+    assert!(matches!(vault.read_stream("patient-0", 0).next(), Some(Err(Error::StreamForgotten { .. }))));
+    assert_eq!(store.read_stream("patient-0", 0).count() as u64, counts[0]);
+    for (t, &count) in counts.iter().enumerate().skip(1) {
+        let read: Vec<_> =
+            vault.read_stream(&format!("patient-{t}"), 0).collect::<foldlog::Result<_>>().unwrap();
+        assert_eq!((read.len() as u64, count), (200, 200));
+        assert_eq!(read[199].payload, secret(199));
+    }
+}
