@@ -90,7 +90,7 @@ pub enum Corruption {
     /// There are no segment files, but a file written only after events were durable is there: the log's
     /// segments were lost. The error's path is that file.
     SegmentsLost {
-        /// The file or directory that proves a log existed (`index.ckpt`, `snapshots`).
+        /// The file or directory that proves a log existed (`index.ckpt`, `snapshots`, `KEYS`).
         evidence: &'static str,
     },
     /// A sealed segment's whole batches do not end exactly at its durable end.

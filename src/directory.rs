@@ -11,6 +11,7 @@ use std::fs::{File, FileType};
 use std::path::{Path, PathBuf};
 
 use crate::aggregate as snapshot;
+use crate::corruption::Corruption;
 use crate::error::{Error, Result};
 use crate::format::{parse_segment_file_name, CHECKPOINT_FILE, KEY_FILE, LOCK_FILE};
 use crate::io as sys;
@@ -213,6 +214,12 @@ pub(crate) fn check_before_open(dir: &Path, options: &Options) -> Result<()> {
     // Before judging it empty or foreign: what remains of a log whose segments were lost, or a store of an
     // older format, is neither.
     crate::store::check_no_lost_log(dir)?;
+    // Keys are made only while a log is open, so a key file without segments is a log that lost them, and a
+    // new log beside old keys would take a stream id forgotten there for a new stream's.
+    if entries.iter().any(|(n, kind)| kind.is_file() && n.as_os_str() == KEY_FILE) {
+        let evidence = KEY_FILE;
+        return Err(Error::corrupt(dir.join(KEY_FILE), 0, Corruption::SegmentsLost { evidence }));
+    }
     if let Some((name, _)) =
         entries.iter().find(|(n, _)| n.to_str().is_some_and(crate::store::is_version_1_segment_name))
     {

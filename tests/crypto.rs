@@ -355,6 +355,13 @@ fn removing_a_store_removes_the_key_file_and_keeps_a_foreign_file_beside_it() {
     assert!(!dir.path().join("KEYS").exists());
     assert_eq!(std::fs::read(dir.path().join("KEYS.bak")).unwrap(), b"the user's own copy");
     assert!(dir.path().join("KEYS.tmp-x").exists());
+
+    // A key file without segments is a log that lost them, not an empty directory to start afresh in.
+    std::fs::remove_file(dir.path().join("KEYS.bak")).unwrap();
+    std::fs::remove_file(dir.path().join("KEYS.tmp-x")).unwrap();
+    std::fs::write(dir.path().join("KEYS"), b"left behind").unwrap();
+    drop(lock);
+    assert!(matches!(Store::open(dir.path()), Err(Error::Corrupt { .. })));
 }
 
 /// What a crash while creating a key leaves: a torn last record. The writer's next open cuts it off; the
