@@ -850,11 +850,11 @@ fn scrub(old: &File, path: &Path) -> Result<()> {
         .map_err(|e| Error::io("zero replaced key file", path, e))
 }
 
-/// Removes temp files of a key file rewrite that a crash interrupted: they hold keys.
+/// Removes temp files of a key file rewrite that a crash interrupted: they hold keys. Only names foldlog's
+/// atomic writes make (`KEYS.tmp-<pid>-<n>`, as src/directory.rs recognises them) are touched.
 fn remove_temp_files(dir: &Path) -> Result<()> {
-    let prefix = format!("{KEY_FILE}.tmp-");
     for (name, regular) in sys::list_dir(dir).map_err(|e| Error::io("list directory", dir, e))? {
-        if regular && name.starts_with(&prefix) {
+        if regular && crate::directory::atomic_temp_target(&name) == Some(KEY_FILE) {
             let path = dir.join(&name);
             match sys::remove(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

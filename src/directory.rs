@@ -34,7 +34,7 @@ enum Kind {
 }
 
 /// The file an atomic write (`io::write_file_atomically`: `<name>.tmp-<pid>-<n>`) was preparing.
-fn atomic_temp_target(name: &str) -> Option<&str> {
+pub(crate) fn atomic_temp_target(name: &str) -> Option<&str> {
     let (target, tail) = name.rsplit_once(".tmp-")?;
     let (pid, n) = tail.split_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());

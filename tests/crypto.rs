@@ -346,6 +346,12 @@ fn removing_a_store_removes_the_key_file_and_keeps_a_foreign_file_beside_it() {
     }
     std::fs::write(dir.path().join("KEYS.bak"), b"the user's own copy").unwrap();
     std::fs::write(dir.path().join("KEYS.tmp-x"), b"not a foldlog temp name").unwrap();
+    {
+        // The writer's vault removes its own stale temp files only.
+        let store = Store::open(dir.path()).expect("open");
+        drop(Vault::open(&store).expect("vault"));
+    }
+    assert!(dir.path().join("KEYS.tmp-x").exists() && dir.path().join("KEYS.bak").exists());
     let contents = inspect_directory(dir.path()).unwrap();
     assert!(contents.store_entries.contains(&dir.path().join("KEYS")));
     assert_eq!(contents.foreign.len(), 2, "{contents:?}");
