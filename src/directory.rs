@@ -83,7 +83,8 @@ fn list(dir: &Path) -> Result<Vec<(std::ffi::OsString, FileType)>> {
 #[non_exhaustive]
 pub struct DirectoryContents {
     /// Entries foldlog writes in a store directory: segment files, `LOCK`, the index checkpoint, the key file
-    /// (`KEYS`), temp files of its own, and `snapshots/` with the directories and files it holds, each of the right shape.
+    /// (`KEYS`), temp files of its own, and `snapshots/` with the directories and files it holds, each of the
+    /// right shape.
     pub store_entries: Vec<PathBuf>,
     /// Everything else, at any depth (inside `snapshots/` too): entries foldlog did not create.
     pub foreign: Vec<PathBuf>,
@@ -318,11 +319,11 @@ impl StoreLock {
     }
 
     /// Removes the store's files, and only those: the files [`inspect_directory`] recognises as foldlog's
-    /// (segments, the index checkpoint, the key file, temp files, snapshot files and the snapshot directories they
-    /// emptied); everything else is left where it is and listed in [`Removal::kept`]. `LOCK` stays too: it is
-    /// held, and removing a lock file others may be opening would break the lock. Nothing is ever removed
-    /// recursively. The directory is synced at the end; a crash part-way leaves a subset of the store's files
-    /// (segments go last, newest first).
+    /// (segments, the index checkpoint, the key file, temp files, snapshot files and the snapshot directories
+    /// they emptied); everything else is left where it is and listed in [`Removal::kept`]. `LOCK` stays too:
+    /// it is held, and removing a lock file others may be opening would break the lock. Nothing is ever
+    /// removed recursively. The directory is synced at the end; a crash part-way leaves a subset of the store's
+    /// files (segments go last, newest first).
     pub fn remove_store_files(&self) -> Result<Removal> {
         let (ours, foreign) = scan(&self.dir)?;
         let mut removal = Removal { removed: Vec::new(), kept: foreign };
