@@ -18,6 +18,10 @@
 //!   backup. The bytes below the offset are never written again. The copy's durable slots are replaced by
 //!   one naming exactly that offset and position, and the rest of the file is preallocated zeros, so a batch
 //!   that was committed but not yet durable (or still being written) is never in the backup, whole or torn.
+//! - **The key file (`KEYS`) is copied**, never linked, after the segments: every key an event in the backup
+//!   needs was synced before that event was written, so the copy has it unless the stream was forgotten in
+//!   between; and a copy, unlike a link, keeps what the backup holds when the store forgets a key later, and
+//!   holds no key the store had forgotten before the backup began (feature `encryption`, src/crypto.rs).
 //! - **Derived data is not copied**: the index checkpoint may describe events past the durable end and
 //!   snapshots are a cache; the backup's first open builds its index from the segments.
 //!
@@ -28,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use crate::corruption::Corruption;
 use crate::error::{Error, Result};
-use crate::format::{DurableSlot, SegmentHeader, SEGMENT_HEADER_LEN, SLOT_LEN};
+use crate::format::{DurableSlot, SegmentHeader, KEY_FILE, SEGMENT_HEADER_LEN, SLOT_LEN};
 use crate::io as sys;
 use crate::options::Options;
 use crate::staging::Staging;
@@ -150,9 +154,24 @@ impl Store {
         report.bytes_copied +=
             copy_active(&active_path, &staging.path().join(file_name(&active_path)?), end, durable)?;
         report.copied += 1;
+        copy_key_file(self.dir(), staging.path())?;
         staging.finish()?;
         Ok(report)
     }
+}
+
+/// Copies the store's key file into the backup as it is now, if there is one (salvage copies it the same way).
+pub(crate) fn copy_key_file(src_dir: &Path, dst_dir: &Path) -> Result<()> {
+    let from = src_dir.join(KEY_FILE);
+    let bytes = match sys::read_file(&from) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read key file", from, e)),
+    };
+    let to = dst_dir.join(KEY_FILE);
+    let out = sys::create_new(&to).map_err(|e| Error::io("create key file copy", &to, e))?;
+    sys::write_at(&out, &to, 0, &bytes).map_err(|e| Error::io("write key file copy", &to, e))?;
+    sys::sync_file(&out, &to).map_err(|e| Error::io("sync key file copy", &to, e))
 }
 
 fn file_name(path: &Path) -> Result<&std::ffi::OsStr> {

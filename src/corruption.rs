@@ -90,7 +90,7 @@ pub enum Corruption {
     /// There are no segment files, but a file written only after events were durable is there: the log's
     /// segments were lost. The error's path is that file.
     SegmentsLost {
-        /// The file or directory that proves a log existed (`index.ckpt`, `snapshots`).
+        /// The file or directory that proves a log existed (`index.ckpt`, `snapshots`, `KEYS`).
         evidence: &'static str,
     },
     /// A sealed segment's whole batches do not end exactly at its durable end.
@@ -167,6 +167,12 @@ pub enum Corruption {
         version: u64,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The key file (`KEYS`, feature `encryption`) fails its checks: `what` says which (its header, or a key
+    /// record in the middle of the file, which no crash leaves behind: appends tear only the last record).
+    KeyFile {
+        /// What is wrong.
+        what: &'static str,
     },
 }
 
@@ -275,6 +281,7 @@ impl Corruption {
             Corruption::RetentionRule { version, reason } => {
                 write!(f, "retention rule at version {version} of $foldlog/retention: {reason}")
             }
+            Corruption::KeyFile { what } => write!(f, "key file: {what}"),
             // Only `fmt` calls this, for the variants it does not write itself.
             other => fmt::Debug::fmt(other, f),
         }

@@ -11,8 +11,9 @@ use std::fs::{File, FileType};
 use std::path::{Path, PathBuf};
 
 use crate::aggregate as snapshot;
+use crate::corruption::Corruption;
 use crate::error::{Error, Result};
-use crate::format::{parse_segment_file_name, CHECKPOINT_FILE, LOCK_FILE};
+use crate::format::{parse_segment_file_name, CHECKPOINT_FILE, KEY_FILE, LOCK_FILE};
 use crate::io as sys;
 use crate::options::Options;
 use crate::segment::SEGMENT_TMP_SUFFIX;
@@ -24,7 +25,7 @@ enum Kind {
     Segment,
     /// The lock file.
     Lock,
-    /// The index checkpoint, or a file foldlog writes and removes on its own (temp files).
+    /// The index checkpoint, the key file, or a file foldlog writes and removes on its own (temp files).
     File,
     /// The `snapshots/` directory.
     Snapshots,
@@ -33,7 +34,7 @@ enum Kind {
 }
 
 /// The file an atomic write (`io::write_file_atomically`: `<name>.tmp-<pid>-<n>`) was preparing.
-fn atomic_temp_target(name: &str) -> Option<&str> {
+pub(crate) fn atomic_temp_target(name: &str) -> Option<&str> {
     let (target, tail) = name.rsplit_once(".tmp-")?;
     let (pid, n) = tail.split_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -55,7 +56,11 @@ fn classify(name: &OsStr, kind: FileType) -> Kind {
         name.strip_suffix(SEGMENT_TMP_SUFFIX).is_some_and(|n| parse_segment_file_name(n).is_some());
     if name == LOCK_FILE {
         Kind::Lock
-    } else if name == CHECKPOINT_FILE || segment_temp || atomic_temp_target(name) == Some(CHECKPOINT_FILE) {
+    } else if name == CHECKPOINT_FILE
+        || name == KEY_FILE
+        || segment_temp
+        || atomic_temp_target(name).is_some_and(|t| t == CHECKPOINT_FILE || t == KEY_FILE)
+    {
         Kind::File
     } else {
         Kind::Foreign
@@ -77,8 +82,9 @@ fn list(dir: &Path) -> Result<Vec<(std::ffi::OsString, FileType)>> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DirectoryContents {
-    /// Entries foldlog writes in a store directory: segment files, `LOCK`, the index checkpoint, temp files of
-    /// its own, and `snapshots/` with the directories and files it holds, each of the right shape.
+    /// Entries foldlog writes in a store directory: segment files, `LOCK`, the index checkpoint, the key file
+    /// (`KEYS`), temp files of its own, and `snapshots/` with the directories and files it holds, each of the
+    /// right shape.
     pub store_entries: Vec<PathBuf>,
     /// Everything else, at any depth (inside `snapshots/` too): entries foldlog did not create.
     pub foreign: Vec<PathBuf>,
@@ -209,6 +215,12 @@ pub(crate) fn check_before_open(dir: &Path, options: &Options) -> Result<()> {
     // Before judging it empty or foreign: what remains of a log whose segments were lost, or a store of an
     // older format, is neither.
     crate::store::check_no_lost_log(dir)?;
+    // Keys are made only while a log is open, so a key file without segments is a log that lost them, and a
+    // new log beside old keys would take a stream id forgotten there for a new stream's.
+    if entries.iter().any(|(n, kind)| kind.is_file() && n.as_os_str() == KEY_FILE) {
+        let evidence = KEY_FILE;
+        return Err(Error::corrupt(dir.join(KEY_FILE), 0, Corruption::SegmentsLost { evidence }));
+    }
     if let Some((name, _)) =
         entries.iter().find(|(n, _)| n.to_str().is_some_and(crate::store::is_version_1_segment_name))
     {
@@ -307,11 +319,11 @@ impl StoreLock {
     }
 
     /// Removes the store's files, and only those: the files [`inspect_directory`] recognises as foldlog's
-    /// (segments, the index checkpoint, temp files, snapshot files and the snapshot directories they
-    /// emptied); everything else is left where it is and listed in [`Removal::kept`]. `LOCK` stays too: it is
-    /// held, and removing a lock file others may be opening would break the lock. Nothing is ever removed
-    /// recursively. The directory is synced at the end; a crash part-way leaves a subset of the store's files
-    /// (segments go last, newest first).
+    /// (segments, the index checkpoint, the key file, temp files, snapshot files and the snapshot directories
+    /// they emptied); everything else is left where it is and listed in [`Removal::kept`]. `LOCK` stays too:
+    /// it is held, and removing a lock file others may be opening would break the lock. Nothing is ever
+    /// removed recursively. The directory is synced at the end; a crash part-way leaves a subset of the store's
+    /// files (segments go last, newest first).
     pub fn remove_store_files(&self) -> Result<Removal> {
         let (ours, foreign) = scan(&self.dir)?;
         let mut removal = Removal { removed: Vec::new(), kept: foreign };
@@ -356,5 +368,6 @@ mod tests {
         assert_eq!(atomic_temp_target("index.ckpt.tmp-12-"), None);
         assert_eq!(atomic_temp_target("index.ckpt.tmp-x-1"), None);
         assert_eq!(atomic_temp_target("index.ckpt"), None);
+        assert_eq!(atomic_temp_target("KEYS.tmp-7-3"), Some("KEYS"));
     }
 }

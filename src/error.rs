@@ -144,6 +144,29 @@ pub enum Error {
         /// The position offered.
         proposed: u64,
     },
+    /// The stream's key was destroyed (`Vault::forget_stream`, feature
+    /// `encryption`): its events are still in the log (positions, versions, types, timestamps), but their
+    /// payloads and metadata can never be read again, and nothing more may be appended to it. Read the events'
+    /// outline with [`Store::read_stream`](crate::Store::read_stream).
+    #[error("stream {stream:?} was forgotten: its key is destroyed and its content cannot be read")]
+    StreamForgotten {
+        /// The stream.
+        stream: String,
+    },
+    /// An encrypted event failed to decrypt with its stream's key (feature `encryption`): its bytes were
+    /// damaged or altered, moved from another stream or type, or written to an encrypted stream without the
+    /// `Vault`. Nothing of its content was returned.
+    #[error("cannot decrypt event v{version} (position {position}) of stream {stream:?}: {reason}")]
+    Undecryptable {
+        /// The stream.
+        stream: String,
+        /// The event's stream version.
+        version: u64,
+        /// Its position in the log.
+        position: u64,
+        /// What failed.
+        reason: &'static str,
+    },
 }
 
 impl Error {

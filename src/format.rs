@@ -279,6 +279,9 @@ pub const SEGMENT_EXTENSION: &str = "seg";
 pub const CHECKPOINT_FILE: &str = "index.ckpt";
 /// The lock file's name.
 pub const LOCK_FILE: &str = "LOCK";
+/// The key file's name (encrypted streams' keys, feature `encryption`; docs/format.md, "Key file"). Named here,
+/// outside the feature, so that every build recognises it as foldlog's own (src/directory.rs).
+pub const KEY_FILE: &str = "KEYS";
 
 const _: () = assert!(SEGMENT_HEADER_LEN == (SEGMENT_FIXED_LEN + 2 * SLOT_LEN) as u64);
 const _: () = assert!(SEGMENT_HEADER_LEN == SEGMENT_HEADER_USIZE as u64);

@@ -28,7 +28,8 @@
 //!
 //! The layers, bottom up: `format` (the bytes), `record` (one frame), `map` and `io` (the only modules that
 //! touch the OS), `segment` (one file), `index` (streams → positions), `store` (the log: writer, durability,
-//! recovery), `read` (iterators). See ARCHITECTURE.md and docs/format.md.
+//! recovery), `read` (iterators); above them, `crypto` (feature `encryption`: `Vault`, encrypted streams and
+//! erasure by forgetting their keys). See ARCHITECTURE.md and docs/format.md.
 
 // The lint wall: pedantic, with a short allow list, each entry argued. `unsafe` is denied here and allowed only
 // in `map.rs` and `io.rs`, each block with a SAFETY comment. The decode paths (`record`, `format`,
@@ -64,6 +65,8 @@ mod aggregate;
 pub mod backup;
 mod consumers;
 mod corruption;
+#[cfg(feature = "encryption")]
+mod crypto;
 mod directory;
 mod error;
 mod format;
@@ -107,6 +110,8 @@ pub use aggregate::{
 pub use aggregate::{decode_event, EventContext, UnitOfWork, Upcaster};
 pub use aggregate::{Snapshot, SnapshotData, SnapshotFiles, SnapshotPolicy, SnapshotRefusal};
 pub use corruption::{CheckpointLoss, CheckpointRefusal, Corruption, FrameFault, Region};
+#[cfg(feature = "encryption")]
+pub use crypto::{Vault, VaultEvents};
 pub use directory::{inspect_directory, DirectoryContents, Removal, StoreLock};
 pub use error::{Error, ExpectedVersion, Result};
 #[cfg(feature = "tokio")]

@@ -22,6 +22,8 @@
 //! - **Event ids, types, schema versions, metadata, payloads and timestamps are kept** (timestamps through
 //!   `NewEvent::timestamp_micros`). Source batches stay atomic: the events copied from one batch are
 //!   appended as one batch.
+//! - **The key file** (`KEYS`, encrypted streams' keys) is copied as it is: an encrypted event's ciphertext
+//!   binds its stream, type and schema version, not its position, so it opens in the new store.
 //! - **Consumer positions**: the latest intact position of each name is carried over, mapped to the new
 //!   position of the last copied event at or before it (the consumer had processed that far). A consumer
 //!   whose position is before every copied event is dropped and listed.
@@ -291,6 +293,9 @@ pub fn salvage(
     report.snapshots_skipped = src.join(crate::aggregate::SNAPSHOT_DIR).is_dir();
     store.close()?;
     staging.remove_checkpoint()?;
+    // Encrypted streams keep their ids and versions here, and their ciphertexts bind nothing else of the log,
+    // so the source's keys still open them; without the key file they would be lost.
+    crate::backup::copy_key_file(src, staging.path())?;
     staging.finish()?;
     Ok(report)
 }

@@ -42,6 +42,8 @@ pub use codec::{
 };
 pub use context::EventContext;
 pub use repository::{decode_event, Repository, RepositoryError, Saved};
+#[cfg(feature = "encryption")]
+pub(crate) use snapshot::delete_all as delete_snapshots;
 use snapshot::SnapshotMeta;
 pub(crate) use snapshot::{is_stream_dir_name, parse_file_name, SNAPSHOT_DIR};
 pub use snapshot::{Snapshot, SnapshotData, SnapshotFiles, SnapshotPolicy, SnapshotRefusal};

@@ -228,7 +228,31 @@ impl<A> Copy for SnapshotSupport<A> {}
 pub struct Repository<'s, A: Aggregate> {
     store: &'s Store,
     snapshots: Option<SnapshotSupport<A>>,
+    sealing: Sealing<'s>,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+/// Whether a repository encrypts its aggregates' streams: the vault it goes through, if any (feature
+/// `encryption`; without it, always plain).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Sealing<'s> {
+    #[cfg(feature = "encryption")]
+    vault: Option<&'s crate::crypto::Vault<'s>>,
+    _store: PhantomData<&'s Store>,
+}
+
+impl Sealing<'_> {
+    /// Whether events are encrypted.
+    #[cfg_attr(
+        not(feature = "encryption"),
+        expect(clippy::unused_self, reason = "always false without the feature")
+    )]
+    pub(super) fn is_on(self) -> bool {
+        #[cfg(feature = "encryption")]
+        return self.vault.is_some();
+        #[cfg(not(feature = "encryption"))]
+        false
+    }
 }
 
 impl<A: Aggregate> Clone for Repository<'_, A> {
@@ -244,6 +268,7 @@ impl<A: Aggregate> fmt::Debug for Repository<'_, A> {
         f.debug_struct("Repository")
             .field("aggregate", &A::NAME)
             .field("snapshots", &self.snapshots.map(|s| s.policy))
+            .field("encrypted", &self.sealing.is_on())
             .finish()
     }
 }
@@ -311,7 +336,7 @@ impl<'s, A: Aggregate> Repository<'s, A> {
     /// the store, such as the async repository).
     #[cfg(feature = "tokio")]
     pub(super) fn from_parts(store: &'s Store, snapshots: Option<SnapshotSupport<A>>) -> Repository<'s, A> {
-        Repository { store, snapshots, _aggregate: PhantomData }
+        Repository { store, snapshots, sealing: Sealing::default(), _aggregate: PhantomData }
     }
 
     /// The snapshot settings, to rebuild the repository over another borrow of the store.
@@ -322,7 +347,74 @@ impl<'s, A: Aggregate> Repository<'s, A> {
 
     /// A repository without snapshots: every load folds the whole history.
     pub fn new(store: &'s Store) -> Repository<'s, A> {
-        Repository { store, snapshots: None, _aggregate: PhantomData }
+        Repository { store, snapshots: None, sealing: Sealing::default(), _aggregate: PhantomData }
+    }
+
+    /// A repository whose aggregates' streams are encrypted through `vault` (feature `encryption`): `save`
+    /// appends through [`Vault::append`](crate::Vault::append), a load decrypts each event before the codec
+    /// sees it (into a reused buffer, so a [`ZeroCopy`] aggregate still deserializes nothing, but every
+    /// event is copied and decrypted), and a forgotten aggregate fails to load with
+    /// [`Error::StreamForgotten`]. It takes no snapshots: a snapshot holds the state in the clear, which
+    /// forgetting the key would not erase. Aggregates of such a repository cannot be saved in a
+    /// [`UnitOfWork`] (it would write their events in the clear); `commit` refuses them.
+    ///
+    /// ```
+    /// use foldlog::{Aggregate, DomainEvent, Error, Repository, RepositoryError, Root, Store, Vault, ZeroCopy};
+    /// use foldlog::rkyv::{Archive, Deserialize, Serialize};
+    ///
+    /// #[derive(Archive, Serialize, Deserialize)]
+    /// #[rkyv(crate = foldlog::rkyv)]
+    /// enum PatientEvent {
+    ///     Noted { text: String },
+    /// }
+    ///
+    /// impl DomainEvent for PatientEvent {
+    ///     const SCHEMA_VERSION: u32 = 1;
+    ///     fn event_type(&self) -> &'static str {
+    ///         "Noted"
+    ///     }
+    /// }
+    ///
+    /// #[derive(Default)]
+    /// struct Patient {
+    ///     notes: Vec<String>,
+    /// }
+    ///
+    /// impl Aggregate for Patient {
+    ///     const NAME: &'static str = "patient";
+    ///     type Event = PatientEvent;
+    ///     type Codec = ZeroCopy;
+    ///     fn apply(&mut self, event: &ArchivedPatientEvent) {
+    ///         let ArchivedPatientEvent::Noted { text } = event;
+    ///         self.notes.push(text.to_string());
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let vault = Vault::open(&store)?;
+    /// let patients = Repository::<Patient>::with_vault(&vault);
+    /// let mut p = Root::<Patient>::new("p1");
+    /// p.record(PatientEvent::Noted { text: "allergic to penicillin".into() });
+    /// patients.save(&mut p)?;
+    /// assert_eq!(patients.get("p1")?.notes, ["allergic to penicillin"]);
+    ///
+    /// vault.forget_stream("patient-p1")?;
+    /// let gone = patients.get("p1");
+    /// assert!(matches!(gone, Err(RepositoryError::Store(Error::StreamForgotten { .. }))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "encryption")]
+    pub fn with_vault(vault: &'s crate::crypto::Vault<'s>) -> Repository<'s, A> {
+        let sealing = Sealing { vault: Some(vault), _store: PhantomData };
+        Repository { store: vault.store(), snapshots: None, sealing, _aggregate: PhantomData }
+    }
+
+    /// Whether this repository encrypts its aggregates' streams (`Repository::with_vault`, feature `encryption`).
+    pub fn is_encrypted(&self) -> bool {
+        self.sealing.is_on()
     }
 
     /// The store.
@@ -415,7 +507,15 @@ impl<'s, A: Aggregate> Repository<'s, A> {
             let first_visible = state.first_visible;
             return Err(RepositoryError::Truncated { id: id.to_owned(), stream, first_visible });
         }
-        let folded = fold(&mut root.state, self.store, &stream, from, wanted, &mut root.info, |_, _| {})?;
+        let folded = fold(
+            &mut root.state,
+            self.store,
+            self.sealing,
+            &stream,
+            (from, wanted),
+            &mut root.info,
+            |_, _| {},
+        )?;
         root.version = folded.or(root.version);
         if root.version.is_none_or(|v| v < wanted) {
             // Asked for a version below the stream's first one.
@@ -436,7 +536,8 @@ impl<'s, A: Aggregate> Repository<'s, A> {
         }
         let last = state.last_version;
         let mut root = Root::new(id);
-        root.version = fold(&mut root.state, self.store, &stream, 0, last, &mut root.info, each)?;
+        root.version =
+            fold(&mut root.state, self.store, self.sealing, &stream, (0, last), &mut root.info, each)?;
         Ok(root)
     }
 
@@ -452,8 +553,19 @@ impl<'s, A: Aggregate> Repository<'s, A> {
         }
         let stream = Self::stream_id(&root.id);
         let events = pending_events(root);
-        let one = [StreamAppend::new(&stream, expected_version(root), &events).first_version(1)];
-        let appended = match self.store.append_batch(&Batch::new(&one)) {
+        let expected = expected_version(root);
+        let append = |events: &[NewEvent<'_>]| {
+            let one = [StreamAppend::new(&stream, expected, events).first_version(1)];
+            self.store.append_batch(&Batch::new(&one))
+        };
+        #[cfg(feature = "encryption")]
+        let appended = match self.sealing.vault {
+            Some(vault) => vault.append_sealed(&stream, &events, append),
+            None => append(&events),
+        };
+        #[cfg(not(feature = "encryption"))]
+        let appended = append(&events);
+        let appended = match appended {
             Ok(mut a) => a.pop().expect("one stream in, one result out"),
             Err(e) => return Err(conflict_or(e, root)),
         };
@@ -514,16 +626,25 @@ pub(super) fn conflict_or<A: Aggregate>(e: Error, root: &Root<A>) -> RepositoryE
     }
 }
 
-/// Folds `stream` from version `from` through `until` into `state`; returns the last version folded.
+/// Folds `stream` from version `from` through `until` into `state`, decrypting each event first if `sealing`
+/// says so; returns the last version folded.
 pub(super) fn fold<A: Aggregate>(
     state: &mut A,
     store: &Store,
+    sealing: Sealing<'_>,
     stream: &str,
-    from: u64,
-    until: u64,
+    (from, until): (u64, u64),
     info: &mut LoadInfo,
     mut each: impl FnMut(&EventRef<'_>, &A),
 ) -> Result<Option<u64>, RepositoryError> {
+    #[cfg(feature = "encryption")]
+    if let Some(vault) = sealing.vault {
+        if let Some(opener) = vault.opener(stream)? {
+            return fold_encrypted(state, store, opener, stream, (from, until), info, each);
+        }
+    }
+    #[cfg(not(feature = "encryption"))]
+    let _ = sealing;
     let mut scratch = AlignedVec::new();
     let mut last = None;
     for e in store.read_stream(stream, from) {
@@ -534,6 +655,35 @@ pub(super) fn fold<A: Aggregate>(
         }
         apply_stored(state, e, &mut scratch, info)?;
         each(&e, state);
+        last = Some(v);
+    }
+    Ok(last)
+}
+
+/// [`fold`] for an encrypted stream: each event is decrypted into one reused owned event, which the codec
+/// then reads as it would read the map.
+#[cfg(feature = "encryption")]
+fn fold_encrypted<A: Aggregate>(
+    state: &mut A,
+    store: &Store,
+    mut opener: crate::crypto::Opener,
+    stream: &str,
+    (from, until): (u64, u64),
+    info: &mut LoadInfo,
+    mut each: impl FnMut(&EventRef<'_>, &A),
+) -> Result<Option<u64>, RepositoryError> {
+    let mut scratch = AlignedVec::new();
+    let mut plain = crate::record::OwnedEvent::default();
+    let mut last = None;
+    for e in store.read_stream(stream, from) {
+        let e = e?;
+        let v = e.stream_version();
+        if v > until {
+            break;
+        }
+        opener.open_into(&e, &mut plain)?;
+        apply_stored(state, plain.as_event_ref(), &mut scratch, info)?;
+        each(&plain.as_event_ref(), state);
         last = Some(v);
     }
     Ok(last)
@@ -565,7 +715,7 @@ where
             encode: encode::<A>,
             decode: decode::<A>,
         };
-        Repository { store, snapshots: Some(support), _aggregate: PhantomData }
+        Repository { store, snapshots: Some(support), sealing: Sealing::default(), _aggregate: PhantomData }
     }
 
     /// Writes a snapshot of `root`'s stored state now, whatever the policy. Returns its version. Refused

@@ -10,6 +10,8 @@ trait Staged {
     fn expected(&self) -> ExpectedVersion;
     fn events(&self) -> Vec<NewEvent<'_>>;
     fn has_pending(&self) -> bool;
+    /// Whether the aggregate's repository encrypts its stream (which a unit of work cannot do).
+    fn encrypted(&self) -> bool;
     /// The store refused the batch because of this aggregate's stream: the repository's error for it.
     fn conflict(&self, e: Error) -> RepositoryError;
     /// The batch was written; this aggregate's events got `versions`.
@@ -37,6 +39,10 @@ impl<A: Aggregate> Staged for Part<'_, '_, A> {
 
     fn has_pending(&self) -> bool {
         !self.root.pending.is_empty()
+    }
+
+    fn encrypted(&self) -> bool {
+        self.repository.is_encrypted()
     }
 
     fn conflict(&self, e: Error) -> RepositoryError {
@@ -139,6 +145,14 @@ impl<'s, 'r> UnitOfWork<'s, 'r> {
     /// [`RepositoryError::AlreadyExists`] for a new one), with nothing written; an aggregate added twice, a
     /// consumer not moving forward and the store's own errors, also with nothing written.
     pub fn commit(mut self) -> Result<Vec<Saved>, RepositoryError> {
+        if let Some(p) = self.parts.iter().find(|p| p.encrypted() && p.has_pending()) {
+            return Err(Error::InvalidArgument(format!(
+                "stream {:?} is saved through a vault: save it with Repository::save, not in a unit of work \
+                 (which would write its events in the clear)",
+                p.stream()
+            ))
+            .into());
+        }
         let results = {
             let events: Vec<Vec<NewEvent<'_>>> = self.parts.iter().map(|p| p.events()).collect();
             let streams: Vec<StreamAppend<'_>> = self

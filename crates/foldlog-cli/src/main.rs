@@ -1,4 +1,4 @@
-//! The `foldlog` command: demo, verify, stat, dump, salvage, export, import, backup, bench.
+//! The `foldlog` command: demo, verify, stat, dump, salvage, export, import, backup, forget, bench.
 //!
 //! Every command writes through a locked stdout and treats a closed pipe (`foldlog dump DIR | head`) as a
 //! normal end. Exit statuses (docs/operations.md): 0 success, 1 corruption found, 2 usage or I/O error.
@@ -67,6 +67,16 @@ enum Command {
         /// moved on since is refused, and nothing is written.
         #[arg(long)]
         expected: ExpectedArg,
+    },
+    /// Forget an encrypted stream: destroy its key, so that its events stay in the log (positions, versions,
+    /// types) but their content can never be read again, here or in any backup taken afterwards. Refused
+    /// while another process writes the store: forget through that process (`Vault::forget_stream`), or stop
+    /// it first.
+    Forget {
+        /// Data directory.
+        dir: PathBuf,
+        /// The stream (one written through a `Vault`).
+        stream: String,
     },
     /// Truncate a stream: its events below a version are hidden from every read (written to the log).
     /// Refused while another process writes the store, as `delete-stream` is.
@@ -262,6 +272,7 @@ fn main() -> ExitCode {
         Command::DeleteStream { dir, .. } => ("delete-stream", Some(dir.clone())),
         Command::Truncate { dir, .. } => ("truncate", Some(dir.clone())),
         Command::Retention { dir, .. } => ("retention", Some(dir.clone())),
+        Command::Forget { dir, .. } => ("forget", Some(dir.clone())),
     };
     let r = match cli.command {
         Command::Demo { dir, replace, events, streams } => {
@@ -292,6 +303,7 @@ fn main() -> ExitCode {
             retention_change(stream, prefix, max_count, max_age, clear)
                 .and_then(|change| retention_cmd::retention(&dir, change))
         }
+        Command::Forget { dir, stream } => forget(&dir, &stream),
         #[cfg(unix)]
         Command::Bench { events, dir } => {
             foldlog_bench::run(events, dir.as_deref()).map(|()| ExitCode::SUCCESS).map_err(|e| e as _)
@@ -1230,6 +1242,40 @@ fn control(dir: &Path, stream: &str, expected: ExpectedVersion, before: Option<u
             state.first_visible,
             state.last_version
         )?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `forget`: opens the store for writing (refused while another process writes it: its vault keeps the key
+/// table, so the forget must go through it), destroys the stream's key and closes.
+fn forget(dir: &Path, stream: &str) -> CliResult {
+    let options = Options::default().create_if_missing(false).durability(Durability::Always);
+    let store = match Store::open_with(dir, options) {
+        Err(Error::Locked { .. }) => {
+            return Err(format!(
+                "the store is locked: another process has it open (stop it, or forget {} through it with \
+                 Vault::forget_stream)",
+                quoted(stream)
+            )
+            .into())
+        }
+        r => r?,
+    };
+    let vault = foldlog::Vault::open(&store)?;
+    let already = vault.is_forgotten(stream)?;
+    vault.forget_stream(stream)?;
+    drop(vault);
+    let events = store.read_stream(stream, 0).count();
+    store.close()?;
+    let mut out = io::stdout().lock();
+    if already {
+        writeln!(out, "stream {} was already forgotten ({events} events keep their place)", quoted(stream))?;
+    } else {
+        writeln!(
+            out,
+            "forgot stream {}: its key is destroyed; its {events} events keep their place, their content is gone",
+            quoted(stream)
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -973,3 +973,56 @@ fn retention_rules_from_the_command_line() {
     assert_eq!(text(&out).trim(), r#"stream "s-12": max count 1"#);
     assert_eq!(dumped("s-1"), 4, "cleared: nothing was removed");
 }
+
+/// `forget` as an operator runs it: the stream's content is gone for good (exit 0, said so), its events keep
+/// their place, a second forget says so, a plain stream is refused (exit 2), and a store another process has
+/// open for writing is refused with a message that says what to do, its key untouched.
+#[test]
+fn forget_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        let vault = foldlog::Vault::open(&store).expect("vault");
+        for stream in ["patient-1", "patient-2"] {
+            let event = NewEvent::new("Noted", b"SECRET diagnosis");
+            vault.append(stream, ExpectedVersion::NoStream, &[event]).expect("append");
+        }
+        store.append("ward", ExpectedVersion::NoStream, &[NewEvent::new("Opened", b"")]).expect("append");
+        drop(vault);
+        store.close().expect("close");
+    }
+    let run = |args: &[&str]| run_in(dir.path(), args);
+
+    // Another process writes the store (this one): refused, exit 2, nothing forgotten.
+    let writer = Store::open(dir.path()).expect("open");
+    let out = run(&["forget", "DIR", "patient-2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("another process"), "{}", text(&out));
+    {
+        let vault = foldlog::Vault::open(&writer).expect("vault");
+        assert!(!vault.is_forgotten("patient-2").expect("keys"));
+    }
+    writer.close().expect("close");
+
+    let out = run(&["forget", "DIR", "patient-1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("forgot stream \"patient-1\""), "{}", text(&out));
+    let out = run(&["forget", "DIR", "patient-1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("already forgotten"), "{}", text(&out));
+    let out = run(&["forget", "DIR", "ward"]);
+    assert_eq!(out.status.code(), Some(2), "a plain stream: {}", text(&out));
+    assert!(text(&out).contains("not encrypted"), "{}", text(&out));
+    let out = run(&["forget", "DIR", "nobody"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let store = Store::open_with(dir.path(), Options::default().read_only(true)).expect("open");
+    let vault = foldlog::Vault::open(&store).expect("vault");
+    assert!(matches!(
+        vault.read_stream("patient-1", 0).next(),
+        Some(Err(foldlog::Error::StreamForgotten { .. }))
+    ));
+    assert_eq!(store.read_stream("patient-1", 0).count(), 1, "the event keeps its place");
+    let other = vault.read_stream("patient-2", 0).next().expect("one event").expect("readable");
+    assert_eq!(other.payload, b"SECRET diagnosis");
+}
