@@ -316,6 +316,13 @@ pub enum FrameFault {
         /// The position that belongs here (`None`: no position can follow).
         expected: Option<u64>,
     },
+    /// A gap frame stands for more positions than its segment could ever have held events.
+    Gap {
+        /// The gap's first position.
+        first: u64,
+        /// The positions it claims.
+        count: u64,
+    },
     /// An event does not continue its stream's versions.
     Version {
         /// The stream.
@@ -376,6 +383,9 @@ impl fmt::Display for FrameFault {
             }
             FrameFault::Position { found, expected: None } => {
                 write!(f, "event has position {found} where no position belongs")
+            }
+            FrameFault::Gap { first, count } => {
+                write!(f, "a gap of {count} positions from {first} is longer than its segment could hold")
             }
             FrameFault::Version { stream, found, expected } => {
                 write!(f, "stream {stream:?} has version {found} where {expected} belongs")
@@ -470,7 +480,7 @@ pub enum CheckpointRefusal {
     SegmentLengthOverflow,
     /// Segment lengths do not add up to the position the checkpoint covers.
     SegmentLengths,
-    /// Stream lengths do not add up to the position the checkpoint covers.
+    /// Stream lengths add up to more than the position the checkpoint covers.
     StreamLengths,
     /// An event type's or tag's list is empty or longer than the log.
     LabelLength {
@@ -482,7 +492,8 @@ pub enum CheckpointRefusal {
         /// The type or tag.
         name: String,
     },
-    /// The event types' lists do not add up to the position the checkpoint covers (every event has one type).
+    /// The event types' lists do not add up to the streams' (every event has one type and one stream), or
+    /// pass the position the checkpoint covers.
     TypeLengths,
     /// The resume point does not match the last segment entry.
     ResumePoint,
@@ -549,13 +560,15 @@ impl fmt::Display for CheckpointRefusal {
             CheckpointRefusal::SegmentLengths => {
                 f.write_str("segment lengths do not add up to next_position")
             }
-            CheckpointRefusal::StreamLengths => f.write_str("stream lengths do not add up to next_position"),
+            CheckpointRefusal::StreamLengths => {
+                f.write_str("stream lengths add up to more than next_position")
+            }
             CheckpointRefusal::LabelLength { name } => write!(f, "type or tag {name:?}: empty or too long"),
             CheckpointRefusal::LabelListedTwice { name } => {
                 write!(f, "type or tag {name:?} listed twice or out of order")
             }
             CheckpointRefusal::TypeLengths => {
-                f.write_str("event type lengths do not add up to next_position")
+                f.write_str("event type lengths do not add up to the stream lengths, or pass next_position")
             }
             CheckpointRefusal::ResumePoint => f.write_str("resume point does not match the last segment"),
             CheckpointRefusal::ListPastEnd => f.write_str("list runs past the end of the checkpoint"),

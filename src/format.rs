@@ -53,7 +53,10 @@ pub const KIND_NAME: u8 = 3;
 /// Frame kind: a stream control (a truncation point, and maybe the stream's deletion); takes no global
 /// position.
 pub const KIND_CONTROL: u8 = 4;
-/// The bits of byte 8 that hold the kind (room for kinds 5 to 7, which this version refuses).
+/// Frame kind: a gap, the positions of events a scavenge removed (a run of them, in order); takes those
+/// positions.
+pub const KIND_GAP: u8 = 5;
+/// The bits of byte 8 that hold the kind (room for kinds 6 and 7, which this version refuses).
 pub const KIND_MASK: u8 = 0b111;
 /// Frame flag: last frame of an atomic batch (events and consumer frames).
 pub const FLAG_COMMIT: u8 = 1 << 3;
@@ -116,6 +119,12 @@ pub mod frame {
     pub const CONTROL_TRUNCATE_BEFORE: Range<usize> = next(TYPE, 8);
     /// Length of a stream-control frame.
     pub const CONTROL_LEN: usize = CONTROL_TRUNCATE_BEFORE.end;
+    /// Gap: u32 the first removed position minus the segment's base position (where an event has its stream).
+    pub const GAP_FIRST: Range<usize> = STREAM;
+    /// Gap: u32 how many consecutive positions were removed, at least 1.
+    pub const GAP_COUNT: Range<usize> = TYPE;
+    /// Length of a gap frame.
+    pub const GAP_LEN: usize = GAP_COUNT.end;
     /// Name: what the name is (`NAME_*`), in the byte events use for their timestamp's lowest byte.
     pub const NAME_WHAT: usize = TIMESTAMP.start;
     /// Name: u64 value (a stream's base version; a type's schema version; 0 for tags and consumers).
@@ -127,6 +136,7 @@ pub mod frame {
     const _: () = assert!(CONSUMER_LEN == 32, "docs/format.md: a consumer frame is 32 bytes");
     const _: () = assert!(CONTROL_LEN == 32, "docs/format.md: a stream-control frame is 32 bytes");
     const _: () = assert!(NAME_VALUE.start == 16 && NAME_VALUE.end == NAME_BYTES);
+    const _: () = assert!(GAP_LEN == 24, "docs/format.md: a gap frame is 24 bytes");
 }
 
 /// First 8 bytes of the index checkpoint: ASCII `FOLDIDX` and a zero byte.

@@ -127,7 +127,8 @@ pub use retention::{Retention, RetentionTarget, RETENTION_STREAM, SYSTEM_PREFIX}
 /// write and the archives foldlog checks always come from one rkyv version; see [`Aggregate`].
 pub use rkyv;
 pub use store::{
-    Appended, Batch, CheckpointUse, Control, NewEvent, RecoveryReport, Stats, Store, StreamAppend,
-    StreamControl, StreamState, FOLLOW_POLL, FOLLOW_POLL_MAX,
+    Appended, Batch, CheckpointUse, Control, NewEvent, RecoveryReport, ScavengeOptions, ScavengeReport,
+    SegmentScavenge, Stats, Store, StreamAppend, StreamControl, StreamScavenge, StreamState, FOLLOW_POLL,
+    FOLLOW_POLL_MAX,
 };
 pub use subscription::{Stopper, Subscription};

@@ -307,6 +307,8 @@ pub struct QueryEvents<'s> {
     left: u64,
     /// (segment slot, frame offset, position) of the next matches.
     buf: Vec<(usize, u64, u64)>,
+    /// Their maps, taken with the locations under one lock (see [`Inner::map_of`]).
+    maps: Vec<Option<&'s crate::map::SegmentMap>>,
     buf_at: usize,
     failed: bool,
     names: SegmentNames<'s>,
@@ -332,14 +334,18 @@ impl QueryEvents<'_> {
         // The buffer is reused: a read through the index is often short, and an allocation per chunk shows.
         let out = &mut self.buf;
         out.clear();
+        let maps = &mut self.maps;
+        maps.clear();
         self.buf_at = 0;
-        self.inner.with_index(|ix| {
+        let inner = self.inner;
+        inner.with_index(|ix| {
             let mut matcher = Matcher::new(ix, query, true);
             let mut at = from;
             while out.len() < want {
                 let Some(p) = matcher.next(at, end)? else { break };
                 let Some((seg, off)) = ix.locate(p)? else { break };
                 out.push((seg, off, p));
+                maps.push(inner.map_of(ix, seg).0);
                 at = p + 1;
             }
             Ok(())
@@ -399,7 +405,8 @@ impl<'s> QueryEvents<'s> {
                 return None;
             }
         }
-        let (seg, off, position) = self.buf[self.buf_at];
+        let (_, off, position) = self.buf[self.buf_at];
+        let map = self.maps.get(self.buf_at).copied().flatten()?;
         // The frames of the chunk were asked for when it was copied; by now the one a few places ahead has
         // arrived, so its name definitions (a second, dependent miss each) can be asked for too.
         if let Some(&(ahead_seg, ahead_off, _)) = self.buf.get(self.buf_at + FRAMES_AHEAD) {
@@ -410,7 +417,6 @@ impl<'s> QueryEvents<'s> {
         }
         self.buf_at += 1;
         self.left -= 1;
-        let map = self.inner.segment(seg)?;
         // From the second event of a chunk on, names are resolved once per segment.
         let frame = self.names.decode(self.inner, map, off, self.buf_at > 1);
         let fault = match frame {
@@ -482,6 +488,7 @@ impl Store {
             end: end.min(self.next_position()),
             left: limit.unwrap_or(u64::MAX),
             buf: Vec::new(),
+            maps: Vec::new(),
             buf_at: 0,
             failed: false,
             names: SegmentNames::default(),

@@ -99,6 +99,8 @@ pub struct AllEvents<'s> {
     inner: &'s Inner,
     seg: usize,
     offset: u64,
+    /// The current segment's map, taken with its location (see [`Inner::map_of`]).
+    map: Option<&'s SegmentMap>,
     /// Where the current segment's frames end if it is sealed (`u64::MAX` for the active one, whose map
     /// bounds itself): bytes past a sealed segment's end were never written and are never read.
     seg_end: u64,
@@ -139,8 +141,12 @@ impl Store {
         let inner = self.inner();
         let head_end = self.next_position();
         let end = opts.to_inclusive.map_or(head_end, |t| t.saturating_add(1).min(head_end));
+        // The location and its map under one lock: a scavenge replaces a segment's map and its offsets
+        // together under the write lock.
         let (start, error) = if opts.from < end {
-            match inner.with_index(|ix| ix.locate(opts.from)) {
+            match inner
+                .with_index(|ix| Ok(ix.locate(opts.from)?.map(|(s, off)| (s, off, inner.map_of(ix, s)))))
+            {
                 Ok(s) => (s, None),
                 Err(e) => (None, Some(e)),
             }
@@ -160,7 +166,7 @@ impl Store {
             }
             _ => None,
         };
-        let (seg, offset) = start.unwrap_or((usize::MAX, 0));
+        let (seg, offset, (map, seg_end)) = start.unwrap_or((usize::MAX, 0, (None, u64::MAX)));
         let (hider, error) = match (opts.include_hidden, error) {
             (true, error) => (None, error),
             (false, Some(e)) => (None, Some(e)),
@@ -174,7 +180,8 @@ impl Store {
             inner,
             seg,
             offset,
-            seg_end: inner.sealed_end(seg),
+            map,
+            seg_end,
             next: opts.from,
             end: if start.is_some() { end } else { opts.from },
             event_type: opts.event_type,
@@ -256,7 +263,7 @@ impl<'s> Iterator for AllEvents<'s> {
             return Some(Err(e));
         }
         while !self.failed && self.next < self.end && self.left > 0 {
-            let Some(map) = self.inner.segment(self.seg) else {
+            let Some(map) = self.map else {
                 self.failed = true;
                 let kind = Corruption::PositionUnlocated { position: self.next };
                 return Some(Err(Error::corrupt("", 0, kind)));
@@ -281,7 +288,7 @@ impl<'s> Iterator for AllEvents<'s> {
                     // End of this segment's frames: the next position starts the next segment.
                     self.seg += 1;
                     self.offset = SEGMENT_HEADER_LEN;
-                    self.seg_end = self.inner.sealed_end(self.seg);
+                    (self.map, self.seg_end) = self.inner.map_of(&self.inner.read_index(), self.seg);
                     self.ahead = 0;
                     self.view = None;
                     continue;
@@ -290,7 +297,20 @@ impl<'s> Iterator for AllEvents<'s> {
             };
             let at = self.offset;
             self.offset += frame.len;
-            let Body::Event(event) = frame.body else { continue };
+            let event = match frame.body {
+                Body::Event(e) => e,
+                // Positions a scavenge removed: the walk may start inside the run (the index locates each of
+                // them at the gap), never behind it.
+                Body::Gap(g) if g.first <= self.next && self.next - g.first < g.count => {
+                    self.next = g.first + g.count;
+                    continue;
+                }
+                Body::Gap(g) => {
+                    let fault = FrameFault::Position { found: g.first, expected: Some(self.next) };
+                    return Some(self.fail(map.path(), at, fault));
+                }
+                _ => continue,
+            };
             if event.position() != self.next {
                 let fault = FrameFault::Position { found: event.position(), expected: Some(self.next) };
                 return Some(self.fail(map.path(), at, fault));
@@ -394,6 +414,8 @@ pub struct StreamEvents<'s> {
     forward: bool,
     /// (segment slot, frame offset, stream version) of the events to read next.
     buf: [(u32, u32, u64); CHUNK],
+    /// Their maps, taken with the locations under one lock (see [`Inner::map_of`]).
+    maps: [Option<&'s SegmentMap>; CHUNK],
     buf_len: usize,
     buf_at: usize,
     failed: bool,
@@ -443,6 +465,7 @@ impl<'s> StreamEvents<'s> {
             bound,
             forward,
             buf: [(0, 0, 0); CHUNK],
+            maps: [None; CHUNK],
             buf_len: 0,
             buf_at: 0,
             failed: false,
@@ -459,20 +482,25 @@ impl<'s> StreamEvents<'s> {
             (self.cursor.saturating_sub(CHUNK as u64).max(self.bound), self.cursor)
         };
         let mut buf = [(0u32, 0u32, 0u64); CHUNK];
-        let n = self.inner.with_index(|ix| {
+        let mut maps = [None; CHUNK];
+        let inner = self.inner;
+        let n = inner.with_index(|ix| {
             let Some(s) = ix.stream(self.stream.as_str()) else { return Ok(0) };
             let mut n = 0;
             for i in lo..hi {
                 let Some(p) = s.position(i)? else { break };
                 let Some((seg, off)) = ix.locate(p)? else { break };
                 buf[n] = (seg as u32, off as u32, s.first_version + i);
+                maps[n] = inner.map_of(ix, seg).0;
                 n += 1;
             }
             Ok(n)
         })?;
         self.buf = buf;
+        self.maps = maps;
         if !self.forward {
             self.buf[..n].reverse();
+            self.maps[..n].reverse();
         }
         self.buf_len = n;
         self.buf_at = 0;
@@ -509,9 +537,9 @@ impl<'s> Iterator for StreamEvents<'s> {
                 return None;
             }
         }
-        let (seg, off, version) = self.buf[self.buf_at];
+        let (_, off, version) = self.buf[self.buf_at];
+        let map = self.maps[self.buf_at]?;
         self.buf_at += 1;
-        let map = self.inner.segment(seg as usize)?;
         let bad = |fault: FrameFault| {
             Some(Err(Error::corrupt(
                 map.path(),

@@ -10,9 +10,9 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::format::{
     frame, frame_crc, padded, timestamp_bytes, timestamp_from_bytes, FLAG_COMMIT, FLAG_DELETE, FLAG_EVENT_ID,
-    FLAG_EXTRAS, FLAG_STREAM_DELETED, KIND_CONSUMER, KIND_CONTROL, KIND_EVENT, KIND_MASK, KIND_NAME,
-    NAME_BYTES_MAX, NAME_CONSUMER, NAME_STREAM, NAME_TAG, NAME_TYPE, SEGMENT_HEADER_LEN, STREAM_ID_BYTES_MAX,
-    TAGS_MAX,
+    FLAG_EXTRAS, FLAG_STREAM_DELETED, KIND_CONSUMER, KIND_CONTROL, KIND_EVENT, KIND_GAP, KIND_MASK,
+    KIND_NAME, NAME_BYTES_MAX, NAME_CONSUMER, NAME_STREAM, NAME_TAG, NAME_TYPE, SEGMENT_HEADER_LEN,
+    STREAM_ID_BYTES_MAX, TAGS_MAX,
 };
 
 /// The bytes of one segment (from offset 0) and what a frame's CRC and fields are relative to.
@@ -300,6 +300,15 @@ pub(crate) enum Body<'a> {
     Name,
     /// A stream control (kind 4): a truncation point, maybe with the stream's deletion.
     Control(ControlRef<'a>),
+    /// A gap (kind 5): positions whose events a scavenge removed.
+    Gap(GapRef),
+}
+
+/// A gap frame's fields: positions `first..first + count` hold no event any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GapRef {
+    pub first: u64,
+    pub count: u64,
 }
 
 /// A stream-control frame's fields.
@@ -429,6 +438,7 @@ pub(crate) fn decode_frame_cached<'a>(
         KIND_EVENT => Body::Event(decode_event(view, offset, &raw, cache)?),
         KIND_CONSUMER => Body::Consumer(decode_consumer(view, offset, &raw)?),
         KIND_CONTROL => Body::Control(decode_control(view, offset, &raw)?),
+        KIND_GAP => Body::Gap(decode_gap(view, &raw)?),
         KIND_NAME => {
             if raw.flags != 0 {
                 return Err(FrameProblem::Header);
@@ -580,6 +590,23 @@ fn decode_control<'a>(
     Ok(ControlRef { stream: stream.name, truncate_before, deleted })
 }
 
+fn decode_gap(view: &SegView<'_>, raw: &Raw<'_>) -> Result<GapRef, FrameProblem> {
+    let b = raw.bytes;
+    if raw.flags & !FLAG_COMMIT != 0 || b.len() != frame::GAP_LEN {
+        return Err(FrameProblem::Header);
+    }
+    if b.get(frame::TIMESTAMP).is_none_or(|z| z.iter().any(|&x| x != 0)) {
+        return Err(FrameProblem::Header);
+    }
+    let count = u64::from(u32_at(b, frame::GAP_COUNT)?);
+    let first = view.base.checked_add(u64::from(u32_at(b, frame::GAP_FIRST)?)).ok_or(FrameProblem::Body)?;
+    // The last position is never used (as for events), so a gap's end always fits.
+    if count == 0 || first.checked_add(count).is_none_or(|end| end == u64::MAX) {
+        return Err(FrameProblem::Body);
+    }
+    Ok(GapRef { first, count })
+}
+
 /// Checks a frame of the shape `encode_named` writes: no flag but `COMMIT` and `flag`, exactly `len` bytes,
 /// zero where an event has its timestamp and type, and a name definition of sort `what`; returns the name, the
 /// u64 at `value_at`, and whether `flag` is set.
@@ -606,7 +633,7 @@ fn decode_named<'a>(
 /// The name definitions a reader resolved already, by segment and offset (direct-mapped): a reference found
 /// here skips the definition's checks, which passed when it was first resolved. The bytes of a committed frame
 /// never change, so this is exact; a reader that re-checks every read (`crc_every_read`) does not use it.
-/// Entries name their segment, so one cache serves a read that crosses segments without being cleared.
+/// Entries name their map, so one cache serves a read that crosses segments without being cleared.
 pub(crate) struct NameCache<'a> {
     slots: Vec<(u64, NameFields<'a>)>,
     /// Whether tags go through the cache too. A read of one tag's events meets that tag again and again;
@@ -634,9 +661,12 @@ impl<'a> NameCache<'a> {
         what: u8,
     ) -> Result<NameFields<'a>, FrameProblem> {
         let slot = (at as usize / 8) & (self.slots.len() - 1);
-        let key = u64::from(view.seq) << 32 | u64::from(at);
+        // The key is the definition's address: it names the map too, and a scavenge's rewritten map of a
+        // segment (same number, other offsets) is another map. Maps are never unmapped while the store lives,
+        // so no other map takes an address a live cache holds.
+        let key = u64::try_from(view.bytes.as_ptr().addr()).unwrap_or(0).wrapping_add(u64::from(at));
         if let Some(&(k, fields)) = self.slots.get(slot) {
-            // Offsets below 128 are never definitions, so a zero offset is an empty slot; the definition must
+            // No map sits at address 0, so a zero key is an empty slot; the definition must
             // still come before the frame that uses it.
             if k == key && fields.what == what && u64::from(at) < user {
                 return Ok(fields);
@@ -843,6 +873,22 @@ fn encode_named(
     LE::write_u32(f.get_mut(frame::STREAM)?, name_def);
     LE::write_u64(f.get_mut(value_at)?, value);
     seal(f, len, at)
+}
+
+/// Writes a gap frame: `count` positions from `first_delta` above the segment's base hold no event.
+pub(crate) fn encode_gap(
+    first_delta: u32,
+    count: u32,
+    commit: bool,
+    at: Place,
+    dst: &mut [u8],
+) -> Option<u64> {
+    let f = dst.get_mut(..frame::GAP_LEN)?;
+    f.fill(0);
+    *f.get_mut(frame::HEAD)? = KIND_GAP | if commit { FLAG_COMMIT } else { 0 };
+    LE::write_u32(f.get_mut(frame::GAP_FIRST)?, first_delta);
+    LE::write_u32(f.get_mut(frame::GAP_COUNT)?, count);
+    seal(f, frame::GAP_LEN, at)
 }
 
 /// Writes a name definition: `what` (`NAME_*`), its value and the name.

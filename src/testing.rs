@@ -14,7 +14,8 @@ pub use crate::format::{
 use crate::format::{frame, NAME_STREAM, NAME_TAG, NAME_TYPE};
 use crate::index::{encode_checkpoint, FrameAt, Index, SegIndex};
 use crate::record::{
-    decode_frame, encode_control, encode_event, encode_name, Body, ControlRef, EventFields, Place, SegView,
+    decode_frame, encode_control, encode_event, encode_gap, encode_name, Body, ControlRef, EventFields,
+    GapRef, Place, SegView,
 };
 use crate::EventRef;
 
@@ -82,6 +83,7 @@ pub fn check_frames(buf: &[u8], mut each: impl FnMut(&EventRef<'_>)) {
                 each(&e);
             }
             Body::Control(c) => round_trip_control(&c),
+            Body::Gap(g) => round_trip_gap(g, f.commit),
             Body::Consumer(_) | Body::Name => {}
         }
         at += f.len;
@@ -122,6 +124,22 @@ fn round_trip(e: &EventRef<'_>) {
         Body::Event(again) => assert_eq!(again.to_owned(), e.to_owned(), "round trip changed the event"),
         _ => panic!("event came back as another kind of frame"),
     }
+}
+
+/// Encodes the gap `g` again (in a segment whose base is 0, as the checked one's) and checks it decodes the
+/// same.
+fn round_trip_gap(g: GapRef, commit: bool) {
+    let mut out = vec![0u8; 64];
+    let (delta, count) =
+        (u32::try_from(g.first).expect("base 0"), u32::try_from(g.count).expect("u32 count"));
+    let place = Place { seq: 0, offset: SEGMENT_HEADER_LEN };
+    encode_gap(delta, count, commit, place, &mut out).expect("a gap fits");
+    let view = SegView { bytes: &out, seq: 0, base: 0, checked_below: 0 };
+    let again = decode_frame(&view, SEGMENT_HEADER_LEN).expect("the encoded gap decodes");
+    assert!(
+        matches!(again.body, Body::Gap(h) if h == g) && again.commit == commit,
+        "round trip changed the gap"
+    );
 }
 
 /// Encodes the stream control `c` again after a fresh definition of its stream, and checks it decodes the same.

@@ -49,6 +49,10 @@ pub struct VerifyReport {
     pub consumer_frames: u64,
     /// Valid stream-control frames (truncations and deletions) seen.
     pub control_frames: u64,
+    /// Valid gap frames seen: runs of positions whose events a scavenge removed.
+    pub gap_frames: u64,
+    /// The positions those gap frames stand for.
+    pub removed_positions: u64,
     /// One past the last valid event's position (the first segment's base if there is none).
     pub next_position: u64,
 }
@@ -468,6 +472,7 @@ impl Walk<'_> {
                 walk.batch.control_frames += 1;
                 walk.batch.controls.push((c.stream, c.truncate_before, c.deleted));
             }
+            Body::Gap(g) => walk.batch.gaps.push((walk.batch.events.len(), g.first, g.count)),
             Body::Name => {}
         }
         walk.batch.frames += 1;
@@ -545,8 +550,17 @@ impl Walk<'_> {
         self.report.consumer_frames += batch.consumer_frames;
         self.report.control_frames += batch.control_frames;
         let events = std::mem::take(&mut batch.events);
+        let gaps = std::mem::take(&mut batch.gaps);
         batch.clear();
-        for position in events.iter().map(EventRef::position) {
+        let mut gap_at = gaps.iter().peekable();
+        for (i, position) in events.iter().map(EventRef::position).chain([u64::MAX]).enumerate() {
+            // The gaps read before this event (or, for the end marker, after the last one).
+            while let Some(&(_, first, count)) = gap_at.next_if(|g| g.0 <= i) {
+                self.gap(path, end, first, count);
+            }
+            if position == u64::MAX {
+                break;
+            }
             // A gap right after damage is the damage's (its positions are bounded by this event); any other
             // gap or repeat is damage of its own.
             let explained = |e: u64| position > e && !self.open_damage.is_empty();
@@ -560,6 +574,27 @@ impl Walk<'_> {
         }
         batch.events = events;
         batch.events.clear();
+        batch.gaps = gaps;
+        batch.gaps.clear();
+    }
+
+    /// A gap frame of a whole batch: it must start where the positions before it end, and takes its run.
+    fn gap(&mut self, path: &Path, end: u64, first: u64, count: u64) {
+        let explained = |e: u64| first > e && !self.open_damage.is_empty();
+        if let Some(e) = self.expected.filter(|e| *e != first && !explained(*e)) {
+            let fault = FrameFault::Position { found: first, expected: Some(e) };
+            self.damage(path, end, 0, Corruption::Frame { fault, region: Region::Log });
+        }
+        self.report.gap_frames += 1;
+        self.report.removed_positions += count;
+        // The run ends at most one before `u64::MAX` (the decoder checked).
+        let last = first + count - 1;
+        for (i, from) in self.open_damage.drain(..) {
+            if let Some(d) = self.report.damage.get_mut(i).filter(|_| first > from) {
+                d.positions = Affected::Range(from..first);
+            }
+        }
+        self.expected = Some(last + 1);
     }
 }
 
@@ -567,6 +602,8 @@ impl Walk<'_> {
 #[derive(Default)]
 struct PendingBatch<'b> {
     events: Vec<EventRef<'b>>,
+    /// Its gap frames: how many of `events` came before each, its first position and its count.
+    gaps: Vec<(usize, u64, u64)>,
     /// Its consumer frames: name, position, and whether the consumer is deleted.
     consumers: Vec<(&'b str, u64, bool)>,
     /// Its stream-control frames: stream, truncation point, and whether the stream is deleted.
@@ -584,6 +621,7 @@ impl PendingBatch<'_> {
     /// Forgets the frames read so far (not `tainted`, which the caller decides).
     fn clear(&mut self) {
         self.events.clear();
+        self.gaps.clear();
         self.consumers.clear();
         self.controls.clear();
         (self.frames, self.consumer_frames, self.control_frames) = (0, 0, 0);

@@ -304,13 +304,15 @@ pub(crate) fn decode_checkpoint(
     let typed = decode_label_entries(&mut r, &lists, (next_position, width), &mut index.types)?;
     decode_label_entries(&mut r, &lists, (next_position, width), &mut index.tags)?;
     decode_controls(&mut r, &mut index)?;
-    if typed != next_position {
+    // Every event has one stream and one type, and every position below `next_position` holds an event
+    // unless a scavenge removed it (a gap frame), so the lists add up to at most it, and to the same count.
+    if typed > next_position || typed != stream_events {
         return Err(CheckpointRefusal::TypeLengths);
     }
     if !r.b.is_empty() {
         return Err(CheckpointRefusal::TrailingBytes);
     }
-    if stream_events != next_position {
+    if stream_events > next_position {
         return Err(CheckpointRefusal::StreamLengths);
     }
     check_shape(&index, next_position, resume)?;
@@ -347,7 +349,7 @@ fn decode_segment_entries(
         else {
             return Err(bad());
         };
-        let list = (count > 0).then(|| lists.saved(at, count, crc, end));
+        let list = (count > 0).then(|| lists.saved(at, count, crc, end).non_decreasing());
         index.segments.push(SegIndex {
             base,
             seq,

@@ -426,6 +426,19 @@ impl Index {
         Ok(())
     }
 
+    /// Adds a gap frame: positions `first..first + count` hold no event (a scavenge removed them); each is
+    /// located at the gap frame, so a walk that starts inside the run starts there. The caller guarantees
+    /// `first == next_position` and frames come in file order.
+    pub fn add_gap(&mut self, at: FrameAt, first: u64, count: u64) {
+        let FrameAt { seg, offset, len } = at;
+        assert_eq!(first, self.next_position, "positions are dense");
+        let s = &mut self.segments[seg];
+        let offset = u32::try_from(offset).expect("segment offsets fit in u32");
+        s.offsets.extend(std::iter::repeat_n(offset, usize::try_from(count).expect("a gap fits a segment")));
+        s.end = at.offset + len;
+        self.next_position += count;
+    }
+
     /// Adds the event at `position` (just added with [`Index::add_event`] or [`Index::add_run`]) to its type's
     /// and tags' lists.
     pub fn add_labels<'t>(

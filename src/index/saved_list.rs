@@ -147,15 +147,15 @@ fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 /// Decodes one chunk's bytes into its `len` items: the first as `E::LEN` little-endian bytes, each next one
-/// as a varint of its difference from the one before (at least 1: items strictly increase), the last below
-/// `limit`, and no byte left over. `None` if anything is off.
-fn decode_chunk<E: Item>(b: &[u8], len: u64, limit: u64) -> Option<Vec<E>> {
+/// as a varint of its difference from the one before (at least `min_step`: 1 where items strictly
+/// increase), the last below `limit`, and no byte left over. `None` if anything is off.
+fn decode_chunk<E: Item>(b: &[u8], len: u64, limit: u64, min_step: u64) -> Option<Vec<E>> {
     let first = b.get(..E::LEN).map(E::read)?;
     let mut items = Vec::with_capacity(usize::try_from(len).ok()?);
     items.push(first);
     let (mut prev, mut at) = (first.into(), E::LEN);
     for _ in 1..len {
-        let delta = get_varint(b, &mut at).filter(|&d| d >= 1)?;
+        let delta = get_varint(b, &mut at).filter(|&d| d >= min_step)?;
         prev = prev.checked_add(delta)?;
         items.push(E::from_u64(prev)?);
     }
@@ -175,6 +175,9 @@ pub(crate) struct SavedList<E> {
     count: u64,
     crc: u32,
     limit: u64,
+    /// The smallest difference between neighbours: 1 for positions, which strictly increase; 0 for a
+    /// segment's frame offsets, where every position of a gap frame names the gap's offset.
+    min_step: u64,
     /// Per chunk: its CRC and where its bytes end (counted from the end of the table).
     table: Loaded<Vec<(u32, u64)>>,
     chunks: OnceLock<Box<[Loaded<Vec<E>>]>>,
@@ -185,7 +188,13 @@ impl<E: Item> SavedList<E> {
     /// has the CRC `crc`; nothing is read yet.
     pub(super) fn new(source: &Arc<Source>, at: u64, count: u64, crc: u32, limit: u64) -> SavedList<E> {
         let (table, chunks) = (OnceLock::new(), OnceLock::new());
-        SavedList { source: Arc::clone(source), at, count, crc, limit, table, chunks }
+        SavedList { source: Arc::clone(source), at, count, crc, limit, min_step: 1, table, chunks }
+    }
+
+    /// The same list with items that may repeat (a segment's frame offsets).
+    pub(super) fn non_decreasing(mut self) -> SavedList<E> {
+        self.min_step = 0;
+        self
     }
 
     fn chunk_count(&self) -> u64 {
@@ -247,7 +256,7 @@ impl<E: Item> SavedList<E> {
             if crc32fast::hash(&b) != chunk_crc {
                 return Err(CheckpointRefusal::ChunkChecksum { at });
             }
-            decode_chunk(&b, len, self.limit).ok_or(CheckpointRefusal::ChunkOrder { at })
+            decode_chunk(&b, len, self.limit, self.min_step).ok_or(CheckpointRefusal::ChunkOrder { at })
         });
         loaded.as_deref().map_err(stale)
     }
@@ -269,7 +278,7 @@ impl<E: Item> SavedList<E> {
     }
 }
 
-/// Writes a list of strictly increasing items as a saved list (chunk table, then the chunks: each its first
+/// Writes a list of increasing items (strictly, but for a segment's frame offsets) as a saved list (chunk table, then the chunks: each its first
 /// item, then varint differences) at the end of `data`; returns its offset within `data` and the table's CRC.
 pub(super) fn put_list<E: Item>(data: &mut Vec<u8>, items: &[E]) -> (u64, u32) {
     let start = data.len() as u64;
@@ -283,8 +292,9 @@ pub(super) fn put_list<E: Item>(data: &mut Vec<u8>, items: &[E]) -> (u64, u32) {
             let mut prev: u64 = first.into();
             for &e in rest {
                 let e: u64 = e.into();
-                // Strictly increasing by construction; a list that were not would save a zero difference,
-                // which the reader refuses (and rebuilds), never a wrapped one.
+                // Increasing by construction (strictly, but for a segment's offsets); a list that were not
+                // would save a zero difference, which a strict reader refuses (and rebuilds), never a wrapped
+                // one.
                 put_varint(&mut chunk_bytes, e.saturating_sub(prev));
                 prev = e;
             }

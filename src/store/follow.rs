@@ -37,8 +37,8 @@ impl Inner {
             // A head behind this segment is a roll this reader saw in the listing before the writer
             // published it: nothing to read yet.
             if head.seq == seq && head.end > from {
-                let base = self.segments.get(slot).map_or(0, |m| m.name().base);
-                self.follow_to(Place { slot, seq, base, from }, head.end)?;
+                let (base, capacity) = self.segments.get(slot).map_or((0, 0), |m| (m.name().base, m.len()));
+                self.follow_to(Place { slot, seq, base, from, capacity }, head.end)?;
             }
             break;
         }
@@ -97,7 +97,8 @@ impl Inner {
             let kind = Corruption::DurableEndBehind { durable_end: end, read: from };
             return Err(Error::corrupt(map.path(), end, kind));
         }
-        let reached = self.follow_to(Place { slot, seq, base: map.name().base, from }, end)?;
+        let place = Place { slot, seq, base: map.name().base, from, capacity: map.len() };
+        let reached = self.follow_to(place, end)?;
         if reached != end {
             let kind = Corruption::SealedEnd { batches_end: reached, durable_end: end };
             return Err(Error::corrupt(map.path(), reached, kind));

@@ -10,6 +10,7 @@ mod names;
 mod recovery;
 mod report;
 mod scan;
+mod scavenge;
 mod segment_table;
 mod writer;
 
@@ -22,6 +23,7 @@ use recovery::*;
 pub(crate) use recovery::{check_no_lost_log, is_version_1_segment_name};
 pub use report::{CheckpointUse, RecoveryReport, Stats};
 use scan::*;
+pub use scavenge::{ScavengeOptions, ScavengeReport, SegmentScavenge, StreamScavenge};
 use segment_table::*;
 use writer::*;
 
@@ -82,6 +84,8 @@ pub(crate) struct Inner {
     arrived_nanos: AtomicU64,
     /// The retention rules as last read from their stream (src/retention.rs).
     pub(crate) retention: RwLock<crate::retention::RuleCache>,
+    /// Held by a scavenge from its plan to its end: one at a time.
+    scavenging: Mutex<()>,
 }
 
 /// Which watermark a wait is for.
@@ -150,13 +154,16 @@ impl Inner {
         })
     }
 
-    /// Where segment `i`'s frames end if it is sealed; `u64::MAX` for the active (or an unknown) one.
-    pub(crate) fn sealed_end(&self, i: usize) -> u64 {
-        let ix = self.read_index();
-        match ix.segments().get(i) {
+    /// Segment `i`'s map and where its frames end if it is sealed (`u64::MAX` for the active or an unknown
+    /// one), as the index `ix` the caller holds knows it: a scavenge replaces a map and its index entries
+    /// together under the index's write lock, so a reader that takes a location from the index takes the map
+    /// through here under the same lock.
+    pub(crate) fn map_of(&self, ix: &Index, i: usize) -> (Option<&SegmentMap>, u64) {
+        let end = match ix.segments().get(i) {
             Some(s) if i + 1 < ix.segments().len() => s.end,
             _ => u64::MAX,
-        }
+        };
+        (self.segments.get(i), end)
     }
 
     /// Whether reads check every frame's CRC, not only the first time this process reads it.
@@ -632,5 +639,6 @@ fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, l
         opened: Instant::now(),
         arrived_nanos: AtomicU64::new(0),
         retention: RwLock::default(),
+        scavenging: Mutex::new(()),
     }
 }

@@ -335,6 +335,7 @@ pub(super) fn recover_segments(
             seq: seg.header.seq,
             base: seg.header.base_position,
             from: index.segments()[i].end,
+            capacity: seg.map.len(),
         };
         // Sealed segments fully covered by the checkpoint are trusted; the last covered one and the rest are read.
         if !last && covered && index.segments().get(i + 1).is_some() {

@@ -18,6 +18,18 @@ pub(super) enum Pending<'a> {
     Event { off: u64, len: u64, event: EventRef<'a> },
     Consumer { off: u64, len: u64, name: &'a str, position: u64, delete: bool },
     Control { off: u64, len: u64, stream: &'a str, before: u64, deleted: bool },
+    Gap { off: u64, len: u64, first: u64, count: u64 },
+}
+
+impl Pending<'_> {
+    /// The global positions the frame takes.
+    fn positions(&self) -> u64 {
+        match self {
+            Pending::Event { .. } => 1,
+            Pending::Gap { count, .. } => *count,
+            Pending::Consumer { .. } | Pending::Control { .. } => 0,
+        }
+    }
 }
 
 /// Where a walk over a segment's frames starts: the segment's slot in the table, its sequence number and
@@ -28,6 +40,8 @@ pub(super) struct Place {
     pub(super) seq: u32,
     pub(super) base: u64,
     pub(super) from: u64,
+    /// The segment's capacity in bytes: it bounds the positions the segment's gap frames may stand for.
+    pub(super) capacity: u64,
 }
 
 /// Walks the frames of a segment (`bytes` from file offset `SEGMENT_HEADER_LEN`) from `at.from` on, adding
@@ -41,7 +55,7 @@ pub(super) fn index_frames(
     index: &mut Index,
     report: &mut RecoveryReport,
 ) -> Scan {
-    let Place { slot, seq, base, from } = at;
+    let Place { slot, seq, base, from, capacity } = at;
     let mut pending: Vec<Pending<'_>> = Vec::new();
     let mut committed_end = from;
     let mut off = from;
@@ -62,13 +76,25 @@ pub(super) fn index_frames(
         };
         match frame.body {
             Body::Event(event) => {
-                let events = pending.iter().filter(|p| matches!(p, Pending::Event { .. })).count() as u64;
-                // The last position is never used, so `next_position` always fits.
-                let expect = index.next_position().checked_add(events).filter(|&p| p < u64::MAX);
+                let expect = next_in_batch(index, &pending);
                 if Some(event.position()) != expect {
                     return stop(Some(FrameFault::Position { found: event.position(), expected: expect }));
                 }
                 pending.push(Pending::Event { off, len: frame.len, event });
+            }
+            Body::Gap(g) => {
+                let expect = next_in_batch(index, &pending);
+                if Some(g.first) != expect {
+                    return stop(Some(FrameFault::Position { found: g.first, expected: expect }));
+                }
+                // A segment never held more events than its capacity has room for event frames: a gap that
+                // claims more is not a scavenge's, and would make the index allocate for nothing.
+                let held = index.segments().get(slot).map_or(0, SegIndex::len);
+                let taken: u64 = pending.iter().map(Pending::positions).sum();
+                if held + taken + g.count > capacity / crate::format::frame::EVENT_FIXED_LEN as u64 {
+                    return stop(Some(FrameFault::Gap { first: g.first, count: g.count }));
+                }
+                pending.push(Pending::Gap { off, len: frame.len, first: g.first, count: g.count });
             }
             Body::Consumer(c) => {
                 let (name, position, delete) = (c.name, c.position, c.delete);
@@ -107,10 +133,20 @@ pub(super) fn index_frames(
                 Pending::Control { off, len, stream, before, deleted } => {
                     index.add_control(FrameAt { seg: slot, offset: off, len }, stream, before, deleted);
                 }
+                Pending::Gap { off, len, first, count } => {
+                    index.add_gap(FrameAt { seg: slot, offset: off, len }, first, count);
+                }
             }
         }
         committed_end = off;
     }
+}
+
+/// The position the next event or gap of a batch must take: after the index's and the batch's so far. The
+/// last position is never used, so `next_position` always fits; `None` past it.
+fn next_in_batch(index: &Index, pending: &[Pending<'_>]) -> Option<u64> {
+    let taken: u64 = pending.iter().map(Pending::positions).sum();
+    index.next_position().checked_add(taken).filter(|&p| p < u64::MAX)
 }
 
 /// Checks that every event of a batch continues its stream's versions (a new stream may start anywhere).
@@ -216,7 +252,7 @@ impl Inner {
             let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
             let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
             fresh.push_segment(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
-            let at = Place { slot, seq, base, from: SEGMENT_HEADER_LEN };
+            let at = Place { slot, seq, base, from: SEGMENT_HEADER_LEN, capacity: map.len() };
             let scan = index_frames(bytes, at, map.verified(), &mut fresh, &mut scratch);
             if scan.reason.is_some() || scan.committed_end != end {
                 let kind = match scan.reason {

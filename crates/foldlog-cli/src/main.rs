@@ -7,6 +7,7 @@ use foldlog_bank as demo_bank;
 use foldlog_bank::demo_dir;
 mod export_cmd;
 mod retention_cmd;
+mod scavenge_cmd;
 mod tail_cmd;
 
 use std::io::{self, Write};
@@ -114,6 +115,20 @@ enum Command {
         /// Remove the target's rule.
         #[arg(long, conflicts_with_all = ["max_count", "max_age"])]
         clear: bool,
+    },
+    /// Rewrite the sealed segments without the events truncations, deletions and retention rules hide
+    /// (each stream's last event stays), keeping every position; `--dry-run` reports exactly what it would
+    /// remove, per segment and per stream, and writes nothing. A real run is refused while another process
+    /// writes the store (run it through that process: `Store::scavenge`); a dry run is read-only.
+    Scavenge {
+        /// Data directory.
+        dir: PathBuf,
+        /// Report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Print segments, events, streams, bytes, first and last position (read-only).
     Stat {
@@ -273,6 +288,7 @@ fn main() -> ExitCode {
         Command::Truncate { dir, .. } => ("truncate", Some(dir.clone())),
         Command::Retention { dir, .. } => ("retention", Some(dir.clone())),
         Command::Forget { dir, .. } => ("forget", Some(dir.clone())),
+        Command::Scavenge { dir, .. } => ("scavenge", Some(dir.clone())),
     };
     let r = match cli.command {
         Command::Demo { dir, replace, events, streams } => {
@@ -299,6 +315,7 @@ fn main() -> ExitCode {
         Command::Truncate { dir, stream, before, expected } => {
             control(&dir, &stream, expected.0, Some(before))
         }
+        Command::Scavenge { dir, dry_run, json } => scavenge_cmd::scavenge(&dir, dry_run, json),
         Command::Retention { dir, stream, prefix, max_count, max_age, clear } => {
             retention_change(stream, prefix, max_count, max_age, clear)
                 .and_then(|change| retention_cmd::retention(&dir, change))
@@ -573,7 +590,8 @@ struct StoreCheck {
     problems: Vec<String>,
 }
 
-fn store_check(dir: &Path) -> Result<StoreCheck, Box<dyn std::error::Error>> {
+/// `removed` is the positions a scavenge removed (the walk's gap frames): they hold no event.
+fn store_check(dir: &Path, removed: u64) -> Result<StoreCheck, Box<dyn std::error::Error>> {
     let mut check = StoreCheck::default();
     let store = match Store::open_with(dir, read_only().crc_every_read(true)) {
         Ok(store) => store,
@@ -585,7 +603,7 @@ fn store_check(dir: &Path) -> Result<StoreCheck, Box<dyn std::error::Error>> {
     };
     check.opened = true;
     check.checkpoint = Some(store.recovery_report().checkpoint.to_string());
-    let total = store.next_position();
+    let total = store.next_position().saturating_sub(removed);
     let pb = bar(total, "verify");
     // Every event, hidden ones (truncated or deleted streams) too: verify reads every frame.
     for e in store.read_all_with(ReadAll::default().include_hidden(true)) {
@@ -635,8 +653,8 @@ fn store_check(dir: &Path) -> Result<StoreCheck, Box<dyn std::error::Error>> {
     let through_streams = check.stream_events_read + hidden;
     if check.problems.is_empty() && (check.events_read != total || through_streams != total) {
         check.problems.push(format!(
-            "counts disagree: {total} events in the log, {} read in global order, {} through the streams \
-             ({hidden} hidden by truncations and deletions)",
+            "counts disagree: {total} events in the log ({removed} positions scavenged), {} read in global \
+             order, {} through the streams ({hidden} hidden by truncations and deletions)",
             check.events_read, check.stream_events_read
         ));
     }
@@ -645,7 +663,7 @@ fn store_check(dir: &Path) -> Result<StoreCheck, Box<dyn std::error::Error>> {
 
 fn verify(dir: &Path, json: bool) -> CliResult {
     let walked: VerifyReport = verify_dir(dir)?;
-    let store = store_check(dir)?;
+    let store = store_check(dir, walked.removed_positions)?;
     let clean = walked.is_clean() && store.problems.is_empty();
     let code = ExitCode::from(if clean { 0 } else { EXIT_CORRUPT });
     let mut out = io::stdout().lock();

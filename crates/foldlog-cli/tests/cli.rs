@@ -1026,3 +1026,55 @@ fn forget_from_the_command_line() {
     let other = vault.read_stream("patient-2", 0).next().expect("one event").expect("readable");
     assert_eq!(other.payload, b"SECRET diagnosis");
 }
+
+/// `scavenge` as an operator runs it: the dry run (read-only, beside a writer in another process) says
+/// exactly what the real run then removes; the real run is refused while another process writes, and leaves
+/// the store reading the same and a foreign file beside it untouched.
+#[test]
+fn scavenge_from_the_command_line() {
+    let dir = store_with(400, Options::default().segment_size_bytes(4096));
+    let run = |args: &[&str]| run_in(dir.path(), args);
+    {
+        let store = Store::open(dir.path()).expect("open");
+        // s-N holds versions 0..=7 (400 events over 50 streams).
+        store.truncate_before("s-1", ExpectedVersion::Exact(7), 6).expect("truncate");
+        store.delete_stream("s-2", ExpectedVersion::Exact(7)).expect("delete");
+        store.close().expect("close");
+    }
+    std::fs::write(dir.path().join("operator-notes.txt"), b"mine").expect("foreign file");
+    let read = |store: &Store| -> Vec<(u64, String, u64)> {
+        store
+            .read_all(0)
+            .map(|e| e.expect("read"))
+            .map(|e| (e.position(), e.stream_id().into(), e.stream_version()))
+            .collect()
+    };
+    let before = read(&Store::open_with(dir.path(), Options::default().read_only(true)).expect("open"));
+
+    let writer = Store::open(dir.path()).expect("another process writes");
+    let dry = run(&["scavenge", "DIR", "--dry-run", "--json"]);
+    assert_eq!(dry.status.code(), Some(0), "a dry run beside a writer: {}", text(&dry));
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON");
+    let refused = run(&["scavenge", "DIR"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).to_lowercase().contains("lock"), "{}", text(&refused));
+    writer.close().expect("close");
+
+    let dry_text = run(&["scavenge", "DIR", "--dry-run"]);
+    assert!(text(&dry_text).contains("would remove"), "{}", text(&dry_text));
+    let done = run(&["scavenge", "DIR", "--json"]);
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+    let done: serde_json::Value = serde_json::from_slice(&done.stdout).expect("JSON");
+    for field in ["events_removed", "bytes_before", "bytes_after", "segments", "streams"] {
+        assert_eq!(plan[field], done[field], "{field}: the dry run was exact");
+    }
+    // s-1 lost versions 0..=5 and s-2 all but its last: 6 + 7 events, as far as they lie in sealed segments.
+    let removed = done["events_removed"].as_u64().expect("a count");
+    assert!(removed > 0 && removed <= 13, "{removed}");
+    assert_eq!(done["dry_run"], false);
+    let after = read(&Store::open_with(dir.path(), Options::default().read_only(true)).expect("open"));
+    assert_eq!(after, before, "no read changed");
+    let verify = run(&["verify", "DIR"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    assert_eq!(std::fs::read(dir.path().join("operator-notes.txt")).expect("still there"), b"mine");
+}
