@@ -26,6 +26,16 @@ fn options() -> Options {
     Options::default().segment_size_bytes(4096)
 }
 
+/// The kill test spawns processes, and a child holds the parent's open files from its fork to its exec: a
+/// store another test of this binary closes in that window stays locked until the exec, and its reopen
+/// fails with `Locked`. So the kill test runs alone (it takes this for writing) and the others beside each
+/// other (for reading).
+static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    SPAWNING.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One stream as a reader sees it: its versions forward and backward, its state (first visible, last,
 /// deleted) and its version.
 type StreamView = (Vec<u64>, Vec<u64>, Option<(u64, u64, bool)>, Option<u64>);
@@ -110,6 +120,7 @@ fn workload(store: &Store, rng: &mut Rng, steps: usize) {
 }
 
 fn check_scavenge(seed: u64, steps: usize) {
+    let _beside = beside_others();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_with(dir.path(), options()).expect("create");
     let mut rng = Rng::new(seed);
@@ -172,6 +183,7 @@ fn a_scavenge_on_a_big_workload() {
 /// Half the streams deleted: the space their events took comes back (the figure the issue asks for).
 #[test]
 fn deleting_half_the_streams_gives_back_about_half_the_bytes() {
+    let _beside = beside_others();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_with(dir.path(), Options::default().segment_size_bytes(1 << 20)).expect("create");
     let payload = [7u8; 120];
@@ -200,6 +212,7 @@ fn deleting_half_the_streams_gives_back_about_half_the_bytes() {
 /// without the scavenge.
 #[test]
 fn readers_and_a_writer_during_scavenges_see_exactly_the_kept_events() {
+    let _beside = beside_others();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open_with(dir.path(), options()).expect("create"));
     let mut rng = Rng::new(common::seed(11));
@@ -278,6 +291,7 @@ fn readers_and_a_writer_during_scavenges_see_exactly_the_kept_events() {
 /// and holds no stray file; for every N until the scavenge completes.
 #[test]
 fn a_scavenge_cut_short_at_any_io_call_leaves_the_store_readable() {
+    let _beside = beside_others();
     use foldlog::io::{testing, FaultPlan};
     let template = tempfile::tempdir().expect("tempdir");
     let expected = {
@@ -364,6 +378,7 @@ fn copy_files(from: &std::path::Path, to: &std::path::Path) {
 /// Files foldlog did not create survive a scavenge, whatever their names.
 #[test]
 fn a_scavenge_leaves_foreign_files_alone() {
+    let _beside = beside_others();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_with(dir.path(), options()).expect("create");
     workload(&store, &mut Rng::new(common::seed(3)), 400);
@@ -396,6 +411,7 @@ fn scavenge_child() {
 /// exactly as before, whatever the moment.
 #[test]
 fn kill_9_during_a_scavenge_loses_and_breaks_nothing() {
+    let _alone = SPAWNING.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     use std::io::{BufRead, BufReader};
     let scratch = tempfile::tempdir().expect("tempdir");
     let template = scratch.path().join("template");
@@ -458,6 +474,7 @@ fn kill_9_during_a_scavenge_loses_and_breaks_nothing() {
 /// load checks the snapshot against it), so it still does, with the same state.
 #[test]
 fn a_truncated_aggregate_still_loads_from_its_snapshot_after_a_scavenge() {
+    let _beside = beside_others();
     use foldlog::{Repository, Root, SnapshotPolicy};
     use foldlog_bank::Account;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -582,6 +599,7 @@ impl Fs {
 /// reads exactly as before the scavenge.
 #[test]
 fn power_loss_at_any_point_of_a_scavenge_leaves_the_store_readable() {
+    let _beside = beside_others();
     use foldlog::io::testing;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_with(dir.path(), options()).expect("create");
