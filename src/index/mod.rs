@@ -96,11 +96,11 @@ impl SegIndex {
         }
     }
 
-    /// Every offset, saved part first.
-    fn all_offsets(&self) -> Result<Vec<u32>, Stale> {
-        let mut v = Vec::with_capacity(self.len() as usize);
+    /// The offsets from the `first`-th on, saved part first (`first` starts a saved chunk, or is past the saved part).
+    fn offsets_from(&self, first: u64) -> Result<Vec<u32>, Stale> {
+        let mut v = Vec::with_capacity(self.len().saturating_sub(first) as usize);
         if let Some(saved) = &self.saved {
-            saved.for_each(|o| v.push(o))?;
+            saved.for_each_from(first, |o| v.push(o))?;
         }
         v.extend_from_slice(&self.offsets);
         Ok(v)
@@ -150,11 +150,11 @@ impl StreamIndex {
         }
     }
 
-    /// Every position, saved part first.
-    fn all_positions(&self) -> Result<Vec<u64>, Stale> {
-        let mut v = Vec::with_capacity(self.len() as usize);
+    /// The positions from the `first`-th on, saved part first (`first` starts a saved chunk, or is past the saved part).
+    fn positions_from(&self, first: u64) -> Result<Vec<u64>, Stale> {
+        let mut v = Vec::with_capacity(self.len().saturating_sub(first) as usize);
         if let Some(saved) = &self.saved {
-            saved.for_each(|p| v.push(p))?;
+            saved.for_each_from(first, |p| v.push(p))?;
         }
         v.extend(self.positions.iter());
         Ok(v)
@@ -177,10 +177,10 @@ impl SavedPositions {
         }
     }
 
-    fn for_each(&self, mut f: impl FnMut(u64)) -> Result<(), Stale> {
+    fn for_each_from(&self, first: u64, mut f: impl FnMut(u64)) -> Result<(), Stale> {
         match self {
-            SavedPositions::Narrow(l) => l.for_each(|p| f(u64::from(p))),
-            SavedPositions::Wide(l) => l.for_each(f),
+            SavedPositions::Narrow(l) => l.for_each_from(first, |p| f(u64::from(p))),
+            SavedPositions::Wide(l) => l.for_each_from(first, f),
         }
     }
 

@@ -70,8 +70,13 @@ impl Postings {
         Postings { saved: Some(Box::new((list, count))), ..Postings::default() }
     }
 
-    fn saved_count(&self) -> u64 {
+    pub(super) fn saved_count(&self) -> u64 {
         self.saved.as_ref().map_or(0, |s| s.1)
+    }
+
+    /// The part a checkpoint saved, if any.
+    pub(super) fn saved_list(&self) -> Option<&SavedPositions> {
+        self.saved.as_ref().map(|s| &s.0)
     }
 
     /// How many positions.
@@ -164,10 +169,16 @@ impl Postings {
     }
 
     /// Every position, saved part first.
+    #[cfg(test)]
     pub(super) fn all(&self) -> Result<Vec<u64>, Stale> {
-        let mut v = Vec::with_capacity(self.len() as usize);
+        self.positions_from(0)
+    }
+
+    /// The positions from the `first`-th on, saved part first (`first` starts a saved chunk, or is past the saved part).
+    pub(super) fn positions_from(&self, first: u64) -> Result<Vec<u64>, Stale> {
+        let mut v = Vec::with_capacity(self.len().saturating_sub(first) as usize);
         if let Some(saved) = &self.saved {
-            saved.0.for_each(|p| v.push(p))?;
+            saved.0.for_each_from(first, |p| v.push(p))?;
         }
         v.extend((0..self.narrow.len()).filter_map(|i| self.narrow.get(i)).map(u64::from));
         if let Some(w) = &self.wide {
