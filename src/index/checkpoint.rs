@@ -27,9 +27,35 @@ pub(crate) struct Resume {
     pub offset: u64,
 }
 
+/// A checkpoint as encoded: its header, directory and lists, which make the file one after the other (kept
+/// apart so that writing it copies none of them again).
+pub(crate) struct Encoded {
+    head: [u8; CHECKPOINT_HEADER_LEN],
+    dir: Vec<u8>,
+    data: Vec<u8>,
+}
+
+impl Encoded {
+    /// The file's parts, in order.
+    pub(crate) fn parts(&self) -> [&[u8]; 3] {
+        [&self.head, &self.dir, &self.data]
+    }
+
+    /// The file's length.
+    pub(crate) fn len(&self) -> u64 {
+        (self.head.len() + self.dir.len() + self.data.len()) as u64
+    }
+}
+
+/// Encodes a checkpoint of `index` (covering everything indexed) for log `log_id`, as the file's bytes.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u8>, Stale> {
+    encode_checkpoint_parts(index, log_id).map(|e| e.parts().concat())
+}
+
 /// Encodes a checkpoint of `index` (covering everything indexed) for log `log_id`. Reads any saved list it
 /// has not loaded yet, so it fails with [`Stale`] if one of those is damaged.
-pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u8>, Stale> {
+pub(crate) fn encode_checkpoint_parts(index: &Index, log_id: [u8; 16]) -> Result<Encoded, Stale> {
     // Lists first (their offsets are needed by the directory), then the directory, then the header.
     // A capacity hint: 8 bytes an event indexed (docs/index.md); the events, not the next position, which
     // counts from the first segment's base.
@@ -127,7 +153,7 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     LE::write_u32(&mut out[ckpt::DIR_CRC], crc32fast::hash(&dir));
     let crc = crc32fast::hash(&out[..ckpt::HEADER_CRC.start]);
     LE::write_u32(&mut out[ckpt::HEADER_CRC], crc);
-    Ok([&out[..], &dir, &data].concat())
+    Ok(Encoded { head: out, dir, data })
 }
 
 /// Writes the lists of `labels` (event types or tags) to `data`, sorted by name so that the same index always

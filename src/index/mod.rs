@@ -16,7 +16,9 @@ mod saved_list;
 mod saved_table;
 mod tags;
 
-pub(crate) use checkpoint::{encode_checkpoint, open_checkpoint, Resume};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use checkpoint::encode_checkpoint;
+pub(crate) use checkpoint::{encode_checkpoint_parts, open_checkpoint, Resume};
 pub(crate) use saved_list::Stale;
 use saved_list::{SavedList, Source};
 use saved_table::SavedTable;

@@ -280,7 +280,7 @@ impl<E: Item> SavedList<E> {
     }
 
     /// Appends the list's first `chunks` chunks, unchanged, to a list being written: their table entries to
-    /// `table` and their bytes to `body` (which holds nothing of the list yet, so the ends stay as saved). A
+    /// `table` and their bytes to `body` (where the list's chunks start, so the ends stay as saved). A
     /// chunk's bytes do not depend on where its list sits, so nothing is decoded: each chunk is checked
     /// against its CRC (damage is never carried into a new checkpoint), its length against the most its items
     /// can take; its order and bound are checked whenever it is read, as every chunk's are.
@@ -341,13 +341,10 @@ impl<E: Item> SavedList<E> {
 /// Writes a list of strictly increasing items as a saved list (chunk table, then the chunks: each its first
 /// item, then varint differences) at the end of `data`; returns its offset within `data` and the table's CRC.
 pub(super) fn put_list<E: Item>(data: &mut Vec<u8>, items: &[E]) -> (u64, u32) {
-    let start = data.len() as u64;
-    let mut table = Vec::with_capacity(items.len().div_ceil(SAVED_CHUNK) * TABLE_ENTRY);
-    let mut body = Vec::with_capacity(items.len() * 2);
-    put_chunks(&mut table, &mut body, items);
-    data.extend_from_slice(&table);
-    data.extend_from_slice(&body);
-    (start, crc32fast::hash(&table))
+    let (start, table) = start_list(data, items.len().div_ceil(SAVED_CHUNK));
+    let mut entries = Vec::with_capacity(table.len());
+    put_chunks(&mut entries, data, table.end, items);
+    (start, end_list(data, table, &entries))
 }
 
 /// As [`put_list`], for a list whose first items are those of `kept`'s first `chunks` chunks, copied as they
@@ -358,15 +355,30 @@ pub(super) fn put_list_keeping<E: Item>(
     (kept, chunks): (&SavedList<E>, u64),
     items: &[E],
 ) -> Result<(u64, u32), Stale> {
-    let start = data.len() as u64;
-    let total = usize::try_from(chunks).map_or(usize::MAX, |c| c.saturating_mul(SAVED_CHUNK)) + items.len();
-    let mut table = Vec::with_capacity(total.div_ceil(SAVED_CHUNK) * TABLE_ENTRY);
-    let mut body = Vec::new();
-    kept.copy_chunks(chunks, &mut table, &mut body)?;
-    put_chunks(&mut table, &mut body, items);
-    data.extend_from_slice(&table);
-    data.extend_from_slice(&body);
-    Ok((start, crc32fast::hash(&table)))
+    let count = usize::try_from(chunks).map_err(|_| Stale { reason: CheckpointRefusal::ListTooLong })?;
+    let (start, table) = start_list(data, count + items.len().div_ceil(SAVED_CHUNK));
+    let mut entries = Vec::with_capacity(table.len());
+    kept.copy_chunks(chunks, &mut entries, data)?;
+    put_chunks(&mut entries, data, table.end, items);
+    Ok((start, end_list(data, table, &entries)))
+}
+
+/// Starts a list of `chunks` chunks at the end of `data`: room for its chunk table, whose range it returns
+/// with the list's offset. The chunks are written straight after, so no list is copied twice.
+fn start_list(data: &mut Vec<u8>, chunks: usize) -> (u64, std::ops::Range<usize>) {
+    let start = data.len();
+    data.resize(start + chunks * TABLE_ENTRY, 0);
+    (start as u64, start..data.len())
+}
+
+/// Fills in the chunk table (`entries`) of the list started at `table`; returns the table's CRC.
+fn end_list(data: &mut [u8], table: std::ops::Range<usize>, entries: &[u8]) -> u32 {
+    // The table has one entry per chunk written, by construction; a mismatch would leave a table whose CRC
+    // does not match (refused when read), never a panic.
+    if let Some(room) = data.get_mut(table).filter(|t| t.len() == entries.len()) {
+        room.copy_from_slice(entries);
+    }
+    crc32fast::hash(entries)
 }
 
 #[cfg(test)]
@@ -376,8 +388,9 @@ thread_local! {
     pub(super) static ITEMS_ENCODED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Encodes `items` as chunks after those `body` holds, with their entries in `table`.
-fn put_chunks<E: Item>(table: &mut Vec<u8>, body: &mut Vec<u8>, items: &[E]) {
+/// Encodes `items` as chunks at the end of `body`, with their entries in `table` (each chunk's end counted
+/// from `body_start`, where the list's chunks start).
+fn put_chunks<E: Item>(table: &mut Vec<u8>, body: &mut Vec<u8>, body_start: usize, items: &[E]) {
     #[cfg(test)]
     ITEMS_ENCODED.with(|n| n.set(n.get() + items.len() as u64));
     body.reserve(items.len() * 2);
@@ -395,7 +408,7 @@ fn put_chunks<E: Item>(table: &mut Vec<u8>, body: &mut Vec<u8>, items: &[E]) {
             }
         }
         put_u32(table, crc32fast::hash(body.get(from..).unwrap_or_default()));
-        put_u64(table, body.len() as u64);
+        put_u64(table, (body.len() - body_start) as u64);
     }
 }
 

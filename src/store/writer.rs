@@ -659,20 +659,20 @@ impl Inner {
     pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
         // The log first: a checkpoint must never describe events that are not durable.
         self.sync_locked(w)?;
-        let encoded = encode_checkpoint(&self.read_index(), self.log_id);
-        let bytes = match encoded {
-            Ok(b) => b,
+        let encoded = encode_checkpoint_parts(&self.read_index(), self.log_id);
+        let encoded = match encoded {
+            Ok(e) => e,
             Err(stale) => {
                 self.rebuild_index_locked(stale.reason)?;
-                encode_checkpoint(&self.read_index(), self.log_id).map_err(|s| {
+                encode_checkpoint_parts(&self.read_index(), self.log_id).map_err(|s| {
                     Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, Corruption::CheckpointList(s.reason))
                 })?
             }
         };
-        sys::write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)
+        sys::write_parts_atomically(&self.dir, CHECKPOINT_FILE, &encoded.parts())
             .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
         w.bytes_since_checkpoint = 0;
-        w.last_checkpoint_bytes = bytes.len() as u64;
+        w.last_checkpoint_bytes = encoded.len();
         Ok(())
     }
 
