@@ -130,3 +130,35 @@ fn a_damaged_list_is_not_copied_into_the_next_checkpoint() {
     assert_eq!(rebuilt_reads, reads);
     assert!(written == want, "the checkpoint written is a rebuild's");
 }
+
+/// A store that wrote a checkpoint in the same session (here by `Store::checkpoint`, as the writer does every
+/// `checkpoint_every_bytes`) copies the next one's unchanged lists from it: after fresh appends, and after a
+/// reopen, where lists saved by the opened checkpoint and lists written since meet, the close writes what a
+/// rebuild writes.
+#[test]
+fn checkpoints_in_one_session_copy_from_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    fill(&store, 0, 30_000, 50);
+    store.checkpoint().unwrap();
+    fill(&store, 30_000, 20, 2);
+    let reads = by_stream(&store);
+    store.close().unwrap();
+    let written = std::fs::read(dir.path().join(CHECKPOINT)).unwrap();
+    let (want, rebuilt_reads) = rebuilt(dir.path());
+    assert_eq!(rebuilt_reads, reads);
+    assert!(written == want, "after a checkpoint in the same session");
+
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    fill(&store, 30_020, 4_100, 3);
+    store.checkpoint().unwrap();
+    fill(&store, 34_120, 20, 2);
+    store.checkpoint().unwrap();
+    fill(&store, 34_140, 7, 7);
+    let reads = by_stream(&store);
+    store.close().unwrap();
+    let written = std::fs::read(dir.path().join(CHECKPOINT)).unwrap();
+    let (want, rebuilt_reads) = rebuilt(dir.path());
+    assert_eq!(rebuilt_reads, reads);
+    assert!(written == want, "after a reopen and two checkpoints");
+}

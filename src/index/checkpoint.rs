@@ -33,6 +33,83 @@ pub(crate) struct Encoded {
     head: [u8; CHECKPOINT_HEADER_LEN],
     dir: Vec<u8>,
     data: Vec<u8>,
+    placed: Placed,
+}
+
+/// Where the encoder put the lists of the index's own (not saved) segments, streams and labels, by offset in
+/// the data section, for [`adopt_checkpoint`].
+#[derive(Default)]
+struct Placed {
+    width: u32,
+    /// Per segment, in order.
+    segments: Vec<WrittenAt>,
+    /// Streams of the index's own map, by id (sorted).
+    streams: Vec<(Box<str>, WrittenAt)>,
+    /// Event types and tags whose lists fill a chunk, by name (sorted).
+    types: Vec<(Box<str>, WrittenAt)>,
+    tags: Vec<(Box<str>, WrittenAt)>,
+}
+
+/// Where a checkpoint this index wrote put one of its lists: the offset of its chunk table (in the data
+/// section while encoding, in the file once adopted), its items then and the table's CRC. With the file
+/// (`Index::written`) it is a saved list whose chunks the next checkpoint copies.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WrittenAt {
+    at: u64,
+    count: u64,
+    crc: u32,
+}
+
+impl WrittenAt {
+    /// The list, in `source`, as a saved list.
+    fn list<E: Item>(self, source: &Arc<Source>, limit: u64) -> SavedList<E> {
+        SavedList::new(source, self.at, self.count, self.crc, limit)
+    }
+
+    /// The list of positions, in `source` written `width` bytes each.
+    fn positions(self, (source, width): (&Arc<Source>, u32), limit: u64) -> SavedPositions {
+        if width == NARROW {
+            SavedPositions::Narrow(self.list(source, limit))
+        } else {
+            SavedPositions::Wide(self.list(source, limit))
+        }
+    }
+}
+
+/// Makes `index` remember where the checkpoint `encoded` (just written at `path`, and still there: the writer
+/// holds the directory) put its own lists, so that the next checkpoint copies those that do not change
+/// instead of encoding them again. If the file cannot be opened, nothing changes: the lists keep what they
+/// knew, and the next checkpoint encodes more.
+pub(crate) fn adopt_checkpoint(index: &mut Index, encoded: &Encoded, path: PathBuf) {
+    let Ok(file) = sys::open(&path, false) else { return };
+    if file.metadata().map(|m| m.len()).ok() != Some(encoded.len()) {
+        return;
+    }
+    let data_start = (CHECKPOINT_HEADER_LEN + encoded.dir.len()) as u64;
+    let placed = &encoded.placed;
+    let in_file = |w: &WrittenAt| WrittenAt { at: data_start + w.at, ..*w };
+    let find = |list: &[(Box<str>, WrittenAt)], name: &str| {
+        list.binary_search_by(|(k, _)| (**k).cmp(name))
+            .ok()
+            .and_then(|i| list.get(i))
+            .map(|(_, w)| in_file(w))
+    };
+    if placed.segments.len() == index.segments.len() {
+        for (s, w) in index.segments.iter_mut().zip(&placed.segments) {
+            s.written = Some(in_file(w));
+        }
+    } else {
+        index.segments.iter_mut().for_each(|s| s.written = None);
+    }
+    for (id, s) in &mut index.streams {
+        s.written = find(&placed.streams, id);
+    }
+    for (labels, list) in [(&mut index.types, &placed.types), (&mut index.tags, &placed.tags)] {
+        for (name, p) in labels.live_mut() {
+            p.written = find(list, name).map(Box::new);
+        }
+    }
+    index.written = Some((Arc::new(Source::new(file, path, encoded.len())), placed.width));
 }
 
 impl Encoded {
@@ -59,39 +136,28 @@ pub(crate) fn encode_checkpoint_parts(index: &Index, log_id: [u8; 16]) -> Result
     // Lists first (their offsets are needed by the directory), then the directory, then the header.
     // A capacity hint: 8 bytes an event indexed (docs/index.md); the events, not the next position, which
     // counts from the first segment's base.
-    // Every saved list is read back below: from the old checkpoint held in memory, not chunk by chunk.
+    // Saved lists are copied (or read, where they changed) from the checkpoint that holds them, read whole
+    // into memory once rather than chunk by chunk: the one opened always (after a reopen nearly all of its
+    // lists are copied), the one last written when that saves reads (`worth_holding`).
     let _held = index.source.as_ref().and_then(Source::hold);
+    let written = index.written.as_ref().map(|(source, width)| (source, *width));
+    let _held_written =
+        written.filter(|(source, _)| worth_holding(index, source)).and_then(|(s, _)| s.hold());
     let events: u64 = index.segments.iter().map(SegIndex::len).sum();
     let mut data = Vec::with_capacity(usize::try_from(events).map_or(0, |n| n.saturating_mul(8)));
-    // A list's chunks that a checkpoint saved and that did not change since are copied as they are (their
-    // bytes do not depend on where they sit): only what changed is decoded and encoded again.
-    let mut seg_entries = Vec::with_capacity(index.segments.len());
-    for s in &index.segments {
-        let (start, crc) = match &s.saved {
-            Some(saved) => {
-                let kept = saved.chunks_kept(s.len());
-                put_list_keeping(&mut data, (saved, kept), &s.offsets_from(kept * SAVED_CHUNK_ITEMS)?)?
-            }
-            None => put_list(&mut data, &s.offsets),
-        };
-        seg_entries.push((s, start, crc));
-    }
+    let width = position_width(index.next_position);
+    let mut placed = Placed { width, ..Placed::default() };
+    // A list's chunks that a checkpoint saved (the one the index was opened from, or the last one it wrote)
+    // and that did not change since are copied as they are (their bytes do not depend on where they sit):
+    // only what changed is decoded and encoded again.
+    let seg_entries = put_segment_lists(&mut data, index, written.map(|w| w.0), &mut placed.segments)?;
+    // Lists written at another width (the log passed 2^32 events since) cannot be copied.
+    let written = written.filter(|&(_, w)| w == width);
     // The types' and tags' lists before the streams' (their order in the data section is free; the streams'
     // last keeps the tests that damage the file's last list aimed at a stream).
-    let width = position_width(index.next_position);
-    let type_entries = put_label_lists(&mut data, &index.types, width)?;
-    let tag_entries = put_label_lists(&mut data, &index.tags, width)?;
-    // Sorted, so that the same index always gives the same bytes.
-    let mut streams: Vec<(&str, &StreamIndex)> = index.streams().collect();
-    streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut stream_entries = Vec::with_capacity(streams.len());
-    let mut narrow = Vec::new();
-    for (id, s) in streams {
-        let list = (s.saved.as_ref(), s.len());
-        let (start, crc) =
-            put_positions(&mut data, width, list, &mut narrow, |first| s.positions_from(first))?;
-        stream_entries.push((id, s, start, crc));
-    }
+    let type_entries = put_label_lists(&mut data, &index.types, (width, written), &mut placed.types)?;
+    let tag_entries = put_label_lists(&mut data, &index.tags, (width, written), &mut placed.tags)?;
+    let stream_entries = put_stream_lists(&mut data, index, (width, written), &mut placed.streams)?;
     let mut dir = Vec::with_capacity(64 + index.stream_count() * 64);
     let w = &mut dir;
     put_u64(w, seg_entries.len() as u64);
@@ -153,25 +219,95 @@ pub(crate) fn encode_checkpoint_parts(index: &Index, log_id: [u8; 16]) -> Result
     LE::write_u32(&mut out[ckpt::DIR_CRC], crc32fast::hash(&dir));
     let crc = crc32fast::hash(&out[..ckpt::HEADER_CRC.start]);
     LE::write_u32(&mut out[ckpt::HEADER_CRC], crc);
-    Ok(Encoded { head: out, dir, data })
+    Ok(Encoded { head: out, dir, data, placed })
+}
+
+/// Writes the segments' lists of frame offsets to `data`; returns each one's offset and CRC, and adds where
+/// it put them to `placed`.
+fn put_segment_lists<'i>(
+    data: &mut Vec<u8>,
+    index: &'i Index,
+    written: Option<&Arc<Source>>,
+    placed: &mut Vec<WrittenAt>,
+) -> Result<Vec<(&'i SegIndex, u64, u32)>, Stale> {
+    let mut entries = Vec::with_capacity(index.segments.len());
+    for s in &index.segments {
+        let written_list = s.written.zip(written).map(|(w, source)| w.list::<u32>(source, s.end));
+        let (start, crc) = match written_list.as_ref().or(s.saved.as_ref()) {
+            Some(kept) => {
+                let chunks = kept.chunks_kept(s.len());
+                put_list_keeping(data, (kept, chunks), &s.offsets_from(chunks * SAVED_CHUNK_ITEMS)?)?
+            }
+            None => put_list(data, &s.offsets),
+        };
+        entries.push((s, start, crc));
+        placed.push(WrittenAt { at: start, count: s.len(), crc });
+    }
+    Ok(entries)
+}
+
+/// Writes the streams' lists of positions to `data`, sorted by id so that the same index always gives the
+/// same bytes; returns each one's id, index, offset and CRC, and adds where it put those of the index's own
+/// map (the others are the opened checkpoint's, unchanged) to `placed`.
+fn put_stream_lists<'i>(
+    data: &mut Vec<u8>,
+    index: &'i Index,
+    (width, written): (u32, Option<(&Arc<Source>, u32)>),
+    placed: &mut Vec<(Box<str>, WrittenAt)>,
+) -> Result<Vec<(&'i str, &'i StreamIndex, u64, u32)>, Stale> {
+    let mut streams: Vec<(&str, &StreamIndex)> = index.streams().collect();
+    streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut entries = Vec::with_capacity(streams.len());
+    let mut narrow = Vec::new();
+    let limit = index.next_position;
+    for (id, s) in streams {
+        let written_list = s.written.zip(written).map(|(w, source)| w.positions(source, limit));
+        let kept = (written_list.as_ref().or(s.saved.as_ref()), s.len());
+        let (start, crc) = put_positions(data, width, kept, &mut narrow, |first| s.positions_from(first))?;
+        entries.push((id, s, start, crc));
+        if index.streams.contains_key(id) {
+            placed.push((id.into(), WrittenAt { at: start, count: s.len(), crc }));
+        }
+    }
+    Ok(entries)
+}
+
+/// Whether the checkpoint this index last wrote (`source`) is better read whole than list by list: when more
+/// of the index's lists copy chunks from it than the file has pages. A list read alone costs two reads (chunk
+/// table, chunks), the whole file a fresh page of memory per 4 KiB, which costs about as much here. After a
+/// bulk load nearly every stream changed since the last checkpoint and only a few long lists (sealed
+/// segments, types) are copied; after a few appends nearly every list is.
+fn worth_holding(index: &Index, source: &Source) -> bool {
+    let copies =
+        |w: Option<WrittenAt>, len: u64| w.is_some_and(|w| w.count == len || w.count >= SAVED_CHUNK_ITEMS);
+    let lists = index.segments.iter().filter(|s| copies(s.written, s.len())).count()
+        + index.streams.values().filter(|s| copies(s.written, s.len())).count();
+    lists as u64 > source.len() / 4096
 }
 
 /// Writes the lists of `labels` (event types or tags) to `data`, sorted by name so that the same index always
-/// gives the same bytes; returns each one's directory entry: name, count, list offset and CRC.
+/// gives the same bytes; returns each one's directory entry: name, count, list offset and CRC. Adds where it
+/// put those that fill a chunk to `placed` (shorter ones gain nothing from being copied).
 fn put_label_lists<'l>(
     data: &mut Vec<u8>,
     labels: &'l Labels,
-    width: u32,
+    (width, written): (u32, Option<(&Arc<Source>, u32)>),
+    placed: &mut Vec<(Box<str>, WrittenAt)>,
 ) -> Result<Vec<(&'l str, u64, u64, u32)>, Stale> {
     let mut sorted: Vec<_> = labels.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut entries = Vec::with_capacity(sorted.len());
     let mut narrow = Vec::new();
     for (name, list) in sorted {
-        let whole = (list.saved_list(), list.len());
+        let written_list =
+            list.written.as_deref().zip(written).map(|(w, source)| w.positions(source, u64::MAX));
+        let whole = (written_list.as_ref().or(list.saved_list()), list.len());
         let (start, crc) =
             put_positions(data, width, whole, &mut narrow, |first| list.positions_from(first))?;
         entries.push((name, list.len(), start, crc));
+        if list.len() >= SAVED_CHUNK_ITEMS {
+            placed.push((name.into(), WrittenAt { at: start, count: list.len(), crc }));
+        }
     }
     Ok(entries)
 }
@@ -411,6 +547,7 @@ fn decode_segment_entries(
             saved: list,
             saved_count: count,
             offsets: Vec::new(),
+            written: None,
         });
     }
     Ok(())
@@ -829,6 +966,41 @@ mod tests {
         let before = items_encoded();
         assert_eq!(again, encode_checkpoint(&fresh, [1; 16]).unwrap(), "the bytes of a full encode");
         assert_eq!(items_encoded() - before, 80_020);
+        let (reopened, _) = open(&again).unwrap();
+        assert_eq!(contents(&reopened), contents(&fresh));
+    }
+
+    /// An index copies from the checkpoint it last wrote (`adopt_checkpoint`) as from the one it was opened
+    /// from: after a few appends, a checkpoint encodes the lists appended to from the chunk that took the new
+    /// items, and the lists shorter than a chunk among types and tags (not remembered: a tag per event must
+    /// stay cheap); the bytes are a full encode's.
+    #[test]
+    fn a_checkpoint_copies_from_the_last_one_the_index_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let write_and_adopt = |ix: &mut Index, name: &str| {
+            let encoded = encode_checkpoint_parts(ix, [1; 16]).unwrap();
+            let path = dir.path().join(name);
+            std::fs::write(&path, encoded.parts().concat()).unwrap();
+            adopt_checkpoint(ix, &encoded, path);
+        };
+        let (mut ix, mut fresh) = (many(20_000), many(20_000));
+        write_and_adopt(&mut ix, "first");
+        for p in 20_000..20_005 {
+            add_many(&mut ix, p, "s-3", "A", 0);
+            add_many(&mut fresh, p, "s-3", "A", 0);
+        }
+        let before = items_encoded();
+        let again = encode_checkpoint(&ix, [1; 16]).unwrap();
+        // The segment (20,000 + 5), type A (6,667 + 5) and stream s-3 (207 + 5) from their last full chunk;
+        // every tag (1,818 or 1,819 items, 20,005 in all); type B (13,333) and the other streams copied.
+        let tail = |saved: u64| saved + 5 - saved / 4096 * 4096;
+        assert_eq!(items_encoded() - before, tail(20_000) + tail(6_667) + 20_005 + tail(207));
+        assert_eq!(again, encode_checkpoint(&fresh, [1; 16]).unwrap(), "the bytes of a full encode");
+        // Again, from the second file, with nothing new: only the short lists are encoded.
+        write_and_adopt(&mut ix, "second");
+        let before = items_encoded();
+        assert_eq!(encode_checkpoint(&ix, [1; 16]).unwrap(), again);
+        assert_eq!(items_encoded() - before, 20_005);
         let (reopened, _) = open(&again).unwrap();
         assert_eq!(contents(&reopened), contents(&fresh));
     }

@@ -18,7 +18,8 @@ mod tags;
 
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use checkpoint::encode_checkpoint;
-pub(crate) use checkpoint::{encode_checkpoint_parts, open_checkpoint, Resume};
+use checkpoint::WrittenAt;
+pub(crate) use checkpoint::{adopt_checkpoint, encode_checkpoint_parts, open_checkpoint, Resume};
 pub(crate) use saved_list::Stale;
 use saved_list::{SavedList, Source};
 use saved_table::SavedTable;
@@ -78,12 +79,14 @@ pub(crate) struct SegIndex {
     saved_count: u64,
     /// Offsets of events after the saved part.
     offsets: Vec<u32>,
+    /// Where the checkpoint this index last wrote put the list (see [`Index::written`]).
+    written: Option<WrittenAt>,
 }
 
 impl SegIndex {
     /// An empty segment whose frames start at `end`.
     pub fn new(base: u64, seq: u32, end: u64) -> SegIndex {
-        SegIndex { base, seq, end, saved: None, saved_count: 0, offsets: Vec::new() }
+        SegIndex { base, seq, end, saved: None, saved_count: 0, offsets: Vec::new(), written: None }
     }
 
     /// Events indexed in this segment.
@@ -98,13 +101,14 @@ impl SegIndex {
         }
     }
 
-    /// The offsets from the `first`-th on, saved part first (`first` starts a saved chunk, or is past the saved part).
+    /// The offsets from the `first`-th on, saved part first.
     fn offsets_from(&self, first: u64) -> Result<Vec<u32>, Stale> {
         let mut v = Vec::with_capacity(self.len().saturating_sub(first) as usize);
         if let Some(saved) = &self.saved {
             saved.for_each_from(first, |o| v.push(o))?;
         }
-        v.extend_from_slice(&self.offsets);
+        let skip = usize::try_from(first.saturating_sub(self.saved_count)).unwrap_or(usize::MAX);
+        v.extend_from_slice(self.offsets.get(skip..).unwrap_or_default());
         Ok(v)
     }
 
@@ -121,12 +125,15 @@ pub(crate) struct StreamIndex {
     saved: Option<SavedPositions>,
     saved_count: u64,
     positions: Positions,
+    /// Where the checkpoint this index last wrote put the list (see [`Index::written`]).
+    written: Option<WrittenAt>,
 }
 
 impl StreamIndex {
     /// A stream with no events yet, whose first event will have `first_version`.
     fn empty(first_version: u64) -> StreamIndex {
-        StreamIndex { first_version, saved: None, saved_count: 0, positions: Positions::default() }
+        let positions = Positions::default();
+        StreamIndex { first_version, saved: None, saved_count: 0, positions, written: None }
     }
 
     /// Bytes of RAM it holds (saved lists count once read).
@@ -152,13 +159,14 @@ impl StreamIndex {
         }
     }
 
-    /// The positions from the `first`-th on, saved part first (`first` starts a saved chunk, or is past the saved part).
+    /// The positions from the `first`-th on, saved part first.
     fn positions_from(&self, first: u64) -> Result<Vec<u64>, Stale> {
         let mut v = Vec::with_capacity(self.len().saturating_sub(first) as usize);
         if let Some(saved) = &self.saved {
             saved.for_each_from(first, |p| v.push(p))?;
         }
-        v.extend(self.positions.iter());
+        let skip = usize::try_from(first.saturating_sub(self.saved_count)).unwrap_or(usize::MAX);
+        v.extend(self.positions.iter().skip(skip));
         Ok(v)
     }
 }
@@ -267,6 +275,10 @@ pub(crate) struct Index {
     source: Option<Arc<Source>>,
     /// Truncated and deleted streams.
     controls: Arc<Controls>,
+    /// The checkpoint this index last wrote, and its position width: the lists of segments, streams and
+    /// labels not saved by `source` (built or appended to since open) say where it put them, so that the next
+    /// checkpoint copies what did not change from there (`adopt_checkpoint`).
+    written: Option<(Arc<Source>, u32)>,
 }
 
 /// Where a frame sits: segment slot, file offset, length with padding.

@@ -39,6 +39,11 @@ impl Source {
         Source { file, path, len, whole: Mutex::new(None) }
     }
 
+    /// The file's length.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
     /// Keeps the whole file in memory until the guard is dropped, so that lists read meanwhile are sliced
     /// from it; `None` if it cannot be read at once (lists are then read chunk by chunk, as always).
     pub(super) fn hold(self: &Arc<Source>) -> Option<Held> {

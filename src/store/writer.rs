@@ -671,6 +671,11 @@ impl Inner {
         };
         sys::write_parts_atomically(&self.dir, CHECKPOINT_FILE, &encoded.parts())
             .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
+        adopt_checkpoint(
+            &mut self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner),
+            &encoded,
+            self.dir.join(CHECKPOINT_FILE),
+        );
         w.bytes_since_checkpoint = 0;
         w.last_checkpoint_bytes = encoded.len();
         Ok(())
