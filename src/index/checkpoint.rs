@@ -36,14 +36,14 @@ pub(crate) struct Encoded {
     placed: Placed,
 }
 
-/// Where the encoder put the lists of the index's own (not saved) segments, streams and labels, by offset in
-/// the data section, for [`adopt_checkpoint`].
+/// Where the encoder put the lists of the index's own (not saved) segments, and of its streams and labels
+/// that fill a chunk, by offset in the data section, for [`adopt_checkpoint`].
 #[derive(Default)]
 struct Placed {
     width: u32,
     /// Per segment, in order.
     segments: Vec<WrittenAt>,
-    /// Streams of the index's own map, by id (sorted).
+    /// Streams of the index's own map that fill a chunk, by id (sorted).
     streams: Vec<(Box<str>, WrittenAt)>,
     /// Event types and tags whose lists fill a chunk, by name (sorted).
     types: Vec<(Box<str>, WrittenAt)>,
@@ -248,7 +248,8 @@ fn put_segment_lists<'i>(
 
 /// Writes the streams' lists of positions to `data`, sorted by id so that the same index always gives the
 /// same bytes; returns each one's id, index, offset and CRC, and adds where it put those of the index's own
-/// map (the others are the opened checkpoint's, unchanged) to `placed`.
+/// map that fill a chunk to `placed` (the others are the opened checkpoint's, unchanged, or shorter lists,
+/// which encode from memory faster than they copy: two reads, a CRC and a table per list).
 fn put_stream_lists<'i>(
     data: &mut Vec<u8>,
     index: &'i Index,
@@ -265,7 +266,7 @@ fn put_stream_lists<'i>(
         let kept = (written_list.as_ref().or(s.saved.as_ref()), s.len());
         let (start, crc) = put_positions(data, width, kept, &mut narrow, |first| s.positions_from(first))?;
         entries.push((id, s, start, crc));
-        if index.streams.contains_key(id) {
+        if s.len() >= SAVED_CHUNK_ITEMS && index.streams.contains_key(id) {
             placed.push((id.into(), WrittenAt { at: start, count: s.len(), crc }));
         }
     }
@@ -274,9 +275,9 @@ fn put_stream_lists<'i>(
 
 /// Whether the checkpoint this index last wrote (`source`) is better read whole than list by list: when more
 /// of the index's lists copy chunks from it than the file has pages. A list read alone costs two reads (chunk
-/// table, chunks), the whole file a fresh page of memory per 4 KiB, which costs about as much here. After a
-/// bulk load nearly every stream changed since the last checkpoint and only a few long lists (sealed
-/// segments, types) are copied; after a few appends nearly every list is.
+/// table, chunks), the whole file a fresh page of memory per 4 KiB, which costs about as much here. Only
+/// lists that fill a chunk are copied from it (segments, long streams, common types and tags), so it is
+/// mostly read list by list.
 fn worth_holding(index: &Index, source: &Source) -> bool {
     let copies =
         |w: Option<WrittenAt>, len: u64| w.is_some_and(|w| w.count == len || w.count >= SAVED_CHUNK_ITEMS);
@@ -971,9 +972,9 @@ mod tests {
     }
 
     /// An index copies from the checkpoint it last wrote (`adopt_checkpoint`) as from the one it was opened
-    /// from: after a few appends, a checkpoint encodes the lists appended to from the chunk that took the new
-    /// items, and the lists shorter than a chunk among types and tags (not remembered: a tag per event must
-    /// stay cheap); the bytes are a full encode's.
+    /// from, for the lists that fill a chunk (shorter ones encode from memory faster than they copy): after a
+    /// few appends, a checkpoint encodes those of them appended to from the chunk that took the new items, and
+    /// every short list; the bytes are a full encode's.
     #[test]
     fn a_checkpoint_copies_from_the_last_one_the_index_wrote() {
         let dir = tempfile::tempdir().unwrap();
@@ -984,23 +985,30 @@ mod tests {
             adopt_checkpoint(ix, &encoded, path);
         };
         let (mut ix, mut fresh) = (many(20_000), many(20_000));
+        // A long stream, of type B and tag t-1, so that one of each fills chunks.
+        for p in 20_000..24_500 {
+            add_many(&mut ix, p, "long", "B", 1);
+            add_many(&mut fresh, p, "long", "B", 1);
+        }
         write_and_adopt(&mut ix, "first");
-        for p in 20_000..20_005 {
+        for p in 24_500..24_505 {
             add_many(&mut ix, p, "s-3", "A", 0);
             add_many(&mut fresh, p, "s-3", "A", 0);
         }
         let before = items_encoded();
         let again = encode_checkpoint(&ix, [1; 16]).unwrap();
-        // The segment (20,000 + 5), type A (6,667 + 5) and stream s-3 (207 + 5) from their last full chunk;
-        // every tag (1,818 or 1,819 items, 20,005 in all); type B (13,333) and the other streams copied.
+        // Copied: type B, tag t-1 (1,819 + 4,500) and the long stream whole, the segment (24,500 + 5) and
+        // type A (6,667 + 5) up to their last full chunk. Encoded: the rest of those two, every other tag and
+        // every other stream (all shorter than a chunk).
         let tail = |saved: u64| saved + 5 - saved / 4096 * 4096;
-        assert_eq!(items_encoded() - before, tail(20_000) + tail(6_667) + 20_005 + tail(207));
+        let (short_tags, short_streams) = (24_505 - (1_819 + 4_500), 24_505 - 4_500);
+        assert_eq!(items_encoded() - before, tail(24_500) + tail(6_667) + short_tags + short_streams);
         assert_eq!(again, encode_checkpoint(&fresh, [1; 16]).unwrap(), "the bytes of a full encode");
         // Again, from the second file, with nothing new: only the short lists are encoded.
         write_and_adopt(&mut ix, "second");
         let before = items_encoded();
         assert_eq!(encode_checkpoint(&ix, [1; 16]).unwrap(), again);
-        assert_eq!(items_encoded() - before, 20_005);
+        assert_eq!(items_encoded() - before, short_tags + short_streams);
         let (reopened, _) = open(&again).unwrap();
         assert_eq!(contents(&reopened), contents(&fresh));
     }

@@ -103,7 +103,10 @@ impl SegIndex {
 
     /// The offsets from the `first`-th on, saved part first.
     fn offsets_from(&self, first: u64) -> Result<Vec<u32>, Stale> {
-        let mut v = Vec::with_capacity(self.len().saturating_sub(first) as usize);
+        if first >= self.len() {
+            return Ok(Vec::new());
+        }
+        let mut v = Vec::with_capacity((self.len() - first) as usize);
         if let Some(saved) = &self.saved {
             saved.for_each_from(first, |o| v.push(o))?;
         }
@@ -161,7 +164,10 @@ impl StreamIndex {
 
     /// The positions from the `first`-th on, saved part first.
     fn positions_from(&self, first: u64) -> Result<Vec<u64>, Stale> {
-        let mut v = Vec::with_capacity(self.len().saturating_sub(first) as usize);
+        if first >= self.len() {
+            return Ok(Vec::new());
+        }
+        let mut v = Vec::with_capacity((self.len() - first) as usize);
         if let Some(saved) = &self.saved {
             saved.for_each_from(first, |p| v.push(p))?;
         }

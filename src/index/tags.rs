@@ -179,7 +179,10 @@ impl Postings {
 
     /// The positions from the `first`-th on, saved part first.
     pub(super) fn positions_from(&self, first: u64) -> Result<Vec<u64>, Stale> {
-        let mut v = Vec::with_capacity(self.len().saturating_sub(first) as usize);
+        if first >= self.len() {
+            return Ok(Vec::new());
+        }
+        let mut v = Vec::with_capacity((self.len() - first) as usize);
         if let Some(saved) = &self.saved {
             saved.0.for_each_from(first, |p| v.push(p))?;
         }
