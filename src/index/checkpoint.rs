@@ -102,7 +102,7 @@ pub(crate) fn adopt_checkpoint(index: &mut Index, encoded: &Encoded, path: PathB
         index.segments.iter_mut().for_each(|s| s.written = None);
     }
     for (id, s) in &mut index.streams {
-        s.written = find(&placed.streams, id);
+        s.written = find(&placed.streams, id).map(Box::new);
     }
     for (labels, list) in [(&mut index.types, &placed.types), (&mut index.tags, &placed.tags)] {
         for (name, p) in labels.live_mut() {
@@ -262,7 +262,7 @@ fn put_stream_lists<'i>(
     let mut narrow = Vec::new();
     let limit = index.next_position;
     for (id, s) in streams {
-        let written_list = s.written.zip(written).map(|(w, source)| w.positions(source, limit));
+        let written_list = s.written.as_deref().zip(written).map(|(w, source)| w.positions(source, limit));
         let kept = (written_list.as_ref().or(s.saved.as_ref()), s.len());
         let (start, crc) = put_positions(data, width, kept, &mut narrow, |first| s.positions_from(first))?;
         entries.push((id, s, start, crc));
@@ -282,7 +282,7 @@ fn worth_holding(index: &Index, source: &Source) -> bool {
     let copies =
         |w: Option<WrittenAt>, len: u64| w.is_some_and(|w| w.count == len || w.count >= SAVED_CHUNK_ITEMS);
     let lists = index.segments.iter().filter(|s| copies(s.written, s.len())).count()
-        + index.streams.values().filter(|s| copies(s.written, s.len())).count();
+        + index.streams.values().filter(|s| copies(s.written.as_deref().copied(), s.len())).count();
     lists as u64 > source.len() / 4096
 }
 

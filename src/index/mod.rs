@@ -128,8 +128,9 @@ pub(crate) struct StreamIndex {
     saved: Option<SavedPositions>,
     saved_count: u64,
     positions: Positions,
-    /// Where the checkpoint this index last wrote put the list (see [`Index::written`]).
-    written: Option<WrittenAt>,
+    /// Where the checkpoint this index last wrote put the list, if it fills a chunk (see [`Index::written`];
+    /// boxed: most streams are shorter).
+    written: Option<Box<WrittenAt>>,
 }
 
 impl StreamIndex {
@@ -141,7 +142,11 @@ impl StreamIndex {
 
     /// Bytes of RAM it holds (saved lists count once read).
     fn memory_bytes(&self) -> usize {
-        self.positions.memory_bytes() + self.saved.as_ref().map_or(0, SavedPositions::loaded_bytes) + 80
+        let written = self.written.as_ref().map_or(0, |_| size_of::<WrittenAt>());
+        self.positions.memory_bytes()
+            + self.saved.as_ref().map_or(0, SavedPositions::loaded_bytes)
+            + 80
+            + written
     }
 
     /// Events in the stream.
