@@ -450,9 +450,10 @@ impl Inner {
         if must_sync && !always {
             self.sync_locked(w)?;
         }
-        // Each checkpoint rewrites the whole index, so the gap between two grows with it (at least four times
-        // the last checkpoint's size): checkpoints cost at most a quarter of the log's own bytes, and open
-        // still scans a bounded tail.
+        // Each checkpoint writes the whole file (lists that did not change are copied, not encoded again, but
+        // every byte is written), so the gap between two grows with it (at least four times the last
+        // checkpoint's size): checkpoints write at most a quarter of the log's own bytes, and open still
+        // scans a bounded tail.
         let due = self.options.checkpoint_every_bytes.max(w.last_checkpoint_bytes.saturating_mul(4));
         if self.options.checkpoint_every_bytes > 0 && w.bytes_since_checkpoint >= due {
             // The append is already committed; a failed checkpoint is reported but loses nothing.
