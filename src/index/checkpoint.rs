@@ -61,6 +61,13 @@ pub(super) struct WrittenAt {
 }
 
 impl WrittenAt {
+    /// Whether a list of `len` items can copy from here: lists only grow, so it always can; one that held
+    /// fewer items than were written would be a bug, and is encoded instead of trusted.
+    fn fits(&self, len: u64) -> bool {
+        debug_assert!(self.count <= len, "a list shrank since it was written");
+        self.count <= len
+    }
+
     /// The list, in `source`, as a saved list.
     fn list<E: Item>(self, source: &Arc<Source>, limit: u64) -> SavedList<E> {
         SavedList::new(source, self.at, self.count, self.crc, limit)
@@ -232,7 +239,8 @@ fn put_segment_lists<'i>(
 ) -> Result<Vec<(&'i SegIndex, u64, u32)>, Stale> {
     let mut entries = Vec::with_capacity(index.segments.len());
     for s in &index.segments {
-        let written_list = s.written.zip(written).map(|(w, source)| w.list::<u32>(source, s.end));
+        let written_list =
+            s.written.filter(|w| w.fits(s.len())).zip(written).map(|(w, source)| w.list(source, s.end));
         let (start, crc) = match written_list.as_ref().or(s.saved.as_ref()) {
             Some(kept) => {
                 let chunks = kept.chunks_kept(s.len());
@@ -262,7 +270,8 @@ fn put_stream_lists<'i>(
     let mut narrow = Vec::new();
     let limit = index.next_position;
     for (id, s) in streams {
-        let written_list = s.written.as_deref().zip(written).map(|(w, source)| w.positions(source, limit));
+        let fits = s.written.as_deref().filter(|w| w.fits(s.len()));
+        let written_list = fits.zip(written).map(|(w, source)| w.positions(source, limit));
         let kept = (written_list.as_ref().or(s.saved.as_ref()), s.len());
         let (start, crc) = put_positions(data, width, kept, &mut narrow, |first| s.positions_from(first))?;
         entries.push((id, s, start, crc));
@@ -300,8 +309,12 @@ fn put_label_lists<'l>(
     let mut entries = Vec::with_capacity(sorted.len());
     let mut narrow = Vec::new();
     for (name, list) in sorted {
-        let written_list =
-            list.written.as_deref().zip(written).map(|(w, source)| w.positions(source, u64::MAX));
+        let written_list = list
+            .written
+            .as_deref()
+            .filter(|w| w.fits(list.len()))
+            .zip(written)
+            .map(|(w, source)| w.positions(source, u64::MAX));
         let whole = (written_list.as_ref().or(list.saved_list()), list.len());
         let (start, crc) =
             put_positions(data, width, whole, &mut narrow, |first| list.positions_from(first))?;
