@@ -286,8 +286,8 @@ pub(crate) struct Index {
     source: Option<Arc<Source>>,
     /// Truncated and deleted streams.
     controls: Arc<Controls>,
-    /// The checkpoint this index last wrote, and its position width: the lists of segments, streams and
-    /// labels not saved by `source` (built or appended to since open) say where it put them, so that the next
+    /// The checkpoint this index last wrote, and its position width: the index's own lists (built or appended
+    /// to since open; streams and labels only if they fill a chunk) say where it put them, so that the next
     /// checkpoint copies what did not change from there (`adopt_checkpoint`).
     written: Option<(Arc<Source>, u32)>,
 }

@@ -73,7 +73,7 @@ impl Postings {
         Postings { saved: Some(Box::new((list, count))), ..Postings::default() }
     }
 
-    pub(super) fn saved_count(&self) -> u64 {
+    fn saved_count(&self) -> u64 {
         self.saved.as_ref().map_or(0, |s| s.1)
     }
 
