@@ -83,15 +83,19 @@ impl WrittenAt {
     }
 }
 
-/// Makes `index` remember where the checkpoint `encoded` (just written at `path`, and still there: the writer
-/// holds the directory) put its own lists, so that the next checkpoint copies those that do not change
-/// instead of encoding them again. If the file cannot be opened, nothing changes: the lists keep what they
-/// knew, and the next checkpoint encodes more.
-pub(crate) fn adopt_checkpoint(index: &mut Index, encoded: &Encoded, path: PathBuf) {
-    let Ok(file) = sys::open(&path, false) else { return };
-    if file.metadata().map(|m| m.len()).ok() != Some(encoded.len()) {
-        return;
-    }
+/// The checkpoint `encoded`, just written at `path`, opened for the next checkpoint to copy from (see
+/// [`adopt_checkpoint`]); `None` if it cannot be opened or is not the file written.
+pub(crate) fn open_written(encoded: &Encoded, path: PathBuf) -> Option<Arc<Source>> {
+    let file = sys::open(&path, false).ok()?;
+    let len = file.metadata().ok()?.len();
+    (len == encoded.len()).then(|| Arc::new(Source::new(file, path, len)))
+}
+
+/// Makes `index` remember where the checkpoint `encoded` (written and opened as `source` by [`open_written`],
+/// and still there: the writer holds the directory) put its own lists, so that the next checkpoint copies
+/// those that do not change instead of encoding them again. Without it (the file could not be opened) the
+/// lists keep what they knew, and the next checkpoint encodes more.
+pub(crate) fn adopt_checkpoint(index: &mut Index, encoded: &Encoded, source: Arc<Source>) {
     let data_start = (CHECKPOINT_HEADER_LEN + encoded.dir.len()) as u64;
     let placed = &encoded.placed;
     let in_file = |w: &WrittenAt| WrittenAt { at: data_start + w.at, ..*w };
@@ -116,7 +120,7 @@ pub(crate) fn adopt_checkpoint(index: &mut Index, encoded: &Encoded, path: PathB
             p.written = find(list, name).map(Box::new);
         }
     }
-    index.written = Some((Arc::new(Source::new(file, path, encoded.len())), placed.width));
+    index.written = Some((source, placed.width));
 }
 
 impl Encoded {
@@ -995,7 +999,7 @@ mod tests {
             let encoded = encode_checkpoint_parts(ix, [1; 16]).unwrap();
             let path = dir.path().join(name);
             std::fs::write(&path, encoded.parts().concat()).unwrap();
-            adopt_checkpoint(ix, &encoded, path);
+            adopt_checkpoint(ix, &encoded, open_written(&encoded, path).unwrap());
         };
         let (mut ix, mut fresh) = (many(20_000), many(20_000));
         // A long stream, of type B and tag t-1, so that one of each fills chunks.

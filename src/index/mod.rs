@@ -19,7 +19,9 @@ mod tags;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use checkpoint::encode_checkpoint;
 use checkpoint::WrittenAt;
-pub(crate) use checkpoint::{adopt_checkpoint, encode_checkpoint_parts, open_checkpoint, Resume};
+pub(crate) use checkpoint::{
+    adopt_checkpoint, encode_checkpoint_parts, open_checkpoint, open_written, Resume,
+};
 pub(crate) use saved_list::Stale;
 use saved_list::{SavedList, Source};
 use saved_table::SavedTable;

@@ -41,7 +41,8 @@ use crate::format::{
 };
 use crate::head::{Head, HeadPublisher, HeadWatcher, Published};
 use crate::index::{
-    adopt_checkpoint, encode_checkpoint_parts, open_checkpoint, FrameAt, Index, Resume, SegIndex, Stale,
+    adopt_checkpoint, encode_checkpoint_parts, open_checkpoint, open_written, FrameAt, Index, Resume,
+    SegIndex, Stale,
 };
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};

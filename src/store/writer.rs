@@ -672,11 +672,11 @@ impl Inner {
         };
         sys::write_parts_atomically(&self.dir, CHECKPOINT_FILE, &encoded.parts())
             .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
-        adopt_checkpoint(
-            &mut self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner),
-            &encoded,
-            self.dir.join(CHECKPOINT_FILE),
-        );
+        // Opened before the index is locked, so readers wait only for the walk over the lists.
+        if let Some(source) = open_written(&encoded, self.dir.join(CHECKPOINT_FILE)) {
+            let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            adopt_checkpoint(&mut ix, &encoded, source);
+        }
         w.bytes_since_checkpoint = 0;
         w.last_checkpoint_bytes = encoded.len();
         Ok(())
