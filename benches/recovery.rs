@@ -1,6 +1,7 @@
 //! Open (recovery) time versus log size: 100,000 and 1,000,000 events (and 10,000,000 with
 //! `FOLDLOG_BENCH_LARGE=1`), with a fresh index checkpoint, a stale one (written at half the log), and none;
-//! and the time to open a log whose last batch was torn by a crash.
+//! the time to open a log whose last batch was torn by a crash; and the time to close after a reopen and
+//! 1,000 appends of one event to as many streams (`close`), which writes a checkpoint.
 //!
 //! Each size is built once (128-byte payloads, 10,000 streams, batches of 100). Before every measured open
 //! the directory is put back in the state under test (checkpoint copied in or removed, torn segment image
@@ -134,5 +135,42 @@ fn bench_recovery(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_recovery);
+/// Times `iters` closes, each after an untimed open and 1,000 appends of one event to streams spread over the
+/// 10,000 (the checkpoint the close writes copies the lists that did not change from the one it opened).
+fn time_closes(log: &Path, iters: u64) -> Duration {
+    let payload = common::payload(128, 9);
+    let names: Vec<String> = (0..1000).map(|i| common::stream_name(i * 7 % 10_000)).collect();
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let store = Store::open_with(log, common::options(Durability::Never)).expect("open");
+        for name in &names {
+            store.append(name, ExpectedVersion::Any, &[NewEvent::new("Renamed", &payload)]).expect("append");
+        }
+        let started = Instant::now();
+        store.close().expect("close");
+        total += started.elapsed();
+    }
+    total
+}
+
+fn bench_close(c: &mut Criterion) {
+    let mut g = c.benchmark_group("close");
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for events in sizes() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let log = tmp.path().join("log");
+        let store = Store::open_with(&log, common::options(Durability::Never)).expect("open");
+        common::fill(&store, events, 10_000, 128, 100);
+        store.close().expect("close");
+        g.bench_function(BenchmarkId::new("after_1000_appends", events), |b| {
+            b.iter_custom(|iters| time_closes(&log, iters))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_recovery, bench_close);
 criterion_main!(benches);

@@ -497,13 +497,23 @@ pub(crate) fn list_dir(dir: &Path) -> io::Result<Vec<(String, bool)>> {
 /// Replaces `dir/name` atomically: a temp file (`name.tmp-<pid>-<n>`) is written, synced and renamed over it,
 /// then the directory is synced. After a crash the file is the old one or the whole new one.
 pub(crate) fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    write_parts_atomically(dir, name, &[bytes])
+}
+
+/// As [`write_file_atomically`], for a file made of `parts` one after the other (written in turn, never
+/// joined in memory first).
+pub(crate) fn write_parts_atomically(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let tmp =
         dir.join(format!("{name}.tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     let target = dir.join(name);
     let run = || -> io::Result<()> {
         let f = create_new(&tmp)?;
-        write_at(&f, &tmp, 0, bytes)?;
+        let mut at = 0u64;
+        for part in parts {
+            write_at(&f, &tmp, at, part)?;
+            at += part.len() as u64;
+        }
         sync_file(&f, &tmp)?;
         rename(&tmp, &target)?;
         sync_dir(dir)

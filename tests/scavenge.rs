@@ -160,7 +160,15 @@ fn check_scavenge(seed: u64, steps: usize) {
         matches!(used, foldlog::CheckpointUse::Used(_)),
         "seed {seed}: the checkpoint after a scavenge: {used}"
     );
+    // A checkpoint written from one that holds gaps (it copies the lists that did not change).
+    again.append("order-2", ExpectedVersion::Any, &[NewEvent::new("Later", b"l")]).ok();
+    let after = visible(&again);
     drop(again);
+    let third = Store::open_with(dir.path(), options()).expect("reopen");
+    let used = third.recovery_report().checkpoint;
+    assert!(matches!(used, foldlog::CheckpointUse::Used(_)), "seed {seed}: the next checkpoint: {used}");
+    assert_eq!(visible(&third), after, "seed {seed}: after a second reopen");
+    drop(third);
     std::fs::remove_file(dir.path().join("index.ckpt")).expect("the checkpoint");
     let rebuilt = Store::open_with(dir.path(), options()).expect("reopen without a checkpoint");
     assert_eq!(visible(&rebuilt), after, "seed {seed}: after a rebuild from the log");
@@ -206,6 +214,23 @@ fn deleting_half_the_streams_gives_back_about_half_the_bytes() {
     let sealed: u64 = done.segments.iter().map(|s| s.events).sum();
     assert!(done.events_removed + 100 >= sealed / 2, "{} of {sealed}", done.events_removed);
     assert!(done.bytes_after * 100 < done.bytes_before * 60, "{} -> {}", done.bytes_before, done.bytes_after);
+    // Segments of thousands of positions, gaps among them: the next checkpoints copy their offset lists (a
+    // gap's positions repeat its offset), and a reopen reads every list back without refusing one.
+    for i in 0..2_000u32 {
+        let stream = format!("s-{}", 1 + 2 * (i % 100));
+        store.append(&stream, ExpectedVersion::Any, &[NewEvent::new("E", &payload)]).expect("append");
+    }
+    store.checkpoint().expect("a checkpoint copying from the last one");
+    let expected: Vec<u64> = store.read_all(0).map(|e| e.expect("read").position()).collect();
+    drop(store);
+    let store = Store::open_with(dir.path(), Options::default().segment_size_bytes(1 << 20)).expect("reopen");
+    let got: Vec<u64> = store.read_all(0).map(|e| e.expect("read").position()).collect();
+    assert_eq!(got, expected);
+    for p in [0, 5_000, 9_999, 15_000] {
+        store.read_all(p).next();
+    }
+    let used = store.recovery_report().checkpoint;
+    assert!(matches!(used, foldlog::CheckpointUse::Used(_)), "{used}");
 }
 
 /// Readers iterating while a scavenge runs, and a writer appending: every read returns what it would have

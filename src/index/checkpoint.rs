@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
-use super::saved_list::{put_list, Item, SavedList, Source};
+use super::saved_list::{put_list, put_list_keeping, Item, SavedList, Source, SAVED_CHUNK_ITEMS};
 use super::saved_table::{entry_min, SavedTable};
-use super::{Index, Labels, Postings, SegIndex, Stale, StreamIndex};
+use super::{Index, Labels, Postings, SavedPositions, SegIndex, Stale, StreamIndex};
 use crate::corruption::CheckpointRefusal;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -27,42 +27,148 @@ pub(crate) struct Resume {
     pub offset: u64,
 }
 
+/// A checkpoint as encoded: its header, directory and lists, which make the file one after the other (kept
+/// apart so that writing it copies none of them again).
+pub(crate) struct Encoded {
+    head: [u8; CHECKPOINT_HEADER_LEN],
+    dir: Vec<u8>,
+    data: Vec<u8>,
+    placed: Placed,
+}
+
+/// Where the encoder put the lists of the index's own (not saved) segments, and of its streams and labels
+/// that fill a chunk, by offset in the data section, for [`adopt_checkpoint`].
+#[derive(Default)]
+struct Placed {
+    width: u32,
+    /// Per segment, in order.
+    segments: Vec<WrittenAt>,
+    /// Streams of the index's own map that fill a chunk, by id (sorted).
+    streams: Vec<(Box<str>, WrittenAt)>,
+    /// Event types and tags whose lists fill a chunk, by name (sorted).
+    types: Vec<(Box<str>, WrittenAt)>,
+    tags: Vec<(Box<str>, WrittenAt)>,
+}
+
+/// Where a checkpoint this index wrote put one of its lists: the offset of its chunk table (in the data
+/// section while encoding, in the file once adopted), its items then and the table's CRC. With the file
+/// (`Index::written`) it is a saved list whose chunks the next checkpoint copies.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WrittenAt {
+    at: u64,
+    count: u64,
+    crc: u32,
+}
+
+impl WrittenAt {
+    /// Whether a list of `len` items can copy from here: lists only grow, so it always can; one that held
+    /// fewer items than were written would be a bug, and is encoded instead of trusted.
+    fn fits(&self, len: u64) -> bool {
+        debug_assert!(self.count <= len, "a list shrank since it was written");
+        self.count <= len
+    }
+
+    /// The list, in `source`, as a saved list.
+    fn list<E: Item>(self, source: &Arc<Source>, limit: u64) -> SavedList<E> {
+        SavedList::new(source, self.at, self.count, self.crc, limit)
+    }
+
+    /// The list of positions, in `source` written `width` bytes each.
+    fn positions(self, (source, width): (&Arc<Source>, u32), limit: u64) -> SavedPositions {
+        if width == NARROW {
+            SavedPositions::Narrow(self.list(source, limit))
+        } else {
+            SavedPositions::Wide(self.list(source, limit))
+        }
+    }
+}
+
+/// The checkpoint `encoded`, just written at `path`, opened for the next checkpoint to copy from (see
+/// [`adopt_checkpoint`]); `None` if it cannot be opened or is not the file written.
+pub(crate) fn open_written(encoded: &Encoded, path: PathBuf) -> Option<Arc<Source>> {
+    let file = sys::open(&path, false).ok()?;
+    let len = file.metadata().ok()?.len();
+    (len == encoded.len()).then(|| Arc::new(Source::new(file, path, len)))
+}
+
+/// Makes `index` remember where the checkpoint `encoded` (written and opened as `source` by [`open_written`],
+/// and still there: the writer holds the directory) put its own lists, so that the next checkpoint copies
+/// those that do not change instead of encoding them again. Without it (the file could not be opened) the
+/// lists keep what they knew, and the next checkpoint encodes more.
+pub(crate) fn adopt_checkpoint(index: &mut Index, encoded: &Encoded, source: Arc<Source>) {
+    let data_start = (CHECKPOINT_HEADER_LEN + encoded.dir.len()) as u64;
+    let placed = &encoded.placed;
+    let in_file = |w: &WrittenAt| WrittenAt { at: data_start + w.at, ..*w };
+    let find = |list: &[(Box<str>, WrittenAt)], name: &str| {
+        list.binary_search_by(|(k, _)| (**k).cmp(name))
+            .ok()
+            .and_then(|i| list.get(i))
+            .map(|(_, w)| in_file(w))
+    };
+    if placed.segments.len() == index.segments.len() {
+        for (s, w) in index.segments.iter_mut().zip(&placed.segments) {
+            s.written = Some(in_file(w));
+        }
+    } else {
+        index.segments.iter_mut().for_each(|s| s.written = None);
+    }
+    for (id, s) in &mut index.streams {
+        s.written = find(&placed.streams, id).map(Box::new);
+    }
+    for (labels, list) in [(&mut index.types, &placed.types), (&mut index.tags, &placed.tags)] {
+        for (name, p) in labels.live_mut() {
+            p.written = find(list, name).map(Box::new);
+        }
+    }
+    index.written = Some((source, placed.width));
+}
+
+impl Encoded {
+    /// The file's parts, in order.
+    pub(crate) fn parts(&self) -> [&[u8]; 3] {
+        [&self.head, &self.dir, &self.data]
+    }
+
+    /// The file's length.
+    pub(crate) fn len(&self) -> u64 {
+        (self.head.len() + self.dir.len() + self.data.len()) as u64
+    }
+}
+
+/// Encodes a checkpoint of `index` (covering everything indexed) for log `log_id`, as the file's bytes.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u8>, Stale> {
+    encode_checkpoint_parts(index, log_id).map(|e| e.parts().concat())
+}
+
 /// Encodes a checkpoint of `index` (covering everything indexed) for log `log_id`. Reads any saved list it
 /// has not loaded yet, so it fails with [`Stale`] if one of those is damaged.
-pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u8>, Stale> {
+pub(crate) fn encode_checkpoint_parts(index: &Index, log_id: [u8; 16]) -> Result<Encoded, Stale> {
     // Lists first (their offsets are needed by the directory), then the directory, then the header.
     // A capacity hint: 8 bytes an event indexed (docs/index.md); the events, not the next position, which
     // counts from the first segment's base.
-    // Every saved list is read back below: from the old checkpoint held in memory, not chunk by chunk.
+    // Saved lists are copied (or read, where they changed) from the checkpoint that holds them, read whole
+    // into memory once rather than chunk by chunk: the one opened always (after a reopen nearly all of its
+    // lists are copied), the one last written when that saves reads (`worth_holding`).
     let _held = index.source.as_ref().and_then(Source::hold);
+    let written = index.written.as_ref().map(|(source, width)| (source, *width));
+    let _held_written =
+        written.filter(|(source, _)| worth_holding(index, source)).and_then(|(s, _)| s.hold());
     let events: u64 = index.segments.iter().map(SegIndex::len).sum();
     let mut data = Vec::with_capacity(usize::try_from(events).map_or(0, |n| n.saturating_mul(8)));
-    let mut seg_entries = Vec::with_capacity(index.segments.len());
-    for s in &index.segments {
-        let (start, crc) = put_list(&mut data, &s.all_offsets()?);
-        seg_entries.push((s, start, crc));
-    }
+    let width = position_width(index.next_position);
+    let mut placed = Placed { width, ..Placed::default() };
+    // A list's chunks that a checkpoint saved (the one the index was opened from, or the last one it wrote)
+    // and that did not change since are copied as they are (their bytes do not depend on where they sit):
+    // only what changed is decoded and encoded again.
+    let seg_entries = put_segment_lists(&mut data, index, written.map(|w| w.0), &mut placed.segments)?;
+    // Lists written at another width (the log passed 2^32 events since) cannot be copied.
+    let written = written.filter(|&(_, w)| w == width);
     // The types' and tags' lists before the streams' (their order in the data section is free; the streams'
     // last keeps the tests that damage the file's last list aimed at a stream).
-    let width = position_width(index.next_position);
-    let type_entries = put_label_lists(&mut data, &index.types, width)?;
-    let tag_entries = put_label_lists(&mut data, &index.tags, width)?;
-    // Sorted, so that the same index always gives the same bytes.
-    let mut streams: Vec<(&str, &StreamIndex)> = index.streams().collect();
-    streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut stream_entries = Vec::with_capacity(streams.len());
-    let mut narrow = Vec::new();
-    for (id, s) in streams {
-        let positions = s.all_positions()?;
-        let (start, crc) = if width == NARROW {
-            narrow.clear();
-            narrow.extend(positions.iter().filter_map(|&p| u32::try_from(p).ok()));
-            put_list(&mut data, &narrow)
-        } else {
-            put_list(&mut data, &positions)
-        };
-        stream_entries.push((id, s, start, crc));
-    }
+    let type_entries = put_label_lists(&mut data, &index.types, (width, written), &mut placed.types)?;
+    let tag_entries = put_label_lists(&mut data, &index.tags, (width, written), &mut placed.tags)?;
+    let stream_entries = put_stream_lists(&mut data, index, (width, written), &mut placed.streams)?;
     let mut dir = Vec::with_capacity(64 + index.stream_count() * 64);
     let w = &mut dir;
     put_u64(w, seg_entries.len() as u64);
@@ -124,32 +230,140 @@ pub(crate) fn encode_checkpoint(index: &Index, log_id: [u8; 16]) -> Result<Vec<u
     LE::write_u32(&mut out[ckpt::DIR_CRC], crc32fast::hash(&dir));
     let crc = crc32fast::hash(&out[..ckpt::HEADER_CRC.start]);
     LE::write_u32(&mut out[ckpt::HEADER_CRC], crc);
-    Ok([&out[..], &dir, &data].concat())
+    Ok(Encoded { head: out, dir, data, placed })
+}
+
+/// Writes the segments' lists of frame offsets to `data`; returns each one's offset and CRC, and adds where
+/// it put them to `placed`.
+fn put_segment_lists<'i>(
+    data: &mut Vec<u8>,
+    index: &'i Index,
+    written: Option<&Arc<Source>>,
+    placed: &mut Vec<WrittenAt>,
+) -> Result<Vec<(&'i SegIndex, u64, u32)>, Stale> {
+    let mut entries = Vec::with_capacity(index.segments.len());
+    for s in &index.segments {
+        let written_list =
+            // Offsets repeat where a gap frame stands for several positions.
+            s.written
+                .filter(|w| w.fits(s.len()))
+                .zip(written)
+                .map(|(w, source)| w.list(source, s.end).non_decreasing());
+        let (start, crc) = match written_list.as_ref().or(s.saved.as_ref()) {
+            Some(kept) => {
+                let chunks = kept.chunks_kept(s.len());
+                put_list_keeping(data, (kept, chunks), &s.offsets_from(chunks * SAVED_CHUNK_ITEMS)?)?
+            }
+            None => put_list(data, &s.offsets),
+        };
+        entries.push((s, start, crc));
+        placed.push(WrittenAt { at: start, count: s.len(), crc });
+    }
+    Ok(entries)
+}
+
+/// Writes the streams' lists of positions to `data`, sorted by id so that the same index always gives the
+/// same bytes; returns each one's id, index, offset and CRC, and adds where it put those of the index's own
+/// map that fill a chunk to `placed` (the others are the opened checkpoint's, unchanged, or shorter lists,
+/// which encode from memory faster than they copy: two reads, a CRC and a table per list).
+fn put_stream_lists<'i>(
+    data: &mut Vec<u8>,
+    index: &'i Index,
+    (width, written): (u32, Option<(&Arc<Source>, u32)>),
+    placed: &mut Vec<(Box<str>, WrittenAt)>,
+) -> Result<Vec<(&'i str, &'i StreamIndex, u64, u32)>, Stale> {
+    let mut streams: Vec<(&str, &StreamIndex)> = index.streams().collect();
+    streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut entries = Vec::with_capacity(streams.len());
+    let mut narrow = Vec::new();
+    let limit = index.next_position;
+    for (id, s) in streams {
+        let fits = s.written.as_deref().filter(|w| w.fits(s.len()));
+        let written_list = fits.zip(written).map(|(w, source)| w.positions(source, limit));
+        let kept = (written_list.as_ref().or(s.saved.as_ref()), s.len());
+        let (start, crc) = put_positions(data, width, kept, &mut narrow, |first| s.positions_from(first))?;
+        entries.push((id, s, start, crc));
+        if s.len() >= SAVED_CHUNK_ITEMS && index.streams.contains_key(id) {
+            placed.push((id.into(), WrittenAt { at: start, count: s.len(), crc }));
+        }
+    }
+    Ok(entries)
+}
+
+/// Whether the checkpoint this index last wrote (`source`) is better read whole than list by list: when more
+/// of the index's lists copy chunks from it than the file has pages. A list read alone costs two reads (chunk
+/// table, chunks), the whole file a fresh page of memory per 4 KiB, which costs about as much here. Only
+/// lists that fill a chunk are copied from it (segments, long streams, common types and tags), so it is
+/// mostly read list by list.
+fn worth_holding(index: &Index, source: &Source) -> bool {
+    let copies =
+        |w: Option<WrittenAt>, len: u64| w.is_some_and(|w| w.count == len || w.count >= SAVED_CHUNK_ITEMS);
+    let lists = index.segments.iter().filter(|s| copies(s.written, s.len())).count()
+        + index.streams.values().filter(|s| copies(s.written.as_deref().copied(), s.len())).count();
+    lists as u64 > source.len() / 4096
 }
 
 /// Writes the lists of `labels` (event types or tags) to `data`, sorted by name so that the same index always
-/// gives the same bytes; returns each one's directory entry: name, count, list offset and CRC.
+/// gives the same bytes; returns each one's directory entry: name, count, list offset and CRC. Adds where it
+/// put those that fill a chunk to `placed` (shorter ones gain nothing from being copied).
 fn put_label_lists<'l>(
     data: &mut Vec<u8>,
     labels: &'l Labels,
-    width: u32,
+    (width, written): (u32, Option<(&Arc<Source>, u32)>),
+    placed: &mut Vec<(Box<str>, WrittenAt)>,
 ) -> Result<Vec<(&'l str, u64, u64, u32)>, Stale> {
     let mut sorted: Vec<_> = labels.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut entries = Vec::with_capacity(sorted.len());
     let mut narrow = Vec::new();
     for (name, list) in sorted {
-        let positions = list.all()?;
-        let (start, crc) = if width == NARROW {
-            narrow.clear();
-            narrow.extend(positions.iter().filter_map(|&p| u32::try_from(p).ok()));
-            put_list(data, &narrow)
-        } else {
-            put_list(data, &positions)
-        };
-        entries.push((name, positions.len() as u64, start, crc));
+        let written_list = list
+            .written
+            .as_deref()
+            .filter(|w| w.fits(list.len()))
+            .zip(written)
+            .map(|(w, source)| w.positions(source, u64::MAX));
+        let whole = (written_list.as_ref().or(list.saved_list()), list.len());
+        let (start, crc) =
+            put_positions(data, width, whole, &mut narrow, |first| list.positions_from(first))?;
+        entries.push((name, list.len(), start, crc));
+        if list.len() >= SAVED_CHUNK_ITEMS {
+            placed.push((name.into(), WrittenAt { at: start, count: list.len(), crc }));
+        }
     }
     Ok(entries)
+}
+
+/// Writes a list of `len` positions (a stream's, a type's or a tag's) at `width` bytes each, keeping the
+/// chunks of its saved part that did not change ([`SavedList::chunks_kept`]) when they were saved at the same
+/// width; `from(i)` gives its positions from the `i`-th on. `narrow` is scratch space.
+fn put_positions(
+    data: &mut Vec<u8>,
+    width: u32,
+    (saved, len): (Option<&SavedPositions>, u64),
+    narrow: &mut Vec<u32>,
+    from: impl FnOnce(u64) -> Result<Vec<u64>, Stale>,
+) -> Result<(u64, u32), Stale> {
+    let mut narrowed = |positions: Vec<u64>| {
+        narrow.clear();
+        narrow.extend(positions.iter().filter_map(|&p| u32::try_from(p).ok()));
+    };
+    match saved {
+        Some(SavedPositions::Narrow(kept)) if width == NARROW => {
+            let chunks = kept.chunks_kept(len);
+            narrowed(from(chunks * SAVED_CHUNK_ITEMS)?);
+            put_list_keeping(data, (kept, chunks), narrow)
+        }
+        Some(SavedPositions::Wide(kept)) if width == WIDE => {
+            let chunks = kept.chunks_kept(len);
+            put_list_keeping(data, (kept, chunks), &from(chunks * SAVED_CHUNK_ITEMS)?)
+        }
+        _ if width == NARROW => {
+            narrowed(from(0)?);
+            Ok(put_list(data, narrow))
+        }
+        _ => Ok(put_list(data, &from(0)?)),
+    }
 }
 
 /// A stream-control entry's flag: the stream is deleted.
@@ -357,6 +571,7 @@ fn decode_segment_entries(
             saved: list,
             saved_count: count,
             offsets: Vec::new(),
+            written: None,
         });
     }
     Ok(())
@@ -726,8 +941,114 @@ mod tests {
         }
         let bytes = encode_checkpoint(&ix, [1; 16]).unwrap();
         let (back, _) = open(&bytes).unwrap();
+        let before = items_encoded();
         assert_eq!(encode_checkpoint(&back, [1; 16]).unwrap(), bytes);
+        assert_eq!(items_encoded(), before, "nothing changed, so every list was copied");
         assert_eq!(contents(&back), contents(&ix), "and every list still reads from the file afterwards");
+    }
+
+    /// The index of `a_saved_index_encodes_to_the_same_bytes`, `events` long: 97 streams, two types, 11 tags.
+    fn many(events: u64) -> Index {
+        let mut ix = Index::new(0);
+        ix.segments.push(SegIndex::new(0, 0, 128));
+        for p in 0..events {
+            add_many(&mut ix, p, &format!("s-{}", p % 97), if p % 3 == 0 { "A" } else { "B" }, p % 11);
+        }
+        ix
+    }
+
+    fn add_many(ix: &mut Index, p: u64, stream: &str, event_type: &str, tag: u64) {
+        let v = ix.stream(stream).map_or(0, |s| s.first_version + s.len());
+        ix.add_event(FrameAt { seg: 0, offset: 128 + p * 64, len: 64 }, stream, v, p, None).unwrap();
+        ix.add_labels(p, event_type, [format!("t-{tag}").as_str()]);
+    }
+
+    fn items_encoded() -> u64 {
+        super::super::saved_list::ITEMS_ENCODED.with(std::cell::Cell::get)
+    }
+
+    /// A checkpoint of an index opened from one, after a few appends, encodes only the lists appended to, and
+    /// of those only from the chunk that took the new items: the other chunks and lists are copied as they are.
+    /// The bytes are those of a checkpoint of the same events encoded from scratch.
+    #[test]
+    fn a_checkpoint_after_a_few_appends_encodes_only_what_changed() {
+        let bytes = encode_checkpoint(&many(20_000), [1; 16]).unwrap();
+        let (mut back, _) = open(&bytes).unwrap();
+        let mut fresh = many(20_000);
+        for p in 20_000..20_005 {
+            add_many(&mut back, p, "s-3", "A", 0);
+            add_many(&mut fresh, p, "s-3", "A", 0);
+        }
+        let before = items_encoded();
+        let again = encode_checkpoint(&back, [1; 16]).unwrap();
+        let encoded = items_encoded() - before;
+        // Changed: the segment (20,000 offsets), type A (p % 3 == 0: 6,667), tag t-0 (p % 11 == 0: 1,819)
+        // and stream s-3 (p % 97 == 3: 207), 5 items each; each keeps its full chunks of 4,096.
+        let tail = |saved: u64| saved + 5 - saved / 4096 * 4096;
+        assert_eq!(encoded, tail(20_000) + tail(6_667) + tail(1_819) + tail(207));
+        assert_eq!(encoded, 8_233, "of 80,020 items in all");
+        let before = items_encoded();
+        assert_eq!(again, encode_checkpoint(&fresh, [1; 16]).unwrap(), "the bytes of a full encode");
+        assert_eq!(items_encoded() - before, 80_020);
+        let (reopened, _) = open(&again).unwrap();
+        assert_eq!(contents(&reopened), contents(&fresh));
+    }
+
+    /// An index copies from the checkpoint it last wrote (`adopt_checkpoint`) as from the one it was opened
+    /// from, for the lists that fill a chunk (shorter ones encode from memory faster than they copy): after a
+    /// few appends, a checkpoint encodes those of them appended to from the chunk that took the new items, and
+    /// every short list; the bytes are a full encode's.
+    #[test]
+    fn a_checkpoint_copies_from_the_last_one_the_index_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let write_and_adopt = |ix: &mut Index, name: &str| {
+            let encoded = encode_checkpoint_parts(ix, [1; 16]).unwrap();
+            let path = dir.path().join(name);
+            std::fs::write(&path, encoded.parts().concat()).unwrap();
+            adopt_checkpoint(ix, &encoded, open_written(&encoded, path).unwrap());
+        };
+        let (mut ix, mut fresh) = (many(20_000), many(20_000));
+        // A long stream, of type B and tag t-1, so that one of each fills chunks.
+        for p in 20_000..24_500 {
+            add_many(&mut ix, p, "long", "B", 1);
+            add_many(&mut fresh, p, "long", "B", 1);
+        }
+        write_and_adopt(&mut ix, "first");
+        for p in 24_500..24_505 {
+            add_many(&mut ix, p, "s-3", "A", 0);
+            add_many(&mut fresh, p, "s-3", "A", 0);
+        }
+        let before = items_encoded();
+        let again = encode_checkpoint(&ix, [1; 16]).unwrap();
+        // Copied: type B, tag t-1 (1,819 + 4,500) and the long stream whole, the segment (24,500 + 5) and
+        // type A (6,667 + 5) up to their last full chunk. Encoded: the rest of those two, every other tag and
+        // every other stream (all shorter than a chunk).
+        let tail = |saved: u64| saved + 5 - saved / 4096 * 4096;
+        let (short_tags, short_streams) = (24_505 - (1_819 + 4_500), 24_505 - 4_500);
+        assert_eq!(items_encoded() - before, tail(24_500) + tail(6_667) + short_tags + short_streams);
+        assert_eq!(again, encode_checkpoint(&fresh, [1; 16]).unwrap(), "the bytes of a full encode");
+        // Again, from the second file, with nothing new: only the short lists are encoded.
+        write_and_adopt(&mut ix, "second");
+        let before = items_encoded();
+        assert_eq!(encode_checkpoint(&ix, [1; 16]).unwrap(), again);
+        assert_eq!(items_encoded() - before, short_tags + short_streams);
+        let (reopened, _) = open(&again).unwrap();
+        assert_eq!(contents(&reopened), contents(&fresh));
+    }
+
+    /// A chunk copied into a new checkpoint is checked against its CRC first: a damaged one (here in a stream
+    /// that was not appended to, so nothing read it) fails the encode, which makes the store rebuild the index
+    /// instead of carrying the damage on.
+    #[test]
+    fn a_damaged_chunk_is_not_copied() {
+        let mut bytes = encode_checkpoint(&many(20_000), [1; 16]).unwrap();
+        // The file's last list is the last stream's ("s-96"), its last byte a varint difference.
+        let n = bytes.len();
+        bytes[n - 1] ^= 0x04;
+        let (mut back, _) = open(&bytes).unwrap();
+        add_many(&mut back, 20_000, "s-3", "A", 0);
+        let err = encode_checkpoint(&back, [1; 16]).unwrap_err();
+        assert!(matches!(err.reason, CheckpointRefusal::ChunkChecksum { .. }), "{}", err.reason);
     }
 
     /// Lists longer than a chunk load chunk by chunk: damage in one chunk spoils only reads that need it,

@@ -16,7 +16,12 @@ mod saved_list;
 mod saved_table;
 mod tags;
 
-pub(crate) use checkpoint::{encode_checkpoint, open_checkpoint, Resume};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use checkpoint::encode_checkpoint;
+use checkpoint::WrittenAt;
+pub(crate) use checkpoint::{
+    adopt_checkpoint, encode_checkpoint_parts, open_checkpoint, open_written, Resume,
+};
 pub(crate) use saved_list::Stale;
 use saved_list::{SavedList, Source};
 use saved_table::SavedTable;
@@ -76,12 +81,14 @@ pub(crate) struct SegIndex {
     saved_count: u64,
     /// Offsets of events after the saved part.
     offsets: Vec<u32>,
+    /// Where the checkpoint this index last wrote put the list (see [`Index::written`]).
+    written: Option<WrittenAt>,
 }
 
 impl SegIndex {
     /// An empty segment whose frames start at `end`.
     pub fn new(base: u64, seq: u32, end: u64) -> SegIndex {
-        SegIndex { base, seq, end, saved: None, saved_count: 0, offsets: Vec::new() }
+        SegIndex { base, seq, end, saved: None, saved_count: 0, offsets: Vec::new(), written: None }
     }
 
     /// Events indexed in this segment.
@@ -96,13 +103,17 @@ impl SegIndex {
         }
     }
 
-    /// Every offset, saved part first.
-    fn all_offsets(&self) -> Result<Vec<u32>, Stale> {
-        let mut v = Vec::with_capacity(self.len() as usize);
-        if let Some(saved) = &self.saved {
-            saved.for_each(|o| v.push(o))?;
+    /// The offsets from the `first`-th on, saved part first.
+    fn offsets_from(&self, first: u64) -> Result<Vec<u32>, Stale> {
+        if first >= self.len() {
+            return Ok(Vec::new());
         }
-        v.extend_from_slice(&self.offsets);
+        let mut v = Vec::with_capacity((self.len() - first) as usize);
+        if let Some(saved) = &self.saved {
+            saved.for_each_from(first, |o| v.push(o))?;
+        }
+        let skip = usize::try_from(first.saturating_sub(self.saved_count)).unwrap_or(usize::MAX);
+        v.extend_from_slice(self.offsets.get(skip..).unwrap_or_default());
         Ok(v)
     }
 
@@ -119,17 +130,25 @@ pub(crate) struct StreamIndex {
     saved: Option<SavedPositions>,
     saved_count: u64,
     positions: Positions,
+    /// Where the checkpoint this index last wrote put the list, if it fills a chunk (see [`Index::written`];
+    /// boxed: most streams are shorter).
+    written: Option<Box<WrittenAt>>,
 }
 
 impl StreamIndex {
     /// A stream with no events yet, whose first event will have `first_version`.
     fn empty(first_version: u64) -> StreamIndex {
-        StreamIndex { first_version, saved: None, saved_count: 0, positions: Positions::default() }
+        let positions = Positions::default();
+        StreamIndex { first_version, saved: None, saved_count: 0, positions, written: None }
     }
 
     /// Bytes of RAM it holds (saved lists count once read).
     fn memory_bytes(&self) -> usize {
-        self.positions.memory_bytes() + self.saved.as_ref().map_or(0, SavedPositions::loaded_bytes) + 80
+        let written = self.written.as_ref().map_or(0, |_| size_of::<WrittenAt>());
+        self.positions.memory_bytes()
+            + self.saved.as_ref().map_or(0, SavedPositions::loaded_bytes)
+            + 80
+            + written
     }
 
     /// Events in the stream.
@@ -150,13 +169,17 @@ impl StreamIndex {
         }
     }
 
-    /// Every position, saved part first.
-    fn all_positions(&self) -> Result<Vec<u64>, Stale> {
-        let mut v = Vec::with_capacity(self.len() as usize);
-        if let Some(saved) = &self.saved {
-            saved.for_each(|p| v.push(p))?;
+    /// The positions from the `first`-th on, saved part first.
+    fn positions_from(&self, first: u64) -> Result<Vec<u64>, Stale> {
+        if first >= self.len() {
+            return Ok(Vec::new());
         }
-        v.extend(self.positions.iter());
+        let mut v = Vec::with_capacity((self.len() - first) as usize);
+        if let Some(saved) = &self.saved {
+            saved.for_each_from(first, |p| v.push(p))?;
+        }
+        let skip = usize::try_from(first.saturating_sub(self.saved_count)).unwrap_or(usize::MAX);
+        v.extend(self.positions.iter().skip(skip));
         Ok(v)
     }
 }
@@ -177,10 +200,10 @@ impl SavedPositions {
         }
     }
 
-    fn for_each(&self, mut f: impl FnMut(u64)) -> Result<(), Stale> {
+    fn for_each_from(&self, first: u64, mut f: impl FnMut(u64)) -> Result<(), Stale> {
         match self {
-            SavedPositions::Narrow(l) => l.for_each(|p| f(u64::from(p))),
-            SavedPositions::Wide(l) => l.for_each(f),
+            SavedPositions::Narrow(l) => l.for_each_from(first, |p| f(u64::from(p))),
+            SavedPositions::Wide(l) => l.for_each_from(first, f),
         }
     }
 
@@ -265,6 +288,10 @@ pub(crate) struct Index {
     source: Option<Arc<Source>>,
     /// Truncated and deleted streams.
     controls: Arc<Controls>,
+    /// The checkpoint this index last wrote, and its position width: the index's own lists (built or appended
+    /// to since open; streams and labels only if they fill a chunk) say where it put them, so that the next
+    /// checkpoint copies what did not change from there (`adopt_checkpoint`).
+    written: Option<(Arc<Source>, u32)>,
 }
 
 /// Where a frame sits: segment slot, file offset, length with padding.

@@ -39,6 +39,11 @@ impl Source {
         Source { file, path, len, whole: Mutex::new(None) }
     }
 
+    /// The file's length.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
     /// Keeps the whole file in memory until the guard is dropped, so that lists read meanwhile are sliced
     /// from it; `None` if it cannot be read at once (lists are then read chunk by chunk, as always).
     pub(super) fn hold(self: &Arc<Source>) -> Option<Held> {
@@ -66,6 +71,8 @@ impl Drop for Held {
 /// Items per chunk of a saved list: a chunk is read and checked as a unit, so a first read of a long stream
 /// or a large segment costs one chunk (16–32 KiB), not the whole list.
 const SAVED_CHUNK: usize = 4096;
+/// [`SAVED_CHUNK`] as a count of items.
+pub(super) const SAVED_CHUNK_ITEMS: u64 = SAVED_CHUNK as u64;
 
 /// A fixed-width little-endian list item.
 pub(crate) trait Item: Copy + Ord + Into<u64> {
@@ -197,11 +204,19 @@ impl<E: Item> SavedList<E> {
         self
     }
 
-    fn chunk_count(&self) -> u64 {
+    pub(super) fn chunk_count(&self) -> u64 {
         self.count.div_ceil(SAVED_CHUNK as u64)
     }
 
     fn read(&self, at: u64, len: u64) -> std::result::Result<Vec<u8>, CheckpointRefusal> {
+        let mut buf = Vec::new();
+        self.read_into(at, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Appends the `len` bytes at file offset `at` to `out`: sliced from the file held in memory if it is
+    /// (`Source::hold`), else read.
+    fn read_into(&self, at: u64, len: u64, out: &mut Vec<u8>) -> std::result::Result<(), CheckpointRefusal> {
         if at.checked_add(len).is_none_or(|e| e > self.source.len) {
             return Err(CheckpointRefusal::ListPastEnd);
         }
@@ -209,12 +224,14 @@ impl<E: Item> SavedList<E> {
         if let Some(whole) = whole {
             let range = usize::try_from(at).ok().zip(usize::try_from(at + len).ok());
             let bytes = range.and_then(|(from, to)| whole.get(from..to));
-            return bytes.map(<[u8]>::to_vec).ok_or(CheckpointRefusal::ListPastEnd);
+            out.extend_from_slice(bytes.ok_or(CheckpointRefusal::ListPastEnd)?);
+            return Ok(());
         }
-        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| CheckpointRefusal::ListTooLong)?];
-        sys::read_at(&self.source.file, &self.source.path, at, &mut buf)
-            .map_err(|e| CheckpointRefusal::ListUnreadable(e.to_string()))?;
-        Ok(buf)
+        let from = out.len();
+        out.resize(from + usize::try_from(len).map_err(|_| CheckpointRefusal::ListTooLong)?, 0);
+        let buf = out.get_mut(from..).ok_or(CheckpointRefusal::ListTooLong)?;
+        sys::read_at(&self.source.file, &self.source.path, at, buf)
+            .map_err(|e| CheckpointRefusal::ListUnreadable(e.to_string()))
     }
 
     /// The `i`-th item.
@@ -226,20 +243,25 @@ impl<E: Item> SavedList<E> {
         Ok(usize::try_from(i % SAVED_CHUNK as u64).ok().and_then(|j| chunk.get(j)).copied())
     }
 
-    /// Chunk `k`, read and checked on first use.
-    fn chunk(&self, k: u64) -> Result<&[E], Stale> {
-        let stale = |reason: &CheckpointRefusal| Stale { reason: reason.clone() };
-        let n = self.chunk_count();
-        let table_len = n * TABLE_ENTRY as u64;
+    /// The chunk table (per chunk: its CRC and where its bytes end), read and checked on first use.
+    fn table(&self) -> Result<&[(u32, u64)], Stale> {
         let table = self.table.get_or_init(|| {
-            let b = self.read(self.at, table_len)?;
+            let b = self.read(self.at, self.chunk_count() * TABLE_ENTRY as u64)?;
             if crc32fast::hash(&b) != self.crc {
                 return Err(CheckpointRefusal::ChunkTableChecksum { at: self.at });
             }
             let entry = |e: &[u8]| (LE::read_u32(e), e.get(4..).map_or(0, LE::read_u64));
             Ok(b.chunks_exact(TABLE_ENTRY).map(entry).collect())
         });
-        let table = table.as_ref().map_err(stale)?;
+        table.as_deref().map_err(|reason| Stale { reason: reason.clone() })
+    }
+
+    /// Chunk `k`, read and checked on first use.
+    fn chunk(&self, k: u64) -> Result<&[E], Stale> {
+        let stale = |reason: &CheckpointRefusal| Stale { reason: reason.clone() };
+        let n = self.chunk_count();
+        let table_len = n * TABLE_ENTRY as u64;
+        let table = self.table()?;
         let slots = self.chunks.get_or_init(|| (0..n).map(|_| OnceLock::new()).collect());
         // `k` is below `n` (callers ask only for items below `count`); a slot or entry missing is refused, not
         // indexed.
@@ -261,10 +283,62 @@ impl<E: Item> SavedList<E> {
         loaded.as_deref().map_err(stale)
     }
 
-    /// All items, in order (reads every chunk).
-    pub(super) fn for_each(&self, mut f: impl FnMut(E)) -> Result<(), Stale> {
-        for k in 0..self.chunk_count() {
-            self.chunk(k)?.iter().for_each(|&e| f(e));
+    /// How many of its chunks a list that now holds `len` items can keep as they are: all of them while it
+    /// holds only the saved items, else the full ones (the last, partly filled, takes the new items).
+    pub(super) fn chunks_kept(&self, len: u64) -> u64 {
+        if len == self.count {
+            self.chunk_count()
+        } else {
+            self.count / SAVED_CHUNK as u64
+        }
+    }
+
+    /// Appends the list's first `chunks` chunks, unchanged, to a list being written: their table entries to
+    /// `table` and their bytes to `body` (where the list's chunks start, so the ends stay as saved). A
+    /// chunk's bytes do not depend on where its list sits, so nothing is decoded: each chunk is checked
+    /// against its CRC (damage is never carried into a new checkpoint), its length against the most its items
+    /// can take; its order and bound are checked whenever it is read, as every chunk's are.
+    fn copy_chunks(&self, chunks: u64, table: &mut Vec<u8>, body: &mut Vec<u8>) -> Result<(), Stale> {
+        let stale = |reason| Stale { reason };
+        if chunks == 0 {
+            return Ok(());
+        }
+        let saved = self.table()?;
+        let entries = usize::try_from(chunks).ok().and_then(|n| saved.get(..n));
+        let entries = entries.ok_or(stale(CheckpointRefusal::ListPastEnd))?;
+        let body_at = self.at + self.chunk_count() * TABLE_ENTRY as u64;
+        let mut start = 0u64;
+        for (&(_, end), k) in entries.iter().zip(0u64..) {
+            let items = (SAVED_CHUNK as u64).min(self.count - k * SAVED_CHUNK as u64);
+            if end.checked_sub(start).is_none_or(|b| b == 0 || b > chunk_bytes_max::<E>(items)) {
+                return Err(stale(CheckpointRefusal::ChunkOrder { at: body_at + start }));
+            }
+            start = end;
+        }
+        let from = body.len();
+        self.read_into(body_at, start, body).map_err(stale)?;
+        let copied = body.get(from..).ok_or(stale(CheckpointRefusal::ListPastEnd))?;
+        let mut start = 0u64;
+        for &(crc, end) in entries {
+            let bytes = usize::try_from(start).ok().zip(usize::try_from(end).ok());
+            let chunk = bytes.and_then(|(s, e)| copied.get(s..e));
+            if chunk.is_none_or(|c| crc32fast::hash(c) != crc) {
+                return Err(stale(CheckpointRefusal::ChunkChecksum { at: body_at + start }));
+            }
+            put_u32(table, crc);
+            put_u64(table, end);
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// The items from the `first`-th on, in order (reads the chunks that hold them).
+    pub(super) fn for_each_from(&self, first: u64, mut f: impl FnMut(E)) -> Result<(), Stale> {
+        let k0 = first / SAVED_CHUNK_ITEMS;
+        for k in k0..self.chunk_count() {
+            // Below `SAVED_CHUNK`, so it fits.
+            let skip = if k == k0 { usize::try_from(first % SAVED_CHUNK_ITEMS).unwrap_or(0) } else { 0 };
+            self.chunk(k)?.iter().skip(skip).for_each(|&e| f(e));
         }
         Ok(())
     }
@@ -281,31 +355,76 @@ impl<E: Item> SavedList<E> {
 /// Writes a list of increasing items (strictly, but for a segment's frame offsets) as a saved list (chunk table, then the chunks: each its first
 /// item, then varint differences) at the end of `data`; returns its offset within `data` and the table's CRC.
 pub(super) fn put_list<E: Item>(data: &mut Vec<u8>, items: &[E]) -> (u64, u32) {
-    let start = data.len() as u64;
-    let mut table = Vec::with_capacity(items.len().div_ceil(SAVED_CHUNK) * TABLE_ENTRY);
-    let mut body = Vec::with_capacity(items.len() * 2);
-    let mut chunk_bytes = Vec::with_capacity(SAVED_CHUNK * E::LEN);
+    let (start, table) = start_list(data, items.len().div_ceil(SAVED_CHUNK));
+    let mut entries = Vec::with_capacity(table.len());
+    put_chunks(&mut entries, data, table.end, items);
+    (start, end_list(data, table, &entries))
+}
+
+/// As [`put_list`], for a list whose first items are those of `kept`'s first `chunks` chunks, copied as they
+/// are ([`SavedList::copy_chunks`]), and the rest `items` (which start a new chunk, unless there are none).
+/// Fails if a chunk to copy is damaged.
+pub(super) fn put_list_keeping<E: Item>(
+    data: &mut Vec<u8>,
+    (kept, chunks): (&SavedList<E>, u64),
+    items: &[E],
+) -> Result<(u64, u32), Stale> {
+    let count = usize::try_from(chunks).map_err(|_| Stale { reason: CheckpointRefusal::ListTooLong })?;
+    let (start, table) = start_list(data, count + items.len().div_ceil(SAVED_CHUNK));
+    let mut entries = Vec::with_capacity(table.len());
+    kept.copy_chunks(chunks, &mut entries, data)?;
+    put_chunks(&mut entries, data, table.end, items);
+    Ok((start, end_list(data, table, &entries)))
+}
+
+/// Starts a list of `chunks` chunks at the end of `data`: room for its chunk table, whose range it returns
+/// with the list's offset. The chunks are written straight after, so no list is copied twice.
+fn start_list(data: &mut Vec<u8>, chunks: usize) -> (u64, std::ops::Range<usize>) {
+    let start = data.len();
+    data.resize(start + chunks * TABLE_ENTRY, 0);
+    (start as u64, start..data.len())
+}
+
+/// Fills in the chunk table (`entries`) of the list started at `table`; returns the table's CRC.
+fn end_list(data: &mut [u8], table: std::ops::Range<usize>, entries: &[u8]) -> u32 {
+    // The table has one entry per chunk written, by construction; a mismatch would leave a table whose CRC
+    // does not match (refused when read), never a panic.
+    if let Some(room) = data.get_mut(table).filter(|t| t.len() == entries.len()) {
+        room.copy_from_slice(entries);
+    }
+    crc32fast::hash(entries)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Items this thread's checkpoint encodes wrote as varints (copied chunks not counted): the tests check
+    /// that a checkpoint encodes only what changed.
+    pub(super) static ITEMS_ENCODED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Encodes `items` as chunks at the end of `body`, with their entries in `table` (each chunk's end counted
+/// from `body_start`, where the list's chunks start).
+fn put_chunks<E: Item>(table: &mut Vec<u8>, body: &mut Vec<u8>, body_start: usize, items: &[E]) {
+    #[cfg(test)]
+    ITEMS_ENCODED.with(|n| n.set(n.get() + items.len() as u64));
+    body.reserve(items.len() * 2);
     for chunk in items.chunks(SAVED_CHUNK) {
-        chunk_bytes.clear();
+        let from = body.len();
         if let Some((&first, rest)) = chunk.split_first() {
-            first.put(&mut chunk_bytes);
+            first.put(body);
             let mut prev: u64 = first.into();
             for &e in rest {
                 let e: u64 = e.into();
                 // Increasing by construction (strictly, but for a segment's offsets); a list that were not
                 // would save a zero difference, which a strict reader refuses (and rebuilds), never a wrapped
                 // one.
-                put_varint(&mut chunk_bytes, e.saturating_sub(prev));
+                put_varint(body, e.saturating_sub(prev));
                 prev = e;
             }
         }
-        put_u32(&mut table, crc32fast::hash(&chunk_bytes));
-        body.extend_from_slice(&chunk_bytes);
-        put_u64(&mut table, body.len() as u64);
+        put_u32(table, crc32fast::hash(body.get(from..).unwrap_or_default()));
+        put_u64(table, (body.len() - body_start) as u64);
     }
-    data.extend_from_slice(&table);
-    data.extend_from_slice(&body);
-    (start, crc32fast::hash(&table))
 }
 
 /// Round trips of whole lists through the checkpoint encoding, for the checkpoint's tests.
@@ -331,7 +450,7 @@ pub(super) mod tests_support {
         let limit = items.last().map_or(0, |&e| e.into()) + 1;
         let list = SavedList::<E>::new(&source, at, items.len() as u64, crc, limit);
         let mut out = Vec::new();
-        list.for_each(|e| out.push(e)).expect("reads back");
+        list.for_each_from(0, |e| out.push(e)).expect("reads back");
         out
     }
 }

@@ -61,6 +61,7 @@ impl Saved for StreamIndex {
             saved: Some(list),
             saved_count: e.count,
             positions: Positions::default(),
+            written: None,
         }
     }
     fn empty() -> StreamIndex {

@@ -14,7 +14,7 @@ use super::saved_table::SavedTable;
 
 /// The tags or event types a checkpoint saved.
 pub(super) type SavedLabels = SavedTable<Postings>;
-use super::{SavedPositions, Stale};
+use super::{SavedPositions, Stale, WrittenAt};
 
 /// Entries per full block.
 const BLOCK: usize = 64;
@@ -62,6 +62,9 @@ pub(crate) struct Postings {
     saved: Option<Box<(SavedPositions, u64)>>,
     narrow: Blocks<u32>,
     wide: Option<Box<Blocks<u64>>>,
+    /// Where the checkpoint this index last wrote put the list, if it filled a chunk (boxed: a tag per event
+    /// must stay cheap, and lists shorter than a chunk are encoded again each time).
+    pub(super) written: Option<Box<WrittenAt>>,
 }
 
 impl Postings {
@@ -72,6 +75,11 @@ impl Postings {
 
     fn saved_count(&self) -> u64 {
         self.saved.as_ref().map_or(0, |s| s.1)
+    }
+
+    /// The part a checkpoint saved, if any.
+    pub(super) fn saved_list(&self) -> Option<&SavedPositions> {
+        self.saved.as_ref().map(|s| &s.0)
     }
 
     /// How many positions.
@@ -164,14 +172,25 @@ impl Postings {
     }
 
     /// Every position, saved part first.
+    #[cfg(test)]
     pub(super) fn all(&self) -> Result<Vec<u64>, Stale> {
-        let mut v = Vec::with_capacity(self.len() as usize);
-        if let Some(saved) = &self.saved {
-            saved.0.for_each(|p| v.push(p))?;
+        self.positions_from(0)
+    }
+
+    /// The positions from the `first`-th on, saved part first.
+    pub(super) fn positions_from(&self, first: u64) -> Result<Vec<u64>, Stale> {
+        if first >= self.len() {
+            return Ok(Vec::new());
         }
-        v.extend((0..self.narrow.len()).filter_map(|i| self.narrow.get(i)).map(u64::from));
+        let mut v = Vec::with_capacity((self.len() - first) as usize);
+        if let Some(saved) = &self.saved {
+            saved.0.for_each_from(first, |p| v.push(p))?;
+        }
+        // Of those added since the checkpoint, the ones from `first` on.
+        let skip = usize::try_from(first.saturating_sub(self.saved_count())).unwrap_or(usize::MAX);
+        v.extend((skip..self.narrow.len()).filter_map(|i| self.narrow.get(i)).map(u64::from));
         if let Some(w) = &self.wide {
-            v.extend((0..w.len()).filter_map(|i| w.get(i)));
+            v.extend((skip.saturating_sub(self.narrow.len())..w.len()).filter_map(|i| w.get(i)));
         }
         Ok(v)
     }
@@ -182,6 +201,7 @@ impl Postings {
             + saved
             + self.narrow.memory_bytes()
             + self.wide.as_ref().map_or(0, |w| w.memory_bytes() + 48)
+            + self.written.as_ref().map_or(0, |_| size_of::<WrittenAt>())
     }
 }
 
@@ -212,6 +232,11 @@ impl Labels {
         let (key, mut list) = moved.unwrap_or_else(|| (name.into(), Postings::default()));
         list.push(p);
         self.live.insert(key, list);
+    }
+
+    /// Every name appended to since open, and its positions.
+    pub(super) fn live_mut(&mut self) -> impl Iterator<Item = (&str, &mut Postings)> {
+        self.live.iter_mut().map(|(k, p)| (&**k, p))
     }
 
     /// Every name and its positions, in no particular order (makes every saved name's list).

@@ -42,7 +42,10 @@ use crate::format::{
     STREAM_ID_BYTES_MAX, STREAM_VERSION_MAX, TAGS_MAX, TIMESTAMP_MAX, TIMESTAMP_MIN,
 };
 use crate::head::{Head, HeadPublisher, HeadWatcher, Published};
-use crate::index::{encode_checkpoint, open_checkpoint, FrameAt, Index, Resume, SegIndex, Stale};
+use crate::index::{
+    adopt_checkpoint, encode_checkpoint_parts, open_checkpoint, open_written, FrameAt, Index, Resume,
+    SegIndex, Stale,
+};
 use crate::io as sys;
 use crate::map::{MapWriter, SegmentMap};
 use crate::options::{Durability, Options, Recovery};

@@ -450,9 +450,10 @@ impl Inner {
         if must_sync && !always {
             self.sync_locked(w)?;
         }
-        // Each checkpoint rewrites the whole index, so the gap between two grows with it (at least four times
-        // the last checkpoint's size): checkpoints cost at most a quarter of the log's own bytes, and open
-        // still scans a bounded tail.
+        // Each checkpoint writes the whole file (lists that did not change are copied, not encoded again, but
+        // every byte is written), so the gap between two grows with it (at least four times the last
+        // checkpoint's size): checkpoints write at most a quarter of the log's own bytes, and open still
+        // scans a bounded tail.
         let due = self.options.checkpoint_every_bytes.max(w.last_checkpoint_bytes.saturating_mul(4));
         if self.options.checkpoint_every_bytes > 0 && w.bytes_since_checkpoint >= due {
             // The append is already committed; a failed checkpoint is reported but loses nothing.
@@ -659,20 +660,25 @@ impl Inner {
     pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
         // The log first: a checkpoint must never describe events that are not durable.
         self.sync_locked(w)?;
-        let encoded = encode_checkpoint(&self.read_index(), self.log_id);
-        let bytes = match encoded {
-            Ok(b) => b,
+        let encoded = encode_checkpoint_parts(&self.read_index(), self.log_id);
+        let encoded = match encoded {
+            Ok(e) => e,
             Err(stale) => {
                 self.rebuild_index_locked(stale.reason)?;
-                encode_checkpoint(&self.read_index(), self.log_id).map_err(|s| {
+                encode_checkpoint_parts(&self.read_index(), self.log_id).map_err(|s| {
                     Error::corrupt(self.dir.join(CHECKPOINT_FILE), 0, Corruption::CheckpointList(s.reason))
                 })?
             }
         };
-        sys::write_file_atomically(&self.dir, CHECKPOINT_FILE, &bytes)
+        sys::write_parts_atomically(&self.dir, CHECKPOINT_FILE, &encoded.parts())
             .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
+        // Opened before the index is locked, so readers wait only for the walk over the lists.
+        if let Some(source) = open_written(&encoded, self.dir.join(CHECKPOINT_FILE)) {
+            let mut ix = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            adopt_checkpoint(&mut ix, &encoded, source);
+        }
         w.bytes_since_checkpoint = 0;
-        w.last_checkpoint_bytes = bytes.len() as u64;
+        w.last_checkpoint_bytes = encoded.len();
         Ok(())
     }
 
