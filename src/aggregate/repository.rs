@@ -698,22 +698,11 @@ where
     /// snapshot. Snapshot files live in `<store dir>/snapshots/`; they are derived data, and any of them may
     /// be deleted at any time.
     pub fn with_snapshots(store: &'s Store, policy: SnapshotPolicy) -> Repository<'s, A> {
-        fn encode<A: RkyvWrite>(state: &A) -> Result<AlignedVec, String> {
-            rkyv::to_bytes::<rancor::Error>(state).map_err(|e| e.to_string())
-        }
-        fn decode<A>(bytes: &[u8]) -> Result<A, String>
-        where
-            A: Archive,
-            A::Archived: RkyvCheck + Deserialize<A, HighDeserializer<rancor::Error>>,
-        {
-            let archived = rkyv::access::<A::Archived, rancor::Error>(bytes).map_err(|e| e.to_string())?;
-            rkyv::deserialize::<A, rancor::Error>(archived).map_err(|e| e.to_string())
-        }
         let support = SnapshotSupport {
             policy,
             state_version: A::STATE_VERSION,
-            encode: encode::<A>,
-            decode: decode::<A>,
+            encode: crate::SnapshotData::archive_state::<A>,
+            decode: crate::SnapshotData::restore_state::<A>,
         };
         Repository { store, snapshots: Some(support), sealing: Sealing::default(), _aggregate: PhantomData }
     }

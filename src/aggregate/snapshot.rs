@@ -345,6 +345,32 @@ impl SnapshotData {
         decode(bytes, stream).map(SnapshotData::from)
     }
 
+    /// The archived bytes of `state`, as a snapshot holds them (rkyv, checked on the way back by
+    /// [`SnapshotData::restore_state`]). With it, a repository over another backend archives a state exactly as
+    /// [`crate::Repository::with_snapshots`] does.
+    ///
+    /// # Errors
+    ///
+    /// rkyv's, in words.
+    pub fn archive_state<A: super::RkyvWrite>(state: &A) -> std::result::Result<AlignedVec, String> {
+        rkyv::to_bytes::<rkyv::rancor::Error>(state).map_err(|e| e.to_string())
+    }
+
+    /// A state from a snapshot's archived bytes, checked before it is read.
+    ///
+    /// # Errors
+    ///
+    /// The bytes are not a valid archive of `A` (rkyv's check, in words).
+    pub fn restore_state<A>(bytes: &[u8]) -> std::result::Result<A, String>
+    where
+        A: rkyv::Archive,
+        A::Archived:
+            super::RkyvCheck + rkyv::Deserialize<A, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let archived = rkyv::access::<A::Archived, rkyv::rancor::Error>(bytes).map_err(|e| e.to_string())?;
+        rkyv::deserialize::<A, rkyv::rancor::Error>(archived).map_err(|e| e.to_string())
+    }
+
     fn meta(&self) -> SnapshotMeta {
         SnapshotMeta {
             stream_version: self.stream_version,

@@ -238,36 +238,7 @@ impl Inner {
 
     /// As [`Inner::rebuild_index`]; the caller holds the writer lock, so the log does not move meanwhile.
     pub(super) fn rebuild_index_locked(&self, reason: CheckpointRefusal) -> Result<()> {
-        let (bounds, next) = {
-            let ix = self.read_index();
-            (ix.segments().iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position())
-        };
-        let mut fresh = Index::new(self.options.event_ids_remembered);
-        let mut scratch = RecoveryReport::default();
-        for (slot, &(base, seq, end)) in bounds.iter().enumerate() {
-            let map = self
-                .segments
-                .get(slot)
-                .ok_or_else(|| Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot }))?;
-            let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
-            let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
-            fresh.push_segment(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
-            let at = Place { slot, seq, base, from: SEGMENT_HEADER_LEN, capacity: map.len() };
-            let scan = index_frames(bytes, at, map.verified(), &mut fresh, &mut scratch);
-            if scan.reason.is_some() || scan.committed_end != end {
-                let kind = match scan.reason {
-                    Some(fault) => Corruption::Frame { fault, region: Region::Rebuild },
-                    None => Corruption::RebuildEndsEarly { batches_end: scan.committed_end, end },
-                };
-                return Err(Error::corrupt(map.path(), scan.stop, kind));
-            }
-            fresh.set_segment_end(slot, end);
-            fresh.seal_segment(slot);
-        }
-        if fresh.next_position() != next {
-            let kind = Corruption::RebuildDisagrees { rebuilt: fresh.next_position(), expected: next };
-            return Err(Error::corrupt(&self.dir, 0, kind));
-        }
+        let fresh = self.index_from_log(&[])?;
         *self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
         if !self.options.read_only {
             // As at open: the checkpoint that failed must not be trusted by a later open.
@@ -276,5 +247,44 @@ impl Inner {
         let mut report = self.report.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         report.checkpoint = CheckpointUse::RebuiltAfterOpen(reason);
         Ok(())
+    }
+
+    /// The index built again from every segment's frames, up to the ends the current index knows; `fresh`
+    /// gives some slots another map and end (a scavenge's rewritten segments). Under the writer lock (or on
+    /// a read-only handle, which has no writer), so the log does not move meanwhile.
+    pub(super) fn index_from_log(&self, fresh: &[(usize, Arc<SegmentMap>, u64)]) -> Result<Index> {
+        let (bounds, next) = {
+            let ix = self.read_index();
+            (ix.segments().iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position())
+        };
+        let mut index = Index::new(self.options.event_ids_remembered);
+        let mut scratch = RecoveryReport::default();
+        for (slot, &(base, seq, end)) in bounds.iter().enumerate() {
+            let table_short = || Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot });
+            let (map, end) = if let Some((_, map, end)) = fresh.iter().find(|f| f.0 == slot) {
+                (&**map, *end)
+            } else {
+                (self.segments.get(slot).ok_or_else(table_short)?, end)
+            };
+            let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
+            let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
+            index.push_segment(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
+            let at = Place { slot, seq, base, from: SEGMENT_HEADER_LEN, capacity: map.len() };
+            let scan = index_frames(bytes, at, map.verified(), &mut index, &mut scratch);
+            if scan.reason.is_some() || scan.committed_end != end {
+                let kind = match scan.reason {
+                    Some(fault) => Corruption::Frame { fault, region: Region::Rebuild },
+                    None => Corruption::RebuildEndsEarly { batches_end: scan.committed_end, end },
+                };
+                return Err(Error::corrupt(map.path(), scan.stop, kind));
+            }
+            index.set_segment_end(slot, end);
+            index.seal_segment(slot);
+        }
+        if index.next_position() != next {
+            let kind = Corruption::RebuildDisagrees { rebuilt: index.next_position(), expected: next };
+            return Err(Error::corrupt(&self.dir, 0, kind));
+        }
+        Ok(index)
     }
 }

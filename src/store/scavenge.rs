@@ -369,7 +369,7 @@ impl Inner {
             seg.map.reveal(end);
             fresh.push((r.slot, seg.map, end));
         }
-        let index = self.index_over(&fresh)?;
+        let index = self.index_from_log(&fresh)?;
         for (_, map, end) in &fresh {
             // Every frame of it was checked by the rebuild just now.
             map.mark_verified(SEGMENT_HEADER_LEN, *end);
@@ -382,49 +382,6 @@ impl Inner {
             *ix = index;
         }
         Ok(())
-    }
-
-    /// The index rebuilt from the log with the maps `fresh` in place of their slots' (and the ends they
-    /// name); the active segment as the writer left it.
-    fn index_over(&self, fresh: &[(usize, Arc<SegmentMap>, u64)]) -> Result<Index> {
-        let (bounds, next) = {
-            let ix = self.read_index();
-            (ix.segments().iter().map(|s| (s.base, s.seq, s.end)).collect::<Vec<_>>(), ix.next_position())
-        };
-        let mut index = Index::new(self.options.event_ids_remembered);
-        let mut scratch = RecoveryReport::default();
-        for (slot, &(base, seq, end)) in bounds.iter().enumerate() {
-            let (map, end) = match fresh.iter().find(|f| f.0 == slot) {
-                Some((_, map, end)) => (&**map, *end),
-                None => (
-                    self.segments.get(slot).ok_or_else(|| {
-                        Error::corrupt(&self.dir, 0, Corruption::SegmentTableShort { slot })
-                    })?,
-                    end,
-                ),
-            };
-            let bytes = map.committed_from(SEGMENT_HEADER_LEN).unwrap_or(&[]);
-            let bytes = bytes.get(..(end - SEGMENT_HEADER_LEN) as usize).unwrap_or(bytes);
-            index.push_segment(SegIndex::new(base, seq, SEGMENT_HEADER_LEN));
-            let at = Place { slot, seq, base, from: SEGMENT_HEADER_LEN, capacity: map.len() };
-            let scan = index_frames(bytes, at, map.verified(), &mut index, &mut scratch);
-            if scan.reason.is_some() || scan.committed_end != end {
-                let kind = match scan.reason {
-                    Some(fault) => Corruption::Frame { fault, region: Region::Rebuild },
-                    None => Corruption::RebuildEndsEarly { batches_end: scan.committed_end, end },
-                };
-                return Err(Error::corrupt(map.path(), scan.stop, kind));
-            }
-            index.set_segment_end(slot, end);
-            if slot + 1 < bounds.len() {
-                index.seal_segment(slot);
-            }
-        }
-        if index.next_position() != next {
-            let kind = Corruption::RebuildDisagrees { rebuilt: index.next_position(), expected: next };
-            return Err(Error::corrupt(&self.dir, 0, kind));
-        }
-        Ok(index)
     }
 }
 

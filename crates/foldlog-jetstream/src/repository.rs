@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use foldlog::rkyv::api::high::HighDeserializer;
 use foldlog::rkyv::util::AlignedVec;
-use foldlog::rkyv::{self, rancor, Archive, Deserialize};
+use foldlog::rkyv::{rancor, Archive, Deserialize};
 use foldlog::{
     Aggregate, Batch, LoadInfo, OwnedEvent, Repository, RepositoryError, RkyvCheck, RkyvWrite, Root,
     Snapshot, SnapshotData, SnapshotPolicy, SnapshotRefusal, StreamAppend,
@@ -264,22 +264,11 @@ where
     /// `foldlog::Repository`; on JetStream the newest one per aggregate is kept (`policy.keep` is the
     /// embedded store's only).
     pub fn with_snapshots(backend: &'b dyn Backend, policy: SnapshotPolicy) -> BackendRepository<'b, A> {
-        fn encode<A: RkyvWrite>(state: &A) -> Result<AlignedVec, String> {
-            rkyv::to_bytes::<rancor::Error>(state).map_err(|e| e.to_string())
-        }
-        fn decode<A>(bytes: &[u8]) -> Result<A, String>
-        where
-            A: Archive,
-            A::Archived: RkyvCheck + Deserialize<A, HighDeserializer<rancor::Error>>,
-        {
-            let archived = rkyv::access::<A::Archived, rancor::Error>(bytes).map_err(|e| e.to_string())?;
-            rkyv::deserialize::<A, rancor::Error>(archived).map_err(|e| e.to_string())
-        }
         let support = SnapshotSupport {
             policy,
             state_version: A::STATE_VERSION,
-            encode: encode::<A>,
-            decode: decode::<A>,
+            encode: SnapshotData::archive_state::<A>,
+            decode: SnapshotData::restore_state::<A>,
         };
         BackendRepository { backend, snapshots: Some(support), _aggregate: PhantomData }
     }
