@@ -171,14 +171,7 @@ fn run() -> foldlog_bench::BenchResult<()> {
     );
     print_table(&summaries, &names);
     print_settings(&summaries, &names);
-    for f in &failed {
-        println!("FAILED: {f}");
-    }
-    if let Some(path) = &args.csv {
-        write_csv(path, &meta, &summaries)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    finish(&args, &meta, &summaries, &failed)
 }
 
 /// `--dcb`: the DCB commands on foldlog and SQLite, in both modes, with the plain appends beside them.
@@ -240,14 +233,7 @@ fn run_dcb(args: &Args) -> foldlog_bench::BenchResult<()> {
     let names: Vec<&str> = engines.iter().map(|e| e.name).collect();
     println!("\n{}\n{:.0?} in all\n", plan.describe(reps), started.elapsed());
     print_table(&summaries, &names);
-    for f in &failed {
-        println!("FAILED: {f}");
-    }
-    if let Some(path) = &args.csv {
-        write_csv(path, &meta, &summaries)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    finish(args, &meta, &summaries, &failed)
 }
 
 /// `--jetstream`: the `Backend` calls on the embedded store and on nats-server, replicas 1 and 3.
@@ -317,14 +303,7 @@ fn run_jetstream(args: &Args) -> foldlog_bench::BenchResult<()> {
     }
     let summaries = summarize(&all);
     println!("\n{:.0?} in all\n\n{}", started.elapsed(), report::jetstream_text(&meta, &summaries));
-    for f in &failed {
-        println!("FAILED: {f}");
-    }
-    if let Some(path) = &args.csv {
-        write_csv(path, &meta, &summaries)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    finish(args, &meta, &summaries, &failed)
 }
 
 /// Removes whatever a failed engine left behind.
@@ -342,6 +321,23 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_owned()
     }
+}
+
+/// The end of every run: the failures, then the CSV if one was asked for.
+fn finish(
+    args: &Args,
+    meta: &[(String, String)],
+    summaries: &[Summary],
+    failed: &[String],
+) -> foldlog_bench::BenchResult<()> {
+    for f in failed {
+        println!("FAILED: {f}");
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, meta, summaries)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn write_csv(
