@@ -117,7 +117,7 @@ enum Command {
         clear: bool,
     },
     /// Rewrite the sealed segments without the events truncations, deletions and retention rules hide
-    /// (each stream's last event stays), keeping every position; `--dry-run` reports exactly what it would
+    /// (each stream's last event, and its newest snapshot's, stay), keeping every position; `--dry-run` reports exactly what it would
     /// remove, per segment and per stream, and writes nothing. A real run is refused while another process
     /// writes the store (run it through that process: `Store::scavenge`); a dry run is read-only.
     Scavenge {
