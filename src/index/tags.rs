@@ -8,8 +8,6 @@
 //! A checkpoint saves the lists; its entries stay as sorted bytes until a name is first used
 //! (`saved_table.rs`), as the streams' do.
 
-use std::collections::HashMap;
-
 use super::saved_table::SavedTable;
 
 /// The tags or event types a checkpoint saved.
@@ -209,7 +207,7 @@ impl Postings {
 /// a map, the names the checkpoint saved as its bytes until first used; a name lives in one or the other.
 #[derive(Debug, Default)]
 pub(crate) struct Labels {
-    live: HashMap<Box<str>, Postings>,
+    live: crate::index::FastMap<Box<str>, Postings>,
     saved: Option<SavedLabels>,
 }
 

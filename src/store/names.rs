@@ -3,7 +3,7 @@
 //! to it by its offset (docs/format.md, "Name definitions"). Forgotten at every roll and every open: a
 //! name defined again costs a few bytes, never correctness.
 
-use std::collections::HashMap;
+use crate::index::FastMap;
 
 /// A stream's definition: where it is, and the version its events' deltas count from.
 #[derive(Clone, Copy, Debug)]
@@ -15,12 +15,12 @@ pub(super) struct StreamDef {
 /// The definitions the writer may refer to in the active segment.
 #[derive(Default)]
 pub(super) struct Names {
-    streams: HashMap<String, StreamDef>,
+    streams: FastMap<String, StreamDef>,
     /// Per type name: (schema version, offset) of each of its definitions (a type is defined once per schema
     /// version it is written with).
-    types: HashMap<String, Vec<(u32, u32)>>,
-    tags: HashMap<String, u32>,
-    consumers: HashMap<String, u32>,
+    types: FastMap<String, Vec<(u32, u32)>>,
+    tags: FastMap<String, u32>,
+    consumers: FastMap<String, u32>,
 }
 
 impl Names {
