@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// Under group commit, batches whose frames may take this many bytes or more are written with one `pwrite`
+/// from a buffer, not stored through the map. A `pwrite` dirties only the blocks it covers; a store through
+/// the map dirties its whole page-cache folio, which the next sync writes whole. Below this size one system
+/// call per append costs more than the stores it replaces, and with no syncs (`Never`) stores into the map
+/// are faster at every size (ARCHITECTURE.md, "Write path").
+pub(super) const DIRECT_MIN_BYTES: u64 = 4096;
+
 /// The active segment and everything only the writer touches.
 pub(super) struct Writer {
     pub(super) seg: usize,
@@ -34,11 +41,14 @@ pub(super) struct Writer {
     pub(super) offsets: Vec<(u64, u64)>,
     /// The active segment's file, for `pwrite` and `fdatasync` when `direct`.
     pub(super) file: File,
-    /// `Durability::Always`: frames are encoded into `buf` and written with one `pwrite`, slots too, and
-    /// synced with `fdatasync`, never stored through the map. A store into a shared map dirties the whole
-    /// page-cache folio it lands in (up to 2 MiB once the file was read or written sequentially), and every
-    /// sync then writes all of it: one 150-byte append with a sync at 48 MiB into a segment took 3 × a plain
-    /// `write` + `fdatasync` (ARCHITECTURE.md, "Write path"). `pwrite` dirties only the blocks it touches.
+    /// `Durability::Always`: every batch is written `direct`, slots too, and synced with `fdatasync`; nothing
+    /// is ever stored through the map. A store into a shared map dirties the whole page-cache folio it lands
+    /// in (up to 2 MiB once the file was read or written sequentially), and every sync then writes all of
+    /// it: one 150-byte append with a sync at 48 MiB into a segment took 3 × a plain `write` + `fdatasync`
+    /// (ARCHITECTURE.md, "Write path"). `pwrite` dirties only the blocks it touches.
+    pub(super) always_direct: bool,
+    /// The batch being encoded goes into `buf` and is written with one `pwrite` (`always_direct`, or a batch
+    /// of at least [`DIRECT_MIN_BYTES`]); otherwise its frames are stored straight into the map.
     pub(super) direct: bool,
     /// Reused per batch when `direct`: the frames from `end` on, before they are written.
     pub(super) buf: Vec<u8>,
@@ -57,7 +67,7 @@ impl Writer {
         synced_end: u64,
         slot: DurableSlot,
         clean_on_disk: bool,
-        (file, direct): (File, bool),
+        (file, always_direct): (File, bool),
     ) -> Writer {
         Writer {
             seg,
@@ -79,7 +89,8 @@ impl Writer {
             plan: Vec::new(),
             offsets: Vec::new(),
             file,
-            direct,
+            always_direct,
+            direct: always_direct,
             buf: Vec::new(),
         }
     }
@@ -299,6 +310,8 @@ impl Inner {
         plan: &[u64],
     ) -> Result<Option<u64>> {
         sys::before_map_write(w.map.map().path()).map_err(|e| Error::io("write", w.map.map().path(), e))?;
+        let group = matches!(self.options.durability, Durability::Group(_));
+        w.direct = w.always_direct || (group && batch_size_bound(batch) >= DIRECT_MIN_BYTES);
         if w.direct {
             let room = w.map.map().len().saturating_sub(w.end).min(batch_size_bound(batch));
             w.buf.clear();
@@ -525,7 +538,7 @@ impl Inner {
 
     pub(super) fn write_slot(&self, w: &mut Writer, slot: DurableSlot) -> Result<()> {
         let path = w.map.map().path().to_path_buf();
-        let written = if w.direct {
+        let written = if w.always_direct {
             sys::write_at(&w.file, &path, slot.file_offset(), &slot.encode())
         } else {
             w.map.write_header(slot.file_offset(), &slot.encode())
@@ -716,7 +729,7 @@ impl Inner {
 /// Makes the active segment's bytes below `end` durable: `fdatasync` of the file for direct writes (which
 /// never stored through the map), else `msync` of the map's range.
 fn sync_segment(w: &Writer, end: u64) -> std::io::Result<()> {
-    if w.direct {
+    if w.always_direct {
         sys::sync_file(&w.file, w.map.map().path())
     } else {
         w.map.map().flush_range(0, end)
