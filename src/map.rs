@@ -395,10 +395,11 @@ impl HeadMap {
         self.word(head::DURABLE).load(Ordering::Acquire)
     }
 
-    /// Publishes the durable word (`Release`: after the sync that made it true). Writable maps only.
+    /// Publishes the durable word (`Release`: after the sync that made it true); it never moves back, as two
+    /// threads may publish (the writer and the group-commit thread). Writable maps only.
     pub fn store_durable(&self, position: u64) {
         assert!(self.writable, "durable position stored through a read-only map");
-        self.word(head::DURABLE).store(position, Ordering::Release);
+        self.word(head::DURABLE).fetch_max(position, Ordering::Release);
     }
 
     /// A copy of the fixed bytes before the head word (magic, version, log id).

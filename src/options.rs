@@ -16,15 +16,17 @@ pub enum Durability {
     /// Sync before `append` returns: an acknowledged event survives power loss. Costs one sync (milliseconds
     /// on most disks) per append call; batch events to amortize it.
     Always,
-    /// Group commit: `append` returns once the events are written and visible; a sync runs when any bound of
-    /// the group is reached. Acknowledged durable = at or below [`crate::Store::durable_position`].
+    /// Group commit: `append` returns once the events are written and visible; a sync starts when any bound
+    /// of the group is reached, on the group-commit thread, while appends go on (the append that fills the
+    /// next group waits for it, so at most two groups are ever unsynced). Acknowledged durable = at or below
+    /// [`crate::Store::durable_position`].
     Group(GroupCommit),
     /// The OS writes back when it likes; only an explicit [`crate::Store::sync`] (or a clean close) makes
     /// events durable. Survives process crashes, not power loss.
     Never,
 }
 
-/// Bounds of one commit group: a sync runs as soon as any is reached. Start from the default and change
+/// Bounds of one commit group: its sync starts as soon as any is reached. Start from the default and change
 /// what you need:
 ///
 /// ```

@@ -376,7 +376,8 @@ fn a_readers_durable_position_is_what_the_writer_synced_not_what_it_indexed() {
 }
 
 /// In the writer's own process, a durable-only subscription waits on the writer's syncs: `Group` mode syncs
-/// after `appends_max` appends, and the subscription delivers a group's events only then.
+/// after `appends_max` appends (on the group-commit thread), and the subscription delivers a group's events
+/// only when that sync ends.
 #[test]
 fn a_durable_only_subscription_on_the_writers_handle_delivers_each_group_at_its_sync() {
     let dir = ScratchDir::new("live-durable-group");
@@ -392,11 +393,16 @@ fn a_durable_only_subscription_on_the_writers_handle_delivers_each_group_at_its_
     let reader = Store::open_with(dir.path(), reader_options()).expect("reader beside the writer");
     assert_eq!(reader.durable_position(), 0);
     append_batch(&writer, 1).expect("append");
-    assert_eq!(writer.durable_position(), 6, "the second append completed the group");
-    let delivered: Vec<u64> =
-        std::iter::from_fn(|| durable.next_event(Duration::ZERO).expect("next event").map(|e| e.position()))
-            .collect();
+    // The second append completed the group; its sync runs beside the writer, and the subscription wakes
+    // when it ends.
+    let delivered: Vec<u64> = (0..6)
+        .filter_map(|_| {
+            durable.next_event(Duration::from_secs(30)).expect("next event").map(|e| e.position())
+        })
+        .collect();
     assert_eq!(delivered, (0..6).collect::<Vec<_>>());
+    assert_eq!(writer.durable_position(), 6, "the group's sync ended");
+    assert!(durable.next_event(Duration::ZERO).expect("next event").is_none(), "nothing past the group");
     assert_eq!(reader.refresh().expect("refresh"), 6);
     assert_eq!(reader.durable_position(), 6, "and readers elsewhere learn of it");
 }

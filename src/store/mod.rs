@@ -6,6 +6,7 @@ mod checkpoint;
 mod condition;
 mod control;
 mod follow;
+mod group_sync;
 mod names;
 mod recovery;
 mod report;
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     poisoned: AtomicBool,
     report: RwLock<RecoveryReport>,
     stop_flusher: AtomicBool,
+    /// Group commit's hand-off of syncs to the group-commit thread (`src/store/group_sync.rs`).
+    group_sync: group_sync::GroupSync,
     /// Set by `Store::abandon`: drop does nothing a crash would not.
     abandoned: AtomicBool,
     /// The writer's exclusive flock on `LOCK`, or a reader's shared flock on the directory (`None` where
@@ -113,7 +116,8 @@ impl Inner {
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Option<Writer>>> {
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned);
+            // A group sync that failed on the group-commit thread is reported once, by the next call.
+            return Err(self.poisoned_error());
         }
         Ok(self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
@@ -138,8 +142,12 @@ impl Inner {
     /// segment's durable slot, which a writer elsewhere may be moving: what it indexed past the slot is
     /// committed but not yet synced.
     pub(crate) fn durable_end(&self) -> Result<(usize, u64, u64)> {
-        let guard = self.lock_writer()?;
-        if let Some(w) = guard.as_ref() {
+        let mut guard = self.lock_writer()?;
+        if let Some(w) = guard.as_mut() {
+            // A group sync in flight moves the durable position before the writer learns its end: let it
+            // finish, and take its end, so the three agree.
+            self.group_sync.wait_idle();
+            self.write_finished_slot(w)?;
             return Ok((w.seg, w.synced_end, self.durable.load(Ordering::Acquire)));
         }
         let ix = self.read_index();
@@ -175,8 +183,19 @@ impl Inner {
     }
 
     fn poison<T>(&self, e: Error) -> Result<T> {
+        let _gate = self.group_sync.gate();
         self.poisoned.store(true, Ordering::Release);
+        // This call reports a failure now; a failed group sync before it needs no report of its own.
+        let _ = self.group_sync.take_failure();
         Err(e)
+    }
+
+    /// What a call on a poisoned store returns: a group sync's failure the first time (it happened on the
+    /// group-commit thread, where nobody saw it), then `Poisoned`.
+    fn poisoned_error(&self) -> Error {
+        // Under the gate: the group-commit thread poisons and leaves its failure in one step.
+        let _gate = self.group_sync.gate();
+        self.group_sync.take_failure().unwrap_or(Error::Poisoned)
     }
 
     /// Reads the event at `pos` through the index.
@@ -438,6 +457,7 @@ impl Store {
     fn stop_flusher(&mut self) {
         if let Some(t) = self.flusher.take() {
             self.inner.stop_flusher.store(true, Ordering::Release);
+            self.inner.group_sync.stop();
             t.thread().unpark();
             let _ = t.join();
         }
@@ -589,12 +609,18 @@ fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("foldlog-group-commit".into())
         .spawn(move || loop {
-            std::thread::park_timeout(tick);
             let Some(inner) = inner.upgrade() else { return };
-            if inner.stop_flusher.load(Ordering::Acquire) {
+            if inner.stop_flusher.load(Ordering::Acquire) || inner.poisoned.load(Ordering::Acquire) {
                 return;
             }
-            let Ok(mut guard) = inner.lock_writer() else { return };
+            // A full group's sync, handed off by the append that filled it.
+            if let Some(job) = inner.group_sync.next_job(tick) {
+                inner.run_group_sync(job);
+                continue;
+            }
+            // The age bound. `try_lock`: an append that holds the writer lock may be waiting for this thread
+            // to take its group (`GroupSync::hand_off`); it is appending anyway, so try again next tick.
+            let Ok(mut guard) = inner.writer.try_lock() else { continue };
             if let Some(w) = guard.as_mut() {
                 if w.pending_since.is_some_and(|t| t.elapsed() >= delay) {
                     // A failure poisons the store; the next append reports it.
@@ -636,6 +662,7 @@ fn build_inner(dir: &Path, options: Options, parts: Recovered, head: HeadRole, l
         poisoned: AtomicBool::new(false),
         report: RwLock::new(report),
         stop_flusher: AtomicBool::new(false),
+        group_sync: group_sync::GroupSync::default(),
         abandoned: AtomicBool::new(false),
         _lock: lock,
         head,

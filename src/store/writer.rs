@@ -115,7 +115,7 @@ impl Inner {
         validate_batch(batch)?;
         let mut guard = self.lock_writer()?;
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned);
+            return Err(self.poisoned_error());
         }
         let w = guard.as_mut().ok_or(Error::ReadOnly)?;
         let mut plan = std::mem::take(&mut w.plan);
@@ -460,8 +460,9 @@ impl Inner {
             self.durable.store(w.next_position, Ordering::SeqCst);
         }
         self.notify();
+        self.write_finished_slot(w)?;
         if must_sync && !always {
-            self.sync_locked(w)?;
+            self.hand_off_group(w);
         }
         // Each checkpoint writes the whole file (lists that did not change are copied, not encoded again, but
         // every byte is written), so the gap between two grows with it (at least four times the last
@@ -519,6 +520,8 @@ impl Inner {
 
     /// Syncs the active segment's frames (not the slot); poisons on failure.
     pub(super) fn sync_frames(&self, w: &mut Writer) -> Result<()> {
+        // Never two syncs of one file at once (src/store/group_sync.rs).
+        self.group_sync.wait_idle();
         if w.synced_end == w.end && w.pending_since.is_none() {
             return Ok(());
         }
@@ -554,7 +557,7 @@ impl Inner {
 
     pub(super) fn sync_locked(&self, w: &mut Writer) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned);
+            return Err(self.poisoned_error());
         }
         self.sync_frames(w)?;
         self.set_durable(w.next_position);
@@ -563,11 +566,71 @@ impl Inner {
 
     /// After a sync: moves the durable watermark, publishes it to readers in other processes and wakes the
     /// threads that wait for it (durable-only subscriptions).
-    fn set_durable(&self, position: u64) {
+    /// Never moves the watermark back: the group-commit thread may finish an older group's sync after the
+    /// writer synced a newer one.
+    pub(super) fn set_durable(&self, position: u64) {
         // SeqCst, as `committed`: a durable waiter registers, then loads it (see `notify`).
-        self.durable.store(position, Ordering::SeqCst);
+        self.durable.fetch_max(position, Ordering::SeqCst);
         self.publish_durable(position);
         self.notify();
+    }
+
+    /// The group-commit thread: syncs a full group's frames (without the writer lock; the writer appends on
+    /// meanwhile), then moves the durable watermark. A failure poisons the store; the next append reports it.
+    pub(super) fn run_group_sync(&self, job: group_sync::Job) {
+        match job.map.flush_range(0, job.end) {
+            Ok(()) => {
+                let gate = self.group_sync.gate();
+                // A store poisoned meanwhile (by a failed write or sync of the writer) stays where it was.
+                if !self.poisoned.load(Ordering::Acquire) {
+                    self.set_durable(job.next_position);
+                }
+                drop(gate);
+                self.group_sync.done(Ok(job));
+            }
+            Err(e) => {
+                let gate = self.group_sync.gate();
+                let first = !self.poisoned.swap(true, Ordering::AcqRel);
+                // Reported by the writer's next call, unless the store was poisoned (and reported) already.
+                let failure = first.then(|| Error::io("sync segment", job.map.path().to_path_buf(), e));
+                self.group_sync.done(Err(failure));
+                drop(gate);
+                // Nothing more is synced here (the thread ends): release whoever waits for a hand-off.
+                self.group_sync.stop();
+            }
+        }
+    }
+
+    /// Hands the full group's sync to the group-commit thread (`src/store/group_sync.rs`); waits only for the
+    /// previous group's sync, if it is still running.
+    fn hand_off_group(&self, w: &mut Writer) {
+        w.pending_appends = 0;
+        w.pending_bytes = 0;
+        w.pending_since = None;
+        let job = group_sync::Job {
+            map: Arc::clone(w.map.map()),
+            seq: w.seg_seq,
+            end: w.end,
+            next_position: w.next_position,
+        };
+        self.group_sync.hand_off(job);
+    }
+
+    /// Writes the durable slot of a group sync the group-commit thread finished, if the writer is still in its
+    /// segment and has not synced past it since. The slot reaches disk with the next sync, as every slot does.
+    pub(super) fn write_finished_slot(&self, w: &mut Writer) -> Result<()> {
+        let Some(job) = self.group_sync.take_finished() else { return Ok(()) };
+        if job.seq != w.seg_seq || job.end <= w.synced_end {
+            return Ok(());
+        }
+        w.synced_end = job.end;
+        let slot = DurableSlot {
+            seq: w.slot.seq + 1,
+            durable_end: job.end,
+            next_position: job.next_position,
+            flags: 0,
+        };
+        self.write_slot(w, slot)
     }
 
     /// Replaces a CLEAN (or, after an operator's `TruncateCorruption` open, SEALED) slot with a plain one and
@@ -590,6 +653,7 @@ impl Inner {
 
     /// Syncs the active segment's header (its durable slots); poisons on failure.
     pub(super) fn sync_header(&self, w: &mut Writer) -> Result<()> {
+        self.group_sync.wait_idle();
         match sync_segment(w, SEGMENT_HEADER_LEN) {
             Ok(()) => Ok(()),
             Err(e) => self.poison(Error::io("sync segment header", w.map.map().path().to_path_buf(), e)),
