@@ -32,6 +32,8 @@ pub(crate) use tags::{Labels, Postings};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use smol_str::SmolStr;
+
 use crate::error::{Error, ExpectedVersion, Result};
 
 /// The maps looked up on every append (stream ids, event types, tags, event ids, names). foldhash, seeded at
@@ -280,7 +282,7 @@ impl Controls {
 pub(crate) struct Index {
     segments: Vec<SegIndex>,
     /// Streams the checkpoint did not save (new since, or every stream without a checkpoint).
-    streams: FastMap<Box<str>, StreamIndex>,
+    streams: FastMap<SmolStr, StreamIndex>,
     /// The streams the checkpoint saved, made on first use; a stream lives here or in `streams`, never both.
     saved_streams: Option<SavedStreams>,
     consumers: FastMap<Box<str>, u64>,
@@ -365,7 +367,7 @@ impl Index {
             if !self.streams.contains_key(id) {
                 let i = saved.find(id)?;
                 let (key, s) = saved.take(i)?;
-                self.streams.insert(key, s);
+                self.streams.insert(SmolStr::new(key), s);
             }
         }
         self.streams.get_mut(id)

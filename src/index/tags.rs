@@ -9,6 +9,7 @@
 //! (`saved_table.rs`), as the streams' do.
 
 use super::saved_table::SavedTable;
+use smol_str::SmolStr;
 
 /// The tags or event types a checkpoint saved.
 pub(super) type SavedLabels = SavedTable<Postings>;
@@ -207,7 +208,7 @@ impl Postings {
 /// a map, the names the checkpoint saved as its bytes until first used; a name lives in one or the other.
 #[derive(Debug, Default)]
 pub(crate) struct Labels {
-    live: crate::index::FastMap<Box<str>, Postings>,
+    live: crate::index::FastMap<SmolStr, Postings>,
     saved: Option<SavedLabels>,
 }
 
@@ -229,7 +230,7 @@ impl Labels {
         let moved = self.saved.as_mut().and_then(|s| s.take(s.find(name)?));
         let (key, mut list) = moved.unwrap_or_else(|| (name.into(), Postings::default()));
         list.push(p);
-        self.live.insert(key, list);
+        self.live.insert(SmolStr::new(key), list);
     }
 
     /// Every name appended to since open, and its positions.

@@ -3,6 +3,8 @@
 //! to it by its offset (docs/format.md, "Name definitions"). Forgotten at every roll and every open: a
 //! name defined again costs a few bytes, never correctness.
 
+use smol_str::SmolStr;
+
 use crate::index::FastMap;
 
 /// A stream's definition: where it is, and the version its events' deltas count from.
@@ -15,10 +17,10 @@ pub(super) struct StreamDef {
 /// The definitions the writer may refer to in the active segment.
 #[derive(Default)]
 pub(super) struct Names {
-    streams: FastMap<String, StreamDef>,
+    streams: FastMap<SmolStr, StreamDef>,
     /// Per type name: (schema version, offset) of each of its definitions (a type is defined once per schema
     /// version it is written with).
-    types: FastMap<String, Vec<(u32, u32)>>,
+    types: FastMap<SmolStr, Vec<(u32, u32)>>,
     tags: FastMap<String, u32>,
     consumers: FastMap<String, u32>,
 }
@@ -54,12 +56,12 @@ impl Names {
     pub(super) fn defined(&mut self, what: Defined<'_>, offset: u32) {
         match what {
             Defined::Stream(name, base) => {
-                self.streams.insert(name.to_owned(), StreamDef { offset, base });
+                self.streams.insert(SmolStr::new(name), StreamDef { offset, base });
             }
             Defined::Type(name, schema) => match self.types.get_mut(name) {
                 Some(defs) => defs.push((schema, offset)),
                 None => {
-                    self.types.insert(name.to_owned(), vec![(schema, offset)]);
+                    self.types.insert(SmolStr::new(name), vec![(schema, offset)]);
                 }
             },
             Defined::Tag(name) => {
