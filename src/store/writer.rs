@@ -229,7 +229,7 @@ impl Inner {
         if (w.end > SEGMENT_HEADER_LEN || larger_room) && w.end.saturating_add(bound) > cap {
             self.roll(w)?;
         }
-        match self.encode_batch(w, batch, plan)? {
+        match self.encode_batch(w, batch, plan, bound)? {
             Some(end) => Ok(end),
             // An empty segment of the configured size that cannot hold the batch: a new one could not either.
             None if w.end == SEGMENT_HEADER_LEN && w.map.map().len() >= self.options.segment_size_bytes => {
@@ -237,7 +237,7 @@ impl Inner {
             }
             None => {
                 self.roll(w)?;
-                self.encode_batch(w, batch, plan)?.ok_or_else(too_large)
+                self.encode_batch(w, batch, plan, bound)?.ok_or_else(too_large)
             }
         }
     }
@@ -302,18 +302,19 @@ impl Inner {
     /// definition frame right before the frame that uses it), and records where each event and consumer
     /// frame went in `w.offsets`. Returns the end offset, or `None` if the segment is full (nothing is
     /// published; the partial bytes are zeroed so no stale frame is left behind, and the definitions made
-    /// for the batch forgotten).
+    /// for the batch forgotten). `bound` is [`batch_size_bound`] of the batch.
     pub(super) fn encode_batch(
         &self,
         w: &mut Writer,
         batch: &Batch<'_>,
         plan: &[u64],
+        bound: u64,
     ) -> Result<Option<u64>> {
         sys::before_map_write(w.map.map().path()).map_err(|e| Error::io("write", w.map.map().path(), e))?;
         let group = matches!(self.options.durability, Durability::Group(_));
-        w.direct = w.always_direct || (group && batch_size_bound(batch) >= DIRECT_MIN_BYTES);
+        w.direct = w.always_direct || (group && bound >= DIRECT_MIN_BYTES);
         if w.direct {
-            let room = w.map.map().len().saturating_sub(w.end).min(batch_size_bound(batch));
+            let room = w.map.map().len().saturating_sub(w.end).min(bound);
             w.buf.clear();
             w.buf.resize(usize::try_from(room).unwrap_or(0), 0);
         }
