@@ -51,7 +51,11 @@ pub enum PersistEvent {
     Allocate(PathBuf, u64),
     /// Bytes were stored at an offset (not durable until a later sync of that file).
     Write(PathBuf, u64, Vec<u8>),
-    /// A file's data was synced (every earlier write to it is durable).
+    /// A sync of a file's bytes `[start, end)` began (`u64::MAX` for the whole file). Its `SyncFile` makes
+    /// those bytes durable as they were here; a write made while it ran (group commit syncs beside the
+    /// writer) may or may not be covered.
+    SyncStart(PathBuf, u64, u64),
+    /// The file's sync that began at its `SyncStart` completed.
     SyncFile(PathBuf),
     /// A directory was synced (every earlier create, rename and remove in it is durable).
     SyncDir(PathBuf),
@@ -62,7 +66,7 @@ pub enum PersistEvent {
 }
 
 #[cfg(feature = "testing")]
-use hooks::{check, record};
+use hooks::{check, pause_sync, record};
 #[cfg(feature = "testing")]
 pub use hooks::{testing, FaultPlan};
 
@@ -74,6 +78,7 @@ mod hooks {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
+    use std::time::Duration;
 
     /// A failpoint plan: fail calls under `dir`.
     #[derive(Clone, Debug)]
@@ -100,6 +105,7 @@ mod hooks {
     struct Hooks {
         faults: Vec<Armed>,
         recorders: Vec<(PathBuf, Vec<PersistEvent>)>,
+        slow_syncs: Vec<(PathBuf, Duration)>,
     }
 
     static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -109,7 +115,8 @@ mod hooks {
         let mut guard = HOOKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let hooks = guard.get_or_insert_with(Hooks::default);
         let r = f(hooks);
-        ACTIVE.store(!hooks.faults.is_empty() || !hooks.recorders.is_empty(), Ordering::Release);
+        let active = !hooks.faults.is_empty() || !hooks.recorders.is_empty() || !hooks.slow_syncs.is_empty();
+        ACTIVE.store(active, Ordering::Release);
         r
     }
 
@@ -134,12 +141,32 @@ mod hooks {
             })
         }
 
+        /// Makes every file sync under `dir` take at least `pause` longer (`None`: as fast as the OS), so
+        /// that a test sees writes land while a sync runs (group commit syncs beside the writer).
+        pub fn slow_syncs(dir: &Path, pause: Option<Duration>) {
+            with_hooks(|h| {
+                h.slow_syncs.retain(|(d, _)| d != dir);
+                if let Some(p) = pause {
+                    h.slow_syncs.push((dir.to_path_buf(), p));
+                }
+            });
+        }
+
         /// Starts recording persistence events under `dir`.
         pub fn record(dir: &Path) {
             with_hooks(|h| {
                 h.recorders.retain(|(d, _)| d != dir);
                 h.recorders.push((dir.to_path_buf(), Vec::new()));
             });
+        }
+
+        /// What was recorded under `dir` so far; recording goes on (no event of another thread is lost
+        /// between two calls, as it could be between `take_recording` and `record`).
+        pub fn drain_recording(dir: &Path) -> Vec<PersistEvent> {
+            with_hooks(|h| {
+                let found = h.recorders.iter_mut().find(|(d, _)| d == dir);
+                found.map(|(_, events)| std::mem::take(events)).unwrap_or_default()
+            })
         }
 
         /// Stops recording under `dir` and returns what was recorded.
@@ -171,6 +198,17 @@ mod hooks {
         })
     }
 
+    /// Sleeps if `slow_syncs` covers `path` (outside the hooks' lock, so other threads go on meanwhile).
+    pub(super) fn pause_sync(path: &Path) {
+        if !ACTIVE.load(Ordering::Acquire) {
+            return;
+        }
+        let pause = with_hooks(|h| h.slow_syncs.iter().find(|(d, _)| path.starts_with(d)).map(|(_, p)| *p));
+        if let Some(p) = pause {
+            std::thread::sleep(p);
+        }
+    }
+
     /// Records a persistence event if a recorder covers `path`.
     pub(super) fn record(path: &Path, event: impl FnOnce() -> PersistEvent) {
         if !ACTIVE.load(Ordering::Acquire) {
@@ -196,6 +234,10 @@ fn check(_op: Op, _path: &Path) -> io::Result<()> {
 #[cfg(not(feature = "testing"))]
 #[inline(always)]
 fn record(_path: &Path, _event: impl FnOnce() -> PersistEvent) {}
+
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+fn pause_sync(_path: &Path) {}
 
 /// Creates a new file (failing if it exists), mode 0600.
 pub(crate) fn create_new(path: &Path) -> io::Result<File> {
@@ -384,8 +426,14 @@ pub(crate) fn before_map(path: &Path) -> io::Result<()> {
 }
 
 /// Runs a file sync (fdatasync, or msync for a map) through the failpoint and recorder.
-pub(crate) fn sync_with(path: &Path, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn sync_with(
+    path: &Path,
+    (start, end): (u64, u64),
+    sync: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
     check(Op::SyncFile, path)?;
+    record(path, || PersistEvent::SyncStart(path.to_path_buf(), start, end));
+    pause_sync(path);
     sync()?;
     record(path, || PersistEvent::SyncFile(path.to_path_buf()));
     Ok(())
@@ -393,7 +441,7 @@ pub(crate) fn sync_with(path: &Path, sync: impl FnOnce() -> io::Result<()>) -> i
 
 /// fdatasync of a file.
 pub(crate) fn sync_file(file: &File, path: &Path) -> io::Result<()> {
-    sync_with(path, || os::sync_data(file))
+    sync_with(path, (0, u64::MAX), || os::sync_data(file))
 }
 
 /// macOS: asks the drive to flush its cache (`F_FULLFSYNC`), after an `msync` that only reached it.

@@ -227,7 +227,7 @@ impl SegmentMap {
 
     /// `msync(MS_SYNC)` of the pages covering `[offset, offset + len)`.
     pub fn flush_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        sys::sync_with(&self.path, || {
+        sys::sync_with(&self.path, (offset, offset.saturating_add(len)), || {
             self.raw.flush_range(offset as usize, len as usize)?;
             #[cfg(target_vendor = "apple")]
             if let Some(file) = &self.file {

@@ -24,6 +24,10 @@
 //! | `grown-junk` | current | as `torn`, files at their current size, unkept blocks past the preallocated size garbage |
 //! | `names-prefix` | durable + a prefix of the later directory operations | as `torn` with zeroed growth |
 //!
+//! A file sync is recorded when it begins (with its byte range) and when it completes: it makes durable the
+//! bytes of its range as they were when it began. Group commit's syncs run beside the writer, which goes on
+//! writing meanwhile; those writes stay dirty in the model, so an image may lose them.
+//!
 //! The media assumptions behind them (docs/durability.md): a sync makes a file's earlier writes durable; a
 //! directory sync makes earlier creates, renames and removes in it durable; dirty pages reach the disk in any
 //! order and a page may tear at sector granularity; preallocated space reads back as zeros; space grown by
@@ -110,8 +114,8 @@ impl<'a> Recorder<'a> {
     }
     /// Ends an operation: collects its events and marks what it acknowledged.
     fn cut(&mut self, acked: usize, durable: usize) {
-        let new = testing::take_recording(self.dir);
-        testing::record(self.dir);
+        // The group-commit thread records too: drain without a gap in which its events would be lost.
+        let new = testing::drain_recording(self.dir);
         for e in &new {
             self.replay.apply(e);
         }
@@ -140,6 +144,7 @@ impl<'a> Recorder<'a> {
     }
     fn finish(self) -> (Vec<PersistEvent>, Vec<Mark>) {
         testing::take_recording(self.dir);
+        testing::slow_syncs(self.dir, None);
         (self.events, self.marks)
     }
 }
@@ -167,6 +172,11 @@ fn record(
 ) -> Recording {
     let dir = ScratchDir::new("t2-record");
     write_files(dir.path(), base);
+    if mode == "group" {
+        // Group syncs run beside the writer; slowed down, they have the writer's writes land while they run,
+        // which the model must keep dirty (on tmpfs a sync is otherwise over before the next write).
+        testing::slow_syncs(dir.path(), Some(Duration::from_millis(2)));
+    }
     let opts = options(mode);
     let mut rng = Rng::new(seed);
     let k0 = model.events.len();
@@ -234,6 +244,9 @@ struct Inode {
     current: Vec<u8>,
     /// Bytes below this were preallocated (read back as zeros if never written durably).
     allocated: usize,
+    /// A sync that began and has not completed: the start of its range and the bytes there at its start,
+    /// which are what it makes durable (writes made while it runs may or may not be).
+    syncing: Option<(usize, Vec<u8>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -272,7 +285,12 @@ impl Fs {
     fn from_base(base: &[(String, Vec<u8>)]) -> Fs {
         let mut fs = Fs::default();
         for (name, bytes) in base {
-            fs.inodes.push(Inode { durable: bytes.clone(), current: bytes.clone(), allocated: bytes.len() });
+            fs.inodes.push(Inode {
+                durable: bytes.clone(),
+                current: bytes.clone(),
+                allocated: bytes.len(),
+                syncing: None,
+            });
             fs.current.insert(name.clone(), fs.inodes.len() - 1);
         }
         fs.durable = fs.current.clone();
@@ -311,9 +329,25 @@ impl Fs {
                 }
                 ino.current[off..end].copy_from_slice(bytes);
             }
+            PersistEvent::SyncStart(p, start, end) => {
+                let ino = self.inode(p);
+                let start = (*start as usize).min(ino.current.len());
+                let end = usize::try_from(*end).unwrap_or(usize::MAX).min(ino.current.len());
+                ino.syncing = Some((start, ino.current[start..end.max(start)].to_vec()));
+            }
             PersistEvent::SyncFile(p) => {
                 let ino = self.inode(p);
-                ino.durable = ino.current.clone();
+                let (start, bytes) = ino.syncing.take().expect("a sync completes after it starts");
+                let end = start + bytes.len();
+                if start == 0 && end == ino.current.len() {
+                    // The whole file (its length too).
+                    ino.durable = bytes;
+                } else {
+                    if ino.durable.len() < end {
+                        ino.durable.resize(end, 0);
+                    }
+                    ino.durable[start..end].copy_from_slice(&bytes);
+                }
             }
             PersistEvent::SyncDir(_) => {
                 self.durable = self.current.clone();
@@ -457,18 +491,19 @@ struct Tally {
     by_variant: BTreeMap<&'static str, usize>,
 }
 
-/// K at crash point `c` (after the first `c` events).
-fn k_at(rec: &Recording, c: usize, events_in_op_before: &[PersistEvent], active: Option<&str>) -> usize {
+/// K at crash point `c` (after the first `c` events). `synced_whole` holds, per event before `c` in the
+/// current operation, the file a completed sync left durable exactly as written (no write after its start).
+fn k_at(rec: &Recording, c: usize, synced_whole: &[Option<String>], active: Option<&str>) -> usize {
     let done = rec.marks.iter().take_while(|m| m.end <= c).last();
     let acked_before = done.map_or(rec.k0, |m| m.acked);
     if rec.always {
         return acked_before;
     }
     let durable = done.map_or(rec.k0, |m| m.durable).max(rec.k0);
-    // A sync of the active segment inside the current operation covers everything acknowledged before it.
-    let synced_active = events_in_op_before
-        .iter()
-        .any(|e| matches!(e, PersistEvent::SyncFile(p) if Some(name_of(p).as_str()) == active));
+    // A sync of the active segment inside the current operation that covered all of it covers everything
+    // acknowledged before it. A group sync that ran beside the writer may cover less (it syncs up to its
+    // group's end, and the writer goes on writing): then only the durable position counts.
+    let synced_active = synced_whole.iter().any(|f| f.is_some() && f.as_deref() == active);
     if synced_active {
         durable.max(acked_before)
     } else {
@@ -486,16 +521,26 @@ fn check_recording(rec: &Recording, mode: &str, seed: u64) -> Tally {
     let mut op = 0usize;
     let mut op_start = 0usize;
     let mut active = fs.active_segment();
+    let mut synced_whole: Vec<Option<String>> = Vec::with_capacity(rec.events.len());
     for c in 0..=rec.events.len() {
         if c > 0 {
-            fs.apply(&rec.events[c - 1]);
+            let ev = &rec.events[c - 1];
+            fs.apply(ev);
+            let whole = match ev {
+                PersistEvent::SyncFile(p) => {
+                    let ino = fs.inode(p);
+                    (ino.durable == ino.current).then(|| name_of(p))
+                }
+                _ => None,
+            };
+            synced_whole.push(whole);
         }
         while op < rec.marks.len() && rec.marks[op].end <= c && c < rec.events.len() {
             op_start = rec.marks[op].end;
             op += 1;
             active = fs.active_segment();
         }
-        let k = k_at(rec, c, &rec.events[op_start..c], active.as_deref());
+        let k = k_at(rec, c, &synced_whole[op_start..c], active.as_deref());
         tally.crash_points += 1;
         let mut seen_here = std::collections::HashSet::new();
         for v in 0..variants {
@@ -571,6 +616,7 @@ fn describe(e: &PersistEvent) -> String {
         PersistEvent::Create(p) => format!("create {}", name_of(p)),
         PersistEvent::Allocate(p, n) => format!("allocate {} to {n}", name_of(p)),
         PersistEvent::Write(p, off, b) => format!("write {} at {off}, {} bytes", name_of(p), b.len()),
+        PersistEvent::SyncStart(p, start, end) => format!("sync of {} [{start}, {end}) begins", name_of(p)),
         PersistEvent::SyncFile(p) => format!("sync {}", name_of(p)),
         PersistEvent::SyncDir(_) => "sync directory".into(),
         PersistEvent::Rename(a, b) => format!("rename {} to {}", name_of(a), name_of(b)),
@@ -581,9 +627,26 @@ fn describe(e: &PersistEvent) -> String {
 fn summarize(rec: &Recording) -> String {
     let count = |f: &dyn Fn(&PersistEvent) -> bool| rec.events.iter().filter(|e| f(e)).count();
     let deletes = rec.model.controls.iter().filter(|c| c.3).count();
+    // Syncs during which the same file was written (group commit's, beside the writer).
+    let mut running: HashMap<&Path, bool> = HashMap::new();
+    let mut overlapped = 0;
+    for e in &rec.events {
+        match e {
+            PersistEvent::SyncStart(p, ..) => {
+                running.insert(p, false);
+            }
+            PersistEvent::Write(p, ..) => {
+                if let Some(w) = running.get_mut(p.as_path()) {
+                    *w = true;
+                }
+            }
+            PersistEvent::SyncFile(p) => overlapped += usize::from(running.remove(p.as_path()) == Some(true)),
+            _ => {}
+        }
+    }
     format!(
-        "{} persistence events ({} writes, {} file syncs, {} dir syncs, {} segments created, {} checkpoints renamed); \
-         {} stream truncations and {deletes} deletions",
+        "{} persistence events ({} writes, {} file syncs ({overlapped} with writes while they ran), {} dir syncs, \
+         {} segments created, {} checkpoints renamed); {} stream truncations and {deletes} deletions",
         rec.events.len(),
         count(&|e| matches!(e, PersistEvent::Write(..))),
         count(&|e| matches!(e, PersistEvent::SyncFile(_))),

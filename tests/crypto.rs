@@ -562,7 +562,8 @@ fn power_loss_at_every_point_of_a_forget_leaves_the_old_or_the_new_key_file() {
                     current.remove(&name(p));
                 }
                 PersistEvent::SyncDir(_) => durable_names = current.clone(),
-                PersistEvent::Allocate(..) => {}
+                // The key file is synced whole, on the caller's thread: its `SyncFile` covers every write before.
+                PersistEvent::Allocate(..) | PersistEvent::SyncStart(..) => {}
             }
         }
         let torn = |ino: &Inode, coin: &mut dyn FnMut() -> bool| {
