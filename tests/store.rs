@@ -838,6 +838,37 @@ fn durability_modes_move_the_durable_watermark_as_promised() {
     }
 }
 
+/// Group syncs by count and by age at once (every pending append is past an age bound of zero): the
+/// group-commit thread runs both kinds for half a second of appends, and `sync` then makes all durable. The
+/// thread must never start an age-bound sync while a handed-off group waits for it to take it (the sync would
+/// wait for that group forever). That window is a few hundred nanoseconds wide, and this test did not hit it
+/// before the fix on this machine; it stays as the load that would, with a watchdog instead of a hang.
+#[test]
+fn group_syncs_by_count_and_by_age_together_never_stall() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = foldlog::GroupCommit::default().appends_max(3).bytes_max(u64::MAX).delay_max(Duration::ZERO);
+    let store =
+        Store::open_with(dir.path(), Options::default().durability(Durability::Group(group))).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < Duration::from_millis(500) {
+            store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", b"x")]).unwrap();
+            n += 1;
+        }
+        store.sync().unwrap();
+        assert_eq!(store.durable_position(), n);
+        store.close().unwrap();
+        done_tx.send(n).unwrap();
+    });
+    let n = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("appends stalled: the group-commit thread deadlocked");
+    writer.join().unwrap();
+    assert!(n > 0);
+}
+
 /// A clean close gives the preallocated but unused tail of the last segment back to the file system (the
 /// file keeps its length), and the next writer takes it back before it writes there.
 #[test]

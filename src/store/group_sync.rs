@@ -88,6 +88,11 @@ impl GroupSync {
         }
     }
 
+    /// Whether a job waits for the group-commit thread to take it.
+    pub fn has_queued(&self) -> bool {
+        self.lock().queued.is_some()
+    }
+
     /// The finished job whose slot the writer has not written yet.
     pub fn take_finished(&self) -> Option<Job> {
         if !self.finished.load(Ordering::Acquire) {

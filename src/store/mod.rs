@@ -620,7 +620,16 @@ fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
             }
             // The age bound. `try_lock`: an append that holds the writer lock may be waiting for this thread
             // to take its group (`GroupSync::hand_off`); it is appending anyway, so try again next tick.
-            let Ok(mut guard) = inner.writer.try_lock() else { continue };
+            let mut guard = match inner.writer.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => continue,
+            };
+            // A group handed off since `next_job` looked: only this thread runs it, and the sync below would
+            // wait for it. Run it first (no new one can be queued while this thread holds the writer lock).
+            if inner.group_sync.has_queued() {
+                continue;
+            }
             if let Some(w) = guard.as_mut() {
                 if w.pending_since.is_some_and(|t| t.elapsed() >= delay) {
                     // A failure poisons the store; the next append reports it.
