@@ -611,6 +611,8 @@ fn spawn_flusher(inner: Weak<Inner>, delay: Duration) -> JoinHandle<()> {
         .spawn(move || loop {
             let Some(inner) = inner.upgrade() else { return };
             if inner.stop_flusher.load(Ordering::Acquire) || inner.poisoned.load(Ordering::Acquire) {
+                // Nobody may wait for a group this thread will no longer take.
+                inner.group_sync.stop();
                 return;
             }
             // A full group's sync, handed off by the append that filled it.
