@@ -11,7 +11,7 @@ use super::{Result, Results};
 const PEERS: [&str; 3] = ["sqlite", "redb", "fjall"];
 
 /// The scenarios in the order the document presents them, with the heading of each.
-pub const SCENARIOS: [(&str, &str); 10] = [
+pub const SCENARIOS: [(&str, &str); 12] = [
     ("append_group", "Append, 1 event per call, group commit every 1,000 calls"),
     ("append_nosync", "Append, 1 event per call, no sync"),
     ("append_always", "Append, 1 event per call, sync every call (time-bounded)"),
@@ -21,6 +21,8 @@ pub const SCENARIOS: [(&str, &str); 10] = [
     ("read_100", "1,000 reads of the first 100 events of a random stream with at least 100"),
     ("replay", "Full replay in global order"),
     ("reopen", "Reopen and read the first event of the hottest stream"),
+    ("read_stream_reopened", "The same 1,000 whole-stream reads on the reopened handle"),
+    ("read_100_reopened", "The same 1,000 reads of the first 100 events on the reopened handle"),
     ("disk", "Bytes on disk after the 1,000,000-event group-commit run (allocated blocks)"),
 ];
 
