@@ -68,12 +68,18 @@ impl GroupSync {
         self.gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues `job` for the group-commit thread, after the sync in flight (if any) has finished.
-    pub fn hand_off(&self, job: Job) {
+    /// The state, once no job is queued or running (or the thread has stopped).
+    fn idle(&self) -> MutexGuard<'_, State> {
         let mut st = self.lock();
         while (st.queued.is_some() || st.running) && !st.stop {
             st = self.cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+        st
+    }
+
+    /// Queues `job` for the group-commit thread, after the sync in flight (if any) has finished.
+    pub fn hand_off(&self, job: Job) {
+        let mut st = self.idle();
         if !st.stop {
             st.queued = Some(job);
             self.cv.notify_all();
@@ -82,10 +88,7 @@ impl GroupSync {
 
     /// Waits until no job is queued or running (the writer's view of what is durable is then whole).
     pub fn wait_idle(&self) {
-        let mut st = self.lock();
-        while (st.queued.is_some() || st.running) && !st.stop {
-            st = self.cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        drop(self.idle());
     }
 
     /// Whether a job waits for the group-commit thread to take it.
