@@ -406,9 +406,11 @@ const CHUNK: usize = 64;
 pub struct StreamEvents<'s> {
     inner: &'s Inner,
     stream: String,
-    /// Next list index to fetch (forward: ascending; backward: the one below is next).
+    /// Next stream version to fetch (forward: ascending; backward: the one below is next). Versions, not
+    /// indexes into the stream's list: a scavenge between two refills drops a prefix of the list and moves
+    /// every index, while versions stay.
     cursor: u64,
-    /// Exclusive bound of the list index (forward), or its inclusive floor (backward: the first visible
+    /// Exclusive bound of the versions (forward), or their inclusive floor (backward: the first visible
     /// event) — fixed when the iterator is made, for a stable snapshot.
     bound: u64,
     forward: bool,
@@ -442,17 +444,17 @@ impl<'s> StreamEvents<'s> {
         let (cursor, bound, forward) = match (ix.stream(stream), dir) {
             (None, _) => (0, 0, true),
             (Some(s), Direction::Forward(v)) => {
-                let len = s.len();
-                (v.max(before).saturating_sub(s.first_version).min(len), len, true)
+                let (first, end) = (s.first_version, s.first_version + s.len());
+                (v.max(before).max(first).min(end), end, true)
             }
             (Some(s), Direction::Backward(v)) => {
-                let len = s.len();
-                let floor = before.saturating_sub(s.first_version).min(len);
+                let (first, end) = (s.first_version, s.first_version + s.len());
+                let floor = before.max(first).min(end);
                 let top = match v {
-                    None => len,
-                    Some(v) if v < s.first_version => 0,
+                    None => end,
+                    Some(v) if v < first => first,
                     // Saturating: `Some(u64::MAX)` means "from the newest", not an overflow.
-                    Some(v) => (v - s.first_version).saturating_add(1).min(len),
+                    Some(v) => v.saturating_add(1).min(end),
                 };
                 (top.max(floor), floor, false)
             }
@@ -487,10 +489,12 @@ impl<'s> StreamEvents<'s> {
         let n = inner.with_index(|ix| {
             let Some(s) = ix.stream(self.stream.as_str()) else { return Ok(0) };
             let mut n = 0;
-            for i in lo..hi {
-                let Some(p) = s.position(i)? else { break };
+            // Versions below the list's first were removed by a scavenge after this iterator was made (only
+            // events hidden by then go): there is nothing left to read of them.
+            for v in lo.max(s.first_version)..hi {
+                let Some(p) = s.position(v - s.first_version)? else { break };
                 let Some((seg, off)) = ix.locate(p)? else { break };
-                buf[n] = (seg as u32, off as u32, s.first_version + i);
+                buf[n] = (seg as u32, off as u32, v);
                 maps[n] = inner.map_of(ix, seg).0;
                 n += 1;
             }
@@ -524,7 +528,8 @@ impl<'s> Iterator for StreamEvents<'s> {
             self.failed = true;
             return Some(Err(e));
         }
-        if self.buf_at == self.buf_len {
+        // A chunk can come back empty (its versions removed by a scavenge since): go on to the next one.
+        while self.buf_at == self.buf_len {
             let more = if self.forward { self.cursor < self.bound } else { self.cursor > self.bound };
             if !more {
                 return None;
@@ -532,9 +537,6 @@ impl<'s> Iterator for StreamEvents<'s> {
             if let Err(e) = self.refill() {
                 self.failed = true;
                 return Some(Err(e));
-            }
-            if self.buf_len == 0 {
-                return None;
             }
         }
         let (_, off, version) = self.buf[self.buf_at];

@@ -233,6 +233,37 @@ fn deleting_half_the_streams_gives_back_about_half_the_bytes() {
     assert!(matches!(used, foldlog::CheckpointUse::Used(_)), "{used}");
 }
 
+/// Regression (found by `readers_and_a_writer_during_scavenges_see_exactly_the_kept_events` in CI): a stream
+/// iterator kept its place as an index into the stream's list, and a scavenge between two of its chunks
+/// removed the list's hidden prefix and moved every index, so the iterator ended early without an error. Both
+/// directions, an iterator stopped after its first chunk (64 events), a scavenge, then the rest.
+#[test]
+fn a_stream_read_across_a_scavenge_returns_every_kept_event() {
+    let _beside = beside_others();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path(), options()).expect("create");
+    for _ in 0..300 {
+        store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", &[7; 40])]).expect("append");
+    }
+    store.truncate_before("s", ExpectedVersion::Any, 100).expect("truncate");
+    // Later events seal the segments that hold the hidden prefix, so the scavenge can rewrite them.
+    for _ in 0..100 {
+        store.append("t", ExpectedVersion::Any, &[NewEvent::new("E", &[7; 40])]).expect("append");
+    }
+    let mut forward = store.read_stream("s", 0);
+    let mut backward = store.read_stream_backward("s", None);
+    let mut got_forward: Vec<u64> =
+        forward.by_ref().take(64).map(|e| e.expect("read").stream_version()).collect();
+    let mut got_backward: Vec<u64> =
+        backward.by_ref().take(64).map(|e| e.expect("read").stream_version()).collect();
+    let done = store.scavenge(ScavengeOptions::default()).expect("scavenge");
+    assert!(done.events_removed >= 50, "the hidden prefix went: {} events removed", done.events_removed);
+    got_forward.extend(forward.map(|e| e.expect("read after the scavenge").stream_version()));
+    got_backward.extend(backward.map(|e| e.expect("read after the scavenge").stream_version()));
+    assert_eq!(got_forward, (100..300).collect::<Vec<_>>());
+    assert_eq!(got_backward, (100..300).rev().collect::<Vec<_>>());
+}
+
 /// Readers iterating while a scavenge runs, and a writer appending: every read returns what it would have
 /// without the scavenge.
 #[test]
