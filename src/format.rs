@@ -348,7 +348,7 @@ pub fn event_id_from_bytes(bytes: [u8; 16]) -> u128 {
 }
 
 /// Rounds a frame's length up to the frame alignment: where the next frame starts.
-pub fn padded(len: u64) -> u64 {
+pub const fn padded(len: u64) -> u64 {
     len.div_ceil(FRAME_ALIGN) * FRAME_ALIGN
 }
 

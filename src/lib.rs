@@ -63,6 +63,7 @@
 
 mod aggregate;
 pub mod backup;
+mod checked;
 mod consumers;
 mod corruption;
 #[cfg(feature = "encryption")]

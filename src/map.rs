@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use crate::checked::CheckedFrames;
 use crate::format::{head, SegmentName, SEGMENT_HEADER_LEN};
 use crate::io as sys;
 use crate::record::SegView;
@@ -50,6 +51,9 @@ pub(crate) struct SegmentMap {
     /// Frames in `[SEGMENT_HEADER_LEN, verified)` passed their CRC check in this process. Only grows, and
     /// only from a frame boundary to a frame boundary.
     verified: AtomicU64,
+    /// Frames above `verified` that passed their CRC check in this process: what reads through the index
+    /// checked.
+    checked: CheckedFrames,
     writer_taken: AtomicBool,
     /// Mapped without write access: no `MapWriter`, and `final_bytes` may read past `committed`.
     read_only: bool,
@@ -116,6 +120,7 @@ impl SegmentMap {
             len,
             committed: AtomicU64::new(committed),
             verified: AtomicU64::new(SEGMENT_HEADER_LEN),
+            checked: CheckedFrames::new(len),
             writer_taken: AtomicBool::new(read_only),
             read_only,
             name,
@@ -157,9 +162,20 @@ impl SegmentMap {
         self.name
     }
 
-    /// The committed frames, up to `end` at most (a sealed segment's end), for decoding. Frames below the
-    /// verified watermark skip their CRC unless `crc_every_read`.
+    /// The committed frames, up to `end` at most (a sealed segment's end), for decoding. Unless
+    /// `crc_every_read`, frames below the verified watermark, and those the map remembers checking, skip their
+    /// CRC, and the view remembers the frames it checks.
     pub fn view(&self, end: u64, crc_every_read: bool) -> SegView<'_> {
+        self.view_with(end, crc_every_read, true)
+    }
+
+    /// As [`SegmentMap::view`], for a walk over consecutive frames from `from`: one that starts at the verified
+    /// watermark extends it as it goes (`mark_verified`), and has no use for remembering frames one by one.
+    pub fn walk_view(&self, end: u64, crc_every_read: bool, from: u64) -> SegView<'_> {
+        self.view_with(end, crc_every_read, from > self.verified())
+    }
+
+    fn view_with(&self, end: u64, crc_every_read: bool, remember: bool) -> SegView<'_> {
         let bytes = self.committed_from(SEGMENT_HEADER_LEN).unwrap_or_default();
         let bound = usize::try_from(end.saturating_sub(SEGMENT_HEADER_LEN)).unwrap_or(usize::MAX);
         SegView {
@@ -167,6 +183,7 @@ impl SegmentMap {
             seq: self.name.seq,
             base: self.name.base,
             checked_below: if crc_every_read { 0 } else { self.verified() },
+            checked: (!crc_every_read && remember).then_some(&self.checked),
         }
     }
 

@@ -145,7 +145,7 @@ impl Store {
         // together under the write lock.
         let (start, error) = if opts.from < end {
             match inner
-                .with_index(|ix| Ok(ix.locate(opts.from)?.map(|(s, off)| (s, off, inner.map_of(ix, s)))))
+                .with_index(|ix| Ok(walk_start(ix, opts.from)?.map(|(s, off)| (s, off, inner.map_of(ix, s)))))
             {
                 Ok(s) => (s, None),
                 Err(e) => (None, Some(e)),
@@ -270,7 +270,8 @@ impl<'s> Iterator for AllEvents<'s> {
             };
             // One view per segment: it holds every frame below `end`, and taking it per frame costs as much
             // as a decode.
-            let view = *self.view.get_or_insert_with(|| map.view(self.seg_end, self.inner.crc_every_read()));
+            let (seg_end, crc_every_read) = (self.seg_end, self.inner.crc_every_read());
+            let view = *self.view.get_or_insert_with(|| map.walk_view(seg_end, crc_every_read, self.offset));
             self.prefetch(&view);
             let frame = decode_frame_cached(&view, self.offset, self.names.as_mut());
             if let Ok(f) = &frame {
@@ -333,6 +334,18 @@ impl<'s> Iterator for AllEvents<'s> {
 
 /// Whether `offset` is where the committed frames of `map` (bounded by `seg_end`) end: no room for a frame's
 /// length field, or a zero one.
+/// Where a walk from position `from` starts: the frame the index locates, or the segment's first frame when
+/// `from` is the segment's first position. The frames before its first event (name definitions) are then walked
+/// too, so the walk starts at the segment's verified watermark and extends it; a walk that starts above the
+/// watermark only remembers frame by frame what it checked.
+fn walk_start(ix: &crate::index::Index, from: u64) -> Result<Option<(usize, u64)>, crate::index::Stale> {
+    let start = ix.locate(from)?;
+    Ok(start.map(|(seg, off)| match ix.segments().get(seg) {
+        Some(s) if s.base == from => (seg, SEGMENT_HEADER_LEN),
+        _ => (seg, off),
+    }))
+}
+
 fn at_end(map: &SegmentMap, offset: u64, seg_end: u64) -> bool {
     let bytes = map.committed_from(offset).unwrap_or(&[]);
     let bytes = &bytes[..bytes.len().min(seg_end.saturating_sub(offset) as usize)];

@@ -8,6 +8,7 @@
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
+use crate::checked::CheckedFrames;
 use crate::format::{
     frame, frame_crc, padded, timestamp_bytes, timestamp_from_bytes, FLAG_COMMIT, FLAG_DELETE, FLAG_EVENT_ID,
     FLAG_EXTRAS, FLAG_STREAM_DELETED, KIND_CONSUMER, KIND_CONTROL, KIND_EVENT, KIND_GAP, KIND_MASK,
@@ -28,6 +29,10 @@ pub(crate) struct SegView<'a> {
     /// Frames below this offset were checked (CRC included) by this process already: their CRC and their
     /// name definitions' CRCs are not computed again. 0 checks everything.
     pub checked_below: u64,
+    /// Frames above `checked_below` this process checked already (their CRC is skipped), and where a frame
+    /// that passes its check here is recorded; `None` checks every frame above `checked_below` and records
+    /// nothing.
+    pub checked: Option<&'a CheckedFrames>,
 }
 
 /// A zero-copy view of one stored event, borrowed from the log's map.
@@ -406,13 +411,16 @@ fn raw_frame<'a>(view: &SegView<'a>, offset: u64) -> Result<Raw<'a>, FrameProble
         return Err(FrameProblem::Truncated);
     }
     let bytes = rest.get(..len_usize).ok_or(FrameProblem::Truncated)?;
-    if offset >= view.checked_below {
+    if offset >= view.checked_below && !view.checked.is_some_and(|c| c.contains(offset)) {
         let covered = bytes.get(frame::LEN.start..).ok_or(FrameProblem::Truncated)?;
         let at = u32::try_from(offset).map_err(|_| FrameProblem::Truncated)?;
         if frame_crc(covered, view.seq, at)
             != LE::read_u32(prefix.get(frame::CRC).ok_or(FrameProblem::Truncated)?)
         {
             return Err(FrameProblem::Checksum);
+        }
+        if let Some(checked) = view.checked {
+            checked.insert(offset);
         }
     }
     let head = *bytes.get(frame::HEAD).ok_or(FrameProblem::Truncated)?;
@@ -940,7 +948,7 @@ mod tests {
     }
 
     fn decode(bytes: &[u8], at: u64) -> Result<Frame<'_>, FrameProblem> {
-        decode_frame(&SegView { bytes, seq: 3, base: 0, checked_below: 0 }, at)
+        decode_frame(&SegView { bytes, seq: 3, base: 0, checked_below: 0, checked: None }, at)
     }
 
     #[test]

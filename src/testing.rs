@@ -32,7 +32,7 @@ fn file_name_fields(file: &[u8]) -> (u32, u64) {
 pub fn segment_frames(file: &[u8]) -> Vec<(usize, usize)> {
     let (seq, base) = file_name_fields(file);
     let bytes = file.get(SEGMENT_HEADER_LEN as usize..).unwrap_or_default();
-    let view = SegView { bytes, seq, base, checked_below: 0 };
+    let view = SegView { bytes, seq, base, checked_below: 0, checked: None };
     let mut out = Vec::new();
     let mut at = SEGMENT_HEADER_LEN;
     while let Ok(f) = decode_frame(&view, at) {
@@ -68,7 +68,7 @@ pub fn fix_frame_crc(file: &mut [u8], off: usize) -> bool {
 /// names defined in a fresh segment, then the frame). Panics on a violation (the `frame_decode` fuzz target); `each` sees every
 /// accepted event.
 pub fn check_frames(buf: &[u8], mut each: impl FnMut(&EventRef<'_>)) {
-    let view = SegView { bytes: buf, seq: 0, base: 0, checked_below: 0 };
+    let view = SegView { bytes: buf, seq: 0, base: 0, checked_below: 0, checked: None };
     let mut at = SEGMENT_HEADER_LEN;
     while let Ok(f) = decode_frame(&view, at) {
         let start = (at - SEGMENT_HEADER_LEN) as usize;
@@ -119,7 +119,8 @@ fn round_trip(e: &EventRef<'_>) {
     };
     let start = (at - SEGMENT_HEADER_LEN) as usize;
     let n = encode_event(&fields, true, Place { seq: 0, offset: at }, &mut out[start..]).expect("re-encode");
-    let view = SegView { bytes: &out[..start + n as usize], seq: 0, base: 0, checked_below: 0 };
+    let view =
+        SegView { bytes: &out[..start + n as usize], seq: 0, base: 0, checked_below: 0, checked: None };
     match decode_frame(&view, at).expect("re-decode").body {
         Body::Event(again) => assert_eq!(again.to_owned(), e.to_owned(), "round trip changed the event"),
         _ => panic!("event came back as another kind of frame"),
@@ -134,7 +135,7 @@ fn round_trip_gap(g: GapRef, commit: bool) {
         (u32::try_from(g.first).expect("base 0"), u32::try_from(g.count).expect("u32 count"));
     let place = Place { seq: 0, offset: SEGMENT_HEADER_LEN };
     encode_gap(delta, count, commit, place, &mut out).expect("a gap fits");
-    let view = SegView { bytes: &out, seq: 0, base: 0, checked_below: 0 };
+    let view = SegView { bytes: &out, seq: 0, base: 0, checked_below: 0, checked: None };
     let again = decode_frame(&view, SEGMENT_HEADER_LEN).expect("the encoded gap decodes");
     assert!(
         matches!(again.body, Body::Gap(h) if h == g) && again.commit == commit,
@@ -159,7 +160,8 @@ fn round_trip_control(c: &ControlRef<'_>) {
         &mut out[start..],
     )
     .expect("re-encode");
-    let view = SegView { bytes: &out[..start + n as usize], seq: 0, base: 0, checked_below: 0 };
+    let view =
+        SegView { bytes: &out[..start + n as usize], seq: 0, base: 0, checked_below: 0, checked: None };
     match decode_frame(&view, at).expect("re-decode").body {
         Body::Control(again) => {
             let fields = |c: &ControlRef<'_>| (c.stream.to_owned(), c.truncate_before, c.deleted);

@@ -429,7 +429,7 @@ impl Walk<'_> {
     /// Walks the frames of one segment; `bytes` starts at file offset 128.
     fn frames(&mut self, path: &Path, bytes: &[u8], last: bool, durable_end: u64, check: &mut SegmentCheck) {
         // Every CRC is checked: a name definition in damage must not pass unchecked.
-        let view = SegView { bytes, seq: self.seq, base: self.base, checked_below: 0 };
+        let view = SegView { bytes, seq: self.seq, base: self.base, checked_below: 0, checked: None };
         let mut walk = FrameWalk::new(view, durable_end);
         while walk.has_room() {
             match decode_frame(&walk.view, walk.at) {

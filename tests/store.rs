@@ -290,7 +290,7 @@ fn corruption_is_an_error_on_read_never_an_event() {
     // A damaged name definition fails every event that refers to it, on every read.
     flip(&segment_files(dir.path())[0], FIRST_EVENT + 24 + 2);
     flip(&segment_files(dir.path())[0], 128 + 24);
-    let first = store.read_all(0).next().unwrap();
+    let first = store.read_stream("a", 0).next().unwrap();
     assert!(
         matches!(
             &first,
@@ -302,8 +302,76 @@ fn corruption_is_an_error_on_read_never_an_event() {
         ),
         "{first:?}"
     );
-    assert!(store.read_stream("a", 0).next().unwrap().is_err());
+    // A walk from the segment's first position meets the definition itself first.
+    let first = store.read_all(0).next().unwrap();
+    assert!(
+        matches!(
+            &first,
+            Err(Error::Corrupt {
+                offset: 128,
+                kind: Corruption::Frame { fault: FrameFault::Checksum, .. },
+                ..
+            })
+        ),
+        "{first:?}"
+    );
     store.abandon();
+}
+
+/// The event frames of a segment file, in order, as (offset, unpadded length): walked by their length fields (docs/format.md: CRC u32, length
+/// u32, then the kind in the low three bits of the next byte; frames padded to 8 bytes).
+fn event_frames(seg: &Path) -> Vec<(u64, u64)> {
+    let bytes = std::fs::read(seg).unwrap();
+    let (mut at, mut events) = (128usize, Vec::new());
+    while let Some(len) =
+        bytes.get(at + 4..at + 8).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize)
+    {
+        if len == 0 {
+            break;
+        }
+        if bytes[at + 8] & 0b111 == 1 {
+            events.push((at as u64, len as u64));
+        }
+        at += len.next_multiple_of(8);
+    }
+    events
+}
+
+/// Reads through the index after a reopen remember which frames they checked, frame by frame: a frame checked by
+/// one stream's read vouches for nothing beside it, and a frame that failed is checked again on every read.
+#[test]
+fn a_checked_frame_does_not_vouch_for_its_neighbour() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts(1 << 16)).unwrap();
+    // Small frames of two streams, interleaved: neighbours share the words that remember checks.
+    for i in 0..40u64 {
+        let stream = if i % 2 == 0 { "a" } else { "b" };
+        store.append(stream, ExpectedVersion::Any, &[NewEvent::new("E", format!("{i}").as_bytes())]).unwrap();
+    }
+    store.close().unwrap();
+    let seg = segment_files(dir.path())[0].clone();
+    let events = event_frames(&seg);
+    assert_eq!(events.len(), 40);
+    // Damage "b"'s event at version 7 (event 15), whose neighbours (events 14 and 16) belong to "a".
+    let ((before, _), (damaged, len), (after, _)) = (events[14], events[15], events[16]);
+    assert!(after - before <= 128, "neighbours {before} and {after} are farther apart than the test needs");
+    // The payload's last byte: only the CRC can tell.
+    flip(&seg, damaged + len - 1);
+
+    let store = Store::open_with(dir.path(), opts(1 << 16)).unwrap();
+    for round in 0..2 {
+        let a: Vec<u64> = store.read_stream("a", 0).map(|e| e.unwrap().stream_version()).collect();
+        assert_eq!(a, (0..20).collect::<Vec<_>>(), "round {round}");
+        let b: Vec<_> = store.read_stream("b", 0).collect();
+        assert_eq!(b.len(), 8, "round {round}: versions 0 to 6 and the error");
+        assert!(b[..7].iter().all(Result::is_ok), "round {round}");
+        assert!(
+            matches!(&b[7], Err(Error::Corrupt { offset, .. }) if *offset == damaged),
+            "round {round}: {:?}",
+            b[7]
+        );
+        assert!(store.read_stream("b", 8).all(|e| e.is_ok()), "round {round}: the versions after it");
+    }
 }
 
 #[test]

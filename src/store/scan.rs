@@ -65,7 +65,7 @@ pub(super) fn index_frames(
         // A walk that starts where the checked frames end has checked every frame below `off`, so the name
         // definitions there need no second CRC; one resumed from a checkpoint has not.
         let checked_below = if verified >= from { off } else { verified };
-        let view = SegView { bytes, seq, base, checked_below };
+        let view = SegView { bytes, seq, base, checked_below, checked: None };
         if off - SEGMENT_HEADER_LEN >= bytes.len() as u64 {
             return stop(None);
         }
