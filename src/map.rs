@@ -446,12 +446,13 @@ impl HeadMap {
     }
 }
 
-/// Asks the CPU to bring the cache line holding `bytes[at]` in ahead of a read (a hint; nothing when `at` is
+/// Asks the CPU to bring the cache line holding `items[at]` in ahead of a read (a hint; nothing when `at` is
 /// out of bounds or the target has no prefetch instruction). Readers use it for the frames and name
-/// definitions a few events ahead, which sit at places in the map the hardware prefetcher cannot guess.
+/// definitions a few events ahead, which sit at places in the map the hardware prefetcher cannot guess, and for
+/// the index entries that locate them.
 #[inline]
-pub(crate) fn prefetch(bytes: &[u8], at: usize) {
-    let Some(byte) = bytes.get(at) else { return };
+pub(crate) fn prefetch<T>(items: &[T], at: usize) {
+    let Some(byte) = items.get(at) else { return };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` is a hint that never faults and has no effect on memory; the pointer comes from a
     // live reference into the map in any case. SSE is part of the x86_64 baseline.

@@ -501,11 +501,21 @@ impl<'s> StreamEvents<'s> {
         let inner = self.inner;
         let n = inner.with_index(|ix| {
             let Some(s) = ix.stream(self.stream.as_str()) else { return Ok(0) };
-            let mut n = 0;
             // Versions below the list's first were removed by a scavenge after this iterator was made (only
             // events hidden by then go): there is nothing left to read of them.
-            for v in lo.max(s.first_version)..hi {
+            let first = lo.max(s.first_version);
+            // The positions first, asking for each one's location entry: those are scattered over the
+            // segments' offset lists, and asked for together their cache misses overlap.
+            let mut positions = [0u64; CHUNK];
+            let mut found = 0;
+            for (v, slot) in (first..hi).zip(positions.iter_mut()) {
                 let Some(p) = s.position(v - s.first_version)? else { break };
+                ix.prefetch_location(p);
+                *slot = p;
+                found += 1;
+            }
+            let mut n = 0;
+            for (v, &p) in (first..).zip(&positions[..found]) {
                 let Some((seg, off)) = ix.locate(p)? else { break };
                 buf[n] = (seg as u32, off as u32, v);
                 maps[n] = inner.map_of(ix, seg).0;

@@ -110,6 +110,17 @@ impl SegIndex {
         }
     }
 
+    /// Asks the CPU for the `i`-th offset ahead of [`SegIndex::offset`] (a hint).
+    fn prefetch(&self, i: u64) {
+        match &self.saved {
+            Some(saved) if i < self.saved_count => saved.prefetch(i),
+            _ => crate::map::prefetch(
+                &self.offsets,
+                usize::try_from(i - self.saved_count).unwrap_or(usize::MAX),
+            ),
+        }
+    }
+
     /// The offsets from the `first`-th on, saved part first.
     fn offsets_from(&self, first: u64) -> Result<Vec<u32>, Stale> {
         if first >= self.len() {
@@ -409,6 +420,16 @@ impl Index {
         };
         let s = &self.segments[seg];
         Ok(s.offset(p - s.base)?.map(|off| (seg, u64::from(off))))
+    }
+
+    /// Asks the CPU for the index entry that [`Index::locate`] of `p` reads (a hint): a read of many events
+    /// asks for all of theirs first, so that their cache misses overlap.
+    pub fn prefetch_location(&self, p: u64) {
+        if let Some(s) =
+            self.segments.partition_point(|s| s.base <= p).checked_sub(1).and_then(|i| self.segments.get(i))
+        {
+            s.prefetch(p - s.base);
+        }
     }
 
     /// Checks `expected` against the stream's state; returns the stream's last version.

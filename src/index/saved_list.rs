@@ -243,6 +243,15 @@ impl<E: Item> SavedList<E> {
         Ok(usize::try_from(i % SAVED_CHUNK as u64).ok().and_then(|j| chunk.get(j)).copied())
     }
 
+    /// Asks the CPU for item `i`, if its chunk was read already (a hint for a read about to need it).
+    pub(super) fn prefetch(&self, i: u64) {
+        let k = usize::try_from(i / SAVED_CHUNK as u64).unwrap_or(usize::MAX);
+        let chunk = self.chunks.get().and_then(|slots| slots.get(k)).and_then(OnceLock::get);
+        if let Some(Ok(items)) = chunk {
+            crate::map::prefetch(items, usize::try_from(i % SAVED_CHUNK as u64).unwrap_or(usize::MAX));
+        }
+    }
+
     /// The chunk table (per chunk: its CRC and where its bytes end), read and checked on first use.
     fn table(&self) -> Result<&[(u32, u64)], Stale> {
         let table = self.table.get_or_init(|| {
