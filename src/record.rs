@@ -411,20 +411,32 @@ fn raw_frame<'a>(view: &SegView<'a>, offset: u64) -> Result<Raw<'a>, FrameProble
         return Err(FrameProblem::Truncated);
     }
     let bytes = rest.get(..len_usize).ok_or(FrameProblem::Truncated)?;
-    if offset >= view.checked_below && !view.checked.is_some_and(|c| c.contains(offset)) {
-        let covered = bytes.get(frame::LEN.start..).ok_or(FrameProblem::Truncated)?;
-        let at = u32::try_from(offset).map_err(|_| FrameProblem::Truncated)?;
-        if frame_crc(covered, view.seq, at)
-            != LE::read_u32(prefix.get(frame::CRC).ok_or(FrameProblem::Truncated)?)
-        {
-            return Err(FrameProblem::Checksum);
-        }
-        if let Some(checked) = view.checked {
-            checked.insert(offset);
-        }
+    if offset >= view.checked_below {
+        check_crc(view, offset, *prefix, bytes)?;
     }
     let head = *bytes.get(frame::HEAD).ok_or(FrameProblem::Truncated)?;
     Ok(Raw { bytes, kind: head & KIND_MASK, flags: head & !KIND_MASK, len: padded_len })
+}
+
+/// The CRC check of the frame at `offset` (`prefix` its first 8 bytes, `bytes` all of it), unless the view
+/// remembers checking it; a frame that passes is remembered. Kept out of [`raw_frame`], which a walk over
+/// checked frames runs without it and which must stay small enough to inline.
+#[inline(never)]
+fn check_crc(view: &SegView<'_>, offset: u64, prefix: [u8; 8], bytes: &[u8]) -> Result<(), FrameProblem> {
+    if view.checked.is_some_and(|c| c.contains(offset)) {
+        return Ok(());
+    }
+    let covered = bytes.get(frame::LEN.start..).ok_or(FrameProblem::Truncated)?;
+    let at = u32::try_from(offset).map_err(|_| FrameProblem::Truncated)?;
+    if frame_crc(covered, view.seq, at)
+        != LE::read_u32(prefix.get(frame::CRC).ok_or(FrameProblem::Truncated)?)
+    {
+        return Err(FrameProblem::Checksum);
+    }
+    if let Some(checked) = view.checked {
+        checked.insert(offset);
+    }
+    Ok(())
 }
 
 /// Decodes and fully validates the frame at `offset` of a segment: bounds, CRC (unless below the view's
