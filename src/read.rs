@@ -412,6 +412,10 @@ enum Direction {
     Backward(Option<u64>),
 }
 
+/// How many frames ahead of the one decoded a stream read asks for: enough to overlap their misses, few enough
+/// that the CPU's miss queue keeps them all.
+const STREAM_FRAMES_AHEAD: usize = 8;
+
 /// How many locations are copied out of the index per lock acquisition.
 const CHUNK: usize = 64;
 
@@ -533,7 +537,10 @@ impl<'s> StreamEvents<'s> {
         self.buf_at = 0;
         prefetch_frames(
             self.inner,
-            self.buf[..n].iter().map(|&(seg, off, _)| (seg as usize, u64::from(off))),
+            self.buf[..n]
+                .iter()
+                .take(STREAM_FRAMES_AHEAD)
+                .map(|&(seg, off, _)| (seg as usize, u64::from(off))),
         );
         self.cursor = if self.forward { hi } else { lo };
         Ok(())
@@ -564,6 +571,9 @@ impl<'s> Iterator for StreamEvents<'s> {
         }
         let (_, off, version) = self.buf[self.buf_at];
         let map = self.maps[self.buf_at]?;
+        if let Some(&(seg, off, _)) = self.buf[..self.buf_len].get(self.buf_at + STREAM_FRAMES_AHEAD) {
+            prefetch_frames(self.inner, std::iter::once((seg as usize, u64::from(off))));
+        }
         self.buf_at += 1;
         let bad = |fault: FrameFault| {
             Some(Err(Error::corrupt(
