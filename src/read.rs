@@ -412,8 +412,9 @@ enum Direction {
     Backward(Option<u64>),
 }
 
-/// How many frames ahead of the one decoded a stream read asks for: enough to overlap their misses, few enough
-/// that the CPU's miss queue keeps them all.
+/// How many frames ahead of the one decoded a stream read asks for again. A refill asks for its whole chunk at
+/// once, more lines than the CPU keeps in flight, so some of those requests are dropped; asking again a few
+/// frames ahead brings in what was dropped before the decoder gets there.
 const STREAM_FRAMES_AHEAD: usize = 8;
 
 /// How many locations are copied out of the index per lock acquisition.
@@ -537,10 +538,7 @@ impl<'s> StreamEvents<'s> {
         self.buf_at = 0;
         prefetch_frames(
             self.inner,
-            self.buf[..n]
-                .iter()
-                .take(STREAM_FRAMES_AHEAD)
-                .map(|&(seg, off, _)| (seg as usize, u64::from(off))),
+            self.buf[..n].iter().map(|&(seg, off, _)| (seg as usize, u64::from(off))),
         );
         self.cursor = if self.forward { hi } else { lo };
         Ok(())
