@@ -332,8 +332,6 @@ impl<'s> Iterator for AllEvents<'s> {
     }
 }
 
-/// Whether `offset` is where the committed frames of `map` (bounded by `seg_end`) end: no room for a frame's
-/// length field, or a zero one.
 /// Where a walk from position `from` starts: the frame the index locates, or the segment's first frame when
 /// `from` is the segment's first position. The frames before its first event (name definitions) are then walked
 /// too, so the walk starts at the segment's verified watermark and extends it; a walk that starts above the
@@ -346,6 +344,8 @@ fn walk_start(ix: &crate::index::Index, from: u64) -> Result<Option<(usize, u64)
     }))
 }
 
+/// Whether `offset` is where the committed frames of `map` (bounded by `seg_end`) end: no room for a frame's
+/// length field, or a zero one.
 fn at_end(map: &SegmentMap, offset: u64, seg_end: u64) -> bool {
     let bytes = map.committed_from(offset).unwrap_or(&[]);
     let bytes = &bytes[..bytes.len().min(seg_end.saturating_sub(offset) as usize)];
