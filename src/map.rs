@@ -455,7 +455,7 @@ pub(crate) fn prefetch<T>(items: &[T], at: usize) {
     let Some(byte) = items.get(at) else { return };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` is a hint that never faults and has no effect on memory; the pointer comes from a
-    // live reference into the map in any case. SSE is part of the x86_64 baseline.
+    // live reference in any case (into the map, or into the index's lists). SSE is part of the x86_64 baseline.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
             std::ptr::from_ref(byte).cast(),
