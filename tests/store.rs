@@ -319,7 +319,8 @@ fn corruption_is_an_error_on_read_never_an_event() {
 }
 
 /// The event frames of a segment file, in order, as (offset, unpadded length): walked by their length fields (docs/format.md: CRC u32, length
-/// u32, then the kind in the low three bits of the next byte; frames padded to 8 bytes).
+/// u32, then the kind in the low three bits of the next byte; frames padded to 8 bytes). This file runs
+/// without the `testing` feature, so the test kit's `segment_frames` is not at hand.
 fn event_frames(seg: &Path) -> Vec<(u64, u64)> {
     let bytes = std::fs::read(seg).unwrap();
     let (mut at, mut events) = (128usize, Vec::new());
